@@ -1,0 +1,86 @@
+"""Every default number of the farm, in one place, each with the reason it has that value."""
+
+BATCH_SIZE = 32
+"""Keras' own default for ``fit``: the seed experiment used it without saying so."""
+
+SEED = 0
+"""Base seed; a job trains with ``seed + repeat`` so repeats are independent but reproducible."""
+
+MAX_EPOCHS = 10_000
+"""More epochs than this is a typo, not a benchmark."""
+
+MAX_BATCH_SIZE = 65_536
+"""Larger batches do not fit any accelerator we know for these models."""
+
+MAX_REPEATS = 1_000
+"""Statistics stop improving long before this; a larger value is a typo."""
+
+MAX_SAMPLES = 100_000_000
+"""Upper bound for train/test sample caps."""
+
+MAX_JOBS_PER_SWEEP = 100_000
+"""A sweep that expands beyond this is refused before anything is enqueued."""
+
+MAX_MATRIX_AXES = 16
+"""Axes in one sweep matrix."""
+
+MAX_AXIS_VALUES = 1_000
+"""Values on one matrix axis."""
+
+MAX_SWEEP_FILE_BYTES = 1_000_000
+"""A sweep file larger than 1 MB is refused unread."""
+
+MAX_SWEEP_NODES = 100_000
+"""Parsed YAML nodes (aliases counted every time they are used): stops anchor 'bombs'."""
+
+MAX_STRING_LENGTH = 200
+"""Longest free-text value (names, hosts, GPU models) accepted in a spec."""
+
+MAX_UNITS = 65_536
+"""Widest Dense layer a workload accepts."""
+
+MAX_HIDDEN_LAYERS = 64
+"""Deepest MLP a workload accepts."""
+
+STEPS_PER_EXECUTION = 1
+"""Keras' default."""
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+"""Where a lab's broker usually is when nothing else is configured."""
+
+KEY_PREFIX = "farm"
+"""Prefix of every Redis key the farm's store writes."""
+
+BROKER_CONNECT_TIMEOUT_S = 3.0
+"""Submit pings the broker first and fails within this many seconds when it is down."""
+
+JOB_TIME_LIMIT_FLOOR_S = 600.0
+"""The smallest default time limit of a job: start-up and data decoding alone can take minutes."""
+
+JOB_TIME_LIMIT_PER_EPOCH_S = 600.0
+"""Default time allowance per epoch; a sweep may set ``time_limit_s`` per job instead."""
+
+MAX_TIME_LIMIT_S = 7 * 24 * 3600.0
+"""No single job may be allowed to run for more than a week."""
+
+WORKER_HEARTBEAT_S = 5.0
+"""How often a worker refreshes its registry entry and the lease of its running job."""
+
+WORKER_TTL_S = 20.0
+"""A worker whose registry entry is older than this is considered gone."""
+
+LEASE_TTL_S = 30.0
+"""A running job's lease expires this long after its worker's last heartbeat."""
+
+VISIBILITY_TIMEOUT_S = 8 * 24 * 3600.0
+"""Redis redelivers an unacknowledged message after this: longer than the longest allowed job, so a
+running job is never delivered twice; jobs of dead workers come back through the farm's own reaper."""
+
+MAX_ATTEMPTS = 3
+"""A job whose process dies this many times is recorded as failed instead of retried again."""
+
+STATUS_REFRESH_S = 1.0
+"""Refresh period of ``farm status --watch``."""
+
+STALL_GAP_S = 2.0
+"""A gap this long with under 10% CPU use inside a timed phase is flagged as an idle stall."""

@@ -1,0 +1,67 @@
+"""User-facing errors: a list of ``field.path: message`` problems, never a traceback."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the user's input, located by a dotted field path."""
+
+    loc: str
+    msg: str
+
+    def __str__(self) -> str:
+        return f"{self.loc}: {self.msg}" if self.loc else self.msg
+
+
+@dataclass
+class SpecError(Exception):
+    """Input the farm refuses (exit code 2). ``source`` names the file or the thing that was read."""
+
+    problems: list[Problem]
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        head = f"{self.source}: " if self.source else ""
+        lines = [f"{head}{p}" for p in self.problems]
+        return "\n".join(lines)
+
+    @classmethod
+    def one(cls, loc: str, msg: str, source: str = "") -> "SpecError":
+        return cls([Problem(loc, msg)], source)
+
+
+class FarmUnavailable(Exception):
+    """The broker/store cannot be reached: a clear message, exit code 1."""
+
+
+def format_loc(parts: tuple | list) -> str:
+    """``('jobs', 1, 'epochs')`` -> ``jobs[1].epochs``."""
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else str(p)
+    return out
+
+
+def problems_from_validation(err: ValidationError, prefix: tuple = ()) -> list[Problem]:
+    """Turn pydantic's errors into located problems, dropping pydantic's internal tags."""
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        elif msg.startswith("Assertion failed, "):
+            msg = msg[len("Assertion failed, "):]
+        problems.append(Problem(format_loc(prefix + loc), msg))
+    return problems

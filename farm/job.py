@@ -1,0 +1,142 @@
+"""The job: one training run as a validated, hashable value.
+
+A job's id is a hash of its canonical JSON, so re-submitting a sweep enqueues nothing new and a result can be
+joined back to its spec forever. Operational settings that do not change what is measured (the time limit,
+the attempt number) travel beside the spec in the envelope and are not part of the id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+
+from farm import defaults, workloads
+from farm.errors import problems_from_validation
+
+SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+JOB_ID_RE = re.compile(r"^[0-9a-f]{20}$")
+
+Device = Literal["cpu", "gpu"]
+Backend = Literal["tensorflow", "jax", "torch"]
+DataKind = Literal["real", "synthetic"]
+InputPipeline = Literal["farm", "keras"]
+
+
+def check_slug(value: str) -> str:
+    if not SLUG_RE.match(value):
+        raise ValueError("must be a slug: letters, digits, '-', '_' and '.', starting with a letter or digit, "
+                         "at most 100 characters")
+    return value
+
+
+class Requirements(BaseModel):
+    """Hardware a job insists on beyond its device kind; routed by derived queue tags."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    gpu_model: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH,
+                                  description="Substring of the GPU's name, e.g. 'H100'.")
+    min_gpu_memory_gb: float | None = Field(default=None, gt=0, le=100_000)
+    host: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH)
+
+
+class JobSpec(BaseModel):
+    """Everything that determines what a job measures. Validated on submit and again on the worker."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sweep: str = Field(description="Name of the sweep the job belongs to (part of its identity).")
+    workload: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    device: Device = "cpu"
+    backend: Backend = "tensorflow"
+    epochs: int = Field(default=1, ge=1, le=defaults.MAX_EPOCHS)
+    batch_size: int = Field(default=defaults.BATCH_SIZE, ge=1, le=defaults.MAX_BATCH_SIZE)
+    data: DataKind = "real"
+    train_samples: int | None = Field(default=None, ge=1, le=defaults.MAX_SAMPLES)
+    test_samples: int | None = Field(default=None, ge=1, le=defaults.MAX_SAMPLES)
+    seed: int = Field(default=defaults.SEED, ge=0, le=2**31 - 1)
+    repeat: int = Field(default=0, ge=0, lt=defaults.MAX_REPEATS)
+    steps_per_execution: int = Field(default=defaults.STEPS_PER_EXECUTION, ge=1, le=100_000)
+    jit_compile: bool | Literal["auto"] = "auto"
+    mixed_precision: bool = False
+    input_pipeline: InputPipeline = Field(
+        default="farm", description="'farm': the farm's stall-free input pipeline; 'keras': numpy straight "
+        "into fit(), as users run it.")
+    target_accuracy: float | None = Field(default=None, gt=0, le=1)
+    requires: Requirements = Field(default_factory=Requirements)
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweep_is_slug(cls, v: str) -> str:
+        return check_slug(v)
+
+    @field_validator("workload")
+    @classmethod
+    def _known_workload(cls, v: str) -> str:
+        try:
+            workloads.get(v)
+        except workloads.UnknownWorkload as e:
+            raise ValueError(e.args[0]) from None
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _normalise_params(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # Validated by the workload's own model and stored with its defaults filled in, so two spellings of the
+        # same configuration hash to the same id.
+        name = info.data.get("workload")
+        if name is None:  # the workload itself was invalid: that error is reported instead
+            return v
+        try:
+            params = workloads.get(name).validate_params(v)
+        except ValidationError as e:
+            raise ValueError("; ".join(str(p) for p in problems_from_validation(e))) from None
+        return params.model_dump(mode="json")
+
+    @property
+    def seed_effective(self) -> int:
+        return self.seed + self.repeat
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def job_id(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:20]
+
+    def cell(self) -> dict[str, Any]:
+        """The sweep cell this job is a repeat of: everything but the repeat index."""
+        d = self.model_dump(mode="json")
+        d.pop("repeat")
+        return d
+
+    def default_time_limit_s(self) -> float:
+        return min(defaults.MAX_TIME_LIMIT_S,
+                   max(defaults.JOB_TIME_LIMIT_FLOOR_S, defaults.JOB_TIME_LIMIT_PER_EPOCH_S * self.epochs))
+
+
+class JobEnvelope(BaseModel):
+    """What travels on the queue: the spec, its claimed id, and operational settings outside the id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_id: str = Field(pattern=JOB_ID_RE.pattern)
+    sweep_id: str = Field(max_length=200)
+    job: JobSpec
+    time_limit_s: float = Field(gt=0, le=defaults.MAX_TIME_LIMIT_S)
+
+    @model_validator(mode="after")
+    def _id_matches_spec(self) -> "JobEnvelope":
+        if self.job.job_id != self.job_id:
+            raise ValueError(f"job_id {self.job_id} does not match the spec's content hash {self.job.job_id}")
+        return self
+
+    @classmethod
+    def for_job(cls, job: JobSpec, sweep_id: str, time_limit_s: float | None = None) -> "JobEnvelope":
+        return cls(job_id=job.job_id, sweep_id=sweep_id, job=job,
+                   time_limit_s=time_limit_s or job.default_time_limit_s())

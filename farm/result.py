@@ -1,0 +1,132 @@
+"""What a job leaves behind: its state while it lives and one result record when it ends.
+
+A result is written once per job id into the farm's own store (never Celery's result backend, which
+expires). Every field a report uses is here, with units in the name.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from farm.job import JobSpec
+
+RESULT_SCHEMA_VERSION = 1
+
+
+class JobStatus(str, Enum):
+    """The states a job can be in. ``lost`` means its worker died and the job was put back on the queue."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    timed_out = "timed_out"
+    cancelled = "cancelled"
+    lost = "lost"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.timed_out, JobStatus.cancelled})
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class EpochRecord(BaseModel):
+    """One epoch as the timing callback saw it: wall and process-CPU seconds and Keras' logged metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epoch: int
+    wall_s: float
+    cpu_s: float | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+
+class Phases(BaseModel):
+    """Wall seconds of each phase of the child's life (cpu seconds beside them where measured)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spawn_s: float | None = Field(default=None, description="Supervisor's spawn → child's first line of Python.")
+    import_s: float | None = Field(default=None, description="Importing Keras and its backend.")
+    wait_s: float | None = Field(default=None, description="A pre-started child waiting for its job.")
+    data_s: float | None = Field(default=None, description="Loading (from cache) and preparing the data.")
+    build_s: float | None = Field(default=None, description="Building and compiling the model.")
+    train_s: float | None = Field(default=None, description="The whole fit(), first epoch included.")
+    eval_s: float | None = Field(default=None, description="Evaluating on the test set.")
+    total_s: float | None = Field(default=None, description="Spawn → result, as the supervisor saw it.")
+    import_cpu_s: float | None = None
+    data_cpu_s: float | None = None
+    build_cpu_s: float | None = None
+    train_cpu_s: float | None = None
+    eval_cpu_s: float | None = None
+
+
+class JobResult(BaseModel):
+    """The record of one finished job (succeeded or not)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = RESULT_SCHEMA_VERSION
+    job_id: str
+    sweep_id: str
+    job: JobSpec
+    status: JobStatus
+    error: str | None = None
+    attempt: int = 1
+    worker: str | None = None
+    host: str | None = None
+    device_name: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime = Field(default_factory=utcnow)
+    versions: dict[str, str] = Field(default_factory=dict)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    dataset_digest: str | None = None
+    train_samples_used: int | None = None
+    test_samples_used: int | None = None
+    epochs: list[EpochRecord] = Field(default_factory=list)
+    phases: Phases = Field(default_factory=Phases)
+    train_loss: float | None = None
+    train_accuracy: float | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    stalls: list[dict[str, Any]] = Field(default_factory=list)
+    epochs_to_target: int | None = None
+    time_to_target_s: float | None = None
+
+    # Derived figures: computed from ``epochs`` so they can never disagree with it.
+    @property
+    def first_epoch_s(self) -> float | None:
+        return self.epochs[0].wall_s if self.epochs else None
+
+    @property
+    def steady_epoch_s(self) -> float | None:
+        """Median wall time of the epochs after the first (which holds tracing/compilation)."""
+        rest = [e.wall_s for e in self.epochs[1:]]
+        return statistics.median(rest) if rest else None
+
+    @property
+    def steady_samples_per_s(self) -> float | None:
+        s = self.steady_epoch_s
+        if not s or not self.train_samples_used:
+            return None
+        return self.train_samples_used / s
+
+    def to_row(self) -> dict[str, Any]:
+        """One tidy row for ``farm results``: the spec's fields, then what was measured."""
+        from farm.rows import result_row
+
+        return result_row(self)

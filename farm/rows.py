@@ -1,0 +1,74 @@
+"""Flattening jobs and results into tidy rows: one row per job, column names with units."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from farm.job import JobSpec
+    from farm.result import JobResult
+
+# The columns that identify a sweep cell (everything the job varies except the repeat index); reports group
+# by these plus the device name that actually ran the job.
+CELL_COLUMNS = [
+    "workload", "params", "device", "backend", "epochs", "batch_size", "data", "train_samples",
+    "test_samples", "steps_per_execution", "jit_compile", "mixed_precision", "input_pipeline",
+]
+
+RESULT_COLUMNS = [
+    "job_id", "sweep_id", *CELL_COLUMNS, "repeat", "seed", "status", "error", "attempt", "worker", "host",
+    "device_name", "keras_version", "backend_version", "python_version", "train_samples_used",
+    "first_epoch_s", "steady_epoch_s", "steady_samples_per_s", "train_s", "import_s", "data_s", "build_s",
+    "eval_s", "total_s", "train_cpu_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+    "stalls", "epochs_to_target", "time_to_target_s", "dataset_digest", "started_at", "finished_at",
+]
+
+
+def spec_row(job: "JobSpec", job_id: str, sweep_id: str) -> dict[str, Any]:
+    """The columns every row has, known from the spec alone (a job that has not run yet)."""
+    row: dict[str, Any] = {"job_id": job_id, "sweep_id": sweep_id}
+    for col in CELL_COLUMNS:
+        value = getattr(job, col)
+        row[col] = json.dumps(value, sort_keys=True, separators=(",", ":")) if col == "params" else value
+    row["repeat"] = job.repeat
+    row["seed"] = job.seed_effective
+    return row
+
+
+def result_row(result: "JobResult") -> dict[str, Any]:
+    row = spec_row(result.job, result.job_id, result.sweep_id)
+    phases = result.phases
+    row.update(
+        status=result.status.value,
+        error=result.error,
+        attempt=result.attempt,
+        worker=result.worker,
+        host=result.host,
+        device_name=result.device_name,
+        keras_version=result.versions.get("keras"),
+        backend_version=result.versions.get(result.job.backend),
+        python_version=result.versions.get("python"),
+        train_samples_used=result.train_samples_used,
+        first_epoch_s=result.first_epoch_s,
+        steady_epoch_s=result.steady_epoch_s,
+        steady_samples_per_s=result.steady_samples_per_s,
+        train_s=phases.train_s,
+        import_s=phases.import_s,
+        data_s=phases.data_s,
+        build_s=phases.build_s,
+        eval_s=phases.eval_s,
+        total_s=phases.total_s,
+        train_cpu_s=phases.train_cpu_s,
+        train_loss=result.train_loss,
+        train_accuracy=result.train_accuracy,
+        test_loss=result.test_loss,
+        test_accuracy=result.test_accuracy,
+        stalls=len(result.stalls),
+        epochs_to_target=result.epochs_to_target,
+        time_to_target_s=result.time_to_target_s,
+        dataset_digest=result.dataset_digest,
+        started_at=result.started_at.isoformat() if result.started_at else None,
+        finished_at=result.finished_at.isoformat() if result.finished_at else None,
+    )
+    return row

@@ -1,0 +1,65 @@
+"""The workload registry: the only code a worker will ever run.
+
+A job names a workload; it never carries code. Each workload is one module holding its parameter model
+(validated at submit and again on the worker) and the functions that build its Keras model and prepare its
+data. Framework imports happen inside those functions, so the registry itself stays light.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A registered benchmark: what it trains on and how it builds its model."""
+
+    name: str
+    dataset: str
+    params_model: type[BaseModel]
+    build_model: Callable[[BaseModel, tuple[int, ...], int], Any]
+    """(params, input_shape, num_classes) -> a compiled keras.Model."""
+    prepare: Callable[[Any, Any], tuple[Any, Any]]
+    """(x uint8 images, y int labels) -> arrays ready for ``fit`` (the seed's preprocessing)."""
+    description: str = ""
+
+    def validate_params(self, params: dict[str, Any] | None) -> BaseModel:
+        return self.params_model.model_validate(params or {})
+
+
+class UnknownWorkload(KeyError):
+    pass
+
+
+_REGISTRY: dict[str, Workload] = {}
+
+
+def register(workload: Workload) -> Workload:
+    if workload.name in _REGISTRY:
+        raise ValueError(f"workload {workload.name!r} is already registered")
+    _REGISTRY[workload.name] = workload
+    return workload
+
+
+def get(name: str) -> Workload:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY))
+        raise UnknownWorkload(f"unknown workload {name!r} (known: {known})") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def _load_builtin() -> None:
+    from farm.workloads import cifar10_mlp, fashion_mnist_mlp  # noqa: F401  (they register themselves)
+
+
+_load_builtin()
+
+__all__ = ["Workload", "UnknownWorkload", "register", "get", "names"]
