@@ -1,0 +1,97 @@
+"""How long does ``farm.report.aggregate`` take on a big results frame?
+
+Builds a synthetic frame of 100,000 result rows (2,000 sweep cells × 50 repeats: half CPU, half GPU, CPU
+repeats of every 10th cell split over two device names, ~1 % failed rows, some cells without a train_samples cap) and prints the
+time of ``aggregate`` (best of ``--runs``) and of ``speedups``.
+
+    .venv/bin/python benchmarks/report_speed.py [--cells 2000] [--repeats 50] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from farm.report import aggregate, results_frame, speedups  # noqa: E402
+from farm.rows import RESULT_COLUMNS  # noqa: E402
+
+
+def synthetic_frame(cells: int = 2000, repeats: int = 50, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    grid = itertools.product(
+        ["fashion_mnist_mlp", "cifar10_mlp"], ["tensorflow", "jax", "torch"], [32, 64, 128, 256, 512],
+        [1, 8, 32, 128], [True, False, "auto"], [None, 1000, 5000, 10000, 60000], ["cpu", "gpu"],
+    )
+    specs = list(itertools.islice(grid, cells))
+    if len(specs) < cells:
+        raise SystemExit(f"the grid has only {len(specs)} cells")
+    n = cells * repeats
+    cell = np.repeat(np.arange(cells), repeats)
+    rep = np.tile(np.arange(repeats), cells)
+    cols = list(zip(*specs))
+    take = lambda i: np.asarray(cols[i], dtype=object)[cell]  # noqa: E731
+    workload, backend, batch_size, spe, jit, train, device = (take(i) for i in range(7))
+    is_gpu = device == "gpu"
+    base_rate = np.where(is_gpu, 20_000.0, 4_000.0) * (1 + (cell % 7))
+    noise = np.where(cell % 50 == 0, 0.3, 0.03)  # a few noisy cells
+    sps = base_rate * rng.lognormal(0.0, noise)
+    train_used = np.where(pd.isna(train), 60_000, train).astype(float)
+    # CPU repeats of every 10th cell ran on two different machines: the speedup pools them.
+    cpu_name = np.where((cell % 20 < 2) & (rep % 2 == 1), "cpu-b", "cpu-a")
+    status = np.where(rng.random(n) < 0.01, "failed", "succeeded").astype(object)
+    steady_s = train_used / sps
+    df = pd.DataFrame({
+        "job_id": [f"{i:020x}" for i in range(n)], "sweep_id": "bench", "workload": workload,
+        "params": '{"hidden":256}', "device": device, "backend": backend, "epochs": 5, "batch_size": batch_size,
+        "data": "synthetic", "train_samples": train, "test_samples": None, "steps_per_execution": spe,
+        "jit_compile": jit, "mixed_precision": False, "input_pipeline": "farm", "repeat": rep, "seed": rep,
+        "status": status, "device_name": np.where(is_gpu, "NVIDIA H100", cpu_name),
+        "train_samples_used": train_used, "first_epoch_s": steady_s * 3,
+        "steady_epoch_s": np.where(status == "succeeded", steady_s, np.nan),
+        "steady_samples_per_s": np.where(status == "succeeded", sps, np.nan),
+        "test_accuracy": rng.uniform(0.8, 0.9, n),
+    })
+    for col in RESULT_COLUMNS:
+        if col not in df:
+            df[col] = None
+    return df[RESULT_COLUMNS]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+    df = synthetic_frame(args.cells, args.repeats)
+    columns = list(df.columns)
+    rows = [dict(zip(columns, values)) for values in zip(*(df[c].tolist() for c in columns))]
+    t0 = time.perf_counter()
+    results_frame(rows)
+    t_frame = time.perf_counter() - t0
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        report = aggregate(df)
+        times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    head = speedups(report)
+    t_speedups = time.perf_counter() - t0
+    print(f"rows: {len(df):,}  report rows (cell x device name): {len(report):,}  gpu cells with a cpu counterpart: {len(head):,}")
+    print(f"results_frame (from dicts): {t_frame:.2f} s")
+    print(f"aggregate: best {min(times):.2f} s of {args.runs} (all: {', '.join(f'{t:.2f}' for t in times)})")
+    print(f"speedups: {t_speedups * 1000:.1f} ms")
+    print(f"unstable cells: {int(report['unstable'].sum())}  median speedup: "
+          f"{float(np.nanmedian(report['speedup_vs_cpu'])):.2f}")
+
+
+if __name__ == "__main__":
+    main()

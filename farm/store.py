@@ -1,0 +1,184 @@
+"""The farm's system of record, on Redis: sweep manifests, job specs and states, results, live workers.
+
+Keys (``P`` is the key prefix, ``farm`` by default); nothing here expires except worker heartbeats:
+
+- ``P:sweeps``                 zset of sweep ids by submission time
+- ``P:sweep:SID``              the sweep's manifest (JSON: name, source, spec, submitted_at)
+- ``P:sweep:SID:jobs``         list of its job ids in queue order
+- ``P:job:JID``                the job's envelope (JSON), written once
+- ``P:state:JID``              hash: state, queue, worker, attempt, epoch k/N, loss/accuracy, heartbeat, error
+- ``P:result:JID``             the job's result (JSON), written once: ``SET NX``
+- ``P:worker:NAME``            a live worker's registration (JSON), expiring unless its heartbeat renews it
+
+Results are written with ``SET NX`` so a job that ran twice (at-least-once delivery) is recorded once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Iterable, Iterator
+
+import redis
+
+from farm import defaults
+from farm.errors import FarmUnavailable
+from farm.job import JobEnvelope
+from farm.result import JobResult, JobStatus
+from farm.settings import FarmSettings, mask_url
+
+
+def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_TIMEOUT_S) -> redis.Redis:
+    """A client for the farm's Redis that fails fast and clearly when the server is not there."""
+    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=timeout, socket_timeout=max(timeout, 10),
+                                  decode_responses=True, health_check_interval=30, retry_on_timeout=True)
+    try:
+        client.ping()
+    except redis.AuthenticationError as e:
+        raise FarmUnavailable(f"Redis at {mask_url(settings.broker_url)} refused the credentials: {e}") from None
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
+        raise FarmUnavailable(f"cannot reach Redis at {mask_url(settings.broker_url)}: {e}. Start a Redis server, "
+                              "set FARM_BROKER_URL or pass --broker, or use `farm run` for the embedded "
+                              "default.") from None
+    return client
+
+
+class Store:
+    """Typed access to the farm's keys. Every write that must happen once uses NX."""
+
+    def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX) -> None:
+        self.r = client
+        self.p = prefix
+
+    @classmethod
+    def from_settings(cls, settings: FarmSettings) -> "Store":
+        return cls(connect(settings), settings.key_prefix)
+
+    # -- keys -------------------------------------------------------------------------------------------------
+    def k(self, *parts: str) -> str:
+        return ":".join((self.p, *parts))
+
+    # -- sweeps -----------------------------------------------------------------------------------------------
+    def save_sweep(self, sweep_id: str, manifest: dict[str, Any], envelopes: list[JobEnvelope]) -> None:
+        """Record a sweep and its jobs; idempotent (a re-submitted sweep keeps its first manifest)."""
+        pipe = self.r.pipeline()
+        pipe.set(self.k("sweep", sweep_id), json.dumps(manifest), nx=True)
+        pipe.zadd(self.k("sweeps"), {sweep_id: time.time()}, nx=True)
+        for env in envelopes:
+            pipe.set(self.k("job", env.job_id), env.model_dump_json(), nx=True)
+        pipe.execute()
+        jobs_key = self.k("sweep", sweep_id, "jobs")
+        if not self.r.exists(jobs_key):
+            ids = [e.job_id for e in envelopes]
+            for i in range(0, len(ids), 10_000):
+                self.r.rpush(jobs_key, *ids[i:i + 10_000])
+
+    def sweep_manifest(self, sweep_id: str) -> dict[str, Any] | None:
+        raw = self.r.get(self.k("sweep", sweep_id))
+        return json.loads(raw) if raw else None
+
+    def sweep_job_ids(self, sweep_id: str) -> list[str]:
+        return self.r.lrange(self.k("sweep", sweep_id, "jobs"), 0, -1)
+
+    def sweep_ids(self) -> list[str]:
+        return self.r.zrange(self.k("sweeps"), 0, -1)
+
+    def resolve_sweep(self, prefix: str) -> str | None:
+        """A sweep id from a unique prefix of it (or its name, picking the latest submission)."""
+        ids = self.sweep_ids()
+        if prefix in ids:
+            return prefix
+        matches = [s for s in ids if s.startswith(prefix)]
+        return matches[-1] if matches else None
+
+    # -- jobs -------------------------------------------------------------------------------------------------
+    def envelope(self, job_id: str) -> JobEnvelope | None:
+        raw = self.r.get(self.k("job", job_id))
+        return JobEnvelope.model_validate_json(raw) if raw else None
+
+    def envelopes(self, job_ids: list[str]) -> list[JobEnvelope | None]:
+        out: list[JobEnvelope | None] = []
+        for chunk in _chunks(job_ids, 5000):
+            raws = self.r.mget([self.k("job", j) for j in chunk])
+            out.extend(JobEnvelope.model_validate_json(r) if r else None for r in raws)
+        return out
+
+    def claim_queued(self, job_id: str, queue: str) -> bool:
+        """Mark a job queued unless it already has a state; True if this call claimed it."""
+        key = self.k("state", job_id)
+        claimed = self.r.hsetnx(key, "state", JobStatus.queued.value)
+        if claimed:
+            self.r.hset(key, mapping={"queue": queue, "queued_at": time.time(), "updated_at": time.time()})
+        return bool(claimed)
+
+    def unclaim(self, job_ids: Iterable[str]) -> None:
+        ids = list(job_ids)
+        if ids:
+            self.r.delete(*[self.k("state", j) for j in ids])
+
+    def set_state(self, job_id: str, state: JobStatus, **fields: Any) -> None:
+        mapping = {"state": state.value, "updated_at": time.time(),
+                   **{k: ("" if v is None else v) for k, v in fields.items()}}
+        self.r.hset(self.k("state", job_id), mapping=mapping)
+
+    def update_progress(self, job_id: str, **fields: Any) -> None:
+        mapping = {k: ("" if v is None else v) for k, v in fields.items()}
+        mapping["updated_at"] = time.time()
+        self.r.hset(self.k("state", job_id), mapping=mapping)
+
+    def state(self, job_id: str) -> dict[str, str]:
+        return self.r.hgetall(self.k("state", job_id))
+
+    def states(self, job_ids: list[str]) -> list[dict[str, str]]:
+        out: list[dict[str, str]] = []
+        for chunk in _chunks(job_ids, 2000):
+            pipe = self.r.pipeline(transaction=False)
+            for j in chunk:
+                pipe.hgetall(self.k("state", j))
+            out.extend(pipe.execute())
+        return out
+
+    # -- results ----------------------------------------------------------------------------------------------
+    def record_result(self, result: JobResult) -> bool:
+        """Write a job's result once; False (and nothing written) if it already has one."""
+        written = self.r.set(self.k("result", result.job_id), result.model_dump_json(), nx=True)
+        if written:
+            self.set_state(result.job_id, result.status, worker=result.worker, error=result.error,
+                           finished_at=time.time())
+        return bool(written)
+
+    def has_result(self, job_id: str) -> bool:
+        return bool(self.r.exists(self.k("result", job_id)))
+
+    def result(self, job_id: str) -> JobResult | None:
+        raw = self.r.get(self.k("result", job_id))
+        return JobResult.model_validate_json(raw) if raw else None
+
+    def results(self, job_ids: list[str]) -> list[JobResult | None]:
+        out: list[JobResult | None] = []
+        for chunk in _chunks(job_ids, 2000):
+            raws = self.r.mget([self.k("result", j) for j in chunk])
+            out.extend(JobResult.model_validate_json(r) if r else None for r in raws)
+        return out
+
+    def raw_results(self, job_ids: list[str]) -> Iterator[str | None]:
+        for chunk in _chunks(job_ids, 2000):
+            yield from self.r.mget([self.k("result", j) for j in chunk])
+
+    # -- workers ----------------------------------------------------------------------------------------------
+    def register_worker(self, name: str, info: dict[str, Any], ttl_s: float = defaults.WORKER_TTL_S) -> None:
+        self.r.set(self.k("worker", name), json.dumps({**info, "heartbeat_at": time.time()}), px=int(ttl_s * 1000))
+
+    def unregister_worker(self, name: str) -> None:
+        self.r.delete(self.k("worker", name))
+
+    def live_workers(self) -> list[dict[str, Any]]:
+        keys = sorted(self.r.scan_iter(match=self.k("worker", "*"), count=1000))
+        if not keys:
+            return []
+        return [json.loads(v) for v in self.r.mget(keys) if v]
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

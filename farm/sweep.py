@@ -1,0 +1,209 @@
+"""Sweeps: a file names workloads, a matrix of settings and a repeat count; expansion yields the jobs.
+
+Each entry of ``jobs`` is crossed with every combination of ``matrix`` and with ``repeats``. Precedence for a
+field: the job entry, then the matrix, then ``defaults``; ``params`` merge key by key in the same order, and a
+matrix axis may name one parameter as ``params.NAME``. Repeats are interleaved (all cells once, then all cells
+again, …) so drift of a machine over time does not masquerade as a difference between cells.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from farm import defaults as limits
+from farm.errors import Problem, SpecError, problems_from_validation
+from farm.job import JobEnvelope, JobSpec, check_slug
+from farm.sweep_file import read_sweep_file
+
+JOB_FIELDS = frozenset(JobSpec.model_fields) - {"sweep", "repeat"}
+ENTRY_ONLY_FIELDS = frozenset({"time_limit_s"})
+MAX_PROBLEMS_SHOWN = 20
+
+
+class SweepSpec(BaseModel):
+    """The sweep file's top level, validated before anything is expanded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str | None = Field(default=None, max_length=2000)
+    repeats: int = Field(default=1, ge=1, le=limits.MAX_REPEATS)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    matrix: dict[str, list[Any]] = Field(default_factory=dict, max_length=limits.MAX_MATRIX_AXES)
+    jobs: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+    time_limit_s: float | None = Field(default=None, gt=0, le=limits.MAX_TIME_LIMIT_S,
+                                       description="Per-job time limit; default grows with the epochs.")
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        return check_slug(v)
+
+
+@dataclass
+class Sweep:
+    """An expanded sweep: its id, the spec it came from and its jobs in queue order."""
+
+    spec: SweepSpec
+    sweep_id: str
+    jobs: list[JobSpec]
+    time_limits: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+
+    def envelopes(self) -> list[JobEnvelope]:
+        return [JobEnvelope.for_job(j, self.sweep_id, self.time_limits.get(j.job_id)) for j in self.jobs]
+
+    @property
+    def cells(self) -> int:
+        return len({j.job_id for j in self.jobs if j.repeat == 0})
+
+
+def _check_keys(spec: SweepSpec) -> list[Problem]:
+    problems = []
+    for key in spec.defaults:
+        if key not in JOB_FIELDS and key not in ENTRY_ONLY_FIELDS:
+            problems.append(Problem(f"defaults.{key}", "unknown field"))
+    for i, entry in enumerate(spec.jobs):
+        for key in entry:
+            if key not in JOB_FIELDS and key not in ENTRY_ONLY_FIELDS:
+                problems.append(Problem(f"jobs[{i}].{key}", "unknown field"))
+        if "workload" not in entry and "workload" not in spec.defaults:
+            problems.append(Problem(f"jobs[{i}].workload", "field required"))
+    for key, values in spec.matrix.items():
+        field_name = key.split(".", 1)[0]
+        if field_name not in JOB_FIELDS or (key.startswith("params.") is False and "." in key):
+            problems.append(Problem(f"matrix.{key}", "unknown job field (use a job field or params.NAME)"))
+        elif field_name == "workload" and "." in key:
+            problems.append(Problem(f"matrix.{key}", "unknown job field"))
+        if not values:
+            problems.append(Problem(f"matrix.{key}", "empty axis: give at least one value"))
+        elif len(values) > limits.MAX_AXIS_VALUES:
+            problems.append(Problem(f"matrix.{key}", f"more than {limits.MAX_AXIS_VALUES} values"))
+    return problems
+
+
+def _merge(spec: SweepSpec, index: int, entry: dict[str, Any],
+           combo: tuple[tuple[str, int, Any], ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The fields of one cell and, for each field, where its value came from (for error messages)."""
+    fields: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    params: dict[str, Any] = {}
+    params_origin = "defaults.params"
+
+    def put(key: str, value: Any, where: str) -> None:
+        nonlocal params_origin
+        if key == "params":
+            if not isinstance(value, dict):
+                fields["params"] = value  # let validation say what is wrong with it
+                origin["params"] = where
+                return
+            params.update(copy.deepcopy(value))
+            params_origin = where
+        elif key.startswith("params."):
+            params[key.split(".", 1)[1]] = copy.deepcopy(value)
+            params_origin = where
+        else:
+            fields[key] = copy.deepcopy(value)
+            origin[key] = where
+
+    for key, value in spec.defaults.items():
+        put(key, value, f"defaults.{key}")
+    for key, k, value in combo:
+        put(key, value, f"matrix.{key}[{k}]")
+    for key, value in entry.items():
+        put(key, value, f"jobs[{index}].{key}")
+    if "params" not in fields:
+        fields["params"] = params
+        origin["params"] = params_origin
+    return fields, origin
+
+
+def _relocate(problems: list[Problem], origin: dict[str, str]) -> list[Problem]:
+    """Point each validation problem at the place in the file that supplied the bad value."""
+    out = []
+    for p in problems:
+        head, sep, rest = p.loc.partition(".")
+        head_field = head.split("[", 1)[0]
+        if head_field in origin:
+            where = origin[head_field]
+            tail = p.loc[len(head_field):]
+            loc = where + tail if not where.endswith(f".{head_field}") or not tail else where + tail
+            out.append(Problem(loc, p.msg))
+        else:
+            out.append(p)
+    return out
+
+
+def expand(spec: SweepSpec, source: str = "") -> Sweep:
+    """Validate every cell and lay out the jobs; raise SpecError listing every problem found."""
+    problems = _check_keys(spec)
+    axes = list(spec.matrix.items())
+    n_combos = math.prod(len(v) for _, v in axes) if axes else 1
+    total = len(spec.jobs) * n_combos * spec.repeats
+    if total > limits.MAX_JOBS_PER_SWEEP:
+        problems.append(Problem("matrix", f"the sweep expands to {total} jobs, more than "
+                                          f"{limits.MAX_JOBS_PER_SWEEP}"))
+    if problems:
+        raise SpecError(problems, source)
+
+    cells: dict[str, JobSpec] = {}
+    time_limits: dict[str, float] = {}
+    seen: set[Problem] = set()
+    for index, entry in enumerate(spec.jobs):
+        for choice in itertools.product(*[list(enumerate(values)) for _, values in axes]):
+            combo = tuple((axes[a][0], k, v) for a, (k, v) in enumerate(choice))
+            fields, origin = _merge(spec, index, entry, combo)
+            limit = fields.pop("time_limit_s", spec.time_limit_s)
+            try:
+                job = JobSpec(sweep=spec.name, repeat=0, **fields)
+            except ValidationError as e:
+                for p in _relocate(problems_from_validation(e), origin):
+                    if p not in seen:
+                        seen.add(p)
+                        problems.append(p)
+                continue
+            cells.setdefault(job.job_id, job)
+            if limit is not None:
+                if not isinstance(limit, (int, float)) or not 0 < limit <= limits.MAX_TIME_LIMIT_S:
+                    problems.append(Problem(origin.get("time_limit_s", "time_limit_s"),
+                                            f"must be a number of seconds in (0, {limits.MAX_TIME_LIMIT_S:.0f}]"))
+                time_limits[job.job_id] = float(limit) if isinstance(limit, (int, float)) else 0.0
+        if len(problems) >= MAX_PROBLEMS_SHOWN:
+            break
+    if problems:
+        raise SpecError(problems[:MAX_PROBLEMS_SHOWN], source)
+
+    jobs: list[JobSpec] = []
+    job_limits: dict[str, float] = {}
+    for repeat in range(spec.repeats):
+        for cell_id, cell in cells.items():
+            job = cell if repeat == 0 else JobSpec.model_validate({**cell.model_dump(), "repeat": repeat})
+            jobs.append(job)
+            if cell_id in time_limits:
+                job_limits[job.job_id] = time_limits[cell_id]
+    digest = hashlib.sha256("\n".join(sorted(j.job_id for j in jobs)).encode()).hexdigest()[:8]
+    return Sweep(spec=spec, sweep_id=f"{spec.name}-{digest}", jobs=jobs, time_limits=job_limits, source=source)
+
+
+def load_sweep_data(data: dict[str, Any], source: str = "", name: str | None = None) -> Sweep:
+    if name is not None:
+        data = {**data, "name": name}
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(problems_from_validation(e), source) from None
+    return expand(spec, source)
+
+
+def load_sweep(path: Path | str, name: str | None = None) -> Sweep:
+    """Read, validate and expand a sweep file. ``name`` overrides the file's name (to run it again afresh)."""
+    path = Path(path)
+    return load_sweep_data(read_sweep_file(path), str(path), name)

@@ -1,0 +1,1 @@
+"""The worker side: device probing, job supervision and the training child."""

@@ -1,0 +1,77 @@
+"""The training child: one fresh process per job.
+
+Protocol (JSON lines): the supervisor starts ``python -m workers.child`` with ``KERAS_BACKEND`` and device
+visibility already in its environment. The child imports Keras and its backend, announces ``ready``, reads one
+job envelope from stdin, validates it again, trains, and writes ``epoch``/``phase`` events and finally one
+``result`` (or ``error``) event to its event stream, then exits. The event stream is the original stdout; the
+child points its own fd 1 at stderr so nothing a library prints can corrupt the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+
+def _event_stream() -> Any:
+    stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return stream
+
+
+def main() -> int:
+    t_main = time.time()
+    spawn_t = float(os.environ.get("FARM_SPAWN_T", t_main))
+    events = _event_stream()
+
+    def emit(event: dict[str, Any]) -> None:
+        events.write(json.dumps(event, default=str) + "\n")
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    w0, c0 = time.perf_counter(), time.process_time()
+    try:
+        from workers.training import framework_versions
+
+        versions = framework_versions(backend)  # imports keras, which imports its backend
+        if backend == "jax":
+            import jax  # noqa: F401  (keras imports it lazily in places; count it in the import phase)
+    except Exception as e:  # noqa: BLE001
+        emit({"event": "error", "error": f"importing Keras with the {backend} backend failed: {e!r}",
+              "traceback": traceback.format_exc()})
+        return 3
+    emit({"event": "ready", "pid": os.getpid(), "spawn_s": t_main - spawn_t, "import_s": time.perf_counter() - w0,
+          "import_cpu_s": time.process_time() - c0, "versions": versions})
+
+    w_wait = time.perf_counter()
+    line = sys.stdin.readline()
+    wait_s = time.perf_counter() - w_wait
+    if not line:
+        return 0  # the supervisor had no job for this pre-started child
+    try:
+        from farm.job import JobEnvelope
+        from farm.settings import FarmSettings
+
+        envelope = JobEnvelope.model_validate_json(line)
+        settings = FarmSettings()  # the supervisor put the data settings into our FARM_* environment
+        if envelope.job.backend != backend:
+            raise RuntimeError(f"child started for backend {backend} got a {envelope.job.backend} job")
+        emit({"event": "started", "job_id": envelope.job_id, "wait_s": wait_s})
+        from workers.training import train
+
+        out = train(envelope, settings, emit)
+    except Exception as e:  # noqa: BLE001 - every failure becomes a recorded result
+        emit({"event": "error", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+        return 4
+    out["phases"]["wait_s"] = wait_s
+    emit({"event": "result", **out})
+    events.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

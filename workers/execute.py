@@ -1,0 +1,163 @@
+"""Handling one delivered job: validate it again, make sure nobody else runs it, run it, record it once.
+
+At-least-once delivery meets exactly-once recording here: a job that already has a result is skipped; a job
+whose lease another worker holds (Redis redelivered a long job, or someone re-enqueued it) is skipped; the
+result is written with SET NX. A job whose process keeps dying is given up on after ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from farm.errors import problems_from_validation
+from farm.fingerprint import host_facts
+from farm.job import JobEnvelope
+from farm.result import EpochRecord, JobResult, JobStatus, Phases
+from farm.settings import FarmSettings
+from farm.store import Store
+from workers.supervisor import ChildOutcome, run_child
+
+log = logging.getLogger("farm.worker")
+
+
+class JobExecutor:
+    """One worker's job handler; the Celery task is a thin wrapper around :meth:`handle`."""
+
+    def __init__(self, store: Store, settings: FarmSettings, worker_name: str, *,
+                 gpu_ids: list[str] | None = None, on_busy: Callable[[str | None], None] = lambda j: None) -> None:
+        self.store = store
+        self.settings = settings
+        self.worker = worker_name
+        self.gpu_ids = gpu_ids
+        self.on_busy = on_busy
+        self.facts = host_facts()
+
+    # -- message intake ---------------------------------------------------------------------------------------
+    def validate(self, payload: Any) -> JobEnvelope | None:
+        """The job again, from the wire: a payload that is not a valid job is logged and refused."""
+        try:
+            return JobEnvelope.model_validate(payload)
+        except ValidationError as e:
+            reason = "; ".join(str(p) for p in problems_from_validation(e))[:2000]
+        except Exception as e:  # noqa: BLE001
+            reason = f"{type(e).__name__}: {e}"[:2000]
+        log.error("refused a message that is not a valid farm job: %s", reason)
+        self.store.r.lpush(self.store.k("rejected"), f"{time.time():.3f} {self.worker}: {reason}")
+        self.store.r.ltrim(self.store.k("rejected"), 0, 999)
+        return None
+
+    def handle(self, payload: Any) -> str:
+        envelope = self.validate(payload)
+        if envelope is None:
+            return "rejected"
+        job_id = envelope.job_id
+        if self.store.has_result(job_id):
+            log.info("job %s already has a result: skipped", job_id)
+            return "duplicate"
+        lease_key = self.store.k("lease", job_id)
+        ttl_ms = int(self.settings.lease_ttl_s * 1000)
+        if not self.store.r.set(lease_key, self.worker, nx=True, px=ttl_ms):
+            log.warning("job %s is leased by %s: not running it twice", job_id, self.store.r.get(lease_key))
+            return "leased"
+        try:
+            attempt = int(self.store.r.incr(self.store.k("attempts", job_id)))
+            if attempt > self.settings.max_attempts:
+                self._record(envelope, ChildOutcome(status="failed", error=(
+                    f"gave up after {attempt - 1} attempts: the job's process died every time")), attempt)
+                return "failed"
+            return self._run(envelope, attempt, lease_key, ttl_ms)
+        finally:
+            # Release only our own lease.
+            if self.store.r.get(lease_key) == self.worker:
+                self.store.r.delete(lease_key)
+
+    # -- running ----------------------------------------------------------------------------------------------
+    def _run(self, envelope: JobEnvelope, attempt: int, lease_key: str, ttl_ms: int) -> str:
+        job_id = envelope.job_id
+        self.store.set_state(job_id, JobStatus.running, worker=self.worker, attempt=attempt, started_at=time.time(),
+                             heartbeat_at=time.time(), epoch=0, epochs=envelope.job.epochs, error=None)
+        self.on_busy(job_id)
+        stop = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop.wait(self.settings.heartbeat_s):
+                self.store.r.set(lease_key, self.worker, px=ttl_ms)
+                self.store.update_progress(job_id, heartbeat_at=time.time())
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+
+        def on_event(event: dict[str, Any]) -> None:
+            kind = event.get("event")
+            if kind == "epoch":
+                self.store.update_progress(job_id, epoch=event["epoch"], epochs=event["epochs"],
+                                           loss=event.get("loss"), accuracy=event.get("accuracy"),
+                                           heartbeat_at=time.time())
+            elif kind in ("phase", "started", "ready"):
+                self.store.update_progress(job_id, phase=event.get("phase", kind), heartbeat_at=time.time())
+
+        try:
+            outcome = run_child(envelope, self.settings, on_event, gpu_ids=self.gpu_ids,
+                                should_stop=lambda: self._cancelled(envelope))
+        finally:
+            stop.set()
+            beat.join(timeout=5)
+            self.on_busy(None)
+        self._record(envelope, outcome, attempt)
+        return outcome.status
+
+    def _cancelled(self, envelope: JobEnvelope) -> str | None:
+        keys = [self.store.k("cancel", envelope.sweep_id), self.store.k("cancel", envelope.job_id)]
+        return "cancelled" if self.store.r.exists(*keys) else None
+
+    def _record(self, envelope: JobEnvelope, outcome: ChildOutcome, attempt: int) -> None:
+        result = build_result(envelope, outcome, attempt, self.worker, self.facts)
+        if self.store.record_result(result):
+            log.info("job %s %s%s", envelope.job_id, result.status.value,
+                     f": {result.error}" if result.error else "")
+        else:
+            log.warning("job %s already had a result: this run's record was dropped", envelope.job_id)
+
+
+def build_result(envelope: JobEnvelope, outcome: ChildOutcome, attempt: int, worker: str,
+                 facts: dict[str, Any]) -> JobResult:
+    ready, res = outcome.ready, outcome.result
+    phases = dict(res.get("phases", {}))
+    phases.update(spawn_s=ready.get("spawn_s"), import_s=ready.get("import_s"),
+                  import_cpu_s=ready.get("import_cpu_s"), total_s=outcome.total_s or None)
+    error = outcome.error
+    if error and outcome.stderr_tail and outcome.status == "failed":
+        error = f"{error}\n--- stderr (tail) ---\n{outcome.stderr_tail[-3000:]}"
+    environment = {**facts, "versions": ready.get("versions", {})}
+    return JobResult(
+        job_id=envelope.job_id,
+        sweep_id=envelope.sweep_id,
+        job=envelope.job,
+        status=JobStatus(outcome.status),
+        error=error,
+        attempt=attempt,
+        worker=worker,
+        host=facts.get("host"),
+        device_name=res.get("device_name"),
+        started_at=datetime.fromtimestamp(outcome.started_at, timezone.utc) if outcome.started_at else None,
+        versions=ready.get("versions", {}),
+        environment=environment,
+        dataset_digest=res.get("dataset_digest"),
+        train_samples_used=res.get("train_samples_used"),
+        test_samples_used=res.get("test_samples_used"),
+        epochs=[EpochRecord(**{k: v for k, v in e.items() if k in EpochRecord.model_fields})
+                for e in res.get("epochs", [])],
+        phases=Phases(**{k: v for k, v in phases.items() if k in Phases.model_fields}),
+        train_loss=res.get("train_loss"),
+        train_accuracy=res.get("train_accuracy"),
+        test_loss=res.get("test_loss"),
+        test_accuracy=res.get("test_accuracy"),
+        epochs_to_target=res.get("epochs_to_target"),
+        time_to_target_s=res.get("time_to_target_s"),
+    )

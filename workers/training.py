@@ -1,0 +1,174 @@
+"""The training itself, run inside the child process after Keras is imported with its backend.
+
+Everything framework-specific is here: seeding the active backend, the input pipeline, device naming,
+building, fitting and evaluating. The returned dict becomes most of the job's result.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable
+
+from farm import workloads
+from farm.fingerprint import cpu_model
+from farm.job import JobEnvelope
+from farm.settings import FarmSettings
+from workers.timing import PhaseClock, epoch_callback
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+def seed_everything(seed: int, backend: str) -> None:
+    """What ``keras.utils.set_random_seed`` does, without importing TensorFlow under other backends."""
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+
+        global_state.set_global_attribute("global_random_seed", seed)
+        global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    except ImportError:  # a Keras without these internals: the Python/NumPy seeds still hold
+        pass
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)
+    elif backend == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def device_name(device: str, backend: str) -> str:
+    """The name of the device the job actually ran on, as the framework reports it."""
+    if device == "cpu":
+        return cpu_model()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                return tf.config.experimental.get_device_details(gpus[0]).get("device_name", gpus[0].name)
+        elif backend == "jax":
+            import jax
+
+            gpus = [d for d in jax.devices() if d.platform == "gpu"]
+            if gpus:
+                return gpus[0].device_kind
+        elif backend == "torch":
+            import torch
+
+            if torch.cuda.is_available():
+                return torch.cuda.get_device_name(0)
+    except Exception as e:  # noqa: BLE001 - naming must never fail a job
+        return f"gpu (unnamed: {e})"
+    raise RuntimeError(f"the job asks for a GPU but the {backend} backend sees none in this process")
+
+
+def tf_dataset(x: Any, y: Any, batch_size: int, seed: int) -> Any:
+    """A tf.data pipeline that shuffles indices and gathers batches, with autotune off.
+
+    Keras' own numpy path builds a tf.data iterator per epoch whose teardown waits for its autotune thread:
+    measured here as 3–50 s of idle time at epoch boundaries. This pipeline has no autotune thread.
+    """
+    import tensorflow as tf
+
+    n = x.shape[0]
+    xs, ys = tf.constant(x), tf.constant(y)
+    ds = (tf.data.Dataset.range(n)
+          .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+          .batch(batch_size)
+          .map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)), num_parallel_calls=1))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_optimization.apply_default_optimizations = False
+    return ds.with_options(options).prefetch(1)
+
+
+def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str, Any]:
+    import keras
+
+    from farm.datasets import load_dataset
+
+    job = envelope.job
+    workload = workloads.get(job.workload)
+    clock = PhaseClock()
+    seed = job.seed_effective
+
+    with clock.phase("data"):
+        ds = load_dataset(workload.dataset, job.data, data_dir=settings.data_dir, cache_dir=settings.cache_dir,
+                          seed=seed, train_samples=job.train_samples, test_samples=job.test_samples,
+                          allow_download=settings.allow_download)
+        x_train, y_train = workload.prepare(ds.x_train, ds.y_train)
+        x_test, y_test = workload.prepare(ds.x_test, ds.y_test)
+    emit({"event": "phase", "phase": "data", "s": clock.wall["data"]})
+
+    name = device_name(job.device, job.backend)
+    with clock.phase("build"):
+        seed_everything(seed, job.backend)
+        if job.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16" if job.device == "gpu" else "mixed_bfloat16")
+        params = workload.validate_params(job.params)
+        model, optimizer, loss = workload.build_model(params, tuple(ds.input_shape), ds.num_classes)
+        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
+                      steps_per_execution=job.steps_per_execution, jit_compile=job.jit_compile)
+    emit({"event": "phase", "phase": "build", "s": clock.wall["build"]})
+
+    timer = epoch_callback(emit, job.epochs)
+    validation = (x_test, y_test) if job.target_accuracy is not None else None
+    with clock.phase("train"):
+        if job.backend == "tensorflow" and job.input_pipeline == "farm":
+            model.fit(tf_dataset(x_train, y_train, job.batch_size, seed), epochs=job.epochs, verbose=0, shuffle=False,
+                      callbacks=[timer], validation_data=validation, validation_batch_size=job.batch_size)
+        else:
+            model.fit(x_train, y_train, batch_size=job.batch_size, epochs=job.epochs, verbose=0, shuffle=True,
+                      callbacks=[timer], validation_data=validation, validation_batch_size=job.batch_size)
+    with clock.phase("eval"):
+        test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=job.batch_size, verbose=0)
+
+    epochs = timer.records
+    last = epochs[-1] if epochs else {}
+    out: dict[str, Any] = {
+        "device_name": name,
+        "dataset_digest": ds.digest,
+        "train_samples_used": int(x_train.shape[0]),
+        "test_samples_used": int(x_test.shape[0]),
+        "epochs": epochs,
+        "phases": {"data_s": clock.wall["data"], "build_s": clock.wall["build"], "train_s": clock.wall["train"],
+                   "eval_s": clock.wall["eval"], "data_cpu_s": clock.cpu["data"], "build_cpu_s": clock.cpu["build"],
+                   "train_cpu_s": clock.cpu["train"], "eval_cpu_s": clock.cpu["eval"]},
+        "train_loss": last.get("loss"),
+        "train_accuracy": last.get("accuracy"),
+        "test_loss": float(test_loss),
+        "test_accuracy": float(test_acc),
+    }
+    if job.target_accuracy is not None:
+        elapsed = 0.0
+        for rec in epochs:
+            elapsed += rec["wall_s"]
+            if rec.get("val_accuracy") is not None and rec["val_accuracy"] >= job.target_accuracy:
+                out["epochs_to_target"], out["time_to_target_s"] = rec["epoch"], elapsed
+                break
+    return out
+
+
+def framework_versions(backend: str) -> dict[str, str]:
+    import platform
+    from importlib import metadata
+
+    import keras
+
+    versions = {"python": platform.python_version(), "keras": keras.__version__}
+    module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+    try:
+        versions[backend] = __import__(module).__version__
+    except Exception:  # noqa: BLE001
+        try:
+            versions[backend] = metadata.version(module)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions

@@ -1,0 +1,84 @@
+"""``farm worker``: probe the machine, register, and consume the queues of this worker's tags, one job at a time.
+
+The Celery worker runs with the solo pool: the worker process itself supervises the job, and the training
+happens in a fresh child process per job, so there is nothing to gain from Celery's own process pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from farm import __version__
+from farm.queue import make_app
+from farm.routing import queue_for_tag
+from farm.settings import FarmSettings
+from farm.store import Store
+from workers.execute import JobExecutor
+from workers.task import register
+
+log = logging.getLogger("farm.worker")
+
+
+@dataclass
+class WorkerPlan:
+    """What a worker will serve: its name, tags (hence queues) and, for a pinned GPU worker, its GPU ids."""
+
+    name: str
+    tags: list[str]
+    gpu_ids: list[str] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queues(self) -> list[str]:
+        return [queue_for_tag(t) for t in self.tags]
+
+
+def default_name(tags: list[str]) -> str:
+    kind = "gpu" if "gpu" in tags else "cpu"
+    return f"{kind}@{socket.gethostname()}.{os.getpid()}"
+
+
+def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INFO") -> None:
+    """Start a Celery worker for ``plan``; returns when the worker shuts down (Ctrl-C / SIGTERM)."""
+    logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = Store.from_settings(settings)
+    current: dict[str, str | None] = {"job": None}
+    info = {**plan.info, "name": plan.name, "tags": plan.tags, "queues": plan.queues, "pid": os.getpid(),
+            "host": socket.gethostname(), "benchfarm": __version__, "gpu_ids": plan.gpu_ids}
+
+    def beat() -> None:
+        store.register_worker(plan.name, {**info, "job": current["job"]}, ttl_s=settings.heartbeat_s * 4)
+
+    def set_busy(job_id: str | None) -> None:
+        current["job"] = job_id
+        beat()
+
+    executor = JobExecutor(store, settings, plan.name, gpu_ids=plan.gpu_ids, on_busy=set_busy)
+    app = make_app(settings, plan.queues)
+    register(app, executor)
+    stop = threading.Event()
+
+    def heartbeat_loop() -> None:
+        while not stop.wait(settings.heartbeat_s):
+            try:
+                beat()
+            except Exception as e:  # noqa: BLE001 - Redis may be restarting; keep trying
+                log.warning("heartbeat failed: %s", e)
+
+    beat()
+    threading.Thread(target=heartbeat_loop, daemon=True, name="farm-heartbeat").start()
+    log.info("worker %s serving %s", plan.name, ", ".join(plan.queues))
+    try:
+        app.worker_main(["worker", "--pool=solo", "--concurrency=1", "-Q", ",".join(plan.queues), "-n", plan.name,
+                         f"--loglevel={loglevel}", "--without-mingle", "--without-gossip", "-E"])
+    finally:
+        stop.set()
+        try:
+            store.unregister_worker(plan.name)
+        except Exception:  # noqa: BLE001
+            pass
