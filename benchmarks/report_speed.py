@@ -1,8 +1,9 @@
 """How long does ``farm.report.aggregate`` take on a big results frame?
 
-Builds a synthetic frame of 100,000 result rows (2,000 sweep cells × 50 repeats: half CPU, half GPU, CPU
-repeats of every 10th cell split over two device names, ~1 % failed rows, some cells without a train_samples cap) and prints the
-time of ``aggregate`` (best of ``--runs``) and of ``speedups``.
+Builds a synthetic frame of 100,000 result rows (2,000 sweep cells × 50 repeats: half CPU, half GPU; the
+repeats of every 10th CPU cell split over two device names; ~1 % failed rows; some cells without a
+train_samples cap) and prints the time of ``results_frame`` on the same rows as dicts, of ``aggregate`` (best
+of ``--runs``) and of ``speedups``.
 
     .venv/bin/python benchmarks/report_speed.py [--cells 2000] [--repeats 50] [--runs 3]
 """
@@ -44,7 +45,7 @@ def synthetic_frame(cells: int = 2000, repeats: int = 50, seed: int = 0) -> pd.D
     noise = np.where(cell % 50 == 0, 0.3, 0.03)  # a few noisy cells
     sps = base_rate * rng.lognormal(0.0, noise)
     train_used = np.where(pd.isna(train), 60_000, train).astype(float)
-    # CPU repeats of every 10th cell ran on two different machines: the speedup pools them.
+    # The repeats of every 10th CPU cell ran on two different machines: the speedup pools them.
     cpu_name = np.where((cell % 20 < 2) & (rep % 2 == 1), "cpu-b", "cpu-a")
     status = np.where(rng.random(n) < 0.01, "failed", "succeeded").astype(object)
     steady_s = train_used / sps
@@ -85,7 +86,8 @@ def main() -> None:
     t0 = time.perf_counter()
     head = speedups(report)
     t_speedups = time.perf_counter() - t0
-    print(f"rows: {len(df):,}  report rows (cell x device name): {len(report):,}  gpu cells with a cpu counterpart: {len(head):,}")
+    print(f"rows: {len(df):,}  report rows (cell x device name): {len(report):,}  "
+          f"gpu cells with a cpu counterpart: {len(head):,}")
     print(f"results_frame (from dicts): {t_frame:.2f} s")
     print(f"aggregate: best {min(times):.2f} s of {args.runs} (all: {', '.join(f'{t:.2f}' for t in times)})")
     print(f"speedups: {t_speedups * 1000:.1f} ms")

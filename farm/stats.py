@@ -11,8 +11,9 @@ Conventions, used everywhere in this module:
   into the *sorted* sample, drawn in row chunks once ``n_boot * n`` passes 4 million (so the input order does
   not matter, and for smaller samples the result equals ``np.quantile(np.median(np.sort(x)[idx], axis=1), ...)``
   exactly). The indices depend only on ``(seed, n, n_boot)``, so the vectorized group versions
-  (:func:`summarize_groups`, :func:`ratio_ci_groups`) give every group exactly the interval the scalar function would give it alone —
-  groups of equal size share one index matrix, which is harmless because each interval is read on its own.
+  (:func:`summarize_groups`, :func:`ratio_ci_groups`) give every group exactly the interval the scalar
+  function would give it alone — groups of equal size share one index matrix, which is harmless because each
+  interval is read on its own.
 * Outliers follow the modified z-score rule (Iglewicz & Hoaglin): ``|x - median| / (1.4826 * MAD) > 3.5``.
   When ``MAD == 0`` (more than half the values are identical) the scale falls back to
   ``1.253314 * mean absolute deviation from the median`` (the usual convention, e.g. IBM SPSS); when that is 0

@@ -1,0 +1,60 @@
+"""``farm devices`` and ``farm workers``: what this machine has, and which workers are live on the farm."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.table import Table
+
+from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
+from farm.store import Store
+
+
+@friendly_errors
+def devices_cmd(
+    fast: bool = typer.Option(False, "--fast", help="Skip importing each framework to ask whether it sees a GPU."),
+    as_json: bool = JsonOption,
+) -> None:
+    """What this machine has: CPU, GPUs, Keras backends (and whether they see a GPU), and its worker tags."""
+    from workers.devices import probe  # frameworks are only ever imported in probe's child processes
+
+    report = probe(check_gpu_visibility=not fast)
+    if as_json:
+        print_json(report.model_dump(mode="json"))
+        return
+    h = report.host
+    console.print(f"[bold]{h['host']}[/]: {h['cpu_model']}, {h['cpu_cores_logical']} logical cores "
+                  f"({h['cpu_cores_physical']} physical), {h['ram_gb']} GB RAM; {h['os']}; Python {h['python']}")
+    gpus = Table(title="GPUs", title_justify="left")
+    for col in ("index", "name", "memory GB", "driver", "CUDA"):
+        gpus.add_column(col)
+    for g in report.gpus:
+        gpus.add_row(str(g.index), g.name, f"{g.memory_gb:g}", g.driver or "", g.cuda or "")
+    console.print(gpus if report.gpus else "GPUs: none found (nvidia-smi absent or lists none)")
+    backends = Table(title=f"Keras {report.keras_version or 'not installed'} backends", title_justify="left")
+    for col in ("backend", "installed", "version", "sees GPU", "note"):
+        backends.add_column(col)
+    for b in report.backends:
+        sees = "" if b.sees_gpu is None else ("yes" if b.sees_gpu else "no")
+        backends.add_row(b.name, "yes" if b.installed else "no", b.version or "", sees, (b.error or "")[:80])
+    console.print(backends)
+    console.print("worker tags: " + ", ".join(report.tags))
+
+
+@friendly_errors
+def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
+    """The live workers: where they run, what they serve, what they are doing."""
+    store = Store.from_settings(settings(broker_url=broker))
+    workers = store.live_workers()
+    if as_json:
+        print_json(workers)
+        return
+    table = Table(title=f"{len(workers)} live worker(s)", title_justify="left")
+    for col in ("name", "host", "tags", "job", "heartbeat"):
+        table.add_column(col)
+    now = time.time()
+    for w in workers:
+        table.add_row(w.get("name", ""), w.get("host", ""), ", ".join(w.get("tags", [])), w.get("job") or "idle",
+                      f"{now - w.get('heartbeat_at', now):.0f} s ago")
+    console.print(table)

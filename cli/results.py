@@ -1,0 +1,78 @@
+"""``farm results`` (one row per job) and ``farm report`` (one row per sweep cell, statistics over repeats)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from cli.common import BrokerOption, console, friendly_errors, settings
+from cli.status import resolve
+from farm.progress import sweep_rows
+from farm.report import aggregate, results_frame, speedups, write_frame
+from farm.store import Store
+
+REPORT_SHOWN = [
+    ("workload", "workload"), ("device", "device"), ("backend", "backend"), ("batch_size", "batch"),
+    ("device_name", "device name"), ("n", "n"), ("steady_epoch_s_median", "epoch s (median)"),
+    ("steady_samples_per_s_median", "samples/s (median)"), ("steady_samples_per_s_iqr", "IQR"),
+    ("test_accuracy_median", "test acc"), ("speedup_vs_cpu", "GPU/CPU"),
+]
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if v != v:  # NaN
+            return ""
+        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def report_table(report) -> Table:  # noqa: ANN001 - a pandas DataFrame
+    table = Table(title="report: one row per sweep cell (steady state: epochs after the first)", title_justify="left")
+    for _, title in REPORT_SHOWN:
+        table.add_column(title)
+    for rec in report.to_dict("records"):
+        table.add_row(*(_fmt(rec.get(col)) for col, _ in REPORT_SHOWN))
+    return table
+
+
+def frames_for(store: Store, sweep_id: str):  # noqa: ANN201
+    return results_frame(sweep_rows(store, sweep_id))
+
+
+@friendly_errors
+def results_cmd(
+    sweep_id: str = typer.Argument(None, help="Sweep id, prefix or name (default: the latest)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the rows to this file (.csv, .json, .md)."),
+    broker: str = BrokerOption,
+) -> None:
+    """One row per job (tidy): the spec's fields and what was measured."""
+    store = Store.from_settings(settings(broker_url=broker))
+    df = frames_for(store, resolve(store, sweep_id))
+    if output:
+        write_frame(df, output)
+        console.print(f"wrote {len(df)} rows to {output}")
+    else:
+        typer.echo(df.to_csv(index=False), nl=False)
+
+
+@friendly_errors
+def report_cmd(
+    sweep_id: str = typer.Argument(None, help="Sweep id, prefix or name (default: the latest)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the report to this file (.csv, .json, .md)."),
+    broker: str = BrokerOption,
+) -> None:
+    """Aggregate the sweep: one row per cell with n, median, IQR, mean, CI and the GPU-over-CPU speedup."""
+    store = Store.from_settings(settings(broker_url=broker))
+    report = aggregate(frames_for(store, resolve(store, sweep_id)))
+    if output:
+        write_frame(report, output)
+        console.print(f"wrote {len(report)} cells to {output}")
+    console.print(report_table(report))
+    ups = speedups(report)
+    if len(ups):
+        console.print(ups.to_string(index=False))

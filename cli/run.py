@@ -1,0 +1,76 @@
+"""``farm run``: the whole loop on this machine — Redis, workers, submit, watch, report — in one command."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.live import Live
+
+from cli.common import BrokerOption, console, fail, friendly_errors, settings
+from cli.results import report_table
+from cli.status import render
+from farm.local import LocalFarm
+from farm.progress import TERMINAL_STATES, sweep_progress, sweep_rows
+from farm.report import aggregate, results_frame, speedups, write_frame
+from farm.routing import derive_tags, queue_for_tag
+from farm.store import Store
+from farm.submit import submit
+from farm.sweep import load_sweep
+
+
+@friendly_errors
+def run_cmd(
+    sweep_file: Path = typer.Argument(..., help="Sweep file (YAML, TOML or JSON)."),
+    output: Path = typer.Option(Path("out"), "-o", "--output", help="Directory for results.csv, report.csv, "
+                                "report.md, worker logs and the embedded Redis' data."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="CPU workers to start (more than one skews "
+                                "CPU timings: they share the cores)."),
+    name: str = typer.Option(None, "--name", help="Run under another sweep name (a fresh set of job ids)."),
+    broker: str = BrokerOption,
+) -> None:
+    """Run a sweep end to end on this machine: jobs for devices it lacks are skipped and listed."""
+    from farm.fingerprint import query_nvidia_smi
+    import socket
+
+    sweep = load_sweep(sweep_file, name=name)
+    cfg = settings(broker_url=broker)
+    embedded = "broker_url" not in cfg.model_fields_set
+    gpus = query_nvidia_smi()
+    local_queues = {queue_for_tag(t) for t in derive_tags(gpus, socket.gethostname())}
+    output.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with LocalFarm(output, cfg, embedded=embedded, cpu_workers=workers, gpu_workers=len(gpus)) as farm:
+        store = Store.from_settings(farm.settings)
+        outcome = submit(sweep, farm.settings, store=store, accept=lambda q: q in local_queues)
+        console.print(f"sweep [bold]{outcome.sweep_id}[/]: {outcome.jobs} jobs, {outcome.enqueued} enqueued"
+                      + (f", {outcome.already} already queued or done" if outcome.already else "")
+                      + (f", {outcome.skipped} skipped (no such device here)" if outcome.skipped else ""))
+        with Live(console=console, refresh_per_second=2) as live:
+            while True:
+                progress = sweep_progress(store, outcome.sweep_id)
+                live.update(render(progress))
+                local_jobs = [j for j in progress.jobs if j.queue in local_queues]
+                if all(j.state in TERMINAL_STATES for j in local_jobs):
+                    break
+                dead = farm.check_workers()
+                if dead and len(dead) == len(farm.procs):
+                    fail(f"every local worker died ({'; '.join(dead)}); see {output / 'logs'}", code=1)
+                time.sleep(1.0)
+        rows = sweep_rows(store, outcome.sweep_id)
+    df = results_frame(rows)
+    report = aggregate(df)
+    write_frame(df, output / "results.csv")
+    write_frame(report, output / "report.csv")
+    write_frame(report, output / "report.md")
+    console.print(report_table(report))
+    ups = speedups(report)
+    if len(ups):
+        console.print(ups.to_string(index=False))
+    skipped = [r for r in rows if r.get("status") not in TERMINAL_STATES]
+    if skipped:
+        console.print(f"[yellow]{len(skipped)} job(s) need a device this machine lacks "
+                      f"({', '.join(sorted({r['device'] for r in skipped}))}): not run here[/]")
+    console.print(f"done in {time.monotonic() - started:.0f} s; wrote {output / 'results.csv'}, "
+                  f"{output / 'report.csv'}, {output / 'report.md'}")

@@ -1,0 +1,95 @@
+"""``farm status``: every job's state and epoch, the sweep's overall bar, and what is waiting for whom."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, print_json, settings
+from farm import defaults
+from farm.progress import SweepProgress, sweep_progress
+from farm.store import Store
+
+STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
+               "running": "cyan", "queued": "dim", "lost": "magenta"}
+MAX_ROWS = 40
+
+
+def render(progress: SweepProgress) -> Group:
+    table = Table(title=f"{progress.sweep_id} — {progress.finished}/{progress.total} finished, "
+                        f"{progress.live_workers} live worker(s)", title_justify="left")
+    for col in ("job", "workload", "device", "backend", "rep", "state", "epoch", "loss", "acc", "worker"):
+        table.add_column(col)
+    # Running jobs first, then the rest in queue order; long sweeps show the first MAX_ROWS.
+    order = sorted(progress.jobs, key=lambda j: (j.state != "running", j.state in ("succeeded",)))
+    for j in order[:MAX_ROWS]:
+        style = STATE_STYLE.get(j.state, "")
+        state = f"[{style}]{j.state}[/]" if style else j.state
+        if j.state == "queued" and j.queue in progress.unserved_queues:
+            state += " [yellow](no live worker)[/]"
+        table.add_row(j.job_id[:10], j.workload, j.device, j.backend, str(j.repeat), state,
+                      f"{j.epoch}/{j.epochs}", f"{j.loss:.4f}" if j.loss is not None else "",
+                      f"{j.accuracy:.3f}" if j.accuracy is not None else "", j.worker)
+    parts: list = [table]
+    if len(order) > MAX_ROWS:
+        parts.append(f"… and {len(order) - MAX_ROWS} more jobs (use --json for all)")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(progress.counts.items()))
+    parts.append(f"states: {counts}")
+    for queue, n in sorted(progress.unserved_queues.items()):
+        parts.append(f"[yellow]{n} job(s) on {queue} wait for a worker that serves it: none is live now[/]")
+    bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    bar.add_task("sweep", total=progress.total or 1, completed=progress.finished)
+    parts.append(bar)
+    errors = [j for j in progress.jobs if j.error and j.state in ("failed", "timed_out")][:5]
+    for j in errors:
+        parts.append(f"[red]{j.job_id[:10]} {j.state}: {j.error}[/]")
+    return Group(*parts)
+
+
+@friendly_errors
+def status_cmd(
+    sweep_id: str = typer.Argument(None, help="Sweep id (or a unique prefix, or the sweep's name); default: "
+                                              "the latest sweep."),
+    watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the sweep has settled."),
+    interval: float = typer.Option(defaults.STATUS_REFRESH_S, help="Refresh period of --watch, seconds."),
+    broker: str = BrokerOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show a sweep's progress: each job's state and epoch k/N, overall bar, jobs no live worker can take."""
+    store = Store.from_settings(settings(broker_url=broker))
+    sid = resolve(store, sweep_id)
+    if as_json:
+        print_json(sweep_progress(store, sid).to_json())
+        return
+    if not watch:
+        console.print(render(sweep_progress(store, sid)))
+        return
+    with Live(render(sweep_progress(store, sid)), console=console, refresh_per_second=4) as live:
+        while True:
+            try:
+                progress = sweep_progress(store, sid)
+            except Exception as e:  # noqa: BLE001 - Redis restarting: keep watching, reconnect by itself
+                live.console.print(f"[yellow]lost the store ({e}); retrying…[/]")
+                time.sleep(interval)
+                continue
+            live.update(render(progress))
+            if progress.settled():
+                break
+            time.sleep(interval)
+
+
+def resolve(store: Store, sweep_id: str | None) -> str:
+    if sweep_id is None:
+        ids = store.sweep_ids()
+        if not ids:
+            fail("no sweep has been submitted to this farm yet")
+        return ids[-1]
+    sid = store.resolve_sweep(sweep_id)
+    if sid is None:
+        fail(f"no sweep matches {sweep_id!r}")
+    return sid  # type: ignore[return-value]

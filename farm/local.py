@@ -1,0 +1,80 @@
+"""The embedded default: a whole farm on this machine for ``farm run``.
+
+It is the same system, smaller: a real Redis (our own, on a unix socket, unless a broker is configured),
+real ``farm worker`` processes for the tags this machine has, and the same submit/status/report code.
+Workers are started as separate processes (``python -m cli.main worker``), exactly as a lab starts them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from farm.embedded import EmbeddedRedis
+from farm.settings import FarmSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class LocalFarm:
+    """Redis (embedded unless ``settings`` names a broker) plus ``cpu_workers`` CPU workers and one per GPU."""
+
+    def __init__(self, directory: Path, settings: FarmSettings, *, embedded: bool, cpu_workers: int = 1,
+                 gpu_workers: int = 0, worker_args: list[str] | None = None) -> None:
+        self.dir = Path(directory)
+        self.settings = settings
+        self.redis = EmbeddedRedis(self.dir / "redis") if embedded else None
+        self.cpu_workers = cpu_workers
+        self.gpu_workers = gpu_workers
+        self.worker_args = worker_args or []
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> "LocalFarm":
+        if self.redis:
+            self.redis.start()
+            self.settings = self.settings.model_copy(update={"broker_url": self.redis.url})
+        logs = self.dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "FARM_BROKER_URL": self.settings.broker_url,
+               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        specs = [(f"local-cpu-{i}", ["--cpu-only"]) for i in range(self.cpu_workers)]
+        specs += [(f"local-gpu-{i}", []) for i in range(self.gpu_workers)]
+        for name, extra in specs:
+            log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+            cmd = [sys.executable, "-m", "cli.main", "worker", "--name", name, "--no-check-backends", *extra,
+                   *self.worker_args]
+            self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, cwd=REPO_ROOT))
+        return self
+
+    def check_workers(self) -> list[str]:
+        """Names of the workers that have died (their logs say why)."""
+        return [f"worker {i} exited with code {p.returncode}" for i, p in enumerate(self.procs)
+                if p.poll() is not None]
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.procs.clear()
+        if self.redis:
+            self.redis.stop()
+
+    def __enter__(self) -> "LocalFarm":
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,130 @@
+"""A sweep's progress as ``farm status`` shows it: each job's state and epoch, counts, and jobs nobody can run.
+
+A queued job whose queue no live worker consumes is called out plainly (e.g. GPU jobs on a farm that has
+only CPU workers right now): they wait for such a worker to come.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from farm.result import JobStatus
+from farm.routing import queue_for
+from farm.store import Store
+
+TERMINAL_STATES = frozenset(s.value for s in JobStatus if s.terminal)
+NOT_ENQUEUED = "not_enqueued"
+"""A job of the sweep that is not on any queue (``farm run`` skipped it: no such device on this machine)."""
+
+
+@dataclass
+class JobProgress:
+    job_id: str
+    workload: str
+    device: str
+    backend: str
+    repeat: int
+    queue: str
+    state: str
+    worker: str = ""
+    epoch: int = 0
+    epochs: int = 0
+    loss: float | None = None
+    accuracy: float | None = None
+    heartbeat_age_s: float | None = None
+    error: str = ""
+
+
+@dataclass
+class SweepProgress:
+    sweep_id: str
+    name: str
+    jobs: list[JobProgress]
+    counts: dict[str, int] = field(default_factory=dict)
+    unserved_queues: dict[str, int] = field(default_factory=dict)
+    live_workers: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.jobs)
+
+    @property
+    def finished(self) -> int:
+        return sum(n for s, n in self.counts.items() if s in TERMINAL_STATES)
+
+    @property
+    def done(self) -> bool:
+        return self.finished == self.total
+
+    def settled(self) -> bool:
+        """Nothing can move any more right now: every job ended or waits for a worker that does not exist."""
+        waiting = sum(self.unserved_queues.values()) + self.counts.get(NOT_ENQUEUED, 0)
+        return self.finished + waiting == self.total
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sweep_id": self.sweep_id, "name": self.name, "total": self.total, "finished": self.finished,
+            "counts": self.counts, "unserved_queues": self.unserved_queues, "live_workers": self.live_workers,
+            "jobs": [j.__dict__ for j in self.jobs],
+        }
+
+
+def _num(v: str | None) -> float | None:
+    try:
+        return float(v) if v not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
+    manifest = store.sweep_manifest(sweep_id) or {}
+    ids = store.sweep_job_ids(sweep_id)
+    envelopes = store.envelopes(ids)
+    states = store.states(ids)
+    results_present = [bool(x) for x in store.r.mget([store.k("result", j) for j in ids])] if ids else []
+    workers = store.live_workers()
+    served = {q for w in workers for q in w.get("queues", [])}
+    now = time.time()
+    jobs: list[JobProgress] = []
+    for job_id, env, st, has_result in zip(ids, envelopes, states, results_present):
+        if env is None:
+            continue
+        job = env.job
+        state = st.get("state") or NOT_ENQUEUED
+        if has_result and state not in TERMINAL_STATES:
+            state = JobStatus.succeeded.value  # the result is the record; a state hash can lag behind it
+        hb = _num(st.get("heartbeat_at"))
+        jobs.append(JobProgress(
+            job_id=job_id, workload=job.workload, device=job.device, backend=job.backend, repeat=job.repeat,
+            queue=st.get("queue") or queue_for(job), state=state, worker=st.get("worker", ""),
+            epoch=int(_num(st.get("epoch")) or 0), epochs=int(_num(st.get("epochs")) or job.epochs),
+            loss=_num(st.get("loss")), accuracy=_num(st.get("accuracy")),
+            heartbeat_age_s=(now - hb) if hb else None, error=(st.get("error") or "").splitlines()[0][:200]
+            if st.get("error") else "",
+        ))
+    counts = dict(collections.Counter(j.state for j in jobs))
+    unserved = collections.Counter(j.queue for j in jobs if j.state == JobStatus.queued.value and j.queue not in served)
+    return SweepProgress(sweep_id=sweep_id, name=manifest.get("name", ""), jobs=jobs, counts=counts,
+                         unserved_queues=dict(unserved), live_workers=len(workers))
+
+
+def sweep_rows(store: Store, sweep_id: str) -> list[dict[str, Any]]:
+    """One tidy row per job of the sweep: its result where it has one, else its spec and current state."""
+    from farm.result import JobResult
+    from farm.rows import spec_row
+
+    ids = store.sweep_job_ids(sweep_id)
+    rows = []
+    for job_id, env, raw, st in zip(ids, store.envelopes(ids), store.raw_results(ids), store.states(ids)):
+        if raw:
+            row = JobResult.model_validate_json(raw).to_row()
+        elif env is not None:
+            row = {**spec_row(env.job, job_id, sweep_id), "status": st.get("state") or NOT_ENQUEUED}
+        else:
+            continue
+        row["sweep_id"] = sweep_id
+        rows.append(row)
+    return rows

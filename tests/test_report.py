@@ -1,0 +1,203 @@
+"""farm.report over hand-built result rows."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from farm.report import (
+    REPORT_COLUMNS, aggregate, markdown_table, results_frame, speedups, write_frame,
+)
+from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
+from farm.stats import ratio_ci, summarize
+
+TRAIN = 60_000
+PARAMS = json.dumps({"hidden": 256}, separators=(",", ":"))
+
+
+def row(workload: str, device: str, sps: float | None, *, repeat: int = 0, status: str = "succeeded",
+        batch_size: int = 128, device_name: str | None = None, epochs: int = 3, **extra) -> dict:
+    r = dict.fromkeys(RESULT_COLUMNS)
+    steady = TRAIN / sps if sps else None
+    r.update(
+        job_id=f"{workload}-{device}-{batch_size}-{epochs}-{repeat}-{status}", sweep_id="s1", workload=workload,
+        params=PARAMS, device=device, backend="tensorflow", epochs=epochs, batch_size=batch_size, data="real",
+        train_samples=None, test_samples=None, steps_per_execution=1, jit_compile="auto",
+        mixed_precision=False, input_pipeline="farm", repeat=repeat, seed=42 + repeat, status=status,
+        device_name=device_name or ("NVIDIA H100" if device == "gpu" else "cpu-x"),
+        train_samples_used=TRAIN if status == "succeeded" else None,
+        first_epoch_s=(3 * steady if steady else None) if status == "succeeded" else None,
+        steady_epoch_s=steady if status == "succeeded" else None,
+        steady_samples_per_s=sps if status == "succeeded" else None,
+        test_accuracy=0.85 if status == "succeeded" else None,
+    )
+    r.update(extra)
+    return r
+
+
+def cell(workload: str, device: str, values, **kw) -> list[dict]:
+    return [row(workload, device, v, repeat=i, **kw) for i, v in enumerate(values)]
+
+
+@pytest.fixture
+def rows() -> list[dict]:
+    return [
+        *cell("fashion_mnist_mlp", "cpu", [1000, 1010, 990]),
+        *cell("fashion_mnist_mlp", "gpu", [3000, 3030, 2970]),
+        row("fashion_mnist_mlp", "gpu", None, repeat=3, status="failed", error="boom", device_name=None),
+        *cell("cifar10_mlp", "cpu", [500, 505, 495]),
+        *cell("cifar10_mlp", "gpu", [500, 2000, 1000]),  # very noisy
+        *cell("cifar10_mlp", "gpu", [4000, 4040, 3960], batch_size=256),  # no CPU counterpart
+        row("cifar10_mlp", "cpu", None, epochs=1),  # a 1-epoch job: no steady epoch
+        row("cifar10_mlp", "cpu", None, repeat=1, epochs=1, status="lost"),  # not terminal: not counted
+    ]
+
+
+@pytest.fixture
+def report(rows) -> pd.DataFrame:
+    return aggregate(results_frame(rows))
+
+
+def pick(report: pd.DataFrame, workload: str, device: str, batch_size: int = 128, epochs: int = 3) -> pd.Series:
+    m = ((report["workload"] == workload) & (report["device"] == device) & (report["batch_size"] == batch_size)
+         & (report["epochs"] == epochs))
+    assert m.sum() == 1
+    return report.loc[m].iloc[0]
+
+
+def test_results_frame_has_exactly_the_result_columns(rows):
+    df = results_frame([*rows, {"workload": "x", "status": "queued", "params": {"b": 1, "a": 2}, "junk": 1}])
+    assert list(df.columns) == RESULT_COLUMNS
+    assert len(df) == len(rows) + 1
+    last = df.iloc[-1]
+    assert last["params"] == '{"a":2,"b":1}'
+    assert pd.isna(last["steady_samples_per_s"]) and pd.isna(last["device"])
+    assert df["steady_samples_per_s"].dtype == float
+    assert list(results_frame([]).columns) == RESULT_COLUMNS
+
+
+def test_report_columns_and_order(report):
+    assert list(report.columns) == REPORT_COLUMNS
+    assert REPORT_COLUMNS[: len(CELL_COLUMNS) + 3] == [*CELL_COLUMNS, "device_name", "n", "n_failed"]
+    for name in ("steady_samples_per_s_median", "steady_epoch_s_ci_low", "steady_epoch_s_iqr",
+                 "steady_samples_per_s_cv", "first_epoch_s_median", "test_accuracy_median", "outliers",
+                 "unstable", "speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"):
+        assert name in report.columns
+    assert REPORT_COLUMNS[-3:] == ["speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
+    # sorted by workload, device, backend, batch size, then the other cell columns (epochs 1 before 3)
+    assert list(zip(report["workload"], report["device"], report["batch_size"], report["epochs"])) == [
+        ("cifar10_mlp", "cpu", 128, 1), ("cifar10_mlp", "cpu", 128, 3), ("cifar10_mlp", "gpu", 128, 3),
+        ("cifar10_mlp", "gpu", 256, 3), ("fashion_mnist_mlp", "cpu", 128, 3), ("fashion_mnist_mlp", "gpu", 128, 3),
+    ]
+    assert report["n"].dtype.kind == "i" and report["unstable"].dtype == bool
+
+
+def test_counts_and_medians(report):
+    gpu = pick(report, "fashion_mnist_mlp", "gpu")
+    assert gpu["n"] == 3 and gpu["n_failed"] == 1
+    assert gpu["steady_samples_per_s_median"] == 3000
+    assert gpu["steady_samples_per_s_q1"] == 2985 and gpu["steady_samples_per_s_q3"] == 3015
+    assert gpu["steady_epoch_s_median"] == pytest.approx(TRAIN / 3000)
+    assert gpu["first_epoch_s_median"] == pytest.approx(3 * TRAIN / 3000)
+    assert gpu["test_accuracy_median"] == 0.85
+    assert gpu["steady_samples_per_s_ci_low"] <= 3000 <= gpu["steady_samples_per_s_ci_high"]
+    assert gpu["outliers"] == 0
+    cpu = pick(report, "fashion_mnist_mlp", "cpu")
+    assert cpu["n"] == 3 and cpu["n_failed"] == 0
+    assert cpu["steady_samples_per_s_median"] == 1000
+    assert cpu["steady_samples_per_s_std"] == pytest.approx(10.0)
+    one_epoch = pick(report, "cifar10_mlp", "cpu", epochs=1)
+    assert one_epoch["n"] == 1 and one_epoch["n_failed"] == 0  # 'lost' is not terminal
+    assert math.isnan(one_epoch["steady_samples_per_s_median"]) and not one_epoch["unstable"]
+
+
+def test_speedup(report):
+    gpu = pick(report, "fashion_mnist_mlp", "gpu")
+    assert gpu["speedup_vs_cpu"] == pytest.approx(3.0)
+    assert gpu["speedup_vs_cpu_ci_low"] <= 3.0 <= gpu["speedup_vs_cpu_ci_high"]
+    assert pick(report, "cifar10_mlp", "gpu")["speedup_vs_cpu"] == pytest.approx(2.0)
+    assert math.isnan(pick(report, "cifar10_mlp", "gpu", batch_size=256)["speedup_vs_cpu"])  # no CPU cell
+    cpu_rows = report[report["device"] == "cpu"]
+    assert cpu_rows[["speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]].isna().all().all()
+
+
+def test_unstable_only_for_the_noisy_cell(report):
+    flagged = report.loc[report["unstable"], ["workload", "device", "batch_size"]]
+    assert list(map(tuple, flagged.to_numpy())) == [("cifar10_mlp", "gpu", 128)]
+
+
+def test_stats_match_summarize_and_ratio_ci(report):
+    gpu = pick(report, "fashion_mnist_mlp", "gpu")
+    s = summarize([3000, 3030, 2970])
+    assert (gpu["steady_samples_per_s_ci_low"], gpu["steady_samples_per_s_ci_high"]) == (s.ci_low, s.ci_high)
+    r, lo, hi = ratio_ci([3000, 3030, 2970], [1000, 1010, 990])
+    assert (gpu["speedup_vs_cpu"], gpu["speedup_vs_cpu_ci_low"], gpu["speedup_vs_cpu_ci_high"]) == (r, lo, hi)
+
+
+def test_cpu_device_names_are_pooled_for_the_speedup():
+    rows = [
+        *cell("fashion_mnist_mlp", "cpu", [1000, 1200], device_name="cpu-x"),
+        *[row("fashion_mnist_mlp", "cpu", v, repeat=2 + i, device_name="cpu-y") for i, v in enumerate([800, 900])],
+        *cell("fashion_mnist_mlp", "gpu", [4000, 4000, 4000]),
+    ]
+    rep = aggregate(results_frame(rows))
+    assert list(rep["device_name"]) == ["cpu-x", "cpu-y", "NVIDIA H100"]
+    gpu = rep.iloc[-1]
+    assert gpu["speedup_vs_cpu"] == pytest.approx(4000 / np.median([1000, 1200, 800, 900]))
+    head = speedups(rep)
+    assert head["cpu_samples_per_s_median"].iloc[0] == pytest.approx(950.0)
+
+
+def test_speedups_headline(report):
+    head = speedups(report)
+    assert list(head.columns) == [
+        "workload", "params", "backend", "batch_size", "device_name", "cpu_samples_per_s_median",
+        "gpu_samples_per_s_median", "speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
+    assert list(head["workload"]) == ["cifar10_mlp", "fashion_mnist_mlp"]
+    fm = head.iloc[1]
+    assert fm["cpu_samples_per_s_median"] == pytest.approx(1000)
+    assert fm["gpu_samples_per_s_median"] == 3000
+    assert fm["speedup_vs_cpu"] == pytest.approx(3.0)
+
+
+def test_empty_and_all_failed():
+    assert list(aggregate(results_frame([])).columns) == REPORT_COLUMNS
+    df = results_frame([row("fashion_mnist_mlp", "cpu", None, status="timed_out")])
+    assert aggregate(df).empty
+
+
+def test_write_frame_csv_round_trip(report, tmp_path):
+    path = write_frame(report, tmp_path / "report.csv")
+    back = pd.read_csv(path)
+    assert list(back.columns) == REPORT_COLUMNS
+    assert len(back) == len(report)
+    for col in ("n", "n_failed", "steady_samples_per_s_median", "steady_epoch_s_ci_low", "speedup_vs_cpu"):
+        np.testing.assert_allclose(back[col].to_numpy(float), report[col].to_numpy(float), rtol=1e-12)
+    assert list(back["workload"]) == list(report["workload"])
+    assert list(back["params"]) == list(report["params"])
+    assert list(back["unstable"]) == list(report["unstable"])
+    assert back["train_samples"].isna().all()
+
+
+def test_write_frame_other_formats(report, tmp_path):
+    records = json.loads(write_frame(report, tmp_path / "r.json").read_text())
+    assert len(records) == len(report) and list(records[0]) == REPORT_COLUMNS
+    md = write_frame(report, tmp_path / "r.md").read_text()
+    assert "workload" in md.splitlines()[0] and "speedup_vs_cpu" in md.splitlines()[0]
+    assert len(md.strip().splitlines()) == len(report) + 2
+    assert markdown_table(pd.DataFrame({"a": [1.5, np.nan], "b": ["x|y", None]})).splitlines() == [
+        "| a | b |", "|---|---|", "| 1.5 | x\\|y |", "|  |  |"]
+    with pytest.raises(ValueError, match="unknown suffix"):
+        write_frame(report, tmp_path / "r.xlsx")
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        with pytest.raises(RuntimeError, match="pyarrow"):
+            write_frame(report, tmp_path / "r.parquet")
+    else:
+        write_frame(report, tmp_path / "r.parquet")
+        assert len(pd.read_parquet(tmp_path / "r.parquet")) == len(report)
