@@ -41,7 +41,7 @@ def render(progress: SweepProgress) -> Group:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(progress.counts.items()))
     parts.append(f"states: {counts}")
     for queue, n in sorted(progress.unserved_queues.items()):
-        parts.append(f"[yellow]{n} job(s) on {queue} wait for a worker that serves it: none is live now[/]")
+        parts.append(f"[yellow]{n} job(s) on {queue} wait: no live worker serves {queue}[/]")
     bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     bar.add_task("sweep", total=progress.total or 1, completed=progress.finished)
     parts.append(bar)

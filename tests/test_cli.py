@@ -1,0 +1,408 @@
+"""The ``farm`` command through typer's CliRunner: help, dry runs, user errors, a broker that is down, and a
+real throwaway Redis (farm.embedded.EmbeddedRedis on a unix socket) for submit / status / results / report.
+
+No worker is started and nothing trains: the jobs just sit on their queues.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pytest
+import redis
+from typer.testing import CliRunner, Result
+
+from cli.main import app
+from farm.embedded import EmbeddedRedis
+from farm.job import JobEnvelope
+from farm.sweep import load_sweep
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = REPO / "examples" / "seed.yaml"
+HEAVY = ("tensorflow", "keras", "jax", "torch")
+SEED_SWEEP = load_sweep(SEED)
+
+
+def clean_env(config: Path) -> dict[str, str | None]:
+    """Environment overrides for CliRunner.invoke: no FARM_* from the caller, a config file that is absent,
+    and a wide console so rich does not wrap what the tests look for."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("FARM_")}
+    env.update(FARM_CONFIG=str(config), COLUMNS="250")
+    return env
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for key in list(os.environ):
+        if key.startswith("FARM_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("FARM_CONFIG", str(tmp_path / "no-such-config.toml"))
+    monkeypatch.setenv("COLUMNS", "250")
+
+
+def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+# -- help --------------------------------------------------------------------------------------------------------
+
+COMMANDS = sorted(c.name for c in app.registered_commands)
+
+
+def test_commands_registered() -> None:
+    assert set(COMMANDS) == {"devices", "worker", "workers", "submit", "status", "results", "report", "run",
+                             "config"}
+
+
+def test_app_help() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0, result.output
+    for name in COMMANDS:
+        assert name in result.output
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+# -- dry run -----------------------------------------------------------------------------------------------------
+
+
+def test_submit_dry_run_table() -> None:
+    result = invoke("submit", str(SEED), "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = flat(result.output)
+    assert "jobs per queue: farm.cpu 6, farm.gpu 6" in out
+    assert SEED_SWEEP.sweep_id in out
+    assert "12 jobs = 4 cells × 3 repeats" in out
+    assert "nothing enqueued" in out
+
+
+def test_submit_dry_run_json() -> None:
+    result = invoke("submit", str(SEED), "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["sweep_id"] == SEED_SWEEP.sweep_id
+    assert data["jobs"] == 12
+    assert data["cells"] == 4 and data["repeats"] == 3
+    assert data["per_queue"] == {"farm.cpu": 6, "farm.gpu": 6}
+    assert data["dry_run"] is True
+    assert data["job_ids"] == [j.job_id for j in SEED_SWEEP.jobs]
+
+
+def test_submit_dry_run_with_name() -> None:
+    result = invoke("submit", str(SEED), "--dry-run", "--json", "--name", "again")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["sweep_id"].startswith("again-")
+    assert not set(data["job_ids"]) & {j.job_id for j in SEED_SWEEP.jobs}
+
+
+def test_dry_run_needs_no_broker() -> None:
+    # A dead broker does not matter for a dry run: nothing is sent.
+    result = invoke("submit", str(SEED), "--dry-run", "--broker", "redis://127.0.0.1:1/0")
+    assert result.exit_code == 0, result.output
+
+
+# -- user errors -------------------------------------------------------------------------------------------------
+
+
+def test_bad_sweep_file_exits_2_with_located_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: s\njobs:\n  - workload: cifar10_mlp\n  - workload: nope\n    epochs: 0\n")
+    result = invoke("submit", str(bad), "--dry-run")
+    assert result.exit_code == 2, result.output
+    out = flat(result.output)
+    assert f"{bad}: jobs[1].workload:" in out, result.output
+    assert f"{bad}: jobs[1].epochs:" in out, result.output
+    assert "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_bad_sweep_file_without_dry_run_exits_2_before_connecting(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: my sweep\njobs:\n  - workload: cifar10_mlp\n")
+    started = time.monotonic()
+    result = invoke("submit", str(bad), "--broker", "redis://127.0.0.1:1/0")
+    assert result.exit_code == 2, result.output
+    assert f"{bad}: name:" in flat(result.output)
+    assert "Traceback" not in result.output
+    assert time.monotonic() - started < 5
+
+
+def test_malformed_yaml_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: s\njobs: [\n")
+    result = invoke("submit", str(bad), "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert "malformed YAML" in result.output and str(bad) in flat(result.output)
+    assert "Traceback" not in result.output
+
+
+def test_missing_sweep_file_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    result = invoke("submit", str(missing), "--dry-run")
+    assert result.exit_code == 2, result.output
+    assert str(missing) in flat(result.output)
+    assert "Traceback" not in result.output
+
+
+def test_bad_name_override_exits_2() -> None:
+    result = invoke("submit", str(SEED), "--dry-run", "--name", "my sweep")
+    assert result.exit_code == 2, result.output
+    assert "name:" in result.output
+
+
+# -- broker down -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ("submit", str(SEED)), ("status",), ("results",), ("report",), ("workers",),
+])
+def test_broker_down_fails_fast(command: tuple[str, ...]) -> None:
+    started = time.monotonic()
+    result = invoke(*command, "--broker", "redis://127.0.0.1:1/0")
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1, result.output
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    out = flat(result.output)
+    assert "cannot reach Redis" in out
+    assert "redis://127.0.0.1:1/0" in out
+    assert "Traceback" not in result.output
+
+
+def test_broker_down_message_masks_the_password() -> None:
+    started = time.monotonic()
+    result = invoke("submit", str(SEED), "--broker", "redis://:s3cret@127.0.0.1:1/0")
+    assert time.monotonic() - started < 10
+    assert result.exit_code == 1, result.output
+    assert "cannot reach Redis" in flat(result.output)
+    assert "s3cret" not in result.output
+    assert "redis://:***@127.0.0.1:1/0" in flat(result.output)
+
+
+def test_broker_down_from_environment_masks_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FARM_BROKER_URL", "redis://alice:s3cret@127.0.0.1:1/0")
+    result = invoke("workers")
+    assert result.exit_code == 1, result.output
+    assert "s3cret" not in result.output
+    assert "alice:***@" in result.output
+
+
+# -- the submit side stays light ---------------------------------------------------------------------------------
+
+
+def test_submit_side_never_imports_frameworks(tmp_path: Path) -> None:
+    code = f"""
+import json, sys
+from typer.testing import CliRunner
+import cli.main
+result = CliRunner().invoke(cli.main.app, ["submit", {str(SEED)!r}, "--dry-run"])
+result_json = CliRunner().invoke(cli.main.app, ["submit", {str(SEED)!r}, "--dry-run", "--json"])
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
+print(json.dumps({{"exit": [result.exit_code, result_json.exit_code], "heavy": heavy}}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env["FARM_CONFIG"] = str(tmp_path / "no-such-config.toml")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert data["exit"] == [0, 0]
+    assert data["heavy"] == []
+
+
+# -- a real Redis ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """A throwaway redis-server with the seed sweep submitted once; stopped at the end of the module."""
+    base = tmp_path_factory.mktemp("farm")
+    env = clean_env(base / "no-such-config.toml")
+    # A short directory for the socket: unix socket paths are limited to ~100 characters.
+    with tempfile.TemporaryDirectory(prefix="bf-") as short:
+        server = EmbeddedRedis(Path(short) / "r")
+        with server:
+            first = invoke("submit", str(SEED), "--broker", server.url, "--json", env=env)
+            assert first.exit_code == 0, first.output
+            client = redis.Redis.from_url(server.url)
+            yield {"url": server.url, "env": env, "first": json.loads(first.stdout), "dir": base,
+                   "client": client}
+            client.close()
+        assert server.proc is None, "redis-server left running"
+
+
+def test_submit_enqueues_every_job(seeded: dict) -> None:
+    data = seeded["first"]
+    assert data["sweep_id"] == SEED_SWEEP.sweep_id
+    assert data["jobs"] == 12
+    assert data["enqueued"] == 12
+    assert data["already_queued_or_done"] == 0
+    assert data["per_queue"] == {"farm.cpu": 6, "farm.gpu": 6}
+
+
+def test_resubmit_is_idempotent(seeded: dict) -> None:
+    again = invoke("submit", str(SEED), "--broker", seeded["url"], "--json", env=seeded["env"])
+    assert again.exit_code == 0, again.output
+    data = json.loads(again.stdout)
+    assert data["sweep_id"] == seeded["first"]["sweep_id"]
+    assert data["jobs"] == 12
+    assert data["enqueued"] == 0
+    assert data["already_queued_or_done"] == 12
+    r = seeded["client"]
+    assert r.llen("farm.cpu") == 6 and r.llen("farm.gpu") == 6
+
+
+def test_plain_submit_prints_the_sweep_id(seeded: dict) -> None:
+    result = invoke("submit", str(SEED), "--broker", seeded["url"], env=seeded["env"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == SEED_SWEEP.sweep_id
+    assert "0 jobs enqueued" in flat(result.output)
+
+
+def queue_messages(r: redis.Redis, queue: str) -> list[dict]:
+    return [json.loads(raw) for raw in r.lrange(queue, 0, -1)]
+
+
+@pytest.mark.parametrize("queue, device", [("farm.cpu", "cpu"), ("farm.gpu", "gpu")])
+def test_queue_messages_are_json_envelopes(seeded: dict, queue: str, device: str) -> None:
+    messages = queue_messages(seeded["client"], queue)
+    assert len(messages) == 6
+    seen = set()
+    for msg in messages:
+        assert msg["content-type"] == "application/json"          # never pickle
+        assert msg["content-encoding"] == "utf-8"
+        assert msg["properties"]["body_encoding"] == "base64"
+        assert msg["properties"]["delivery_info"]["routing_key"] == queue
+        assert msg["headers"]["task"] == "farm.run_job"
+        body = json.loads(base64.b64decode(msg["body"]))
+        # Celery message protocol 2: body = [args, kwargs, embed]; args = [envelope]
+        assert isinstance(body, list)
+        args, kwargs = body[0], body[1]
+        assert isinstance(args, list) and len(args) == 1 and kwargs == {}
+        envelope = args[0]
+        assert isinstance(envelope, dict)
+        assert set(envelope) == {"job_id", "sweep_id", "job", "time_limit_s"}
+        assert envelope["sweep_id"] == SEED_SWEEP.sweep_id
+        assert msg["headers"]["id"] == envelope["job_id"]
+        env = JobEnvelope.model_validate(envelope)
+        assert env.job.device == device
+        seen.add(env.job_id)
+    assert seen == {j.job_id for j in SEED_SWEEP.jobs if j.device == device}
+
+
+def test_no_pickle_anywhere_in_redis(seeded: dict) -> None:
+    r = seeded["client"]
+    for key in r.scan_iter(count=1000):
+        if r.type(key) == b"list":
+            for raw in r.lrange(key, 0, -1):
+                assert b"application/x-python-serialize" not in raw
+                assert not raw.startswith(b"\x80"), f"pickle protocol header in {key!r}"
+
+
+def test_status_json(seeded: dict) -> None:
+    sid = seeded["first"]["sweep_id"]
+    result = invoke("status", sid, "--broker", seeded["url"], "--json", env=seeded["env"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["sweep_id"] == sid
+    assert data["name"] == "seed-cpu-vs-gpu"
+    assert data["total"] == 12 and data["finished"] == 0
+    assert len(data["jobs"]) == 12
+    assert {j["state"] for j in data["jobs"]} == {"queued"}
+    assert data["counts"] == {"queued": 12}
+    assert data["unserved_queues"] == {"farm.cpu": 6, "farm.gpu": 6}
+    assert data["live_workers"] == 0
+    assert [j["job_id"] for j in data["jobs"]] == [j.job_id for j in SEED_SWEEP.jobs]
+
+
+def test_status_by_prefix_name_and_latest(seeded: dict) -> None:
+    sid = seeded["first"]["sweep_id"]
+    for ref in (sid[:-3], "seed-cpu-vs-gpu"):
+        result = invoke("status", ref, "--broker", seeded["url"], "--json", env=seeded["env"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["sweep_id"] == sid
+    latest = invoke("status", "--broker", seeded["url"], "--json", env=seeded["env"])
+    assert latest.exit_code == 0, latest.output
+    assert json.loads(latest.stdout)["sweep_id"] == sid
+
+
+def test_status_unknown_sweep_exits_2(seeded: dict) -> None:
+    result = invoke("status", "no-such-sweep", "--broker", seeded["url"], env=seeded["env"])
+    assert result.exit_code == 2, result.output
+    assert "no-such-sweep" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_status_table_says_no_live_worker(seeded: dict) -> None:
+    result = invoke("status", seeded["first"]["sweep_id"], "--broker", seeded["url"], env=seeded["env"])
+    assert result.exit_code == 0, result.output
+    out = flat(result.output)
+    assert "no live worker" in out
+    assert "0/12 finished" in out
+    assert "farm.cpu" in out and "farm.gpu" in out   # the queues nobody serves are named
+
+
+def test_results_csv(seeded: dict) -> None:
+    out_file = seeded["dir"] / "tmp" / "raw.csv"
+    out_file.parent.mkdir(exist_ok=True)
+    result = invoke("results", seeded["first"]["sweep_id"], "--broker", seeded["url"], "-o", str(out_file),
+                    env=seeded["env"])
+    assert result.exit_code == 0, result.output
+    assert "wrote 12 rows" in flat(result.output)
+    df = pd.read_csv(out_file)
+    assert len(df) == 12
+    assert set(df["status"]) == {"queued"}
+    assert set(df["job_id"]) == {j.job_id for j in SEED_SWEEP.jobs}
+    assert set(df["sweep_id"]) == {SEED_SWEEP.sweep_id}
+    assert sorted(df["device"].value_counts().items()) == [("cpu", 6), ("gpu", 6)]
+
+
+def test_results_to_stdout(seeded: dict) -> None:
+    result = invoke("results", seeded["first"]["sweep_id"], "--broker", seeded["url"], env=seeded["env"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 13   # header + 12 jobs
+    assert "job_id" in lines[0]
+
+
+def test_report_without_results(seeded: dict) -> None:
+    result = invoke("report", seeded["first"]["sweep_id"], "--broker", seeded["url"], env=seeded["env"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    out_file = seeded["dir"] / "report.csv"
+    result = invoke("report", seeded["first"]["sweep_id"], "--broker", seeded["url"], "-o", str(out_file),
+                    env=seeded["env"])
+    assert result.exit_code == 0, result.output
+    assert out_file.exists()
+
+
+def test_workers_json_empty_on_a_fresh_redis() -> None:
+    with tempfile.TemporaryDirectory(prefix="bf-") as short, EmbeddedRedis(Path(short) / "r") as server:
+        result = invoke("workers", "--broker", server.url, "--json")
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == []
+        table = invoke("workers", "--broker", server.url)
+        assert table.exit_code == 0, table.output
+        assert "0 live worker(s)" in table.output
+        none = invoke("status", "--broker", server.url)
+        assert none.exit_code == 2, none.output
+        assert "no sweep has been submitted" in flat(none.output)
+    assert server.proc is None
