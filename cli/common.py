@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import tomllib
 from typing import Any, Callable, TypeVar
 
 import typer
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from farm.errors import FarmUnavailable, SpecError, problems_from_validation
-from farm.settings import FarmSettings, load_settings
+from farm.settings import FarmSettings, config_path, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
@@ -32,6 +33,8 @@ def settings(**overrides: Any) -> FarmSettings:
         return load_settings(**overrides)
     except ValidationError as e:
         raise SpecError(problems_from_validation(e), "settings") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError.one("", f"malformed TOML: {e}", str(config_path())) from None
 
 
 def friendly_errors(fn: F) -> F:

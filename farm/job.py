@@ -51,7 +51,7 @@ class JobSpec(BaseModel):
 
     sweep: str = Field(description="Name of the sweep the job belongs to (part of its identity).")
     workload: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     device: Device = "cpu"
     backend: Backend = "tensorflow"
     epochs: int = Field(default=1, ge=1, le=defaults.MAX_EPOCHS)

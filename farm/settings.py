@@ -7,11 +7,13 @@ honoured). Secrets (the password inside the broker URL) are masked whenever sett
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
+from redis.connection import parse_url
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from farm import defaults
@@ -50,8 +52,12 @@ class FarmSettings(BaseSettings):
     @classmethod
     def _known_scheme(cls, v: str) -> str:
         scheme = urlsplit(v).scheme
-        if scheme not in ("redis", "rediss", "unix", "redis+socket"):
-            raise ValueError(f"broker_url must be a redis://, rediss:// or unix:// URL, not {scheme or v!r}")
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError(f"must be a redis://, rediss:// or unix:// URL, not {mask_url(v)!r}")
+        try:
+            parse_url(v)  # what the Redis client will do with it: port range, db number, options
+        except ValueError as e:
+            raise ValueError(f"{mask_url(v)!r} is not a usable Redis URL: {e}") from None
         return v
 
     @classmethod
@@ -68,18 +74,12 @@ class FarmSettings(BaseSettings):
 
 
 def mask_url(url: str) -> str:
-    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``; also masks ``?password=`` queries."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        cred, host = netloc.rsplit("@", 1)
-        user = cred.split(":", 1)[0] if ":" in cred else ""
-        netloc = f"{user}:***@{host}" if user else f":***@{host}" if ":" in cred or cred else netloc
-    query = "&".join(("password=***" if q.startswith("password=") else q) for q in parts.query.split("&")) \
-        if parts.query else parts.query
-    if (netloc, query) == (parts.netloc, parts.query):
-        return url
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``; also masks ``?password=`` queries.
+
+    Works on text that is not a well-formed URL too, since that is exactly when it ends up in an error.
+    """
+    masked = re.sub(r"(?<=:)[^:@/]+(?=@)", "***", url)
+    return re.sub(r"(?<=[?&]password=)[^&]*", "***", masked)
 
 
 def load_settings(**overrides: Any) -> FarmSettings:

@@ -92,24 +92,23 @@ def _check_keys(spec: SweepSpec) -> list[Problem]:
 
 def _merge(spec: SweepSpec, index: int, entry: dict[str, Any],
            combo: tuple[tuple[str, int, Any], ...]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The fields of one cell and, for each field, where its value came from (for error messages)."""
+    """The fields of one cell and, for each field (and each parameter, as ``params.NAME``), where its value
+    came from, so an error can point at the line of the file that supplied it."""
     fields: dict[str, Any] = {}
     origin: dict[str, str] = {}
     params: dict[str, Any] = {}
-    params_origin = "defaults.params"
 
     def put(key: str, value: Any, where: str) -> None:
-        nonlocal params_origin
         if key == "params":
+            origin["params"] = where
             if not isinstance(value, dict):
                 fields["params"] = value  # let validation say what is wrong with it
-                origin["params"] = where
                 return
             params.update(copy.deepcopy(value))
-            params_origin = where
+            origin.update({f"params.{name}": f"{where}.{name}" for name in value})
         elif key.startswith("params."):
             params[key.split(".", 1)[1]] = copy.deepcopy(value)
-            params_origin = where
+            origin[key] = where
         else:
             fields[key] = copy.deepcopy(value)
             origin[key] = where
@@ -120,9 +119,8 @@ def _merge(spec: SweepSpec, index: int, entry: dict[str, Any],
         put(key, value, f"matrix.{key}[{k}]")
     for key, value in entry.items():
         put(key, value, f"jobs[{index}].{key}")
-    if "params" not in fields:
-        fields["params"] = params
-        origin["params"] = params_origin
+    fields.setdefault("params", params)
+    origin.setdefault("params", f"jobs[{index}].params")
     return fields, origin
 
 
@@ -130,13 +128,21 @@ def _relocate(problems: list[Problem], origin: dict[str, str]) -> list[Problem]:
     """Point each validation problem at the place in the file that supplied the bad value."""
     out = []
     for p in problems:
-        head, sep, rest = p.loc.partition(".")
-        head_field = head.split("[", 1)[0]
-        if head_field in origin:
-            where = origin[head_field]
-            tail = p.loc[len(head_field):]
-            loc = where + tail if not where.endswith(f".{head_field}") or not tail else where + tail
-            out.append(Problem(loc, p.msg))
+        head_field = p.loc.split(".", 1)[0].split("[", 1)[0]
+        if head_field == "params" and p.loc == "params":
+            # The workload's parameter model reports "name[i]: message; other: message" under ``params``.
+            for part in p.msg.split("; "):
+                sub_loc, _, msg = part.partition(": ")
+                name = sub_loc.split(".", 1)[0].split("[", 1)[0]
+                where = origin.get(f"params.{name}")
+                if where is None:
+                    out.append(Problem(f"{origin['params']}.{sub_loc}", msg))
+                elif where.startswith("matrix."):
+                    out.append(Problem(where, part))
+                else:
+                    out.append(Problem(where + sub_loc[len(name):], msg))
+        elif head_field in origin:
+            out.append(Problem(origin[head_field] + p.loc[len(head_field):], p.msg))
         else:
             out.append(p)
     return out
@@ -172,7 +178,8 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
                 continue
             cells.setdefault(job.job_id, job)
             if limit is not None:
-                if not isinstance(limit, (int, float)) or not 0 < limit <= limits.MAX_TIME_LIMIT_S:
+                if isinstance(limit, bool) or not isinstance(limit, (int, float)) \
+                        or not 0 < limit <= limits.MAX_TIME_LIMIT_S:
                     problems.append(Problem(origin.get("time_limit_s", "time_limit_s"),
                                             f"must be a number of seconds in (0, {limits.MAX_TIME_LIMIT_S:.0f}]"))
                 time_limits[job.job_id] = float(limit) if isinstance(limit, (int, float)) else 0.0

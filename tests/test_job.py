@@ -170,10 +170,6 @@ def test_default_time_limit_bounds() -> None:
     assert spec(epochs=defaults.MAX_EPOCHS).default_time_limit_s() == defaults.MAX_TIME_LIMIT_S
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: farm/job.py JobSpec.params: Field(default_factory=dict) without validate_default=True, so when "
-    "params is left out the _normalise_params validator never runs: params stays {} instead of the "
-    "workload's defaults and the job_id differs from the same job with params={} (or defaults spelled out)"))
 def test_omitted_params_hash_like_empty_params() -> None:
     omitted = JobSpec(sweep="s", workload="cifar10_mlp")
     given = JobSpec(sweep="s", workload="cifar10_mlp", params={})
@@ -242,11 +238,6 @@ def test_envelope_with_unknown_workload_refused() -> None:
     assert "unknown workload" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: farm/job.py JobSpec.params is not normalised when omitted (no validate_default), so an envelope "
-    "built from JobSpec(...) without params carries the hash of params={} but re-validates on the worker "
-    "with the workload's default params filled in: JobEnvelope.model_validate_json(env.model_dump_json()) "
-    "raises 'job_id ... does not match the spec's content hash'"))
 def test_envelope_of_a_spec_without_params_round_trips() -> None:
     env = JobEnvelope.for_job(JobSpec(sweep="s", workload="cifar10_mlp"), "s-1")
     assert JobEnvelope.model_validate_json(env.model_dump_json()) == env

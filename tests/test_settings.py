@@ -208,19 +208,12 @@ def test_config_reports_absent_file(isolated_env: Path) -> None:
 # -- bugs --------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: farm/settings.py FarmSettings._known_scheme: for a URL without a scheme the error message is "
-    "'... not {v!r}', the whole URL unmasked, so `--broker :PASSWORD@host:6379/0` prints the password"))
 def test_invalid_url_error_does_not_echo_the_password() -> None:
     result = CliRunner().invoke(app, ["config", "--broker", f":{PASSWORD}@127.0.0.1:6379/0"])
     assert result.exit_code == 2, result.output
     assert PASSWORD not in result.output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: cli/common.py settings() only turns pydantic ValidationError into a SpecError; a malformed TOML "
-    "config file (FARM_CONFIG) raises tomllib.TOMLDecodeError out of FarmSettings() and every command dies "
-    "with a traceback (exit 1) instead of 'config.toml: malformed TOML ...' and exit 2"))
 def test_malformed_config_file_is_a_clean_error(isolated_env: Path) -> None:
     isolated_env.write_text('broker_url = "redis://unterminated\n', encoding="utf-8")
     result = CliRunner().invoke(app, ["config", "--json"])
@@ -229,11 +222,6 @@ def test_malformed_config_file_is_a_clean_error(isolated_env: Path) -> None:
     assert str(isolated_env) in result.output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: farm/settings.py _known_scheme accepts 'redis+socket' (kombu's spelling) and any port, but "
-    "farm/store.py connect() passes the URL to redis.Redis.from_url, which raises ValueError (unsupported "
-    "scheme / 'Port out of range') -- not caught, so the command dies with a traceback instead of a clean "
-    "exit 1/2 message"))
 @pytest.mark.parametrize("url", ["redis+socket:///tmp/benchfarm-test-no.sock", "redis://127.0.0.1:99999/0"])
 def test_urls_settings_accept_are_usable_or_refused_cleanly(url: str) -> None:
     result = CliRunner().invoke(app, ["workers", "--json", "--broker", url])

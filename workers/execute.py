@@ -7,6 +7,7 @@ result is written with SET NX. A job whose process keeps dying is given up on af
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -48,9 +49,14 @@ class JobExecutor:
         except Exception as e:  # noqa: BLE001
             reason = f"{type(e).__name__}: {e}"[:2000]
         log.error("refused a message that is not a valid farm job: %s", reason)
-        self.store.r.lpush(self.store.k("rejected"), f"{time.time():.3f} {self.worker}: {reason}")
-        self.store.r.ltrim(self.store.k("rejected"), 0, 999)
+        self.record_rejection(f"not a valid farm job: {reason}")
         return None
+
+    def record_rejection(self, reason: str) -> None:
+        """Keep the latest 1,000 refused messages' reasons where ``farm status`` can count them."""
+        self.store.r.lpush(self.store.k("rejected"), json.dumps({"at": time.time(), "worker": self.worker,
+                                                                 "reason": reason[:2000]}))
+        self.store.r.ltrim(self.store.k("rejected"), 0, 999)
 
     def handle(self, payload: Any) -> str:
         envelope = self.validate(payload)

@@ -18,6 +18,7 @@ from farm.queue import make_app
 from farm.routing import queue_for_tag
 from farm.settings import FarmSettings
 from farm.store import Store
+from workers import poison
 from workers.execute import JobExecutor
 from workers.task import register
 
@@ -59,7 +60,10 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
         beat()
 
     executor = JobExecutor(store, settings, plan.name, gpu_ids=plan.gpu_ids, on_busy=set_busy)
+    poison.install_transport_guard()
+    poison.set_recorder(executor.record_rejection)
     app = make_app(settings, plan.queues)
+    app.conf.worker_consumer = "workers.poison:FarmConsumer"
     register(app, executor)
     stop = threading.Event()
 
