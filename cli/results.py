@@ -9,8 +9,6 @@ from rich.table import Table
 
 from cli.common import BrokerOption, console, friendly_errors, settings
 from cli.status import resolve
-from farm.progress import sweep_rows
-from farm.report import aggregate, results_frame, speedups, write_frame
 from farm.store import Store
 
 REPORT_SHOWN = [
@@ -41,6 +39,9 @@ def report_table(report) -> Table:  # noqa: ANN001 - a pandas DataFrame
 
 
 def frames_for(store: Store, sweep_id: str):  # noqa: ANN201
+    from farm.progress import sweep_rows
+    from farm.report import results_frame  # pandas: imported only by the commands that use it
+
     return results_frame(sweep_rows(store, sweep_id))
 
 
@@ -51,6 +52,8 @@ def results_cmd(
     broker: str = BrokerOption,
 ) -> None:
     """One row per job (tidy): the spec's fields and what was measured."""
+    from farm.report import write_frame
+
     store = Store.from_settings(settings(broker_url=broker))
     df = frames_for(store, resolve(store, sweep_id))
     if output:
@@ -67,6 +70,8 @@ def report_cmd(
     broker: str = BrokerOption,
 ) -> None:
     """Aggregate the sweep: one row per cell with n, median, IQR, mean, CI and the GPU-over-CPU speedup."""
+    from farm.report import aggregate, speedups, write_frame
+
     store = Store.from_settings(settings(broker_url=broker))
     report = aggregate(frames_for(store, resolve(store, sweep_id)))
     if output:

@@ -11,12 +11,9 @@ from rich.live import Live
 from cli.common import BrokerOption, console, fail, friendly_errors, settings
 from cli.results import report_table
 from cli.status import render
-from farm.local import LocalFarm
 from farm.progress import TERMINAL_STATES, sweep_progress, sweep_rows
-from farm.report import aggregate, results_frame, speedups, write_frame
 from farm.routing import derive_tags, queue_for_tag
 from farm.store import Store
-from farm.submit import submit
 from farm.sweep import load_sweep
 
 
@@ -31,8 +28,12 @@ def run_cmd(
     broker: str = BrokerOption,
 ) -> None:
     """Run a sweep end to end on this machine: jobs for devices it lacks are skipped and listed."""
-    from farm.fingerprint import query_nvidia_smi
     import socket
+
+    from farm.fingerprint import query_nvidia_smi
+    from farm.local import LocalFarm
+    from farm.report import aggregate, results_frame, speedups, write_frame
+    from farm.submit import submit
 
     sweep = load_sweep(sweep_file, name=name)
     cfg = settings(broker_url=broker)

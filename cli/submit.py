@@ -9,7 +9,6 @@ from rich.table import Table
 
 from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
 from farm import workloads
-from farm.submit import plan, submit
 from farm.sweep import Sweep, load_sweep
 
 
@@ -39,6 +38,8 @@ def submit_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Validate a sweep file and enqueue its jobs; prints the sweep id."""
+    from farm.submit import plan, submit  # Celery: imported only when submitting
+
     sweep = load_sweep(sweep_file, name=name)
     per_queue = plan(sweep)
     if dry_run:

@@ -105,7 +105,10 @@ class JobExecutor:
                 self.store.update_progress(job_id, epoch=event["epoch"], epochs=event["epochs"],
                                            loss=event.get("loss"), accuracy=event.get("accuracy"),
                                            heartbeat_at=time.time())
-            elif kind in ("phase", "started", "ready"):
+            elif kind == "ready":
+                self.store.update_progress(job_id, phase="ready", child_pid=event.get("pid"),
+                                           heartbeat_at=time.time())
+            elif kind in ("phase", "started"):
                 self.store.update_progress(job_id, phase=event.get("phase", kind), heartbeat_at=time.time())
 
         try:
