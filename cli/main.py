@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import config, devices, results, run, status, submit, worker
+from cli import compare, config, devices, results, run, status, submit, worker
 
 app = typer.Typer(
     name="farm",
@@ -20,6 +20,7 @@ app.command("submit")(submit.submit_cmd)
 app.command("status")(status.status_cmd)
 app.command("results")(results.results_cmd)
 app.command("report")(results.report_cmd)
+app.command("compare")(compare.compare_cmd)
 app.command("run")(run.run_cmd)
 app.command("config")(config.config_cmd)
 

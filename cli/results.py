@@ -67,13 +67,27 @@ def results_cmd(
 def report_cmd(
     sweep_id: str = typer.Argument(None, help="Sweep id, prefix or name (default: the latest)."),
     output: Path = typer.Option(None, "-o", "--output", help="Write the report to this file (.csv, .json, .md)."),
+    ratio_by: str = typer.Option(None, "--ratio-by", metavar="COLUMN",
+                                 help="Also print throughput ratios over a baseline value of this cell column, "
+                                      "e.g. --ratio-by backend --baseline tensorflow."),
+    baseline: str = typer.Option(None, "--baseline", metavar="VALUE", help="The baseline value for --ratio-by."),
     broker: str = BrokerOption,
 ) -> None:
     """Aggregate the sweep: one row per cell with n, median, IQR, mean, CI and the GPU-over-CPU speedup."""
-    from farm.report import aggregate, speedups, write_frame
+    from cli.common import fail
+    from farm.report import aggregate, ratios, speedups, write_frame
 
+    if (ratio_by is None) != (baseline is None):
+        fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
     store = Store.from_settings(settings(broker_url=broker))
-    report = aggregate(frames_for(store, resolve(store, sweep_id)))
+    frame = frames_for(store, resolve(store, sweep_id))
+    report = aggregate(frame)
+    ratio_table = None
+    if ratio_by is not None:
+        try:
+            ratio_table = ratios(frame, ratio_by, baseline)
+        except ValueError as e:
+            fail(str(e))
     if output:
         write_frame(report, output)
         console.print(f"wrote {len(report)} cells to {output}")
@@ -81,3 +95,11 @@ def report_cmd(
     ups = speedups(report)
     if len(ups):
         console.print(ups.to_string(index=False))
+    if ratio_table is not None:
+        shown = ["workload", "device", "backend", "batch_size", "hardware", "n", "median", "n_baseline",
+                 "baseline_median", "ratio", "ratio_ci_low", "ratio_ci_high"]
+        shown = [ratio_by, *(c for c in shown if c != ratio_by)]
+        console.print(f"ratios of steady_samples_per_s medians over {ratio_by} = {baseline} "
+                      f"({len(ratio_table)} cells with a baseline counterpart)")
+        if len(ratio_table):
+            console.print(ratio_table[shown].to_string(index=False), markup=False, highlight=False)

@@ -182,6 +182,90 @@ def speedups(report_df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+#: ``by`` values that name the hardware itself: the baseline is then matched *without* the hardware key
+#: (and its repeats pooled over whatever hardware ran them), as :func:`aggregate` does for GPU over CPU.
+HARDWARE_BY = ("device", "device_name", "hardware_key")
+RATIO_COLUMNS = ["baseline", "metric", "n", "n_baseline", "median", "baseline_median", "ratio", "ratio_ci_low",
+                 "ratio_ci_high"]
+
+
+def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "steady_samples_per_s",
+           confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """"X over baseline" ratios, e.g. ``ratios(df, "backend", "tensorflow")`` for jax/torch over TensorFlow.
+
+    Takes the *tidy results frame* (:func:`results_frame`), not the report, because the CI needs the repeats.
+    Over the ``succeeded`` rows: for each cell (``CELL_COLUMNS`` + hardware key) whose ``by`` value is not
+    ``baseline``, the median of ``metric`` over the median of the baseline cell that is identical in every
+    other cell column and ran on the same hardware (``hardware_key`` when every row has one, else
+    ``device_name``; see :func:`farm.compare.hardware_keys`). When ``by`` is itself the hardware
+    (``device``, ``device_name``, ``hardware_key``) the hardware is not matched and the baseline's repeats are
+    pooled over whatever ran them — ``ratios(df, "device", "cpu")`` is the report's GPU-over-CPU speedup.
+
+    Values are compared as text, so ``baseline="256"`` finds ``batch_size`` 256. The CI is the percentile
+    bootstrap of :func:`farm.stats.ratio_ci` (NaN when either side has fewer than two values). Cells without a
+    baseline counterpart are left out. Columns: ``CELL_COLUMNS``, ``hardware`` (plus ``by`` when it is not a
+    cell column), then ``RATIO_COLUMNS``: the baseline value, the metric, ``n``/``n_baseline`` (values of the
+    metric), both medians and ``ratio`` with ``ratio_ci_low``/``ratio_ci_high``. For a throughput a ratio above
+    1 means faster than the baseline; for a time (``*_s``) below 1 does.
+    """
+    from farm.compare import HARDWARE_KEY, hardware_keys  # farm.compare imports nothing from this module
+
+    allowed = [*CELL_COLUMNS, *(c for c in HARDWARE_BY if c not in CELL_COLUMNS)]
+    if by not in allowed:
+        raise ValueError(f"cannot take ratios by {by!r}: choose one of {', '.join(allowed)}")
+    missing = [c for c in [*CELL_COLUMNS, "status", "device_name", metric] if c not in results_df.columns]
+    if missing:
+        raise ValueError(f"results frame lacks columns: {', '.join(missing)}")
+    extra = [] if by in CELL_COLUMNS else [by]
+    columns = [*CELL_COLUMNS, "hardware", *extra, *RATIO_COLUMNS]
+    ok = results_df.loc[results_df["status"].eq("succeeded").fillna(False).to_numpy(dtype=bool)]
+    ok = ok.reset_index(drop=True)
+    if ok.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+    frame = ok[CELL_COLUMNS].astype(object)
+    frame["hardware"] = hardware_keys(ok)[0]
+    if by == HARDWARE_KEY and by not in ok.columns:
+        frame[by] = frame["hardware"]
+    elif by not in CELL_COLUMNS:
+        frame[by] = ok[by].astype(object)
+    labels = frame[by].map(str)
+    is_base = (labels == str(baseline)).to_numpy(dtype=bool)
+    if not is_base.any():
+        seen = ", ".join(sorted(set(labels)))
+        raise ValueError(f"no succeeded row has {by} = {baseline!r} (values seen: {seen})")
+
+    cell = frame.groupby([*CELL_COLUMNS, "hardware", *extra], dropna=False, sort=False).ngroup().to_numpy()
+    G = int(cell.max()) + 1
+    first = np.unique(cell, return_index=True)[1]
+    match = [c for c in CELL_COLUMNS if c != by] + ([] if by in HARDWARE_BY else ["hardware"])
+    base = frame.groupby(match, dropna=False, sort=False).ngroup().to_numpy()
+    B = int(base.max()) + 1
+    has_base = np.zeros(B, dtype=bool)
+    has_base[base[is_base]] = True
+    cell_base = base[first]
+    targets = np.flatnonzero(~is_base[first] & has_base[cell_base])
+
+    values = _floats(ok[metric])
+    counted = ~np.isnan(values)
+    ratio, low, high = ratio_ci_groups(values, cell, values[is_base], base[is_base],
+                                       np.stack([targets, cell_base[targets]], axis=1), confidence=confidence,
+                                       n_boot=n_boot, seed=seed, n_num_groups=G, n_den_groups=B)
+    out = frame.loc[first[targets], [*CELL_COLUMNS, "hardware", *extra]].reset_index(drop=True)
+    out["baseline"] = str(baseline)
+    out["metric"] = metric
+    out["n"] = np.bincount(cell[counted], minlength=G)[targets]
+    out["n_baseline"] = np.bincount(base[is_base & counted], minlength=B)[cell_base[targets]]
+    out["median"] = group_medians(values, cell, G)[targets]
+    out["baseline_median"] = group_medians(values[is_base], base[is_base], B)[cell_base[targets]]
+    out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
+
+    sort = [*(c for c in SORT_COLUMNS if c in CELL_COLUMNS), "hardware"]
+    keys = [tuple(_sort_key(v) for v in row) for row in out[sort].itertuples(index=False, name=None)]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return out.iloc[order][columns].reset_index(drop=True)
+
+
 # ---------------------------------------------------------------------------------------------------- writing
 def _cell_text(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:

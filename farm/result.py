@@ -49,6 +49,7 @@ class EpochRecord(BaseModel):
     epoch: int
     wall_s: float
     cpu_s: float | None = None
+    val_s: float | None = Field(default=None, description="Validation time, excluded from wall_s.")
     loss: float | None = None
     accuracy: float | None = None
     val_loss: float | None = None
@@ -67,7 +68,9 @@ class Phases(BaseModel):
     build_s: float | None = Field(default=None, description="Building and compiling the model.")
     train_s: float | None = Field(default=None, description="The whole fit(), first epoch included.")
     eval_s: float | None = Field(default=None, description="Evaluating on the test set.")
-    total_s: float | None = Field(default=None, description="Spawn → result, as the supervisor saw it.")
+    other_s: float | None = Field(default=None, description="What the phases above do not account for.")
+    total_s: float | None = Field(default=None, description="Spawn → result, on the child's clock.")
+    exit_s: float | None = Field(default=None, description="Result → the child's exit, as the supervisor saw it.")
     import_cpu_s: float | None = None
     data_cpu_s: float | None = None
     build_cpu_s: float | None = None
@@ -103,7 +106,12 @@ class JobResult(BaseModel):
     train_accuracy: float | None = None
     test_loss: float | None = None
     test_accuracy: float | None = None
-    stalls: list[dict[str, Any]] = Field(default_factory=list)
+    stalls: list[dict[str, Any]] = Field(default_factory=list,
+                                         description="Idle windows (CPU under 10% of a core for 2 s or more).")
+    steps_per_epoch: int | None = None
+    step_p50_s: float | None = Field(default=None, description="Median steady-state step time.")
+    step_p90_s: float | None = None
+    step_p99_s: float | None = None
     epochs_to_target: int | None = None
     time_to_target_s: float | None = None
 
@@ -124,6 +132,14 @@ class JobResult(BaseModel):
         if not s or not self.train_samples_used:
             return None
         return self.train_samples_used / s
+
+    @property
+    def hardware_key(self) -> str | None:
+        return self.environment.get("hardware_key")
+
+    @property
+    def software_key(self) -> str | None:
+        return self.environment.get("software_key")
 
     def to_row(self) -> dict[str, Any]:
         """One tidy row for ``farm results``: the spec's fields, then what was measured."""

@@ -18,10 +18,11 @@ CELL_COLUMNS = [
 
 RESULT_COLUMNS = [
     "job_id", "sweep_id", *CELL_COLUMNS, "repeat", "seed", "status", "error", "attempt", "worker", "host",
-    "device_name", "keras_version", "backend_version", "python_version", "train_samples_used",
-    "first_epoch_s", "steady_epoch_s", "steady_samples_per_s", "train_s", "import_s", "data_s", "build_s",
-    "eval_s", "total_s", "train_cpu_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-    "stalls", "epochs_to_target", "time_to_target_s", "dataset_digest", "started_at", "finished_at",
+    "device_name", "hardware_key", "software_key", "keras_version", "backend_version", "python_version",
+    "train_samples_used", "first_epoch_s", "steady_epoch_s", "steady_samples_per_s", "step_p50_s", "step_p90_s",
+    "step_p99_s", "train_s", "import_s", "data_s", "build_s", "eval_s", "total_s", "train_cpu_s", "stalls",
+    "stall_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epochs_to_target",
+    "time_to_target_s", "dataset_digest", "started_at", "finished_at",
 ]
 
 
@@ -46,6 +47,8 @@ def result_row(result: "JobResult") -> dict[str, Any]:
         worker=result.worker,
         host=result.host,
         device_name=result.device_name,
+        hardware_key=result.hardware_key,
+        software_key=result.software_key,
         keras_version=result.versions.get("keras"),
         backend_version=result.versions.get(result.job.backend),
         python_version=result.versions.get("python"),
@@ -53,6 +56,9 @@ def result_row(result: "JobResult") -> dict[str, Any]:
         first_epoch_s=result.first_epoch_s,
         steady_epoch_s=result.steady_epoch_s,
         steady_samples_per_s=result.steady_samples_per_s,
+        step_p50_s=result.step_p50_s,
+        step_p90_s=result.step_p90_s,
+        step_p99_s=result.step_p99_s,
         train_s=phases.train_s,
         import_s=phases.import_s,
         data_s=phases.data_s,
@@ -65,6 +71,7 @@ def result_row(result: "JobResult") -> dict[str, Any]:
         test_loss=result.test_loss,
         test_accuracy=result.test_accuracy,
         stalls=len(result.stalls),
+        stall_s=sum(s.get("duration_s", 0.0) for s in result.stalls),
         epochs_to_target=result.epochs_to_target,
         time_to_target_s=result.time_to_target_s,
         dataset_digest=result.dataset_digest,

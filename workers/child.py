@@ -35,9 +35,10 @@ def main() -> int:
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     w0, c0 = time.perf_counter(), time.process_time()
     try:
-        from workers.training import framework_versions
+        from workers.training import framework_build, framework_versions
 
         versions = framework_versions(backend)  # imports keras, which imports its backend
+        build = framework_build(backend)
         if backend == "jax":
             import jax  # noqa: F401  (keras imports it lazily in places; count it in the import phase)
     except Exception as e:  # noqa: BLE001
@@ -45,7 +46,7 @@ def main() -> int:
               "traceback": traceback.format_exc()})
         return 3
     emit({"event": "ready", "pid": os.getpid(), "spawn_s": t_main - spawn_t, "import_s": time.perf_counter() - w0,
-          "import_cpu_s": time.process_time() - c0, "versions": versions})
+          "import_cpu_s": time.process_time() - c0, "versions": versions, "build": build})
 
     w_wait = time.perf_counter()
     line = sys.stdin.readline()
@@ -68,6 +69,7 @@ def main() -> int:
         emit({"event": "error", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
         return 4
     out["phases"]["wait_s"] = wait_s
+    out["total_s"] = time.time() - spawn_t
     emit({"event": "result", **out})
     events.flush()
     return 0

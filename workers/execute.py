@@ -17,7 +17,7 @@ from typing import Any, Callable
 from pydantic import ValidationError
 
 from farm.errors import problems_from_validation
-from farm.fingerprint import host_facts
+from farm.fingerprint import GPUInfo, hardware_key, host_facts, software_key
 from farm.job import JobEnvelope
 from farm.result import EpochRecord, JobResult, JobStatus, Phases
 from farm.settings import FarmSettings
@@ -31,11 +31,13 @@ class JobExecutor:
     """One worker's job handler; the Celery task is a thin wrapper around :meth:`handle`."""
 
     def __init__(self, store: Store, settings: FarmSettings, worker_name: str, *,
-                 gpu_ids: list[str] | None = None, on_busy: Callable[[str | None], None] = lambda j: None) -> None:
+                 gpu_ids: list[str] | None = None, gpus: list[GPUInfo] | None = None,
+                 on_busy: Callable[[str | None], None] = lambda j: None) -> None:
         self.store = store
         self.settings = settings
         self.worker = worker_name
         self.gpu_ids = gpu_ids
+        self.gpus = [g for g in (gpus or []) if gpu_ids is None or str(g.index) in gpu_ids]
         self.on_busy = on_busy
         self.facts = host_facts()
 
@@ -126,7 +128,7 @@ class JobExecutor:
         return "cancelled" if self.store.r.exists(*keys) else None
 
     def _record(self, envelope: JobEnvelope, outcome: ChildOutcome, attempt: int) -> None:
-        result = build_result(envelope, outcome, attempt, self.worker, self.facts)
+        result = build_result(envelope, outcome, attempt, self.worker, self.facts, self.gpus)
         if self.store.record_result(result):
             log.info("job %s %s%s", envelope.job_id, result.status.value,
                      f": {result.error}" if result.error else "")
@@ -134,16 +136,47 @@ class JobExecutor:
             log.warning("job %s already had a result: this run's record was dropped", envelope.job_id)
 
 
+def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo], ready: dict[str, Any],
+                res: dict[str, Any]) -> dict[str, Any]:
+    """What makes a result comparable: the host, the device, the software, the data; and the keys derived
+    from them (equal hardware keys ran on comparable hardware, equal software keys on the same stack)."""
+    job = envelope.job
+    versions = ready.get("versions", {})
+    job_gpus = gpus if job.device == "gpu" else []
+    if job.device == "gpu" and not job_gpus and res.get("device_name"):
+        hw = f"gpu:{res['device_name']}"
+    else:
+        hw = hardware_key(facts, job_gpus, job.device)
+    return {
+        **facts,
+        "gpus": [g.model_dump() for g in job_gpus],
+        "versions": versions,
+        "framework_build": ready.get("build", {}),
+        "framework_sees_gpu": res.get("framework_sees_gpu"),
+        "data": job.data,
+        "dataset_digest": res.get("dataset_digest"),
+        "hardware_key": hw,
+        "software_key": software_key(versions) if versions else None,
+    }
+
+
 def build_result(envelope: JobEnvelope, outcome: ChildOutcome, attempt: int, worker: str,
-                 facts: dict[str, Any]) -> JobResult:
+                 facts: dict[str, Any], gpus: list[GPUInfo] | None = None) -> JobResult:
     ready, res = outcome.ready, outcome.result
     phases = dict(res.get("phases", {}))
     phases.update(spawn_s=ready.get("spawn_s"), import_s=ready.get("import_s"),
-                  import_cpu_s=ready.get("import_cpu_s"), total_s=outcome.total_s or None)
+                  import_cpu_s=ready.get("import_cpu_s"))
+    if res.get("total_s") is not None:
+        phases["total_s"] = res["total_s"]
+        phases["exit_s"] = max(0.0, outcome.total_s - res["total_s"])
+        known = ("spawn_s", "import_s", "wait_s", "data_s", "build_s", "train_s", "eval_s")
+        phases["other_s"] = res["total_s"] - sum(phases.get(k) or 0.0 for k in known)
+    else:
+        phases["total_s"] = outcome.total_s or None
     error = outcome.error
     if error and outcome.stderr_tail and outcome.status == "failed":
         error = f"{error}\n--- stderr (tail) ---\n{outcome.stderr_tail[-3000:]}"
-    environment = {**facts, "versions": ready.get("versions", {})}
+    environment = fingerprint(envelope, facts, gpus or [], ready, res)
     return JobResult(
         job_id=envelope.job_id,
         sweep_id=envelope.sweep_id,
@@ -167,6 +200,11 @@ def build_result(envelope: JobEnvelope, outcome: ChildOutcome, attempt: int, wor
         train_accuracy=res.get("train_accuracy"),
         test_loss=res.get("test_loss"),
         test_accuracy=res.get("test_accuracy"),
+        stalls=res.get("stalls", []),
+        steps_per_epoch=res.get("steps_per_epoch"),
+        step_p50_s=res.get("step_p50_s"),
+        step_p90_s=res.get("step_p90_s"),
+        step_p99_s=res.get("step_p99_s"),
         epochs_to_target=res.get("epochs_to_target"),
         time_to_target_s=res.get("time_to_target_s"),
     )

@@ -13,7 +13,7 @@ from farm import workloads
 from farm.fingerprint import cpu_model
 from farm.job import JobEnvelope
 from farm.settings import FarmSettings
-from workers.timing import PhaseClock, epoch_callback
+from workers.timing import IdleSampler, PhaseClock, epoch_callback
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -107,8 +107,8 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         x_test, y_test = workload.prepare(ds.x_test, ds.y_test)
     emit({"event": "phase", "phase": "data", "s": clock.wall["data"]})
 
-    name = device_name(job.device, job.backend)
     with clock.phase("build"):
+        name = device_name(job.device, job.backend)
         seed_everything(seed, job.backend)
         if job.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16" if job.device == "gpu" else "mixed_bfloat16")
@@ -120,6 +120,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
 
     timer = epoch_callback(emit, job.epochs)
     validation = (x_test, y_test) if job.target_accuracy is not None else None
+    sampler = IdleSampler().start()
     with clock.phase("train"):
         if job.backend == "tensorflow" and job.input_pipeline == "farm":
             model.fit(tf_dataset(x_train, y_train, job.batch_size, seed), epochs=job.epochs, verbose=0, shuffle=False,
@@ -129,11 +130,13 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
                       callbacks=[timer], validation_data=validation, validation_batch_size=job.batch_size)
     with clock.phase("eval"):
         test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=job.batch_size, verbose=0)
+    sampler.stop()
 
     epochs = timer.records
     last = epochs[-1] if epochs else {}
     out: dict[str, Any] = {
         "device_name": name,
+        "framework_sees_gpu": True if job.device == "gpu" else None,
         "dataset_digest": ds.digest,
         "train_samples_used": int(x_train.shape[0]),
         "test_samples_used": int(x_test.shape[0]),
@@ -141,6 +144,9 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         "phases": {"data_s": clock.wall["data"], "build_s": clock.wall["build"], "train_s": clock.wall["train"],
                    "eval_s": clock.wall["eval"], "data_cpu_s": clock.cpu["data"], "build_cpu_s": clock.cpu["build"],
                    "train_cpu_s": clock.cpu["train"], "eval_cpu_s": clock.cpu["eval"]},
+        "stalls": locate_stalls(sampler.stalls(), clock, timer.epoch_bounds),
+        **step_percentiles(timer.step_times(first_epoch=1)),
+        "steps_per_epoch": len(timer.step_starts[0]) * (_steps_per_call(timer.step_starts[0])) if timer.step_starts else None,
         "train_loss": last.get("loss"),
         "train_accuracy": last.get("accuracy"),
         "test_loss": float(test_loss),
@@ -154,6 +160,69 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
                 out["epochs_to_target"], out["time_to_target_s"] = rec["epoch"], elapsed
                 break
     return out
+
+
+def step_percentiles(steps: list[float]) -> dict[str, float | None]:
+    """p50/p90/p99 of the steady-state step times (the epochs after the first)."""
+    if not steps:
+        return {"step_p50_s": None, "step_p90_s": None, "step_p99_s": None}
+    import numpy as np
+
+    p50, p90, p99 = np.percentile(np.asarray(steps), [50, 90, 99])
+    return {"step_p50_s": float(p50), "step_p90_s": float(p90), "step_p99_s": float(p99)}
+
+
+def _steps_per_call(starts: list[tuple[int, float]]) -> int:
+    return starts[1][0] - starts[0][0] if len(starts) > 1 else 1
+
+
+def locate_stalls(stalls: list[tuple[float, float]], clock: PhaseClock,
+                  epoch_bounds: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """Say where each idle window fell: in which epoch, between epochs, after the last, or in evaluation."""
+    train0 = clock.bounds["train"][0]
+    out = []
+    for start, duration in stalls:
+        where = "eval" if start >= clock.bounds["eval"][0] else "fit"
+        epoch = next((i + 1 for i, (b, e) in enumerate(epoch_bounds) if b <= start < e), None)
+        if where == "fit" and epoch is None:
+            where = "after last epoch" if epoch_bounds and start >= epoch_bounds[-1][1] else "between epochs"
+        out.append({"at_s": start - train0, "duration_s": duration, "where": where, "epoch": epoch})
+    return out
+
+
+def framework_build(backend: str) -> dict[str, str]:
+    """The CUDA/cuDNN versions the framework was built with, where it says (empty for CPU-only builds)."""
+    info: dict[str, str] = {}
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            build = tf.sysconfig.get_build_info()
+            for key in ("cuda_version", "cudnn_version"):
+                if build.get(key):
+                    info[key.split("_")[0]] = str(build[key])
+        elif backend == "torch":
+            import torch
+
+            if torch.version.cuda:
+                info["cuda"] = str(torch.version.cuda)
+            if torch.backends.cudnn.is_available():
+                info["cudnn"] = str(torch.backends.cudnn.version())
+        elif backend == "jax":
+            import jax
+
+            info["jaxlib"] = getattr(jax.lib, "__version__", "") or ""
+            try:
+                from jax._src.lib import cuda_versions  # present only in CUDA builds
+
+                if cuda_versions is not None:
+                    info["cuda"] = str(cuda_versions.cuda_runtime_get_version())
+                    info["cudnn"] = str(cuda_versions.cudnn_get_version())
+            except Exception:  # noqa: BLE001 - a CPU-only jaxlib
+                pass
+    except Exception:  # noqa: BLE001 - build details are informative, never fatal
+        pass
+    return {k: v for k, v in info.items() if v}
 
 
 def framework_versions(backend: str) -> dict[str, str]:

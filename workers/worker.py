@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from farm import __version__
+from farm.fingerprint import GPUInfo
 from farm.queue import make_app
 from farm.routing import queue_for_tag
 from farm.settings import FarmSettings
@@ -59,7 +60,8 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
         current["job"] = job_id
         beat()
 
-    executor = JobExecutor(store, settings, plan.name, gpu_ids=plan.gpu_ids, on_busy=set_busy)
+    gpus = [GPUInfo.model_validate(g) for g in plan.info.get("gpus", [])]
+    executor = JobExecutor(store, settings, plan.name, gpu_ids=plan.gpu_ids, gpus=gpus, on_busy=set_busy)
     poison.install_transport_guard()
     poison.set_recorder(executor.record_rejection)
     app = make_app(settings, plan.queues)

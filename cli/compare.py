@@ -1,0 +1,136 @@
+"""``farm compare A B``: cell by cell, did sweep B get faster or slower than sweep A?"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, print_json, settings
+from cli.results import frames_for
+from cli.status import resolve
+from farm.store import Store
+
+#: Exit status of ``farm compare --fail-on-regression`` when at least one cell got slower.
+EXIT_REGRESSION = 3
+
+CHANGE_STYLE = {"faster": "green", "slower": "bold red", "no change": "dim", "inconclusive": "yellow",
+                "only in A": "magenta", "only in B": "magenta"}
+SHOWN_CELL = [("workload", "workload"), ("device", "device"), ("backend", "backend"), ("batch_size", "batch"),
+              ("hardware", "hardware")]
+
+
+def _num(v: object) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def _ratio(rec: dict) -> str:
+    r, lo, hi = rec.get("ratio"), rec.get("ratio_ci_low"), rec.get("ratio_ci_high")
+    if r is None or r != r:
+        return ""
+    if lo is None or lo != lo or hi is None or hi != hi:
+        return f"{r:.3f}"
+    return f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _p(v: object) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return f"{v:.2g}" if v < 0.001 else f"{v:.3f}"
+
+
+def compare_table(cmp, label_a: str, label_b: str, metric: str, higher: bool) -> Table:  # noqa: ANN001
+    from farm.rows import CELL_COLUMNS
+
+    shown = {c for c, _ in SHOWN_CELL}
+    # Cell columns that vary among the rows but are not shown on their own go into one "cell" column.
+    extra = [c for c in CELL_COLUMNS if c not in shown and cmp[c].astype(str).nunique(dropna=False) > 1]
+    faster = ">1" if higher else "<1"
+    table = Table(title=f"{label_a} (A) → {label_b} (B): {metric}, ratio = B/A median ({faster} is faster)",
+                  title_justify="left")
+    for _, title in SHOWN_CELL:
+        table.add_column(title)
+    if extra:
+        table.add_column("cell")
+    for title in ("n A/B", "median A", "median B", "ratio [CI]", "p", "change", "note"):
+        table.add_column(title, justify="right" if title.startswith(("median", "n A")) else "left")
+    for rec in cmp.to_dict("records"):
+        style = CHANGE_STYLE.get(rec["change"], "")
+        row = [escape(_num(rec.get(c))) for c, _ in SHOWN_CELL]
+        if extra:
+            row.append(escape(" ".join(f"{c}={rec.get(c)}" for c in extra)))
+        row += [f"{rec['n_a']}/{rec['n_b']}", _num(rec["median_a"]), _num(rec["median_b"]), _ratio(rec),
+                _p(rec["p_value"]), f"[{style}]{rec['change']}[/]" if style else rec["change"],
+                escape(rec.get("note") or "")]
+        table.add_row(*row)
+    return table
+
+
+@friendly_errors
+def compare_cmd(
+    sweep_a: str = typer.Argument(..., help="The baseline sweep A: id, prefix or name."),
+    sweep_b: str = typer.Argument(..., help="The sweep B compared against it: id, prefix or name."),
+    metric: str = typer.Option("steady_samples_per_s", "--metric", "-m",
+                               help="Result column to compare: a throughput (*_per_s, higher is faster) or a "
+                                    "time (*_s, lower is faster), e.g. steady_epoch_s."),
+    threshold: float = typer.Option(0.05, "--threshold", "-t", min=0.0,
+                                    help="Smallest relative change that counts: |B/A - 1| must exceed it."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the comparison to this file (.csv, .json, .md)."),
+    fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
+                                            help=f"Exit {EXIT_REGRESSION} when any cell is 'slower' (for CI)."),
+    broker: str = BrokerOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Compare two sweeps cell by cell: median of B over median of A with a bootstrap CI, and a Mann-Whitney
+    rank test (timings are skewed, not normal).
+
+    A cell is 'faster' or 'slower' only when p < 0.05 AND |ratio - 1| > --threshold; otherwise 'no change'.
+    It is 'inconclusive' when a side has fewer than 2 values or too few repeats for the test ever to reach
+    p < 0.05 (use at least 4 repeats a side). Cells are matched on every cell column plus the hardware;
+    cells on one side only are listed as 'only in A' / 'only in B'.
+
+    Exit status: 0 when the comparison ran (whatever it found), 3 with --fail-on-regression when at least one
+    cell is 'slower', 2 for a usage error (unknown sweep, metric without a direction), 1 when Redis is
+    unreachable.
+    """
+    from farm.compare import compare, higher_is_better, regressions  # pandas: only for commands that use it
+    from farm.report import write_frame
+
+    try:
+        higher = higher_is_better(metric)
+    except ValueError as e:
+        fail(str(e))
+    store = Store.from_settings(settings(broker_url=broker))
+    sid_a, sid_b = resolve(store, sweep_a), resolve(store, sweep_b)
+    df_a, df_b = frames_for(store, sid_a), frames_for(store, sid_b)
+    for label, df in (("A", df_a), ("B", df_b)):
+        if metric not in df.columns:
+            fail(f"sweep {label} has no column {metric!r}")
+    try:
+        cmp = compare(df_a, df_b, metric=metric, threshold=threshold)
+    except ValueError as e:
+        fail(str(e))
+    slower = regressions(cmp)
+    if output:
+        write_frame(cmp, output)
+    if as_json:
+        print_json({"sweep_a": sid_a, "sweep_b": sid_b, "metric": metric, "higher_is_better": higher,
+                    "threshold": threshold, "cells": json.loads(cmp.to_json(orient="records")),
+                    "regressions": len(slower)})
+    else:
+        console.print(compare_table(cmp, sid_a, sid_b, metric, higher))
+        counts = cmp["change"].value_counts()
+        console.print(", ".join(f"{k} {v}" for k, v in counts.items()) or "no cells")
+        if output:
+            console.print(f"wrote {len(cmp)} cells to {output}")
+    if fail_on_regression and len(slower):
+        if not as_json:
+            console.print(f"[bold red]{len(slower)} regression(s)[/]")
+        raise typer.Exit(EXIT_REGRESSION)

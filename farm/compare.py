@@ -1,0 +1,303 @@
+"""Did anything get faster or slower? Two sweeps' tidy results frames, matched cell by cell.
+
+* :func:`compare` — one row per sweep cell seen in either frame: repeats and medians on each side, the ratio
+  B/A with a bootstrap CI, a Mann-Whitney p-value and a verdict (``change``).
+* :func:`regressions` — the rows whose verdict is ``"slower"``.
+* :func:`hardware_keys` / :func:`software_keys` — the hardware and software a row ran on, from the
+  ``hardware_key`` / ``software_key`` columns when a frame has them, else from ``device_name`` and the
+  python/keras/backend versions (frames written before those columns existed).
+
+Why these statistics: benchmark timings are not normal. They are skewed to the right (a GC pause, a noisy
+neighbour, a cold cache only ever make a run *slower*) and carry occasional outliers, and a sweep has few
+repeats per cell. So each side is summarized by its **median** (one slow outlier does not move it), the
+uncertainty of the ratio of medians comes from a **percentile bootstrap** (no distributional assumption;
+:func:`farm.stats.ratio_ci`), and whether the two sides differ at all is decided by a **rank test**
+(Mann-Whitney U, :func:`farm.stats.mann_whitney`) rather than a t-test, which assumes normality and is
+dragged around by the very outliers the median ignores.
+
+The decision rule (``change``), per matched cell, with ``ratio = median_b / median_a``:
+
+* ``"inconclusive"`` — no test is possible: either side has fewer than 2 values of the metric (one value says
+  nothing about spread, and the rank test needs at least two to order), or the sides are so small that the
+  exact rank test could not reach ``p < alpha`` even if every B value lay beyond every A value (its smallest
+  two-sided p-value is ``2 / C(n_a + n_b, n_a)``: 3 v 3 repeats can never go below 0.10; 4 v 4 is the smallest
+  balanced design that reaches 0.05). Calling such a cell "no change" would hide a regression of any size.
+* ``"faster"`` / ``"slower"`` — only when ``p_value < alpha`` **and** ``|ratio - 1| > threshold``: the
+  difference must be both statistically real and large enough to matter. Direction follows the metric (see
+  :func:`higher_is_better`): for a throughput (``*_per_s``) ``ratio > 1`` is faster; for a time (``*_s``,
+  e.g. ``steady_epoch_s``) ``ratio < 1`` is faster.
+* ``"no change"`` — otherwise: not significant, or significant but within ``threshold`` (a 2 % shift that a
+  tight cell resolves is real but not a change by this rule).
+* ``"only in A"`` / ``"only in B"`` — the cell has succeeded repeats on one side only.
+
+Cells are matched on ``CELL_COLUMNS`` plus the hardware key, so a sweep re-run on other hardware shows up as
+cells "only in A" and "only in B" rather than as a false speedup. Software is *not* part of the match (a
+Keras or backend upgrade is exactly what one compares); it is shown in ``software_a``/``software_b`` and the
+``note`` says when the two differ or when one side pooled several software versions.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from farm.rows import CELL_COLUMNS
+from farm.stats import group_medians, mann_whitney, ratio_ci_groups
+
+#: The column names of the optional identity columns (present once the rows carry them).
+HARDWARE_KEY = "hardware_key"
+SOFTWARE_KEY = "software_key"
+
+#: Output columns of :func:`compare`, in order.
+COMPARE_COLUMNS = [
+    *CELL_COLUMNS, "hardware", "metric", "higher_is_better", "n_a", "n_b", "median_a", "median_b", "ratio",
+    "ratio_ci_low", "ratio_ci_high", "p_value", "change", "software_a", "software_b", "note",
+]
+#: The values ``change`` takes.
+CHANGES = ("faster", "slower", "no change", "inconclusive", "only in A", "only in B")
+
+_SORT = ["workload", "device", "backend", "batch_size"]
+_SORT += [c for c in CELL_COLUMNS if c not in _SORT] + ["hardware"]
+
+
+# ------------------------------------------------------------------------------------------------ identity
+def higher_is_better(metric: str) -> bool:
+    """True for a rate (``*_per_s``: more samples per second is faster), False for a duration (``*_s``: less
+    time is faster). Any other column is refused: "faster" and "slower" would mean nothing for it."""
+    if metric.endswith("_per_s"):
+        return True
+    if metric.endswith("_s"):
+        return False
+    raise ValueError(f"cannot compare {metric!r}: only throughputs (*_per_s, higher is faster) and times "
+                     "(*_s, lower is faster) have a direction")
+
+
+def _succeeded(df: pd.DataFrame) -> pd.DataFrame:
+    if "status" not in df.columns:
+        raise ValueError("results frame lacks the status column")
+    keep = df["status"].eq("succeeded").fillna(False).to_numpy(dtype=bool)
+    return df.loc[keep].reset_index(drop=True)
+
+
+def _has_key(df: pd.DataFrame, column: str) -> bool:
+    """The frame carries ``column`` and every row has a value in it."""
+    return column in df.columns and bool(df[column].notna().all())
+
+
+def _blank(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def hardware_keys(*frames: pd.DataFrame) -> list[pd.Series]:
+    """The hardware each row ran on, one Series per frame, decided jointly so the frames stay comparable:
+    ``hardware_key`` when *every* frame has it on every row, else ``device_name`` everywhere (a frame from
+    before ``hardware_key`` existed must still match a newer one)."""
+    use_key = all(_has_key(f, HARDWARE_KEY) for f in frames)
+    column = HARDWARE_KEY if use_key else "device_name"
+    out = []
+    for f in frames:
+        if column not in f.columns:
+            raise ValueError(f"results frame lacks {column}")
+        out.append(f[column].astype(object).reset_index(drop=True))
+    return out
+
+
+def software_keys(df: pd.DataFrame) -> pd.Series:
+    """The software each row ran with: ``software_key`` where the frame has one, else built as
+    ``"py<python> keras<keras> <backend><backend version>"`` (the same spelling) from the version columns;
+    parts that are unknown are left out, and ``"unknown"`` when nothing is known."""
+    def built(rec: dict) -> str:
+        parts = []
+        if not _blank(rec.get("python_version")):
+            parts.append(f"py{rec['python_version']}")
+        if not _blank(rec.get("keras_version")):
+            parts.append(f"keras{rec['keras_version']}")
+        if not _blank(rec.get("backend_version")):
+            backend = "" if _blank(rec.get("backend")) else str(rec["backend"])
+            parts.append(f"{backend}{rec['backend_version']}")
+        return " ".join(parts) or "unknown"
+
+    cols = [c for c in ("python_version", "keras_version", "backend", "backend_version") if c in df.columns]
+    fallback = pd.Series([built(r) for r in df[cols].to_dict("records")] if cols else ["unknown"] * len(df),
+                         index=df.index, dtype=object)
+    if SOFTWARE_KEY in df.columns:
+        key = df[SOFTWARE_KEY].astype(object)
+        return key.where(key.notna() & key.astype(str).str.len().gt(0), fallback).reset_index(drop=True)
+    return fallback.reset_index(drop=True)
+
+
+def _sort_key(v: Any) -> tuple:
+    if _blank(v) or v is pd.NaT:
+        return (3, "")
+    if isinstance(v, numbers.Number):
+        return (0, v)
+    if isinstance(v, str):
+        return (1, v)
+    return (2, repr(v))
+
+
+def _sorted(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    cols = [c for c in columns if c in df.columns]
+    keys = [tuple(_sort_key(v) for v in row) for row in df[cols].itertuples(index=False, name=None)]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    return df.iloc[order].reset_index(drop=True)
+
+
+def min_p_value(n_a: int, n_b: int) -> float:
+    """The smallest two-sided p-value the exact Mann-Whitney test can give for samples of these sizes (every
+    value of one side beyond every value of the other): ``2 / C(n_a + n_b, n_a)``, capped at 1."""
+    if n_a < 1 or n_b < 1:
+        return 1.0
+    return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
+
+
+def _floats(s: pd.Series) -> np.ndarray:
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+# ------------------------------------------------------------------------------------------------- compare
+def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_samples_per_s",
+            threshold: float = 0.05, alpha: float = 0.05, confidence: float = 0.95, n_boot: int = 2000,
+            seed: int = 0) -> pd.DataFrame:
+    """Compare two tidy results frames (see :func:`farm.report.results_frame`) cell by cell on ``metric``.
+
+    Only ``succeeded`` rows count; cells are matched on ``CELL_COLUMNS`` plus the hardware key (see
+    :func:`hardware_keys`). Returns ``COMPARE_COLUMNS``, one row per cell found in either frame:
+
+    * ``hardware`` — the hardware key (or device name) the cell ran on; ``metric``, ``higher_is_better``.
+    * ``n_a``, ``n_b`` — values of the metric on each side (succeeded repeats with a non-NaN value).
+    * ``median_a``, ``median_b`` and ``ratio = median_b / median_a``: for a throughput ``ratio > 1`` means B is
+      faster; for a time (``*_s``) ``ratio < 1`` means B is faster.
+    * ``ratio_ci_low``/``ratio_ci_high`` — percentile-bootstrap CI of the ratio at ``confidence`` (each side
+      resampled independently; NaN when a side has fewer than 2 values).
+    * ``p_value`` — two-sided Mann-Whitney U (NaN when inconclusive for want of values).
+    * ``change`` — the verdict, by the rule in the module docstring: ``faster``/``slower`` need
+      ``p_value < alpha`` and ``|ratio - 1| > threshold``; ``inconclusive`` when no test can decide
+      (fewer than 2 values a side, or too few for ``p < alpha`` to be reachable); ``only in A``/``only in B``.
+    * ``software_a``/``software_b`` — the software keys seen on each side, sorted, joined with ``"|"``;
+      ``note`` — "software differs: …", "pooled several software keys on A", why a cell is inconclusive, or
+      how many repeats failed on the side that has none.
+
+    Sorted by workload, device, backend, batch size, the other cell columns, hardware.
+    """
+    hib = higher_is_better(metric)
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, not {threshold!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1 (exclusive), not {alpha!r}")
+    for name, df in (("A", df_a), ("B", df_b)):
+        missing = [c for c in [*CELL_COLUMNS, "status", metric] if c not in df.columns]
+        if missing:
+            raise ValueError(f"results frame {name} lacks columns: {', '.join(missing)}")
+
+    ok_a, ok_b = _succeeded(df_a), _succeeded(df_b)
+    hw_a, hw_b = hardware_keys(ok_a, ok_b)
+    both = pd.concat([ok_a[CELL_COLUMNS].astype(object), ok_b[CELL_COLUMNS].astype(object)], ignore_index=True)
+    both["hardware"] = pd.concat([hw_a, hw_b], ignore_index=True)
+    side = np.r_[np.zeros(len(ok_a), dtype=np.intp), np.ones(len(ok_b), dtype=np.intp)]
+    if both.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in COMPARE_COLUMNS})
+    key = both.groupby([*CELL_COLUMNS, "hardware"], dropna=False, sort=False).ngroup().to_numpy()
+    G = int(key.max()) + 1
+    first = np.unique(key, return_index=True)[1]
+    out = both.loc[first, [*CELL_COLUMNS, "hardware"]].reset_index(drop=True)
+    out["metric"] = metric
+    out["higher_is_better"] = hib
+
+    key_a, key_b = key[side == 0], key[side == 1]
+    vals_a, vals_b = _floats(ok_a[metric]), _floats(ok_b[metric])
+    present_a = np.bincount(key_a, minlength=G) > 0
+    present_b = np.bincount(key_b, minlength=G) > 0
+    n_a = np.bincount(key_a[~np.isnan(vals_a)], minlength=G)
+    n_b = np.bincount(key_b[~np.isnan(vals_b)], minlength=G)
+    out["n_a"], out["n_b"] = n_a, n_b
+
+    # Medians, ratio B/A and its bootstrap CI, every cell at once (B is the numerator).
+    cells = np.arange(G)
+    ratio, low, high = ratio_ci_groups(vals_b, key_b, vals_a, key_a, np.stack([cells, cells], axis=1),
+                                       confidence=confidence, n_boot=n_boot, seed=seed, n_num_groups=G,
+                                       n_den_groups=G)
+    out["median_a"] = group_medians(vals_a, key_a, G)
+    out["median_b"] = group_medians(vals_b, key_b, G)
+    out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
+
+    # Software seen on each side.
+    sw = pd.concat([software_keys(ok_a), software_keys(ok_b)], ignore_index=True).astype(str)
+    sw_sets: list[list[set[str]]] = [[set() for _ in range(G)], [set() for _ in range(G)]]
+    for k, s, v in zip(key, side, sw):
+        sw_sets[s][k].add(v)
+    out["software_a"] = ["|".join(sorted(s)) for s in sw_sets[0]]
+    out["software_b"] = ["|".join(sorted(s)) for s in sw_sets[1]]
+
+    # Failed repeats, for the side a cell is missing from (matched on the cell alone: a failed job may not
+    # know its hardware).
+    failed = [_failed_counts(out, df) for df in (df_a, df_b)]
+
+    # p-values and the verdict.
+    order_a, order_b = np.argsort(key_a, kind="stable"), np.argsort(key_b, kind="stable")
+    split_a = np.split(vals_a[order_a], np.cumsum(np.bincount(key_a, minlength=G))[:-1])
+    split_b = np.split(vals_b[order_b], np.cumsum(np.bincount(key_b, minlength=G))[:-1])
+    p_values = np.full(G, np.nan)
+    changes: list[str] = []
+    notes: list[str] = []
+    for g in range(G):
+        note: list[str] = []
+        if not present_b[g]:
+            changes.append("only in A")
+            if failed[1][g]:
+                note.append(f"B: no succeeded repeat, {failed[1][g]} failed")
+        elif not present_a[g]:
+            changes.append("only in B")
+            if failed[0][g]:
+                note.append(f"A: no succeeded repeat, {failed[0][g]} failed")
+        else:
+            if n_a[g] >= 1 and n_b[g] >= 1:
+                p_values[g] = mann_whitney(split_a[g], split_b[g])
+            if n_a[g] < 2 or n_b[g] < 2:
+                changes.append("inconclusive")
+                note.append(f"fewer than 2 values of {metric} on a side ({n_a[g]} v {n_b[g]}): no test possible")
+            elif min_p_value(int(n_a[g]), int(n_b[g])) >= alpha:
+                changes.append("inconclusive")
+                note.append(f"{n_a[g]} v {n_b[g]} repeats cannot reach p < {alpha:g} "
+                            f"(smallest possible p {min_p_value(int(n_a[g]), int(n_b[g])):.3g})")
+            else:
+                r, p = ratio[g], p_values[g]
+                if p < alpha and abs(r - 1) > threshold:
+                    better = r > 1 if hib else r < 1
+                    changes.append("faster" if better else "slower")
+                else:
+                    changes.append("no change")
+            a, b = sw_sets[0][g], sw_sets[1][g]
+            if a != b:
+                note.append(f"software differs: A {'|'.join(sorted(a))} → B {'|'.join(sorted(b))}")
+        for label, s in (("A", sw_sets[0][g]), ("B", sw_sets[1][g])):
+            if len(s) > 1:
+                note.append(f"pooled several software keys on {label}")
+        notes.append("; ".join(note))
+    out["p_value"] = p_values
+    out["change"] = changes
+    out["note"] = notes
+    return _sorted(out, _SORT)[COMPARE_COLUMNS]
+
+
+def _failed_counts(cells: pd.DataFrame, df: pd.DataFrame) -> np.ndarray:
+    """Per row of ``cells``: rows of ``df`` in the same cell (``CELL_COLUMNS``) that ended failed, timed out
+    or cancelled."""
+    bad = df.loc[df["status"].isin(("failed", "timed_out", "cancelled")).fillna(False).to_numpy(dtype=bool),
+                 CELL_COLUMNS]
+    G = len(cells)
+    if bad.empty or G == 0:
+        return np.zeros(G, dtype=np.intp)
+    both = pd.concat([cells[CELL_COLUMNS].astype(object), bad.astype(object)], ignore_index=True)
+    ids = both.groupby(CELL_COLUMNS, dropna=False, sort=False).ngroup().to_numpy()
+    return np.bincount(ids[G:], minlength=int(ids.max()) + 1)[ids[:G]]
+
+
+def regressions(cmp: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`compare` table whose verdict is ``"slower"`` (significant and beyond the
+    threshold), in the same order and columns."""
+    return cmp.loc[cmp["change"].eq("slower").fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
