@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from farm.job import JobEnvelope, JobSpec  # noqa: E402
 from farm.settings import FarmSettings  # noqa: E402
+from farm.stats import ratio_ci  # noqa: E402
 from workers.supervisor import run_child  # noqa: E402
 
 
@@ -62,14 +63,18 @@ def main() -> None:
         for name, epochs in runs.items():
             steady[name].extend(epochs[1:])
             print(f"round {rnd + 1}: {name:24s} epochs (s): " + " ".join(f"{t:.2f}" for t in epochs), flush=True)
-    base = statistics.median(steady["bare model.fit"])
+    bare_s = steady["bare model.fit"]
     print(f"\ncifar10_mlp, {args.backend}, batch {args.batch}, {args.samples} synthetic samples, "
           f"{args.rounds} rounds x {args.epochs - 1} steady epochs")
-    print(f"{'runner':24s} {'median epoch s':>15s} {'min':>7s} {'max':>7s} {'samples/s':>10s} {'vs bare':>8s}")
+    print("ratio = farm's median steady epoch time / bare's (1.00 = no overhead; < 1 = farm faster), "
+          "with a 95% bootstrap CI")
+    print(f"{'runner':24s} {'median epoch s':>15s} {'IQR':>7s} {'samples/s':>10s} {'ratio':>7s} {'95% CI':>15s}")
     for name, values in steady.items():
         med = statistics.median(values)
-        print(f"{name:24s} {med:15.3f} {min(values):7.3f} {max(values):7.3f} {args.samples / med:10.1f} "
-              f"{base / med:8.3f}")
+        q = statistics.quantiles(values, n=4) if len(values) > 1 else [med, med, med]
+        ratio, low, high = ratio_ci(values, bare_s, seed=1)
+        print(f"{name:24s} {med:15.3f} {q[2] - q[0]:7.3f} {args.samples / med:10.1f} {ratio:7.3f} "
+              f"  [{low:.3f}, {high:.3f}]")
 
 
 if __name__ == "__main__":

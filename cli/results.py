@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cli.common import BrokerOption, console, friendly_errors, settings
+from cli.common import BrokerOption, console, err_console, friendly_errors, settings
 from cli.status import resolve
 from farm.store import Store
 
@@ -36,6 +36,16 @@ def report_table(report) -> Table:  # noqa: ANN001 - a pandas DataFrame
     for rec in report.to_dict("records"):
         table.add_row(*(_fmt(rec.get(col)) for col, _ in REPORT_SHOWN))
     return table
+
+
+def warn_pooled_software(report) -> None:  # noqa: ANN001 - a pandas DataFrame
+    """Say so when a cell pools repeats that ran on different software: its spread may be the software's."""
+    if "software_keys" not in report.columns:
+        return
+    for rec in report[report["software_keys"] > 1].to_dict("records"):
+        err_console.print(f"[yellow]warning:[/] {rec['workload']} on {rec['device']} ({rec['backend']}, batch "
+                          f"{rec['batch_size']}) pools results from {rec['software_keys']} software stacks: "
+                          f"{rec['software_key']}", highlight=False)
 
 
 def frames_for(store: Store, sweep_id: str):  # noqa: ANN201
@@ -92,6 +102,7 @@ def report_cmd(
         write_frame(report, output)
         console.print(f"wrote {len(report)} cells to {output}")
     console.print(report_table(report))
+    warn_pooled_software(report)
     ups = speedups(report)
     if len(ups):
         console.print(ups.to_string(index=False))

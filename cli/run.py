@@ -9,7 +9,7 @@ import typer
 from rich.live import Live
 
 from cli.common import BrokerOption, console, fail, friendly_errors, settings
-from cli.results import report_table
+from cli.results import report_table, warn_pooled_software
 from cli.status import render
 from farm.progress import TERMINAL_STATES, sweep_progress, sweep_rows
 from farm.routing import derive_tags, queue_for_tag
@@ -66,6 +66,7 @@ def run_cmd(
     write_frame(report, output / "report.csv")
     write_frame(report, output / "report.md")
     console.print(report_table(report))
+    warn_pooled_software(report)
     ups = speedups(report)
     if len(ups):
         console.print(ups.to_string(index=False))

@@ -25,8 +25,12 @@ import pandas as pd
 from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
 from farm.stats import MAX_CV, STAT_FIELDS, group_medians, ratio_ci_groups, summarize_groups, too_wide_many
 
-#: A report row's identity: the sweep cell plus the device that actually ran it.
-GROUP_COLUMNS = [*CELL_COLUMNS, "device_name"]
+#: A report row's identity: the sweep cell plus the hardware that actually ran it (the hardware key: device
+#: name and, for CPUs, the usable cores; rows without a key fall back to the device name).
+GROUP_COLUMNS = [*CELL_COLUMNS, "hardware_key"]
+#: Shown beside the identity: the device's name and the software the repeats ran on (several keys in one cell
+#: mean the cell pools results from different software, which ``farm report`` warns about).
+INFO_COLUMNS = ["device_name", "software_key", "software_keys"]
 #: The cell minus its device: what a GPU cell and its CPU counterpart share.
 BASE_COLUMNS = [c for c in CELL_COLUMNS if c != "device"]
 #: The metrics summarized in full (median, quartiles, mean, std, cv, CI of the median).
@@ -42,7 +46,7 @@ FLOAT_COLUMNS = [
 
 SPEEDUP_COLUMNS = ["speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
 REPORT_COLUMNS = [
-    *GROUP_COLUMNS, "n", "n_failed",
+    *GROUP_COLUMNS, *INFO_COLUMNS, "n", "n_failed",
     *(f"{m}_{f}" for m in METRICS for f in STAT_FIELDS),
     "first_epoch_s_median", "test_accuracy_median", "outliers", "unstable", *SPEEDUP_COLUMNS,
 ]
@@ -81,12 +85,13 @@ def _sort_key(v: Any) -> tuple:
 
 
 def _empty_report() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c in GROUP_COLUMNS else float) for c in REPORT_COLUMNS})
+    return pd.DataFrame({c: pd.Series(dtype=object if c in GROUP_COLUMNS + INFO_COLUMNS else float)
+                         for c in REPORT_COLUMNS})
 
 
 def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
               max_cv: float = MAX_CV) -> pd.DataFrame:
-    """One row per sweep cell (``CELL_COLUMNS`` + ``device_name``) over the rows whose status is
+    """One row per sweep cell (``CELL_COLUMNS`` + ``hardware_key``) over the rows whose status is
     ``succeeded``; columns are ``REPORT_COLUMNS``.
 
     * ``n`` — succeeded repeats (rows); the statistics use those with a non-NaN value (a 1-epoch job has no
@@ -103,18 +108,25 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
 
     Sorted by workload, device, backend, batch size, the other cell columns, device name.
     """
-    missing = [c for c in [*GROUP_COLUMNS, "status", *METRICS, "first_epoch_s", "test_accuracy"]
+    missing = [c for c in [*CELL_COLUMNS, "device_name", "status", *METRICS, "first_epoch_s", "test_accuracy"]
                if c not in df.columns]
     if missing:
         raise ValueError(f"results frame lacks columns: {', '.join(missing)}")
     ok = df.loc[df["status"].eq("succeeded").fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
     if ok.empty:
         return _empty_report()
+    hw = ok["hardware_key"] if "hardware_key" in ok.columns else pd.Series(np.nan, index=ok.index)
+    sw = ok["software_key"] if "software_key" in ok.columns else pd.Series(np.nan, index=ok.index)
+    ok = ok.assign(hardware_key=hw.where(hw.notna(), ok["device_name"]), software_key=sw)
 
     cell = ok.groupby(GROUP_COLUMNS, dropna=False, sort=False).ngroup().to_numpy()
     G = int(cell.max()) + 1
     first = np.unique(cell, return_index=True)[1]  # ngroup numbers groups by first appearance
     out = ok.loc[first, GROUP_COLUMNS].reset_index(drop=True)
+    out["device_name"] = ok.loc[first, "device_name"].to_numpy()
+    software = ok.groupby(cell)["software_key"].agg(lambda v: sorted(set(v.dropna())))
+    out["software_key"] = [" | ".join(keys) if keys else None for keys in software.reindex(range(G))]
+    out["software_keys"] = [len(keys) for keys in software.reindex(range(G))]
     out["n"] = np.bincount(cell, minlength=G)
 
     # n_failed: match failed rows to report cells on CELL_COLUMNS (NaN keys too) by grouping both together.

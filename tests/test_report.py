@@ -82,7 +82,8 @@ def test_results_frame_has_exactly_the_result_columns(rows):
 
 def test_report_columns_and_order(report):
     assert list(report.columns) == REPORT_COLUMNS
-    assert REPORT_COLUMNS[: len(CELL_COLUMNS) + 3] == [*CELL_COLUMNS, "device_name", "n", "n_failed"]
+    assert REPORT_COLUMNS[: len(CELL_COLUMNS) + 6] == [*CELL_COLUMNS, "hardware_key", "device_name", "software_key",
+                                                       "software_keys", "n", "n_failed"]
     for name in ("steady_samples_per_s_median", "steady_epoch_s_ci_low", "steady_epoch_s_iqr",
                  "steady_samples_per_s_cv", "first_epoch_s_median", "test_accuracy_median", "outliers",
                  "unstable", "speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"):
@@ -201,3 +202,19 @@ def test_write_frame_other_formats(report, tmp_path):
     else:
         write_frame(report, tmp_path / "r.parquet")
         assert len(pd.read_parquet(tmp_path / "r.parquet")) == len(report)
+
+
+def test_cells_group_by_hardware_key_and_flag_pooled_software():
+    rows = []
+    for i, (hw, sw) in enumerate([("cpu:X x2", "py3.11 keras3.1 tensorflow2.20"),
+                                  ("cpu:X x2", "py3.11 keras3.1 tensorflow2.21"),
+                                  ("cpu:X x8", "py3.11 keras3.1 tensorflow2.21")]):
+        rows.append({"job_id": f"j{i}", "sweep_id": "s", "workload": "cifar10_mlp", "params": "{}", "device": "cpu",
+                     "backend": "tensorflow", "epochs": 2, "batch_size": 32, "data": "synthetic", "repeat": i,
+                     "status": "succeeded", "device_name": "X", "hardware_key": hw, "software_key": sw,
+                     "steady_epoch_s": 1.0, "steady_samples_per_s": 100.0, "first_epoch_s": 2.0,
+                     "test_accuracy": 0.5})
+    rep = aggregate(results_frame(rows))
+    assert sorted(rep.hardware_key) == ["cpu:X x2", "cpu:X x8"]
+    pooled = rep[rep.hardware_key == "cpu:X x2"].iloc[0]
+    assert pooled.software_keys == 2 and " | " in pooled.software_key and pooled.n == 2
