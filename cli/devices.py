@@ -55,6 +55,7 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
         table.add_column(col)
     now = time.time()
     for w in workers:
-        table.add_row(w.get("name", ""), w.get("host", ""), ", ".join(w.get("tags", [])), w.get("job") or "idle",
+        doing = f"[red]stopped: {w['quarantined']}[/]" if w.get("quarantined") else (w.get("job") or "idle")
+        table.add_row(w.get("name", ""), w.get("host", ""), ", ".join(w.get("tags", [])), doing,
                       f"{now - w.get('heartbeat_at', now):.0f} s ago")
     console.print(table)

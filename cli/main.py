@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import compare, config, devices, results, run, status, submit, worker
+from cli import compare, config, devices, lifecycle, results, run, status, submit, worker
 
 app = typer.Typer(
     name="farm",
@@ -21,6 +21,8 @@ app.command("status")(status.status_cmd)
 app.command("results")(results.results_cmd)
 app.command("report")(results.report_cmd)
 app.command("compare")(compare.compare_cmd)
+app.command("cancel")(lifecycle.cancel_cmd)
+app.command("resume")(lifecycle.resume_cmd)
 app.command("run")(run.run_cmd)
 app.command("config")(config.config_cmd)
 

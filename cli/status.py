@@ -18,6 +18,7 @@ from farm.store import Store
 STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
                "running": "cyan", "queued": "dim", "lost": "magenta"}
 MAX_ROWS = 40
+STALE_HEARTBEAT_S = 3 * defaults.WORKER_HEARTBEAT_S
 
 
 def render(progress: SweepProgress) -> Group:
@@ -30,8 +31,10 @@ def render(progress: SweepProgress) -> Group:
     for j in order[:MAX_ROWS]:
         style = STATE_STYLE.get(j.state, "")
         state = f"[{style}]{j.state}[/]" if style else j.state
-        if j.state == "queued" and j.queue in progress.unserved_queues:
+        if j.state in ("queued", "lost") and j.queue in progress.unserved_queues:
             state += " [yellow](no live worker)[/]"
+        elif j.state == "running" and j.heartbeat_age_s is not None and j.heartbeat_age_s > STALE_HEARTBEAT_S:
+            state += f" [magenta](no heartbeat for {j.heartbeat_age_s:.0f} s)[/]"
         table.add_row(j.job_id[:10], j.workload, j.device, j.backend, str(j.repeat), state,
                       f"{j.epoch}/{j.epochs}", f"{j.loss:.4f}" if j.loss is not None else "",
                       f"{j.accuracy:.3f}" if j.accuracy is not None else "", j.worker)
@@ -42,6 +45,11 @@ def render(progress: SweepProgress) -> Group:
     parts.append(f"states: {counts}")
     for queue, n in sorted(progress.unserved_queues.items()):
         parts.append(f"[yellow]{n} job(s) on {queue} wait: no live worker serves {queue}[/]")
+    for name, reason in sorted(progress.quarantined.items()):
+        parts.append(f"[red]worker {name} stopped taking jobs: {reason}[/]")
+    if progress.rejected_messages:
+        parts.append(f"[yellow]{progress.rejected_messages} message(s) on the queues were refused as not valid "
+                     f"farm jobs (see the workers' logs)[/]")
     bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     bar.add_task("sweep", total=progress.total or 1, completed=progress.finished)
     parts.append(bar)

@@ -84,3 +84,12 @@ STATUS_REFRESH_S = 1.0
 
 STALL_GAP_S = 2.0
 """A gap this long with under 10% CPU use inside a timed phase is flagged as an idle stall."""
+
+QUARANTINE_AFTER = 3
+"""A worker whose jobs fail this many times in a row stops taking jobs (a bad machine must not burn a sweep)."""
+
+STORE_RETRY_S = 600.0
+"""A worker retries writing a result this long while Redis is unreachable (a restart takes seconds)."""
+
+REAP_INTERVAL_S = 5.0
+"""How often a worker looks for jobs whose worker died (their lease expired) and puts them back."""

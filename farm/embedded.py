@@ -7,6 +7,7 @@ interrupted ``farm run`` resumes where it stopped, and is shut down when the con
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -32,26 +33,59 @@ def redis_server_binary() -> str:
 class EmbeddedRedis:
     """A redis-server process bound to a unix socket inside ``directory``."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = True, port: int = 0) -> None:
+    def __init__(self, directory: Path, *, appendonly: bool = True, port: int = 0, password: str | None = None,
+                 user: str | None = None, tls: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None) -> None:
+        """``port`` > 0 also listens on TCP (TLS on that port when ``tls`` names cert_file, key_file and
+        ca_cert_file); ``password`` protects the default user, or ``user`` when an ACL user is wanted."""
         self.dir = Path(directory).resolve()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket = self.dir / "redis.sock"
         self.port = port
         self.appendonly = appendonly
+        self.password = password
+        self.user = user
+        self.tls = tls
+        self.extra_args = extra_args or []
         self.proc: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0" if self.port else f"unix://{self.socket}?db=0"
+        auth = ""
+        if self.password:
+            auth = f"{self.user or ''}:{self.password}@"
+        if self.port and self.tls:
+            return (f"rediss://{auth}localhost:{self.port}/0?ssl_cert_reqs=required"
+                    f"&ssl_ca_certs={self.tls['ca_cert_file']}")
+        if self.port:
+            return f"redis://{auth}127.0.0.1:{self.port}/0"
+        if self.password:
+            return f"unix://{auth}{self.socket}?db=0"
+        return f"unix://{self.socket}?db=0"
+
+    def _auth_args(self) -> list[str]:
+        if not self.password:
+            return []
+        if self.user:  # an ACL user with every right; the default user gets a random password nobody knows
+            return ["--user", self.user, "on", f">{self.password}", "~*", "&*", "+@all",
+                    "--requirepass", os.urandom(16).hex()]
+        return ["--requirepass", self.password]
+
+    def _listen_args(self) -> list[str]:
+        if self.port and self.tls:
+            return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert_file"],
+                    "--tls-key-file", self.tls["key_file"], "--tls-ca-cert-file", self.tls["ca_cert_file"],
+                    "--tls-auth-clients", "no"]
+        return ["--port", str(self.port)]
 
     def start(self, timeout: float = 20.0) -> "EmbeddedRedis":
         if len(str(self.socket)) > 100:
             raise RuntimeError(f"socket path too long for a unix socket: {self.socket}")
-        cmd = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+        cmd = [redis_server_binary(), *self._listen_args(), "--bind", "127.0.0.1",
                "--unixsocket", str(self.socket), "--unixsocketperm", "700", "--dir", str(self.dir),
                "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
                "--save", "", "--daemonize", "no", "--logfile", str(self.dir / "redis.log"),
-               "--protected-mode", "yes"]
+               "--protected-mode", "yes", *self._auth_args(), *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -46,6 +46,8 @@ class SweepProgress:
     counts: dict[str, int] = field(default_factory=dict)
     unserved_queues: dict[str, int] = field(default_factory=dict)
     live_workers: int = 0
+    quarantined: dict[str, str] = field(default_factory=dict)
+    rejected_messages: int = 0
 
     @property
     def total(self) -> int:
@@ -68,6 +70,7 @@ class SweepProgress:
         return {
             "sweep_id": self.sweep_id, "name": self.name, "total": self.total, "finished": self.finished,
             "counts": self.counts, "unserved_queues": self.unserved_queues, "live_workers": self.live_workers,
+            "quarantined_workers": self.quarantined, "rejected_messages": self.rejected_messages,
             "jobs": [j.__dict__ for j in self.jobs],
         }
 
@@ -86,7 +89,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
     states = store.states(ids)
     results_present = [bool(x) for x in store.r.mget([store.k("result", j) for j in ids])] if ids else []
     workers = store.live_workers()
-    served = {q for w in workers for q in w.get("queues", [])}
+    served = {q for w in workers if not w.get("quarantined") for q in w.get("queues", [])}
     now = time.time()
     jobs: list[JobProgress] = []
     for job_id, env, st, has_result in zip(ids, envelopes, states, results_present):
@@ -106,9 +109,12 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
             if st.get("error") else "",
         ))
     counts = dict(collections.Counter(j.state for j in jobs))
-    unserved = collections.Counter(j.queue for j in jobs if j.state == JobStatus.queued.value and j.queue not in served)
+    waiting = (JobStatus.queued.value, JobStatus.lost.value)
+    unserved = collections.Counter(j.queue for j in jobs if j.state in waiting and j.queue not in served)
     return SweepProgress(sweep_id=sweep_id, name=manifest.get("name", ""), jobs=jobs, counts=counts,
-                         unserved_queues=dict(unserved), live_workers=len(workers))
+                         unserved_queues=dict(unserved), live_workers=len(workers),
+                         quarantined={w["name"]: w["quarantined"] for w in workers if w.get("quarantined")},
+                         rejected_messages=int(store.r.llen(store.k("rejected"))))
 
 
 def sweep_rows(store: Store, sweep_id: str) -> list[dict[str, Any]]:

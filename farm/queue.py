@@ -60,7 +60,21 @@ def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> Celery:
         enable_utc=True,
     )
     if urlsplit(settings.broker_url).scheme == "rediss":
-        import ssl
-
-        app.conf.broker_use_ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        app.conf.broker_use_ssl = ssl_options(settings.broker_url)
     return app
+
+
+def ssl_options(url: str) -> dict:
+    """TLS settings for kombu from a ``rediss://`` URL's query (the same names redis-py reads there):
+    ``ssl_cert_reqs`` (required — the default —, optional or none), ``ssl_ca_certs``, ``ssl_certfile``,
+    ``ssl_keyfile``. Certificates are verified unless the URL says otherwise."""
+    import ssl
+    from urllib.parse import parse_qs
+
+    query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+    reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+    options: dict = {"ssl_cert_reqs": reqs.get(query.get("ssl_cert_reqs", "required").lower(), ssl.CERT_REQUIRED)}
+    for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if key in query:
+            options[key] = query[key]
+    return options

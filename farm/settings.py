@@ -43,10 +43,17 @@ class FarmSettings(BaseSettings):
                             description="Decoded datasets, shared by the jobs of one machine.")
     allow_download: bool = Field(default=True, description="Fetch missing dataset archives with Keras' get_file.")
     worker_name: str | None = Field(default=None, description="Name of this worker (default: host and device).")
-    max_attempts: int = Field(default=defaults.MAX_ATTEMPTS, ge=1, le=100)
+    max_attempts: int = Field(default=defaults.MAX_ATTEMPTS, ge=1, le=100,
+                              description="Starts of a job before a lost or failing job is recorded failed.")
+    quarantine_after: int = Field(default=defaults.QUARANTINE_AFTER, ge=1, le=1000,
+                                  description="A worker whose jobs fail this many times in a row stops taking jobs.")
+    store_retry_s: float = Field(default=defaults.STORE_RETRY_S, gt=0,
+                                 description="How long a worker keeps retrying a result write while Redis is down.")
     lease_ttl_s: float = Field(default=defaults.LEASE_TTL_S, gt=0)
     heartbeat_s: float = Field(default=defaults.WORKER_HEARTBEAT_S, gt=0)
     visibility_timeout_s: float = Field(default=defaults.VISIBILITY_TIMEOUT_S, gt=0)
+    reap_interval_s: float = Field(default=defaults.REAP_INTERVAL_S, gt=0,
+                                   description="How often workers look for jobs whose worker died.")
 
     @field_validator("broker_url")
     @classmethod

@@ -8,6 +8,13 @@ Keys (``P`` is the key prefix, ``farm`` by default); nothing here expires except
 - ``P:job:JID``                the job's envelope (JSON), written once
 - ``P:state:JID``              hash: state, queue, worker, attempt, epoch k/N, loss/accuracy, heartbeat, error
 - ``P:result:JID``             the job's result (JSON), written once: ``SET NX``
+- ``P:history:JID``            earlier results that ``farm resume`` replaced (failed, timed out, cancelled)
+- ``P:runs:JID``               one entry per run of the job: worker, attempt, start, end, how it ended
+- ``P:attempts:JID``           how many times the job has been started (survives crashes; reset by resume)
+- ``P:lease:JID``              the worker running the job; expires unless that worker's heartbeat renews it
+- ``P:running``                set of jobs that a worker has started and not yet recorded or handed back
+- ``P:cancel:SID`` / ``:JID``  present while a sweep (or job) is cancelled
+- ``P:rejected``               the latest 1,000 messages workers refused, with the reason
 - ``P:worker:NAME``            a live worker's registration (JSON), expiring unless its heartbeat renews it
 
 Results are written with ``SET NX`` so a job that ran twice (at-least-once delivery) is recorded once.
@@ -145,7 +152,28 @@ class Store:
         if written:
             self.set_state(result.job_id, result.status, worker=result.worker, error=result.error,
                            finished_at=time.time())
+        self.r.srem(self.k("running"), result.job_id)
         return bool(written)
+
+    def archive_result(self, job_id: str) -> bool:
+        """Move a non-successful result to the job's history so the job can run again (``farm resume``)."""
+        raw = self.r.get(self.k("result", job_id))
+        if raw is None:
+            return False
+        pipe = self.r.pipeline()
+        pipe.rpush(self.k("history", job_id), raw)
+        pipe.delete(self.k("result", job_id), self.k("attempts", job_id))
+        pipe.execute()
+        return True
+
+    def history(self, job_id: str) -> list[JobResult]:
+        return [JobResult.model_validate_json(r) for r in self.r.lrange(self.k("history", job_id), 0, -1)]
+
+    def log_run(self, job_id: str, **fields: Any) -> None:
+        self.r.rpush(self.k("runs", job_id), json.dumps(fields))
+
+    def runs(self, job_id: str) -> list[dict[str, Any]]:
+        return [json.loads(r) for r in self.r.lrange(self.k("runs", job_id), 0, -1)]
 
     def has_result(self, job_id: str) -> bool:
         return bool(self.r.exists(self.k("result", job_id)))

@@ -64,7 +64,7 @@ COMMANDS = sorted(c.name for c in app.registered_commands)
 
 def test_commands_registered() -> None:
     assert set(COMMANDS) == {"devices", "worker", "workers", "submit", "status", "results", "report", "run",
-                             "config", "compare"}
+                             "config", "compare", "cancel", "resume"}
 
 
 def test_app_help() -> None:

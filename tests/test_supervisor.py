@@ -65,7 +65,7 @@ def test_job_raising_is_a_failure_with_its_error(tmp_path: Path) -> None:
 def test_killed_child_is_recorded_failed_and_worker_keeps_serving(redis_url: str, start_worker,
                                                                    tmp_path: Path) -> None:
     env = farm_env(redis_url, tmp_path / "cache")
-    worker = start_worker("cpu-1")
+    worker = start_worker("cpu-1", FARM_MAX_ATTEMPTS="1")  # no second attempt: the failure is recorded at once
     sweep = tmp_path / "long.yaml"
     sweep.write_text(yaml.safe_dump({"name": "long", "defaults": {"backend": "jax", "data": "synthetic",
                                      "train_samples": 256, "test_samples": 16},

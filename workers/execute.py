@@ -14,11 +14,14 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable
 
+import redis
+from celery import Celery
 from pydantic import ValidationError
 
 from farm.errors import problems_from_validation
 from farm.fingerprint import GPUInfo, hardware_key, host_facts, software_key
 from farm.job import JobEnvelope
+from farm.lifecycle import give_up, retry_or_give_up, send
 from farm.result import EpochRecord, JobResult, JobStatus, Phases
 from farm.settings import FarmSettings
 from farm.store import Store
@@ -31,13 +34,17 @@ class JobExecutor:
     """One worker's job handler; the Celery task is a thin wrapper around :meth:`handle`."""
 
     def __init__(self, store: Store, settings: FarmSettings, worker_name: str, *,
-                 gpu_ids: list[str] | None = None, gpus: list[GPUInfo] | None = None,
+                 gpu_ids: list[str] | None = None, gpus: list[GPUInfo] | None = None, app: Celery | None = None,
                  on_busy: Callable[[str | None], None] = lambda j: None) -> None:
         self.store = store
         self.settings = settings
         self.worker = worker_name
         self.gpu_ids = gpu_ids
         self.gpus = [g for g in (gpus or []) if gpu_ids is None or str(g.index) in gpu_ids]
+        self.app: Celery | None = app
+        self.consecutive_failures = 0
+        self.failed_jobs: set[str] = set()
+        self.quarantined: str | None = None
         self.on_busy = on_busy
         self.facts = host_facts()
 
@@ -61,10 +68,15 @@ class JobExecutor:
         self.store.r.ltrim(self.store.k("rejected"), 0, 999)
 
     def handle(self, payload: Any) -> str:
+        """Run one delivery; returns what became of it (for Celery's log)."""
         envelope = self.validate(payload)
         if envelope is None:
             return "rejected"
         job_id = envelope.job_id
+        if self.quarantined:
+            # This worker stopped taking jobs; hand this one back for another worker.
+            self._resilient(lambda: send(self.app, envelope), "hand back a job") if self.app else None
+            return "handed back"
         if self.store.has_result(job_id):
             log.info("job %s already has a result: skipped", job_id)
             return "duplicate"
@@ -74,54 +86,108 @@ class JobExecutor:
             log.warning("job %s is leased by %s: not running it twice", job_id, self.store.r.get(lease_key))
             return "leased"
         try:
+            self.store.r.sadd(self.store.k("running"), job_id)
             attempt = int(self.store.r.incr(self.store.k("attempts", job_id)))
             if attempt > self.settings.max_attempts:
-                self._record(envelope, ChildOutcome(status="failed", error=(
-                    f"gave up after {attempt - 1} attempts: the job's process died every time")), attempt)
+                give_up(self.store, envelope, f"gave up after {attempt - 1} attempts: the job's process died "
+                                              "every time", attempt - 1, self.worker)
                 return "failed"
             return self._run(envelope, attempt, lease_key, ttl_ms)
         finally:
-            # Release only our own lease.
-            if self.store.r.get(lease_key) == self.worker:
-                self.store.r.delete(lease_key)
+            self._resilient(lambda: self._release(lease_key), "release the lease")
+
+    def _release(self, lease_key: str) -> None:
+        if self.store.r.get(lease_key) == self.worker:  # only our own lease
+            self.store.r.delete(lease_key)
 
     # -- running ----------------------------------------------------------------------------------------------
     def _run(self, envelope: JobEnvelope, attempt: int, lease_key: str, ttl_ms: int) -> str:
         job_id = envelope.job_id
-        self.store.set_state(job_id, JobStatus.running, worker=self.worker, attempt=attempt, started_at=time.time(),
-                             heartbeat_at=time.time(), epoch=0, epochs=envelope.job.epochs, error=None)
+        started = time.time()
+        self.store.set_state(job_id, JobStatus.running, worker=self.worker, attempt=attempt, started_at=started,
+                             heartbeat_at=started, epoch=0, epochs=envelope.job.epochs, error=None)
         self.on_busy(job_id)
+        self.store.log_run(job_id, event="start", worker=self.worker, attempt=attempt, at=started)
         stop = threading.Event()
+        lost_lease: list[str] = []
 
         def heartbeat() -> None:
             while not stop.wait(self.settings.heartbeat_s):
-                self.store.r.set(lease_key, self.worker, px=ttl_ms)
-                self.store.update_progress(job_id, heartbeat_at=time.time())
+                try:
+                    holder = self.store.r.get(lease_key)
+                    if holder not in (None, self.worker):
+                        lost_lease.append(holder)  # another worker took the job over: stop, record nothing
+                        return
+                    self.store.r.set(lease_key, self.worker, px=ttl_ms)
+                    self.store.update_progress(job_id, heartbeat_at=time.time())
+                except Exception as e:  # noqa: BLE001 - Redis restarting: keep training, keep trying
+                    log.warning("heartbeat for job %s failed: %s", job_id, e)
 
         beat = threading.Thread(target=heartbeat, daemon=True)
         beat.start()
 
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("event")
+            fields: dict[str, Any] = {"heartbeat_at": time.time()}
             if kind == "epoch":
-                self.store.update_progress(job_id, epoch=event["epoch"], epochs=event["epochs"],
-                                           loss=event.get("loss"), accuracy=event.get("accuracy"),
-                                           heartbeat_at=time.time())
+                fields.update(epoch=event["epoch"], epochs=event["epochs"], loss=event.get("loss"),
+                              accuracy=event.get("accuracy"))
             elif kind == "ready":
-                self.store.update_progress(job_id, phase="ready", child_pid=event.get("pid"),
-                                           heartbeat_at=time.time())
+                fields.update(phase="ready", child_pid=event.get("pid"))
             elif kind in ("phase", "started"):
-                self.store.update_progress(job_id, phase=event.get("phase", kind), heartbeat_at=time.time())
+                fields.update(phase=event.get("phase", kind))
+            try:
+                self.store.update_progress(job_id, **fields)
+            except Exception as e:  # noqa: BLE001 - progress is best effort; the result is not
+                log.warning("progress of job %s not stored: %s", job_id, e)
+
+        def should_stop() -> str | None:
+            if lost_lease:
+                return "lease_lost"
+            try:
+                return self._cancelled(envelope)
+            except Exception:  # noqa: BLE001
+                return None
 
         try:
-            outcome = run_child(envelope, self.settings, on_event, gpu_ids=self.gpu_ids,
-                                should_stop=lambda: self._cancelled(envelope))
+            outcome = run_child(envelope, self.settings, on_event, gpu_ids=self.gpu_ids, should_stop=should_stop)
         finally:
             stop.set()
             beat.join(timeout=5)
             self.on_busy(None)
+        self._resilient(lambda: self.store.log_run(job_id, event="end", worker=self.worker, attempt=attempt,
+                                                   at=time.time(), ended=outcome.status), "log the run")
+        if outcome.status == "lease_lost":
+            log.error("job %s was taken over by %s: this run is abandoned", job_id, lost_lease[0])
+            return "abandoned"
+        if outcome.status == "failed":
+            return self._failed(envelope, outcome, attempt)
+        if outcome.status == "succeeded":
+            self.consecutive_failures = 0
+            self.failed_jobs.clear()
         self._record(envelope, outcome, attempt)
         return outcome.status
+
+    def _failed(self, envelope: JobEnvelope, outcome: ChildOutcome, attempt: int) -> str:
+        """A failed run: try again (on any worker) while attempts remain; count it against this machine.
+
+        Only distinct jobs count towards quarantine: one broken job retried here is not a broken machine."""
+        if envelope.job_id not in self.failed_jobs:
+            self.failed_jobs.add(envelope.job_id)
+            self.consecutive_failures += 1
+        if self.consecutive_failures >= self.settings.quarantine_after:
+            self.quarantined = (f"{self.consecutive_failures} jobs in a row failed here; the last: "
+                                f"{(outcome.error or '').splitlines()[0][:300]}")
+            log.error("worker %s stops taking jobs: %s", self.worker, self.quarantined)
+        if attempt < self.settings.max_attempts and self.app is not None:
+            error = (outcome.error or "failed").splitlines()[0]
+            state = self._resilient(lambda: retry_or_give_up(
+                self.store, self.app, envelope, f"attempt {attempt} on {self.worker}: {error}",
+                max_attempts=self.settings.max_attempts, worker=self.worker), "put the job back")
+            log.warning("job %s failed on attempt %d (%s): %s", envelope.job_id, attempt, error, state)
+            return "retrying"
+        self._record(envelope, outcome, attempt)
+        return "failed"
 
     def _cancelled(self, envelope: JobEnvelope) -> str | None:
         keys = [self.store.k("cancel", envelope.sweep_id), self.store.k("cancel", envelope.job_id)]
@@ -129,11 +195,25 @@ class JobExecutor:
 
     def _record(self, envelope: JobEnvelope, outcome: ChildOutcome, attempt: int) -> None:
         result = build_result(envelope, outcome, attempt, self.worker, self.facts, self.gpus)
-        if self.store.record_result(result):
+        if self._resilient(lambda: self.store.record_result(result), "record the result"):
             log.info("job %s %s%s", envelope.job_id, result.status.value,
-                     f": {result.error}" if result.error else "")
+                     f": {result.error.splitlines()[0]}" if result.error else "")
         else:
             log.warning("job %s already had a result: this run's record was dropped", envelope.job_id)
+
+    def _resilient(self, action: Callable[[], Any], what: str) -> Any:
+        """Retry a write the farm must not lose through a Redis restart (bounded by ``store_retry_s``)."""
+        deadline = time.monotonic() + self.settings.store_retry_s
+        delay = 0.2
+        while True:
+            try:
+                return action()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as e:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("could not %s (%s); retrying in %.1f s", what, e, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
 
 def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo], ready: dict[str, Any],
