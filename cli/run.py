@@ -12,7 +12,7 @@ from cli.common import BrokerOption, console, fail, friendly_errors, settings
 from cli.results import report_table, warn_pooled_software
 from cli.status import render
 from farm.progress import TERMINAL_STATES, sweep_progress, sweep_rows
-from farm.routing import derive_tags, queue_for_tag
+from farm.routing import cpu_tags, gpu_tags, queue_for_tag
 from farm.store import Store
 from farm.sweep import load_sweep
 
@@ -39,7 +39,8 @@ def run_cmd(
     cfg = settings(broker_url=broker)
     embedded = "broker_url" not in cfg.model_fields_set
     gpus = query_nvidia_smi()
-    local_queues = {queue_for_tag(t) for t in derive_tags(gpus, socket.gethostname())}
+    host = socket.gethostname()
+    local_queues = {queue_for_tag(t) for t in cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]}
     output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with LocalFarm(output, cfg, embedded=embedded, cpu_workers=workers, gpu_workers=len(gpus)) as farm:

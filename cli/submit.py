@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
+from farm.errors import FarmUnavailable, Problem, SpecError
 from farm import workloads
 from farm.sweep import Sweep, load_sweep
 
@@ -34,28 +35,51 @@ def submit_cmd(
     sweep_file: Path = typer.Argument(..., help="Sweep file (YAML, TOML or JSON).", exists=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the job matrix; enqueue nothing."),
     name: str = typer.Option(None, "--name", help="Run under another sweep name (a fresh set of job ids)."),
+    allow_unserved: bool = typer.Option(False, "--allow-unserved", help="Enqueue jobs that no live worker can "
+                                        "run yet (they wait for one to come)."),
     broker: str = BrokerOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Validate a sweep file and enqueue its jobs; prints the sweep id."""
-    from farm.submit import plan, submit  # Celery: imported only when submitting
+    """Validate a sweep file, check that live workers can run it, and enqueue its jobs; prints the sweep id.
+
+    Jobs that no live worker serves (e.g. GPU jobs on a farm of CPU workers) are refused with exit code 2
+    unless --allow-unserved is given; --dry-run shows them.
+    """
+    from farm.store import Store
+    from farm.submit import plan, submit, unserved  # Celery: imported only when submitting
 
     sweep = load_sweep(sweep_file, name=name)
     per_queue = plan(sweep)
+    cfg = settings(broker_url=broker)
     if dry_run:
+        try:
+            missing: dict[str, int] | None = unserved(sweep, Store.from_settings(cfg))
+        except FarmUnavailable as e:
+            missing, reason = None, str(e)
         if as_json:
             print_json({"sweep_id": sweep.sweep_id, "jobs": len(sweep.jobs), "cells": sweep.cells,
                         "repeats": sweep.spec.repeats, "per_queue": per_queue, "dry_run": True,
-                        "job_ids": [j.job_id for j in sweep.jobs]})
+                        "unserved": missing, "job_ids": [j.job_id for j in sweep.jobs]})
             return
         console.print(matrix_table(sweep))
         console.print("jobs per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(per_queue.items())))
+        if missing is None:
+            console.print(f"[yellow]live workers not checked: {reason}[/]")
+        for q, n in sorted((missing or {}).items()):
+            console.print(f"[yellow]{n} job(s) on {q}: no live worker serves it[/]")
         console.print("[dim]dry run: nothing enqueued[/]")
         return
-    outcome = submit(sweep, settings(broker_url=broker))
+    store = Store.from_settings(cfg)
+    missing = unserved(sweep, store)
+    if missing and not allow_unserved:
+        raise SpecError([Problem(f"queue {q}", f"{n} job(s) that no live worker can run; start a worker that "
+                                               "serves it, or pass --allow-unserved to queue them anyway")
+                         for q, n in sorted(missing.items())], str(sweep_file))
+    outcome = submit(sweep, cfg, store=store)
     if as_json:
         print_json({"sweep_id": outcome.sweep_id, "jobs": outcome.jobs, "enqueued": outcome.enqueued,
-                    "already_queued_or_done": outcome.already, "per_queue": outcome.per_queue})
+                    "already_queued_or_done": outcome.already, "per_queue": outcome.per_queue,
+                    "unserved": missing})
         return
     console.print(f"submitted [bold]{outcome.sweep_id}[/]: {outcome.enqueued} jobs enqueued"
                   + (f", {outcome.already} already queued or done" if outcome.already else ""))

@@ -1,42 +1,70 @@
-"""``farm worker``: serve the queues this machine's hardware qualifies for."""
+"""``farm worker``: serve the queues this machine's hardware qualifies for — one worker per GPU."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
 
-from cli.common import BrokerOption, console, friendly_errors, settings
+from cli.common import BrokerOption, console, fail, friendly_errors, settings
 
 
 @friendly_errors
 def worker_cmd(
     broker: str = BrokerOption,
-    name: str = typer.Option(None, "--name", "-n", help="Worker name (default: kind@host.pid)."),
-    cpu_only: bool = typer.Option(False, "--cpu-only", help="Serve CPU jobs only, even on a GPU box."),
+    name: str = typer.Option(None, "--name", "-n", help="Worker name (default: cpu@HOST, gpuN@HOST)."),
+    gpus: str = typer.Option("all", "--gpus", help="Which GPUs get a worker, each pinned to its GPU: 'all' or "
+                                                   "indices like '0,2'."),
+    cpu_only: bool = typer.Option(False, "--cpu-only", help="One CPU worker, even on a GPU box."),
+    allow_cpu_jobs: bool = typer.Option(False, "--allow-cpu-jobs", help="On a GPU box, also run a CPU worker "
+                                        "(CPU jobs then run beside GPU jobs and may skew both)."),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset archives are (offline machines)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Where decoded datasets are cached."),
     check_backends: bool = typer.Option(None, "--check-backends/--no-check-backends",
                                         help="Import each framework at start to check it sees the GPU (default: "
                                              "only when nvidia-smi lists GPUs)."),
     loglevel: str = typer.Option("INFO", "--loglevel", help="Log level."),
+    plan: str = typer.Option(None, "--plan", hidden=True, help="Internal: run exactly this worker plan (JSON)."),
 ) -> None:
-    """Run a worker: probe the hardware, derive tags, consume one queue per tag, one job at a time."""
-    from farm.fingerprint import query_nvidia_smi
-    from workers.devices import probe
-    from workers.worker import WorkerPlan, default_name, run_worker
+    """Run workers: probe the hardware, derive tags, one worker per GPU (pinned), one job at a time each.
+
+    On a machine without GPUs (or with --cpu-only) it runs one CPU worker. Ctrl-C or SIGTERM stops every
+    worker after its running job; a second signal stops them at once (their jobs go back to the queue).
+    """
+    from workers.plans import PlanError, WorkerPlan, plan_workers
+    from workers.worker import run_worker
 
     cfg = settings(broker_url=broker, worker_name=name, data_dir=data_dir, cache_dir=cache_dir)
-    gpus = [] if cpu_only else query_nvidia_smi()
-    check = bool(gpus) if check_backends is None else check_backends
-    report = probe(check_gpu_visibility=check, gpus=gpus)
-    tags = list(report.tags)
-    if gpus and check and not report.gpu_backends:
+    if plan is not None:
+        run_worker(cfg, WorkerPlan(**json.loads(plan)), loglevel=loglevel.upper())
+        return
+
+    from farm.fingerprint import query_nvidia_smi
+    from workers.devices import probe
+    from workers.fleet import run_fleet
+
+    found = [] if cpu_only else query_nvidia_smi()
+    check = bool(found) if check_backends is None else check_backends
+    report = probe(check_gpu_visibility=check, gpus=found)
+    if found and check and not report.gpu_backends:
         console.print("[yellow]GPUs found but no installed Keras backend sees them: serving CPU jobs only[/]")
-        tags = [t for t in tags if not (t == "gpu" or t.startswith("gpu.") or t.endswith(".gpu"))]
-    plan = WorkerPlan(name=cfg.worker_name or default_name(tags), tags=tags,
-                      info={"cpu_model": report.host.get("cpu_model"), "cpu_cores": report.host.get("cpu_cores_logical"),
-                            "gpus": [g.model_dump() for g in report.gpus],
-                            "backends": {b.name: b.version for b in report.backends if b.installed},
-                            "keras": report.keras_version})
-    run_worker(cfg, plan, loglevel=loglevel.upper())
+        found = []
+    info = {"cpu_model": report.host.get("cpu_model"), "cpu_cores": report.host.get("cpu_cores_logical"),
+            "ram_gb": report.host.get("ram_gb"), "keras": report.keras_version,
+            "backends": {b.name: b.version for b in report.backends if b.installed}}
+    try:
+        plans = plan_workers(found, selection=gpus, cpu_only=cpu_only, allow_cpu_jobs=allow_cpu_jobs,
+                             name=cfg.worker_name, info=info)
+    except PlanError as e:
+        fail(str(e))
+    if len(plans) == 1:
+        run_worker(cfg, plans[0], loglevel=loglevel.upper())
+        return
+    passthrough = [f"--loglevel={loglevel}"]
+    if broker:
+        passthrough += ["--broker", broker]
+    for flag, value in (("--data-dir", data_dir), ("--cache-dir", cache_dir)):
+        if value:
+            passthrough += [flag, str(value)]
+    raise typer.Exit(run_fleet(plans, passthrough))

@@ -98,6 +98,12 @@ class JobSpec(BaseModel):
             raise ValueError("; ".join(str(p) for p in problems_from_validation(e))) from None
         return params.model_dump(mode="json")
 
+    @model_validator(mode="after")
+    def _gpu_requirements_need_a_gpu(self) -> "JobSpec":
+        if self.device != "gpu" and (self.requires.gpu_model or self.requires.min_gpu_memory_gb):
+            raise ValueError("requires.gpu_model and requires.min_gpu_memory_gb need device: gpu")
+        return self
+
     @property
     def seed_effective(self) -> int:
         return self.seed + self.repeat

@@ -43,7 +43,7 @@ class LocalFarm:
         env = {**os.environ, "FARM_BROKER_URL": self.settings.broker_url,
                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
         specs = [(f"local-cpu-{i}", ["--cpu-only"]) for i in range(self.cpu_workers)]
-        specs += [(f"local-gpu-{i}", []) for i in range(self.gpu_workers)]
+        specs += [(f"local-gpu{i}", ["--gpus", str(i)]) for i in range(self.gpu_workers)]
         for name, extra in specs:
             log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
             cmd = [sys.executable, "-m", "cli.main", "worker", "--name", name, "--no-check-backends", *extra,

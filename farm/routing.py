@@ -1,8 +1,9 @@
 """Which queue a job goes to, derived from what it asks of the hardware.
 
-Queues are named after device tags (``farm.cpu``, ``farm.gpu``, ``farm.gpu.h100``, ``farm.host.lab3``); a
-worker consumes the queue of every tag it has, so a job lands only on a worker that satisfies it. Nobody
-maintains a queue list by hand.
+Queues are named after requirement tags: ``farm.cpu``, ``farm.gpu``, ``farm.gpu.model-h100``,
+``farm.gpu.mem-40``, ``farm.gpu.model-h100.mem-80.host-lab3``, ``farm.cpu.host-lab3``. A job's tag spells all
+it asks for in one canonical order; a worker pinned to one GPU consumes the queue of every combination its
+GPU satisfies, so a job lands only on a worker that satisfies all of it. Nobody maintains a queue list.
 """
 
 from __future__ import annotations
@@ -41,35 +42,71 @@ def host_slug(host: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", host.lower()) or "unknown"
 
 
+MEMORY_STEPS_GB = (4, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 141, 192, 256)
+"""GPU memory classes a job may ask for: ``min_gpu_memory_gb`` rounds up to the next step, and a GPU serves a
+step when it has at least 97% of it (an "80 GB" H100 reports 79.6 GiB)."""
+
+MEMORY_TOLERANCE = 0.97
+
+
+def memory_step(min_gb: float) -> int:
+    """The memory class a requirement rounds up to (beyond the largest step: the requirement itself)."""
+    for step in MEMORY_STEPS_GB:
+        if min_gb <= step:
+            return step
+    return int(-(-min_gb // 1))
+
+
+def memory_steps_of(memory_gb: float) -> list[int]:
+    return [s for s in MEMORY_STEPS_GB if memory_gb >= MEMORY_TOLERANCE * s]
+
+
+def compose_tag(device: str, model: str | None = None, memory: int | None = None, host: str | None = None) -> str:
+    """The one canonical spelling of a requirement: ``gpu[.model-M][.mem-N][.host-H]``."""
+    parts = [device]
+    if model:
+        parts.append(f"model-{model}")
+    if memory:
+        parts.append(f"mem-{memory}")
+    if host:
+        parts.append(f"host-{host}")
+    return ".".join(parts)
+
+
+def cpu_tags(host: str) -> list[str]:
+    return [compose_tag("cpu"), compose_tag("cpu", host=host_slug(host))]
+
+
+def gpu_tags(gpu: "GPUInfo", host: str) -> list[str]:
+    """Every requirement one GPU satisfies: each combination of (any or its model) × (any or a memory class it
+    has) × (any host or this one). A worker pinned to this GPU consumes all their queues."""
+    models = [None, gpu_model_slug(gpu.name)]
+    memories = [None, *memory_steps_of(gpu.memory_gb)]
+    hosts = [None, host_slug(host)]
+    return [compose_tag("gpu", m, mem, h) for m in models for mem in memories for h in hosts]
+
+
 def derive_tags(gpus: list["GPUInfo"], host: str) -> list[str]:
-    """The queue tags this worker serves: "cpu" always; "gpu" and "gpu.<model>" per distinct model if it has
-    GPUs; "host.<name>.cpu|gpu" so a job can be pinned to one machine. Deterministic order: cpu, gpu, gpu.* sorted,
-    host.*, so the same machine always subscribes to the same queues."""
-    tags = ["cpu"]
+    """The tags of this machine as a whole (what ``farm devices`` shows): CPU tags, and for GPUs the tags
+    that every one of the given GPUs satisfies (a worker is pinned to one GPU, so its tags are exact)."""
+    tags = cpu_tags(host)
     if gpus:
-        tags.append("gpu")
-        tags.extend(f"gpu.{slug}" for slug in sorted({gpu_model_slug(g.name) for g in gpus}))
-    tags.append(f"host.{host_slug(host)}.cpu")
-    if gpus:
-        tags.append(f"host.{host_slug(host)}.gpu")
+        per_gpu = [gpu_tags(g, host) for g in gpus]
+        common = set(per_gpu[0]).intersection(*per_gpu[1:])
+        tags += [t for t in per_gpu[0] if t in common]
     return tags
 
 
 
 
-def gpu_model_tag(model: str) -> str:
-    """The tag for a requested GPU model: the same slug a worker derives from its device's name."""
-    return f"gpu.{gpu_model_slug(model)}"
-
-
 def required_tag(job: JobSpec) -> str:
-    """The most specific tag a job needs: host beats GPU model beats device kind."""
+    """The tag a job needs: its device plus every requirement it states, in the canonical spelling."""
     req = job.requires
-    if req.host:
-        return f"host.{host_slug(req.host)}.{job.device}"
-    if job.device == "gpu" and req.gpu_model:
-        return gpu_model_tag(req.gpu_model)
-    return job.device
+    gpu = job.device == "gpu"
+    return compose_tag(job.device,
+                       model=gpu_model_slug(req.gpu_model) if gpu and req.gpu_model else None,
+                       memory=memory_step(req.min_gpu_memory_gb) if gpu and req.min_gpu_memory_gb else None,
+                       host=host_slug(req.host) if req.host else None)
 
 
 def queue_for(job: JobSpec) -> str:

@@ -33,6 +33,12 @@ def plan(sweep: Sweep) -> dict[str, int]:
     return dict(collections.Counter(queue_for(j) for j in sweep.jobs))
 
 
+def unserved(sweep: Sweep, store: Store) -> dict[str, int]:
+    """Jobs per queue that no live worker (not stopped for failures) consumes right now."""
+    served = {q for w in store.live_workers() if not w.get("quarantined") for q in w.get("queues", [])}
+    return {q: n for q, n in plan(sweep).items() if q not in served}
+
+
 def submit(sweep: Sweep, settings: FarmSettings, *, store: Store | None = None,
            accept: Callable[[str], bool] | None = None) -> SubmitOutcome:
     """Enqueue the sweep's jobs; ``accept(queue)`` may leave some queues out (``farm run`` on a CPU-only box)."""

@@ -58,6 +58,7 @@ class WorkerProcess:
 
     def __init__(self, name: str, env: dict[str, str], log: Path, extra: list[str]) -> None:
         self.name = name
+        self.env = env
         self.log = log
         self._fh = open(log, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--name", name,

@@ -46,6 +46,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith("FARM_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("FARM_CONFIG", str(tmp_path / "no-such-config.toml"))
+    monkeypatch.setenv("FARM_BROKER_URL", "redis://127.0.0.1:1/0")  # never the machine's shared Redis
     monkeypatch.setenv("COLUMNS", "250")
 
 
@@ -240,7 +241,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     with tempfile.TemporaryDirectory(prefix="bf-") as short:
         server = EmbeddedRedis(Path(short) / "r")
         with server:
-            first = invoke("submit", str(SEED), "--broker", server.url, "--json", env=env)
+            first = invoke("submit", str(SEED), "--broker", server.url, "--json", "--allow-unserved", env=env)
             assert first.exit_code == 0, first.output
             client = redis.Redis.from_url(server.url)
             yield {"url": server.url, "env": env, "first": json.loads(first.stdout), "dir": base,
@@ -259,7 +260,7 @@ def test_submit_enqueues_every_job(seeded: dict) -> None:
 
 
 def test_resubmit_is_idempotent(seeded: dict) -> None:
-    again = invoke("submit", str(SEED), "--broker", seeded["url"], "--json", env=seeded["env"])
+    again = invoke("submit", str(SEED), "--broker", seeded["url"], "--json", "--allow-unserved", env=seeded["env"])
     assert again.exit_code == 0, again.output
     data = json.loads(again.stdout)
     assert data["sweep_id"] == seeded["first"]["sweep_id"]
@@ -271,7 +272,7 @@ def test_resubmit_is_idempotent(seeded: dict) -> None:
 
 
 def test_plain_submit_prints_the_sweep_id(seeded: dict) -> None:
-    result = invoke("submit", str(SEED), "--broker", seeded["url"], env=seeded["env"])
+    result = invoke("submit", str(SEED), "--broker", seeded["url"], "--allow-unserved", env=seeded["env"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == SEED_SWEEP.sweep_id
     assert "0 jobs enqueued" in flat(result.output)
@@ -406,3 +407,22 @@ def test_workers_json_empty_on_a_fresh_redis() -> None:
         assert none.exit_code == 2, none.output
         assert "no sweep has been submitted" in flat(none.output)
     assert server.proc is None
+
+
+def test_submit_refuses_jobs_no_live_worker_can_run(tmp_path: Path) -> None:
+    with tempfile.TemporaryDirectory(prefix="bf-") as short, EmbeddedRedis(Path(short) / "r") as server:
+        env = clean_env(tmp_path / "none.toml")
+        result = invoke("submit", str(SEED), "--broker", server.url, env=env)
+        assert result.exit_code == 2, result.output
+        out = flat(result.output)
+        assert "farm.cpu" in out and "farm.gpu" in out and "--allow-unserved" in out
+        client = redis.Redis.from_url(server.url)
+        assert client.llen("farm.cpu") == 0 and client.llen("farm.gpu") == 0 and not client.keys("farm:state:*")
+        # A live CPU worker (its registry entry) makes the CPU jobs feasible; the dry run shows what is left.
+        client.set("farm:worker:cpu@x", json.dumps({"name": "cpu@x", "queues": ["farm.cpu"], "heartbeat_at": 0}))
+        dry = json.loads(invoke("submit", str(SEED), "--broker", server.url, "--dry-run", "--json",
+                                env=env).stdout)
+        assert dry["unserved"] == {"farm.gpu": 6}
+        text = flat(invoke("submit", str(SEED), "--broker", server.url, "--dry-run", env=env).output)
+        assert "6 job(s) on farm.gpu: no live worker serves it" in text
+        client.close()

@@ -121,14 +121,16 @@ def test_gpu_model_slug(name: str, slug: str) -> None:
 
 
 def test_derive_tags_cpu_only() -> None:
-    assert derive_tags([], "Lab-PC_07.example.com") == ["cpu", "host.lab-pc-07-example-com.cpu"]
+    assert derive_tags([], "Lab-PC_07.example.com") == ["cpu", "cpu.host-lab-pc-07-example-com"]
 
 
 def test_derive_tags_multi_gpu_is_deterministic() -> None:
     gpus = parse_nvidia_smi_csv(FOUR_GPUS)
-    expected = ["cpu", "gpu", "gpu.a100", "gpu.rtx4090", "gpu.v100", "host.gpu-box.cpu", "host.gpu-box.gpu"]
-    assert derive_tags(gpus, "gpu-box") == expected
-    assert derive_tags(list(reversed(gpus)), "gpu-box") == expected
+    tags = derive_tags(gpus, "gpu-box")
+    # Only what every GPU of the box satisfies: no single model, memory up to the smallest card's.
+    assert tags[:4] == ["cpu", "cpu.host-gpu-box", "gpu", "gpu.host-gpu-box"]
+    assert not any("model-" in t for t in tags)
+    assert tags == derive_tags(list(reversed(gpus)), "gpu-box")
 
 
 # --- keys -----------------------------------------------------------------------------------------------
@@ -228,7 +230,8 @@ def test_probe_without_gpu_checks_uses_given_gpus() -> None:
     report = probe(check_gpu_visibility=False, gpus=gpus)
     assert isinstance(report, DeviceReport)
     assert report.gpus == gpus
-    assert report.tags[:3] == ["cpu", "gpu", "gpu.h100"] and report.tags[-1].startswith("host.")
+    assert report.tags[:3] == ["cpu", "cpu.host-" + report.tags[1].split("host-")[1], "gpu"]
+    assert any(t.startswith("gpu.model-h100") for t in report.tags)
     assert all(b.sees_gpu is None for b in report.backends)
     assert report.gpu_backends == []
     if importlib.util.find_spec("keras") is not None:

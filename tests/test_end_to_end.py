@@ -43,7 +43,7 @@ def test_seed_sweep_end_to_end(redis_url: str, start_worker, tmp_path: Path) -> 
     sweep = tiny_seed_sweep(tmp_path)
     worker = start_worker("cpu-1")
 
-    sub = run_farm(["submit", str(sweep), "--json"], env)
+    sub = run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env)
     assert sub.returncode == 0, sub.stderr
     submitted = json.loads(sub.stdout)
     sid = submitted["sweep_id"]
@@ -62,7 +62,7 @@ def test_seed_sweep_end_to_end(redis_url: str, start_worker, tmp_path: Path) -> 
     assert "no live worker" in text and "farm.gpu" in text
 
     # A second submission of the same sweep runs nothing twice.
-    again = json.loads(run_farm(["submit", str(sweep), "--json"], env).stdout)
+    again = json.loads(run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env).stdout)
     assert again["sweep_id"] == sid and again["enqueued"] == 0
 
     raw = tmp_path / "raw.csv"
@@ -104,7 +104,7 @@ def test_failures_are_recorded_and_the_worker_keeps_serving(redis_url: str, star
     missing.write_text(yaml.safe_dump({"name": "missing-data", "defaults": {"data": "real", "backend": "jax"},
                                        "jobs": [{"workload": "fashion_mnist_mlp", "epochs": 1,
                                                  "params": {"hidden_layers": 1, "units": 8}}]}))
-    sid = json.loads(run_farm(["submit", str(missing), "--json"], env).stdout)["sweep_id"]
+    sid = json.loads(run_farm(["submit", str(missing), "--json", "--allow-unserved"], env).stdout)["sweep_id"]
     wait_for(lambda: status_json(env, sid)["counts"].get("failed") == 1, 180, "the failed job")
     rows = pd.read_csv(Path(_results(env, sid, tmp_path)))
     error = rows.error.iloc[0]
@@ -113,7 +113,7 @@ def test_failures_are_recorded_and_the_worker_keeps_serving(redis_url: str, star
     # The same worker then runs a good job.
     good = tiny_seed_sweep(tmp_path, name="after-failure", repeats=1, matrix={"device": ["cpu"]},
                            defaults={"backend": "jax", "data": "synthetic", "train_samples": 64, "test_samples": 16})
-    sid2 = json.loads(run_farm(["submit", str(good), "--json"], env).stdout)["sweep_id"]
+    sid2 = json.loads(run_farm(["submit", str(good), "--json", "--allow-unserved"], env).stdout)["sweep_id"]
     wait_for(lambda: status_json(env, sid2)["counts"].get("succeeded") == 2, 300, "jobs after the failure")
     assert worker.proc.poll() is None
 
@@ -141,7 +141,7 @@ def test_real_data_from_local_archives(redis_url: str, start_worker, tmp_path: P
         "name": "real-tiny", "defaults": {"data": "real", "backend": "jax", "epochs": 2, "batch_size": 16},
         "jobs": [{"workload": "cifar10_mlp", "params": {"hidden_units": [16]}},
                  {"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 16}}]}))
-    sid = json.loads(run_farm(["submit", str(sweep), "--json"], env).stdout)["sweep_id"]
+    sid = json.loads(run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env).stdout)["sweep_id"]
     wait_for(lambda: status_json(env, sid)["counts"].get("succeeded", 0)
              + status_json(env, sid)["counts"].get("failed", 0) == 2, 300, "the real-data jobs")
     rows = pd.read_csv(_results(env, sid, tmp_path))

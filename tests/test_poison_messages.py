@@ -64,7 +64,7 @@ def test_poison_messages_are_refused_and_the_worker_survives(redis_url: str, sta
                                      "train_samples": 64, "test_samples": 16, "epochs": 1},
                                      "jobs": [{"workload": "fashion_mnist_mlp",
                                                "params": {"hidden_layers": 1, "units": 8}}]}))
-    sid = json.loads(run_farm(["submit", str(sweep), "--json"], env).stdout)["sweep_id"]
+    sid = json.loads(run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env).stdout)["sweep_id"]
 
     def succeeded() -> bool:
         out = json.loads(run_farm(["status", sid, "--json"], env).stdout)

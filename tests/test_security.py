@@ -73,7 +73,7 @@ def test_every_command_and_the_worker_with_credentials(secured: EmbeddedRedis, t
     worker = WorkerProcess("secure-w", env, tmp_path / "w.log", [])
     try:
         worker.wait_registered(url)
-        sub = run_farm(["submit", str(sweep), "--json"], env)
+        sub = run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env)
         assert sub.returncode == 0, sub.stderr
         sid = json.loads(sub.stdout)["sweep_id"]
         wait_for(lambda: json.loads(run_farm(["status", sid, "--json"], env).stdout)["counts"].get("succeeded") == 1,

@@ -71,7 +71,7 @@ def test_killed_child_is_recorded_failed_and_worker_keeps_serving(redis_url: str
                                      "train_samples": 256, "test_samples": 16},
                                      "jobs": [{"workload": "fashion_mnist_mlp", "epochs": 10_000,
                                                "params": {"hidden_layers": 1, "units": 8}}]}))
-    sid = json.loads(run_farm(["submit", str(sweep), "--json"], env).stdout)["sweep_id"]
+    sid = json.loads(run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env).stdout)["sweep_id"]
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     job_id = client.lrange(f"farm:sweep:{sid}:jobs", 0, -1)[0]
     wait_for(lambda: int(client.hget(f"farm:state:{job_id}", "epoch") or 0) >= 1, 120, "the job to train")

@@ -233,6 +233,7 @@ def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo
         "versions": versions,
         "framework_build": ready.get("build", {}),
         "framework_sees_gpu": res.get("framework_sees_gpu"),
+        "cuda_visible_devices": ready.get("cuda_visible_devices"),
         "data": job.data,
         "dataset_digest": res.get("dataset_digest"),
         "hardware_key": hw,

@@ -11,40 +11,19 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from farm import __version__
 from farm.fingerprint import GPUInfo
 from farm.lifecycle import reap_lost
 from farm.queue import make_app
-from farm.routing import queue_for_tag
 from farm.settings import FarmSettings
 from farm.store import Store
 from workers import poison
 from workers.execute import JobExecutor
+from workers.plans import WorkerPlan
 from workers.task import register
 
 log = logging.getLogger("farm.worker")
-
-
-@dataclass
-class WorkerPlan:
-    """What a worker will serve: its name, tags (hence queues) and, for a pinned GPU worker, its GPU ids."""
-
-    name: str
-    tags: list[str]
-    gpu_ids: list[str] | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def queues(self) -> list[str]:
-        return [queue_for_tag(t) for t in self.tags]
-
-
-def default_name(tags: list[str]) -> str:
-    kind = "gpu" if "gpu" in tags else "cpu"
-    return f"{kind}@{socket.gethostname()}.{os.getpid()}"
 
 
 def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INFO") -> None:

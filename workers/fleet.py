@@ -1,0 +1,75 @@
+"""Several workers under one command (``farm worker`` on a multi-GPU box): one process per plan, stopped
+together on Ctrl-C/SIGTERM.
+
+Each worker is its own process (its own Celery worker, its own pinned GPU), started as
+``python -m cli.main worker --plan JSON``. On SIGTERM/SIGINT the fleet passes SIGTERM to every worker, which
+finishes its running job (Celery's warm shutdown) and exits; a second signal passes SIGKILL, and the jobs
+they held come back through the lease reaper. A worker that dies on its own is restarted after a pause.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+
+from workers.plans import WorkerPlan
+
+log = logging.getLogger("farm.worker")
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+RESTART_DELAY_S = 10.0
+
+
+def worker_command(plan: WorkerPlan, passthrough: list[str]) -> list[str]:
+    return [sys.executable, "-m", "cli.main", "worker", "--plan", json.dumps(asdict(plan)), *passthrough]
+
+
+def run_fleet(plans: list[WorkerPlan], passthrough: list[str]) -> int:
+    """Run every plan as a child process until told to stop; returns the exit code for the command."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)}
+    procs: dict[str, subprocess.Popen] = {}
+    stopping = {"signals": 0}
+
+    def start(plan: WorkerPlan) -> None:
+        procs[plan.name] = subprocess.Popen(worker_command(plan, passthrough), env=env)
+        log.info("started worker %s (pid %d) for %s", plan.name, procs[plan.name].pid,
+                 f"GPU {','.join(plan.gpu_ids)}" if plan.gpu_ids else "CPU jobs")
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stopping["signals"] += 1
+        sig = signal.SIGTERM if stopping["signals"] == 1 else signal.SIGKILL
+        log.info("stopping %d worker(s) with %s", len(procs), sig.name)
+        for p in procs.values():
+            if p.poll() is None:
+                p.send_signal(sig)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for plan in plans:
+        start(plan)
+    restart_at: dict[str, float] = {}
+    by_name = {p.name: p for p in plans}
+    while True:
+        alive = [n for n, p in procs.items() if p.poll() is None]
+        if stopping["signals"]:
+            if not alive:
+                return 0
+        else:
+            for name, p in procs.items():
+                if p.poll() is not None and name not in restart_at:
+                    log.error("worker %s exited with code %s; restarting in %.0f s", name, p.returncode,
+                              RESTART_DELAY_S)
+                    restart_at[name] = time.monotonic() + RESTART_DELAY_S
+            for name, when in list(restart_at.items()):
+                if time.monotonic() >= when:
+                    del restart_at[name]
+                    start(by_name[name])
+        time.sleep(0.5)

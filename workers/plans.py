@@ -1,0 +1,69 @@
+"""Which worker processes a machine runs, and what each serves.
+
+One worker per GPU, pinned to it (its jobs see exactly that GPU); a GPU box does not also run CPU jobs unless
+asked (a CPU job would steal the cores that feed the GPUs and skew both numbers); a machine without GPUs runs
+one CPU worker. Tags, hence queues, come from the hardware: see :mod:`farm.routing`.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from farm.fingerprint import GPUInfo
+from farm.routing import cpu_tags, gpu_tags, queue_for_tag
+
+
+class PlanError(ValueError):
+    """A worker selection that does not fit this machine (e.g. a GPU index it does not have)."""
+
+
+@dataclass
+class WorkerPlan:
+    """What one worker process serves: its name, tags (hence queues) and, when pinned, its GPU ids."""
+
+    name: str
+    tags: list[str]
+    gpu_ids: list[str] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def queues(self) -> list[str]:
+        return [queue_for_tag(t) for t in self.tags]
+
+    @property
+    def kind(self) -> str:
+        return "gpu" if self.gpu_ids else "cpu"
+
+
+def select_gpus(gpus: list[GPUInfo], selection: str) -> list[GPUInfo]:
+    """``all`` or a comma-separated list of GPU indices (as ``nvidia-smi`` numbers them)."""
+    if selection.strip().lower() == "all":
+        return list(gpus)
+    by_index = {str(g.index): g for g in gpus}
+    chosen = []
+    for part in (p.strip() for p in selection.split(",")):
+        if part not in by_index:
+            have = ", ".join(sorted(by_index)) or "none"
+            raise PlanError(f"--gpus: no GPU with index {part!r} on this machine (have: {have})")
+        chosen.append(by_index[part])
+    return chosen
+
+
+def plan_workers(gpus: list[GPUInfo], *, selection: str = "all", cpu_only: bool = False,
+                 allow_cpu_jobs: bool = False, name: str | None = None, host: str | None = None,
+                 info: dict[str, Any] | None = None) -> list[WorkerPlan]:
+    host = host or socket.gethostname()
+    info = info or {}
+    base = name or host
+    cpu = WorkerPlan(name=name if (name and (cpu_only or not gpus)) else f"cpu@{base}" if not name
+                     else f"{name}-cpu", tags=cpu_tags(host), info={**info, "gpus": []})
+    if cpu_only or not gpus:
+        return [cpu]
+    plans = [WorkerPlan(name=f"gpu{g.index}@{base}" if not name else f"{name}-gpu{g.index}", tags=gpu_tags(g, host),
+                        gpu_ids=[str(g.index)], info={**info, "gpus": [g.model_dump()]})
+             for g in select_gpus(gpus, selection)]
+    if allow_cpu_jobs:
+        plans.append(cpu)
+    return plans
