@@ -6,14 +6,16 @@ import functools
 import json
 import sys
 import tomllib
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from farm.errors import FarmUnavailable, SpecError, problems_from_validation
-from farm.settings import FarmSettings, config_path, load_settings
+
+if TYPE_CHECKING:
+    from farm.settings import FarmSettings
+    from farm.store import Store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -28,13 +30,25 @@ EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 1
 
 
-def settings(**overrides: Any) -> FarmSettings:
+def settings(**overrides: Any) -> "FarmSettings":
+    # Imported here, not at the top: `farm --help` must not pay for pydantic-settings and the Redis client.
+    from pydantic import ValidationError
+
+    from farm.settings import config_path, load_settings
+
     try:
         return load_settings(**overrides)
     except ValidationError as e:
         raise SpecError(problems_from_validation(e), "settings") from None
     except tomllib.TOMLDecodeError as e:
         raise SpecError.one("", f"malformed TOML: {e}", str(config_path())) from None
+
+
+def open_store(broker: str | None) -> "Store":
+    """The farm's store at ``broker`` (or the configured one), failing fast when Redis is not there."""
+    from farm.store import Store
+
+    return Store.from_settings(settings(broker_url=broker))
 
 
 def friendly_errors(fn: F) -> F:

@@ -9,10 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, print_json, settings
+from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, open_store, print_json
 from cli.results import frames_for
 from cli.status import resolve
-from farm.store import Store
 
 #: Exit status of ``farm compare --fail-on-regression`` when at least one cell got slower.
 EXIT_REGRESSION = 3
@@ -107,7 +106,7 @@ def compare_cmd(
         higher = higher_is_better(metric)
     except ValueError as e:
         fail(str(e))
-    store = Store.from_settings(settings(broker_url=broker))
+    store = open_store(broker)
     sid_a, sid_b = resolve(store, sweep_a), resolve(store, sweep_b)
     df_a, df_b = frames_for(store, sid_a), frames_for(store, sid_b)
     for label, df in (("A", df_a), ("B", df_b)):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
-from farm.settings import config_path
 
 
 @friendly_errors
 def config_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
     """Show the effective settings (flags > FARM_* variables > config file > defaults), secrets masked."""
+    from farm.settings import config_path
+
     shown = settings(broker_url=broker).shown()
     path = config_path()
     if as_json:

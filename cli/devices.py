@@ -7,8 +7,7 @@ import time
 import typer
 from rich.table import Table
 
-from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
-from farm.store import Store
+from cli.common import BrokerOption, JsonOption, console, friendly_errors, open_store, print_json
 
 
 @friendly_errors
@@ -45,7 +44,7 @@ def devices_cmd(
 @friendly_errors
 def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
     """The live workers: where they run, what they serve, what they are doing."""
-    store = Store.from_settings(settings(broker_url=broker))
+    store = open_store(broker)
     workers = store.live_workers()
     if as_json:
         print_json(workers)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
-from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
+from cli.common import BrokerOption, JsonOption, console, friendly_errors, open_store, print_json, settings
 from cli.status import resolve
-from farm.store import Store
+
+if TYPE_CHECKING:
+    from farm.store import Store
 
 
 @friendly_errors
@@ -18,7 +22,7 @@ def cancel_cmd(
     """Cancel a sweep: queued jobs leave the queues, running ones are stopped, all are recorded cancelled."""
     from farm.lifecycle import cancel_sweep
 
-    store = Store.from_settings(settings(broker_url=broker))
+    store = open_store(broker)
     sid = resolve(store, sweep_id)
     out = cancel_sweep(store, sid)
     if as_json:

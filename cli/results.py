@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from cli.common import BrokerOption, console, err_console, friendly_errors, settings
+from cli.common import BrokerOption, console, err_console, friendly_errors, open_store
 from cli.status import resolve
-from farm.store import Store
 
 REPORT_SHOWN = [
     ("workload", "workload"), ("device", "device"), ("backend", "backend"), ("batch_size", "batch"),
@@ -17,6 +18,9 @@ REPORT_SHOWN = [
     ("steady_samples_per_s_median", "samples/s (median)"), ("steady_samples_per_s_iqr", "IQR"),
     ("test_accuracy_median", "test acc"), ("speedup_vs_cpu", "GPU/CPU"),
 ]
+
+if TYPE_CHECKING:
+    from farm.store import Store
 
 
 def _fmt(v: object) -> str:
@@ -64,7 +68,7 @@ def results_cmd(
     """One row per job (tidy): the spec's fields and what was measured."""
     from farm.report import write_frame
 
-    store = Store.from_settings(settings(broker_url=broker))
+    store = open_store(broker)
     df = frames_for(store, resolve(store, sweep_id))
     if output:
         write_frame(df, output)
@@ -89,7 +93,7 @@ def report_cmd(
 
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
-    store = Store.from_settings(settings(broker_url=broker))
+    store = open_store(broker)
     frame = frames_for(store, resolve(store, sweep_id))
     report = aggregate(frame)
     ratio_table = None

@@ -11,10 +11,6 @@ from rich.live import Live
 from cli.common import BrokerOption, console, fail, friendly_errors, settings
 from cli.results import report_table, warn_pooled_software
 from cli.status import render
-from farm.progress import TERMINAL_STATES, sweep_progress, sweep_rows
-from farm.routing import cpu_tags, gpu_tags, queue_for_tag
-from farm.store import Store
-from farm.sweep import load_sweep
 
 
 @friendly_errors
@@ -30,6 +26,10 @@ def run_cmd(
     """Run a sweep end to end on this machine: jobs for devices it lacks are skipped and listed."""
     import socket
 
+    from farm.progress import TERMINAL_STATES, sweep_progress, sweep_rows
+    from farm.routing import cpu_tags, gpu_tags, queue_for_tag
+    from farm.store import Store
+    from farm.sweep import load_sweep
     from farm.fingerprint import query_nvidia_smi
     from farm.local import LocalFarm
     from farm.report import aggregate, results_frame, speedups, write_frame

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import time
 
 import typer
@@ -10,18 +12,20 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, print_json, settings
+from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, open_store, print_json
 from farm import defaults
-from farm.progress import SweepProgress, sweep_progress
-from farm.store import Store
 
 STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
                "running": "cyan", "queued": "dim", "lost": "magenta"}
 MAX_ROWS = 40
 STALE_HEARTBEAT_S = 3 * defaults.WORKER_HEARTBEAT_S
 
+if TYPE_CHECKING:
+    from farm.progress import SweepProgress
+    from farm.store import Store
 
-def render(progress: SweepProgress) -> Group:
+
+def render(progress: "SweepProgress") -> Group:
     table = Table(title=f"{progress.sweep_id} — {progress.finished}/{progress.total} finished, "
                         f"{progress.live_workers} live worker(s)", title_justify="left")
     for col in ("job", "workload", "device", "backend", "rep", "state", "epoch", "loss", "acc", "worker"):
@@ -69,7 +73,9 @@ def status_cmd(
     as_json: bool = JsonOption,
 ) -> None:
     """Show a sweep's progress: each job's state and epoch k/N, overall bar, jobs no live worker can take."""
-    store = Store.from_settings(settings(broker_url=broker))
+    from farm.progress import sweep_progress
+
+    store = open_store(broker)
     sid = resolve(store, sweep_id)
     if as_json:
         print_json(sweep_progress(store, sid).to_json())

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
 from farm.errors import FarmUnavailable, Problem, SpecError
-from farm import workloads
-from farm.sweep import Sweep, load_sweep
+
+if TYPE_CHECKING:
+    from farm.sweep import Sweep
 
 
-def matrix_table(sweep: Sweep) -> Table:
+def matrix_table(sweep: "Sweep") -> Table:
+    from farm import workloads
+
     table = Table(title=f"{sweep.sweep_id}: {len(sweep.jobs)} jobs = {sweep.cells} cells × "
                         f"{sweep.spec.repeats} repeats", title_justify="left")
     for col in ("workload", "device", "backend", "epochs", "batch", "data", "samples", "params", "queue"):
@@ -46,7 +50,8 @@ def submit_cmd(
     unless --allow-unserved is given; --dry-run shows them.
     """
     from farm.store import Store
-    from farm.submit import plan, submit, unserved  # Celery: imported only when submitting
+    from farm.submit import plan, submit, unserved
+    from farm.sweep import load_sweep  # Celery: imported only when submitting
 
     sweep = load_sweep(sweep_file, name=name)
     per_queue = plan(sweep)

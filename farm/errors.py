@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import ValidationError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,7 @@ def format_loc(parts: tuple | list) -> str:
     return out
 
 
-def problems_from_validation(err: ValidationError, prefix: tuple = ()) -> list[Problem]:
+def problems_from_validation(err: "ValidationError", prefix: tuple = ()) -> list[Problem]:
     """Turn pydantic's errors into located problems, dropping pydantic's internal tags."""
     problems = []
     for e in err.errors(include_url=False):

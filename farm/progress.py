@@ -7,6 +7,7 @@ only CPU workers right now): they wait for such a worker to come.
 from __future__ import annotations
 
 import collections
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,19 +119,29 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
 
 
 def sweep_rows(store: Store, sweep_id: str) -> list[dict[str, Any]]:
-    """One tidy row per job of the sweep: its result where it has one, else its spec and current state."""
+    """One tidy row per job of the sweep: its result's row where it has one, else its spec and current state.
+
+    Rows are stored beside results, so this is one MGET and ``json.loads`` per job; full records are parsed
+    only for results written before rows existed, and specs only for jobs without a result."""
     from farm.result import JobResult
     from farm.rows import spec_row
 
     ids = store.sweep_job_ids(sweep_id)
-    rows = []
-    for job_id, env, raw, st in zip(ids, store.envelopes(ids), store.raw_results(ids), store.states(ids)):
-        if raw:
-            row = JobResult.model_validate_json(raw).to_row()
-        elif env is not None:
-            row = {**spec_row(env.job, job_id, sweep_id), "status": st.get("state") or NOT_ENQUEUED}
-        else:
-            continue
-        row["sweep_id"] = sweep_id
-        rows.append(row)
-    return rows
+    rows: list[dict[str, Any] | None] = [json.loads(r) if r else None for r in store.raw_rows(ids)]
+    missing = [i for i, r in enumerate(rows) if r is None]
+    if missing:
+        miss_ids = [ids[i] for i in missing]
+        raws = list(store.raw_results(miss_ids))
+        envs = store.envelopes(miss_ids)
+        states = store.states(miss_ids)
+        for i, job_id, raw, env, st in zip(missing, miss_ids, raws, envs, states):
+            if raw:
+                rows[i] = JobResult.model_validate_json(raw).to_row()
+            elif env is not None:
+                rows[i] = {**spec_row(env.job, job_id, sweep_id), "status": st.get("state") or NOT_ENQUEUED}
+    out = []
+    for row in rows:
+        if row is not None:
+            row["sweep_id"] = sweep_id
+            out.append(row)
+    return out

@@ -112,6 +112,9 @@ class JobResult(BaseModel):
     step_p50_s: float | None = Field(default=None, description="Median steady-state step time.")
     step_p90_s: float | None = None
     step_p99_s: float | None = None
+    timeline: dict[str, float | None] = Field(
+        default_factory=dict, description="Wall-clock moments (epoch seconds) of the job's life: received_at, "
+        "spawned_at, job_started_at, first_step_at, train_end_at, exited_at, recorded_at.")
     epochs_to_target: int | None = None
     time_to_target_s: float | None = None
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from farm import defaults
-from farm.settings import FarmSettings, config_path, load_settings, mask_url
+from farm.settings import config_path, load_settings, mask_url
 
 PASSWORD = "s3cretPa55"
 

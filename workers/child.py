@@ -47,7 +47,7 @@ def main() -> int:
         return 3
     emit({"event": "ready", "pid": os.getpid(), "spawn_s": t_main - spawn_t, "import_s": time.perf_counter() - w0,
           "import_cpu_s": time.process_time() - c0, "versions": versions, "build": build,
-          "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")})
+          "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "keras_backend": backend})
 
     w_wait = time.perf_counter()
     line = sys.stdin.readline()

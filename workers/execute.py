@@ -25,7 +25,7 @@ from farm.lifecycle import give_up, retry_or_give_up, send
 from farm.result import EpochRecord, JobResult, JobStatus, Phases
 from farm.settings import FarmSettings
 from farm.store import Store
-from workers.supervisor import ChildOutcome, run_child
+from workers.supervisor import ChildOutcome, WarmPool, run_child
 
 log = logging.getLogger("farm.worker")
 
@@ -44,6 +44,8 @@ class JobExecutor:
         self.app: Celery | None = app
         self.consecutive_failures = 0
         self.failed_jobs: set[str] = set()
+        self.pool = WarmPool(enabled=settings.warm_start)
+        self.received_at = 0.0
         self.quarantined: str | None = None
         self.on_busy = on_busy
         self.facts = host_facts()
@@ -69,6 +71,7 @@ class JobExecutor:
 
     def handle(self, payload: Any) -> str:
         """Run one delivery; returns what became of it (for Celery's log)."""
+        self.received_at = time.time()
         envelope = self.validate(payload)
         if envelope is None:
             return "rejected"
@@ -150,7 +153,8 @@ class JobExecutor:
                 return None
 
         try:
-            outcome = run_child(envelope, self.settings, on_event, gpu_ids=self.gpu_ids, should_stop=should_stop)
+            outcome = run_child(envelope, self.settings, on_event, gpu_ids=self.gpu_ids, should_stop=should_stop,
+                                pool=self.pool)
         finally:
             stop.set()
             beat.join(timeout=5)
@@ -195,6 +199,7 @@ class JobExecutor:
 
     def _record(self, envelope: JobEnvelope, outcome: ChildOutcome, attempt: int) -> None:
         result = build_result(envelope, outcome, attempt, self.worker, self.facts, self.gpus)
+        result.timeline.update(received_at=self.received_at or None, recorded_at=time.time())
         if self._resilient(lambda: self.store.record_result(result), "record the result"):
             log.info("job %s %s%s", envelope.job_id, result.status.value,
                      f": {result.error.splitlines()[0]}" if result.error else "")
@@ -234,6 +239,9 @@ def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo
         "framework_build": ready.get("build", {}),
         "framework_sees_gpu": res.get("framework_sees_gpu"),
         "cuda_visible_devices": ready.get("cuda_visible_devices"),
+        "keras_backend": ready.get("keras_backend"),
+        "dtype_policy": res.get("dtype_policy"),
+        "pid": ready.get("pid"),
         "data": job.data,
         "dataset_digest": res.get("dataset_digest"),
         "hardware_key": hw,
@@ -282,6 +290,9 @@ def build_result(envelope: JobEnvelope, outcome: ChildOutcome, attempt: int, wor
         test_loss=res.get("test_loss"),
         test_accuracy=res.get("test_accuracy"),
         stalls=res.get("stalls", []),
+        timeline={**res.get("timeline", {}), "spawned_at": outcome.started_at or None,
+                  "job_started_at": outcome.job_started_at or None,
+                  "exited_at": (outcome.started_at + outcome.total_s) if outcome.started_at else None},
         steps_per_epoch=res.get("steps_per_epoch"),
         step_p50_s=res.get("step_p50_s"),
         step_p90_s=res.get("step_p90_s"),

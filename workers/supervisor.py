@@ -39,6 +39,7 @@ class ChildOutcome:
     stderr_tail: str = ""
     total_s: float = 0.0
     started_at: float = 0.0
+    job_started_at: float = 0.0
 
 
 def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] | None = None) -> dict[str, str]:
@@ -77,78 +78,163 @@ def _describe_exit(code: int) -> str:
     return f"the training process exited with code {code} without a result"
 
 
-def run_child(envelope: JobEnvelope, settings: FarmSettings, on_event: Callable[[dict[str, Any]], None], *,
-              gpu_ids: list[str] | None = None, should_stop: Callable[[], str | None] = lambda: None,
-              poll_s: float = 0.5) -> ChildOutcome:
-    """Run the job in a fresh child; ``should_stop()`` returning a reason (e.g. 'cancelled') ends it early."""
-    t0 = time.time()
-    env = child_env(envelope, settings, gpu_ids)
-    env["FARM_SPAWN_T"] = repr(t0)
-    proc = subprocess.Popen([sys.executable, "-m", "workers.child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, cwd=REPO_ROOT, start_new_session=True,
-                            preexec_fn=_die_with_parent, text=True, encoding="utf-8", errors="replace")
-    outcome = ChildOutcome(status="failed", started_at=t0)
-    tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+def env_key(env: dict[str, str]) -> tuple:
+    """What must match for a pre-started child to take a job: its whole environment."""
+    return tuple(sorted((k, v) for k, v in env.items() if k != "FARM_SPAWN_T"))
 
-    def read_stderr() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            tail.append(line.rstrip("\n"))
 
-    def read_events() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
+class Child:
+    """One training process: spawned with its environment, it imports Keras and its backend, announces
+    ``ready``, then waits for exactly one job. Its events are read from the start, so a child can be started
+    ahead of its job (warm) without losing what it says meanwhile."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.key = env_key(env)
+        self.spawned_at = time.time()
+        self.proc = subprocess.Popen([sys.executable, "-m", "workers.child"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env={**env, "FARM_SPAWN_T": repr(self.spawned_at)}, cwd=REPO_ROOT,
+                                     start_new_session=True, preexec_fn=_die_with_parent, text=True,
+                                     encoding="utf-8", errors="replace")
+        self.outcome = ChildOutcome(status="failed", started_at=self.spawned_at)
+        self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._lock = threading.Lock()
+        self._on_event: Callable[[dict[str, Any]], None] | None = None
+        self._early: list[dict[str, Any]] = []
+        self._threads = [threading.Thread(target=self._read_stderr, daemon=True),
+                         threading.Thread(target=self._read_events, daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.tail.append(line.rstrip("\n"))
+
+    def _read_events(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
-                tail.append(f"[unparsable event] {line.strip()[:200]}")
+                self.tail.append(f"[unparsable event] {line.strip()[:200]}")
                 continue
             kind = event.get("event")
             if kind == "ready":
-                outcome.ready = event
-                assert proc.stdin is not None
-                try:
-                    proc.stdin.write(envelope.model_dump_json() + "\n")
-                    proc.stdin.close()
-                except OSError:
-                    pass
+                self.outcome.ready = event
             elif kind == "result":
-                outcome.result = event
+                self.outcome.result = event
             elif kind == "error":
-                outcome.error = event.get("error")
+                self.outcome.error = event.get("error")
                 if event.get("traceback"):
-                    tail.append(event["traceback"])
-            on_event(event)
+                    self.tail.append(event["traceback"])
+            with self._lock:
+                if self._on_event is None:
+                    self._early.append(event)
+                    continue
+                callback = self._on_event
+            callback(event)
 
-    threads = [threading.Thread(target=read_stderr, daemon=True), threading.Thread(target=read_events, daemon=True)]
-    for t in threads:
-        t.start()
-    deadline = t0 + envelope.time_limit_s
-    stop_reason: str | None = None
-    while proc.poll() is None:
-        if time.time() > deadline:
-            stop_reason = "timed_out"
+    def start_job(self, envelope: JobEnvelope, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Hand the child its job; events it emitted before (``ready``) are replayed to ``on_event``."""
+        with self._lock:
+            early, self._early = self._early, []
+            self._on_event = on_event
+        for event in early:
+            on_event(event)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(envelope.model_dump_json() + "\n")
+            self.proc.stdin.close()
+        except OSError:
+            pass  # it died already: wait() says how
+
+    def wait(self, envelope: JobEnvelope, should_stop: Callable[[], str | None], poll_s: float) -> ChildOutcome:
+        outcome = self.outcome
+        job_start = time.time()
+        deadline = job_start + envelope.time_limit_s
+        stop_reason: str | None = None
+        while self.proc.poll() is None:
+            stop_reason = "timed_out" if time.time() > deadline else should_stop()
+            if stop_reason:
+                _kill_group(self.proc)
+                break
+            time.sleep(poll_s)
+        self.proc.wait()
+        for t in self._threads:
+            t.join(timeout=5)
+        outcome.returncode = self.proc.returncode
+        outcome.total_s = time.time() - self.spawned_at
+        outcome.job_started_at = job_start
+        outcome.stderr_tail = "\n".join(self.tail)[-8000:]
+        if stop_reason == "timed_out":
+            outcome.status, outcome.error = "timed_out", f"exceeded its time limit of {envelope.time_limit_s:g} s"
+        elif stop_reason:
+            outcome.status, outcome.error = stop_reason, outcome.error or f"stopped: {stop_reason}"
+        elif outcome.result and self.proc.returncode == 0:
+            outcome.status = "succeeded"
         else:
-            stop_reason = should_stop()
-        if stop_reason:
-            _kill_group(proc)
-            break
-        time.sleep(poll_s)
-    proc.wait()
-    for t in threads:
-        t.join(timeout=5)
-    outcome.returncode = proc.returncode
-    outcome.total_s = time.time() - t0
-    outcome.stderr_tail = "\n".join(tail)[-8000:]
-    if stop_reason == "timed_out":
-        outcome.status, outcome.error = "timed_out", f"exceeded its time limit of {envelope.time_limit_s:g} s"
-    elif stop_reason:
-        outcome.status, outcome.error = stop_reason, outcome.error or f"stopped: {stop_reason}"
-    elif outcome.result and proc.returncode == 0:
-        outcome.status = "succeeded"
-    else:
-        outcome.status = "failed"
-        outcome.error = outcome.error or _describe_exit(proc.returncode)
+            outcome.status = "failed"
+            outcome.error = outcome.error or _describe_exit(self.proc.returncode)
+        return outcome
+
+    def discard(self) -> None:
+        """A child nobody will use: kill it (it has touched no device, so nothing is lost)."""
+        if self.alive():
+            _kill_group(self.proc)
+        self.proc.wait()
+
+
+class WarmPool:
+    """At most one child started ahead of the next job, with the environment of the last one.
+
+    The child imports Keras and its backend while the worker waits for its next message, so a job of the same
+    backend and device starts training without the import's seconds. It touches no device before it has a job,
+    serves exactly one job, and exits: every job still runs in a fresh process. The pre-start happens only
+    after the previous job's process has exited, so its import never overlaps a measured training run.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._child: Child | None = None
+
+    def take(self, env: dict[str, str]) -> Child:
+        child, self._child = self._child, None
+        if child is not None and child.key == env_key(env) and child.alive():
+            return child
+        if child is not None:
+            child.discard()
+        return Child(env)
+
+    def prestart(self, env: dict[str, str]) -> None:
+        if not self.enabled:
+            return
+        if self._child is not None and (self._child.key != env_key(env) or not self._child.alive()):
+            self._child.discard()
+            self._child = None
+        if self._child is None:
+            self._child = Child(env)
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.discard()
+            self._child = None
+
+
+def run_child(envelope: JobEnvelope, settings: FarmSettings, on_event: Callable[[dict[str, Any]], None], *,
+              gpu_ids: list[str] | None = None, should_stop: Callable[[], str | None] = lambda: None,
+              poll_s: float = 0.2, pool: WarmPool | None = None) -> ChildOutcome:
+    """Run the job in a fresh child (a pre-started one from ``pool`` when its environment matches);
+    ``should_stop()`` returning a reason (e.g. 'cancelled') ends it early."""
+    env = child_env(envelope, settings, gpu_ids)
+    child = pool.take(env) if pool is not None else Child(env)
+    child.start_job(envelope, on_event)
+    outcome = child.wait(envelope, should_stop, poll_s)
+    if pool is not None:
+        pool.prestart(env)
     return outcome
 
 

@@ -117,6 +117,8 @@ def epoch_callback(emit: Callable[[dict[str, Any]], None], epochs: int) -> Any:
             self._val_start: float | None = None
             self._val_s = 0.0
             self._train_end: float | None = None
+            self.first_step_at: float | None = None
+            self.train_end_at: float | None = None
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             self.step_starts.append([])
@@ -124,7 +126,12 @@ def epoch_callback(emit: Callable[[dict[str, Any]], None], epochs: int) -> Any:
             self._w0, self._c0 = time.perf_counter(), time.process_time()
 
         def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            if self.first_step_at is None:
+                self.first_step_at = time.time()
             self.step_starts[-1].append((batch, time.perf_counter()))
+
+        def on_train_end(self, logs: dict | None = None) -> None:
+            self.train_end_at = time.time()
 
         def on_test_begin(self, logs: dict | None = None) -> None:
             self._val_start = time.perf_counter()

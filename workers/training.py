@@ -136,6 +136,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
     last = epochs[-1] if epochs else {}
     out: dict[str, Any] = {
         "device_name": name,
+        "dtype_policy": keras.config.dtype_policy().name,
         "framework_sees_gpu": True if job.device == "gpu" else None,
         "dataset_digest": ds.digest,
         "train_samples_used": int(x_train.shape[0]),
@@ -144,6 +145,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         "phases": {"data_s": clock.wall["data"], "build_s": clock.wall["build"], "train_s": clock.wall["train"],
                    "eval_s": clock.wall["eval"], "data_cpu_s": clock.cpu["data"], "build_cpu_s": clock.cpu["build"],
                    "train_cpu_s": clock.cpu["train"], "eval_cpu_s": clock.cpu["eval"]},
+        "timeline": {"first_step_at": timer.first_step_at, "train_end_at": timer.train_end_at},
         "stalls": locate_stalls(sampler.stalls(), clock, timer.epoch_bounds),
         **step_percentiles(timer.step_times(first_epoch=1)),
         "steps_per_epoch": len(timer.step_starts[0]) * (_steps_per_call(timer.step_starts[0])) if timer.step_starts else None,

@@ -75,6 +75,7 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
                          f"--loglevel={loglevel}", "--without-mingle", "--without-gossip", "-E"])
     finally:
         stop.set()
+        executor.pool.close()
         try:
             store.unregister_worker(plan.name)
         except Exception:  # noqa: BLE001
