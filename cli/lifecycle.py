@@ -41,6 +41,7 @@ def resume_cmd(
 ) -> None:
     """Re-enqueue exactly the jobs without a successful result that are neither queued nor running."""
     from farm.lifecycle import resume_sweep
+    from farm.store import Store
 
     cfg = settings(broker_url=broker)
     store = Store.from_settings(cfg)
