@@ -10,7 +10,7 @@ from cli.common import BrokerOption, JsonOption, console, friendly_errors, open_
 from cli.status import resolve
 
 if TYPE_CHECKING:
-    from farm.store import Store
+    pass
 
 
 @friendly_errors
