@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import typer
 
 from cli.common import BrokerOption, JsonOption, console, friendly_errors, open_store, print_json, settings
 from cli.status import resolve
-
-if TYPE_CHECKING:
-    pass
 
 
 @friendly_errors
