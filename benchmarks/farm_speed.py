@@ -74,7 +74,7 @@ def run_sweep(lf: LocalFarm, store: Store, spec: dict, timeout: float = 900) -> 
     bad = [r for r in results if r.status.value != "succeeded"]
     if bad:
         raise RuntimeError(f"{len(bad)} jobs did not succeed: {bad[0].error}")
-    return [{"r": r, "queued_at": float(store.state(r.job_id).get("queued_at") or 0)} for r in results]
+    return [{"r": r, "sent_at": float(store.state(r.job_id).get("sent_at") or 0)} for r in results]
 
 
 def med(values: list[float]) -> float:
@@ -147,7 +147,7 @@ def dispatch() -> None:
             for i in range(10):
                 rows = run_sweep(lf, store, sweep(f"latency-{i}", 1))
                 r = rows[0]
-                farm_lat.append(r["r"].timeline["received_at"] - r["queued_at"])
+                farm_lat.append(r["r"].timeline["received_at"] - r["sent_at"])
                 time.sleep(0.5)
         finally:
             noop.terminate()

@@ -111,13 +111,34 @@ class Store:
             out.extend(JobEnvelope.model_validate_json(r) if r else None for r in raws)
         return out
 
-    def claim_queued(self, job_id: str, queue: str) -> bool:
-        """Mark a job queued unless it already has a state; True if this call claimed it."""
-        key = self.k("state", job_id)
-        claimed = self.r.hsetnx(key, "state", JobStatus.queued.value)
-        if claimed:
-            self.r.hset(key, mapping={"queue": queue, "queued_at": time.time(), "updated_at": time.time()})
-        return bool(claimed)
+    def claim_many(self, jobs: list[tuple[str, str]]) -> set[str]:
+        """Claim many jobs at once (job id, queue): the ids this call claimed. A job that has a result or a
+        state is not claimed. Two pipelined round trips for any number of jobs."""
+        claimed: set[str] = set()
+        now = time.time()
+        for chunk_start in range(0, len(jobs), 5000):
+            chunk = jobs[chunk_start:chunk_start + 5000]
+            pipe = self.r.pipeline(transaction=False)
+            for job_id, _ in chunk:
+                pipe.exists(self.k("result", job_id))
+                pipe.hsetnx(self.k("state", job_id), "state", JobStatus.queued.value)
+            replies = pipe.execute()
+            pipe = self.r.pipeline(transaction=False)
+            for (job_id, queue), has_result, won in zip(chunk, replies[0::2], replies[1::2]):
+                if won and not has_result:
+                    claimed.add(job_id)
+                    pipe.hset(self.k("state", job_id), mapping={"queue": queue, "queued_at": now, "updated_at": now})
+                elif won:  # a result without a state (written by hand or before states existed): leave it be
+                    pipe.delete(self.k("state", job_id))
+            pipe.execute()
+        return claimed
+
+    def mark_sent(self, sent: dict[str, float]) -> None:
+        """When each job's message went to the broker (the start of its dispatch latency)."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id, at in sent.items():
+            pipe.hset(self.k("state", job_id), "sent_at", at)
+        pipe.execute()
 
     def unclaim(self, job_ids: Iterable[str]) -> None:
         ids = list(job_ids)

@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from farm.queue import TASK_NAME, make_app
+from farm.lifecycle import send
+from farm.queue import make_app
 from farm.routing import queue_for
 from farm.settings import FarmSettings
 from farm.store import Store
@@ -54,27 +55,24 @@ def submit(sweep: Sweep, settings: FarmSettings, *, store: Store | None = None,
     }
     store.save_sweep(sweep.sweep_id, manifest, envelopes)
     queues = {e.job_id: queue_for(e.job) for e in envelopes}
-    app = make_app(settings, set(queues.values()))
     outcome = SubmitOutcome(sweep.sweep_id, len(envelopes), 0, 0)
-    claimed: list[str] = []
-    sent: set[str] = set()
+    wanted = [e for e in envelopes if accept is None or accept(queues[e.job_id])]
+    outcome.skipped = len(envelopes) - len(wanted)
+    claimed = store.claim_many([(e.job_id, queues[e.job_id]) for e in wanted])
+    outcome.already = len(wanted) - len(claimed)
+    todo = [e for e in wanted if e.job_id in claimed]
+    app = make_app(settings, {queues[e.job_id] for e in todo})
+    sent: dict[str, float] = {}
     try:
         with app.producer_or_acquire() as producer:
-            for env in envelopes:
+            for env in todo:
                 queue = queues[env.job_id]
-                if accept is not None and not accept(queue):
-                    outcome.skipped += 1
-                    continue
-                if store.has_result(env.job_id) or not store.claim_queued(env.job_id, queue):
-                    outcome.already += 1
-                    continue
-                claimed.append(env.job_id)
-                app.send_task(TASK_NAME, args=[env.model_dump(mode="json")], queue=queue, routing_key=queue,
-                              task_id=env.job_id, producer=producer)
-                sent.add(env.job_id)
+                sent[env.job_id] = time.time()
+                send(app, env, queue, producer=producer, retry=False)  # a failure unclaims the rest
                 outcome.per_queue[queue] = outcome.per_queue.get(queue, 0) + 1
                 outcome.enqueued += 1
     finally:
         # Nothing half-done: a job claimed but never sent goes back to having no state, so resubmitting sends it.
         store.unclaim(j for j in claimed if j not in sent)
+        store.mark_sent(sent)
     return outcome
