@@ -36,10 +36,10 @@ def test_each_job_gets_a_fresh_prestarted_process(tmp_path: Path) -> None:
         other_backend = run(pool, tmp_path, backend="tensorflow", repeat=2)
     finally:
         pool.close()
-    # Fresh processes, and the warm one was started only after the previous job's process had exited.
+    # Fresh processes, and the warm one was started only once the previous job's training had ended.
     pids = [r.environment["pid"] for r in (first, second, other_backend)]
     assert len(set(pids)) == 3
-    assert second.timeline["spawned_at"] >= first.timeline["exited_at"]
+    assert second.timeline["spawned_at"] >= first.timeline["train_end_at"]
     # The second was warm: Keras was imported before the job came, so the job waited for nothing.
     assert second.timeline["spawned_at"] + second.phases.import_s <= second.timeline["job_started_at"] + 0.5
     # Nothing leaks: the first job's mixed-precision policy is not the second's.

@@ -73,7 +73,10 @@ def main() -> int:
     out["total_s"] = time.time() - spawn_t
     emit({"event": "result", **out})
     events.flush()
-    return 0
+    sys.stderr.flush()
+    # Nothing is left to do: skip the interpreter's teardown (frameworks' exit handlers take a second or more),
+    # so the device is free and the next job can start sooner.
+    os._exit(0)
 
 
 if __name__ == "__main__":

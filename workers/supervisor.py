@@ -191,18 +191,22 @@ class Child:
 class WarmPool:
     """At most one child started ahead of the next job, with the environment of the last one.
 
-    The child imports Keras and its backend while the worker waits for its next message, so a job of the same
-    backend and device starts training without the import's seconds. It touches no device before it has a job,
-    serves exactly one job, and exits: every job still runs in a fresh process. The pre-start happens only
-    after the previous job's process has exited, so its import never overlaps a measured training run.
+    The child imports Keras and its backend while the previous job evaluates, reports and exits, and while the
+    worker waits for its next message, so a job of the same backend and device starts training without (most
+    of) the import's seconds. It touches no device before it has a job, serves exactly one job, and exits: every
+    job still runs in a fresh process. It is started when the previous job's training has ended (its
+    ``trained`` event), so its import never overlaps a measured training run; it can overlap that job's
+    evaluation, whose time is reported apart.
     """
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._child: Child | None = None
+        self._lock = threading.Lock()
 
     def take(self, env: dict[str, str]) -> Child:
-        child, self._child = self._child, None
+        with self._lock:
+            child, self._child = self._child, None
         if child is not None and child.key == env_key(env) and child.alive():
             return child
         if child is not None:
@@ -212,16 +216,18 @@ class WarmPool:
     def prestart(self, env: dict[str, str]) -> None:
         if not self.enabled:
             return
-        if self._child is not None and (self._child.key != env_key(env) or not self._child.alive()):
-            self._child.discard()
-            self._child = None
-        if self._child is None:
-            self._child = Child(env)
+        with self._lock:
+            if self._child is not None and (self._child.key != env_key(env) or not self._child.alive()):
+                self._child.discard()
+                self._child = None
+            if self._child is None:
+                self._child = Child(env)
 
     def close(self) -> None:
-        if self._child is not None:
-            self._child.discard()
-            self._child = None
+        with self._lock:
+            if self._child is not None:
+                self._child.discard()
+                self._child = None
 
 
 def run_child(envelope: JobEnvelope, settings: FarmSettings, on_event: Callable[[dict[str, Any]], None], *,
@@ -231,7 +237,13 @@ def run_child(envelope: JobEnvelope, settings: FarmSettings, on_event: Callable[
     ``should_stop()`` returning a reason (e.g. 'cancelled') ends it early."""
     env = child_env(envelope, settings, gpu_ids)
     child = pool.take(env) if pool is not None else Child(env)
-    child.start_job(envelope, on_event)
+
+    def relay(event: dict[str, Any]) -> None:
+        if event.get("event") == "trained" and pool is not None:
+            pool.prestart(env)
+        on_event(event)
+
+    child.start_job(envelope, relay)
     outcome = child.wait(envelope, should_stop, poll_s)
     if pool is not None:
         pool.prestart(env)
