@@ -39,12 +39,12 @@ Keras or backend upgrade is exactly what one compares); it is shown in ``softwar
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from farm.report import sort_key as _sort_key
 from farm.rows import CELL_COLUMNS
 from farm.stats import group_medians, mann_whitney, ratio_ci_groups
 
@@ -128,16 +128,6 @@ def software_keys(df: pd.DataFrame) -> pd.Series:
         key = df[SOFTWARE_KEY].astype(object)
         return key.where(key.notna() & key.astype(str).str.len().gt(0), fallback).reset_index(drop=True)
     return fallback.reset_index(drop=True)
-
-
-def _sort_key(v: Any) -> tuple:
-    if _blank(v) or v is pd.NaT:
-        return (3, "")
-    if isinstance(v, numbers.Number):
-        return (0, v)
-    if isinstance(v, str):
-        return (1, v)
-    return (2, repr(v))
 
 
 def _sorted(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

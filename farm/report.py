@@ -73,7 +73,7 @@ def _floats(s: pd.Series) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
-def _sort_key(v: Any) -> tuple:
+def sort_key(v: Any) -> tuple:
     """Orders mixed-type values (``jit_compile`` is True/False/'auto'; sample counts may be missing)."""
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
         return (3, "")
@@ -166,7 +166,7 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
         out[col] = np.nan
         out.loc[gpu, col] = v
 
-    keys = [tuple(_sort_key(v) for v in row) for row in out[SORT_COLUMNS].itertuples(index=False, name=None)]
+    keys = [tuple(sort_key(v) for v in row) for row in out[SORT_COLUMNS].itertuples(index=False, name=None)]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return out.iloc[order][REPORT_COLUMNS].reset_index(drop=True)
 
@@ -273,7 +273,7 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
     out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
 
     sort = [*(c for c in SORT_COLUMNS if c in CELL_COLUMNS), "hardware"]
-    keys = [tuple(_sort_key(v) for v in row) for row in out[sort].itertuples(index=False, name=None)]
+    keys = [tuple(sort_key(v) for v in row) for row in out[sort].itertuples(index=False, name=None)]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return out.iloc[order][columns].reset_index(drop=True)
 
