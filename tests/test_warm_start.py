@@ -3,6 +3,7 @@ a fresh process of its own, with its own environment, and nothing leaks from the
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,11 @@ def test_each_job_gets_a_fresh_prestarted_process(tmp_path: Path) -> None:
     try:
         first = run(pool, tmp_path, mixed_precision=True, repeat=0)
         wait_for(lambda: pool._child is not None and bool(pool._child.outcome.ready), 60, "the warm child")
+        time.sleep(1.0)  # the first job's threads are gone by now: the warm child must outlive them
+        assert pool._child.alive()
+        warm_pid = pool._child.proc.pid
         second = run(pool, tmp_path, repeat=1)
+        assert second.environment["pid"] == warm_pid
         other_backend = run(pool, tmp_path, backend="tensorflow", repeat=2)
     finally:
         pool.close()

@@ -11,6 +11,7 @@ import collections
 import ctypes
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -203,8 +204,17 @@ class WarmPool:
         self.enabled = enabled
         self._child: Child | None = None
         self._lock = threading.Lock()
+        # Children are spawned only from threads that outlive them: PR_SET_PDEATHSIG fires when the *thread*
+        # that forked a child ends, so a child spawned from a short-lived event-reader thread would be killed
+        # with it. Pre-starts requested from such threads are handed to this long-lived spawner.
+        self._requests: queue.SimpleQueue[dict[str, str] | None] = queue.SimpleQueue()
+        self._spawner: threading.Thread | None = None
 
     def take(self, env: dict[str, str]) -> Child:
+        """The pre-started child if it matches, else a fresh one (spawned from the calling thread, which must
+        live as long as the job: the worker's task thread does)."""
+        while not self._requests.empty() and self._spawner is not None:
+            time.sleep(0.01)  # a pre-start was asked for just now: let it land
         with self._lock:
             child, self._child = self._child, None
         if child is not None and child.key == env_key(env) and child.alive():
@@ -214,8 +224,20 @@ class WarmPool:
         return Child(env)
 
     def prestart(self, env: dict[str, str]) -> None:
+        """Ask for a child with this environment to be started ahead of the next job (from any thread)."""
         if not self.enabled:
             return
+        with self._lock:
+            if self._spawner is None:
+                self._spawner = threading.Thread(target=self._spawn_loop, daemon=True, name="farm-prestart")
+                self._spawner.start()
+        self._requests.put(env)
+
+    def _spawn_loop(self) -> None:
+        while (env := self._requests.get()) is not None:
+            self._prestart_now(env)
+
+    def _prestart_now(self, env: dict[str, str]) -> None:
         with self._lock:
             if self._child is not None and (self._child.key != env_key(env) or not self._child.alive()):
                 self._child.discard()
@@ -224,6 +246,10 @@ class WarmPool:
                 self._child = Child(env)
 
     def close(self) -> None:
+        if self._spawner is not None:
+            self._requests.put(None)
+            self._spawner.join(timeout=5)
+            self._spawner = None
         with self._lock:
             if self._child is not None:
                 self._child.discard()
