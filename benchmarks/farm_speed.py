@@ -83,19 +83,26 @@ def med(values: list[float]) -> float:
 
 def overhead() -> None:
     print("\n## Per-job overhead (jax, tiny jobs, 1 worker; excluding data, build and evaluation)")
-    print(f"{'path':6s} {'jobs':>4s} {'receive→first step s (median, max)':>36s} {'last step→stored s (median, max)':>34s}")
-    for warm in (False, True):
+    print("back to back: 8 jobs queued at once; spaced: one job at a time, the worker idle 6 s before each")
+    print(f"{'path':22s} {'jobs':>4s} {'receive→first step s (median, max)':>36s} {'last step→stored s (median, max)':>34s}")
+    for label, warm, spaced in (("cold, back to back", False, False), ("warm, back to back", True, False),
+                                ("cold, spaced", False, True), ("warm, spaced", True, True)):
         with farm(1, warm=warm) as (lf, store):
-            rows = run_sweep(lf, store, sweep(f"overhead-{'warm' if warm else 'cold'}", 8))
-        # The first job of the warm path has no pre-started process: leave it out of both paths alike.
+            if spaced:
+                rows = []
+                for i in range(5):
+                    rows += run_sweep(lf, store, sweep(f"overhead-{label.replace(' ', '').replace(',', '-')}-{i}", 1))
+                    time.sleep(6)
+            else:
+                rows = run_sweep(lf, store, sweep(f"overhead-{label.replace(' ', '').replace(',', '-')}", 8))
+        # The first job of the warm path has no pre-started process: leave it out of every path alike.
         rows = sorted(rows, key=lambda x: x["r"].timeline["received_at"])[1:]
         ins, outs = [], []
         for x in rows:
             t, p = x["r"].timeline, x["r"].phases
             ins.append(t["first_step_at"] - t["received_at"] - p.data_s - p.build_s)
             outs.append(t["recorded_at"] - t["train_end_at"] - p.eval_s)
-        print(f"{'warm' if warm else 'cold':6s} {len(rows):4d} {med(ins):27.3f}, {max(ins):6.3f} "
-              f"{med(outs):25.3f}, {max(outs):6.3f}")
+        print(f"{label:22s} {len(rows):4d} {med(ins):27.3f}, {max(ins):6.3f} {med(outs):25.3f}, {max(outs):6.3f}")
 
 
 def dispatch() -> None:
