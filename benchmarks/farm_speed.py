@@ -203,11 +203,13 @@ def report(n: int = 100_000) -> None:
     print(f"\n## farm report over {n:,} stored results")
     from farm.job import JobEnvelope, JobSpec
     from farm.result import EpochRecord, JobResult, JobStatus
+    from farm.rows import packed_row
 
     with tempfile.TemporaryDirectory(prefix="fs-") as d, EmbeddedRedis(Path(d) / "r", appendonly=False) as server:
         store = Store(redis.Redis.from_url(server.url, decode_responses=True))
         cells = [JobSpec(sweep="big", workload="fashion_mnist_mlp", params={"hidden_layers": h}, batch_size=b,
-                         data="synthetic", epochs=3) for h in range(1, 11) for b in (16, 32, 64, 128, 256)]
+                         data="synthetic", epochs=e) for h in range(1, 11) for b in (16, 32, 64, 128, 256)
+                 for e in (2, 3, 4, 5)]
         t0 = time.perf_counter()
         ids, pipe = [], store.r.pipeline(transaction=False)
         for i in range(n):
@@ -219,7 +221,7 @@ def report(n: int = 100_000) -> None:
             ids.append(env.job_id)
             pipe.set(store.k("job", env.job_id), env.model_dump_json())
             pipe.set(store.k("result", env.job_id), res.model_dump_json())
-            pipe.set(store.k("row", env.job_id), json.dumps(res.to_row(), default=str))
+            pipe.set(store.k("row", env.job_id), json.dumps(packed_row(res.to_row()), default=str))
             if len(pipe) > 3000:
                 pipe.execute()
         pipe.execute()

@@ -71,9 +71,9 @@ def run_cmd(
     ups = speedups(report)
     if len(ups):
         console.print(ups.to_string(index=False))
-    skipped = [r for r in rows if r.get("status") not in TERMINAL_STATES]
-    if skipped:
+    skipped = df[~df["status"].isin(TERMINAL_STATES)]
+    if len(skipped):
         console.print(f"[yellow]{len(skipped)} job(s) need a device this machine lacks "
-                      f"({', '.join(sorted({r['device'] for r in skipped}))}): not run here[/]")
+                      f"({', '.join(sorted(set(skipped['device'])))}): not run here[/]")
     console.print(f"done in {time.monotonic() - started:.0f} s; wrote {output / 'results.csv'}, "
                   f"{output / 'report.csv'}, {output / 'report.md'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,17 @@ RESULT_COLUMNS = [
     "stall_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epochs_to_target",
     "time_to_target_s", "dataset_digest", "started_at", "finished_at",
 ]
+
+
+ROW_FORMAT = "r" + hashlib.sha256(",".join(RESULT_COLUMNS).encode()).hexdigest()[:8]
+"""Identifies the stored row layout (a hash of the columns); a stored row of another layout is rebuilt from its
+full result."""
+
+
+def packed_row(row: dict[str, Any]) -> list[Any]:
+    """A row as stored: its values in ``RESULT_COLUMNS`` order after the format tag (no keys: a third of the
+    size, and 100,000 of them parse in one ``json.loads``)."""
+    return [ROW_FORMAT, *(row.get(c) for c in RESULT_COLUMNS)]
 
 
 def spec_row(job: "JobSpec", job_id: str, sweep_id: str) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from farm import defaults
 from farm.errors import FarmUnavailable
 from farm.job import JobEnvelope
 from farm.result import JobResult, JobStatus
+from farm.rows import packed_row
 from farm.settings import FarmSettings, mask_url
 
 
@@ -174,7 +175,7 @@ class Store:
         if written:
             # The tidy row beside the full record: reports read rows with one MGET and json.loads, not a
             # full model validation per job (100,000 results aggregate in seconds).
-            self.r.set(self.k("row", result.job_id), json.dumps(result.to_row(), default=str))
+            self.r.set(self.k("row", result.job_id), json.dumps(packed_row(result.to_row()), default=str))
             self.set_state(result.job_id, result.status, worker=result.worker, error=result.error,
                            finished_at=time.time())
         self.r.srem(self.k("running"), result.job_id)
