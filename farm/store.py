@@ -192,9 +192,6 @@ class Store:
         pipe.execute()
         return True
 
-    def history(self, job_id: str) -> list[JobResult]:
-        return [JobResult.model_validate_json(r) for r in self.r.lrange(self.k("history", job_id), 0, -1)]
-
     def log_run(self, job_id: str, **fields: Any) -> None:
         self.r.rpush(self.k("runs", job_id), json.dumps(fields))
 

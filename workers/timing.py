@@ -166,7 +166,7 @@ def epoch_callback(emit: Callable[[dict[str, Any]], None], epochs: int) -> Any:
             (``steps_per_execution``) counts as that many steps of its mean time."""
             out: list[float] = []
             for starts, (_, end) in zip(self.step_starts[first_epoch:], self.epoch_bounds[first_epoch:]):
-                marks = starts + [(starts[-1][0] + max(1, _chunk(starts)), end)] if starts else []
+                marks = starts + [(starts[-1][0] + max(1, steps_per_call(starts)), end)] if starts else []
                 for (b0, t0), (b1, t1) in zip(marks, marks[1:]):
                     n = max(1, b1 - b0)
                     out.extend([(t1 - t0) / n] * n)
@@ -175,6 +175,6 @@ def epoch_callback(emit: Callable[[dict[str, Any]], None], epochs: int) -> Any:
     return EpochTimer()
 
 
-def _chunk(starts: list[tuple[int, float]]) -> int:
+def steps_per_call(starts: list[tuple[int, float]]) -> int:
     """Steps per callback call (1 unless ``steps_per_execution`` groups them)."""
     return starts[1][0] - starts[0][0] if len(starts) > 1 else 1

@@ -13,7 +13,7 @@ from farm import workloads
 from farm.fingerprint import cpu_model
 from farm.job import JobEnvelope
 from farm.settings import FarmSettings
-from workers.timing import IdleSampler, PhaseClock, epoch_callback
+from workers.timing import IdleSampler, PhaseClock, epoch_callback, steps_per_call
 
 Emit = Callable[[dict[str, Any]], None]
 
@@ -149,7 +149,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         "timeline": {"first_step_at": timer.first_step_at, "train_end_at": timer.train_end_at},
         "stalls": locate_stalls(sampler.stalls(), clock, timer.epoch_bounds),
         **step_percentiles(timer.step_times(first_epoch=1)),
-        "steps_per_epoch": len(timer.step_starts[0]) * (_steps_per_call(timer.step_starts[0])) if timer.step_starts else None,
+        "steps_per_epoch": len(timer.step_starts[0]) * steps_per_call(timer.step_starts[0]) if timer.step_starts else None,
         "train_loss": last.get("loss"),
         "train_accuracy": last.get("accuracy"),
         "test_loss": float(test_loss),
@@ -173,10 +173,6 @@ def step_percentiles(steps: list[float]) -> dict[str, float | None]:
 
     p50, p90, p99 = np.percentile(np.asarray(steps), [50, 90, 99])
     return {"step_p50_s": float(p50), "step_p90_s": float(p90), "step_p99_s": float(p99)}
-
-
-def _steps_per_call(starts: list[tuple[int, float]]) -> int:
-    return starts[1][0] - starts[0][0] if len(starts) > 1 else 1
 
 
 def locate_stalls(stalls: list[tuple[float, float]], clock: PhaseClock,
