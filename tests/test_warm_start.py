@@ -1,9 +1,14 @@
-"""The warm path: the next job's process is started (Keras imported) ahead of its job, yet every job runs in
-a fresh process of its own, with its own environment, and nothing leaks from the job before."""
+"""The warm path: each job's process is forked from a fork server that imported Keras once, yet every job runs
+in a fresh process of its own, with its own environment and device visibility, and nothing leaks from the
+job before. A server that dies or cannot serve costs a job at most, never the worker."""
 
 from __future__ import annotations
 
-import time
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,46 +16,168 @@ import pytest
 from farm.fingerprint import host_facts
 from farm.job import JobEnvelope, JobSpec
 from farm.settings import FarmSettings
-from workers.execute import build_result
 from tests.conftest import wait_for
-from workers.supervisor import WarmPool, run_child
+from workers.execute import build_result
+from workers.supervisor import REPO_ROOT, ChildOutcome, WarmPool, child_env, env_key, run_child
 
 pytestmark = pytest.mark.slow
 
+TINY = dict(sweep="warm", workload="fashion_mnist_mlp", params={"hidden_layers": 1, "units": 8}, data="synthetic",
+            train_samples=64, test_samples=16, epochs=2, backend="jax")
 
-def run(pool: WarmPool, tmp_path: Path, **kw: object):
-    spec = dict(sweep="warm", workload="fashion_mnist_mlp", params={"hidden_layers": 1, "units": 8},
-                data="synthetic", train_samples=64, test_samples=16, epochs=2, backend="jax")
-    spec.update(kw)
-    env = JobEnvelope.for_job(JobSpec(**spec), "warm-1")
-    outcome = run_child(env, FarmSettings(cache_dir=tmp_path), lambda e: None, pool=pool)
+
+def envelope(time_limit_s: float | None = None, **kw: object) -> JobEnvelope:
+    return JobEnvelope.for_job(JobSpec(**{**TINY, **kw}), "warm-1", time_limit_s=time_limit_s)
+
+
+def run(pool: WarmPool, tmp_path: Path, gpu_ids: list[str] | None = None, time_limit_s: float | None = None,
+        **kw: object) -> ChildOutcome:
+    env = envelope(time_limit_s, **kw)
+    return run_child(env, FarmSettings(cache_dir=tmp_path), lambda e: None, pool=pool, gpu_ids=gpu_ids,
+                     poll_s=0.05)
+
+
+def succeeded(outcome: ChildOutcome, **kw: object):
     assert outcome.status == "succeeded", (outcome.error, outcome.stderr_tail)
-    return build_result(env, outcome, 1, "w", host_facts())
+    return build_result(envelope(**kw), outcome, 1, "w", host_facts())
 
 
-def test_each_job_gets_a_fresh_prestarted_process(tmp_path: Path) -> None:
+def server_pid(pool: WarmPool, tmp_path: Path, **kw: object) -> int:
+    key = env_key(child_env(envelope(**kw), FarmSettings(cache_dir=tmp_path)))
+    return pool._servers[key].proc.pid
+
+
+def test_each_job_gets_a_fresh_forked_process(tmp_path: Path) -> None:
     pool = WarmPool()
     try:
         first = run(pool, tmp_path, mixed_precision=True, repeat=0)
-        wait_for(lambda: pool._child is not None and bool(pool._child.outcome.ready), 60, "the warm child")
-        time.sleep(1.0)  # the first job's threads are gone by now: the warm child must outlive them
-        assert pool._child.alive()
-        warm_pid = pool._child.proc.pid
+        jax_server = server_pid(pool, tmp_path)
         second = run(pool, tmp_path, repeat=1)
-        assert second.environment["pid"] == warm_pid
-        other_backend = run(pool, tmp_path, backend="tensorflow", repeat=2)
+        third = run(pool, tmp_path, repeat=2)
+        other_backend = run(pool, tmp_path, backend="tensorflow", repeat=3)
+        tf_server = server_pid(pool, tmp_path, backend="tensorflow")
     finally:
         pool.close()
-    # Fresh processes, and the warm one was started only once the previous job's training had ended.
-    pids = [r.environment["pid"] for r in (first, second, other_backend)]
-    assert len(set(pids)) == 3
-    assert second.timeline["spawned_at"] >= first.timeline["train_end_at"]
-    # The second was warm: Keras was imported before the job came, so the job waited for nothing.
-    assert second.timeline["spawned_at"] + second.phases.import_s <= second.timeline["job_started_at"] + 0.5
+    results = [succeeded(first, mixed_precision=True, repeat=0), succeeded(second, repeat=1),
+               succeeded(third, repeat=2), succeeded(other_backend, backend="tensorflow", repeat=3)]
+    # Every job ran in a process of its own, forked from its backend's server (not the worker's child).
+    pids = [r.environment["pid"] for r in results]
+    assert len(set(pids)) == 4 and os.getpid() not in pids
+    assert [o.ready["ppid"] for o in (first, second, third)] == [jax_server] * 3
+    assert other_backend.ready["ppid"] == tf_server != jax_server
+    assert all(r.environment["forked"] is True for r in results)
+    # The forked child imported nothing itself; the first job waited for its server's import, and says so.
+    assert first.ready["import_s"] > second.ready["import_s"]
     # Nothing leaks: the first job's mixed-precision policy is not the second's.
-    assert first.environment["dtype_policy"] == "mixed_bfloat16"
-    assert second.environment["dtype_policy"] == "float32"
-    # A job of another backend does not get the warm JAX process: it gets a fresh TensorFlow one.
-    assert other_backend.environment["keras_backend"] == "tensorflow" and "tensorflow" in other_backend.versions
+    assert results[0].environment["dtype_policy"] == "mixed_bfloat16"
+    assert results[1].environment["dtype_policy"] == "float32"
+    # Same seed-independent model: the same metrics would come from a fresh interpreter (checked below).
+    assert other_backend.ready["keras_backend"] == "tensorflow" and "tensorflow" in results[3].versions
     # Each CPU job's process sees no GPU.
-    assert {r.environment["cuda_visible_devices"] for r in (first, second, other_backend)} == {""}
+    assert {r.environment["cuda_visible_devices"] for r in results} == {""}
+    # JAX jobs share the compilation cache; TensorFlow has none.
+    assert results[1].environment["compile_cache"] == str(tmp_path / "compiled" / "jax")
+    assert results[3].environment["compile_cache"] is None
+
+
+def test_a_forked_job_trains_exactly_like_a_fresh_interpreter(tmp_path: Path) -> None:
+    """Same job, same seed: the forked process and a cold interpreter reach the same weights' metrics."""
+    warm, cold = WarmPool(), WarmPool(enabled=False)
+    try:
+        forked = succeeded(run(warm, tmp_path, seed=7), seed=7)
+        fresh_outcome = run(cold, tmp_path, seed=7)
+    finally:
+        warm.close()
+        cold.close()
+    fresh = succeeded(fresh_outcome, seed=7)
+    assert forked.environment["forked"] is True and fresh.environment["forked"] is False
+    assert forked.test_loss == pytest.approx(fresh.test_loss, rel=1e-5)
+    assert forked.train_loss == pytest.approx(fresh.train_loss, rel=1e-5)
+
+
+def test_each_device_set_gets_its_own_server_and_visibility(tmp_path: Path) -> None:
+    pool = WarmPool()
+    try:
+        cpu = run(pool, tmp_path)
+        gpu1 = run(pool, tmp_path, gpu_ids=["1"], device="gpu")
+    finally:
+        pool.close()
+    assert cpu.ready["cuda_visible_devices"] == ""
+    assert gpu1.ready["cuda_visible_devices"] == "1" and gpu1.ready["forked"] is True
+    assert gpu1.ready["ppid"] != cpu.ready["ppid"]
+    # This machine has no GPU: the job says so rather than training on the CPU.
+    assert gpu1.status == "failed" and "sees none" in (gpu1.error or "")
+
+
+def test_time_limit_kills_the_forked_job_and_the_server_serves_on(tmp_path: Path) -> None:
+    pool = WarmPool()
+    try:
+        run(pool, tmp_path)  # the server is up
+        server = server_pid(pool, tmp_path)
+        slow = run(pool, tmp_path, time_limit_s=1.0, epochs=500, train_samples=2000, repeat=1)
+        after = run(pool, tmp_path, repeat=2)
+    finally:
+        pool.close()
+    assert slow.status == "timed_out"
+    with pytest.raises(ProcessLookupError):
+        os.kill(slow.ready["pid"], 0)
+    assert after.status == "succeeded" and after.ready["ppid"] == server
+
+
+def test_a_dead_server_fails_its_running_job_and_is_replaced(tmp_path: Path) -> None:
+    pool = WarmPool()
+    try:
+        run(pool, tmp_path)
+        server = server_pid(pool, tmp_path)
+        killer = threading.Timer(2.0, os.kill, (server, signal.SIGKILL))
+        killer.start()
+        victim = run(pool, tmp_path, epochs=500, train_samples=2000, repeat=1)
+        killer.join()
+        after = run(pool, tmp_path, repeat=2)
+        replacement = server_pid(pool, tmp_path)
+    finally:
+        pool.close()
+    assert victim.status == "failed" and "fork server" in (victim.error or ""), victim.error
+    assert after.status == "succeeded" and after.ready["ppid"] == replacement != server
+
+
+def test_a_server_that_cannot_import_is_not_tried_again(tmp_path: Path) -> None:
+    pool = WarmPool()
+    env = {**child_env(envelope(), FarmSettings(cache_dir=tmp_path)), "KERAS_BACKEND": "no_such_backend"}
+    try:
+        assert pool.server(env) is None
+        assert "no_such_backend" in pool._refused[env_key(env)] or pool._refused[env_key(env)]
+        assert pool.server(env) is None and not pool._servers
+    finally:
+        pool.close()
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_importing_keras_touches_no_device(backend: str) -> None:
+    """What makes forking safe: after the server's import, the framework holds no device (and would say so)."""
+    code = ("from workers.child import import_framework; from workers.zygote import device_touched; "
+            f"import_framework('{backend}'); assert device_touched('{backend}') is None; "
+            "import jax; jax.devices(); print(device_touched('jax'))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": backend},
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "initialised" in out.stdout
+
+
+def test_worker_pool_closes_its_servers(tmp_path: Path) -> None:
+    pool = WarmPool()
+    run(pool, tmp_path)
+    server = server_pid(pool, tmp_path)
+    pool.close()
+    wait_for(lambda: _gone(server), 10, "the fork server to exit")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:  # a zombie of ours counts as gone
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return False

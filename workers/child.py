@@ -24,6 +24,24 @@ def _event_stream() -> Any:
     return stream
 
 
+def import_framework(backend: str) -> dict[str, Any]:
+    """Import Keras with its backend (touching no device) and say what was imported and how long it took.
+
+    In a child forked from the zygote everything is imported already: this returns at once, and the
+    ``import_s`` it reports is the (near zero) time this process spent importing.
+    """
+    w0, c0 = time.perf_counter(), time.process_time()
+    from workers.training import framework_build, framework_versions
+
+    versions = framework_versions(backend)  # imports keras, which imports its backend
+    build = framework_build(backend)
+    if backend == "jax":
+        import jax  # noqa: F401  (keras imports it lazily in places; count it in the import phase)
+    return {"pid": os.getpid(), "ppid": os.getppid(), "import_s": time.perf_counter() - w0, "import_cpu_s": time.process_time() - c0,
+            "versions": versions, "build": build, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "keras_backend": backend, "forked": os.environ.get("FARM_FORKED") == "1"}
+
+
 def main() -> int:
     t_main = time.time()
     spawn_t = float(os.environ.get("FARM_SPAWN_T", t_main))
@@ -33,21 +51,13 @@ def main() -> int:
         events.write(json.dumps(event, default=str) + "\n")
 
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    w0, c0 = time.perf_counter(), time.process_time()
     try:
-        from workers.training import framework_build, framework_versions
-
-        versions = framework_versions(backend)  # imports keras, which imports its backend
-        build = framework_build(backend)
-        if backend == "jax":
-            import jax  # noqa: F401  (keras imports it lazily in places; count it in the import phase)
+        ready = import_framework(backend)
     except Exception as e:  # noqa: BLE001
         emit({"event": "error", "error": f"importing Keras with the {backend} backend failed: {e!r}",
               "traceback": traceback.format_exc()})
         return 3
-    emit({"event": "ready", "pid": os.getpid(), "spawn_s": t_main - spawn_t, "import_s": time.perf_counter() - w0,
-          "import_cpu_s": time.process_time() - c0, "versions": versions, "build": build,
-          "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "keras_backend": backend})
+    emit({"event": "ready", "spawn_s": t_main - spawn_t, **ready})
 
     w_wait = time.perf_counter()
     line = sys.stdin.readline()

@@ -242,6 +242,8 @@ def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo
         "keras_backend": ready.get("keras_backend"),
         "dtype_policy": res.get("dtype_policy"),
         "pid": ready.get("pid"),
+        "forked": ready.get("forked"),
+        "compile_cache": res.get("compile_cache"),
         "data": job.data,
         "dataset_digest": res.get("dataset_digest"),
         "hardware_key": hw,

@@ -8,10 +8,11 @@ worker leaves no orphan training on the device.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import ctypes
 import json
+import logging
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from typing import Any, Callable
 
 from farm.job import JobEnvelope
 from farm.settings import FarmSettings
+from workers.forking import ForkedProc, Zygote
 
 STDERR_TAIL_LINES = 60
+log = logging.getLogger(__name__)
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -48,7 +51,8 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
     job = envelope.job
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(KERAS_BACKEND=job.backend, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
-               FARM_CACHE_DIR=str(settings.cache_dir), FARM_ALLOW_DOWNLOAD=str(settings.allow_download).lower())
+               FARM_CACHE_DIR=str(settings.cache_dir), FARM_ALLOW_DOWNLOAD=str(settings.allow_download).lower(),
+               FARM_COMPILE_CACHE=str(settings.compile_cache).lower())
     if settings.data_dir:
         env["FARM_DATA_DIR"] = str(settings.data_dir)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
@@ -85,18 +89,24 @@ def env_key(env: dict[str, str]) -> tuple:
 
 
 class Child:
-    """One training process: spawned with its environment, it imports Keras and its backend, announces
-    ``ready``, then waits for exactly one job. Its events are read from the start, so a child can be started
-    ahead of its job (warm) without losing what it says meanwhile."""
+    """One training process: it imports Keras and its backend, announces ``ready``, then waits for exactly one
+    job. It is either a fresh interpreter (cold: it imports for itself) or forked from a fork server that
+    imported already (warm). Its events are read from the start, so nothing it says before its job is lost."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], zygote: Zygote | None = None, requested_at: float | None = None) -> None:
         self.key = env_key(env)
-        self.spawned_at = time.time()
-        self.proc = subprocess.Popen([sys.executable, "-m", "workers.child"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env={**env, "FARM_SPAWN_T": repr(self.spawned_at)}, cwd=REPO_ROOT,
-                                     start_new_session=True, preexec_fn=_die_with_parent, text=True,
-                                     encoding="utf-8", errors="replace")
+        self.spawned_at = requested_at or time.time()
+        # A job that had to wait for its fork server to import counts that wait as its import.
+        self.import_wait_s = time.time() - self.spawned_at
+        self.proc: subprocess.Popen | ForkedProc
+        if zygote is not None:
+            self.proc = zygote.fork(time.time())
+        else:
+            self.proc = subprocess.Popen([sys.executable, "-m", "workers.child"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         env={**env, "FARM_SPAWN_T": repr(self.spawned_at)}, cwd=REPO_ROOT,
+                                         start_new_session=True, preexec_fn=_die_with_parent, text=True,
+                                         encoding="utf-8", errors="replace")
         self.outcome = ChildOutcome(status="failed", started_at=self.spawned_at)
         self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._lock = threading.Lock()
@@ -125,6 +135,7 @@ class Child:
                 continue
             kind = event.get("event")
             if kind == "ready":
+                event["import_s"] = (event.get("import_s") or 0.0) + self.import_wait_s
                 self.outcome.ready = event
             elif kind == "result":
                 self.outcome.result = event
@@ -158,12 +169,16 @@ class Child:
         job_start = time.time()
         deadline = job_start + envelope.time_limit_s
         stop_reason: str | None = None
-        while self.proc.poll() is None:
+        while True:
+            try:
+                self.proc.wait(timeout=poll_s)  # returns as soon as the child ends
+                break
+            except subprocess.TimeoutExpired:
+                pass
             stop_reason = "timed_out" if time.time() > deadline else should_stop()
             if stop_reason:
                 _kill_group(self.proc)
                 break
-            time.sleep(poll_s)
         self.proc.wait()
         for t in self._threads:
             t.join(timeout=5)
@@ -179,7 +194,7 @@ class Child:
             outcome.status = "succeeded"
         else:
             outcome.status = "failed"
-            outcome.error = outcome.error or _describe_exit(self.proc.returncode)
+            outcome.error = outcome.error or getattr(self.proc, "exit_reason", None) or _describe_exit(self.proc.returncode)
         return outcome
 
     def discard(self) -> None:
@@ -190,94 +205,101 @@ class Child:
 
 
 class WarmPool:
-    """At most one child started ahead of the next job, with the environment of the last one.
+    """Fork servers (``workers.zygote``), one per child environment, started on the first job that needs one.
 
-    The child imports Keras and its backend while the previous job evaluates, reports and exits, and while the
-    worker waits for its next message, so a job of the same backend and device starts training without (most
-    of) the import's seconds. It touches no device before it has a job, serves exactly one job, and exits: every
-    job still runs in a fresh process. It is started when the previous job's training has ended (its
-    ``trained`` event), so its import never overlaps a measured training run; it can overlap that job's
-    evaluation, whose time is reported apart.
+    A fork server imports Keras and its backend once; every later job with the same environment (backend,
+    device visibility, data settings) gets a child forked from it in milliseconds, so it starts training
+    without the import's seconds, yet still runs in a fresh process of its own. A server that cannot serve
+    (its import failed, or its framework touched a device at import) is not tried again for that environment:
+    its jobs get fresh interpreters. At most ``max_servers`` are kept; the least recently used goes first.
     """
 
-    def __init__(self, enabled: bool = True) -> None:
+    def __init__(self, enabled: bool = True, max_servers: int = 3) -> None:
         self.enabled = enabled
-        self._child: Child | None = None
+        self.max_servers = max_servers
+        self._servers: collections.OrderedDict[tuple, Zygote] = collections.OrderedDict()
+        self._refused: dict[tuple, str] = {}
         self._lock = threading.Lock()
-        # Children are spawned only from threads that outlive them: PR_SET_PDEATHSIG fires when the *thread*
-        # that forked a child ends, so a child spawned from a short-lived event-reader thread would be killed
-        # with it. Pre-starts requested from such threads are handed to this long-lived spawner.
-        self._requests: queue.SimpleQueue[dict[str, str] | None] = queue.SimpleQueue()
-        self._spawner: threading.Thread | None = None
+        # Servers are started from one long-lived thread: PR_SET_PDEATHSIG fires when the *thread* that forked
+        # a process ends, so a server started from a job's short-lived thread would die with that thread.
+        self._spawner = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="farm-zygote")
+
+    def server(self, env: dict[str, str]) -> Zygote | None:
+        """The running fork server for this environment, started if needed; None if it cannot serve."""
+        key = env_key(env)
+        with self._lock:
+            if not self.enabled or key in self._refused:
+                return None
+            zygote = self._servers.get(key)
+            if zygote is not None and not zygote.alive():
+                log.warning("fork server for %s died (%s): starting another", _describe_key(key), zygote.error)
+                self._servers.pop(key).close()
+                zygote = None
+            if zygote is None:
+                zygote = self._spawner.submit(Zygote, env, REPO_ROOT).result()
+                self._servers[key] = zygote
+                while len(self._servers) > self.max_servers:
+                    _, old = self._servers.popitem(last=False)
+                    old.close()
+            self._servers.move_to_end(key)
+        if zygote.wait_ready():
+            return zygote
+        with self._lock:
+            self._refused[key] = zygote.error or "not ready"
+            self._servers.pop(key, None)
+        log.warning("no fork server for %s: %s; its jobs start fresh interpreters", _describe_key(key),
+                    zygote.error)
+        zygote.close()
+        return None
 
     def take(self, env: dict[str, str]) -> Child:
-        """The pre-started child if it matches, else a fresh one (spawned from the calling thread, which must
-        live as long as the job: the worker's task thread does)."""
-        while not self._requests.empty() and self._spawner is not None:
-            time.sleep(0.01)  # a pre-start was asked for just now: let it land
-        with self._lock:
-            child, self._child = self._child, None
-        if child is not None and child.key == env_key(env) and child.alive():
-            return child
-        if child is not None:
-            child.discard()
+        """A fresh child for this environment: forked from its server when there is one, else a new
+        interpreter (spawned from the calling thread, which must live as long as the job: the worker's task
+        thread does)."""
+        requested_at = time.time()
+        zygote = self.server(env)
+        if zygote is not None:
+            try:
+                return Child(env, zygote=zygote, requested_at=requested_at)
+            except (OSError, RuntimeError, TimeoutError) as e:
+                log.warning("fork server failed to fork (%s): a fresh interpreter runs this job", e)
         return Child(env)
 
     def prestart(self, env: dict[str, str]) -> None:
-        """Ask for a child with this environment to be started ahead of the next job (from any thread)."""
-        if not self.enabled:
-            return
-        with self._lock:
-            if self._spawner is None:
-                self._spawner = threading.Thread(target=self._spawn_loop, daemon=True, name="farm-prestart")
-                self._spawner.start()
-        self._requests.put(env)
-
-    def _spawn_loop(self) -> None:
-        while (env := self._requests.get()) is not None:
-            self._prestart_now(env)
-
-    def _prestart_now(self, env: dict[str, str]) -> None:
-        with self._lock:
-            if self._child is not None and (self._child.key != env_key(env) or not self._child.alive()):
-                self._child.discard()
-                self._child = None
-            if self._child is None:
-                self._child = Child(env)
+        """Start this environment's fork server now, in the background, so a later job need not wait."""
+        if self.enabled:
+            threading.Thread(target=self.server, args=(env,), daemon=True, name="farm-prestart").start()
 
     def close(self) -> None:
-        if self._spawner is not None:
-            self._requests.put(None)
-            self._spawner.join(timeout=5)
-            self._spawner = None
         with self._lock:
-            if self._child is not None:
-                self._child.discard()
-                self._child = None
+            servers, self._servers = list(self._servers.values()), collections.OrderedDict()
+        for zygote in servers:
+            zygote.close()
+        self._spawner.shutdown(wait=False)
+
+
+def _describe_key(key: tuple) -> str:
+    env = dict(key)
+    return f"backend {env.get('KERAS_BACKEND')}, CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', 'all')}"
 
 
 def run_child(envelope: JobEnvelope, settings: FarmSettings, on_event: Callable[[dict[str, Any]], None], *,
               gpu_ids: list[str] | None = None, should_stop: Callable[[], str | None] = lambda: None,
               poll_s: float = 0.2, pool: WarmPool | None = None) -> ChildOutcome:
-    """Run the job in a fresh child (a pre-started one from ``pool`` when its environment matches);
+    """Run the job in a fresh child (forked from ``pool``'s fork server for its environment, if any);
     ``should_stop()`` returning a reason (e.g. 'cancelled') ends it early."""
     env = child_env(envelope, settings, gpu_ids)
     child = pool.take(env) if pool is not None else Child(env)
 
-    def relay(event: dict[str, Any]) -> None:
-        if event.get("event") == "trained" and pool is not None:
-            pool.prestart(env)
-        on_event(event)
-
-    child.start_job(envelope, relay)
-    outcome = child.wait(envelope, should_stop, poll_s)
-    if pool is not None:
-        pool.prestart(env)
-    return outcome
+    child.start_job(envelope, on_event)
+    return child.wait(envelope, should_stop, poll_s)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen | ForkedProc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        try:  # a child forked a moment ago may not have its own group yet
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,177 @@
+"""The fork server: a process that imported Keras and its backend once and forks a fresh training child per job.
+
+Importing a framework costs seconds (JAX ~3 s, TensorFlow ~5 s on a small machine); forking a process that
+already imported it costs milliseconds. The zygote never touches a device: it imports, checks that the
+backend has not initialised a device, and then only forks. Each job still runs in a process of its own,
+started from the same clean, just-imported state, so nothing a job does (device memory, global Keras state,
+dtype policies, threads) reaches the next one.
+
+Protocol, over a Unix socket pair whose zygote end is fd ``FARM_ZYGOTE_FD``; every message is one JSON line,
+so nothing but JSON crosses it:
+
+- zygote → supervisor: ``{"ready": {...}}`` once imported (the fields of the child's ``ready`` event), or
+  ``{"error": "..."}`` if it cannot serve (then it exits);
+- supervisor → zygote: ``{"fork": {"spawn_t": T}}`` with three file descriptors attached (the child's stdin,
+  stdout and stderr); the zygote answers ``{"forked": PID}``;
+- zygote → supervisor: ``{"exit": PID, "code": C}`` when a child ends (``C`` < 0: killed by signal ``-C``).
+
+The child calls ``setsid`` (its own process group, so a time limit kills it and whatever it started) and
+asks to be killed with the zygote, which asks to be killed with the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import traceback
+from typing import Any
+
+MAX_FDS = 3
+
+
+def _die_with_parent() -> None:
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def device_touched(backend: str) -> str | None:
+    """Why the imported framework may already hold a device (forking then would share it), or None."""
+    if backend == "jax":
+        try:
+            from jax._src import xla_bridge
+
+            if getattr(xla_bridge, "_backends", None):
+                return "jax initialised its backends at import"
+        except ImportError:
+            return None
+    elif backend == "torch":
+        import torch
+
+        if torch.cuda.is_initialized():
+            return "torch initialised CUDA at import"
+    return None
+
+
+def _send(sock: socket.socket, message: dict[str, Any]) -> None:
+    sock.sendall((json.dumps(message) + "\n").encode())
+
+
+def _exit_code(status: int) -> int:
+    return os.waitstatus_to_exitcode(status)
+
+
+def _become_child(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int], spawn_t: float) -> None:
+    """In the forked process: take the job's stdio, forget the zygote's plumbing, and run the child's main."""
+    try:
+        os.setsid()
+        _die_with_parent()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sock.close()
+        os.close(wake_r)
+        os.close(wake_w)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        sys.stdin = open(0, "r", encoding="utf-8", closefd=False)
+        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)
+        os.environ["FARM_SPAWN_T"] = repr(spawn_t)
+        os.environ["FARM_FORKED"] = "1"
+        from workers import child
+
+        code = child.main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:  # noqa: BLE001 - the child must never return into the zygote's loop
+        traceback.print_exc()
+        code = 5
+    try:
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
+
+
+def serve(sock: socket.socket) -> int:
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    from workers.child import import_framework
+
+    try:
+        ready = import_framework(backend)
+        import farm.datasets  # noqa: F401  (what every job imports next: load it once, here)
+        import farm.settings  # noqa: F401
+
+        reason = device_touched(backend)
+    except Exception as e:  # noqa: BLE001
+        _send(sock, {"error": f"importing Keras with the {backend} backend failed: {e!r}"})
+        return 3
+    if reason:
+        _send(sock, {"error": f"cannot fork training children: {reason}"})
+        return 3
+    _send(sock, {"ready": ready})
+
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    children: set[int] = set()
+    buffer = b""
+    while True:
+        readable, _, _ = select.select([sock, wake_r], [], [])
+        if wake_r in readable:
+            os.read(wake_r, 4096)
+        while children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            children.discard(pid)
+            _send(sock, {"exit": pid, "code": _exit_code(status)})
+        if sock not in readable:
+            continue
+        data, fds, _, _ = socket.recv_fds(sock, 65536, MAX_FDS)
+        if not data:
+            return 0  # the supervisor closed its end: nothing more to serve
+        buffer += data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            request = json.loads(line)
+            spawn_t = float(request["fork"]["spawn_t"])
+            if len(fds) != MAX_FDS:
+                for fd in fds:
+                    os.close(fd)
+                _send(sock, {"refused": f"a fork request needs {MAX_FDS} descriptors, got {len(fds)}"})
+                continue
+            pid = os.fork()
+            if pid == 0:
+                _become_child(sock, wake_r, wake_w, fds, spawn_t)
+            for fd in fds:
+                os.close(fd)
+            fds = []
+            children.add(pid)
+            _send(sock, {"forked": pid})
+
+
+def main() -> int:
+    fd = int(os.environ.pop("FARM_ZYGOTE_FD"))
+    sock = socket.socket(fileno=fd)
+    # stdout carries nothing here; what libraries print goes to stderr with the rest of the zygote's log.
+    os.dup2(2, 1)
+    try:
+        return serve(sock)
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
