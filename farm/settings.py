@@ -52,8 +52,10 @@ class FarmSettings(BaseSettings):
     lease_ttl_s: float = Field(default=defaults.LEASE_TTL_S, gt=0)
     heartbeat_s: float = Field(default=defaults.WORKER_HEARTBEAT_S, gt=0)
     visibility_timeout_s: float = Field(default=defaults.VISIBILITY_TIMEOUT_S, gt=0)
-    warm_start: bool = Field(default=True, description="Start the next job's process (importing Keras) as soon "
-                             "as the previous one exits; it touches no device until it has a job.")
+    warm_start: bool = Field(default=True, description="Fork each job's process from a fork server that imported "
+                             "Keras once (it touches no device); off: a fresh interpreter imports per job.")
+    compile_cache: bool = Field(default=True, description="Reuse XLA compilations across jobs (JAX backend) from "
+                                "a cache under cache_dir; steady epochs are unaffected, first epochs compile less.")
     reap_interval_s: float = Field(default=defaults.REAP_INTERVAL_S, gt=0,
                                    description="How often workers look for jobs whose worker died.")
 
