@@ -49,10 +49,12 @@ def sweep(name: str, jobs: int, **defaults: object) -> dict:
 
 
 @contextmanager
-def farm(workers: int, warm: bool = True) -> Iterator[tuple[LocalFarm, Store]]:
+def farm(workers: int, warm: bool = True, device: str = "cpu") -> Iterator[tuple[LocalFarm, Store]]:
     os.environ["FARM_WARM_START"] = "true" if warm else "false"
+    gpu = device == "gpu"
     with tempfile.TemporaryDirectory(prefix="fs-") as d:
-        with LocalFarm(Path(d), FarmSettings(), embedded=True, cpu_workers=workers) as lf:
+        with LocalFarm(Path(d), FarmSettings(), embedded=True, cpu_workers=0 if gpu else workers,
+                       gpu_workers=workers if gpu else 0) as lf:
             store = Store.from_settings(lf.settings)
             deadline = time.monotonic() + 60
             while len(store.live_workers()) < workers and time.monotonic() < deadline:
@@ -81,20 +83,21 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def overhead() -> None:
-    print("\n## Per-job overhead (jax, tiny jobs, 1 worker; excluding data, build and evaluation)")
+def overhead(device: str = "cpu", backend: str = "jax") -> None:
+    print(f"\n## Per-job overhead ({backend} on {device}, tiny jobs, 1 worker; excluding data, build and evaluation)")
     print("back to back: 8 jobs queued at once; spaced: one job at a time, the worker idle 6 s before each")
     print(f"{'path':22s} {'jobs':>4s} {'receive→first step s (median, max)':>36s} {'last step→stored s (median, max)':>34s}")
     for label, warm, spaced in (("cold, back to back", False, False), ("warm, back to back", True, False),
                                 ("cold, spaced", False, True), ("warm, spaced", True, True)):
-        with farm(1, warm=warm) as (lf, store):
+        tag = f"overhead-{device}-{backend}-{label.replace(' ', '').replace(',', '-')}"
+        with farm(1, warm=warm, device=device) as (lf, store):
             if spaced:
                 rows = []
                 for i in range(5):
-                    rows += run_sweep(lf, store, sweep(f"overhead-{label.replace(' ', '').replace(',', '-')}-{i}", 1))
+                    rows += run_sweep(lf, store, sweep(f"{tag}-{i}", 1, device=device, backend=backend))
                     time.sleep(6)
             else:
-                rows = run_sweep(lf, store, sweep(f"overhead-{label.replace(' ', '').replace(',', '-')}", 8))
+                rows = run_sweep(lf, store, sweep(tag, 8, device=device, backend=backend))
         # The first job of the warm path has no pre-started process: leave it out of every path alike.
         rows = sorted(rows, key=lambda x: x["r"].timeline["received_at"])[1:]
         ins, outs = [], []
@@ -239,10 +242,14 @@ def report(n: int = 100_000) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default="overhead,dispatch,scheduling,startup,report")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="device of the overhead jobs")
+    ap.add_argument("--backend", default="jax", help="backend of the overhead jobs")
     args = ap.parse_args()
     for name in args.only.split(","):
-        {"overhead": overhead, "dispatch": dispatch, "scheduling": scheduling, "startup": startup,
-         "report": report}[name]()
+        if name == "overhead":
+            overhead(args.device, args.backend)
+            continue
+        {"dispatch": dispatch, "scheduling": scheduling, "startup": startup, "report": report}[name]()
 
 
 if __name__ == "__main__":
