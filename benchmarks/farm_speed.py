@@ -83,12 +83,13 @@ def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def overhead(device: str = "cpu", backend: str = "jax") -> None:
+def overhead(device: str = "cpu", backend: str = "jax", quick: bool = False) -> None:
     print(f"\n## Per-job overhead ({backend} on {device}, tiny jobs, 1 worker; excluding data, build and evaluation)")
     print("back to back: 8 jobs queued at once; spaced: one job at a time, the worker idle 6 s before each")
     print(f"{'path':22s} {'jobs':>4s} {'receive→first step s (median, max)':>36s} {'last step→stored s (median, max)':>34s}")
-    for label, warm, spaced in (("cold, back to back", False, False), ("warm, back to back", True, False),
-                                ("cold, spaced", False, True), ("warm, spaced", True, True)):
+    paths = [("cold, back to back", False, False), ("warm, back to back", True, False),
+             ("cold, spaced", False, True), ("warm, spaced", True, True)]
+    for label, warm, spaced in paths[:2] if quick else paths:
         tag = f"overhead-{device}-{backend}-{label.replace(' ', '').replace(',', '-')}"
         with farm(1, warm=warm, device=device) as (lf, store):
             if spaced:
@@ -244,10 +245,11 @@ def main() -> None:
     ap.add_argument("--only", default="overhead,dispatch,scheduling,startup,report")
     ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"], help="device of the overhead jobs")
     ap.add_argument("--backend", default="jax", help="backend of the overhead jobs")
+    ap.add_argument("--quick", action="store_true", help="overhead: the back-to-back paths only")
     args = ap.parse_args()
     for name in args.only.split(","):
         if name == "overhead":
-            overhead(args.device, args.backend)
+            overhead(args.device, args.backend, args.quick)
             continue
         {"dispatch": dispatch, "scheduling": scheduling, "startup": startup, "report": report}[name]()
 

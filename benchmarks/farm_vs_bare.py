@@ -5,7 +5,7 @@ a fresh process, interleaved (bare, farm, bare, farm, …) so drift of the machi
 side is the real training child (``workers.child`` through ``workers.supervisor.run_child``), with the farm's
 input pipeline and, for comparison, Keras' own numpy path. Steady state excludes the first epoch.
 
-    python benchmarks/farm_vs_bare.py [--samples 4000] [--epochs 4] [--rounds 3] [--backend tensorflow]
+    python benchmarks/farm_vs_bare.py [--samples 4000] [--epochs 4] [--rounds 3] [--backend tensorflow] [--device cpu]
 """
 
 from __future__ import annotations
@@ -28,16 +28,22 @@ from farm.stats import ratio_ci  # noqa: E402
 from workers.supervisor import run_child  # noqa: E402
 
 
-def bare(samples: int, epochs: int, batch: int, backend: str) -> list[float]:
+def bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu") -> list[float]:
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if device == "cpu":  # what the farm does for a CPU job: no GPU in sight
+        env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+    elif backend == "jax":
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bare_fit.py"), str(samples), str(epochs),
                           str(batch)], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["epoch_s"]
 
 
-def farm(samples: int, epochs: int, batch: int, backend: str, pipeline: str, cache: str, rnd: int) -> list[float]:
+def farm(samples: int, epochs: int, batch: int, backend: str, pipeline: str, cache: str, rnd: int,
+         device: str = "cpu") -> list[float]:
     job = JobSpec(sweep="bench", workload="cifar10_mlp", backend=backend, epochs=epochs, batch_size=batch,
-                  data="synthetic", train_samples=samples, test_samples=256, input_pipeline=pipeline, repeat=rnd)
+                  data="synthetic", train_samples=samples, test_samples=256, input_pipeline=pipeline, repeat=rnd,
+                  device=device)
     outcome = run_child(JobEnvelope.for_job(job, "bench"), FarmSettings(cache_dir=cache), lambda e: None)
     if outcome.status != "succeeded":
         raise RuntimeError(f"farm job {outcome.status}: {outcome.error}\n{outcome.stderr_tail}")
@@ -51,20 +57,22 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backend", default="tensorflow")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
     ap.add_argument("--pipelines", default="farm,keras", help="farm input pipelines to measure")
     args = ap.parse_args()
     cache = tempfile.mkdtemp(prefix="farm-bench-")
     pipelines = args.pipelines.split(",")
     steady: dict[str, list[float]] = {"bare model.fit": []} | {f"farm ({p} pipeline)": [] for p in pipelines}
     for rnd in range(args.rounds):
-        runs = {"bare model.fit": bare(args.samples, args.epochs, args.batch, args.backend)}
+        runs = {"bare model.fit": bare(args.samples, args.epochs, args.batch, args.backend, args.device)}
         for p in pipelines:
-            runs[f"farm ({p} pipeline)"] = farm(args.samples, args.epochs, args.batch, args.backend, p, cache, rnd)
+            runs[f"farm ({p} pipeline)"] = farm(args.samples, args.epochs, args.batch, args.backend, p, cache, rnd,
+                                                args.device)
         for name, epochs in runs.items():
             steady[name].extend(epochs[1:])
             print(f"round {rnd + 1}: {name:24s} epochs (s): " + " ".join(f"{t:.2f}" for t in epochs), flush=True)
     bare_s = steady["bare model.fit"]
-    print(f"\ncifar10_mlp, {args.backend}, batch {args.batch}, {args.samples} synthetic samples, "
+    print(f"\ncifar10_mlp, {args.backend} on {args.device}, batch {args.batch}, {args.samples} synthetic samples, "
           f"{args.rounds} rounds x {args.epochs - 1} steady epochs")
     print("ratio = farm's median steady epoch time / bare's (1.00 = no overhead; < 1 = farm faster), "
           "with a 95% bootstrap CI")

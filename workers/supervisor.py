@@ -64,6 +64,10 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     if job.backend == "jax":
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    elif job.backend == "torch":
+        # torch.cuda.is_available() (Keras' torch backend asks at import) would otherwise call cuInit, after
+        # which a forked child cannot use CUDA; NVML answers the same question without initialising CUDA.
+        env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     return env
 
 

@@ -42,8 +42,30 @@ def _die_with_parent() -> None:
         pass
 
 
+CUDA_ERROR_NOT_INITIALIZED = 3
+
+
+def cuda_driver_initialized() -> bool:
+    """Whether this process called ``cuInit`` (any library may have, e.g. a device count at import).
+
+    A process forked after ``cuInit`` cannot use CUDA: its first CUDA call fails with an initialization
+    error. Before ``cuInit``, ``cuDeviceGetCount`` answers CUDA_ERROR_NOT_INITIALIZED; any other answer means
+    the driver is up (or in a state we cannot vouch for). No driver library: nothing to initialise.
+    """
+    import ctypes
+
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
+    count = ctypes.c_int(0)
+    return libcuda.cuDeviceGetCount(ctypes.byref(count)) != CUDA_ERROR_NOT_INITIALIZED
+
+
 def device_touched(backend: str) -> str | None:
     """Why the imported framework may already hold a device (forking then would share it), or None."""
+    if cuda_driver_initialized():
+        return "the CUDA driver was initialised at import (a forked child could not use the GPU)"
     if backend == "jax":
         try:
             from jax._src import xla_bridge

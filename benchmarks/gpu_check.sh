@@ -1,0 +1,49 @@
+#!/bin/bash
+# Everything benchfarm checks on a GPU host, in one run: GPU detection, the seed's MLPs through the whole farm
+# on a GPU worker (JAX and PyTorch, each job forked from its backend's fork server), the harness against a
+# bare model.fit on the GPU, and the per-job overhead on a GPU worker, cold and warm.
+#
+# The lent GPU hosts have Python 3.12 with JAX and PyTorch (CUDA) but no TensorFlow and no network: carry the
+# wheels that ../shared/gpu/wheels.sh downloads (plus hiredis) in .whl/, then:
+#     bash benchmarks/gpu_check.sh [OUTDIR]        (OUTDIR defaults to $OUT, else /tmp/gpu-check)
+# Each step has its own time limit and log; a failing step does not stop the next.
+set -u
+out=${1:-${OUT:-/tmp/gpu-check}}
+mkdir -p "$out"
+if [ -d .whl ] && ! python3 -c "import celery, keras, pydantic_settings" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl > "$out/install.log" 2>&1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export KERAS_BACKEND=${KERAS_BACKEND:-jax} FARM_CACHE_DIR=${FARM_CACHE_DIR:-/tmp/farm-cache}
+device=${GPU_CHECK_DEVICE:-gpu}   # cpu: rehearse the script on a machine without a GPU
+
+step() {
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  echo "== $name: exit $? after $((SECONDS - t0)) s (log: $name.log)"
+  tail -n "${TAIL:-30}" "$out/$name.log"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | head -3
+step devices 90 python3 -m cli.main devices
+sweep=benchmarks/gpu_sweep.yaml
+if [ "$device" = cpu ]; then
+  sed -e 's/device: gpu/device: cpu/' -e 's/train_samples: 20000/train_samples: 500/' -e 's/\[jax, torch\]/[jax]/' \
+    "$sweep" > "$out/sweep.yaml"
+  sweep=$out/sweep.yaml
+fi
+step sweep 300 python3 -m cli.main run "$sweep" -o "$out/sweep"
+TAIL=60 step sweep_jobs 30 python3 - "$out/sweep/results.csv" <<'PY'
+import sys
+import pandas as pd
+df = pd.read_csv(sys.argv[1])
+cols = ["workload", "backend", "repeat", "status", "device_name", "import_s", "data_s", "build_s", "first_epoch_s",
+        "steady_epoch_s", "steady_samples_per_s", "eval_s", "total_s", "error"]
+print(df.sort_values(["backend", "workload", "started_at"])[[c for c in cols if c in df]].to_string(index=False))
+PY
+samples=20000
+[ "$device" = cpu ] && samples=500
+step vs_bare 240 python3 benchmarks/farm_vs_bare.py --backend jax --device "$device" --samples "$samples" \
+  --epochs 4 --rounds 3 --pipelines keras
+step overhead 240 python3 benchmarks/farm_speed.py --only overhead --device "$device" --backend jax --quick
