@@ -1,10 +1,95 @@
-"""The ``farm`` command: the subcommands composed into one Typer app."""
+"""The ``farm`` command: the subcommands composed into one Typer app.
+
+Each subcommand lives in its own module, imported only when that command runs (or when the help lists it):
+``farm status`` does not pay for what ``farm report`` or ``farm worker`` import.
+"""
 
 from __future__ import annotations
 
-import typer
+import importlib
+from collections.abc import Iterator, MutableMapping
+from typing import Any
 
-from cli import compare, config, devices, lifecycle, results, run, status, submit, worker
+import typer
+from typer.core import TyperGroup
+
+COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    # name: (modules that may define it, in order of preference; the function)
+    "devices": (("cli.devices",), "devices_cmd"),
+    "worker": (("cli.worker",), "worker_cmd"),
+    "workers": (("cli.devices",), "workers_cmd"),
+    "submit": (("cli.submit",), "submit_cmd"),
+    "status": (("cli.status",), "status_cmd"),
+    "results": (("cli.results",), "results_cmd"),
+    "report": (("cli.report", "cli.results"), "report_cmd"),
+    "compare": (("cli.compare",), "compare_cmd"),
+    "cancel": (("cli.lifecycle",), "cancel_cmd"),
+    "resume": (("cli.lifecycle",), "resume_cmd"),
+    "run": (("cli.run",), "run_cmd"),
+    "config": (("cli.config",), "config_cmd"),
+}
+"""Every subcommand, in the order the help lists them, and where its function is."""
+
+
+def command_function(name: str) -> Any:
+    """The function behind subcommand ``name``, importing its module."""
+    modules, attr = COMMANDS[name]
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name and module_name != modules[-1]:
+                continue
+            raise
+        if hasattr(module, attr):
+            return getattr(module, attr)
+    raise LookupError(f"no {attr} in {', '.join(modules)}")
+
+
+def build_command(name: str) -> Any:
+    """The click command for subcommand ``name``, built by Typer exactly as ``app.command(name)`` would."""
+    one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    one.command(name)(command_function(name))
+    return typer.main.get_command(one)
+
+
+class LazyCommands(MutableMapping):
+    """The group's commands: every name is known up front, each command is built on first lookup."""
+
+    def __init__(self, loaded: MutableMapping[str, Any] | None = None) -> None:
+        self.loaded: dict[str, Any] = dict(loaded or {})
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.loaded:
+            if name not in COMMANDS:
+                raise KeyError(name)
+            self.loaded[name] = build_command(name)
+        return self.loaded[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self.loaded[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self.loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from COMMANDS
+        yield from (n for n in self.loaded if n not in COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS) + sum(1 for n in self.loaded if n not in COMMANDS)
+
+    def __contains__(self, name: object) -> bool:
+        return name in COMMANDS or name in self.loaded
+
+
+class LazyGroup(TyperGroup):
+    """A Typer group whose subcommands are imported on demand."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.commands = LazyCommands(self.commands)
+
 
 app = typer.Typer(
     name="farm",
@@ -12,19 +97,15 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=LazyGroup,
 )
-app.command("devices")(devices.devices_cmd)
-app.command("worker")(worker.worker_cmd)
-app.command("workers")(devices.workers_cmd)
-app.command("submit")(submit.submit_cmd)
-app.command("status")(status.status_cmd)
-app.command("results")(results.results_cmd)
-app.command("report")(results.report_cmd)
-app.command("compare")(compare.compare_cmd)
-app.command("cancel")(lifecycle.cancel_cmd)
-app.command("resume")(lifecycle.resume_cmd)
-app.command("run")(run.run_cmd)
-app.command("config")(config.config_cmd)
+
+
+@app.callback()
+def _group() -> None:
+    # The group itself takes no options; having a callback makes Typer build a group even though the
+    # subcommands are not registered on ``app`` (LazyGroup supplies them). Its help is the app's.
+    pass
 
 
 def main() -> None:

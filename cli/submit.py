@@ -6,16 +6,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.table import Table
 
 from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
 from farm.errors import FarmUnavailable, Problem, SpecError
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from farm.sweep import Sweep
 
 
-def matrix_table(sweep: "Sweep") -> Table:
+def matrix_table(sweep: "Sweep") -> "Table":
+    from rich.table import Table
+
     from farm import workloads
 
     table = Table(title=f"{sweep.sweep_id}: {len(sweep.jobs)} jobs = {sweep.cells} cells × "
@@ -49,11 +52,13 @@ def submit_cmd(
     Jobs that no live worker serves (e.g. GPU jobs on a farm of CPU workers) are refused with exit code 2
     unless --allow-unserved is given; --dry-run shows them.
     """
-    from farm.store import Store
-    from farm.submit import plan, submit, unserved
-    from farm.sweep import load_sweep  # Celery: imported only when submitting
+    from farm.sweep import load_sweep
 
-    sweep = load_sweep(sweep_file, name=name)
+    sweep = load_sweep(sweep_file, name=name)  # every job validated before anything touches Redis
+
+    from farm.store import Store
+    from farm.submit import plan, submit, unserved  # Celery: imported only if there is something to send
+
     per_queue = plan(sweep)
     cfg = settings(broker_url=broker)
     if dry_run:

@@ -7,9 +7,11 @@ the attempt number) travel beside the spec in the envelope and are not part of t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -111,9 +113,21 @@ class JobSpec(BaseModel):
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
-    @property
+    @functools.cached_property
     def job_id(self) -> str:
+        # Computed once per spec (it is frozen): a sweep of N jobs needs each id several times.
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:20]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "job_id":  # derived, never set (pydantic lets a cached property be assigned)
+            raise AttributeError("job_id is the hash of the spec and cannot be set")
+        super().__setattr__(name, value)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "JobSpec":
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            copied.__dict__.pop("job_id", None)  # another spec: its own id
+        return copied
 
     def cell(self) -> dict[str, Any]:
         """The sweep cell this job is a repeat of: everything but the repeat index."""

@@ -21,6 +21,7 @@ import pytest
 import redis
 from typer.testing import CliRunner, Result
 
+import cli.main
 from cli.main import app
 from farm.embedded import EmbeddedRedis
 from farm.job import JobEnvelope
@@ -60,7 +61,7 @@ def flat(text: str) -> str:
 
 # -- help --------------------------------------------------------------------------------------------------------
 
-COMMANDS = sorted(c.name for c in app.registered_commands)
+COMMANDS = sorted(cli.main.COMMANDS)
 
 
 def test_commands_registered() -> None:
@@ -345,6 +346,45 @@ def test_status_by_prefix_name_and_latest(seeded: dict) -> None:
     assert json.loads(latest.stdout)["sweep_id"] == sid
 
 
+def imported_by(args: list[str], env: dict[str, str | None]) -> list[str]:
+    """The modules that the real ``farm`` command line imports to run ``args`` (it must succeed)."""
+    code = f"""
+import json, runpy, sys
+sys.argv = ["farm", *{args!r}]
+try:
+    runpy.run_module("cli.main", run_name="__main__")
+except SystemExit as e:
+    if e.code:
+        raise
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+    full = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    full.update({k: v for k, v in env.items() if v is not None})
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=full, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stderr.strip().splitlines()[-1])
+
+
+# What one command must not pay for: the other commands' modules, Celery (only sending needs it), pandas.
+NOT_FOR_STATUS = ("celery", "kombu", "pandas", "numpy", "workers", "cli.results", "cli.report", "cli.compare",
+                  "cli.run", "cli.worker", "cli.submit", "cli.devices", "farm.queue", "farm.lifecycle",
+                  "farm.report", "farm.stats", "farm.sweep")
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"]])
+def test_status_imports_only_what_it_needs(seeded: dict, extra: list[str]) -> None:
+    modules = imported_by(["status", seeded["first"]["sweep_id"], "--broker", seeded["url"], *extra], seeded["env"])
+    assert "cli.status" in modules
+    unwanted = [m for m in modules if m in NOT_FOR_STATUS or m.split(".")[0] in NOT_FOR_STATUS]
+    assert unwanted == []
+
+
+def test_dry_run_imports_no_celery_nor_pandas(seeded: dict) -> None:
+    modules = imported_by(["submit", str(SEED), "--dry-run", "--json", "--broker", seeded["url"]], seeded["env"])
+    assert [m for m in modules if m.split(".")[0] in ("celery", "kombu", "pandas")] == []
+
+
 def test_status_unknown_sweep_exits_2(seeded: dict) -> None:
     result = invoke("status", "no-such-sweep", "--broker", seeded["url"], env=seeded["env"])
     assert result.exit_code == 2, result.output
@@ -426,3 +466,65 @@ def test_submit_refuses_jobs_no_live_worker_can_run(tmp_path: Path) -> None:
         text = flat(invoke("submit", str(SEED), "--broker", server.url, "--dry-run", env=env).output)
         assert "6 job(s) on farm.gpu: no live worker serves it" in text
         client.close()
+
+
+# -- submitting in batches: every job once, nothing half-done ---------------------------------------------------
+
+
+def test_submit_in_batches_sends_each_job_once(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import farm.submit
+    from farm.settings import FarmSettings
+
+    monkeypatch.setattr(farm.submit, "PUBLISH_BATCH", 5)
+    out = farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
+    assert out.enqueued == 12 and out.per_queue == {"farm.cpu": 6, "farm.gpu": 6}
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    ids = [m["headers"]["id"] for q in ("farm.cpu", "farm.gpu") for m in queue_messages(r, q)]
+    assert sorted(ids) == sorted(j.job_id for j in SEED_SWEEP.jobs)
+    assert all(r.hget(f"farm:state:{j}", "sent_at") for j in ids)
+    again = farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
+    assert again.enqueued == 0 and again.already == 12
+    assert r.llen("farm.cpu") + r.llen("farm.gpu") == 12
+    r.close()
+
+
+def test_a_failed_batch_is_unclaimed_and_sent_by_the_next_submit(redis_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import kombu.transport.redis
+
+    import farm.submit
+    from farm.settings import FarmSettings
+
+    flush = kombu.transport.redis.PublishBatch.flush
+    calls = []
+
+    def failing_second_flush(self) -> None:  # type: ignore[no-untyped-def]
+        calls.append(self._buffered)
+        if len([n for n in calls if n]) == 2:  # the second flush that has messages to send
+            raise redis.ConnectionError("connection lost mid-batch")
+        flush(self)
+
+    monkeypatch.setattr(farm.submit, "PUBLISH_BATCH", 5)
+    monkeypatch.setattr(kombu.transport.redis.PublishBatch, "flush", failing_second_flush)
+    with pytest.raises(redis.ConnectionError):
+        farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    first = [j.job_id for j in SEED_SWEEP.jobs[:5]]
+    on_queues = [m["headers"]["id"] for q in ("farm.cpu", "farm.gpu") for m in queue_messages(r, q)]
+    assert sorted(on_queues) == sorted(first)                 # the first batch went, the failed one did not
+    assert all(r.hget(f"farm:state:{j}", "sent_at") for j in first)
+    assert not any(r.exists(f"farm:state:{j.job_id}") for j in SEED_SWEEP.jobs[5:])   # unclaimed
+    monkeypatch.setattr(kombu.transport.redis.PublishBatch, "flush", flush)
+    again = farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
+    assert again.enqueued == 7 and again.already == 5
+    on_queues = [m["headers"]["id"] for q in ("farm.cpu", "farm.gpu") for m in queue_messages(r, q)]
+    assert sorted(on_queues) == sorted(j.job_id for j in SEED_SWEEP.jobs)
+    r.close()
+
+
+def test_resubmit_needs_no_celery(redis_url: str, tmp_path: Path) -> None:
+    env = {"FARM_CONFIG": str(tmp_path / "none.toml"), "FARM_BROKER_URL": redis_url}
+    first = imported_by(["submit", str(SEED), "--allow-unserved", "--json"], env)
+    assert "celery" in first
+    again = imported_by(["submit", str(SEED), "--allow-unserved", "--json"], env)
+    assert [m for m in again if m.split(".")[0] in ("celery", "kombu", "pandas")] == []

@@ -151,6 +151,24 @@ def test_job_id_pinned_value() -> None:
     assert job.job_id == "4263680259bd6e3c6bda"
 
 
+def test_job_id_is_computed_once_and_follows_copies() -> None:
+    a = spec()
+    first = a.job_id
+    assert a.job_id is first                      # cached: a sweep asks for each id several times
+    assert a == spec() and spec() == a            # the cache is no part of the value
+    assert "job_id" not in a.model_dump() and "job_id" not in a.model_dump_json()
+    changed = a.model_copy(update={"repeat": 3})
+    assert changed.job_id == spec(repeat=3).job_id != first
+    assert a.model_copy().job_id == first and a.model_copy(deep=True).job_id == first
+
+
+def test_job_id_cannot_be_set() -> None:
+    a = spec()
+    with pytest.raises(AttributeError):
+        a.job_id = "0" * 20  # type: ignore[misc]
+    assert a.job_id == spec().job_id
+
+
 def test_seed_effective_is_seed_plus_repeat() -> None:
     assert spec(seed=7, repeat=2).seed_effective == 9
     assert spec(seed=0, repeat=0).seed_effective == 0
