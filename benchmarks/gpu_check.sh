@@ -20,20 +20,20 @@ device=${GPU_CHECK_DEVICE:-gpu}   # cpu: rehearse the script on a machine withou
 step() {
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS
-  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  timeout -s INT -k 10 "$limit" "$@" > "$out/$name.log" 2>&1
   echo "== $name: exit $? after $((SECONDS - t0)) s (log: $name.log)"
   tail -n "${TAIL:-30}" "$out/$name.log"
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | head -3
-step devices 90 python3 -m cli.main devices
+step devices 60 python3 -m cli.main devices
 sweep=benchmarks/gpu_sweep.yaml
 if [ "$device" = cpu ]; then
   sed -e 's/device: gpu/device: cpu/' -e 's/train_samples: 20000/train_samples: 500/' -e 's/\[jax, torch\]/[jax]/' \
     "$sweep" > "$out/sweep.yaml"
   sweep=$out/sweep.yaml
 fi
-step sweep 300 python3 -m cli.main run "$sweep" -o "$out/sweep"
+step sweep 200 python3 -m cli.main run "$sweep" -o "$out/sweep"
 TAIL=60 step sweep_jobs 30 python3 - "$out/sweep/results.csv" <<'PY'
 import sys
 import pandas as pd
@@ -44,6 +44,8 @@ print(df.sort_values(["backend", "workload", "started_at"])[[c for c in cols if 
 PY
 samples=20000
 [ "$device" = cpu ] && samples=500
-step vs_bare 240 python3 benchmarks/farm_vs_bare.py --backend jax --device "$device" --samples "$samples" \
+step vs_bare 150 python3 benchmarks/farm_vs_bare.py --backend jax --device "$device" --samples "$samples" \
   --epochs 4 --rounds 3 --pipelines keras
-step overhead 240 python3 benchmarks/farm_speed.py --only overhead --device "$device" --backend jax --quick
+step overhead 140 python3 benchmarks/farm_speed.py --only overhead --device "$device" --backend jax --quick
+pkill -f "cli.main worker" 2>/dev/null
+exit 0
