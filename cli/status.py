@@ -8,7 +8,6 @@ import time
 
 import typer
 from rich.console import Group
-from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -83,6 +82,8 @@ def status_cmd(
     if not watch:
         console.print(render(sweep_progress(store, sid)))
         return
+    from rich.live import Live
+
     with Live(render(sweep_progress(store, sid)), console=console, refresh_per_second=4) as live:
         while True:
             try:

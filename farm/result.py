@@ -17,6 +17,9 @@ from farm.job import JobSpec
 
 RESULT_SCHEMA_VERSION = 1
 
+# The models below are built (pydantic's validators and serializers) on first use, not on import: most commands
+# import this module for JobStatus and never touch a result record (``farm status``, ``farm submit``).
+
 
 class JobStatus(str, Enum):
     """The states a job can be in. ``lost`` means its worker died and the job was put back on the queue."""
@@ -44,7 +47,7 @@ def utcnow() -> datetime:
 class EpochRecord(BaseModel):
     """One epoch as the timing callback saw it: wall and process-CPU seconds and Keras' logged metrics."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     epoch: int
     wall_s: float
@@ -59,7 +62,7 @@ class EpochRecord(BaseModel):
 class Phases(BaseModel):
     """Wall seconds of each phase of the child's life (cpu seconds beside them where measured)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     spawn_s: float | None = Field(default=None, description="Supervisor's spawn → child's first line of Python.")
     import_s: float | None = Field(default=None, description="Importing Keras and its backend.")
@@ -81,7 +84,7 @@ class Phases(BaseModel):
 class JobResult(BaseModel):
     """The record of one finished job (succeeded or not)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     schema_version: int = RESULT_SCHEMA_VERSION
     job_id: str

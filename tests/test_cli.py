@@ -230,6 +230,27 @@ print(json.dumps({{"exit": [result.exit_code, result_json.exit_code], "heavy": h
     assert data["heavy"] == []
 
 
+@pytest.mark.parametrize("command, keeps_python_defaults", [("worker", True), ("run", True), ("status", False),
+                                                           ("submit", False)])
+def test_only_short_commands_change_the_garbage_collector(command: str, keeps_python_defaults: bool) -> None:
+    code = f"""
+import gc, json, sys
+import cli.main
+default = gc.get_threshold()
+sys.argv = ["farm", {command!r}, "--help"]
+try:
+    cli.main.main()
+except SystemExit:
+    pass
+print(json.dumps([default, gc.get_threshold()]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    default, after = json.loads(out.stdout.strip().splitlines()[-1])
+    # A worker forks the processes that train: they must run with Python's own collector settings.
+    assert (after == default) is keeps_python_defaults
+
+
 # -- a real Redis ------------------------------------------------------------------------------------------------
 
 
