@@ -53,10 +53,10 @@ def warn_pooled_software(report) -> None:  # noqa: ANN001 - a pandas DataFrame
 
 
 def frames_for(store: Store, sweep_id: str):  # noqa: ANN201
-    from farm.progress import sweep_rows
-    from farm.report import results_frame  # pandas: imported only by the commands that use it
+    from farm.progress import sweep_columns
+    from farm.report import columns_frame  # pandas: imported only by the commands that use it
 
-    return results_frame(sweep_rows(store, sweep_id))
+    return columns_frame(sweep_columns(store, sweep_id))
 
 
 @friendly_errors

@@ -118,50 +118,172 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
                          rejected_messages=int(store.r.llen(store.k("rejected"))))
 
 
-def _packed_rows(store: Store, ids: list[str]) -> list[list[Any] | None]:
-    """The stored rows of these jobs, parsed in one ``json.loads`` per 5,000 (None where a job has none)."""
-    from farm.rows import ROW_FORMAT
+def _parse_many(texts: list[str]) -> list[Any]:
+    """Many JSON texts parsed in one ``json.loads`` (one pass of the C parser, not one call per text); a text
+    that does not parse becomes None."""
+    if not texts:
+        return []
+    try:
+        return json.loads("[" + ",".join(texts) + "]")
+    except ValueError:
+        out = []
+        for text in texts:
+            try:
+                out.append(json.loads(text))
+            except ValueError:
+                out.append(None)
+        return out
 
-    out: list[list[Any] | None] = []
-    raws = list(store.raw_rows(ids))
-    present = [r for r in raws if r]
-    parsed = iter(json.loads("[" + ",".join(present) + "]") if present else [])
-    for raw in raws:
-        row = next(parsed) if raw else None
-        out.append(row[1:] if isinstance(row, list) and row and row[0] == ROW_FORMAT else None)
-    return out
+
+def _table(rows: list[Any], width: int) -> tuple[Any, list[int]]:
+    """Parsed rows as a 2-D object array of ``width`` columns, and the indices of rows that are not lists of
+    that length (a damaged row: it is rebuilt from its full result instead)."""
+    import numpy as np
+
+    table = np.array(rows, dtype=object) if rows else np.empty((0, width), dtype=object)
+    if table.ndim == 2 and table.shape[1] == width:
+        return table, []
+    table = np.empty((len(rows), width), dtype=object)
+    bad = []
+    for i, row in enumerate(rows):
+        if isinstance(row, list) and len(row) == width:
+            for j, v in enumerate(row):
+                table[i, j] = v
+        else:
+            bad.append(i)
+    return table, bad
 
 
-def sweep_rows(store: Store, sweep_id: str) -> list[list[Any]]:
-    """One tidy row per job of the sweep, as values in ``RESULT_COLUMNS`` order: its result's stored row where
-    it has one, else its spec and current state.
+def _split_layouts(raws: list[str | None]) -> tuple[dict[str, tuple[Any, list[Any]]], list[int]]:
+    """Stored rows parsed and grouped by layout tag: tag → (positions, parsed rows); and the positions that
+    have no row or an unreadable one."""
+    import numpy as np
 
-    Rows are stored beside results, so this is one MGET and one ``json.loads`` per few thousand jobs; full
-    records are parsed only for results whose row is missing or of an older layout, and specs only for jobs
-    without a result."""
+    has = np.fromiter((r is not None for r in raws), dtype=bool, count=len(raws))
+    pos = np.flatnonzero(has)
+    rows = _parse_many([r for r in raws if r is not None])
+    missing = np.flatnonzero(~has).tolist()
+    first = rows[0][0] if rows and isinstance(rows[0], list) and rows[0] else None
+    if rows and isinstance(first, str) and all(type(r) is list and r and r[0] == first for r in rows):
+        return {first: (pos, rows)}, missing  # the usual case: every row of one layout
+    groups: dict[str, tuple[list[int], list[Any]]] = {}
+    for p, row in zip(pos.tolist(), rows):
+        if isinstance(row, list) and row and isinstance(row[0], str):
+            g = groups.setdefault(row[0], ([], []))
+            g[0].append(p)
+            g[1].append(row)
+        else:
+            missing.append(p)
+    return {tag: (np.asarray(p, dtype=np.intp), r) for tag, (p, r) in groups.items()}, missing
+
+
+def sweep_columns(store: Store, sweep_id: str) -> dict[str, Any]:
+    """One tidy row per job of the sweep, column-wise: ``RESULT_COLUMNS`` → object arrays (numpy) of one
+    length, in the sweep's job order. A job with a result has its result's stored row; a job without one has
+    its spec and current state; a job whose spec is gone is left out.
+
+    Compact rows (the current layout) cost one MGET, one ``json.loads`` for all of them and one HMGET plus a
+    ``json.loads`` for their few distinct shared parts; rows of the first (packed) layout are read alike. Full
+    records are parsed only for results whose row is missing, of another layout or damaged, and specs only
+    for jobs without a result."""
+    import numpy as np
+
     from farm.result import JobResult
-    from farm.rows import RESULT_COLUMNS, spec_row
+    from farm.rows import COMPACT_FORMAT, OWN_COLUMNS, RESULT_COLUMNS, ROW_FORMAT, SHARED_COLUMNS, spec_row
 
     ids = store.sweep_job_ids(sweep_id)
-    rows = _packed_rows(store, ids)
-    missing = [i for i, r in enumerate(rows) if r is None]
+    groups, missing = _split_layouts(store.raw_rows(ids))
+    empty: tuple[Any, list[Any]] = (np.empty(0, dtype=np.intp), [])
+    c_pos, c_rows = groups.pop(COMPACT_FORMAT, empty)
+    p_pos, p_rows = groups.pop(ROW_FORMAT, empty)
+    for pos, _ in groups.values():  # another layout: rebuilt from the full result
+        missing.extend(np.asarray(pos).tolist())
+    c_pos_arr, p_pos_arr = np.asarray(c_pos, dtype=np.intp), np.asarray(p_pos, dtype=np.intp)
+
+    # Compact rows: [tag, part reference, *OWN_COLUMNS]; the shared columns come from the parts.
+    compact, bad = _table(c_rows, 2 + len(OWN_COLUMNS))
+    del c_rows
+    refs: dict[str, int] = {}
+    try:
+        codes = np.array([refs.setdefault(r, len(refs)) for r in compact[:, 1].tolist()], dtype=np.intp)
+    except TypeError:  # a damaged reference (not text): it matches no part
+        refs = {}
+        codes = np.array([refs.setdefault(str(r), len(refs)) for r in compact[:, 1].tolist()], dtype=np.intp)
+    ref_list = list(refs)
+    part_raws = store.row_parts(ref_list) if ref_list else []
+    found = [k for k, raw in enumerate(part_raws) if raw is not None]
+    parts = np.empty((len(ref_list), len(SHARED_COLUMNS)), dtype=object)
+    part_ok = np.zeros(len(ref_list), dtype=bool)
+    table, bad_parts = _table(_parse_many([part_raws[k] for k in found]), len(SHARED_COLUMNS))
+    good = np.setdiff1d(np.arange(len(found)), bad_parts).astype(np.intp)
+    found_arr = np.asarray(found, dtype=np.intp)
+    parts[found_arr[good]] = table[good]
+    part_ok[found_arr[good]] = True
+    usable = part_ok[codes]
+    usable[bad] = False
+    missing.extend(c_pos_arr[~usable].tolist())
+    compact, codes, c_pos_arr = compact[usable], codes[usable], c_pos_arr[usable]
+
+    # Packed rows (the first layout): [tag, *RESULT_COLUMNS].
+    packed, bad = _table(p_rows, 1 + len(RESULT_COLUMNS))
+    del p_rows
+    if bad:
+        keep = np.ones(p_pos_arr.shape[0], dtype=bool)
+        keep[bad] = False
+        missing.extend(p_pos_arr[~keep].tolist())
+        packed, p_pos_arr = packed[keep], p_pos_arr[keep]
+
+    # The rest from full records, or from the spec and state of jobs that have no result.
+    f_pos: list[int] = []
+    f_rows: list[list[Any]] = []
     if missing:
+        missing.sort()
         miss_ids = [ids[i] for i in missing]
-        raws = list(store.raw_results(miss_ids))
+        results = list(store.raw_results(miss_ids))
         envs = store.envelopes(miss_ids)
         states = store.states(miss_ids)
-        for i, job_id, raw, env, st in zip(missing, miss_ids, raws, envs, states):
+        for i, job_id, raw, env, st in zip(missing, miss_ids, results, envs, states):
             if raw:
                 d = JobResult.model_validate_json(raw).to_row()
             elif env is not None:
                 d = {**spec_row(env.job, job_id, sweep_id), "status": st.get("state") or NOT_ENQUEUED}
             else:
                 continue
-            rows[i] = [d.get(c) for c in RESULT_COLUMNS]
-    sweep_col = RESULT_COLUMNS.index("sweep_id")
-    out = []
-    for row in rows:
-        if row is not None:
-            row[sweep_col] = sweep_id
-            out.append(row)
-    return out
+            f_pos.append(i)
+            f_rows.append([d.get(c) for c in RESULT_COLUMNS])
+    fallback, _ = _table(f_rows, len(RESULT_COLUMNS))
+
+    # Each source's rows go to their place in job order.
+    where = np.concatenate([c_pos_arr, p_pos_arr, np.asarray(f_pos, dtype=np.intp)])
+    n = where.shape[0]
+    rank = np.empty(n, dtype=np.intp)
+    rank[np.argsort(where, kind="stable")] = np.arange(n)
+    nc, np_ = c_pos_arr.shape[0], p_pos_arr.shape[0]
+    c_at, p_at, f_at = rank[:nc], rank[nc:nc + np_], rank[nc + np_:]
+    own = {c: 2 + j for j, c in enumerate(OWN_COLUMNS)}
+    shared = {c: j for j, c in enumerate(SHARED_COLUMNS)}
+    columns: dict[str, Any] = {}
+    for j, col in enumerate(RESULT_COLUMNS):
+        if col == "sweep_id":
+            columns[col] = np.full(n, sweep_id, dtype=object)
+            continue
+        if nc == n:  # the usual case: every row compact, already in job order
+            columns[col] = compact[:, own[col]] if col in own else parts[:, shared[col]][codes]
+            continue
+        out = np.empty(n, dtype=object)
+        if nc:
+            out[c_at] = compact[:, own[col]] if col in own else parts[:, shared[col]][codes]
+        if np_:
+            out[p_at] = packed[:, 1 + j]
+        if f_at.shape[0]:
+            out[f_at] = fallback[:, j]
+        columns[col] = out
+    return columns
+
+
+def sweep_rows(store: Store, sweep_id: str) -> list[list[Any]]:
+    """:func:`sweep_columns` as rows: one list per job, values in ``RESULT_COLUMNS`` order."""
+    from farm.rows import RESULT_COLUMNS
+
+    columns = sweep_columns(store, sweep_id)
+    return [list(row) for row in zip(*(columns[c].tolist() for c in RESULT_COLUMNS))]

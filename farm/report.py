@@ -61,11 +61,37 @@ def results_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     measurement columns are floats."""
     rows = list(rows)
     df = pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS) if rows else pd.DataFrame(columns=RESULT_COLUMNS)
-    if len(df) and df["params"].map(lambda p: isinstance(p, dict)).any():
+    return _finish(df)
+
+
+def columns_frame(columns: dict[str, Any]) -> pd.DataFrame:
+    """:func:`results_frame` from columns (``RESULT_COLUMNS`` → equal-length sequences, e.g. what
+    :func:`farm.progress.sweep_columns` returns): the same frame, dtypes included, built column-wise."""
+    n = len(columns[RESULT_COLUMNS[0]]) if RESULT_COLUMNS[0] in columns else 0
+    data = {}
+    floats = set(FLOAT_COLUMNS)
+    for c in RESULT_COLUMNS:
+        col = columns.get(c)
+        col = np.full(n, None, dtype=object) if col is None else np.asarray(col, dtype=object)
+        if c in floats and pd.api.types.infer_dtype(col, skipna=True) in _NUMBERS:
+            col = col.copy()
+            col[pd.isna(col)] = np.nan  # what pd.to_numeric(..., errors="coerce").astype(float) gives, faster
+            col = col.astype(float)
+        data[c] = col
+    # infer_objects gives each column the dtype DataFrame.from_records would give the same values.
+    return _finish(pd.DataFrame(data, copy=False).infer_objects() if n else pd.DataFrame(columns=RESULT_COLUMNS))
+
+
+_NUMBERS = ("floating", "integer", "mixed-integer-float", "empty", "boolean")
+
+
+def _finish(df: pd.DataFrame) -> pd.DataFrame:
+    if len(df) and df["params"].dtype == object and df["params"].map(lambda p: isinstance(p, dict)).any():
         df["params"] = df["params"].map(
             lambda p: json.dumps(p, sort_keys=True, separators=(",", ":")) if isinstance(p, dict) else p)
     for col in FLOAT_COLUMNS:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+        if df[col].dtype != float:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
 
 

@@ -8,7 +8,10 @@ Keys (``P`` is the key prefix, ``farm`` by default); nothing here expires except
 - ``P:job:JID``                the job's envelope (JSON), written once
 - ``P:state:JID``              hash: state, queue, worker, attempt, epoch k/N, loss/accuracy, heartbeat, error
 - ``P:result:JID``             the job's result (JSON), written once: ``SET NX``
-- ``P:row:JID``                the result's tidy row (JSON), for fast reports
+- ``P:row:JID``                the result's tidy row (compact JSON, see ``farm.rows``), for fast reports;
+                               written in the same transaction as the result and deleted with it
+- ``P:rowparts``               hash: part reference → the values many rows share (cell, hardware, software);
+                               content-addressed, so it only grows by distinct combinations
 - ``P:history:JID``            earlier results that ``farm resume`` replaced (failed, timed out, cancelled)
 - ``P:runs:JID``               one entry per run of the job: worker, attempt, start, end, how it ended
 - ``P:attempts:JID``           how many times the job has been started (survives crashes; reset by resume)
@@ -33,7 +36,7 @@ from farm import defaults
 from farm.errors import FarmUnavailable
 from farm.job import JobEnvelope
 from farm.result import JobResult, JobStatus
-from farm.rows import packed_row
+from farm.rows import compact_row
 from farm.settings import FarmSettings, mask_url
 
 
@@ -170,12 +173,27 @@ class Store:
 
     # -- results ----------------------------------------------------------------------------------------------
     def record_result(self, result: JobResult) -> bool:
-        """Write a job's result once; False (and nothing written) if it already has one."""
-        written = self.r.set(self.k("result", result.job_id), result.model_dump_json(), nx=True)
+        """Write a job's result once; False (and nothing written) if it already has one.
+
+        The result (``SET NX``), its compact row and the row's shared part go in one ``MULTI``, watched on the
+        result key: a row exists exactly when its result does, and describes that result."""
+        key = self.k("result", result.job_id)
+        record = result.model_dump_json()
+        # The tidy row beside the full record: reports read rows with one MGET and json.loads, not a full
+        # model validation per job.
+        row, ref, part = compact_row(result.to_row())
+
+        def write(pipe: redis.client.Pipeline) -> bool:
+            if pipe.exists(key):  # recorded already (a job that ran twice): the first result stands
+                return False
+            pipe.multi()
+            pipe.set(key, record, nx=True)
+            pipe.set(self.k("row", result.job_id), row)
+            pipe.hsetnx(self.k("rowparts"), ref, part)
+            return True
+
+        written = self.r.transaction(write, key, value_from_callable=True)
         if written:
-            # The tidy row beside the full record: reports read rows with one MGET and json.loads, not a
-            # full model validation per job (100,000 results aggregate in seconds).
-            self.r.set(self.k("row", result.job_id), json.dumps(packed_row(result.to_row()), default=str))
             self.set_state(result.job_id, result.status, worker=result.worker, error=result.error,
                            finished_at=time.time())
         self.r.srem(self.k("running"), result.job_id)
@@ -183,14 +201,18 @@ class Store:
 
     def archive_result(self, job_id: str) -> bool:
         """Move a non-successful result to the job's history so the job can run again (``farm resume``)."""
-        raw = self.r.get(self.k("result", job_id))
-        if raw is None:
-            return False
-        pipe = self.r.pipeline()
-        pipe.rpush(self.k("history", job_id), raw)
-        pipe.delete(self.k("result", job_id), self.k("row", job_id), self.k("attempts", job_id))
-        pipe.execute()
-        return True
+        key = self.k("result", job_id)
+
+        def move(pipe: redis.client.Pipeline) -> bool:
+            raw = pipe.get(key)
+            if raw is None:
+                return False
+            pipe.multi()  # the result and its row go together; watched, so a result is archived once
+            pipe.rpush(self.k("history", job_id), raw)
+            pipe.delete(key, self.k("row", job_id), self.k("attempts", job_id))
+            return True
+
+        return self.r.transaction(move, key, value_from_callable=True)
 
     def log_run(self, job_id: str, **fields: Any) -> None:
         self.r.rpush(self.k("runs", job_id), json.dumps(fields))
@@ -216,9 +238,20 @@ class Store:
         for chunk in _chunks(job_ids, 2000):
             yield from self.r.mget([self.k("result", j) for j in chunk])
 
-    def raw_rows(self, job_ids: list[str]) -> Iterator[str | None]:
-        for chunk in _chunks(job_ids, 5000):
-            yield from self.r.mget([self.k("row", j) for j in chunk])
+    def raw_rows(self, job_ids: list[str]) -> list[str | None]:
+        """The stored rows of these jobs (JSON text; None where a job has none), in order."""
+        out: list[str | None] = []
+        prefix = self.k("row", "")
+        for chunk in _chunks(job_ids, 10_000):
+            out.extend(self.r.mget([prefix + j for j in chunk]))
+        return out
+
+    def row_parts(self, refs: list[str]) -> list[str | None]:
+        """The shared parts of compact rows by reference (JSON text; None where one is missing), in order."""
+        out: list[str | None] = []
+        for chunk in _chunks(refs, 10_000):
+            out.extend(self.r.hmget(self.k("rowparts"), chunk))
+        return out
 
     # -- workers ----------------------------------------------------------------------------------------------
     def register_worker(self, name: str, info: dict[str, Any], ttl_s: float = defaults.WORKER_TTL_S) -> None:
