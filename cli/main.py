@@ -118,6 +118,11 @@ object imported so far and find next to nothing: about a tenth of ``farm status`
 just in larger steps, so a long ``status --watch`` or a large report does not hold on to garbage."""
 
 
+QUICK_EXIT = frozenset({None, "status", "submit", "config", "workers", "cancel", "resume"})
+"""Commands (``None``: the help) that end by ``exit_now``: they leave no thread, child process or open file
+behind, only sockets, which the operating system closes."""
+
+
 def main() -> None:
     import gc
     import sys
@@ -125,7 +130,42 @@ def main() -> None:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     if command not in LONG_RUNNING:
         gc.set_threshold(*START_UP_GC_THRESHOLD)
-    app()
+    if command not in QUICK_EXIT:
+        app()
+        return
+    try:
+        app()
+    except SystemExit as e:
+        exit_now(e.code)
+    exit_now(0)
+
+
+def exit_now(code: object) -> None:
+    """End the process as ``sys.exit(code)`` would, without tearing the interpreter down.
+
+    Tearing down the ~500 modules a command has imported (pydantic, redis, rich, Celery, ...) takes about
+    50 ms, a sixth of ``farm status``, and frees nothing the operating system would not. What a normal exit
+    does that matters is done first: exit handlers run (logging's flush among them) and the standard streams
+    are flushed; the exit status is the same, 120 included when stdout cannot be flushed.
+    """
+    import atexit
+    import os
+    import sys
+
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        sys.stderr.write(f"{code}\n")
+        status = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            status = status or 120
+    os._exit(status)
 
 
 if __name__ == "__main__":

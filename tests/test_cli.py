@@ -234,15 +234,12 @@ print(json.dumps({{"exit": [result.exit_code, result_json.exit_code], "heavy": h
                                                            ("submit", False)])
 def test_only_short_commands_change_the_garbage_collector(command: str, keeps_python_defaults: bool) -> None:
     code = f"""
-import gc, json, sys
+import atexit, gc, json, sys
 import cli.main
 default = gc.get_threshold()
+atexit.register(lambda: print(json.dumps([default, gc.get_threshold()])))
 sys.argv = ["farm", {command!r}, "--help"]
-try:
-    cli.main.main()
-except SystemExit:
-    pass
-print(json.dumps([default, gc.get_threshold()]))
+cli.main.main()
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -369,15 +366,13 @@ def test_status_by_prefix_name_and_latest(seeded: dict) -> None:
 
 def imported_by(args: list[str], env: dict[str, str | None]) -> list[str]:
     """The modules that the real ``farm`` command line imports to run ``args`` (it must succeed)."""
+    # An exit handler reports the modules: short commands end without tearing the interpreter down, but they
+    # run the exit handlers first.
     code = f"""
-import json, runpy, sys
+import atexit, json, runpy, sys
+atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))
 sys.argv = ["farm", *{args!r}]
-try:
-    runpy.run_module("cli.main", run_name="__main__")
-except SystemExit as e:
-    if e.code:
-        raise
-print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+runpy.run_module("cli.main", run_name="__main__")
 """
     full = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     full.update({k: v for k, v in env.items() if v is not None})
@@ -404,6 +399,31 @@ def test_status_imports_only_what_it_needs(seeded: dict, extra: list[str]) -> No
 def test_dry_run_imports_no_celery_nor_pandas(seeded: dict) -> None:
     modules = imported_by(["submit", str(SEED), "--dry-run", "--json", "--broker", seeded["url"]], seeded["env"])
     assert [m for m in modules if m.split(".")[0] in ("celery", "kombu", "pandas")] == []
+
+
+def test_real_command_output_and_exit_codes(seeded: dict) -> None:
+    """The command line as a user runs it (it ends without the interpreter's teardown): all of its output
+    arrives, and the exit status is the command's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env.update({k: v for k, v in seeded["env"].items() if v is not None})
+    sid = seeded["first"]["sweep_id"]
+    ok = run_cli(["status", sid, "--broker", seeded["url"], "--json"], env)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["total"] == 12
+    table = run_cli(["status", sid, "--broker", seeded["url"]], env)
+    assert table.returncode == 0 and "0/12 finished" in flat(table.stdout)
+    missing = run_cli(["status", "no-such-sweep", "--broker", seeded["url"]], env)
+    assert missing.returncode == 2 and "no-such-sweep" in missing.stderr and missing.stdout == ""
+    down = run_cli(["status", "--broker", "redis://127.0.0.1:1/0"], env)
+    assert down.returncode == 1 and "cannot reach Redis" in flat(down.stderr)
+    usage = run_cli(["status", "--no-such-flag"], env)
+    assert usage.returncode == 2 and "No such option" in usage.stderr
+    assert run_cli(["--help"], env).returncode == 0
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_status_unknown_sweep_exits_2(seeded: dict) -> None:
