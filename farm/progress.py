@@ -203,6 +203,7 @@ def sweep_columns(store: Store, sweep_id: str) -> dict[str, Any]:
     # Compact rows: [tag, part reference, *OWN_COLUMNS]; the shared columns come from the parts.
     compact, bad = _table(c_rows, 2 + len(OWN_COLUMNS))
     del c_rows
+    compact[bad, 1] = ""  # a damaged row refers to no part
     refs: dict[str, int] = {}
     try:
         codes = np.array([refs.setdefault(r, len(refs)) for r in compact[:, 1].tolist()], dtype=np.intp)
