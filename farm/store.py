@@ -199,6 +199,52 @@ class Store:
         self.r.srem(self.k("running"), result.job_id)
         return bool(written)
 
+    def record_results(self, results: list[JobResult], *, chunk: int = 1000) -> list[bool]:
+        """:meth:`record_result` for many results (an import, a benchmark): the same writes and guarantees, a
+        few round trips per ``chunk`` results. True for each result written, False where the job already had
+        one (the first result stands)."""
+        written: list[bool] = []
+        for start in range(0, len(results), chunk):
+            part = results[start:start + chunk]
+            keys = [self.k("result", r.job_id) for r in part]
+            records = [r.model_dump_json() for r in part]
+            rows = [compact_row(r.to_row()) for r in part]
+            with self.r.pipeline() as pipe:
+                while True:
+                    try:
+                        pipe.watch(*keys)
+                        # Checked after WATCH: a result written before it is seen here, one written after it
+                        # makes EXEC fail and the chunk is tried again.
+                        check = self.r.pipeline(transaction=False)
+                        for key in keys:
+                            check.exists(key)
+                        seen: set[str] = set()
+                        new = []
+                        for r, exists in zip(part, check.execute()):
+                            new.append(not exists and r.job_id not in seen)  # a job twice: its first result
+                            seen.add(r.job_id)
+                        pipe.multi()
+                        for r, key, record, (row, ref, shared), is_new in zip(part, keys, records, rows, new):
+                            if is_new:
+                                pipe.set(key, record, nx=True)
+                                pipe.set(self.k("row", r.job_id), row)
+                                pipe.hsetnx(self.k("rowparts"), ref, shared)
+                        pipe.execute()
+                        break
+                    except redis.WatchError:
+                        continue
+            now = time.time()
+            after = self.r.pipeline(transaction=False)
+            for r, is_new in zip(part, new):
+                if is_new:
+                    after.hset(self.k("state", r.job_id), mapping={
+                        "state": r.status.value, "updated_at": now, "worker": r.worker or "", "error": r.error or "",
+                        "finished_at": now})
+                after.srem(self.k("running"), r.job_id)
+            after.execute()
+            written.extend(new)
+        return written
+
     def archive_result(self, job_id: str) -> bool:
         """Move a non-successful result to the job's history so the job can run again (``farm resume``)."""
         key = self.k("result", job_id)

@@ -224,3 +224,17 @@ def test_an_empty_sweep_and_one_without_results(store: Store) -> None:
     envs = envelopes(2)
     store.save_sweep(SWEEP, {"name": "s"}, envs)
     pd.testing.assert_frame_equal(read_frame(store), expected_frame(store, envs))
+
+
+def test_recording_many_results_at_once_is_recording_each(store: Store) -> None:
+    envs = envelopes(7)
+    store.save_sweep(SWEEP, {"name": "s"}, envs)
+    assert store.record_result(result(envs[0], 100.0))
+    batch = [result(env, 10.0 * (i + 1)) for i, env in enumerate(envs)]
+    batch.append(result(envs[1], 999.0, status=JobStatus.failed))  # the same job again in one batch
+    assert store.record_results(batch, chunk=3) == [False, True, True, True, True, True, True, False]
+    df = read_frame(store)
+    assert list(df.steady_samples_per_s) == [100.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0]
+    assert store.state(envs[1].job_id)["state"] == "succeeded"
+    pd.testing.assert_frame_equal(df, expected_frame(store, envs))
+    assert_rows_match_results(store)
