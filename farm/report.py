@@ -99,6 +99,38 @@ def _floats(s: pd.Series) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
+def _group_ids(df: pd.DataFrame, columns: list[str], cache: dict[str, tuple[np.ndarray, int]]) -> np.ndarray:
+    """``df.groupby(columns, dropna=False, sort=False).ngroup()`` as an array: groups numbered by first
+    appearance, missing values a group of their own. Each column is factorized once per ``cache``, so grouping
+    again by a subset of the columns costs only the combining."""
+    key = np.zeros(len(df), dtype=np.int64)
+    size = 1
+    for col in columns:
+        if col not in cache:
+            col_codes, uniques = pd.factorize(df[col], sort=False, use_na_sentinel=False)
+            cache[col] = (col_codes.astype(np.int64, copy=False), max(len(uniques), 1))
+        col_codes, n = cache[col]
+        if size * n >= 2 ** 62:  # renumber the combinations seen so far before the key could overflow
+            key, uniques = pd.factorize(key, sort=False)
+            size = max(len(uniques), 1)
+        key = key * n + col_codes
+        size *= n
+    return pd.factorize(key, sort=False)[0]
+
+
+def _distinct_per_group(values: pd.Series, groups: np.ndarray, n_groups: int) -> list[list[Any]]:
+    """The sorted distinct non-missing values of each group (``sorted(set(v.dropna()))`` per group)."""
+    value_codes, uniques = pd.factorize(values, sort=True)  # missing values get -1
+    has = value_codes >= 0
+    k = max(len(uniques), 1)
+    pairs = np.unique(groups[has].astype(np.int64) * k + value_codes[has])  # ascending: by group, then value
+    out: list[list[Any]] = [[] for _ in range(n_groups)]
+    uniques = list(uniques)
+    for g, v in zip((pairs // k).tolist(), (pairs % k).tolist()):
+        out[g].append(uniques[v])
+    return out
+
+
 def sort_key(v: Any) -> tuple:
     """Orders mixed-type values (``jit_compile`` is True/False/'auto'; sample counts may be missing)."""
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
@@ -145,14 +177,15 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
     sw = ok["software_key"] if "software_key" in ok.columns else pd.Series(np.nan, index=ok.index)
     ok = ok.assign(hardware_key=hw.where(hw.notna(), ok["device_name"]), software_key=sw)
 
-    cell = ok.groupby(GROUP_COLUMNS, dropna=False, sort=False).ngroup().to_numpy()
+    codes: dict[str, tuple[np.ndarray, int]] = {}
+    cell = _group_ids(ok, GROUP_COLUMNS, codes)
     G = int(cell.max()) + 1
-    first = np.unique(cell, return_index=True)[1]  # ngroup numbers groups by first appearance
+    first = np.unique(cell, return_index=True)[1]  # groups are numbered by first appearance
     out = ok.loc[first, GROUP_COLUMNS].reset_index(drop=True)
     out["device_name"] = ok.loc[first, "device_name"].to_numpy()
-    software = ok.groupby(cell)["software_key"].agg(lambda v: sorted(set(v.dropna())))
-    out["software_key"] = [" | ".join(keys) if keys else None for keys in software.reindex(range(G))]
-    out["software_keys"] = [len(keys) for keys in software.reindex(range(G))]
+    software = _distinct_per_group(ok["software_key"], cell, G)
+    out["software_key"] = [" | ".join(keys) if keys else None for keys in software]
+    out["software_keys"] = [len(keys) for keys in software]
     out["n"] = np.bincount(cell, minlength=G)
 
     # n_failed: match failed rows to report cells on CELL_COLUMNS (NaN keys too) by grouping both together.
@@ -177,7 +210,7 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
     out["unstable"] = too_wide_many(sps.cv, sps.median, sps.ci_low, sps.ci_high, max_cv)
 
     # Speedup: GPU cell vs the pooled CPU repeats sharing every cell column but the device.
-    base = ok.groupby(BASE_COLUMNS, dropna=False, sort=False).ngroup().to_numpy()
+    base = _group_ids(ok, BASE_COLUMNS, codes)
     B = int(base.max()) + 1
     is_cpu = ok["device"].eq("cpu").fillna(False).to_numpy(dtype=bool)
     has_cpu = np.zeros(B, dtype=bool)

@@ -218,3 +218,35 @@ def test_cells_group_by_hardware_key_and_flag_pooled_software():
     assert sorted(rep.hardware_key) == ["cpu:X x2", "cpu:X x8"]
     pooled = rep[rep.hardware_key == "cpu:X x2"].iloc[0]
     assert pooled.software_keys == 2 and " | " in pooled.software_key and pooled.n == 2
+
+
+def test_columns_frame_is_results_frame_built_column_wise(rows):
+    from farm.report import columns_frame
+
+    rows = [*rows, row("cifar10_mlp", "gpu", 700, jit_compile=True, train_samples=5000),
+            {**dict.fromkeys(RESULT_COLUMNS), "job_id": "q", "workload": "x", "status": "queued",
+             "params": {"b": 1, "a": 2}}]
+    as_lists = [[r.get(c) for c in RESULT_COLUMNS] for r in rows]
+    expected = results_frame(as_lists)
+    columns = {c: [r[i] for r in as_lists] for i, c in enumerate(RESULT_COLUMNS)}
+    pd.testing.assert_frame_equal(columns_frame(columns), expected)
+    assert expected["params"].iloc[-1] == '{"a":2,"b":1}'
+    assert list(columns_frame({}).columns) == RESULT_COLUMNS
+
+
+def test_group_ids_are_groupby_ngroup():
+    from farm.report import _distinct_per_group, _group_ids
+
+    df = pd.DataFrame({
+        "a": pd.Series(["x", None, "x", np.nan, "y", None, "x"], dtype=object),
+        "b": pd.Series([True, "auto", True, "auto", False, "auto", 1], dtype=object),
+        "c": [1.0, np.nan, 1.0, np.nan, 2.0, np.nan, 3.0],
+    })
+    for cols in (["a"], ["a", "b"], ["b", "c"], ["a", "b", "c"]):
+        expected = df.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
+        np.testing.assert_array_equal(_group_ids(df, cols, {}), expected)
+    keys = pd.Series(["k2", None, "k1", "k2", np.nan, "k1", "k3"], dtype=object)
+    groups = np.array([0, 0, 0, 1, 2, 2, 0])
+    expected = keys.groupby(groups).agg(lambda v: sorted(set(v.dropna()))).reindex(range(4))
+    assert _distinct_per_group(keys, groups, 4)[:3] == list(expected[:3])
+    assert _distinct_per_group(keys, groups, 4)[3] == []
