@@ -82,8 +82,11 @@ def status_cmd(
     if not watch:
         console.print(render(sweep_progress(store, sid)))
         return
+    import gc
+
     from rich.live import Live
 
+    gc.enable()  # `farm` runs short commands without the collector (cli.main); watching may last hours
     with Live(render(sweep_progress(store, sid)), console=console, refresh_per_second=4) as live:
         while True:
             try:

@@ -230,22 +230,46 @@ print(json.dumps({{"exit": [result.exit_code, result_json.exit_code], "heavy": h
     assert data["heavy"] == []
 
 
-@pytest.mark.parametrize("command, keeps_python_defaults", [("worker", True), ("run", True), ("status", False),
-                                                           ("submit", False)])
-def test_only_short_commands_change_the_garbage_collector(command: str, keeps_python_defaults: bool) -> None:
+@pytest.mark.parametrize("command, keeps_python_defaults, collects", [
+    ("worker", True, True), ("run", True, True), ("report", False, True), ("status", False, False),
+    ("submit", False, False)])
+def test_only_short_commands_change_the_garbage_collector(command: str, keeps_python_defaults: bool,
+                                                          collects: bool) -> None:
     code = f"""
 import atexit, gc, json, sys
 import cli.main
 default = gc.get_threshold()
-atexit.register(lambda: print(json.dumps([default, gc.get_threshold()])))
+atexit.register(lambda: print(json.dumps([default, gc.get_threshold(), gc.isenabled()])))
 sys.argv = ["farm", {command!r}, "--help"]
 cli.main.main()
 """
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    default, after = json.loads(out.stdout.strip().splitlines()[-1])
+    default, after, enabled = json.loads(out.stdout.strip().splitlines()[-1])
     # A worker forks the processes that train: they must run with Python's own collector settings.
     assert (after == default) is keeps_python_defaults
+    assert enabled is collects
+
+
+def test_status_watch_collects_garbage(seeded: dict) -> None:
+    """`farm status --watch` may run for hours: the collector is back on while it watches."""
+    code = f"""
+import gc, sys
+import rich.live
+def stop_at_the_first_look(live):
+    print("collector", gc.isenabled(), flush=True)
+    raise SystemExit(0)
+rich.live.Live.__enter__ = stop_at_the_first_look
+sys.argv = ["farm", "status", {seeded["first"]["sweep_id"]!r}, "--watch", "--broker", {seeded["url"]!r}]
+import cli.main
+cli.main.main()
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env.update({k: v for k, v in seeded["env"].items() if v is not None})
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "collector True" in out.stdout
 
 
 # -- a real Redis ------------------------------------------------------------------------------------------------
