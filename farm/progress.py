@@ -124,7 +124,7 @@ def _parse_many(texts: list[str]) -> list[Any]:
     if not texts:
         return []
     try:
-        return json.loads("[" + ",".join(texts) + "]")
+        return json.loads("".join(("[", ",".join(texts), "]")))
     except ValueError:
         out = []
         for text in texts:
@@ -140,8 +140,11 @@ def _table(rows: list[Any], width: int) -> tuple[Any, list[int]]:
     that length (a damaged row: it is rebuilt from its full result instead)."""
     import numpy as np
 
-    table = np.array(rows, dtype=object) if rows else np.empty((0, width), dtype=object)
-    if table.ndim == 2 and table.shape[1] == width:
+    try:
+        table = np.array(rows, dtype=object) if rows else np.empty((0, width), dtype=object)
+    except ValueError:
+        table = None
+    if table is not None and table.ndim == 2 and table.shape[1] == width:
         return table, []
     table = np.empty((len(rows), width), dtype=object)
     bad = []
@@ -154,27 +157,46 @@ def _table(rows: list[Any], width: int) -> tuple[Any, list[int]]:
     return table, bad
 
 
-def _split_layouts(raws: list[str | None]) -> tuple[dict[str, tuple[Any, list[Any]]], list[int]]:
-    """Stored rows parsed and grouped by layout tag: tag → (positions, parsed rows); and the positions that
-    have no row or an unreadable one."""
+def _read_layouts(raws: list[str | None], widths: dict[str, int]) -> tuple[dict[str, tuple[Any, Any]], list[int]]:
+    """Stored rows parsed and grouped by layout: tag → (positions, 2-D object array of the rows, tag column
+    included) for the layouts in ``widths`` (tag → row length); and the positions whose row is missing, of
+    another layout or damaged."""
     import numpy as np
 
     has = np.fromiter((r is not None for r in raws), dtype=bool, count=len(raws))
     pos = np.flatnonzero(has)
-    rows = _parse_many([r for r in raws if r is not None])
     missing = np.flatnonzero(~has).tolist()
-    first = rows[0][0] if rows and isinstance(rows[0], list) and rows[0] else None
-    if rows and isinstance(first, str) and all(type(r) is list and r and r[0] == first for r in rows):
-        return {first: (pos, rows)}, missing  # the usual case: every row of one layout
+    rows = _parse_many([r for r in raws if r is not None])
+    if not rows:
+        return {}, missing
+    try:  # the usual case: every row of one known layout
+        table = np.array(rows, dtype=object)
+    except ValueError:
+        table = None
+    if table is not None and table.ndim == 2:
+        tag = table[0, 0]
+        if isinstance(tag, str) and widths.get(tag) == table.shape[1] and bool((table[:, 0] == tag).all()):
+            return {tag: (pos, table)}, missing
+    del table
     groups: dict[str, tuple[list[int], list[Any]]] = {}
     for p, row in zip(pos.tolist(), rows):
-        if isinstance(row, list) and row and isinstance(row[0], str):
+        if isinstance(row, list) and row and isinstance(row[0], str) and row[0] in widths:
             g = groups.setdefault(row[0], ([], []))
             g[0].append(p)
             g[1].append(row)
         else:
             missing.append(p)
-    return {tag: (np.asarray(p, dtype=np.intp), r) for tag, (p, r) in groups.items()}, missing
+    out = {}
+    for tag, (where, parsed) in groups.items():
+        table, bad = _table(parsed, widths[tag])
+        where_arr = np.asarray(where, dtype=np.intp)
+        if bad:
+            keep = np.ones(len(where), dtype=bool)
+            keep[bad] = False
+            missing.extend(where_arr[~keep].tolist())
+            table, where_arr = table[keep], where_arr[keep]
+        out[tag] = (where_arr, table)
+    return out, missing
 
 
 def sweep_columns(store: Store, sweep_id: str) -> dict[str, Any]:
@@ -192,18 +214,13 @@ def sweep_columns(store: Store, sweep_id: str) -> dict[str, Any]:
     from farm.rows import COMPACT_FORMAT, OWN_COLUMNS, RESULT_COLUMNS, ROW_FORMAT, SHARED_COLUMNS, spec_row
 
     ids = store.sweep_job_ids(sweep_id)
-    groups, missing = _split_layouts(store.raw_rows(ids))
-    empty: tuple[Any, list[Any]] = (np.empty(0, dtype=np.intp), [])
-    c_pos, c_rows = groups.pop(COMPACT_FORMAT, empty)
-    p_pos, p_rows = groups.pop(ROW_FORMAT, empty)
-    for pos, _ in groups.values():  # another layout: rebuilt from the full result
-        missing.extend(np.asarray(pos).tolist())
-    c_pos_arr, p_pos_arr = np.asarray(c_pos, dtype=np.intp), np.asarray(p_pos, dtype=np.intp)
+    widths = {COMPACT_FORMAT: 2 + len(OWN_COLUMNS), ROW_FORMAT: 1 + len(RESULT_COLUMNS)}
+    layouts, missing = _read_layouts(store.raw_rows(ids), widths)
+    none = np.empty(0, dtype=np.intp)
+    c_pos_arr, compact = layouts.get(COMPACT_FORMAT, (none, np.empty((0, widths[COMPACT_FORMAT]), dtype=object)))
+    p_pos_arr, packed = layouts.get(ROW_FORMAT, (none, np.empty((0, widths[ROW_FORMAT]), dtype=object)))
 
     # Compact rows: [tag, part reference, *OWN_COLUMNS]; the shared columns come from the parts.
-    compact, bad = _table(c_rows, 2 + len(OWN_COLUMNS))
-    del c_rows
-    compact[bad, 1] = ""  # a damaged row refers to no part
     refs: dict[str, int] = {}
     try:
         codes = np.array([refs.setdefault(r, len(refs)) for r in compact[:, 1].tolist()], dtype=np.intp)
@@ -221,18 +238,9 @@ def sweep_columns(store: Store, sweep_id: str) -> dict[str, Any]:
     parts[found_arr[good]] = table[good]
     part_ok[found_arr[good]] = True
     usable = part_ok[codes]
-    usable[bad] = False
-    missing.extend(c_pos_arr[~usable].tolist())
-    compact, codes, c_pos_arr = compact[usable], codes[usable], c_pos_arr[usable]
-
-    # Packed rows (the first layout): [tag, *RESULT_COLUMNS].
-    packed, bad = _table(p_rows, 1 + len(RESULT_COLUMNS))
-    del p_rows
-    if bad:
-        keep = np.ones(p_pos_arr.shape[0], dtype=bool)
-        keep[bad] = False
-        missing.extend(p_pos_arr[~keep].tolist())
-        packed, p_pos_arr = packed[keep], p_pos_arr[keep]
+    if not usable.all():  # a part is gone: those rows are rebuilt from their full results
+        missing.extend(c_pos_arr[~usable].tolist())
+        compact, codes, c_pos_arr = compact[usable], codes[usable], c_pos_arr[usable]
 
     # The rest from full records, or from the spec and state of jobs that have no result.
     f_pos: list[int] = []
@@ -270,6 +278,9 @@ def sweep_columns(store: Store, sweep_id: str) -> dict[str, Any]:
             continue
         if nc == n:  # the usual case: every row compact, already in job order
             columns[col] = compact[:, own[col]] if col in own else parts[:, shared[col]][codes]
+            continue
+        if np_ == n:  # every row of the first layout
+            columns[col] = packed[:, 1 + j]
             continue
         out = np.empty(n, dtype=object)
         if nc:
