@@ -87,6 +87,14 @@ def _check_keys(spec: SweepSpec) -> list[Problem]:
     return problems
 
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _copy(value: Any) -> Any:
+    """A copy that no other cell shares (scalars, most of a sweep's values, need none)."""
+    return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
+
+
 def _merge(spec: SweepSpec, index: int, entry: dict[str, Any],
            combo: tuple[tuple[str, int, Any], ...]) -> tuple[dict[str, Any], dict[str, str]]:
     """The fields of one cell and, for each field (and each parameter, as ``params.NAME``), where its value
@@ -101,13 +109,13 @@ def _merge(spec: SweepSpec, index: int, entry: dict[str, Any],
             if not isinstance(value, dict):
                 fields["params"] = value  # let validation say what is wrong with it
                 return
-            params.update(copy.deepcopy(value))
+            params.update(_copy(value))
             origin.update({f"params.{name}": f"{where}.{name}" for name in value})
         elif key.startswith("params."):
-            params[key.split(".", 1)[1]] = copy.deepcopy(value)
+            params[key.split(".", 1)[1]] = _copy(value)
             origin[key] = where
         else:
-            fields[key] = copy.deepcopy(value)
+            fields[key] = _copy(value)
             origin[key] = where
 
     for key, value in spec.defaults.items():

@@ -7,14 +7,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from farm import defaults
 from farm.errors import SpecError
-
-
-class _SafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader (no Python objects ever built) that also counts every node it yields."""
 
 
 def _count_nodes(value: Any, budget: int) -> int:
@@ -50,13 +44,7 @@ def parse_sweep_text(text: str, fmt: str, source: str) -> dict[str, Any]:
         elif fmt == "json":
             data = json.loads(text)
         else:
-            data = yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
-        raise SpecError.one(where, f"malformed YAML: {e.problem or e.context}", source) from None
-    except yaml.YAMLError as e:
-        raise SpecError.one("", f"malformed YAML: {e}", source) from None
+            data = _parse_yaml(text, source)
     except tomllib.TOMLDecodeError as e:
         raise SpecError.one("", f"malformed TOML: {e}", source) from None
     except json.JSONDecodeError as e:
@@ -70,6 +58,20 @@ def parse_sweep_text(text: str, fmt: str, source: str) -> dict[str, Any]:
     except OverflowError as e:
         raise SpecError.one("", f"refused: {e}", source) from None
     return data
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """PyYAML's safe loader (no Python objects ever built); imported only for YAML files."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=yaml.SafeLoader)  # noqa: S506 - the safe loader
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise SpecError.one(where, f"malformed YAML: {e.problem or e.context}", source) from None
+    except yaml.YAMLError as e:
+        raise SpecError.one("", f"malformed YAML: {e}", source) from None
 
 
 def read_sweep_file(path: Path) -> dict[str, Any]:

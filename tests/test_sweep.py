@@ -138,6 +138,19 @@ def test_toml_and_json_expand_like_yaml(tmp_path: Path) -> None:
     assert from_json.sweep_id == from_toml.sweep_id == from_yaml.sweep_id
 
 
+def test_json_and_toml_sweeps_do_not_import_pyyaml(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = yaml.safe_load(SEED.read_text())
+    paths = [write(tmp_path, json.dumps(data), "seed.json"), write(tmp_path, SEED_TOML, "seed.toml")]
+    code = ("import sys; from farm.sweep import load_sweep; "
+            f"[load_sweep(p) for p in {[str(p) for p in paths]!r}]; print('yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
 # -- expansion ---------------------------------------------------------------------------------------------------
 
 
