@@ -228,8 +228,12 @@ def framework_build(backend: str) -> dict[str, str]:
 
             if torch.version.cuda:
                 info["cuda"] = str(torch.version.cuda)
-            if torch.backends.cudnn.is_available():
-                info["cudnn"] = str(torch.backends.cudnn.version())
+            # The cuDNN torch was built with, in cudnn.version()'s format. cudnn.version() itself would call
+            # cuInit (seen on an H100), after which a child forked from the fork server cannot use CUDA.
+            compiled = getattr(getattr(torch._C, "_cudnn", None), "getCompileVersion", None)
+            if compiled is not None and torch.backends.cudnn.is_available():
+                major, minor, patch = compiled()
+                info["cudnn"] = str(major * 10000 + minor * 100 + patch)
         elif backend == "jax":
             import jax
 
