@@ -85,9 +85,12 @@ def run_farm(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     print(f"  $ {' '.join(cmd)}", flush=True)
     wall0 = time.time()
     t0 = time.perf_counter()
+    # A fresh cache directory: the JAX compilations the jobs share start empty, as on a new machine, so no
+    # earlier run's compiles are reused (within the sweep they are: that is the farm's own doing).
+    env = {**os.environ, "FARM_CACHE_DIR": str(workdir / "farm-cache")}
     with open(log, "wb") as fh:
         rc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            timeout=args.timeout).returncode
+                            timeout=args.timeout, env=env).returncode
     makespan = time.perf_counter() - t0
     if rc != 0:
         raise RuntimeError(f"farm run exited with {rc}; see {log}:\n{log.read_text()[-3000:]}")

@@ -95,6 +95,17 @@ def test_a_forked_job_trains_exactly_like_a_fresh_interpreter(tmp_path: Path) ->
     assert forked.train_loss == pytest.approx(fresh.train_loss, rel=1e-5)
 
 
+def test_compile_cache_can_be_turned_off(tmp_path: Path) -> None:
+    pool = WarmPool()
+    try:
+        env = envelope()
+        outcome = run_child(env, FarmSettings(cache_dir=tmp_path, compile_cache=False), lambda e: None, pool=pool)
+    finally:
+        pool.close()
+    assert succeeded(outcome).environment["compile_cache"] is None
+    assert not (tmp_path / "compiled").exists()
+
+
 def test_each_device_set_gets_its_own_server_and_visibility(tmp_path: Path) -> None:
     pool = WarmPool()
     try:

@@ -269,11 +269,6 @@ class WarmPool:
                 log.warning("fork server failed to fork (%s): a fresh interpreter runs this job", e)
         return Child(env)
 
-    def prestart(self, env: dict[str, str]) -> None:
-        """Start this environment's fork server now, in the background, so a later job need not wait."""
-        if self.enabled:
-            threading.Thread(target=self.server, args=(env,), daemon=True, name="farm-prestart").start()
-
     def close(self) -> None:
         with self._lock:
             servers, self._servers = list(self._servers.values()), collections.OrderedDict()
