@@ -2,10 +2,12 @@
 
 Builds a synthetic frame of 100,000 result rows (2,000 sweep cells × 50 repeats: half CPU, half GPU; the
 repeats of every 10th CPU cell split over two device names; ~1 % failed rows; some cells without a
-train_samples cap) and prints the time of ``results_frame`` on the same rows as dicts, of ``aggregate`` (best
-of ``--runs``) and of ``speedups``.
+train_samples cap) and prints the time of ``results_frame`` on the same rows as dicts, of ``columns_frame`` on
+them as columns, of ``aggregate`` (best of ``--runs``) and of ``speedups``. With ``--stored`` it also writes the
+rows as the store keeps them (compact rows and their shared parts) into a throwaway redis-server and times
+reading them back into the frame (``sweep_columns`` + ``columns_frame``), best of ``--runs``.
 
-    .venv/bin/python benchmarks/report_speed.py [--cells 2000] [--repeats 50] [--runs 3]
+    .venv/bin/python benchmarks/report_speed.py [--cells 2000] [--repeats 50] [--runs 3] [--stored]
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farm.report import aggregate, results_frame, speedups  # noqa: E402
-from farm.rows import RESULT_COLUMNS  # noqa: E402
+from farm.report import aggregate, columns_frame, results_frame, speedups  # noqa: E402
+from farm.rows import RESULT_COLUMNS, compact_row  # noqa: E402
 
 
 def synthetic_frame(cells: int = 2000, repeats: int = 50, seed: int = 0) -> pd.DataFrame:
@@ -66,18 +68,61 @@ def synthetic_frame(cells: int = 2000, repeats: int = 50, seed: int = 0) -> pd.D
     return df[RESULT_COLUMNS]
 
 
+def stored_read(rows: list[dict], expected: pd.DataFrame, runs: int) -> list[float]:
+    """Seconds to read ``rows`` back from Redis into the tidy frame, as ``farm report`` does, ``runs`` times."""
+    import tempfile
+
+    import redis
+
+    from farm.embedded import EmbeddedRedis
+    from farm.progress import sweep_columns
+    from farm.store import Store
+
+    with tempfile.TemporaryDirectory(prefix="rs-") as d, EmbeddedRedis(Path(d) / "r", appendonly=False) as srv:
+        store = Store(redis.Redis.from_url(srv.url, decode_responses=True))
+        pipe = store.r.pipeline(transaction=False)
+        for row in rows:
+            text, ref, part = compact_row(row)
+            pipe.set(store.k("row", row["job_id"]), text)
+            pipe.hsetnx(store.k("rowparts"), ref, part)
+            if len(pipe) >= 5000:
+                pipe.execute()
+        pipe.execute()
+        ids = [row["job_id"] for row in rows]
+        for i in range(0, len(ids), 10_000):
+            store.r.rpush(store.k("sweep", "bench", "jobs"), *ids[i:i + 10_000])
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            frame = columns_frame(sweep_columns(store, "bench"))
+            times.append(time.perf_counter() - t0)
+        pd.testing.assert_frame_equal(frame, expected)
+        return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--stored", action="store_true", help="also time reading the rows back from Redis")
     args = ap.parse_args()
     df = synthetic_frame(args.cells, args.repeats)
     columns = list(df.columns)
-    rows = [dict(zip(columns, values)) for values in zip(*(df[c].tolist() for c in columns))]
+    values = {c: df[c].tolist() for c in columns}
+    rows = [dict(zip(columns, row)) for row in zip(*values.values())]
+    for row in rows:  # as a stored row has them: no NaN (JSON null)
+        for c, v in row.items():
+            if isinstance(v, float) and v != v:
+                row[c] = None
     t0 = time.perf_counter()
-    results_frame(rows)
+    from_dicts = results_frame(rows)
     t_frame = time.perf_counter() - t0
+    as_columns = {c: np.array([row[c] for row in rows], dtype=object) for c in columns}  # as sweep_columns
+    t0 = time.perf_counter()
+    columns_frame(as_columns)
+    t_columns = time.perf_counter() - t0
+    t_stored = stored_read(rows, from_dicts, args.runs) if args.stored else None
     times = []
     for _ in range(args.runs):
         t0 = time.perf_counter()
@@ -88,7 +133,9 @@ def main() -> None:
     t_speedups = time.perf_counter() - t0
     print(f"rows: {len(df):,}  report rows (cell x device name): {len(report):,}  "
           f"gpu cells with a cpu counterpart: {len(head):,}")
-    print(f"results_frame (from dicts): {t_frame:.2f} s")
+    print(f"results_frame (from dicts): {t_frame:.2f} s  columns_frame (from columns): {t_columns:.2f} s")
+    if t_stored:
+        print(f"read back from Redis (sweep_columns + columns_frame): best {min(t_stored):.2f} s of {args.runs}")
     print(f"aggregate: best {min(times):.2f} s of {args.runs} (all: {', '.join(f'{t:.2f}' for t in times)})")
     print(f"speedups: {t_speedups * 1000:.1f} ms")
     print(f"unstable cells: {int(report['unstable'].sum())}  median speedup: "

@@ -77,12 +77,20 @@ def columns_frame(columns: dict[str, Any]) -> pd.DataFrame:
             col = col.copy()
             col[pd.isna(col)] = np.nan  # what pd.to_numeric(..., errors="coerce").astype(float) gives, faster
             col = col.astype(float)
+        elif c in _INT_COLUMNS and n and pd.api.types.infer_dtype(col, skipna=False) == "integer":
+            try:  # what inference gives a column of ints, without its per-value checks
+                col = col.astype(np.int64)
+            except OverflowError:
+                pass
         data[c] = col
     # infer_objects gives each column the dtype DataFrame.from_records would give the same values.
     return _finish(pd.DataFrame(data, copy=False).infer_objects() if n else pd.DataFrame(columns=RESULT_COLUMNS))
 
 
 _NUMBERS = ("floating", "integer", "mixed-integer-float", "empty", "boolean")
+#: Columns that usually hold only ints; checked, so a column with anything else is inferred as usual.
+_INT_COLUMNS = frozenset({"epochs", "batch_size", "steps_per_execution", "repeat", "seed", "attempt",
+                          "train_samples_used", "stalls"})
 
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
