@@ -12,7 +12,6 @@ import importlib.metadata
 import importlib.util
 import json
 import os
-import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from farm.fingerprint import GPUInfo, host_facts, query_nvidia_smi
 from farm.routing import derive_tags, gpu_model_slug, host_slug
+from workers.processes import describe_exit, kill_group
 
 BackendName = Literal["tensorflow", "jax", "torch"]
 BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
@@ -161,22 +161,6 @@ def _tail(text: str) -> str:
     return text if len(text) <= _ERROR_TAIL_CHARS else "..." + text[-_ERROR_TAIL_CHARS:]
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError, AttributeError, OSError):
-        proc.kill()
-
-
-def _describe_exit(returncode: int) -> str:
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exit code {returncode}"
-
-
 def _parse_child_output(stdout: str) -> dict | None:
     # Frameworks may print to stdout before our line, so take the last line that is our JSON object.
     for line in reversed(stdout.splitlines()):
@@ -215,7 +199,7 @@ def check_backend_gpu(name: str, timeout: float = 60.0) -> BackendInfo:
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc)
         try:
             _, stderr = proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:  # a grandchild still holds the pipes; give up on its output
@@ -224,12 +208,12 @@ def check_backend_gpu(name: str, timeout: float = 60.0) -> BackendInfo:
         return info.model_copy(update={"error": msg + (f": {_tail(stderr)}" if stderr.strip() else "")})
     finally:
         if proc.poll() is None:
-            _kill_group(proc)
+            kill_group(proc)
     result = _parse_child_output(stdout) if proc.returncode == 0 else None
     if result is None:
         detail = _tail(stderr) or _tail(stdout) or "no output"
         return info.model_copy(update={
-            "error": f"the {name} GPU check failed ({_describe_exit(proc.returncode)}): {detail}"})
+            "error": f"the {name} GPU check failed ({describe_exit(proc.returncode)}): {detail}"})
     return info.model_copy(update={
         "version": info.version or result.get("version"),
         "sees_gpu": bool(result["sees_gpu"]),

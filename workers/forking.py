@@ -16,7 +16,7 @@ import threading
 import time
 from typing import IO, Any
 
-from workers.zygote import _die_with_parent
+from workers.processes import die_with_parent
 
 ZYGOTE_DIED = -9  # what a child is reported as when its zygote vanished (PR_SET_PDEATHSIG sent SIGKILL)
 
@@ -65,7 +65,7 @@ class Zygote:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      env={**env, "FARM_ZYGOTE_FD": str(theirs.fileno())}, cwd=cwd,
                                      pass_fds=(theirs.fileno(),), start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
         theirs.close()
         self.stderr_tail: list[str] = []
         self._threads = [threading.Thread(target=self._read_control, daemon=True, name="farm-zygote-control"),

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import ctypes
 import json
 import logging
 import os
@@ -25,6 +24,7 @@ from typing import Any, Callable
 from farm.job import JobEnvelope
 from farm.settings import FarmSettings
 from workers.forking import ForkedProc, Zygote
+from workers.processes import describe_exit, die_with_parent, kill_group
 
 STDERR_TAIL_LINES = 60
 log = logging.getLogger(__name__)
@@ -71,19 +71,10 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
     return env
 
 
-def _die_with_parent() -> None:
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def _describe_exit(code: int) -> str:
     if code < 0:
-        sig = signal.Signals(-code).name
-        hint = " (killed: out of memory?)" if sig == "SIGKILL" else ""
-        return f"the training process was killed by {sig}{hint}"
+        hint = " (killed: out of memory?)" if code == -signal.SIGKILL else ""
+        return f"the training process was {describe_exit(code)}{hint}"
     return f"the training process exited with code {code} without a result"
 
 
@@ -109,7 +100,7 @@ class Child:
             self.proc = subprocess.Popen([sys.executable, "-m", "workers.child"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          env={**env, "FARM_SPAWN_T": repr(self.spawned_at)}, cwd=REPO_ROOT,
-                                         start_new_session=True, preexec_fn=_die_with_parent, text=True,
+                                         start_new_session=True, preexec_fn=die_with_parent, text=True,
                                          encoding="utf-8", errors="replace")
         self.outcome = ChildOutcome(status="failed", started_at=self.spawned_at)
         self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
@@ -181,7 +172,7 @@ class Child:
                 pass
             stop_reason = "timed_out" if time.time() > deadline else should_stop()
             if stop_reason:
-                _kill_group(self.proc)
+                kill_group(self.proc)
                 break
         self.proc.wait()
         for t in self._threads:
@@ -204,7 +195,7 @@ class Child:
     def discard(self) -> None:
         """A child nobody will use: kill it (it has touched no device, so nothing is lost)."""
         if self.alive():
-            _kill_group(self.proc)
+            kill_group(self.proc)
         self.proc.wait()
 
 
@@ -292,13 +283,3 @@ def run_child(envelope: JobEnvelope, settings: FarmSettings, on_event: Callable[
 
     child.start_job(envelope, on_event)
     return child.wait(envelope, should_stop, poll_s)
-
-
-def _kill_group(proc: subprocess.Popen | ForkedProc) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        try:  # a child forked a moment ago may not have its own group yet
-            os.kill(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass

@@ -30,16 +30,9 @@ import sys
 import traceback
 from typing import Any
 
+from workers.processes import die_with_parent
+
 MAX_FDS = 3
-
-
-def _die_with_parent() -> None:
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 CUDA_ERROR_NOT_INITIALIZED = 3
@@ -94,7 +87,7 @@ def _become_child(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int],
     """In the forked process: take the job's stdio, forget the zygote's plumbing, and run the child's main."""
     try:
         os.setsid()
-        _die_with_parent()
+        die_with_parent()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
