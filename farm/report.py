@@ -1,13 +1,14 @@
 """From tidy result rows to the report: one row per sweep cell, honest statistics over its repeats.
 
-* :func:`results_frame` — rows (dicts, see :mod:`farm.rows`) → a frame with exactly ``RESULT_COLUMNS``.
+* :func:`results_frame` — rows (dicts, see :mod:`farm.rows`) → a frame with exactly ``RESULT_COLUMNS``;
+  :func:`columns_frame` builds the same frame from columns (what :func:`farm.progress.sweep_columns` reads).
 * :func:`aggregate` — one row per cell (``CELL_COLUMNS`` + the ``device_name`` that ran it) over the succeeded
   repeats: median, quartiles, mean/std/cv and a bootstrap CI of the median for the steady epoch time and
   throughput, outliers, an ``unstable`` flag, and the speedup over the matching CPU cell with its CI.
 * :func:`speedups` — the headline table: one row per GPU cell that has a CPU counterpart.
 * :func:`write_frame` — CSV / JSON / Markdown / Parquet by the path's suffix.
 
-Everything is vectorized over cells (see :mod:`farm.stats`); 100,000 rows aggregate in about a second.
+Everything is vectorized over cells (see :mod:`farm.stats`); 100,000 rows aggregate in a fraction of a second.
 """
 
 from __future__ import annotations
