@@ -66,8 +66,8 @@ def row_part(row: dict[str, Any]) -> tuple[str, str]:
 
 def compact_row(row: dict[str, Any]) -> tuple[str, str, str]:
     """A row as stored now: ``(row JSON, part reference, part JSON)``. The row is
-    ``[COMPACT_FORMAT, part reference, *OWN_COLUMNS values]`` — about 40 % of a packed row, and parsing it
-    makes a third as many objects; the part holds the ``SHARED_COLUMNS`` values (see :func:`row_part`)."""
+    ``[COMPACT_FORMAT, part reference, *OWN_COLUMNS values]`` — about 40 % of a packed row, and half as many
+    values to parse; the part holds the ``SHARED_COLUMNS`` values (see :func:`row_part`)."""
     ref, part = row_part(row)
     return _dumps([COMPACT_FORMAT, ref, *(row.get(c) for c in OWN_COLUMNS)]), ref, part
 
