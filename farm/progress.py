@@ -124,15 +124,18 @@ def _parse_many(texts: list[str]) -> list[Any]:
     if not texts:
         return []
     try:
-        return json.loads("".join(("[", ",".join(texts), "]")))
+        parsed = json.loads("".join(("[", ",".join(texts), "]")))
+        if len(parsed) == len(texts):  # a damaged text such as '1,2' would shift every value after it
+            return parsed
     except ValueError:
-        out = []
-        for text in texts:
-            try:
-                out.append(json.loads(text))
-            except ValueError:
-                out.append(None)
-        return out
+        pass
+    out = []
+    for text in texts:
+        try:
+            out.append(json.loads(text))
+        except ValueError:
+            out.append(None)
+    return out
 
 
 def _table(rows: list[Any], width: int) -> tuple[Any, list[int]]:

@@ -185,9 +185,9 @@ def test_rows_of_the_first_layout_are_still_read(store: Store) -> None:
 
 
 def test_damaged_rows_and_missing_parts_fall_back_to_the_full_result(store: Store) -> None:
-    envs = envelopes(6)
+    envs = envelopes(7)
     store.save_sweep(SWEEP, {"name": "s"}, envs)
-    for i, env in enumerate(envs[:5]):
+    for i, env in enumerate(envs[:6]):
         store.record_result(result(env, 100.0 * (i + 1), worker=f"w{i}"))
     store.r.set(store.k("row", envs[0].job_id), '["' + COMPACT_FORMAT + '", "unterminated')
     store.r.set(store.k("row", envs[1].job_id), json.dumps([COMPACT_FORMAT, "x", 1]))  # too short
@@ -196,8 +196,8 @@ def test_damaged_rows_and_missing_parts_fall_back_to_the_full_result(store: Stor
     store.r.delete(store.k("row", envs[3].job_id))  # no row at all
     df = read_frame(store)
     pd.testing.assert_frame_equal(df, expected_frame(store, envs))
-    assert list(df.steady_samples_per_s[:5]) == [100.0, 200.0, 300.0, 400.0, 500.0]
-    assert df.status.iloc[5] == NOT_ENQUEUED
+    assert list(df.steady_samples_per_s[:6]) == [100.0, 200.0, 300.0, 400.0, 500.0, 600.0]
+    assert df.status.iloc[6] == NOT_ENQUEUED
 
 
 def test_mixed_layouts_keep_the_sweeps_job_order(store: Store) -> None:
@@ -238,3 +238,16 @@ def test_recording_many_results_at_once_is_recording_each(store: Store) -> None:
     assert store.state(envs[1].job_id)["state"] == "succeeded"
     pd.testing.assert_frame_equal(df, expected_frame(store, envs))
     assert_rows_match_results(store)
+
+
+def test_a_row_that_is_not_one_json_value_shifts_no_other_row(store: Store) -> None:
+    envs = envelopes(3)
+    store.save_sweep(SWEEP, {"name": "s"}, envs)
+    for i, env in enumerate(envs):
+        store.record_result(result(env, 100.0 * (i + 1)))
+    # Parsed together with the others, '1, [row]' would give the next job this job's row.
+    key = store.k("row", envs[0].job_id)
+    store.r.set(key, "1, " + store.r.get(key))
+    df = read_frame(store)
+    assert list(df.steady_samples_per_s) == [100.0, 200.0, 300.0]
+    pd.testing.assert_frame_equal(df, expected_frame(store, envs))
