@@ -244,7 +244,6 @@ def report(n: int = 100_000) -> None:
     print(f"\n## farm report over {n:,} stored results")
     from farm.job import JobEnvelope, JobSpec
     from farm.result import EpochRecord, JobResult, JobStatus
-    from farm.rows import packed_row
 
     with tempfile.TemporaryDirectory(prefix="fs-") as d, EmbeddedRedis(Path(d) / "r", appendonly=False) as server:
         store = Store(redis.Redis.from_url(server.url, decode_responses=True))
@@ -252,7 +251,7 @@ def report(n: int = 100_000) -> None:
                          data="synthetic", epochs=e) for h in range(1, 11) for b in (16, 32, 64, 128, 256)
                  for e in (2, 3, 4, 5)]
         t0 = time.perf_counter()
-        ids, pipe = [], store.r.pipeline(transaction=False)
+        ids, pipe, results = [], store.r.pipeline(transaction=False), []
         for i in range(n):
             job = cells[i % len(cells)].model_copy(update={"repeat": i // len(cells)})
             env = JobEnvelope.for_job(JobSpec.model_validate(job.model_dump()), "big-1")
@@ -261,11 +260,13 @@ def report(n: int = 100_000) -> None:
                                 EpochRecord(epoch=e + 1, wall_s=1.0 + 0.01 * ((i * 7 + e) % 13)) for e in range(3)])
             ids.append(env.job_id)
             pipe.set(store.k("job", env.job_id), env.model_dump_json())
-            pipe.set(store.k("result", env.job_id), res.model_dump_json())
-            pipe.set(store.k("row", env.job_id), json.dumps(packed_row(res.to_row()), default=str))
-            if len(pipe) > 3000:
+            results.append(res)
+            if len(results) >= 1000:  # as a worker writes them: result, row and its shared part together
                 pipe.execute()
+                store.record_results(results)
+                results.clear()
         pipe.execute()
+        store.record_results(results)
         store.save_sweep("big-1", {"sweep_id": "big-1", "name": "big"}, [])
         store.r.rpush(store.k("sweep", "big-1", "jobs"), *ids)
         store.r.zadd(store.k("sweeps"), {"big-1": time.time()})

@@ -9,7 +9,7 @@ import typer
 from rich.live import Live
 
 from cli.common import BrokerOption, console, fail, friendly_errors, settings
-from cli.results import report_table, warn_pooled_software
+from cli.results import frames_for, report_table, warn_pooled_software
 from cli.status import render
 
 
@@ -26,13 +26,13 @@ def run_cmd(
     """Run a sweep end to end on this machine: jobs for devices it lacks are skipped and listed."""
     import socket
 
-    from farm.progress import TERMINAL_STATES, sweep_progress, sweep_rows
+    from farm.progress import TERMINAL_STATES, sweep_progress
     from farm.routing import cpu_tags, gpu_tags, queue_for_tag
     from farm.store import Store
     from farm.sweep import load_sweep
     from farm.fingerprint import query_nvidia_smi
     from farm.local import LocalFarm
-    from farm.report import aggregate, results_frame, speedups, write_frame
+    from farm.report import aggregate, speedups, write_frame
     from farm.submit import submit
 
     sweep = load_sweep(sweep_file, name=name)
@@ -60,8 +60,7 @@ def run_cmd(
                 if dead and len(dead) == len(farm.procs):
                     fail(f"every local worker died ({'; '.join(dead)}); see {output / 'logs'}", code=1)
                 time.sleep(1.0)
-        rows = sweep_rows(store, outcome.sweep_id)
-    df = results_frame(rows)
+        df = frames_for(store, outcome.sweep_id)
     report = aggregate(df)
     write_frame(df, output / "results.csv")
     write_frame(report, output / "report.csv")

@@ -231,7 +231,7 @@ print(json.dumps({{"exit": [result.exit_code, result_json.exit_code], "heavy": h
 
 
 @pytest.mark.parametrize("command, keeps_python_defaults, collects", [
-    ("worker", True, True), ("run", True, True), ("report", False, True), ("status", False, False),
+    ("worker", True, True), ("run", True, True), ("report", False, False), ("status", False, False),
     ("submit", False, False)])
 def test_only_short_commands_change_the_garbage_collector(command: str, keeps_python_defaults: bool,
                                                           collects: bool) -> None:
