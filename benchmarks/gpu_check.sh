@@ -16,6 +16,9 @@ if [ -d .whl ] && ! python3 -c "import celery, keras, pydantic_settings" 2>/dev/
 fi
 export KERAS_BACKEND=${KERAS_BACKEND:-jax} FARM_CACHE_DIR=${FARM_CACHE_DIR:-/tmp/farm-cache}
 device=${GPU_CHECK_DEVICE:-gpu}   # cpu: rehearse the script on a machine without a GPU
+backends=${GPU_CHECK_BACKENDS:-jax, torch}   # the sweep's backends
+rounds=${GPU_CHECK_ROUNDS:-3}                # farm vs bare rounds
+limits=(${GPU_CHECK_LIMITS:-200 150 140})    # seconds for the sweep, farm vs bare, overhead
 
 step() {
   local name=$1 limit=$2; shift 2
@@ -27,13 +30,12 @@ step() {
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | head -3
 step devices 60 python3 -m cli.main devices
-sweep=benchmarks/gpu_sweep.yaml
+sed -e "s/\[jax, torch\]/[$backends]/" benchmarks/gpu_sweep.yaml > "$out/sweep.yaml"
 if [ "$device" = cpu ]; then
-  sed -e 's/device: gpu/device: cpu/' -e 's/train_samples: 20000/train_samples: 500/' -e 's/\[jax, torch\]/[jax]/' \
-    "$sweep" > "$out/sweep.yaml"
-  sweep=$out/sweep.yaml
+  sed -i -e 's/device: gpu/device: cpu/' -e 's/train_samples: 20000/train_samples: 500/' "$out/sweep.yaml"
 fi
-step sweep 200 python3 -m cli.main run "$sweep" -o "$out/sweep"
+sweep=$out/sweep.yaml
+step sweep "${limits[0]}" python3 -m cli.main run "$sweep" -o "$out/sweep"
 TAIL=60 step sweep_jobs 30 python3 - "$out/sweep/results.csv" <<'PY'
 import sys
 import pandas as pd
@@ -44,8 +46,8 @@ print(df.sort_values(["backend", "workload", "started_at"])[[c for c in cols if 
 PY
 samples=20000
 [ "$device" = cpu ] && samples=500
-step vs_bare 150 python3 benchmarks/farm_vs_bare.py --backend jax --device "$device" --samples "$samples" \
-  --epochs 4 --rounds 3 --pipelines keras
-step overhead 140 python3 benchmarks/farm_speed.py --only overhead --device "$device" --backend jax --quick
+step vs_bare "${limits[1]}" python3 benchmarks/farm_vs_bare.py --backend jax --device "$device" --samples "$samples" \
+  --epochs 4 --rounds "$rounds" --pipelines keras
+step overhead "${limits[2]}" python3 benchmarks/farm_speed.py --only overhead --device "$device" --backend jax --quick
 pkill -f "cli.main worker" 2>/dev/null
 exit 0
