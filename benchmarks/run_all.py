@@ -4,7 +4,7 @@
 
 Runs, in this order: ``farm_speed.py`` (per-job overhead cold and warm, dispatch, scheduling efficiency,
 start-up, ``farm report`` over 100,000 results), ``farm_vs_bare.py`` (harness overhead against a bare
-``model.fit``, JAX), ``report_speed.py`` (aggregation alone) and ``peer_ray.py`` (the same sweep through
+``model.fit``, JAX), ``hook_cost.py`` (what the farm adds per training step), ``report_speed.py`` (aggregation alone) and ``peer_ray.py`` (the same sweep through
 benchfarm and Ray Tune; skipped with a note when Ray is not installed). Run it on a quiet machine: the figures
 are wall-clock times. ``--quick`` shortens the slow parts (fewer rounds, the overhead's back-to-back paths only,
 Ray's actor-reuse mode only) for a first look; quote the full run.
@@ -27,7 +27,8 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
     vs_bare = ["farm_vs_bare.py", "--backend", "jax", "--pipelines", "keras", "--samples", "3000", "--epochs", "4",
                "--rounds", "2" if quick else "5"]
     peer = ["peer_ray.py"] + (["--ray-mode", "reuse"] if quick else [])
-    steps = [("speed", speed), ("vs_bare", vs_bare), ("report", ["report_speed.py"]), ("peer", peer)]
+    steps = [("speed", speed), ("vs_bare", vs_bare), ("hooks", ["hook_cost.py"]), ("report", ["report_speed.py"]),
+             ("peer", peer)]
     if importlib.util.find_spec("ray") is None:
         print("Ray is not installed: the peer comparison runs benchfarm's side only "
               "(pip install 'ray[tune]' for both)", flush=True)
@@ -37,7 +38,7 @@ def plan(quick: bool) -> list[tuple[str, list[str]]]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip", default="", help="comma-separated: speed, vs_bare, report, peer")
+    ap.add_argument("--skip", default="", help="comma-separated: speed, vs_bare, hooks, report, peer")
     ap.add_argument("--quick", action="store_true", help="shorter runs for a first look")
     args = ap.parse_args()
     skip = {s for s in args.skip.split(",") if s}
