@@ -203,13 +203,8 @@ def scheduling() -> None:
 
 
 def timed(cmd: list[str], env: dict, runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
-        times.append(time.perf_counter() - t0)
-        assert out.returncode == 0, out.stderr
-    return med(times)
+    """Median wall seconds of ``runs`` runs of a command that must succeed."""
+    return med(timed_runs(cmd, env, runs))
 
 
 def timed_runs(cmd: list[str], env: dict, runs: int) -> list[float]:

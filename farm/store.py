@@ -109,11 +109,13 @@ class Store:
         return JobEnvelope.model_validate_json(raw) if raw else None
 
     def envelopes(self, job_ids: list[str]) -> list[JobEnvelope | None]:
-        out: list[JobEnvelope | None] = []
-        for chunk in _chunks(job_ids, 5000):
-            raws = self.r.mget([self.k("job", j) for j in chunk])
-            out.extend(JobEnvelope.model_validate_json(r) if r else None for r in raws)
-        return out
+        return [JobEnvelope.model_validate_json(r) if r else None for r in self._mget("job", job_ids, 5000)]
+
+    def _mget(self, kind: str, job_ids: list[str], chunk: int = 2000) -> Iterator[str | None]:
+        """The raw values of ``kind`` for these jobs, in order, fetched ``chunk`` keys per round trip."""
+        prefix = self.k(kind, "")
+        for part in _chunks(job_ids, chunk):
+            yield from self.r.mget([prefix + j for j in part])
 
     def claim_many(self, jobs: list[tuple[str, str]]) -> set[str]:
         """Claim many jobs at once (job id, queue): the ids this call claimed. A job that has a result or a
@@ -274,23 +276,14 @@ class Store:
         return JobResult.model_validate_json(raw) if raw else None
 
     def results(self, job_ids: list[str]) -> list[JobResult | None]:
-        out: list[JobResult | None] = []
-        for chunk in _chunks(job_ids, 2000):
-            raws = self.r.mget([self.k("result", j) for j in chunk])
-            out.extend(JobResult.model_validate_json(r) if r else None for r in raws)
-        return out
+        return [JobResult.model_validate_json(r) if r else None for r in self._mget("result", job_ids)]
 
     def raw_results(self, job_ids: list[str]) -> Iterator[str | None]:
-        for chunk in _chunks(job_ids, 2000):
-            yield from self.r.mget([self.k("result", j) for j in chunk])
+        return self._mget("result", job_ids)
 
     def raw_rows(self, job_ids: list[str]) -> list[str | None]:
         """The stored rows of these jobs (JSON text; None where a job has none), in order."""
-        out: list[str | None] = []
-        prefix = self.k("row", "")
-        for chunk in _chunks(job_ids, 10_000):
-            out.extend(self.r.mget([prefix + j for j in chunk]))
-        return out
+        return list(self._mget("row", job_ids, 10_000))
 
     def row_parts(self, refs: list[str]) -> list[str | None]:
         """The shared parts of compact rows by reference (JSON text; None where one is missing), in order."""

@@ -79,10 +79,6 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall((json.dumps(message) + "\n").encode())
 
 
-def _exit_code(status: int) -> int:
-    return os.waitstatus_to_exitcode(status)
-
-
 def _become_child(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int], spawn_t: float) -> None:
     """In the forked process: take the job's stdio, forget the zygote's plumbing, and run the child's main."""
     try:
@@ -151,7 +147,7 @@ def serve(sock: socket.socket) -> int:
             if pid == 0:
                 break
             children.discard(pid)
-            _send(sock, {"exit": pid, "code": _exit_code(status)})
+            _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
         if sock not in readable:
             continue
         data, fds, _, _ = socket.recv_fds(sock, 65536, MAX_FDS)
