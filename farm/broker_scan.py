@@ -57,12 +57,33 @@ def pending_job_ids(client: redis.Redis, *, include_unacked: bool = True) -> set
     return ids
 
 
+# KEYS: a queue   ARGV: job ids to remove. The queue is rewritten without their messages in one atomic step
+# (LREM per message is linear in the queue's length each time: 20,000 removals from a 20,000-message queue took
+# tens of seconds). Entries that are not farm messages are kept: removing them is the workers' intake's job.
+_REMOVE = """
+local wanted = {}
+for _, id in ipairs(ARGV) do wanted[id] = true end
+local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+local kept, removed = {}, 0
+for _, raw in ipairs(entries) do
+  local ok, msg = pcall(cjson.decode, raw)
+  local id = ok and type(msg) == 'table' and type(msg.headers) == 'table' and msg.headers.id
+  if id and wanted[id] then removed = removed + 1 else kept[#kept + 1] = raw end
+end
+if removed > 0 then
+  redis.call('DEL', KEYS[1])
+  for i = 1, #kept, 5000 do
+    redis.call('RPUSH', KEYS[1], unpack(kept, i, math.min(i + 4999, #kept)))
+  end
+end
+return removed
+"""
+
+
 def remove_messages(client: redis.Redis, job_ids: Iterable[str]) -> int:
     """Take the queued messages of these jobs off every farm queue; returns how many were removed."""
-    wanted = set(job_ids)
-    removed = 0
-    for key in queue_keys(client):
-        for raw in list(_list_entries(client, key)):
-            if _task_id(raw) in wanted:
-                removed += int(client.lrem(key, 1, raw))
-    return removed
+    wanted = list(set(job_ids))
+    if not wanted:
+        return 0
+    script = client.register_script(_REMOVE)
+    return sum(int(script(keys=[key], args=wanted)) for key in queue_keys(client))

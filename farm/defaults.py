@@ -93,3 +93,7 @@ STORE_RETRY_S = 600.0
 
 REAP_INTERVAL_S = 5.0
 """How often a worker looks for jobs whose worker died (their lease expired) and puts them back."""
+
+OUTBOX_GRACE_S = 30.0
+"""A job's message owed this long (claimed, never published: its submitter or worker was interrupted) is sent
+by the reaper. Longer than a healthy submit needs between claiming a batch and publishing it."""

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from farm.ledger import Ledger
 from farm.routing import queue_for
 from farm.store import Store
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from farm.sweep import Sweep
 
 PUBLISH_BATCH = 1000
-"""Messages sent to Redis in one pipelined round trip (kombu's publish batches)."""
+"""Jobs claimed and sent per round: an interrupted submit leaves at most this many messages owed at once."""
 
 
 @dataclass
@@ -33,6 +34,7 @@ class SubmitOutcome:
     already: int
     per_queue: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
+    repaired: int = 0  # messages an interrupted earlier submit of this sweep still owed, sent now
 
 
 def plan(sweep: "Sweep") -> dict[str, int]:
@@ -48,8 +50,15 @@ def unserved(sweep: "Sweep", store: Store) -> dict[str, int]:
 
 def submit(sweep: "Sweep", settings: "FarmSettings", *, store: Store | None = None,
            accept: Callable[[str], bool] | None = None) -> SubmitOutcome:
-    """Enqueue the sweep's jobs; ``accept(queue)`` may leave some queues out (``farm run`` on a CPU-only box)."""
+    """Enqueue the sweep's jobs; ``accept(queue)`` may leave some queues out (``farm run`` on a CPU-only box).
+
+    Interruptible at any point (SIGKILL of this process, Redis dying mid-way): each job is claimed with a debt
+    in the ledger's outbox in the same atomic step, and the debt is settled only once its message went. Running
+    the same submit again sends exactly the owed messages that are on no queue; so does any worker's reaper,
+    after a grace period, if nobody submits again.
+    """
     store = store or Store.from_settings(settings)
+    ledger = Ledger(store)
     envelopes = sweep.envelopes()
     manifest = {
         "sweep_id": sweep.sweep_id,
@@ -64,56 +73,31 @@ def submit(sweep: "Sweep", settings: "FarmSettings", *, store: Store | None = No
     outcome = SubmitOutcome(sweep.sweep_id, len(envelopes), 0, 0)
     wanted = [e for e in envelopes if accept is None or accept(queues[e.job_id])]
     outcome.skipped = len(envelopes) - len(wanted)
-    claimed = store.claim_many([(e.job_id, queues[e.job_id]) for e in wanted])
-    outcome.already = len(wanted) - len(claimed)
-    todo = [e for e in wanted if e.job_id in claimed]
-    if not todo:  # everything already queued, running or done: nothing to send, no Celery app
-        return outcome
-    from farm.queue import make_app  # Celery: imported only to send, not to validate, plan or re-submit
-
-    app = make_app(settings, {queues[e.job_id] for e in todo})
-    sent: dict[str, float] = {}
-    try:
-        publish(app, todo, queues, sent)  # a failure unclaims what was not surely sent
-    finally:
-        # Nothing half-done: a job claimed but never sent goes back to having no state, so resubmitting sends it.
-        store.unclaim(j for j in claimed if j not in sent)
-        store.mark_sent(sent)
-    for env in todo:
-        queue = queues[env.job_id]
-        outcome.per_queue[queue] = outcome.per_queue.get(queue, 0) + 1
-    outcome.enqueued = len(todo)
+    app = None
+    for start in range(0, len(wanted), PUBLISH_BATCH):
+        part = wanted[start:start + PUBLISH_BATCH]
+        claimed = ledger.claim([(e.job_id, queues[e.job_id]) for e in part])
+        outcome.already += len(part) - len(claimed)
+        todo = [e for e in part if e.job_id in claimed]
+        if not todo:
+            continue
+        if app is None:
+            app = _app(settings, queues, wanted)
+        sent = ledger.send(app, todo)  # raises if Redis went away: the unsent stay owed, not lost
+        for env in todo:
+            queue = queues[env.job_id]
+            outcome.per_queue[queue] = outcome.per_queue.get(queue, 0) + 1
+        outcome.enqueued += len(sent)
+    # An earlier submit of this sweep that was interrupted left debts: pay them now (only those on no queue).
+    owed = ledger.debts([e.job_id for e in wanted])
+    if owed:
+        outcome.repaired = ledger.pay_outbox(app or _app(settings, queues, wanted), job_ids=owed)
+        outcome.already -= outcome.repaired
+        outcome.enqueued += outcome.repaired
     return outcome
 
 
-def publish(app: "Celery", envelopes: list["JobEnvelope"], queues: dict[str, str], sent: dict[str, float]) -> None:
-    """Send each envelope to its queue, recording in ``sent`` (job id -> time) each one that surely went.
+def _app(settings: "FarmSettings", queues: dict[str, str], envelopes: list["JobEnvelope"]) -> "Celery":
+    from farm.queue import make_app  # Celery: imported only to send, not to validate, plan or re-submit
 
-    Where kombu can batch (its Redis transport, without write retries), the messages go PUBLISH_BATCH at a
-    time in one pipelined round trip each: the same messages, built by Celery and kombu, as one send each.
-    A batch that fails counts as not sent as a whole (some of it may have reached Redis: a job may run twice,
-    as at-least-once delivery allows, but none is lost). Elsewhere messages go one by one.
-    """
-    from farm.lifecycle import send
-
-    declared: set[str] = set()
-    with app.producer_or_acquire() as producer:
-        if not getattr(producer, "supports_batch_publish", False):
-            for env in envelopes:
-                queue = queues[env.job_id]
-                at = time.time()
-                send(app, env, queue, producer=producer, retry=False, declare=queue not in declared)
-                declared.add(queue)
-                sent[env.job_id] = at
-            return
-        for start in range(0, len(envelopes), PUBLISH_BATCH):
-            chunk = envelopes[start:start + PUBLISH_BATCH]
-            # max_size above what the chunk buffers (a message is one command): kombu never flushes on its own.
-            with producer.batch(max_size=2 * len(chunk) + 1) as batch:
-                for env in chunk:
-                    queue = queues[env.job_id]
-                    send(app, env, queue, producer=producer, retry=False, declare=queue not in declared)
-                    declared.add(queue)
-                at = time.time()
-                batch.flush()
-                sent.update(dict.fromkeys((env.job_id for env in chunk), at))
+    return make_app(settings, {queues[e.job_id] for e in envelopes})

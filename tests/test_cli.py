@@ -553,7 +553,7 @@ def test_submit_in_batches_sends_each_job_once(redis_url: str, monkeypatch: pyte
     r.close()
 
 
-def test_a_failed_batch_is_unclaimed_and_sent_by_the_next_submit(redis_url: str,
+def test_a_failed_batch_stays_owed_and_the_next_submit_sends_it(redis_url: str,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import kombu.transport.redis
 
@@ -578,12 +578,15 @@ def test_a_failed_batch_is_unclaimed_and_sent_by_the_next_submit(redis_url: str,
     on_queues = [m["headers"]["id"] for q in ("farm.cpu", "farm.gpu") for m in queue_messages(r, q)]
     assert sorted(on_queues) == sorted(first)                 # the first batch went, the failed one did not
     assert all(r.hget(f"farm:state:{j}", "sent_at") for j in first)
-    assert not any(r.exists(f"farm:state:{j.job_id}") for j in SEED_SWEEP.jobs[5:])   # unclaimed
+    failed = {j.job_id for j in SEED_SWEEP.jobs[5:10]}
+    assert set(r.zrange("farm:outbox", 0, -1)) == failed                 # owed, not lost
+    assert not any(r.exists(f"farm:state:{j.job_id}") for j in SEED_SWEEP.jobs[10:])   # never claimed
     monkeypatch.setattr(kombu.transport.redis.PublishBatch, "flush", flush)
     again = farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
     assert again.enqueued == 7 and again.already == 5
     on_queues = [m["headers"]["id"] for q in ("farm.cpu", "farm.gpu") for m in queue_messages(r, q)]
     assert sorted(on_queues) == sorted(j.job_id for j in SEED_SWEEP.jobs)
+    assert r.zcard("farm:outbox") == 0
     r.close()
 
 

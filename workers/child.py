@@ -42,6 +42,42 @@ def import_framework(backend: str) -> dict[str, Any]:
             "keras_backend": backend, "forked": os.environ.get("FARM_FORKED") == "1"}
 
 
+def watch_worker(timeout_s: float, emit: Any) -> None:
+    """Stop this process (and anything it started) when its worker goes quiet for ``timeout_s``.
+
+    The worker writes a line to our stdin at every heartbeat, after renewing the job's lease. A worker that is
+    paused (SIGSTOP), hung or gone stops writing; its lease then expires and another worker may run the job. A
+    training process must not go on beside that run, contaminating it, so it stops itself about when the lease
+    expires, without needing its worker. End of file (the worker closed the pipe or died) stops it at once.
+    """
+    import signal
+    import threading
+
+    last = [time.monotonic()]
+
+    def stop(why: str) -> None:
+        # The kill does not wait on the event: a paused worker reads nothing, so the pipe may be full.
+        threading.Timer(1.0, os.killpg, (os.getpgrp(), signal.SIGKILL)).start()
+        emit({"event": "error", "error": f"stopped: {why}"})
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    def read() -> None:
+        for _ in sys.stdin:
+            last[0] = time.monotonic()
+        stop("its worker closed the job's keep-alive pipe")
+
+    def check() -> None:
+        while True:
+            time.sleep(min(1.0, timeout_s / 4))
+            quiet = time.monotonic() - last[0]
+            if quiet > timeout_s:
+                stop(f"no keep-alive from its worker for {quiet:.0f} s (paused, hung or cut off): the job's lease "
+                     "has expired, so this run must not go on beside another")
+
+    for target in (read, check):
+        threading.Thread(target=target, daemon=True, name=f"farm-watch-{target.__name__}").start()
+
+
 def main() -> int:
     t_main = time.time()
     spawn_t = float(os.environ.get("FARM_SPAWN_T", t_main))
@@ -64,6 +100,8 @@ def main() -> int:
     wait_s = time.perf_counter() - w_wait
     if not line:
         return 0  # the supervisor had no job for this pre-started child
+    if os.environ.get("FARM_KEEPALIVE_TIMEOUT_S"):
+        watch_worker(float(os.environ["FARM_KEEPALIVE_TIMEOUT_S"]), emit)
     try:
         from farm.job import JobEnvelope
         from farm.settings import FarmSettings

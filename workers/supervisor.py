@@ -52,7 +52,8 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(KERAS_BACKEND=job.backend, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
                FARM_CACHE_DIR=str(settings.cache_dir), FARM_ALLOW_DOWNLOAD=str(settings.allow_download).lower(),
-               FARM_COMPILE_CACHE=str(settings.compile_cache).lower())
+               FARM_COMPILE_CACHE=str(settings.compile_cache).lower(),
+               FARM_KEEPALIVE_TIMEOUT_S=repr(keepalive_timeout_s(settings)))
     if settings.data_dir:
         env["FARM_DATA_DIR"] = str(settings.data_dir)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
@@ -69,6 +70,13 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
         # which a forked child cannot use CUDA; NVML answers the same question without initialising CUDA.
         env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     return env
+
+
+def keepalive_timeout_s(settings: FarmSettings) -> float:
+    """How long a child trains without hearing from its worker before it stops itself (``workers.child``): a
+    heartbeat short of the lease, so a paused worker's child is gone before its job can be taken over, and
+    never less than two heartbeats, so one late heartbeat does not kill a healthy run."""
+    return max(2 * settings.heartbeat_s, settings.lease_ttl_s - settings.heartbeat_s)
 
 
 def _describe_exit(code: int) -> str:
@@ -105,6 +113,7 @@ class Child:
         self.outcome = ChildOutcome(status="failed", started_at=self.spawned_at)
         self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._lock = threading.Lock()
+        self._stdin_lock = threading.Lock()
         self._on_event: Callable[[dict[str, Any]], None] | None = None
         self._early: list[dict[str, Any]] = []
         self._threads = [threading.Thread(target=self._read_stderr, daemon=True),
@@ -154,10 +163,30 @@ class Child:
             on_event(event)
         assert self.proc.stdin is not None
         try:
-            self.proc.stdin.write(envelope.model_dump_json() + "\n")
-            self.proc.stdin.close()
+            with self._stdin_lock:
+                self.proc.stdin.write(envelope.model_dump_json() + "\n")
+                self.proc.stdin.flush()
         except OSError:
             pass  # it died already: wait() says how
+
+    def keepalive(self) -> None:
+        """Tell the child its worker is alive and still holds the lease. The stdin pipe stays open for this
+        after the job: a child that hears nothing for a lease's length stops itself (``workers.child``)."""
+        assert self.proc.stdin is not None
+        try:
+            with self._stdin_lock:
+                self.proc.stdin.write("\n")
+                self.proc.stdin.flush()
+        except (OSError, ValueError):
+            pass  # it ended already
+
+    def _close_stdin(self) -> None:
+        try:
+            with self._stdin_lock:
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()
+        except OSError:
+            pass
 
     def wait(self, envelope: JobEnvelope, should_stop: Callable[[], str | None], poll_s: float) -> ChildOutcome:
         outcome = self.outcome
@@ -175,6 +204,7 @@ class Child:
                 kill_group(self.proc)
                 break
         self.proc.wait()
+        self._close_stdin()
         for t in self._threads:
             t.join(timeout=5)
         outcome.returncode = self.proc.returncode
@@ -197,6 +227,7 @@ class Child:
         if self.alive():
             kill_group(self.proc)
         self.proc.wait()
+        self._close_stdin()
 
 
 class WarmPool:
@@ -275,11 +306,15 @@ def _describe_key(key: tuple) -> str:
 
 def run_child(envelope: JobEnvelope, settings: FarmSettings, on_event: Callable[[dict[str, Any]], None], *,
               gpu_ids: list[str] | None = None, should_stop: Callable[[], str | None] = lambda: None,
-              poll_s: float = 0.2, pool: WarmPool | None = None) -> ChildOutcome:
+              poll_s: float = 0.2, pool: WarmPool | None = None,
+              keepalive: list[Callable[[], None]] | None = None) -> ChildOutcome:
     """Run the job in a fresh child (forked from ``pool``'s fork server for its environment, if any);
-    ``should_stop()`` returning a reason (e.g. 'cancelled') ends it early."""
+    ``should_stop()`` returning a reason (e.g. 'cancelled') ends it early. The child's keep-alive is appended
+    to ``keepalive`` for the caller's heartbeat to call."""
     env = child_env(envelope, settings, gpu_ids)
     child = pool.take(env) if pool is not None else Child(env)
+    if keepalive is not None:
+        keepalive.append(child.keepalive)
 
     child.start_job(envelope, on_event)
     return child.wait(envelope, should_stop, poll_s)

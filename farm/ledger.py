@@ -1,0 +1,333 @@
+"""The job ledger: who may run a job, who may record it, and which jobs still owe a message to a queue.
+
+Celery delivers at least once; the ledger turns that into one recorded run per job:
+
+- **Leases with a generation (a fencing token).** Taking a job's lease increments ``P:gen:JID``; the lease key
+  ``P:lease:JID`` holds ``worker#generation`` and expires unless its holder renews it. Anyone who takes a job
+  over (another worker after the lease expired, or the reaper putting it back) increments the generation, so a
+  worker that was paused, partitioned or slow can never record, retry or give up a job after that: every such
+  write checks the generation atomically with the write itself (a Lua script, or a watched ``MULTI`` in the
+  store for results).
+- **The outbox.** A job whose message must go to a queue (submitted, resumed, put back after a lost or failed
+  run) is written to the ``P:outbox`` sorted set, scored by time, in the same atomic step that sets its state;
+  it leaves the outbox only once its message was published. An interrupted submit, a killed worker or a Redis
+  that died between the two steps therefore leaves a visible debt rather than a job marked ``queued`` with no
+  message: the reaper (any worker) pays debts older than a grace period, and submitting the same sweep again
+  pays its own at once. Paying checks the queues first, so a message that did go out is not sent twice.
+
+Keys (``P`` is the store's prefix): ``gen:JID``, ``lease:JID``, ``attempts:JID``, ``running``, ``outbox``,
+``reaper``; the job's ``state:JID`` hash and ``result:JID`` belong to the store and are only read or set here
+within the same atomic steps.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+from farm.result import JobResult, JobStatus
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from farm.job import JobEnvelope
+    from farm.store import Store
+
+log = logging.getLogger("farm.ledger")
+
+
+class Outcome(str, enum.Enum):
+    """What became of one delivery of a job, as the worker's log and Celery's task result say it."""
+
+    succeeded = "succeeded"
+    failed = "failed"
+    timed_out = "timed_out"
+    cancelled = "cancelled"
+    retrying = "retrying"      # the run failed; the job went back on its queue for another attempt
+    duplicate = "duplicate"    # the job already had a result: nothing ran
+    leased = "leased"          # another worker holds the job's lease: nothing ran
+    rejected = "rejected"      # the message was not a valid farm job
+    handed_back = "handed_back"  # this worker stopped taking jobs and put the job back
+    abandoned = "abandoned"    # this worker lost the lease mid-run: its run was stopped and not recorded
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right to run and record one job, valid while ``generation`` is the job's current generation."""
+
+    job_id: str
+    holder: str
+    generation: int
+    attempt: int = 0
+
+    @property
+    def token(self) -> str:
+        return f"{self.holder}#{self.generation}"
+
+
+# KEYS: lease, gen, running, attempts   ARGV: holder, ttl_ms, job_id
+# Returns {generation, attempt}, or the current holder's token when the lease is held.
+_TAKE = """
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+local gen = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. '#' .. gen, 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+local attempt = redis.call('INCR', KEYS[4])
+return {gen, attempt}
+"""
+
+# KEYS: lease, gen   ARGV: token, generation, ttl_ms
+# 1: renewed (or re-taken after it expired while nobody else took the job); 0: lost to a newer generation.
+_RENEW = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+if held == false and redis.call('GET', KEYS[2]) == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# KEYS: lease   ARGV: token
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: lease, gen   -> the new generation, or false while a lease is held (the holder is alive)
+_SEIZE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+return redis.call('INCR', KEYS[2])
+"""
+
+# KEYS: gen, lease, running, state, outbox, result
+# ARGV: generation, job_id, now, queue, error
+_REQUEUE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'fenced' end
+redis.call('INCR', KEYS[1])
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[2])
+if redis.call('EXISTS', KEYS[6]) == 1 then return 'recorded' end
+redis.call('HSET', KEYS[4], 'state', 'lost', 'last_error', ARGV[5], 'worker', '', 'lost_at', ARGV[3],
+           'queue', ARGV[4], 'updated_at', ARGV[3])
+redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
+return 'requeued'
+"""
+
+# KEYS: result, state, outbox (per job, repeated)   ARGV: now, then (job_id, queue) per job
+# Claims each job without a result or a state: state queued, and a debt in the outbox. Returns the claimed ids.
+_CLAIM = """
+local claimed = {}
+local now = ARGV[1]
+for i = 0, (#KEYS / 3) - 1 do
+  local result, state, outbox = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  local job_id, queue = ARGV[i * 2 + 2], ARGV[i * 2 + 3]
+  if redis.call('EXISTS', result) == 0 and redis.call('HSETNX', state, 'state', 'queued') == 1 then
+    redis.call('HSET', state, 'queue', queue, 'queued_at', now, 'updated_at', now)
+    redis.call('ZADD', outbox, now, job_id)
+    claimed[#claimed + 1] = job_id
+  end
+end
+return claimed
+"""
+
+
+class Ledger:
+    """The job lifecycle on the farm's Redis. Every method is one atomic step (or says which steps it takes)."""
+
+    def __init__(self, store: "Store") -> None:
+        self.store = store
+        self.r = store.r
+        self._take = self.r.register_script(_TAKE)
+        self._renew = self.r.register_script(_RENEW)
+        self._release = self.r.register_script(_RELEASE)
+        self._seize = self.r.register_script(_SEIZE)
+        self._requeue = self.r.register_script(_REQUEUE)
+        self._claim = self.r.register_script(_CLAIM)
+
+    def _k(self, *parts: str) -> str:
+        return self.store.k(*parts)
+
+    # -- leases -----------------------------------------------------------------------------------------------
+    def take(self, job_id: str, holder: str, ttl_s: float) -> Lease | str:
+        """Take the job's lease (a new generation) and count the attempt; or the current holder's token."""
+        reply = self._take(keys=[self._k("lease", job_id), self._k("gen", job_id), self._k("running"),
+                                 self._k("attempts", job_id)], args=[holder, int(ttl_s * 1000), job_id])
+        if isinstance(reply, list):
+            return Lease(job_id, holder, int(reply[0]), int(reply[1]))
+        return str(reply)
+
+    def renew(self, lease: Lease, ttl_s: float) -> bool:
+        """Extend the lease; False once another holder has a newer generation (stop, and record nothing)."""
+        return bool(self._renew(keys=[self._k("lease", lease.job_id), self._k("gen", lease.job_id)],
+                                args=[lease.token, lease.generation, int(ttl_s * 1000)]))
+
+    def holds(self, lease: Lease) -> bool:
+        """Whether ``lease`` is still the job's current generation (nobody took the job over)."""
+        return self.r.get(self._k("gen", lease.job_id)) == str(lease.generation)
+
+    def release(self, lease: Lease) -> None:
+        """Drop the lease if it is still this holder's (a newer holder's lease is left alone)."""
+        self._release(keys=[self._k("lease", lease.job_id)], args=[lease.token])
+
+    def holder(self, job_id: str) -> str | None:
+        return self.r.get(self._k("lease", job_id))
+
+    def leased(self, job_ids: list[str]) -> list[bool]:
+        """Whether each job's lease is held right now (its run is alive), in order."""
+        pipe = self.r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.exists(self._k("lease", job_id))
+        return [bool(n) for n in pipe.execute()]
+
+    def reset(self, job_id: str) -> None:
+        """Forget a finished job's run state (state, attempts, its own cancel mark) so it can be claimed and run
+        again (``farm resume``). Its generation counter stays: a late writer from before stays fenced out."""
+        self.r.delete(self._k("state", job_id), self._k("attempts", job_id), self._k("cancel", job_id))
+
+    def attempts(self, job_id: str) -> int:
+        return int(self.r.get(self._k("attempts", job_id)) or 0)
+
+    # -- recording and putting back ---------------------------------------------------------------------------
+    def record(self, lease: Lease, result: JobResult) -> bool:
+        """Record the result if ``lease`` is still current (checked atomically with the write)."""
+        return self.store.record_result(result, generation=lease.generation)
+
+    def give_up(self, lease: Lease, envelope: "JobEnvelope", error: str, attempt: int) -> bool:
+        """Record the job failed for good (no run's result to go with it), if the lease is still current."""
+        result = JobResult(job_id=envelope.job_id, sweep_id=envelope.sweep_id, job=envelope.job,
+                           status=JobStatus.failed, error=error, attempt=attempt, worker=lease.holder)
+        return self.record(lease, result)
+
+    def requeue(self, app: "Celery", lease: Lease, envelope: "JobEnvelope", error: str, *,
+                max_attempts: int) -> str:
+        """A run ended without a result worth keeping: back on its queue while attempts remain, else recorded
+        failed. Does nothing if the lease is no longer current. Returns the job's new state (or 'fenced')."""
+        from farm.enqueue import job_queue
+
+        attempt = self.attempts(envelope.job_id)
+        if attempt >= max_attempts:
+            if self.give_up(lease, envelope, f"gave up after {attempt} attempts; the last one: {error}", attempt):
+                return JobStatus.failed.value
+            return "fenced" if not self.holds(lease) else "recorded"
+        job_id = envelope.job_id
+        reply = self._requeue(keys=[self._k("gen", job_id), self._k("lease", job_id), self._k("running"),
+                                    self._k("state", job_id), self._k("outbox"), self._k("result", job_id)],
+                              args=[lease.generation, job_id, time.time(), job_queue(envelope.job), error[:2000]])
+        if reply != "requeued":
+            return str(reply)
+        self.send(app, [envelope])
+        return JobStatus.lost.value
+
+    def reap(self, app: "Celery", reaper: str, *, lease_ttl_s: float, interval_s: float,
+             max_attempts: int, outbox_grace_s: float) -> list[str]:
+        """Put back the running jobs whose holder stopped renewing its lease (it died, hung or was cut off), and
+        pay outbox debts older than ``outbox_grace_s``. One reaper at a time across the farm."""
+        if not self.r.set(self._k("reaper"), reaper, nx=True, px=int(interval_s * 1000 * 0.9)):
+            return []
+        requeued = []
+        for job_id in self.r.smembers(self._k("running")):
+            generation = self._seize(keys=[self._k("lease", job_id), self._k("gen", job_id)])
+            if generation is None:
+                continue  # its holder is alive
+            envelope = self.store.envelope(job_id)
+            if envelope is None or self.store.has_result(job_id):
+                self.r.srem(self._k("running"), job_id)
+                continue
+            state = self.store.state(job_id)
+            worker = state.get("worker") or "?"
+            self.store.log_run(job_id, event="end", worker=worker, attempt=int(state.get("attempt") or 0),
+                               at=time.time(), ended="lost", found_by=reaper)
+            lease = Lease(job_id, reaper, int(generation))
+            self.requeue(app, lease, envelope, f"worker {worker} stopped while running it (no heartbeat for "
+                                               f"{lease_ttl_s:g} s)", max_attempts=max_attempts)
+            requeued.append(job_id)
+        self.pay_outbox(app, older_than_s=outbox_grace_s)
+        return requeued
+
+    # -- the outbox -------------------------------------------------------------------------------------------
+    def claim(self, jobs: list[tuple[str, str]], chunk: int = 1000) -> set[str]:
+        """Claim jobs (job id, queue) for sending: each job that has neither a result nor a state becomes
+        ``queued`` with a debt in the outbox, in one atomic step per chunk. Returns the ids claimed here."""
+        claimed: set[str] = set()
+        outbox = self._k("outbox")
+        for start in range(0, len(jobs), chunk):
+            part = jobs[start:start + chunk]
+            keys: list[str] = []
+            args: list[str | float] = [time.time()]
+            for job_id, queue in part:
+                keys += [self._k("result", job_id), self._k("state", job_id), outbox]
+                args += [job_id, queue]
+            claimed.update(self._claim(keys=keys, args=args))
+        return claimed
+
+    def debts(self, job_ids: Iterable[str] | None = None, *, older_than_s: float = 0.0) -> list[str]:
+        """Jobs whose message is owed: all (older than ``older_than_s``), or those among ``job_ids``."""
+        outbox = self._k("outbox")
+        if job_ids is None:
+            return list(self.r.zrangebyscore(outbox, "-inf", time.time() - older_than_s))
+        ids = list(job_ids)
+        owed: list[str] = []
+        for start in range(0, len(ids), 10_000):
+            part = ids[start:start + 10_000]
+            owed += [j for j, score in zip(part, self.r.zmscore(outbox, part)) if score is not None]
+        return owed
+
+    def settle(self, sent: dict[str, float]) -> None:
+        """These jobs' messages were published (job id -> when): their debts are paid."""
+        ids = list(sent)
+        for start in range(0, len(ids), 10_000):
+            part = ids[start:start + 10_000]
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zrem(self._k("outbox"), *part)
+            for job_id in part:
+                pipe.hset(self._k("state", job_id), "sent_at", sent[job_id])
+            pipe.execute()
+
+    def send(self, app: "Celery", envelopes: list["JobEnvelope"]) -> dict[str, float]:
+        """Publish these jobs' messages (their debts are in the outbox already) and settle what surely went."""
+        from farm.enqueue import publish
+
+        sent: dict[str, float] = {}
+        try:
+            publish(app, envelopes, sent)
+        finally:
+            self.settle(sent)
+        return sent
+
+    def pay_outbox(self, app: "Celery", *, older_than_s: float = 0.0, job_ids: Iterable[str] | None = None) -> int:
+        """Send the owed messages that are on no queue yet; drop debts already paid some other way (a message
+        on a queue or delivered, a lease held, a result recorded). Returns how many messages were sent."""
+        owed = self.debts(job_ids, older_than_s=older_than_s)
+        if not owed:
+            return 0
+        from farm.broker_scan import pending_job_ids
+
+        pending = pending_job_ids(self.r, include_unacked=True)
+        paid: dict[str, float] = {}
+        todo: list["JobEnvelope"] = []
+        for job_id, envelope in zip(owed, self.store.envelopes(owed)):
+            if (envelope is None or job_id in pending or self.store.has_result(job_id)
+                    or self.r.exists(self._k("lease", job_id))):
+                paid[job_id] = time.time()
+            else:
+                todo.append(envelope)
+        if paid:
+            self.r.zrem(self._k("outbox"), *paid)
+        if todo:
+            log.warning("sending %d owed message(s) that never reached a queue", len(todo))
+            self.send(app, todo)
+        return len(todo)
+
+    def forget_debts(self, job_ids: Iterable[str]) -> None:
+        """Drop debts without sending (a cancelled sweep owes nothing)."""
+        ids = list(job_ids)
+        for start in range(0, len(ids), 10_000):
+            self.r.zrem(self._k("outbox"), *ids[start:start + 10_000])

@@ -1,0 +1,128 @@
+"""The job ledger against a real Redis: leases carry a generation that fences out a displaced holder, and the
+outbox makes a job's message a debt that cannot be forgotten."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from farm.job import JobEnvelope
+from farm.ledger import Lease, Ledger
+from farm.queue import make_app
+from farm.result import JobResult, JobStatus
+from farm.settings import FarmSettings
+from farm.store import Store
+from farm.sweep import load_sweep
+from tests.conftest import REPO
+
+SEED = REPO / "examples" / "seed.yaml"
+
+
+@pytest.fixture
+def store(redis_url: str) -> Store:
+    return Store(redis.Redis.from_url(redis_url, decode_responses=True))
+
+
+@pytest.fixture
+def app(redis_url: str):  # type: ignore[no-untyped-def]
+    return make_app(FarmSettings(broker_url=redis_url), ["farm.cpu", "farm.gpu"])
+
+
+@pytest.fixture
+def envelopes(store: Store) -> list[JobEnvelope]:
+    sweep = load_sweep(SEED)
+    envs = sweep.envelopes()
+    store.save_sweep(sweep.sweep_id, {"name": "seed"}, envs)
+    return envs
+
+
+def result(env: JobEnvelope, worker: str, status: JobStatus = JobStatus.succeeded) -> JobResult:
+    return JobResult(job_id=env.job_id, sweep_id=env.sweep_id, job=env.job, status=status, worker=worker)
+
+
+def expire(store: Store, job_id: str) -> None:
+    """What a paused or cut-off holder's lease does when nobody renews it."""
+    store.r.pexpire(store.k("lease", job_id), 1)
+    time.sleep(0.01)
+
+
+def test_a_held_lease_is_not_taken_and_attempts_count(store: Store, envelopes: list[JobEnvelope]) -> None:
+    ledger, job = Ledger(store), envelopes[0].job_id
+    first = ledger.take(job, "a", 30)
+    assert isinstance(first, Lease) and first.attempt == 1
+    assert ledger.take(job, "b", 30) == first.token           # the holder's token, not a lease
+    assert store.r.sismember(store.k("running"), job)
+    ledger.release(first)
+    second = ledger.take(job, "b", 30)
+    assert isinstance(second, Lease) and second.generation > first.generation and second.attempt == 2
+
+
+def test_a_displaced_holder_can_neither_renew_nor_record(store: Store, envelopes: list[JobEnvelope], app) -> None:
+    ledger, env = Ledger(store), envelopes[0]
+    paused = ledger.take(env.job_id, "paused", 30)
+    assert isinstance(paused, Lease)
+    expire(store, env.job_id)
+    requeued = ledger.reap(app, "reaper", lease_ttl_s=30, interval_s=1, max_attempts=3, outbox_grace_s=30)
+    assert requeued == [env.job_id]
+    rightful = ledger.take(env.job_id, "rightful", 30)
+    assert isinstance(rightful, Lease)
+
+    # The paused worker wakes up: its lease is gone for good, whatever order things happen in.
+    assert not ledger.renew(paused, 30)
+    assert not ledger.holds(paused)
+    assert not ledger.record(paused, result(env, "paused"))
+    assert ledger.requeue(app, paused, env, "late failure", max_attempts=3) == "fenced"
+    assert not ledger.give_up(paused, env, "late give-up", 1)
+    assert store.r.sismember(store.k("running"), env.job_id)  # the rightful run is still accounted for
+    ledger.release(paused)
+    assert ledger.holder(env.job_id) == rightful.token         # releasing a stale lease leaves the new one
+
+    assert ledger.record(rightful, result(env, "rightful"))
+    stored = store.result(env.job_id)
+    assert stored is not None and stored.worker == "rightful"
+    assert not store.r.sismember(store.k("running"), env.job_id)
+
+
+def test_an_expired_lease_nobody_took_is_renewed(store: Store, envelopes: list[JobEnvelope]) -> None:
+    """Redis was unreachable past the lease, but nobody took the job over: the holder carries on."""
+    ledger, env = Ledger(store), envelopes[0]
+    lease = ledger.take(env.job_id, "slow", 30)
+    assert isinstance(lease, Lease)
+    expire(store, env.job_id)
+    assert ledger.renew(lease, 30) and ledger.holder(env.job_id) == lease.token
+    assert ledger.record(lease, result(env, "slow"))
+
+
+def test_a_result_is_recorded_once_even_by_the_lease_holder(store: Store, envelopes: list[JobEnvelope]) -> None:
+    ledger, env = Ledger(store), envelopes[0]
+    lease = ledger.take(env.job_id, "a", 30)
+    assert isinstance(lease, Lease)
+    assert store.record_result(result(env, "cancel", JobStatus.cancelled))  # `farm cancel` wrote first
+    assert not ledger.record(lease, result(env, "a"))
+    assert ledger.holds(lease)
+
+
+def test_requeue_puts_the_job_back_with_its_message(store: Store, envelopes: list[JobEnvelope], app) -> None:
+    ledger, env = Ledger(store), envelopes[0]
+    lease = ledger.take(env.job_id, "a", 30)
+    assert isinstance(lease, Lease)
+    assert ledger.requeue(app, lease, env, "the process died", max_attempts=3) == JobStatus.lost.value
+    assert store.state(env.job_id)["state"] == "lost"
+    assert store.r.zcard(store.k("outbox")) == 0                # the message went, the debt is settled
+    assert store.r.llen("farm.cpu") + store.r.llen("farm.gpu") == 1
+    assert not ledger.holds(lease)                               # requeueing fences out its own lease too
+
+
+def test_claim_owes_each_message_until_it_is_sent(store: Store, envelopes: list[JobEnvelope]) -> None:
+    ledger = Ledger(store)
+    jobs = [(e.job_id, "farm.cpu") for e in envelopes]
+    claimed = ledger.claim(jobs, chunk=5)
+    assert claimed == {e.job_id for e in envelopes}
+    assert ledger.claim(jobs) == set()                          # claimed once
+    assert sorted(ledger.debts()) == sorted(claimed)
+    assert ledger.debts(older_than_s=3600) == []
+    ledger.settle({envelopes[0].job_id: time.time()})
+    assert envelopes[0].job_id not in ledger.debts()
+    assert store.state(envelopes[0].job_id).get("sent_at")
