@@ -174,18 +174,26 @@ class Store:
         return out
 
     # -- results ----------------------------------------------------------------------------------------------
-    def record_result(self, result: JobResult) -> bool:
-        """Write a job's result once; False (and nothing written) if it already has one.
+    def record_result(self, result: JobResult, *, generation: int | None = None) -> bool:
+        """Write a job's result once; False (and nothing written) if it already has one or, when
+        ``generation`` is given (a worker's lease, see ``farm.ledger``), if the job has been taken over since.
 
         The result (``SET NX``), its compact row and the row's shared part go in one ``MULTI``, watched on the
-        result key: a row exists exactly when its result does, and describes that result."""
+        result key and the job's generation: a row exists exactly when its result does, and describes that
+        result; a worker that lost its lease, however late it wakes up, cannot write."""
         key = self.k("result", result.job_id)
+        gen_key = self.k("gen", result.job_id)
         record = result.model_dump_json()
         # The tidy row beside the full record: reports read rows with one MGET and json.loads, not a full
         # model validation per job.
         row, ref, part = compact_row(result.to_row())
+        fenced = False
 
         def write(pipe: redis.client.Pipeline) -> bool:
+            nonlocal fenced
+            if generation is not None and pipe.get(gen_key) != str(generation):
+                fenced = True  # another holder took the job over: its run is the one that counts
+                return False
             if pipe.exists(key):  # recorded already (a job that ran twice): the first result stands
                 return False
             pipe.multi()
@@ -194,11 +202,13 @@ class Store:
             pipe.hsetnx(self.k("rowparts"), ref, part)
             return True
 
-        written = self.r.transaction(write, key, value_from_callable=True)
+        watched = (key, gen_key) if generation is not None else (key,)
+        written = self.r.transaction(write, *watched, value_from_callable=True)
         if written:
             self.set_state(result.job_id, result.status, worker=result.worker, error=result.error,
                            finished_at=time.time())
-        self.r.srem(self.k("running"), result.job_id)
+        if not fenced:
+            self.r.srem(self.k("running"), result.job_id)
         return bool(written)
 
     def record_results(self, results: list[JobResult], *, chunk: int = 1000) -> list[bool]:
@@ -267,6 +277,16 @@ class Store:
 
     def runs(self, job_id: str) -> list[dict[str, Any]]:
         return [json.loads(r) for r in self.r.lrange(self.k("runs", job_id), 0, -1)]
+
+    def have_results(self, job_ids: list[str]) -> list[bool]:
+        """Whether each job has a result, in order (pipelined)."""
+        out: list[bool] = []
+        for chunk in _chunks(job_ids, 5000):
+            pipe = self.r.pipeline(transaction=False)
+            for j in chunk:
+                pipe.exists(self.k("result", j))
+            out.extend(bool(n) for n in pipe.execute())
+        return out
 
     def has_result(self, job_id: str) -> bool:
         return bool(self.r.exists(self.k("result", job_id)))

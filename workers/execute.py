@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from farm.errors import problems_from_validation
 from farm.fingerprint import GPUInfo, hardware_key, host_facts, software_key
 from farm.job import JobEnvelope
-from farm.lifecycle import give_up, retry_or_give_up, send
+from farm.ledger import Ledger, Lease, Outcome
 from farm.result import EpochRecord, JobResult, JobStatus, Phases
 from farm.settings import FarmSettings
 from farm.store import Store
@@ -37,6 +37,7 @@ class JobExecutor:
                  gpu_ids: list[str] | None = None, gpus: list[GPUInfo] | None = None, app: Celery | None = None,
                  on_busy: Callable[[str | None], None] = lambda j: None) -> None:
         self.store = store
+        self.ledger = Ledger(store)
         self.settings = settings
         self.worker = worker_name
         self.gpu_ids = gpu_ids
@@ -70,61 +71,59 @@ class JobExecutor:
         self.store.r.ltrim(self.store.k("rejected"), 0, 999)
 
     def handle(self, payload: Any) -> str:
-        """Run one delivery; returns what became of it (for Celery's log)."""
+        """Run one delivery: receive, validate, lease, run, record. Returns what became of it (Celery's log)."""
         self.received_at = time.time()
         envelope = self.validate(payload)
         if envelope is None:
-            return "rejected"
+            return Outcome.rejected.value
         job_id = envelope.job_id
         if self.quarantined:
             # This worker stopped taking jobs; hand this one back for another worker.
-            self._resilient(lambda: send(self.app, envelope), "hand back a job") if self.app else None
-            return "handed back"
+            if self.app is not None:
+                self._resilient(lambda: self.ledger.send(self.app, [envelope]), "hand back a job")
+            return Outcome.handed_back.value
         if self.store.has_result(job_id):
             log.info("job %s already has a result: skipped", job_id)
-            return "duplicate"
-        lease_key = self.store.k("lease", job_id)
-        ttl_ms = int(self.settings.lease_ttl_s * 1000)
-        if not self.store.r.set(lease_key, self.worker, nx=True, px=ttl_ms):
-            log.warning("job %s is leased by %s: not running it twice", job_id, self.store.r.get(lease_key))
-            return "leased"
+            return Outcome.duplicate.value
+        lease = self.ledger.take(job_id, self.worker, self.settings.lease_ttl_s)
+        if not isinstance(lease, Lease):
+            log.warning("job %s is leased by %s: not running it twice", job_id, lease)
+            return Outcome.leased.value
         try:
-            self.store.r.sadd(self.store.k("running"), job_id)
-            attempt = int(self.store.r.incr(self.store.k("attempts", job_id)))
-            if attempt > self.settings.max_attempts:
-                give_up(self.store, envelope, f"gave up after {attempt - 1} attempts: the job's process died "
-                                              "every time", attempt - 1, self.worker)
-                return "failed"
-            return self._run(envelope, attempt, lease_key, ttl_ms)
+            if lease.attempt > self.settings.max_attempts:
+                self.ledger.give_up(lease, envelope, f"gave up after {lease.attempt - 1} attempts: the job's "
+                                                     "process died every time", lease.attempt - 1)
+                return Outcome.failed.value
+            return self._run(envelope, lease)
         finally:
-            self._resilient(lambda: self._release(lease_key), "release the lease")
-
-    def _release(self, lease_key: str) -> None:
-        if self.store.r.get(lease_key) == self.worker:  # only our own lease
-            self.store.r.delete(lease_key)
+            self._resilient(lambda: self.ledger.release(lease), "release the lease")
 
     # -- running ----------------------------------------------------------------------------------------------
-    def _run(self, envelope: JobEnvelope, attempt: int, lease_key: str, ttl_ms: int) -> str:
-        job_id = envelope.job_id
+    def _run(self, envelope: JobEnvelope, lease: Lease) -> str:
+        job_id, attempt = envelope.job_id, lease.attempt
         started = time.time()
         self.store.set_state(job_id, JobStatus.running, worker=self.worker, attempt=attempt, started_at=started,
                              heartbeat_at=started, epoch=0, epochs=envelope.job.epochs, error=None)
         self.on_busy(job_id)
-        self.store.log_run(job_id, event="start", worker=self.worker, attempt=attempt, at=started)
+        self.store.log_run(job_id, event="start", worker=self.worker, attempt=attempt, at=started,
+                           generation=lease.generation)
         stop = threading.Event()
         lost_lease: list[str] = []
+        keepalive: list[Callable[[], None]] = []
 
         def heartbeat() -> None:
+            """Renew the lease and tell the child its worker is alive. If this thread stops (the worker is
+            paused or hung), the child stops itself once the lease would have expired."""
             while not stop.wait(self.settings.heartbeat_s):
                 try:
-                    holder = self.store.r.get(lease_key)
-                    if holder not in (None, self.worker):
-                        lost_lease.append(holder)  # another worker took the job over: stop, record nothing
-                        return
-                    self.store.r.set(lease_key, self.worker, px=ttl_ms)
+                    if not self.ledger.renew(lease, self.settings.lease_ttl_s):
+                        lost_lease.append(self.ledger.holder(job_id) or "the reaper")
+                        return  # taken over: stop, record nothing
                     self.store.update_progress(job_id, heartbeat_at=time.time())
                 except Exception as e:  # noqa: BLE001 - Redis restarting: keep training, keep trying
                     log.warning("heartbeat for job %s failed: %s", job_id, e)
+                for ping in keepalive:
+                    ping()
 
         beat = threading.Thread(target=heartbeat, daemon=True)
         beat.start()
@@ -154,25 +153,29 @@ class JobExecutor:
 
         try:
             outcome = run_child(envelope, self.settings, on_event, gpu_ids=self.gpu_ids, should_stop=should_stop,
-                                pool=self.pool)
+                                pool=self.pool, keepalive=keepalive)
         finally:
             stop.set()
             beat.join(timeout=5)
             self.on_busy(None)
+        if outcome.status != "lease_lost" and not self._resilient(lambda: self.ledger.holds(lease),
+                                                                  "check the lease"):
+            outcome.status = "lease_lost"  # e.g. this worker was paused past its lease: its child stopped itself
+            lost_lease.append(self.ledger.holder(job_id) or "another worker")
         self._resilient(lambda: self.store.log_run(job_id, event="end", worker=self.worker, attempt=attempt,
-                                                   at=time.time(), ended=outcome.status), "log the run")
+                                                   at=time.time(), ended=outcome.status,
+                                                   generation=lease.generation), "log the run")
         if outcome.status == "lease_lost":
-            log.error("job %s was taken over by %s: this run is abandoned", job_id, lost_lease[0])
-            return "abandoned"
+            log.error("job %s was taken over (%s): this run is abandoned and not recorded", job_id, lost_lease[0])
+            return Outcome.abandoned.value
         if outcome.status == "failed":
-            return self._failed(envelope, outcome, attempt)
+            return self._failed(envelope, outcome, lease)
         if outcome.status == "succeeded":
             self.consecutive_failures = 0
             self.failed_jobs.clear()
-        self._record(envelope, outcome, attempt)
-        return outcome.status
+        return self._record(envelope, outcome, lease)
 
-    def _failed(self, envelope: JobEnvelope, outcome: ChildOutcome, attempt: int) -> str:
+    def _failed(self, envelope: JobEnvelope, outcome: ChildOutcome, lease: Lease) -> str:
         """A failed run: try again (on any worker) while attempts remain; count it against this machine.
 
         Only distinct jobs count towards quarantine: one broken job retried here is not a broken machine."""
@@ -183,28 +186,33 @@ class JobExecutor:
             self.quarantined = (f"{self.consecutive_failures} jobs in a row failed here; the last: "
                                 f"{(outcome.error or '').splitlines()[0][:300]}")
             log.error("worker %s stops taking jobs: %s", self.worker, self.quarantined)
-        if attempt < self.settings.max_attempts and self.app is not None:
+        if lease.attempt < self.settings.max_attempts and self.app is not None:
+            app = self.app
             error = (outcome.error or "failed").splitlines()[0]
-            state = self._resilient(lambda: retry_or_give_up(
-                self.store, self.app, envelope, f"attempt {attempt} on {self.worker}: {error}",
-                max_attempts=self.settings.max_attempts, worker=self.worker), "put the job back")
-            log.warning("job %s failed on attempt %d (%s): %s", envelope.job_id, attempt, error, state)
-            return "retrying"
-        self._record(envelope, outcome, attempt)
-        return "failed"
+            state = self._resilient(lambda: self.ledger.requeue(
+                app, lease, envelope, f"attempt {lease.attempt} on {self.worker}: {error}",
+                max_attempts=self.settings.max_attempts), "put the job back")
+            log.warning("job %s failed on attempt %d (%s): %s", envelope.job_id, lease.attempt, error, state)
+            return Outcome.retrying.value
+        return self._record(envelope, outcome, lease)
 
     def _cancelled(self, envelope: JobEnvelope) -> str | None:
         keys = [self.store.k("cancel", envelope.sweep_id), self.store.k("cancel", envelope.job_id)]
         return "cancelled" if self.store.r.exists(*keys) else None
 
-    def _record(self, envelope: JobEnvelope, outcome: ChildOutcome, attempt: int) -> None:
-        result = build_result(envelope, outcome, attempt, self.worker, self.facts, self.gpus)
+    def _record(self, envelope: JobEnvelope, outcome: ChildOutcome, lease: Lease) -> str:
+        result = build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus)
         result.timeline.update(received_at=self.received_at or None, recorded_at=time.time())
-        if self._resilient(lambda: self.store.record_result(result), "record the result"):
+        if self._resilient(lambda: self.ledger.record(lease, result), "record the result"):
             log.info("job %s %s%s", envelope.job_id, result.status.value,
                      f": {result.error.splitlines()[0]}" if result.error else "")
-        else:
-            log.warning("job %s already had a result: this run's record was dropped", envelope.job_id)
+            return result.status.value
+        if not self._resilient(lambda: self.ledger.holds(lease), "check the lease"):
+            log.error("job %s was taken over while its result was written: this run's record was refused",
+                      envelope.job_id)
+            return Outcome.abandoned.value
+        log.warning("job %s already had a result: this run's record was dropped", envelope.job_id)
+        return Outcome.duplicate.value
 
     def _resilient(self, action: Callable[[], Any], what: str) -> Any:
         """Retry a write the farm must not lose through a Redis restart (bounded by ``store_retry_s``)."""
