@@ -187,10 +187,12 @@ class Ledger:
             pipe.exists(self._k("lease", job_id))
         return [bool(n) for n in pipe.execute()]
 
-    def reset(self, job_id: str) -> None:
-        """Forget a finished job's run state (state, attempts, its own cancel mark) so it can be claimed and run
-        again (``farm resume``). Its generation counter stays: a late writer from before stays fenced out."""
-        self.r.delete(self._k("state", job_id), self._k("attempts", job_id), self._k("cancel", job_id))
+    def reset(self, job_ids: list[str]) -> None:
+        """Forget finished jobs' run state (state, attempts, their own cancel marks) so they can be claimed and
+        run again (``farm resume``). Generation counters stay: a late writer from before stays fenced out."""
+        for start in range(0, len(job_ids), 5000):
+            keys = [self._k(kind, j) for j in job_ids[start:start + 5000] for kind in ("state", "attempts", "cancel")]
+            self.r.delete(*keys)
 
     def attempts(self, job_id: str) -> int:
         return int(self.r.get(self._k("attempts", job_id)) or 0)
@@ -302,12 +304,13 @@ class Ledger:
             self.settle(sent)
         return sent
 
-    def pay_outbox(self, app: "Celery", *, older_than_s: float = 0.0, job_ids: Iterable[str] | None = None) -> int:
+    def pay_outbox(self, app: "Celery", *, older_than_s: float = 0.0,
+                   job_ids: Iterable[str] | None = None) -> list[str]:
         """Send the owed messages that are on no queue yet; drop debts already paid some other way (a message
-        on a queue or delivered, a lease held, a result recorded). Returns how many messages were sent."""
+        on a queue or delivered, a lease held, a result recorded). Returns the ids whose message was sent."""
         owed = self.debts(job_ids, older_than_s=older_than_s)
         if not owed:
-            return 0
+            return []
         from farm.broker_scan import pending_job_ids
 
         pending = pending_job_ids(self.r, include_unacked=True)
@@ -321,10 +324,10 @@ class Ledger:
                 todo.append(envelope)
         if paid:
             self.r.zrem(self._k("outbox"), *paid)
-        if todo:
-            log.warning("sending %d owed message(s) that never reached a queue", len(todo))
-            self.send(app, todo)
-        return len(todo)
+        if not todo:
+            return []
+        log.warning("sending %d owed message(s) that never reached a queue", len(todo))
+        return list(self.send(app, todo))
 
     def forget_debts(self, job_ids: Iterable[str]) -> None:
         """Drop debts without sending (a cancelled sweep owes nothing)."""

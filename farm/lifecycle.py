@@ -82,9 +82,9 @@ def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str) -> ResumeO
             if result is None and (job_id in pending or held):
                 outcome.in_flight += 1
                 continue
-            store.archive_result(job_id)
-            ledger.reset(job_id)
             todo.append(env)
+    store.archive_results([e.job_id for e in todo])
+    ledger.reset([e.job_id for e in todo])
     claimed = ledger.claim([(e.job_id, queue_for(e.job)) for e in todo])
     sendable = [e for e in todo if e.job_id in claimed]
     if sendable:

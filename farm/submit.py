@@ -11,8 +11,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from farm.errors import FarmUnavailable
 from farm.ledger import Ledger
 from farm.routing import queue_for
+from farm.settings import mask_url
 from farm.store import Store
 
 if TYPE_CHECKING:
@@ -58,7 +60,6 @@ def submit(sweep: "Sweep", settings: "FarmSettings", *, store: Store | None = No
     after a grace period, if nobody submits again.
     """
     store = store or Store.from_settings(settings)
-    ledger = Ledger(store)
     envelopes = sweep.envelopes()
     manifest = {
         "sweep_id": sweep.sweep_id,
@@ -68,11 +69,36 @@ def submit(sweep: "Sweep", settings: "FarmSettings", *, store: Store | None = No
         "jobs": len(envelopes),
         "submitted_at": time.time(),
     }
-    store.save_sweep(sweep.sweep_id, manifest, envelopes)
     queues = {e.job_id: queue_for(e.job) for e in envelopes}
     outcome = SubmitOutcome(sweep.sweep_id, len(envelopes), 0, 0)
     wanted = [e for e in envelopes if accept is None or accept(queues[e.job_id])]
     outcome.skipped = len(envelopes) - len(wanted)
+    try:
+        store.save_sweep(sweep.sweep_id, manifest, envelopes)
+        return _send_all(settings, store, wanted, queues, outcome)
+    except Exception as e:
+        if not _lost_broker(e):
+            raise
+        raise FarmUnavailable(
+            f"lost Redis at {mask_url(settings.broker_url)} while submitting ({outcome.enqueued} of "
+            f"{len(wanted)} jobs sent): {str(e).splitlines()[0][:200]}. Nothing is lost: run the same `farm "
+            "submit` again when Redis is back and it sends exactly the missing messages.") from None
+
+
+def _lost_broker(e: BaseException) -> bool:
+    """Whether ``e`` means the connection to Redis went away (redis-py's or kombu's way of saying it)."""
+    import redis
+
+    if isinstance(e, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionError)):
+        return True
+    kombu_errors = type(e).__module__.startswith("kombu")
+    return kombu_errors and type(e).__name__ in ("BatchPublishError", "OperationalError")
+
+
+def _send_all(settings: "FarmSettings", store: Store, wanted: list["JobEnvelope"],
+              queues: dict[str, str], outcome: SubmitOutcome) -> SubmitOutcome:
+    """Claim and send ``wanted`` a batch at a time, then pay what earlier interrupted submits still owe."""
+    ledger = Ledger(store)
     app = None
     for start in range(0, len(wanted), PUBLISH_BATCH):
         part = wanted[start:start + PUBLISH_BATCH]
@@ -91,7 +117,10 @@ def submit(sweep: "Sweep", settings: "FarmSettings", *, store: Store | None = No
     # An earlier submit of this sweep that was interrupted left debts: pay them now (only those on no queue).
     owed = ledger.debts([e.job_id for e in wanted])
     if owed:
-        outcome.repaired = ledger.pay_outbox(app or _app(settings, queues, wanted), job_ids=owed)
+        repaired = ledger.pay_outbox(app or _app(settings, queues, wanted), job_ids=owed)
+        outcome.repaired = len(repaired)
+        for job_id in repaired:
+            outcome.per_queue[queues[job_id]] = outcome.per_queue.get(queues[job_id], 0) + 1
         outcome.already -= outcome.repaired
         outcome.enqueued += outcome.repaired
     return outcome

@@ -571,7 +571,9 @@ def test_a_failed_batch_stays_owed_and_the_next_submit_sends_it(redis_url: str,
 
     monkeypatch.setattr(farm.submit, "PUBLISH_BATCH", 5)
     monkeypatch.setattr(kombu.transport.redis.PublishBatch, "flush", failing_second_flush)
-    with pytest.raises(redis.ConnectionError):
+    from farm.errors import FarmUnavailable
+
+    with pytest.raises(FarmUnavailable, match="run the same `farm submit` again"):
         farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     first = [j.job_id for j in SEED_SWEEP.jobs[:5]]
