@@ -15,10 +15,13 @@ Keys (``P`` is the key prefix, ``farm`` by default); nothing here expires except
 - ``P:history:JID``            earlier results that ``farm resume`` replaced (failed, timed out, cancelled)
 - ``P:runs:JID``               one entry per run of the job: worker, attempt, start, end, how it ended
 - ``P:attempts:JID``           how many times the job has been started (survives crashes; reset by resume)
-- ``P:lease:JID``              the worker running the job; expires unless that worker's heartbeat renews it
+- ``P:lease:JID``              ``worker#generation`` of the run holding the job; expires unless renewed
+- ``P:gen:JID``                the job's lease generation (fencing token): results are written only by its holder
+- ``P:outbox``                 zset of jobs whose message is owed to a queue (claimed, not yet published)
 - ``P:running``                set of jobs that a worker has started and not yet recorded or handed back
 - ``P:cancel:SID`` / ``:JID``  present while a sweep (or job) is cancelled
 - ``P:rejected``               the latest 1,000 messages workers refused, with the reason
+- ``P:rejected:count``         how many messages workers have refused in all (never trimmed)
 - ``P:worker:NAME``            a live worker's registration (JSON), expiring unless its heartbeat renews it
 
 Results are written with ``SET NX`` so a job that ran twice (at-least-once delivery) is recorded once.
@@ -41,17 +44,38 @@ from farm.settings import FarmSettings, mask_url
 
 
 def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_TIMEOUT_S) -> redis.Redis:
-    """A client for the farm's Redis that fails fast and clearly when the server is not there."""
-    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=timeout, socket_timeout=max(timeout, 10),
-                                  decode_responses=True, health_check_interval=30, retry_on_timeout=True)
+    """A client for the farm's Redis that fails fast and clearly when the server is not there.
+
+    Every reply is awaited at most ``settings.redis_timeout_s``: a stopped or wedged server accepts connections
+    and never answers, and would otherwise hang every command. The first ping is tried once, without the
+    client's retries (which would multiply the wait), and a server that does not answer is told apart from one
+    that cannot be reached.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    where = mask_url(settings.broker_url)
+    retry = Retry(NoBackoff(), 1)  # what redis-py's from_url gives with retry_on_timeout: one more try
+    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=timeout,
+                                  socket_timeout=settings.redis_timeout_s, decode_responses=True,
+                                  health_check_interval=30, retry_on_timeout=True, retry=retry)
+    client.set_retry(Retry(NoBackoff(), 0))
     try:
         client.ping()
     except redis.AuthenticationError as e:
-        raise FarmUnavailable(f"Redis at {mask_url(settings.broker_url)} refused the credentials: {e}") from None
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as e:
-        raise FarmUnavailable(f"cannot reach Redis at {mask_url(settings.broker_url)}: {e}. Start a Redis server, "
+        raise FarmUnavailable(f"Redis at {where} refused the credentials: {e}") from None
+    except redis.TimeoutError as e:
+        if "connecting" not in str(e):  # connected, then no reply: redis-py says "Timeout reading from ..."
+            raise FarmUnavailable(f"Redis at {where} did not answer within {settings.redis_timeout_s:g} s: it "
+                                  "accepts connections but does not reply (stopped, overloaded or hung?)") from None
+        raise FarmUnavailable(f"cannot reach Redis at {where}: no connection within {timeout:g} s. Start a Redis "
+                              "server, set FARM_BROKER_URL or pass --broker, or use `farm run` for the embedded "
+                              "default.") from None
+    except (redis.ConnectionError, OSError) as e:
+        raise FarmUnavailable(f"cannot reach Redis at {where}: {str(e).rstrip('.')}. Start a Redis server, "
                               "set FARM_BROKER_URL or pass --broker, or use `farm run` for the embedded "
                               "default.") from None
+    client.set_retry(retry)  # from here on, commands ride out a blip as before
     return client
 
 
@@ -272,6 +296,16 @@ class Store:
 
         return self.r.transaction(move, key, value_from_callable=True)
 
+    def archive_results(self, job_ids: list[str], chunk: int = 1000) -> int:
+        """:meth:`archive_result` for many jobs, one atomic script per ``chunk``; returns how many moved."""
+        script = self.r.register_script(_ARCHIVE)
+        moved = 0
+        for part in _chunks(job_ids, chunk):
+            keys = [k for j in part for k in (self.k("result", j), self.k("history", j), self.k("row", j),
+                                               self.k("attempts", j))]
+            moved += int(script(keys=keys))
+        return moved
+
     def log_run(self, job_id: str, **fields: Any) -> None:
         self.r.rpush(self.k("runs", job_id), json.dumps(fields))
 
@@ -324,6 +358,39 @@ class Store:
         if not keys:
             return []
         return [json.loads(v) for v in self.r.mget(keys) if v]
+
+    # -- refused messages -------------------------------------------------------------------------------------
+    def record_rejection(self, reason: str, *, worker: str, queue: str = "", raw: bytes | str = b"",
+                         size: int | None = None, keep: int = 1000, excerpt: int = 2048) -> int:
+        """Keep a message a worker refused, for inspection, and count it; returns the total refused so far.
+
+        ``P:rejected`` keeps the latest ``keep`` (newest first): when, which worker, which queue, why, the raw
+        size and the first ``excerpt`` bytes of the raw message as escaped text (it may be anything: binary,
+        not UTF-8, megabytes). ``P:rejected:count`` is never trimmed, so ``farm status`` shows the total."""
+        data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
+        entry = {"at": time.time(), "worker": worker, "queue": queue, "reason": reason[:2000],
+                 "size": len(data) if size is None else size,
+                 "raw": data[:excerpt].decode("utf-8", "backslashreplace")}
+        pipe = self.r.pipeline()
+        pipe.lpush(self.k("rejected"), json.dumps(entry))
+        pipe.ltrim(self.k("rejected"), 0, keep - 1)
+        pipe.incr(self.k("rejected", "count"))
+        return int(pipe.execute()[-1])
+
+
+# KEYS: (result, history, row, attempts) per job. Moves each present result to its history, with its row.
+_ARCHIVE = """
+local moved = 0
+for i = 1, #KEYS, 4 do
+  local raw = redis.call('GET', KEYS[i])
+  if raw then
+    redis.call('RPUSH', KEYS[i + 1], raw)
+    redis.call('DEL', KEYS[i], KEYS[i + 2], KEYS[i + 3])
+    moved = moved + 1
+  end
+end
+return moved
+"""
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
