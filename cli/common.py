@@ -6,12 +6,15 @@ import functools
 import json
 import sys
 import tomllib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from farm.errors import FarmUnavailable, SpecError, problems_from_validation
+from farm.output import OutputError
 
 if TYPE_CHECKING:
     from farm.settings import FarmSettings
@@ -52,7 +55,9 @@ def open_store(broker: str | None) -> "Store":
 
 
 def friendly_errors(fn: F) -> F:
-    """A user's mistake prints ``source: field.path: message`` lines and exits 2; no traceback."""
+    """A user's mistake prints ``source: field.path: message`` lines and exits 2; a failure of the environment
+    (Redis unreachable or silent, an output file that cannot be written) prints one line and exits 1; no
+    traceback either way."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -63,11 +68,56 @@ def friendly_errors(fn: F) -> F:
             for line in str(e).splitlines():
                 err_console.print(f"  {line}", highlight=False, markup=False)
             raise typer.Exit(EXIT_USAGE) from None
-        except FarmUnavailable as e:
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False)
+        except (FarmUnavailable, OutputError) as e:
+            error_line(str(e))
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
+        except Exception as e:
+            why = outage(e)
+            if why is None:
+                raise
+            error_line(why)
             raise typer.Exit(EXIT_UNAVAILABLE) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def outage(e: BaseException) -> str | None:
+    """What to tell the user when Redis fails in the middle of a command (after the first ping succeeded): the
+    client's and kombu's connection errors; None for anything else. Their modules are only looked up, not
+    imported: an error of theirs means they are loaded."""
+    redis_errors = sys.modules.get("redis.exceptions")
+    kombu_errors = sys.modules.get("kombu.exceptions")
+    if redis_errors and isinstance(e, redis_errors.TimeoutError):
+        return f"Redis did not answer in time, mid-command ({e}); is the server stopped or overloaded?"
+    if redis_errors and isinstance(e, redis_errors.ConnectionError):
+        return f"lost the connection to Redis mid-command: {e}"
+    if kombu_errors and isinstance(e, kombu_errors.OperationalError):
+        return f"the broker failed mid-command: {e}"
+    return None
+
+
+def error_line(msg: str) -> None:
+    """``error: msg`` as exactly one line on stderr: never wrapped to the terminal, markup in msg not read."""
+    from farm.settings import mask_url
+
+    text = " ".join(msg.split())
+    text = " ".join(mask_url(w) if "://" in w else w for w in text.split(" "))  # a URL inside a library's message
+    err_console.print(f"[bold red]error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def check_output_option(path: Path | None) -> None:
+    """Check an ``-o/--output`` path before any Redis access or computation: an unknown suffix is a usage
+    error (exit 2), a target that cannot be written an environment failure (exit 1)."""
+    from farm.output import check_output
+
+    if path is None:
+        return
+    try:
+        check_output(path)
+    except ValueError as e:
+        fail(str(e))
+    except OutputError as e:
+        fail(str(e), code=EXIT_UNAVAILABLE)
 
 
 def print_json(data: Any) -> None:
@@ -75,5 +125,6 @@ def print_json(data: Any) -> None:
 
 
 def fail(msg: str, code: int = EXIT_USAGE) -> None:
-    err_console.print(f"[bold red]error:[/] {msg}", highlight=False)
+    """Print ``error: msg`` as one line and exit with ``code`` (2: usage, 1: environment)."""
+    error_line(msg)
     raise typer.Exit(code)

@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, open_store, print_json
+from cli.common import (BrokerOption, JsonOption, check_output_option, console, fail, friendly_errors, open_store,
+                        print_json)
 from cli.results import frames_for
 from cli.status import resolve
 
@@ -81,7 +82,8 @@ def compare_cmd(
                                     "time (*_s, lower is faster), e.g. steady_epoch_s."),
     threshold: float = typer.Option(0.05, "--threshold", "-t", min=0.0,
                                     help="Smallest relative change that counts: |B/A - 1| must exceed it."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write the comparison to this file (.csv, .json, .md)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the comparison to this file (.csv, .json, .md, "
+                                ".parquet), whole or not at all."),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
                                             help=f"Exit {EXIT_REGRESSION} when any cell is 'slower' (for CI)."),
     broker: str = BrokerOption,
@@ -100,12 +102,13 @@ def compare_cmd(
     unreachable.
     """
     from farm.compare import compare, higher_is_better, regressions  # pandas: only for commands that use it
-    from farm.report import write_frame
+    from farm.output import write_frame
 
     try:
         higher = higher_is_better(metric)
     except ValueError as e:
         fail(str(e))
+    check_output_option(output)
     store = open_store(broker)
     sid_a, sid_b = resolve(store, sweep_a), resolve(store, sweep_b)
     df_a, df_b = frames_for(store, sid_a), frames_for(store, sid_b)

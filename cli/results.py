@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from cli.common import BrokerOption, console, err_console, friendly_errors, open_store
+from cli.common import BrokerOption, check_output_option, console, err_console, friendly_errors, open_store
 from cli.status import resolve
 
 REPORT_SHOWN = [
@@ -62,12 +62,14 @@ def frames_for(store: Store, sweep_id: str):  # noqa: ANN201
 @friendly_errors
 def results_cmd(
     sweep_id: str = typer.Argument(None, help="Sweep id, prefix or name (default: the latest)."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write the rows to this file (.csv, .json, .md)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the rows to this file (.csv, .json, .md, "
+                                ".parquet), whole or not at all."),
     broker: str = BrokerOption,
 ) -> None:
     """One row per job (tidy): the spec's fields and what was measured."""
-    from farm.report import write_frame
+    from farm.output import write_frame
 
+    check_output_option(output)
     store = open_store(broker)
     df = frames_for(store, resolve(store, sweep_id))
     if output:
@@ -80,7 +82,8 @@ def results_cmd(
 @friendly_errors
 def report_cmd(
     sweep_id: str = typer.Argument(None, help="Sweep id, prefix or name (default: the latest)."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write the report to this file (.csv, .json, .md)."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the report to this file (.csv, .json, .md, "
+                                ".parquet), whole or not at all."),
     ratio_by: str = typer.Option(None, "--ratio-by", metavar="COLUMN",
                                  help="Also print throughput ratios over a baseline value of this cell column, "
                                       "e.g. --ratio-by backend --baseline tensorflow."),
@@ -89,10 +92,12 @@ def report_cmd(
 ) -> None:
     """Aggregate the sweep: one row per cell with n, median, IQR, mean, CI and the GPU-over-CPU speedup."""
     from cli.common import fail
-    from farm.report import aggregate, ratios, speedups, write_frame
+    from farm.output import write_frame
+    from farm.report import aggregate, ratios, speedups
 
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
+    check_output_option(output)
     store = open_store(broker)
     frame = frames_for(store, resolve(store, sweep_id))
     report = aggregate(frame)

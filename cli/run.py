@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.live import Live
@@ -11,6 +12,33 @@ from rich.live import Live
 from cli.common import BrokerOption, console, fail, friendly_errors, settings
 from cli.results import frames_for, report_table, warn_pooled_software
 from cli.status import render
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+OUTPUT_FILES = ("results.csv", "report.csv", "report.md")
+"""What ``farm run`` leaves in its output directory (besides logs and the embedded Redis' data)."""
+
+
+def make_output_dir(output: Path) -> None:
+    """Create the output directory up front: a path that cannot be one fails in one line before anything runs."""
+    from farm.output import OutputError
+
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot use {output} as the output directory: it is a file") from None
+    except OSError as e:
+        raise OutputError(f"cannot create the output directory {output}: {e.strerror or e}") from None
+
+
+def write_outputs(df: "pd.DataFrame", report: "pd.DataFrame", output: Path) -> None:
+    """results.csv (one row per job), report.csv and report.md (one row per cell), each written whole or not
+    at all (farm.output): a full disk never leaves a truncated file that reads as a shorter sweep."""
+    from farm.output import write_frame
+
+    for name, frame in zip(OUTPUT_FILES, (df, report, report)):
+        write_frame(frame, output / name)
 
 
 @friendly_errors
@@ -32,16 +60,16 @@ def run_cmd(
     from farm.sweep import load_sweep
     from farm.fingerprint import query_nvidia_smi
     from farm.local import LocalFarm
-    from farm.report import aggregate, speedups, write_frame
+    from farm.report import aggregate, speedups
     from farm.submit import submit
 
     sweep = load_sweep(sweep_file, name=name)
     cfg = settings(broker_url=broker)
+    make_output_dir(output)
     embedded = "broker_url" not in cfg.model_fields_set
     gpus = query_nvidia_smi()
     host = socket.gethostname()
     local_queues = {queue_for_tag(t) for t in cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]}
-    output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with LocalFarm(output, cfg, embedded=embedded, cpu_workers=workers, gpu_workers=len(gpus)) as farm:
         store = Store.from_settings(farm.settings)
@@ -62,9 +90,7 @@ def run_cmd(
                 time.sleep(1.0)
         df = frames_for(store, outcome.sweep_id)
     report = aggregate(df)
-    write_frame(df, output / "results.csv")
-    write_frame(report, output / "report.csv")
-    write_frame(report, output / "report.md")
+    write_outputs(df, report, output)
     console.print(report_table(report))
     warn_pooled_software(report)
     ups = speedups(report)

@@ -97,3 +97,8 @@ REAP_INTERVAL_S = 5.0
 OUTBOX_GRACE_S = 30.0
 """A job's message owed this long (claimed, never published: its submitter or worker was interrupted) is sent
 by the reaper. Longer than a healthy submit needs between claiming a batch and publishing it."""
+
+REDIS_TIMEOUT_S = 5.0
+"""A Redis reply awaited longer than this fails the command: a stopped (SIGSTOP) or wedged server still accepts
+connections but never answers, and without a bound every command hangs. Above kombu's 1 s BRPOP wait, which
+is read under the same socket timeout."""

@@ -10,24 +10,43 @@ live in the farm's own store.
 from __future__ import annotations
 
 from typing import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from celery import Celery
 from kombu import Queue
 
+from farm import defaults
 from farm.settings import FarmSettings
 
 TASK_NAME = "farm.run_job"
 
 
 def kombu_url(url: str) -> str:
-    """redis-py's ``unix:///path?db=N`` is kombu's ``redis+socket:///path?virtual_host=N``."""
+    """The broker URL as kombu must read it to log in exactly as redis-py does with ``url``.
+
+    redis-py's ``unix:///path?db=N`` is kombu's ``redis+socket:///path?virtual_host=N``. Both percent-decode the
+    userinfo alike, so an encoded password (``p%2Fa%23s``) reaches either client whole; but redis-py also takes
+    ``?username=`` / ``?password=`` from the query, which kombu loses (unix socket) or refuses with a TypeError
+    (TCP). Those credentials move into the userinfo, percent-encoded, the userinfo winning as in redis-py.
+    """
     parts = urlsplit(url)
-    if parts.scheme != "unix":
+    query = parse_qsl(parts.query)  # decoded as redis-py decodes it; blank values dropped, as redis-py does
+    creds: dict[str, str] = {}
+    for key, value in query:
+        if key in ("username", "password"):
+            creds.setdefault(key, value)  # redis-py takes the first
+    if parts.scheme != "unix" and not creds:
         return url
-    query = parts.query.replace("db=", "virtual_host=")
-    auth = f"{parts.netloc}" if parts.netloc else ""
-    return f"redis+socket://{auth}{parts.path}" + (f"?{query}" if query else "")
+    username = unquote(parts.username) if parts.username else creds.get("username")
+    password = unquote(parts.password) if parts.password else creds.get("password")
+    auth = ""
+    if username or password:
+        auth = quote(username or "", safe="") + (f":{quote(password, safe='')}" if password else "") + "@"
+    scheme = "redis+socket" if parts.scheme == "unix" else parts.scheme
+    rest = [("virtual_host" if k == "db" and parts.scheme == "unix" else k, v) for k, v in query
+            if k not in ("username", "password")]
+    host = parts.netloc.rpartition("@")[2]
+    return f"{scheme}://{auth}{host}{parts.path}" + (f"?{urlencode(rest)}" if rest else "")
 
 
 def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> Celery:
@@ -46,7 +65,12 @@ def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> Celery:
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
         worker_concurrency=1,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # A Redis that accepts connections but never answers (stopped, wedged) must fail a publish or a poll
+        # within seconds, not hang it: the same bound as the farm's own client (farm.store.connect).
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s,
+                                  "socket_timeout": settings.redis_timeout_s,
+                                  "socket_connect_timeout": defaults.BROKER_CONNECT_TIMEOUT_S},
+        broker_connection_timeout=defaults.BROKER_CONNECT_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         task_create_missing_queues=False,

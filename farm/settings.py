@@ -58,6 +58,9 @@ class FarmSettings(BaseSettings):
                                 "a cache under cache_dir; steady epochs are unaffected, first epochs compile less.")
     reap_interval_s: float = Field(default=defaults.REAP_INTERVAL_S, gt=0,
                                    description="How often workers look for jobs whose worker died.")
+    redis_timeout_s: float = Field(default=defaults.REDIS_TIMEOUT_S, ge=2, le=600,
+                                   description="Seconds to wait for a Redis reply before giving up (at least 2: "
+                                               "the workers' 1 s queue polls are read under it).")
 
     @field_validator("broker_url")
     @classmethod
@@ -84,13 +87,38 @@ class FarmSettings(BaseSettings):
         return d
 
 
-def mask_url(url: str) -> str:
-    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``; also masks ``?password=`` queries.
+MASK = "***"
 
-    Works on text that is not a well-formed URL too, since that is exactly when it ends up in an error.
+_URL_OPTIONS = ("db", "username", "password", "virtual_host", "protocol", "client_name", "health_check_interval",
+                "socket_timeout", "socket_connect_timeout", "socket_keepalive", "retry_on_timeout", "max_connections",
+                "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+_USERNAME = re.compile(r"[\w.~!$&'()*+,;=%-]*")
+"""What a user name may hold unencoded (RFC 3986 userinfo); anything else means a mangled URL: mask it all."""
+_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=).*?(?=&(?:%s)=|$)" % "|".join(_URL_OPTIONS), re.S)
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:secret@host/0`` -> ``redis://user:***@host/0``; ``?password=secret`` -> ``?password=***``.
+
+    Masks the whole password whatever characters it holds, percent-encoded or not, so no fragment ever shows:
+    a raw ``/``, ``#``, ``?`` or ``@`` in a password ends urllib's idea of the userinfo early, so the userinfo
+    here runs from ``scheme://`` to the *last* ``@`` (a query password is masked first: it may hold an ``@``),
+    and a query password runs to the next option redis-py knows (``&db=``, ...). A userinfo without ``:``, or
+    whose name holds what a name cannot (``/``, ``#``, ...), is masked whole: some clients read a lone name as
+    the password, and a mangled one may be a piece of it. This errs towards masking too much, never too
+    little. Works on text that is not a well-formed URL too (no scheme, say): that is when it ends up in an error.
     """
-    masked = re.sub(r"(?<=:)[^:@/]+(?=@)", "***", url)
-    return re.sub(r"(?<=[?&]password=)[^&]*", "***", masked)
+    masked = _QUERY_PASSWORD.sub(MASK, url)
+    scheme, sep, rest = masked.partition("://")
+    if not sep:  # no scheme (a mistyped URL): the userinfo starts the text
+        scheme, rest = "", masked
+    at = rest.rfind("@")
+    if at < 0:
+        return masked
+    user, colon, _ = rest[:at].partition(":")
+    if colon and _USERNAME.fullmatch(user):
+        return f"{scheme}{sep}{user}:{MASK}{rest[at:]}"
+    return f"{scheme}{sep}{MASK}{rest[at:]}"
 
 
 def load_settings(**overrides: Any) -> FarmSettings:
