@@ -20,10 +20,11 @@ def matrix_table(sweep: "Sweep") -> "Table":
     from rich.table import Table
 
     from farm import workloads
+    from farm.feasibility import describe, estimate_bytes
 
     table = Table(title=f"{sweep.sweep_id}: {len(sweep.jobs)} jobs = {sweep.cells} cells × "
                         f"{sweep.spec.repeats} repeats", title_justify="left")
-    for col in ("workload", "device", "backend", "epochs", "batch", "data", "samples", "params", "queue"):
+    for col in ("workload", "device", "backend", "epochs", "batch", "data", "samples", "params", "memory", "queue"):
         table.add_column(col, overflow="fold")
     from farm.routing import queue_for
 
@@ -32,8 +33,9 @@ def matrix_table(sweep: "Sweep") -> "Table":
             continue
         base = workloads.get(job.workload).validate_params({}).model_dump(mode="json")
         params = ", ".join(f"{k}={v}" for k, v in job.params.items() if base.get(k) != v) or "defaults"
+        need = estimate_bytes(job)
         table.add_row(job.workload, job.device, job.backend, str(job.epochs), str(job.batch_size), job.data,
-                      str(job.train_samples or "all"), params, queue_for(job))
+                      str(job.train_samples or "all"), params, "?" if need is None else describe(need), queue_for(job))
     return table
 
 
@@ -50,26 +52,33 @@ def submit_cmd(
     """Validate a sweep file, check that live workers can run it, and enqueue its jobs; prints the sweep id.
 
     Jobs that no live worker serves (e.g. GPU jobs on a farm of CPU workers) are refused with exit code 2
-    unless --allow-unserved is given; --dry-run shows them.
+    unless --allow-unserved is given, and so are jobs whose memory estimate exceeds the largest live worker of
+    their device kind; --dry-run shows both, and each cell's estimate.
     """
     from farm.sweep import load_sweep
 
     sweep = load_sweep(sweep_file, name=name)  # every job validated before anything touches Redis
 
+    from farm.feasibility import GIB, estimate_bytes, too_big
     from farm.store import Store
     from farm.submit import plan, submit, unserved  # Celery: imported only if there is something to send
 
     per_queue = plan(sweep)
     cfg = settings(broker_url=broker)
     if dry_run:
+        big: list[Problem] | None
         try:
-            missing: dict[str, int] | None = unserved(sweep, Store.from_settings(cfg))
+            store = Store.from_settings(cfg)
+            missing: dict[str, int] | None = unserved(sweep, store)
+            big = too_big(sweep, store.live_workers())
         except FarmUnavailable as e:
-            missing, reason = None, str(e)
+            missing, big, reason = None, None, str(e)
         if as_json:
+            memory = {j.job_id: None if (b := estimate_bytes(j)) is None else round(b / GIB, 3) for j in sweep.jobs}
             print_json({"sweep_id": sweep.sweep_id, "jobs": len(sweep.jobs), "cells": sweep.cells,
                         "repeats": sweep.spec.repeats, "per_queue": per_queue, "dry_run": True,
-                        "unserved": missing, "job_ids": [j.job_id for j in sweep.jobs]})
+                        "unserved": missing, "too_big": None if big is None else [str(p) for p in big],
+                        "memory_gb": memory, "job_ids": [j.job_id for j in sweep.jobs]})
             return
         console.print(matrix_table(sweep))
         console.print("jobs per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(per_queue.items())))
@@ -77,14 +86,19 @@ def submit_cmd(
             console.print(f"[yellow]live workers not checked: {reason}[/]")
         for q, n in sorted((missing or {}).items()):
             console.print(f"[yellow]{n} job(s) on {q}: no live worker serves it[/]")
+        for p in big or []:
+            console.print(f"too large: {p}", style="yellow", markup=False, highlight=False)
         console.print("[dim]dry run: nothing enqueued[/]")
         return
     store = Store.from_settings(cfg)
     missing = unserved(sweep, store)
+    problems = too_big(sweep, store.live_workers())  # no flag lets these through: they cannot run anywhere
     if missing and not allow_unserved:
-        raise SpecError([Problem(f"queue {q}", f"{n} job(s) that no live worker can run; start a worker that "
-                                               "serves it, or pass --allow-unserved to queue them anyway")
-                         for q, n in sorted(missing.items())], str(sweep_file))
+        problems += [Problem(f"queue {q}", f"{n} job(s) that no live worker can run; start a worker that serves it, "
+                                           "or pass --allow-unserved to queue them anyway")
+                     for q, n in sorted(missing.items())]
+    if problems:
+        raise SpecError(problems, str(sweep_file))
     outcome = submit(sweep, cfg, store=store)
     if as_json:
         print_json({"sweep_id": outcome.sweep_id, "jobs": outcome.jobs, "enqueued": outcome.enqueued,

@@ -10,15 +10,26 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
+def escape(text: str) -> str:
+    """``text`` with every non-printable character written as its escape (``\\x1b``, ``\\u202e``, ``\\n``).
+
+    Keys, values and file names in errors come from the user's file: printed raw, an ESC could drive the
+    terminal, a bidi override could reorder what is shown, a newline could forge a second error line.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with the user's input, located by a dotted field path."""
+    """One thing wrong with the user's input, located by a dotted field path; printed as one safe line."""
 
     loc: str
     msg: str
 
     def __str__(self) -> str:
-        return f"{self.loc}: {self.msg}" if self.loc else self.msg
+        return escape(f"{self.loc}: {self.msg}" if self.loc else self.msg)
 
 
 @dataclass
@@ -30,7 +41,7 @@ class SpecError(Exception):
     extra: dict = field(default_factory=dict)
 
     def __str__(self) -> str:
-        head = f"{self.source}: " if self.source else ""
+        head = f"{escape(self.source)}: " if self.source else ""
         lines = [f"{head}{p}" for p in self.problems]
         return "\n".join(lines)
 

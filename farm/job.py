@@ -14,7 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from farm import defaults, workloads
 from farm.errors import problems_from_validation
@@ -42,7 +43,7 @@ class Requirements(BaseModel):
 
     gpu_model: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH,
                                   description="Substring of the GPU's name, e.g. 'H100'.")
-    min_gpu_memory_gb: float | None = Field(default=None, gt=0, le=100_000)
+    min_gpu_memory_gb: StrictFloat | None = Field(default=None, gt=0, le=100_000)
     host: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH)
 
 
@@ -56,26 +57,35 @@ class JobSpec(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict, validate_default=True)
     device: Device = "cpu"
     backend: Backend = "tensorflow"
-    epochs: int = Field(default=1, ge=1, le=defaults.MAX_EPOCHS)
-    batch_size: int = Field(default=defaults.BATCH_SIZE, ge=1, le=defaults.MAX_BATCH_SIZE)
+    # Counts and flags are strict: YAML's `true` or a quoted "3" is a mistake to report, not a 1 or a 3 to run.
+    epochs: StrictInt = Field(default=1, ge=1, le=defaults.MAX_EPOCHS)
+    batch_size: StrictInt = Field(default=defaults.BATCH_SIZE, ge=1, le=defaults.MAX_BATCH_SIZE)
     data: DataKind = "real"
-    train_samples: int | None = Field(default=None, ge=1, le=defaults.MAX_SAMPLES)
-    test_samples: int | None = Field(default=None, ge=1, le=defaults.MAX_SAMPLES)
-    seed: int = Field(default=defaults.SEED, ge=0, le=2**31 - 1)
-    repeat: int = Field(default=0, ge=0, lt=defaults.MAX_REPEATS)
-    steps_per_execution: int = Field(default=defaults.STEPS_PER_EXECUTION, ge=1, le=100_000)
-    jit_compile: bool | Literal["auto"] = "auto"
-    mixed_precision: bool = False
+    train_samples: StrictInt | None = Field(default=None, ge=1, le=defaults.MAX_SAMPLES)
+    test_samples: StrictInt | None = Field(default=None, ge=1, le=defaults.MAX_SAMPLES)
+    seed: StrictInt = Field(default=defaults.SEED, ge=0, le=2**31 - 1)
+    repeat: StrictInt = Field(default=0, ge=0, lt=defaults.MAX_REPEATS)
+    steps_per_execution: StrictInt = Field(default=defaults.STEPS_PER_EXECUTION, ge=1, le=100_000)
+    jit_compile: StrictBool | Literal["auto"] = "auto"
+    mixed_precision: StrictBool = False
     input_pipeline: InputPipeline = Field(
         default="farm", description="'farm': the farm's stall-free input pipeline; 'keras': numpy straight "
         "into fit(), as users run it.")
-    target_accuracy: float | None = Field(default=None, gt=0, le=1)
+    target_accuracy: StrictFloat | None = Field(default=None, gt=0, le=1)
     requires: Requirements = Field(default_factory=Requirements)
 
     @field_validator("sweep")
     @classmethod
     def _sweep_is_slug(cls, v: str) -> str:
         return check_slug(v)
+
+    @field_validator("jit_compile", mode="before")
+    @classmethod
+    def _jit_flag(cls, v: Any) -> Any:
+        # One clear message instead of pydantic's one per member of the union.
+        if v is True or v is False or v == "auto":
+            return v
+        raise ValueError("must be true, false or 'auto'")
 
     @field_validator("workload")
     @classmethod

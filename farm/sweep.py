@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
 
 from farm import defaults as limits
 from farm.errors import Problem, SpecError, problems_from_validation
@@ -35,12 +35,12 @@ class SweepSpec(BaseModel):
 
     name: str
     description: str | None = Field(default=None, max_length=2000)
-    repeats: int = Field(default=1, ge=1, le=limits.MAX_REPEATS)
+    repeats: StrictInt = Field(default=1, ge=1, le=limits.MAX_REPEATS)  # `repeats: true` is a mistake, not 1
     defaults: dict[str, Any] = Field(default_factory=dict)
     matrix: dict[str, list[Any]] = Field(default_factory=dict, max_length=limits.MAX_MATRIX_AXES)
     jobs: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
-    time_limit_s: float | None = Field(default=None, gt=0, le=limits.MAX_TIME_LIMIT_S,
-                                       description="Per-job time limit; default grows with the epochs.")
+    time_limit_s: StrictFloat | None = Field(default=None, gt=0, le=limits.MAX_TIME_LIMIT_S,
+                                             description="Per-job time limit; default grows with the epochs.")
 
     @field_validator("name")
     @classmethod
@@ -57,6 +57,8 @@ class Sweep:
     jobs: list[JobSpec]
     time_limits: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    origins: dict[str, str] = field(default_factory=dict)
+    """Cell (repeat 0) job id -> the entry and matrix values it came from, for errors found after expansion."""
 
     def envelopes(self) -> list[JobEnvelope]:
         return [JobEnvelope.for_job(j, self.sweep_id, self.time_limits.get(j.job_id)) for j in self.jobs]
@@ -75,7 +77,7 @@ def _check_keys(spec: SweepSpec) -> list[Problem]:
         for key in entry:
             if key not in JOB_FIELDS and key not in ENTRY_ONLY_FIELDS:
                 problems.append(Problem(f"jobs[{i}].{key}", "unknown field"))
-        if "workload" not in entry and "workload" not in spec.defaults:
+        if "workload" not in entry and "workload" not in spec.defaults and "workload" not in spec.matrix:
             problems.append(Problem(f"jobs[{i}].workload", "field required"))
     for key, values in spec.matrix.items():
         if key not in JOB_FIELDS and not (key.startswith("params.") and len(key) > len("params.")):
@@ -137,7 +139,12 @@ def _relocate(problems: list[Problem], origin: dict[str, str]) -> list[Problem]:
         if head_field == "params" and p.loc == "params":
             # The workload's parameter model reports "name[i]: message; other: message" under ``params``.
             for part in p.msg.split("; "):
-                sub_loc, _, msg = part.partition(": ")
+                sub_loc, sep, msg = part.partition(": ")
+                if not sep:  # about the parameters as a whole (say, the model they make is too large)
+                    axes = [w for k, w in origin.items() if k.startswith("params.") and w.startswith("matrix.")]
+                    out.append(Problem(f"{origin['params']} with {', '.join(axes)}" if axes else origin["params"],
+                                       part))
+                    continue
                 name = sub_loc.split(".", 1)[0].split("[", 1)[0]
                 where = origin.get(f"params.{name}")
                 if where is None:
@@ -166,6 +173,7 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
         raise SpecError(problems, source)
 
     cells: dict[str, JobSpec] = {}
+    origins: dict[str, str] = {}
     time_limits: dict[str, float] = {}
     seen: set[Problem] = set()
     for index, entry in enumerate(spec.jobs):
@@ -182,12 +190,15 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
                         problems.append(p)
                 continue
             cells.setdefault(job.job_id, job)
+            via = ", ".join(f"matrix.{key}[{k}]" for key, k, _ in combo)
+            origins.setdefault(job.job_id, f"jobs[{index}] with {via}" if via else f"jobs[{index}]")
             if limit is not None:
                 if isinstance(limit, bool) or not isinstance(limit, (int, float)) \
                         or not 0 < limit <= limits.MAX_TIME_LIMIT_S:
                     problems.append(Problem(origin.get("time_limit_s", "time_limit_s"),
                                             f"must be a number of seconds in (0, {limits.MAX_TIME_LIMIT_S:.0f}]"))
-                time_limits[job.job_id] = float(limit) if isinstance(limit, (int, float)) else 0.0
+                else:
+                    time_limits[job.job_id] = float(limit)
         if len(problems) >= MAX_PROBLEMS_SHOWN:
             break
     if problems:
@@ -202,7 +213,8 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
             if cell_id in time_limits:
                 job_limits[job.job_id] = time_limits[cell_id]
     digest = hashlib.sha256("\n".join(sorted(j.job_id for j in jobs)).encode()).hexdigest()[:8]
-    return Sweep(spec=spec, sweep_id=f"{spec.name}-{digest}", jobs=jobs, time_limits=job_limits, source=source)
+    return Sweep(spec=spec, sweep_id=f"{spec.name}-{digest}", jobs=jobs, time_limits=job_limits, source=source,
+                 origins=origins)
 
 
 def load_sweep_data(data: dict[str, Any], source: str = "", name: str | None = None) -> Sweep:

@@ -25,9 +25,17 @@ class Workload:
     prepare: Callable[[Any, Any], tuple[Any, Any]]
     """(x uint8 images, y int labels) -> arrays ready for ``fit`` (the seed's preprocessing)."""
     description: str = ""
+    memory_estimate: Callable[[BaseModel, int], int] | None = None
+    """(params, batch_size) -> bytes that training needs at the least, computed without any framework so the
+    submit side can refuse a job no worker can hold; None where a workload cannot say."""
 
     def validate_params(self, params: dict[str, Any] | None) -> BaseModel:
         return self.params_model.model_validate(params or {})
+
+
+MAX_PARAMETERS = 20_000_000_000
+"""A model above this many parameters is refused whatever the workers: its float32 weights and gradients
+alone (160 GB) exceed the largest accelerator's memory, and no benchmark here needs anything near it."""
 
 
 class UnknownWorkload(KeyError):
@@ -62,4 +70,4 @@ def _load_builtin() -> None:
 
 _load_builtin()
 
-__all__ = ["Workload", "UnknownWorkload", "register", "get", "names"]
+__all__ = ["MAX_PARAMETERS", "Workload", "UnknownWorkload", "register", "get", "names"]

@@ -1,13 +1,16 @@
-"""What the two seed MLPs share: the optimizer choice and a Keras Sequential builder.
+"""What the two seed MLPs share: the optimizer choice, a Keras Sequential builder and their size in memory.
 
-Keras is imported inside the functions: this module is imported on the submit side too.
+Keras is imported inside the functions: this module is imported on the submit side too, where the parameter
+count and the memory estimate are plain arithmetic on the layer sizes.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
+
+from farm.workloads import MAX_PARAMETERS
 
 Activation = Literal["relu", "tanh", "sigmoid", "gelu", "elu", "selu"]
 Optimizer = Literal["sgd", "adam", "adamw", "rmsprop"]
@@ -21,7 +24,41 @@ class MLPParams(BaseModel):
     activation: Activation = "relu"
     output_activation: Literal["sigmoid", "softmax"] = "sigmoid"
     optimizer: Optimizer = "sgd"
-    learning_rate: float | None = Field(default=None, gt=0, le=10)
+    learning_rate: StrictFloat | None = Field(default=None, gt=0, le=10)
+
+
+OPTIMIZER_SLOTS: dict[str, int] = {"sgd": 0, "adam": 2, "adamw": 2, "rmsprop": 1}
+"""Values of optimizer state per parameter at Keras' defaults: SGD has no momentum, RMSprop keeps a running
+mean square, Adam and AdamW two moments."""
+
+FLOAT32 = 4
+
+
+def dense_parameters(sizes: list[int]) -> int:
+    """Weights and biases of Dense layers chaining ``sizes`` (input size first, output size last)."""
+    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+
+
+def check_trainable(sizes: list[int]) -> None:
+    """Refuse a model no machine can train, whichever workers are up (its message names no field: the
+    parameter count follows from several)."""
+    count = dense_parameters(sizes)
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"the model would have {count:,} parameters, more than the {MAX_PARAMETERS:,} any "
+                         "machine can train")
+
+
+def mlp_memory_bytes(sizes: list[int], optimizer: str, batch_size: int) -> int:
+    """Bytes an MLP's training holds at the least, in float32: weights, gradients and optimizer state per
+    parameter, plus every layer's output for one batch, twice (kept for the backward pass, and its gradient).
+
+    A lower bound (the framework, the data and its buffers come on top): a job above a machine's memory
+    cannot run there, a job below it still might not.
+    """
+    params = dense_parameters(sizes)
+    state = params * (2 + OPTIMIZER_SLOTS.get(optimizer, 2))
+    activations = sum(sizes) * batch_size * 2
+    return (state + activations) * FLOAT32
 
 
 def make_optimizer(name: str, learning_rate: float | None) -> Any:

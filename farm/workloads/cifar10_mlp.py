@@ -5,19 +5,41 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, StrictInt, model_validator
 
 from farm import defaults
 from farm.workloads import Workload, register
-from farm.workloads._mlp import MLPParams, Optimizer, build_mlp, make_optimizer, scale_images
+from farm.workloads._mlp import (MLPParams, Optimizer, build_mlp, check_trainable, make_optimizer,
+                                mlp_memory_bytes, scale_images)
+
+
+INPUT_SIZE = 32 * 32 * 3
+"""Values of one flattened cifar10 image (``farm.datasets.fetch.DATASETS``; that package imports numpy, and
+this module is imported on the submit side)."""
+NUM_CLASSES = 10
 
 
 class Cifar10MLPParams(MLPParams):
-    hidden_units: list[Annotated[int, Field(ge=1, le=defaults.MAX_UNITS)]] = Field(
+    hidden_units: list[Annotated[StrictInt, Field(ge=1, le=defaults.MAX_UNITS)]] = Field(
         default=[3000, 1000], min_length=1, max_length=defaults.MAX_HIDDEN_LAYERS,
         description="Width of each hidden Dense layer, in order.",
     )
     optimizer: Optimizer = "sgd"
+
+    @model_validator(mode="after")
+    def _trainable(self) -> "Cifar10MLPParams":
+        check_trainable(layer_sizes(self))
+        return self
+
+
+def layer_sizes(params: Cifar10MLPParams) -> list[int]:
+    """Input, each hidden layer, output: what the parameter count and the memory estimate are made of."""
+    return [INPUT_SIZE, *params.hidden_units, NUM_CLASSES]
+
+
+def memory_estimate(params: Cifar10MLPParams, batch_size: int) -> int:
+    """Bytes that training this model at ``batch_size`` needs at the least (no framework imported)."""
+    return mlp_memory_bytes(layer_sizes(params), params.optimizer, batch_size)
 
 
 def build(params: Cifar10MLPParams, input_shape: tuple[int, ...], num_classes: int) -> tuple[Any, Any, str]:
@@ -43,4 +65,5 @@ WORKLOAD = register(Workload(
     build_model=build,
     prepare=prepare,
     description=__doc__.strip().splitlines()[0],
+    memory_estimate=memory_estimate,  # type: ignore[arg-type]  # its own params model
 ))

@@ -5,17 +5,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, StrictInt, model_validator
 
 from farm import defaults
 from farm.workloads import Workload, register
-from farm.workloads._mlp import MLPParams, Optimizer, build_mlp, make_optimizer, scale_images
+from farm.workloads._mlp import (MLPParams, Optimizer, build_mlp, check_trainable, make_optimizer,
+                                mlp_memory_bytes, scale_images)
+
+
+INPUT_SIZE = 28 * 28
+"""Values of one flattened fashion_mnist image (``farm.datasets.fetch.DATASETS``; that package imports numpy, and
+this module is imported on the submit side)."""
+NUM_CLASSES = 10
 
 
 class FashionMNISTMLPParams(MLPParams):
-    hidden_layers: int = Field(default=5, ge=1, le=defaults.MAX_HIDDEN_LAYERS)
-    units: int = Field(default=500, ge=1, le=defaults.MAX_UNITS)
+    hidden_layers: StrictInt = Field(default=5, ge=1, le=defaults.MAX_HIDDEN_LAYERS)
+    units: StrictInt = Field(default=500, ge=1, le=defaults.MAX_UNITS)
     optimizer: Optimizer = "adam"
+
+    @model_validator(mode="after")
+    def _trainable(self) -> "FashionMNISTMLPParams":
+        check_trainable(layer_sizes(self))
+        return self
+
+
+def layer_sizes(params: FashionMNISTMLPParams) -> list[int]:
+    """Input, each hidden layer, output: what the parameter count and the memory estimate are made of."""
+    return [INPUT_SIZE, *[params.units] * params.hidden_layers, NUM_CLASSES]
+
+
+def memory_estimate(params: FashionMNISTMLPParams, batch_size: int) -> int:
+    """Bytes that training this model at ``batch_size`` needs at the least (no framework imported)."""
+    return mlp_memory_bytes(layer_sizes(params), params.optimizer, batch_size)
 
 
 def build(params: FashionMNISTMLPParams, input_shape: tuple[int, ...], num_classes: int) -> tuple[Any, Any, str]:
@@ -39,4 +61,5 @@ WORKLOAD = register(Workload(
     build_model=build,
     prepare=prepare,
     description=__doc__.strip().splitlines()[0],
+    memory_estimate=memory_estimate,  # type: ignore[arg-type]  # its own params model
 ))
