@@ -51,8 +51,7 @@ def render(progress: "SweepProgress") -> Group:
     for name, reason in sorted(progress.quarantined.items()):
         parts.append(f"[red]worker {name} stopped taking jobs: {reason}[/]")
     if progress.rejected_messages:
-        parts.append(f"[yellow]{progress.rejected_messages} message(s) on the queues were refused as not valid "
-                     f"farm jobs (see the workers' logs)[/]")
+        parts.append(rejected_line(progress))
     bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     bar.add_task("sweep", total=progress.total or 1, completed=progress.finished)
     parts.append(bar)
@@ -60,6 +59,22 @@ def render(progress: "SweepProgress") -> Group:
     for j in errors:
         parts.append(f"[red]{j.job_id[:10]} {j.state}: {j.error}[/]")
     return Group(*parts)
+
+
+def rejected_line(progress: "SweepProgress") -> str:
+    """The farm's refused messages: the total and the newest reason. The reason quotes a stranger's message:
+    non-printable characters and rich markup in it are escaped."""
+    from rich.markup import escape as escape_markup
+
+    from farm.errors import escape
+
+    text = (f"{progress.rejected_messages} message(s) on the queues were refused as not valid farm jobs (the "
+            f"latest 1,000 are kept in the store's `rejected` list)")
+    latest = progress.latest_rejection or {}
+    if latest.get("reason"):
+        where = f" on {latest['queue']}" if latest.get("queue") else ""
+        text += f"; latest{where}: {str(latest['reason'])[:300]}"
+    return f"[yellow]{escape_markup(escape(text))}[/]"
 
 
 @friendly_errors

@@ -31,14 +31,14 @@ def worker_cmd(
 
     On a machine without GPUs (or with --cpu-only) it runs one CPU worker. Ctrl-C or SIGTERM stops every
     worker after its running job; a second signal stops them at once (their jobs go back to the queue).
+    A worker whose consumer died exits non-zero, so a supervisor restarts it.
     """
     from workers.plans import PlanError, WorkerPlan, plan_workers
     from workers.worker import run_worker
 
     cfg = settings(broker_url=broker, worker_name=name, data_dir=data_dir, cache_dir=cache_dir)
     if plan is not None:
-        run_worker(cfg, WorkerPlan(**json.loads(plan)), loglevel=loglevel.upper())
-        return
+        raise typer.Exit(run_worker(cfg, WorkerPlan(**json.loads(plan)), loglevel=loglevel.upper()))
 
     from farm.fingerprint import query_nvidia_smi
     from workers.devices import probe
@@ -59,8 +59,8 @@ def worker_cmd(
     except PlanError as e:
         fail(str(e))
     if len(plans) == 1:
-        run_worker(cfg, plans[0], loglevel=loglevel.upper())
-        return
+        # Celery's exit code, non-zero when the consumer died: a supervisor restarts the worker.
+        raise typer.Exit(run_worker(cfg, plans[0], loglevel=loglevel.upper()))
     passthrough = [f"--loglevel={loglevel}"]
     if broker:
         passthrough += ["--broker", broker]

@@ -49,6 +49,9 @@ class SweepProgress:
     live_workers: int = 0
     quarantined: dict[str, str] = field(default_factory=dict)
     rejected_messages: int = 0
+    """How many messages workers have refused in all (farm-wide, not only this sweep's queues)."""
+    latest_rejection: dict[str, Any] | None = None
+    """The newest refusal kept in the store: at, worker, queue, reason, size, raw (an excerpt)."""
 
     @property
     def total(self) -> int:
@@ -72,6 +75,7 @@ class SweepProgress:
             "sweep_id": self.sweep_id, "name": self.name, "total": self.total, "finished": self.finished,
             "counts": self.counts, "unserved_queues": self.unserved_queues, "live_workers": self.live_workers,
             "quarantined_workers": self.quarantined, "rejected_messages": self.rejected_messages,
+            "latest_rejection": self.latest_rejection,
             "jobs": [j.__dict__ for j in self.jobs],
         }
 
@@ -115,7 +119,23 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
     return SweepProgress(sweep_id=sweep_id, name=manifest.get("name", ""), jobs=jobs, counts=counts,
                          unserved_queues=dict(unserved), live_workers=len(workers),
                          quarantined={w["name"]: w["quarantined"] for w in workers if w.get("quarantined")},
-                         rejected_messages=int(store.r.llen(store.k("rejected"))))
+                         **rejections(store))
+
+
+def rejections(store: Store) -> dict[str, Any]:
+    """The total of refused messages and the newest one kept, in one round trip. The total is the never-trimmed
+    counter; a store written only by older workers (a list, no counter) counts its list."""
+    pipe = store.r.pipeline(transaction=False)
+    pipe.get(store.k("rejected", "count"))
+    pipe.llen(store.k("rejected"))
+    pipe.lindex(store.k("rejected"), 0)
+    count, kept, newest = pipe.execute()
+    try:
+        latest = json.loads(newest) if newest else None
+    except ValueError:
+        latest = None
+    return {"rejected_messages": int(count) if count else int(kept),
+            "latest_rejection": latest if isinstance(latest, dict) else None}
 
 
 def _parse_many(texts: list[str]) -> list[Any]:

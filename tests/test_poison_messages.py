@@ -1,5 +1,5 @@
-"""Hostile or broken messages pushed straight onto a farm queue: refused with a reason, never executed, and
-the worker keeps serving real jobs afterwards."""
+"""Hostile or broken messages pushed straight onto a farm queue: refused with a reason, counted, never executed,
+never put back; the worker keeps serving real jobs afterwards, and so does any worker started later."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def celery_message(body: bytes, content_type: str, task: str = "farm.run_job") -
     """A raw message in the form kombu's Redis transport stores it (Celery task protocol 2)."""
     return json.dumps({
         "body": base64.b64encode(body).decode(), "content-encoding": "utf-8", "content-type": content_type,
-        "headers": {"task": task, "id": f"forged-{task}", "lang": "py", "argsrepr": "", "kwargsrepr": ""},
+        "headers": {"task": task, "id": "0" * 20, "lang": "py", "argsrepr": "", "kwargsrepr": ""},
         "properties": {"delivery_tag": f"tag-{task}-{content_type}", "body_encoding": "base64", "priority": 0,
                        "delivery_info": {"exchange": "", "routing_key": "farm.cpu"}},
     })
@@ -32,6 +32,25 @@ class Boom:
         return (Path.touch, (Path("/tmp/farm-pwned"),))
 
 
+def submit_tiny_job(env: dict[str, str], tmp_path: Path, name: str) -> str:
+    sweep = tmp_path / f"{name}.yaml"
+    sweep.write_text(yaml.safe_dump({"name": name, "defaults": {"backend": "jax", "data": "synthetic",
+                                     "train_samples": 64, "test_samples": 16, "epochs": 1},
+                                     "jobs": [{"workload": "fashion_mnist_mlp",
+                                               "params": {"hidden_layers": 1, "units": 8}}]}))
+    out = run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)["sweep_id"]
+
+
+def wait_succeeded(env: dict[str, str], sid: str, timeout: float = 180) -> dict:
+    def succeeded() -> bool:
+        return json.loads(run_farm(["status", sid, "--json"], env).stdout)["counts"].get("succeeded") == 1
+
+    wait_for(succeeded, timeout, f"the job of {sid} to succeed")
+    return json.loads(run_farm(["status", sid, "--json"], env).stdout)
+
+
 def test_poison_messages_are_refused_and_the_worker_survives(redis_url: str, start_worker, tmp_path: Path) -> None:
     Path("/tmp/farm-pwned").unlink(missing_ok=True)
     env = farm_env(redis_url, tmp_path / "cache")
@@ -40,34 +59,61 @@ def test_poison_messages_are_refused_and_the_worker_survives(redis_url: str, sta
     ok_args = [[{"job_id": "0" * 20}], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
     poison = [
         b"\x00\xff garbage bytes, not JSON",
+        b"{not JSON either",
         celery_message(pickle.dumps(((Boom(),), {}, {})), "application/x-python-serialize"),
         celery_message(json.dumps(ok_args).encode(), "application/json"),  # wrong schema
         celery_message(json.dumps(ok_args).encode(), "application/json", task="os.system"),  # unknown task
+        celery_message(json.dumps(ok_args).encode(), "application/json", task="celery.accumulate"),  # built-in
         celery_message(json.dumps([[{"job_id": "a" * 20, "sweep_id": "x", "time_limit_s": 10,
-                                     "job": {"sweep": "x", "workload": "evil_code"}}], {}, {}]).encode(),
+                                     "job": {"sweep": "x", "workload": "evil_code"}}], {}, {
+                                        "callbacks": None, "errbacks": None, "chain": None, "chord": None}]).encode(),
                        "application/json"),  # unregistered workload
         celery_message(json.dumps([["x" * 5_000_000], {}, {}]).encode(), "application/json"),  # huge
     ]
     for raw in poison:
         client.lpush("farm.cpu", raw)
-    wait_for(lambda: client.llen("farm:rejected") >= len(poison), 60, "every poison message to be refused")
-    reasons = [json.loads(r)["reason"] for r in client.lrange("farm:rejected", 0, -1)]
-    assert any("not JSON" in r for r in reasons)
+    wait_for(lambda: int(client.get("farm:rejected:count") or 0) >= len(poison), 60,
+             "every poison message to be refused")
+    records = [json.loads(r) for r in client.lrange("farm:rejected", 0, -1)]
+    reasons = [r["reason"] for r in records]
+    assert any("not UTF-8" in r for r in reasons) and any("not JSON" in r for r in reasons)
     assert any("pickle" in r for r in reasons)
     assert any("evil_code" in r for r in reasons)
+    assert any("'celery.accumulate'" in r for r in reasons) and any("'os.system'" in r for r in reasons)
+    assert any("bytes, more than" in r for r in reasons)
+    assert all(r["queue"] == "farm.cpu" and r["worker"] == "cpu-1" and r["size"] > 0 for r in records)
+    assert max(len(r["raw"]) for r in records) <= 2048 * 4  # an escaped excerpt, never the 5 MB
     assert worker.proc.poll() is None, worker.text()[-3000:]
     assert not Path("/tmp/farm-pwned").exists()
+    assert client.llen("farm.cpu") == 0 and client.hlen("unacked") == 0
 
-    # A real job still runs afterwards.
-    sweep = tmp_path / "after.yaml"
-    sweep.write_text(yaml.safe_dump({"name": "after-poison", "defaults": {"backend": "jax", "data": "synthetic",
-                                     "train_samples": 64, "test_samples": 16, "epochs": 1},
-                                     "jobs": [{"workload": "fashion_mnist_mlp",
-                                               "params": {"hidden_layers": 1, "units": 8}}]}))
-    sid = json.loads(run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env).stdout)["sweep_id"]
+    # A real job still runs afterwards, and `farm status` shows the total and the latest reason.
+    sid = submit_tiny_job(env, tmp_path, "after-poison")
+    status = wait_succeeded(env, sid)
+    assert status["rejected_messages"] == len(poison)
+    assert status["latest_rejection"]["reason"] == reasons[0]
+    table = run_farm(["status", sid], env).stdout
+    assert f"{len(poison)} message(s) on the queues were refused" in " ".join(table.split())
 
-    def succeeded() -> bool:
-        out = json.loads(run_farm(["status", sid, "--json"], env).stdout)
-        return out["counts"].get("succeeded") == 1
 
-    wait_for(succeeded, 180, "a real job after the poison")
+def test_a_refused_entry_is_not_restored_to_kill_the_next_worker(redis_url: str, start_worker) -> None:
+    """``LPUSH farm.cpu '[]'`` used to end the worker (exit code 0, so systemd did not restart it), and a
+    message whose task header was a list was put back on the queue at shutdown, ending every worker started
+    after it. Now both are refused; the worker stays up, and so does a second one started afterwards."""
+    client = redis.Redis.from_url(redis_url)
+    first = start_worker("cpu-1")
+    task_a_list = json.loads(celery_message(b"[]", "application/json"))
+    task_a_list["headers"]["task"] = ["farm.run_job"]
+    for raw in (b"[]", json.dumps(task_a_list), b"{}", b"5"):
+        client.lpush("farm.cpu", raw)
+    wait_for(lambda: int(client.get("farm:rejected:count") or 0) >= 4, 60, "the four entries to be refused")
+    assert first.proc.poll() is None, first.text()[-3000:]
+    first.stop()
+    assert first.proc.returncode == 0  # a requested (SIGTERM) shutdown
+    assert client.llen("farm.cpu") == 0 and client.hlen("unacked") == 0  # nothing was restored
+
+    second = start_worker("cpu-2")
+    client.lpush("farm.cpu", b"[]")
+    wait_for(lambda: int(client.get("farm:rejected:count") or 0) >= 5, 60, "the next entry to be refused")
+    assert second.proc.poll() is None, second.text()[-3000:]
+    assert "Unrecoverable error" not in first.text() + second.text()

@@ -65,10 +65,11 @@ class JobExecutor:
         return None
 
     def record_rejection(self, reason: str) -> None:
-        """Keep the latest 1,000 refused messages' reasons where ``farm status`` can count them."""
-        self.store.r.lpush(self.store.k("rejected"), json.dumps({"at": time.time(), "worker": self.worker,
-                                                                 "reason": reason[:2000]}))
-        self.store.r.ltrim(self.store.k("rejected"), 0, 999)
+        """Keep the refused message's reason where ``farm status`` counts and shows it (Redis down: log only)."""
+        try:
+            self.store.record_rejection(reason, worker=self.worker)
+        except redis.RedisError as e:
+            log.warning("could not record the refused message: %s", e)
 
     def handle(self, payload: Any) -> str:
         """Run one delivery: receive, validate, lease, run, record. Returns what became of it (Celery's log)."""

@@ -4,7 +4,8 @@ together on Ctrl-C/SIGTERM.
 Each worker is its own process (its own Celery worker, its own pinned GPU), started as
 ``python -m cli.main worker --plan JSON``. On SIGTERM/SIGINT the fleet passes SIGTERM to every worker, which
 finishes its running job (Celery's warm shutdown) and exits; a second signal passes SIGKILL, and the jobs
-they held come back through the lease reaper. A worker that dies on its own is restarted after a pause.
+they held come back through the lease reaper. A worker that dies on its own is restarted after a pause. The
+fleet's own exit code is non-zero when a worker's last exit was (a supervisor above it sees the failure).
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ RESTART_DELAY_S = 10.0
 
 def worker_command(plan: WorkerPlan, passthrough: list[str]) -> list[str]:
     return [sys.executable, "-m", "cli.main", "worker", "--plan", json.dumps(asdict(plan)), *passthrough]
+
+
+def fleet_exit_code(codes: list[int | None]) -> int:
+    """0 when every worker stopped cleanly, else the first failure's code (a worker killed by signal N counts
+    as 128 + N, as a shell reports it)."""
+    for code in codes:
+        if code:
+            return 128 - code if code < 0 else code
+    return 0
 
 
 def run_fleet(plans: list[WorkerPlan], passthrough: list[str]) -> int:
@@ -61,7 +71,7 @@ def run_fleet(plans: list[WorkerPlan], passthrough: list[str]) -> int:
         alive = [n for n, p in procs.items() if p.poll() is None]
         if stopping["signals"]:
             if not alive:
-                return 0
+                return fleet_exit_code([p.returncode for p in procs.values()])
         else:
             for name, p in procs.items():
                 if p.poll() is not None and name not in restart_at:

@@ -2,6 +2,10 @@
 
 The Celery worker runs with the solo pool: the worker process itself supervises the job, and the training
 happens in a fresh child process per job, so there is nothing to gain from Celery's own process pool.
+
+Every entry popped from a queue passes the farm's admission check first (``workers.poison``), and the worker
+ends with Celery's exit code: non-zero when its consumer died, so a supervisor (systemd's
+``Restart=on-failure``, the fleet) restarts it. ``app.worker_main`` would drop that code and exit 0.
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ import os
 import socket
 import threading
 import time
+
+from celery import Celery
+from celery.utils.nodenames import default_nodename, host_format
 
 from farm import __version__
 from farm.fingerprint import GPUInfo
@@ -26,9 +33,11 @@ from workers.task import register
 log = logging.getLogger("farm.worker")
 
 
-def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INFO") -> None:
-    """Start a Celery worker for ``plan``; returns when the worker shuts down (Ctrl-C / SIGTERM)."""
+def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INFO") -> int:
+    """Run a Celery worker for ``plan`` until it shuts down (Ctrl-C / SIGTERM, or its consumer died); returns
+    its exit code (0 after a requested shutdown)."""
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    poison.install_transport_guard()  # before this process opens any kombu connection
     store = Store.from_settings(settings)
     current: dict[str, str | None] = {"job": None}
     info = {**plan.info, "name": plan.name, "tags": plan.tags, "queues": plan.queues, "pid": os.getpid(),
@@ -49,8 +58,8 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
             log.warning("registry update failed: %s", e)
 
     executor = JobExecutor(store, settings, plan.name, gpu_ids=plan.gpu_ids, gpus=gpus, app=app, on_busy=set_busy)
-    poison.install_transport_guard()
-    poison.set_recorder(executor.record_rejection)
+    poison.set_recorder(lambda refusal: store.record_rejection(
+        refusal.reason, worker=plan.name, queue=refusal.queue, raw=refusal.excerpt, size=refusal.size))
     register(app, executor)
     stop = threading.Event()
 
@@ -71,8 +80,7 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
     threading.Thread(target=housekeeping, daemon=True, name="farm-housekeeping").start()
     log.info("worker %s serving %s", plan.name, ", ".join(plan.queues))
     try:
-        app.worker_main(["worker", "--pool=solo", "--concurrency=1", "-Q", ",".join(plan.queues), "-n", plan.name,
-                         f"--loglevel={loglevel}", "--without-mingle", "--without-gossip", "-E"])
+        return serve(app, plan, loglevel)
     finally:
         stop.set()
         executor.pool.close()
@@ -80,3 +88,17 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
             store.unregister_worker(plan.name)
         except Exception:  # noqa: BLE001
             pass
+
+
+def serve(app: Celery, plan: WorkerPlan, loglevel: str) -> int:
+    """Celery's worker in this process, as ``celery worker --pool=solo --concurrency=1 -Q QUEUES -n NAME
+    --without-mingle --without-gossip -E`` starts it, until it stops; returns its exit code.
+
+    Celery's ``WorkController.start`` turns an exception that ends the consumer ("Unrecoverable error") into
+    exit code 1, and a warm shutdown (SIGTERM) into 0."""
+    worker = app.Worker(hostname=host_format(default_nodename(plan.name)), pool_cls="solo", concurrency=1,
+                        queues=list(plan.queues), loglevel=loglevel, without_mingle=True, without_gossip=True,
+                        task_events=True)
+    worker.start()
+    code = worker.exitcode
+    return code if isinstance(code, int) else (0 if code is None else 1)
