@@ -41,7 +41,8 @@ def matrix_table(sweep: "Sweep") -> "Table":
 
 @friendly_errors
 def submit_cmd(
-    sweep_file: Path = typer.Argument(..., help="Sweep file (YAML, TOML or JSON).", exists=False),
+    sweep_file: Path = typer.Argument(..., help="Sweep file (YAML, TOML or JSON); - reads YAML or JSON from "
+                                      "standard input.", exists=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the job matrix; enqueue nothing."),
     name: str = typer.Option(None, "--name", help="Run under another sweep name (a fresh set of job ids)."),
     allow_unserved: bool = typer.Option(False, "--allow-unserved", help="Enqueue jobs that no live worker can "

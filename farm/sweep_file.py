@@ -237,8 +237,37 @@ def _check_regular(mode: int, source: str) -> None:
         raise SpecError.one("", f"refused: {kind}, not a regular file", source)
 
 
+def _read_stdin_capped(source: str) -> bytes:
+    """At most the cap plus one byte of standard input (``farm submit -``): a stream has no size to check first,
+    so the reading itself is bounded, whatever is piped in."""
+    cap = defaults.MAX_SWEEP_FILE_BYTES
+    stream = sys.stdin.buffer
+    chunks: list[bytes] = []
+    left = cap + 1
+    try:
+        while left > 0:
+            chunk = stream.read1(min(left, 1 << 16)) if hasattr(stream, "read1") else stream.read(min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as e:
+        raise SpecError.one("", f"cannot read: {e.strerror or e}", source) from None
+    data = b"".join(chunks)
+    if len(data) > cap:
+        raise SpecError.one("", f"refused: more than {cap} bytes", source)
+    return data
+
+
 def read_sweep_file(path: Path) -> dict[str, Any]:
+    """The parsed sweep file at ``path``; ``-`` reads standard input (YAML, which also reads JSON)."""
     source = str(path)
+    if source == "-":
+        source = "<stdin>"
+        try:
+            return parse_sweep_text(_read_stdin_capped(source).decode("utf-8"), "yaml", source)
+        except UnicodeDecodeError:
+            raise SpecError.one("", "not UTF-8 text", source) from None
     try:
         text = _read_capped(path, source).decode("utf-8")
     except UnicodeDecodeError:

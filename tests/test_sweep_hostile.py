@@ -164,11 +164,20 @@ def test_a_file_at_the_cap_is_read(tmp_path: Path) -> None:
     assert len(load_sweep(path).jobs) == 1
 
 
-def test_stdin_is_not_read(tmp_path: Path) -> None:
-    # `farm submit -` is not a way to read standard input: "-" is a path like any other, and a 35 MB stream
-    # piped in is never read (the command refuses the missing file and exits).
+def test_a_long_stream_on_stdin_is_refused_after_the_cap(tmp_path: Path) -> None:
+    # `farm submit -` reads standard input, but never more than the cap plus one byte of it: a 35 MB stream
+    # (the writer is then cut off: the pipe closes under it) is refused in one line.
     out = farm(["submit", "-", "--dry-run"], tmp_path, input=b"x" * 35_000_000)
-    assert_refused_cleanly(out, "-: cannot read: No such file or directory")
+    assert_refused_cleanly(out, "<stdin>: refused: more than 1000000 bytes")
+
+
+def test_a_sweep_on_stdin_is_read(tmp_path: Path) -> None:
+    sweep = b"name: piped\ndefaults: {data: synthetic}\njobs:\n  - {workload: cifar10_mlp, epochs: 1}\n"
+    out = farm(["submit", "-", "--dry-run", "--json"], tmp_path, input=sweep)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["jobs"] == 1
+    dup = farm(["submit", "-", "--dry-run"], tmp_path, input=b"name: a\nname: b\njobs: []\n")
+    assert_refused_cleanly(dup, "<stdin>: line 2, column 1: refused: duplicate key 'name'")
 
 
 # -- 3. integers too long to convert, numbers that are not finite ----------------------------------------------

@@ -7,7 +7,6 @@ result is written with SET NX. A job whose process keeps dying is given up on af
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
