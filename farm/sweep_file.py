@@ -16,7 +16,7 @@ import stat
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from farm import defaults
 from farm.errors import Problem, SpecError, format_loc
@@ -213,22 +213,27 @@ def _read_capped(path: Path, source: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
         try:
             _check_regular(os.fstat(fd).st_mode, source)
-            chunks: list[bytes] = []
-            left = cap + 1
-            while left > 0:
-                chunk = os.read(fd, min(left, 1 << 16))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                left -= len(chunk)
+            data = _read_at_most(lambda n: os.read(fd, n), cap + 1)
         finally:
             os.close(fd)
     except OSError as e:
         raise SpecError.one("", f"cannot read: {e.strerror or e}", source) from None
-    data = b"".join(chunks)
     if len(data) > cap:
         raise SpecError.one("", f"refused: larger than {cap} bytes", source)
     return data
+
+
+def _read_at_most(read: Callable[[int], bytes], limit: int) -> bytes:
+    """Up to ``limit`` bytes from ``read`` (which returns b"" at the end), in 64 KiB reads."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = read(min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _check_regular(mode: int, source: str) -> None:
@@ -242,18 +247,10 @@ def _read_stdin_capped(source: str) -> bytes:
     so the reading itself is bounded, whatever is piped in."""
     cap = defaults.MAX_SWEEP_FILE_BYTES
     stream = sys.stdin.buffer
-    chunks: list[bytes] = []
-    left = cap + 1
     try:
-        while left > 0:
-            chunk = stream.read1(min(left, 1 << 16)) if hasattr(stream, "read1") else stream.read(min(left, 1 << 16))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = _read_at_most(getattr(stream, "read1", stream.read), cap + 1)
     except OSError as e:
         raise SpecError.one("", f"cannot read: {e.strerror or e}", source) from None
-    data = b"".join(chunks)
     if len(data) > cap:
         raise SpecError.one("", f"refused: more than {cap} bytes", source)
     return data
