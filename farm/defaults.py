@@ -102,3 +102,8 @@ REDIS_TIMEOUT_S = 5.0
 """A Redis reply awaited longer than this fails the command: a stopped (SIGSTOP) or wedged server still accepts
 connections but never answers, and without a bound every command hangs. Above kombu's 1 s BRPOP wait, which
 is read under the same socket timeout."""
+
+CONTENTION_CPU_THRESHOLD = 0.2
+"""A job is marked contended when other processes used more than this share of its cores (or the hypervisor
+stole it) over its steady window: one busy core of a 2-core job is 0.5; a quiet machine's daemons stay near
+0.01. Reports leave contended repeats out of their statistics by default."""

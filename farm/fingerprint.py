@@ -210,11 +210,14 @@ def hardware_key(facts: dict[str, Any], gpus: list[GPUInfo] | None, device: str)
     raise ValueError(f"unknown device {device!r}: expected 'cpu' or 'gpu'")
 
 
-def software_key(versions: dict[str, str]) -> str:
-    """A short key of the versions that change a benchmark's speed, e.g. ``"py3.11.7 keras3.15.1 tensorflow2.21.0"``.
+def software_key(versions: dict[str, str], *, harness: str | None = None, workload: str | None = None) -> str:
+    """A short key of the versions that change a benchmark's speed, e.g. ``"py3.11.7 keras3.15.1
+    tensorflow2.21.0 benchfarm0.1.0+abc123 cifar10_mlp@1f2e3d4c"``.
 
-    Python first, then Keras, then whichever backend frameworks are present, sorted by name. Other entries
-    (numpy, CUDA libraries, ...) stay in the result's ``versions`` but out of the key, so it stays short.
+    Python first, then Keras, then whichever backend frameworks are present, sorted by name, then the harness
+    (benchfarm's version and commit: a change to how the farm times a job can change its numbers) and the
+    workload's definition hash (a changed model is another benchmark). Other entries (numpy, CUDA libraries,
+    ...) stay in the result's ``versions`` but out of the key, so it stays short.
     """
     parts: list[str] = []
     if versions.get("python"):
@@ -222,6 +225,10 @@ def software_key(versions: dict[str, str]) -> str:
     if versions.get("keras"):
         parts.append(f"keras{versions['keras']}")
     parts.extend(f"{name}{versions[name]}" for name in sorted(FRAMEWORKS) if versions.get(name))
+    if harness:
+        parts.append(f"benchfarm{harness}")
+    if workload:
+        parts.append(workload)
     return " ".join(parts)
 
 

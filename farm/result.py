@@ -120,6 +120,15 @@ class JobResult(BaseModel):
         "spawned_at, job_started_at, first_step_at, train_end_at, exited_at, recorded_at.")
     epochs_to_target: int | None = None
     time_to_target_s: float | None = None
+    contention: dict[str, Any] = Field(
+        default_factory=dict, description="What else used the machine during the steady window (see "
+        "workers.contention): cpu_others, cpu_others_peak, cpu_steal, cpu_own (fractions of the job's cores), "
+        "cpu_pressure (PSI share of the window), cpu_freq_ratio, window_s, cores, samples, sampler_cpu_s, and "
+        "gpu (NVML: other_processes, other_memory_mb, utilization, sm_clock_ratio, throttle_reasons).")
+    contended: bool = Field(default=False, description="Another workload disturbed the steady window beyond "
+                            "the farm's threshold: reports leave this repeat out unless asked to keep it.")
+    contended_reasons: list[str] = Field(default_factory=list)
+    throttled: bool = Field(default=False, description="The GPU's clocks were held down (heat, power) in the window.")
 
     # Derived figures: computed from ``epochs`` so they can never disagree with it.
     @property

@@ -23,7 +23,8 @@ RESULT_COLUMNS = [
     "train_samples_used", "first_epoch_s", "steady_epoch_s", "steady_samples_per_s", "step_p50_s", "step_p90_s",
     "step_p99_s", "train_s", "import_s", "data_s", "build_s", "eval_s", "total_s", "train_cpu_s", "stalls",
     "stall_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epochs_to_target",
-    "time_to_target_s", "dataset_digest", "started_at", "finished_at",
+    "time_to_target_s", "dataset_digest", "started_at", "finished_at", "contended", "contention_cpu",
+    "contended_reason", "throttled", "benchfarm_version", "workload_version",
 ]
 
 
@@ -36,7 +37,7 @@ ROW_FORMAT = "r" + hashlib.sha256(",".join(RESULT_COLUMNS).encode()).hexdigest()
 SHARED_COLUMNS = [
     *CELL_COLUMNS, "status", "attempt", "worker", "host", "device_name", "hardware_key", "software_key",
     "keras_version", "backend_version", "python_version", "train_samples_used", "stalls", "epochs_to_target",
-    "dataset_digest",
+    "dataset_digest", "benchfarm_version", "workload_version",
 ]
 #: The columns a compact row carries itself (``sweep_id`` is left out: the reader knows the sweep it reads).
 OWN_COLUMNS = [c for c in RESULT_COLUMNS if c not in SHARED_COLUMNS and c != "sweep_id"]
@@ -123,5 +124,20 @@ def result_row(result: "JobResult") -> dict[str, Any]:
         dataset_digest=result.dataset_digest,
         started_at=result.started_at.isoformat() if result.started_at else None,
         finished_at=result.finished_at.isoformat() if result.finished_at else None,
+        contended=result.contended,
+        contention_cpu=result.contention.get("cpu_others"),
+        contended_reason="; ".join(result.contended_reasons) or None,
+        throttled=result.throttled,
+        benchfarm_version=benchfarm_version(result.environment),
+        workload_version=result.environment.get("workload_version"),
     )
     return row
+
+
+def benchfarm_version(environment: dict[str, Any]) -> str | None:
+    """``0.1.0`` or, run from a checkout, ``0.1.0+abc1234`` (``+abc1234.dirty`` with uncommitted changes)."""
+    version = environment.get("benchfarm")
+    commit = environment.get("git_commit")
+    if version and commit:
+        return f"{version}+{commit[:12]}"
+    return version

@@ -56,6 +56,9 @@ class FarmSettings(BaseSettings):
                              "Keras once (it touches no device); off: a fresh interpreter imports per job.")
     compile_cache: bool = Field(default=True, description="Reuse XLA compilations across jobs (JAX backend) from "
                                 "a cache under cache_dir; steady epochs are unaffected, first epochs compile less.")
+    contention_cpu_threshold: float = Field(default=defaults.CONTENTION_CPU_THRESHOLD, gt=0, le=10,
+                                            description="Share of a job's cores that other processes may use "
+                                            "during its steady window before the job is marked contended.")
     reap_interval_s: float = Field(default=defaults.REAP_INTERVAL_S, gt=0,
                                    description="How often workers look for jobs whose worker died.")
     redis_timeout_s: float = Field(default=defaults.REDIS_TIMEOUT_S, ge=2, le=600,

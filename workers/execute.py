@@ -18,10 +18,12 @@ from celery import Celery
 from pydantic import ValidationError
 
 from farm.errors import problems_from_validation
+from farm import workloads
 from farm.fingerprint import GPUInfo, hardware_key, host_facts, software_key
 from farm.job import JobEnvelope
 from farm.ledger import Ledger, Lease, Outcome
 from farm.result import EpochRecord, JobResult, JobStatus, Phases
+from farm.rows import benchfarm_version
 from farm.settings import FarmSettings
 from farm.store import Store
 from workers.supervisor import ChildOutcome, WarmPool, run_child
@@ -235,6 +237,8 @@ def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo
     from them (equal hardware keys ran on comparable hardware, equal software keys on the same stack)."""
     job = envelope.job
     versions = ready.get("versions", {})
+    harness = benchfarm_version(facts)
+    workload_version = workloads.get(job.workload).definition_hash()
     job_gpus = gpus if job.device == "gpu" else []
     if job.device == "gpu" and not job_gpus and res.get("device_name"):
         hw = f"gpu:{res['device_name']}"
@@ -255,13 +259,15 @@ def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo
         "data": job.data,
         "dataset_digest": res.get("dataset_digest"),
         "hardware_key": hw,
-        "software_key": software_key(versions) if versions else None,
+        "software_key": software_key(versions, harness=harness, workload=workload_version) if versions else None,
+        "workload_version": workload_version,
     }
 
 
 def build_result(envelope: JobEnvelope, outcome: ChildOutcome, attempt: int, worker: str,
                  facts: dict[str, Any], gpus: list[GPUInfo] | None = None) -> JobResult:
     ready, res = outcome.ready, outcome.result
+    contention = res.get("contention") or {}
     phases = dict(res.get("phases", {}))
     phases.update(spawn_s=ready.get("spawn_s"), import_s=ready.get("import_s"),
                   import_cpu_s=ready.get("import_cpu_s"))
@@ -309,4 +315,8 @@ def build_result(envelope: JobEnvelope, outcome: ChildOutcome, attempt: int, wor
         step_p99_s=res.get("step_p99_s"),
         epochs_to_target=res.get("epochs_to_target"),
         time_to_target_s=res.get("time_to_target_s"),
+        contention=contention.get("figures", {}),
+        contended=bool(contention.get("contended")),
+        contended_reasons=contention.get("reasons", []),
+        throttled=bool(contention.get("throttled")),
     )

@@ -53,7 +53,8 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
     env.update(KERAS_BACKEND=job.backend, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
                FARM_CACHE_DIR=str(settings.cache_dir), FARM_ALLOW_DOWNLOAD=str(settings.allow_download).lower(),
                FARM_COMPILE_CACHE=str(settings.compile_cache).lower(),
-               FARM_KEEPALIVE_TIMEOUT_S=repr(keepalive_timeout_s(settings)))
+               FARM_KEEPALIVE_TIMEOUT_S=repr(keepalive_timeout_s(settings)),
+               FARM_CONTENTION_CPU_THRESHOLD=repr(settings.contention_cpu_threshold))
     if settings.data_dir:
         env["FARM_DATA_DIR"] = str(settings.data_dir)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)

@@ -14,6 +14,8 @@ from farm import workloads
 from farm.fingerprint import cpu_model
 from farm.job import JobEnvelope
 from farm.settings import FarmSettings
+from workers.contention import ContentionSampler
+from workers.gpu_contention import gpu_probe, gpu_summary
 from workers.timing import IdleSampler, PhaseClock, epoch_callback, steps_per_call
 
 Emit = Callable[[dict[str, Any]], None]
@@ -143,6 +145,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
     timer = epoch_callback(emit, job.epochs)
     validation = (x_test, y_test) if job.target_accuracy is not None else None
     sampler = IdleSampler().start()
+    watch = ContentionSampler(gpu_probe=gpu_probe(job.device)).start()
     with clock.phase("train"):
         if job.backend == "tensorflow" and job.input_pipeline == "farm":
             model.fit(tf_dataset(x_train, y_train, job.batch_size, seed), epochs=job.epochs, verbose=0, shuffle=False,
@@ -150,6 +153,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         else:
             model.fit(x_train, y_train, batch_size=job.batch_size, epochs=job.epochs, verbose=0, shuffle=True,
                       callbacks=[timer], validation_data=validation, validation_batch_size=job.batch_size)
+    watch.stop()
     emit({"event": "trained"})  # the measured part is over: the supervisor may start the next job's process
     with clock.phase("eval"):
         test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=job.batch_size, verbose=0)
@@ -171,6 +175,8 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
                    "train_cpu_s": clock.cpu["train"], "eval_cpu_s": clock.cpu["eval"]},
         "timeline": {"first_step_at": timer.first_step_at, "train_end_at": timer.train_end_at},
         "stalls": locate_stalls(sampler.stalls(), clock, timer.epoch_bounds),
+        "contention": watch.window(*steady_window(timer.epoch_bounds, clock.bounds["train"]),
+                                   settings.contention_cpu_threshold, gpu_summary),
         **step_percentiles(timer.step_times(first_epoch=1)),
         "steps_per_epoch": len(timer.step_starts[0]) * steps_per_call(timer.step_starts[0]) if timer.step_starts else None,
         "train_loss": last.get("loss"),
@@ -186,6 +192,14 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
                 out["epochs_to_target"], out["time_to_target_s"] = rec["epoch"], elapsed
                 break
     return out
+
+
+def steady_window(epoch_bounds: list[tuple[float, float]], train: tuple[float, float]) -> tuple[float, float]:
+    """The measured window: from the second epoch's start to the last epoch's training end (the first epoch
+    holds compilation and is not part of the steady figures); the whole fit when there is one epoch."""
+    if len(epoch_bounds) >= 2:
+        return epoch_bounds[1][0], epoch_bounds[-1][1]
+    return epoch_bounds[0] if epoch_bounds else train
 
 
 def step_percentiles(steps: list[float]) -> dict[str, float | None]:

@@ -7,6 +7,7 @@ data. Framework imports happen inside those functions, so the registry itself st
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -31,6 +32,26 @@ class Workload:
 
     def validate_params(self, params: dict[str, Any] | None) -> BaseModel:
         return self.params_model.model_validate(params or {})
+
+    def definition_hash(self) -> str:
+        """``name@hash``: a hash of the source files that define this workload (its parameter model, model
+        builder and data preparation), so a result says which version of the benchmark produced it."""
+        return f"{self.name}@{_definition_hash(self.params_model, self.build_model, self.prepare)}"
+
+
+@functools.lru_cache(maxsize=None)
+def _definition_hash(*parts: Any) -> str:
+    import hashlib
+    import inspect
+
+    digest = hashlib.sha256()
+    files = sorted({inspect.getsourcefile(p) or "" for p in parts} - {""})
+    for path in files:
+        try:
+            digest.update(open(path, "rb").read())  # noqa: SIM115 - read whole, closed by refcount
+        except OSError:
+            digest.update(path.encode())
+    return digest.hexdigest()[:10]
 
 
 MAX_PARAMETERS = 20_000_000_000

@@ -1,0 +1,258 @@
+"""Who else used the machine while a job was measured: CPU time of other processes on the job's cores, the
+hypervisor's steal, CPU pressure (PSI) and CPU frequency, sampled from /proc in a thread of the training child.
+
+Why from the child and from /proc: the child knows exactly which cores it may use (its affinity) and which
+processes are its own (itself and its descendants), and reading a few small /proc files twice a second costs a
+fraction of a millisecond each time, so the sampler does not disturb what it measures (its own CPU time is
+recorded with the figures). Per-CPU lines of /proc/stat are summed over the job's cores only, so on a big host
+the other cores' tenants do not count; PSI's "some" time says how long runnable tasks waited for a CPU, which
+also catches contention that /proc/stat cannot attribute (a CPU quota, another cgroup). The GPU side, when the
+job has a GPU, comes from NVML (``workers.gpu_contention``).
+
+A job is **contended** when, over its steady window (the epochs after the first), other processes used more
+than ``contention_cpu_threshold`` of the cores the job may use, or the hypervisor stole more than that, or
+(on a GPU job) another process used the job's GPU or its clocks were throttled by heat or power.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """One reading: when, the job cores' busy and steal ticks, the job's own CPU ticks, PSI 'some' µs."""
+
+    at: float
+    busy: int
+    steal: int
+    own: int
+    pressure_us: int | None
+    freq_ratio: float | None
+
+
+def job_cores() -> list[int]:
+    """The CPUs this process may run on."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def read_cpu_ticks(cores: list[int]) -> tuple[int, int]:
+    """(busy, steal) ticks summed over ``cores`` from /proc/stat; busy excludes idle, iowait and steal."""
+    wanted = {f"cpu{c}" for c in cores}
+    busy = steal = 0
+    with open("/proc/stat", "rb") as f:
+        for line in f:
+            if not line.startswith(b"cpu"):
+                break
+            fields = line.split()
+            if fields[0].decode() not in wanted:
+                continue
+            user, nice, system, _idle, _iowait, irq, softirq, st = (int(v) for v in fields[1:9])
+            busy += user + nice + system + irq + softirq
+            steal += st
+    return busy, steal
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux ≥ 3.5 lists them per thread)."""
+    kids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                    kids.extend(int(k) for k in f.read().split())
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return kids
+
+
+def process_ticks(pid: int) -> int:
+    """utime + stime of one process (all its threads), in clock ticks; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def tree_ticks(root: int) -> int:
+    """CPU ticks of ``root`` and every process below it: the job's own work."""
+    total, stack, seen = 0, [root], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += process_ticks(pid)
+        stack.extend(_children(pid))
+    return total
+
+
+def read_pressure_us(path: str = "/proc/pressure/cpu") -> int | None:
+    """PSI's cumulative 'some' stall time in µs (tasks waiting for a CPU), or None where the kernel has none."""
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if line.startswith(b"some"):
+                    return int(line.rsplit(b"total=", 1)[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def read_freq_ratio(cores: list[int]) -> float | None:
+    """Mean current/maximum frequency of ``cores`` where cpufreq is exposed (bare metal); None elsewhere."""
+    ratios = []
+    for c in cores:
+        base = f"/sys/devices/system/cpu/cpu{c}/cpufreq"
+        try:
+            with open(f"{base}/scaling_cur_freq") as cur, open(f"{base}/cpuinfo_max_freq") as top:
+                ratios.append(int(cur.read()) / int(top.read()))
+        except (OSError, ValueError, ZeroDivisionError):
+            return None
+    return sum(ratios) / len(ratios) if ratios else None
+
+
+def take_sample(cores: list[int], root: int) -> CpuSample:
+    busy, steal = read_cpu_ticks(cores)
+    return CpuSample(time.perf_counter(), busy, steal, tree_ticks(root), read_pressure_us(), read_freq_ratio(cores))
+
+
+def cpu_window(samples: list[CpuSample], start: float, end: float, cores: int) -> dict[str, Any] | None:
+    """What other processes did on the job's cores between ``start`` and ``end`` (perf_counter seconds).
+
+    Fractions are of the job's cores over the window: ``cpu_others`` 0.5 on a 2-core job means another
+    process used one core's worth of CPU the whole time. ``cpu_others_peak`` is the largest over any one
+    sampling interval, so a short burst shows even when the mean is low.
+    """
+    inside = [s for s in samples if start - 1e-6 <= s.at <= end + 1e-6]
+    # The samples just outside bound the window: an interval that straddles an edge counts in full.
+    before = [s for s in samples if s.at < start]
+    after = [s for s in samples if s.at > end]
+    points = ([before[-1]] if before else []) + inside + ([after[0]] if after else [])
+    if len(points) < 2:
+        return None
+    span = points[-1].at - points[0].at
+    if span <= 0:
+        return None
+    capacity = span * cores * CLOCK_TICKS
+
+    def others(a: CpuSample, b: CpuSample) -> float:
+        return max(0, (b.busy - a.busy) - (b.own - a.own))
+
+    peak = 0.0
+    for a, b in zip(points, points[1:]):
+        if b.at > a.at:
+            peak = max(peak, others(a, b) / ((b.at - a.at) * cores * CLOCK_TICKS))
+    first, last = points[0], points[-1]
+    out: dict[str, Any] = {
+        "window_s": span,
+        "cores": cores,
+        "cpu_others": others(first, last) / capacity,
+        "cpu_others_peak": peak,
+        "cpu_steal": (last.steal - first.steal) / capacity,
+        "cpu_own": (last.own - first.own) / capacity,
+        "samples": len(points),
+    }
+    if first.pressure_us is not None and last.pressure_us is not None:
+        out["cpu_pressure"] = (last.pressure_us - first.pressure_us) / 1e6 / span
+    freqs = [s.freq_ratio for s in points if s.freq_ratio is not None]
+    if freqs:
+        out["cpu_freq_ratio"] = sum(freqs) / len(freqs)
+    return out
+
+
+def judge(figures: dict[str, Any], threshold: float) -> list[str]:
+    """The reasons a job's window counts as contended (empty: it does not)."""
+    reasons = []
+    others = figures.get("cpu_others")
+    if others is not None and others > threshold:
+        reasons.append(f"other processes used {others:.0%} of the job's {figures.get('cores')} core(s)")
+    steal = figures.get("cpu_steal")
+    if steal is not None and steal > threshold:
+        reasons.append(f"the hypervisor stole {steal:.0%} of the job's cores")
+    gpu = figures.get("gpu") or {}
+    if gpu.get("other_processes"):
+        reasons.append(f"{gpu['other_processes']} other process(es) on the job's GPU")
+    if gpu.get("throttle_reasons"):
+        reasons.append("the GPU was throttled: " + ", ".join(gpu["throttle_reasons"]))
+    return reasons
+
+
+class ContentionSampler:
+    """Samples the machine in a thread while the job trains; the figures are computed for any window after.
+
+    ``period_s`` of 0.5 s keeps the cost near 0.1 ms of CPU per second and still resolves a 1 s burst. A GPU
+    probe (``sample() -> dict``), when given, is read at the same moments.
+    """
+
+    def __init__(self, period_s: float = 0.5, gpu_probe: Any = None) -> None:
+        self.period_s = period_s
+        self.cores = job_cores()
+        self.root = os.getpid()
+        self.samples: list[CpuSample] = []
+        self.gpu_probe = gpu_probe
+        self.gpu_samples: list[tuple[float, dict[str, Any]]] = []
+        self.cost_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="farm-contention")
+
+    def _sample(self) -> None:
+        c0 = time.thread_time()
+        try:
+            self.samples.append(take_sample(self.cores, self.root))
+            if self.gpu_probe is not None:
+                self.gpu_samples.append((time.perf_counter(), self.gpu_probe.sample()))
+        except Exception:  # noqa: BLE001 - a sampler must never fail the job it watches
+            pass
+        self.cost_s += time.thread_time() - c0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period_s):
+            self._sample()
+
+    def start(self) -> "ContentionSampler":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self._sample()
+
+    def window(self, start: float, end: float, threshold: float,
+               gpu_summary: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The figures of ``[start, end]`` with the verdict: ``{"contended": bool, "reasons": [...], ...}``."""
+        figures = cpu_window(self.samples, start, end, len(self.cores)) or {}
+        if gpu_summary is not None and self.gpu_samples:
+            inside = [g for t, g in self.gpu_samples if start <= t <= end] or [g for _, g in self.gpu_samples]
+            figures["gpu"] = gpu_summary(inside)
+        figures["sampler_cpu_s"] = self.cost_s
+        reasons = judge(figures, threshold)
+        gpu = figures.get("gpu") or {}
+        return {"figures": figures, "contended": bool(reasons), "reasons": reasons,
+                "throttled": bool(gpu.get("throttle_reasons"))}
+
+
+def others_cpu_now(seconds: float = 1.0) -> float:
+    """Share of this machine's cores (those this process may use) that other processes used over the next
+    ``seconds``: a quick look for ``farm worker``'s start-up warning."""
+    cores = job_cores()
+    a = take_sample(cores, os.getpid())
+    time.sleep(seconds)
+    b = take_sample(cores, os.getpid())
+    return (cpu_window([a, b], a.at, b.at, len(cores)) or {}).get("cpu_others", 0.0)
