@@ -31,20 +31,26 @@ def cancel_cmd(
 @friendly_errors
 def resume_cmd(
     sweep_id: str = typer.Argument(..., help="Sweep id, prefix or name."),
+    contended: bool = typer.Option(False, "--contended", help="Re-run only the repeats marked contended (their "
+                                   "measurement was disturbed by other work), as new attempts; the old results "
+                                   "stay in each job's history."),
     broker: str = BrokerOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Re-enqueue exactly the jobs without a successful result that are neither queued nor running."""
+    """Re-enqueue exactly the jobs without a successful result that are neither queued nor running (or, with
+    --contended, the repeats whose measurement was contended)."""
     from farm.lifecycle import resume_sweep
     from farm.store import Store
 
     cfg = settings(broker_url=broker)
     store = Store.from_settings(cfg)
     sid = resolve(store, sweep_id)
-    out = resume_sweep(store, cfg, sid)
+    out = resume_sweep(store, cfg, sid, contended=contended)
     if as_json:
         print_json({"sweep_id": sid, "enqueued": out.enqueued, "succeeded": out.succeeded,
-                    "in_flight": out.in_flight})
+                    "in_flight": out.in_flight, "contended_only": contended})
         return
-    console.print(f"{sid}: {out.enqueued} job(s) enqueued again; {out.succeeded} already succeeded, "
-                  f"{out.in_flight} still queued or running")
+    what = "contended repeat(s)" if contended else "job(s)"
+    console.print(f"{sid}: {out.enqueued} {what} enqueued again; {out.succeeded} "
+                  f"{'clean successes kept' if contended else 'already succeeded'}, {out.in_flight} still queued "
+                  "or running")

@@ -61,9 +61,13 @@ class ResumeOutcome:
     in_flight: int
 
 
-def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str) -> ResumeOutcome:
+def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str, *, contended: bool = False) -> ResumeOutcome:
     """Re-enqueue exactly the jobs without a successful result that are not already on a queue or running:
-    after a broker flush, a crash or a cancel. Earlier unsuccessful results move to the job's history."""
+    after a broker flush, a crash or a cancel. Earlier unsuccessful results move to the job's history.
+
+    With ``contended``, re-enqueue instead only the repeats whose result is marked contended (another
+    workload disturbed their measurement), as new attempts; their old results move to the history too, so a
+    lab can clean a sweep without running it again whole."""
     store.r.delete(store.k("cancel", sweep_id))
     ids = store.sweep_job_ids(sweep_id)
     pending = pending_job_ids(store.r, include_unacked=False)
@@ -75,6 +79,12 @@ def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str) -> ResumeO
         leased = ledger.leased(part)
         for job_id, env, result, held in zip(part, store.envelopes(part), store.results(part), leased):
             if env is None:
+                continue
+            if contended:
+                if result is not None and result.contended:
+                    todo.append(env)
+                elif result is not None and result.status == JobStatus.succeeded:
+                    outcome.succeeded += 1
                 continue
             if result is not None and result.status == JobStatus.succeeded:
                 outcome.succeeded += 1

@@ -21,6 +21,19 @@ from farm.settings import FarmSettings
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def shared_machine_warning(cpu_workers: int, gpu_workers: int, cores: int | None = None) -> str | None:
+    """What to tell the user before a local farm whose workers will measure each other: two workers on one
+    machine run two jobs at once, and each job's steady window then shows the other's CPU use (a GPU job's
+    input pipeline runs on the CPU too), so the repeats are marked contended and left out of the report."""
+    workers = cpu_workers + gpu_workers
+    if workers <= 1:
+        return None
+    cores = cores or os.cpu_count() or 1
+    return (f"{workers} workers on {cores} core(s) run {workers} jobs at once: each job's measurement shares the "
+            "machine with the others, so their repeats are likely to be marked contended (left out of the "
+            "report's statistics; --include-contended keeps them). Use --workers 1 for figures you can trust.")
+
+
 class LocalFarm:
     """Redis (embedded unless ``settings`` names a broker) plus ``cpu_workers`` CPU workers and one per GPU."""
 

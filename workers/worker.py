@@ -78,6 +78,8 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
 
     beat()
     threading.Thread(target=housekeeping, daemon=True, name="farm-housekeeping").start()
+    threading.Thread(target=warn_if_busy, args=(settings.contention_cpu_threshold,), daemon=True,
+                     name="farm-busy-check").start()
     log.info("worker %s serving %s", plan.name, ", ".join(plan.queues))
     try:
         return serve(app, plan, loglevel)
@@ -88,6 +90,21 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
             store.unregister_worker(plan.name)
         except Exception:  # noqa: BLE001
             pass
+
+
+def warn_if_busy(threshold: float, seconds: float = 2.0) -> float:
+    """Look at the machine once at start: if other processes already use more than ``threshold`` of its cores,
+    say so, since every job measured meanwhile will be marked contended. Runs beside start-up, not before it."""
+    from workers.contention import others_cpu_now
+
+    try:
+        busy = others_cpu_now(seconds)
+    except OSError:
+        return 0.0
+    if busy > threshold:
+        log.warning("this host is busy: other processes used %.0f%% of its cores over %g s; jobs measured while "
+                    "that lasts will be marked contended and left out of reports", busy * 100, seconds)
+    return busy
 
 
 def serve(app: Celery, plan: WorkerPlan, loglevel: str) -> int:

@@ -1,0 +1,143 @@
+"""The contention figures from their raw readings: windows over /proc samples, the verdict, and the GPU
+summary from NVML readings (a stand-in NVML module: the real one needs an NVIDIA driver)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from workers import contention
+from workers.contention import CLOCK_TICKS, CpuSample, cpu_window, judge
+from workers.gpu_contention import GpuProbe, gpu_probe, gpu_summary
+
+
+def sample(at: float, busy: float, own: float, steal: float = 0.0) -> CpuSample:
+    """A reading whose counters are given in core-seconds."""
+    return CpuSample(at, int(busy * CLOCK_TICKS), int(steal * CLOCK_TICKS), int(own * CLOCK_TICKS), None, None)
+
+
+def test_others_are_the_busy_time_the_job_did_not_use() -> None:
+    # 2 cores for 4 s = 8 core-seconds; the job used 6, the cores were busy 7: others used 1 (12.5%).
+    samples = [sample(0, 0, 0), sample(2, 3.5, 3), sample(4, 7, 6)]
+    figures = cpu_window(samples, 0, 4, cores=2)
+    assert figures is not None
+    assert figures["cpu_others"] == pytest.approx(1 / 8)
+    assert figures["cpu_own"] == pytest.approx(6 / 8)
+    assert figures["cpu_others_peak"] == pytest.approx(0.5 / 4)
+    assert judge(figures, 0.2) == []
+
+
+def test_a_burst_shows_in_the_peak_and_a_hog_is_judged_contended() -> None:
+    samples = [sample(0, 0, 0), sample(1, 1.0, 1.0), sample(2, 3.0, 1.0), sample(3, 4.0, 2.0)]
+    figures = cpu_window(samples, 0, 3, cores=2)
+    assert figures is not None
+    assert figures["cpu_others_peak"] == pytest.approx(1.0)   # the second second: another process on both cores
+    assert figures["cpu_others"] == pytest.approx(2 / 6)
+    reasons = judge(figures, 0.2)
+    assert reasons and "33% of the job's 2 core(s)" in reasons[0]
+
+
+def test_the_window_is_bounded_by_the_samples_around_it() -> None:
+    samples = [sample(0, 0, 0), sample(1, 2, 0), sample(2, 2, 0), sample(3, 3, 1), sample(4, 5, 1)]
+    quiet = cpu_window(samples, 1.5, 2.5, cores=2)   # between samples 1 and 3: nobody else was busy 1→2
+    assert quiet is not None and quiet["window_s"] == pytest.approx(2.0)
+    assert quiet["cpu_others"] == pytest.approx(0.0)
+    assert cpu_window(samples[:1], 0, 1, cores=2) is None
+
+
+def test_steal_and_gpu_reasons() -> None:
+    figures = {"cpu_others": 0.0, "cpu_steal": 0.3, "cores": 4,
+               "gpu": {"other_processes": 1, "throttle_reasons": ["hardware thermal"]}}
+    reasons = judge(figures, 0.2)
+    assert any("stole 30%" in r for r in reasons)
+    assert any("1 other process(es) on the job's GPU" in r for r in reasons)
+    assert any("hardware thermal" in r for r in reasons)
+
+
+def test_the_machine_is_read_for_real() -> None:
+    cores = contention.job_cores()
+    first = contention.take_sample(cores, os.getpid())
+    hog = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    hog.wait()
+    second = contention.take_sample(cores, os.getpid())
+    figures = cpu_window([first, second], first.at, second.at, len(cores))
+    assert figures is not None and figures["cpu_others"] > 0  # the hog is not this process
+    assert second.own >= first.own
+
+
+class FakeNVML:
+    """The few NVML calls the probe makes, answering like a GPU shared with one other process and throttled."""
+
+    NVML_CLOCK_SM = 1
+
+    def __init__(self, reasons: int = 0x40, other_pid: int = 999_999) -> None:
+        self.reasons, self.other_pid = reasons, other_pid
+        self.inited = False
+
+    def nvmlInit(self) -> None:
+        self.inited = True
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        return f"gpu{index}"
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
+        return uuid
+
+    def nvmlDeviceGetMaxClockInfo(self, handle: str, clock: int) -> int:
+        return 2000
+
+    def nvmlDeviceGetClockInfo(self, handle: str, clock: int) -> int:
+        return 1500
+
+    def nvmlDeviceGetUtilizationRates(self, handle: str) -> SimpleNamespace:
+        return SimpleNamespace(gpu=80)
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: str) -> int:
+        return self.reasons
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: str) -> list[SimpleNamespace]:
+        return [SimpleNamespace(pid=os.getpid(), usedGpuMemory=2**30),
+                SimpleNamespace(pid=self.other_pid, usedGpuMemory=512 * 2**20)]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: str) -> list[SimpleNamespace]:
+        raise RuntimeError("not supported")
+
+
+def test_gpu_probe_counts_other_processes_and_throttling(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-1234")
+    nvml = FakeNVML()
+    probe = gpu_probe("gpu", nvml=nvml)
+    assert isinstance(probe, GpuProbe) and probe.handle == "GPU-1234" and nvml.inited
+    readings = [probe.sample(), probe.sample()]
+    summary = gpu_summary(readings)
+    assert summary["other_processes"] == 1 and summary["other_memory_mb"] == pytest.approx(512)
+    assert summary["sm_clock_ratio"] == pytest.approx(0.75)
+    assert summary["utilization"] == pytest.approx(0.8)
+    assert summary["throttle_reasons"] == ["hardware thermal"]
+    assert judge({"gpu": summary}, 0.2)
+
+
+def test_gpu_probe_is_absent_without_nvml_or_for_cpu_jobs() -> None:
+    assert gpu_probe("cpu", nvml=FakeNVML()) is None
+
+    class Broken(FakeNVML):
+        def nvmlInit(self) -> None:
+            raise OSError("NVML Shared Library Not Found")
+
+    assert gpu_probe("gpu", nvml=Broken()) is None
+    idle = gpu_summary([{"reasons": 0x1, "other_pids": [], "utilization": 0.0, "sm_clock_ratio": 0.3}])
+    assert idle["throttle_reasons"] == [] and idle["other_processes"] == 0   # idle clocks are not throttling
+
+
+def test_the_sampler_records_its_own_cost() -> None:
+    sampler = contention.ContentionSampler(period_s=0.05).start()
+    time.sleep(0.6)
+    sampler.stop()
+    out = sampler.window(sampler.samples[0].at, sampler.samples[-1].at, 0.2)
+    assert len(sampler.samples) >= 5
+    assert out["figures"]["sampler_cpu_s"] == sampler.cost_s > 0
