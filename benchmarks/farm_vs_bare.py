@@ -1,11 +1,17 @@
-"""Steady-state throughput of the seed's CIFAR-10 MLP: a bare ``model.fit`` script against the farm's runner.
+"""Steady-state throughput of the seed's CIFAR-10 MLP: a bare ``model.fit`` script against the farm, on the path
+users run — a real ``farm worker`` (fork server and compile cache as configured, default on) fed through a
+real Redis by ``farm submit``'s own code.
 
 Both run the same model (Dense 3000 → 1000 → 10, SGD, batch 32) on synthetic data of CIFAR-10's shape, each in
-a fresh process, interleaved (bare, farm, bare, farm, …) so drift of the machine hits both alike. The farm
-side is the real training child (``workers.child`` through ``workers.supervisor.run_child``), with the farm's
-input pipeline and, for comparison, Keras' own numpy path. Steady state excludes the first epoch.
+a fresh process, interleaved (bare, farm, bare, farm, …) so drift of the machine hits both alike. The worker is
+started once, before the first round, and reused, as a lab's is. Steady state excludes the first epoch.
 
-    python benchmarks/farm_vs_bare.py [--samples 4000] [--epochs 4] [--rounds 3] [--backend tensorflow] [--device cpu]
+    python benchmarks/farm_vs_bare.py [--samples 3000] [--epochs 4] [--rounds 10]
+        [--backends jax,tensorflow] [--pipelines keras,farm] [--device cpu]
+
+Prints, per backend and input pipeline, the median steady epoch of each side and farm ÷ bare with a 95%
+bootstrap CI of the ratio of medians, and the contention the farm measured (another process on the machine
+would make both sides slower at random; the farm's own sampler says whether that happened).
 """
 
 from __future__ import annotations
@@ -17,72 +23,116 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from farm.local import LocalFarm
+from farm.settings import FarmSettings
+from farm.stats import ratio_ci
+from farm.store import Store
+from farm.submit import submit
+from farm.sweep import load_sweep_data
 
-from farm.job import JobEnvelope, JobSpec  # noqa: E402
-from farm.settings import FarmSettings  # noqa: E402
-from farm.stats import ratio_ci  # noqa: E402
-from workers.supervisor import run_child  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu") -> list[float]:
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
+    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     if device == "cpu":  # what the farm does for a CPU job: no GPU in sight
         env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
     elif backend == "jax":
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bare_fit.py"), str(samples), str(epochs),
-                          str(batch)], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, str(HERE / "bare_fit.py"), str(samples), str(epochs), str(batch)],
+                         env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["epoch_s"]
 
 
-def farm(samples: int, epochs: int, batch: int, backend: str, pipeline: str, cache: str, rnd: int,
-         device: str = "cpu") -> list[float]:
-    job = JobSpec(sweep="bench", workload="cifar10_mlp", backend=backend, epochs=epochs, batch_size=batch,
-                  data="synthetic", train_samples=samples, test_samples=256, input_pipeline=pipeline, repeat=rnd,
-                  device=device)
-    outcome = run_child(JobEnvelope.for_job(job, "bench"), FarmSettings(cache_dir=cache), lambda e: None)
-    if outcome.status != "succeeded":
-        raise RuntimeError(f"farm job {outcome.status}: {outcome.error}\n{outcome.stderr_tail}")
-    return [e["wall_s"] for e in outcome.result["epochs"]]
+class FarmSide:
+    """One embedded Redis and one real CPU worker, kept for the whole benchmark."""
+
+    def __init__(self, directory: Path, device: str) -> None:
+        self.device = device
+        self.farm = LocalFarm(directory, FarmSettings(), embedded=True, cpu_workers=int(device == "cpu"),
+                              gpu_workers=int(device == "gpu"))
+        self.rounds = 0
+
+    def __enter__(self) -> "FarmSide":
+        self.farm.start()
+        self.store = Store.from_settings(self.farm.settings)
+        deadline = time.monotonic() + 120
+        while not self.store.live_workers():
+            if time.monotonic() > deadline or self.farm.check_workers():
+                raise RuntimeError(f"the worker did not start: {self.farm.check_workers()}")
+            time.sleep(0.2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.farm.stop()
+
+    def run(self, samples: int, epochs: int, batch: int, backend: str, pipeline: str) -> dict:
+        """Submit one job through the farm's own submit code and wait for its recorded result."""
+        self.rounds += 1
+        spec = {"name": f"bench-{self.rounds}-{backend}-{pipeline}",
+                "defaults": {"backend": backend, "device": self.device, "data": "synthetic", "epochs": epochs,
+                             "batch_size": batch, "train_samples": samples, "test_samples": 256,
+                             "input_pipeline": pipeline},
+                "jobs": [{"workload": "cifar10_mlp"}]}
+        sweep = load_sweep_data(spec, "benchmark")
+        submit(sweep, self.farm.settings, store=self.store)
+        job_id = sweep.envelopes()[0].job_id
+        while (result := self.store.result(job_id)) is None:
+            if self.farm.check_workers():
+                raise RuntimeError(f"the worker died: {self.farm.check_workers()}")
+            time.sleep(0.2)
+        if result.status.value != "succeeded":
+            raise RuntimeError(f"farm job {result.status.value}: {result.error}")
+        return {"epochs": [e.wall_s for e in result.epochs], "contention": result.contention,
+                "contended": result.contended}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--samples", type=int, default=4000)
+    ap.add_argument("--samples", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--backend", default="tensorflow")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--backends", default="jax,tensorflow")
     ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    ap.add_argument("--pipelines", default="farm,keras", help="farm input pipelines to measure")
+    ap.add_argument("--pipelines", default="keras,farm", help="the farm's input pipelines to measure (both are "
+                    "numpy into fit under JAX; under TensorFlow, 'farm' is its tf.data pipeline)")
     args = ap.parse_args()
-    cache = tempfile.mkdtemp(prefix="farm-bench-")
-    pipelines = args.pipelines.split(",")
-    steady: dict[str, list[float]] = {"bare model.fit": []} | {f"farm ({p} pipeline)": [] for p in pipelines}
-    for rnd in range(args.rounds):
-        runs = {"bare model.fit": bare(args.samples, args.epochs, args.batch, args.backend, args.device)}
+    backends, pipelines = args.backends.split(","), args.pipelines.split(",")
+    steady: dict[tuple[str, str], list[float]] = {}
+    contention: dict[tuple[str, str], list[float]] = {}
+    contended: dict[tuple[str, str], int] = {}
+    with tempfile.TemporaryDirectory(prefix="farm-bench-") as d, FarmSide(Path(d), args.device) as farm:
+        for rnd in range(args.rounds):
+            for backend in backends:
+                for side in ["bare", *pipelines]:
+                    if side == "bare":
+                        epochs = bare(args.samples, args.epochs, args.batch, backend, args.device)
+                    else:
+                        out = farm.run(args.samples, args.epochs, args.batch, backend, side)
+                        epochs = out["epochs"]
+                        contention.setdefault((backend, side), []).append(out["contention"].get("cpu_others", 0.0))
+                        contended[(backend, side)] = contended.get((backend, side), 0) + int(out["contended"])
+                    steady.setdefault((backend, side), []).extend(epochs[1:])
+                    print(f"round {rnd + 1}: {backend:10s} {side:6s} epochs (s): "
+                          + " ".join(f"{t:.3f}" for t in epochs), flush=True)
+    print(f"\ncifar10_mlp on {args.device}, batch {args.batch}, {args.samples} synthetic samples, {args.rounds} "
+          f"rounds x {args.epochs - 1} steady epochs, interleaved; the farm side through a real worker and Redis")
+    print("ratio = farm's median steady epoch / bare's (1.000 = no overhead), 95% bootstrap CI of the ratio")
+    print(f"{'backend':10s} {'pipeline':9s} {'bare s':>8s} {'farm s':>8s} {'ratio':>7s} {'95% CI':>17s} "
+          f"{'others CPU':>10s} {'contended':>9s}")
+    for backend in backends:
+        bare_s = steady[(backend, "bare")]
         for p in pipelines:
-            runs[f"farm ({p} pipeline)"] = farm(args.samples, args.epochs, args.batch, args.backend, p, cache, rnd,
-                                                args.device)
-        for name, epochs in runs.items():
-            steady[name].extend(epochs[1:])
-            print(f"round {rnd + 1}: {name:24s} epochs (s): " + " ".join(f"{t:.2f}" for t in epochs), flush=True)
-    bare_s = steady["bare model.fit"]
-    print(f"\ncifar10_mlp, {args.backend} on {args.device}, batch {args.batch}, {args.samples} synthetic samples, "
-          f"{args.rounds} rounds x {args.epochs - 1} steady epochs")
-    print("ratio = farm's median steady epoch time / bare's (1.00 = no overhead; < 1 = farm faster), "
-          "with a 95% bootstrap CI")
-    print(f"{'runner':24s} {'median epoch s':>15s} {'IQR':>7s} {'samples/s':>10s} {'ratio':>7s} {'95% CI':>15s}")
-    for name, values in steady.items():
-        med = statistics.median(values)
-        q = statistics.quantiles(values, n=4) if len(values) > 1 else [med, med, med]
-        ratio, low, high = ratio_ci(values, bare_s, seed=1)
-        print(f"{name:24s} {med:15.3f} {q[2] - q[0]:7.3f} {args.samples / med:10.1f} {ratio:7.3f} "
-              f"  [{low:.3f}, {high:.3f}]")
+            farm_s = steady[(backend, p)]
+            ratio, low, high = ratio_ci(farm_s, bare_s, seed=1)
+            others = statistics.median(contention[(backend, p)])
+            print(f"{backend:10s} {p:9s} {statistics.median(bare_s):8.4f} {statistics.median(farm_s):8.4f} "
+                  f"{ratio:7.3f}   [{low:.3f}, {high:.3f}] {others:10.3f} {contended[(backend, p)]:9d}")
 
 
 if __name__ == "__main__":
