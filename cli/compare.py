@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cli.common import (BrokerOption, JsonOption, check_output_option, console, fail, friendly_errors, open_store,
                         print_json)
-from cli.results import frames_for
+from cli.results import IncludeContendedOption, frames_for, print_contended
 from cli.status import resolve
 
 #: Exit status of ``farm compare --fail-on-regression`` when at least one cell got slower.
@@ -86,6 +86,7 @@ def compare_cmd(
                                 ".parquet), whole or not at all."),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
                                             help=f"Exit {EXIT_REGRESSION} when any cell is 'slower' (for CI)."),
+    include_contended: bool = IncludeContendedOption,
     broker: str = BrokerOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -95,7 +96,9 @@ def compare_cmd(
     A cell is 'faster' or 'slower' only when p < 0.05 AND |ratio - 1| > --threshold; otherwise 'no change'.
     It is 'inconclusive' when a side has fewer than 2 values or too few repeats for the test ever to reach
     p < 0.05 (use at least 4 repeats a side). Cells are matched on every cell column plus the hardware;
-    cells on one side only are listed as 'only in A' / 'only in B'.
+    cells on one side only are listed as 'only in A' / 'only in B'. Repeats marked contended (other processes
+    used the machine while they were measured) are left out on both sides and counted in the note; a verdict
+    rests on them only with --include-contended.
 
     Exit status: 0 when the comparison ran (whatever it found), 3 with --fail-on-regression when at least one
     cell is 'slower', 2 for a usage error (unknown sweep, metric without a direction), 1 when Redis is
@@ -116,20 +119,23 @@ def compare_cmd(
         if metric not in df.columns:
             fail(f"sweep {label} has no column {metric!r}")
     try:
-        cmp = compare(df_a, df_b, metric=metric, threshold=threshold)
+        cmp = compare(df_a, df_b, metric=metric, threshold=threshold, include_contended=include_contended)
     except ValueError as e:
         fail(str(e))
     slower = regressions(cmp)
+    busy = {"a": int(cmp["n_contended_a"].sum()), "b": int(cmp["n_contended_b"].sum())}
     if output:
         write_frame(cmp, output)
     if as_json:
         print_json({"sweep_a": sid_a, "sweep_b": sid_b, "metric": metric, "higher_is_better": higher,
-                    "threshold": threshold, "cells": json.loads(cmp.to_json(orient="records")),
-                    "regressions": len(slower)})
+                    "threshold": threshold, "include_contended": include_contended, "contended": busy,
+                    "cells": json.loads(cmp.to_json(orient="records")), "regressions": len(slower)})
     else:
         console.print(compare_table(cmp, sid_a, sid_b, metric, higher))
         counts = cmp["change"].value_counts()
         console.print(", ".join(f"{k} {v}" for k, v in counts.items()) or "no cells")
+        print_contended(busy["a"] + busy["b"], included=include_contended, keep="--include-contended",
+                        sweeps=list(dict.fromkeys(sid for sid, k in ((sid_a, busy["a"]), (sid_b, busy["b"])) if k)))
         if output:
             console.print(f"wrote {len(cmp)} cells to {output}")
     if fail_on_regression and len(slower):

@@ -18,6 +18,14 @@ REPORT_SHOWN = [
     ("steady_samples_per_s_median", "samples/s (median)"), ("steady_samples_per_s_iqr", "IQR"),
     ("test_accuracy_median", "test acc"), ("speedup_vs_cpu", "GPU/CPU"),
 ]
+#: The marker column, shown after ``n`` only when some cell has contended repeats (a quiet sweep's table stays
+#: as narrow as before).
+CONTENDED_TITLE = "contended"
+
+IncludeContendedOption = typer.Option(
+    False, "--include-contended",
+    help="Keep repeats marked contended (other processes used the machine, or the GPU throttled, while they were "
+         "measured) in the statistics; by default they are left out and counted.")
 
 if TYPE_CHECKING:
     from farm.store import Store
@@ -33,13 +41,57 @@ def _fmt(v: object) -> str:
     return str(v)
 
 
-def report_table(report) -> Table:  # noqa: ANN001 - a pandas DataFrame
+def contended_marker(rec: dict, included: bool) -> str:
+    """A cell's mark in the terminal table: how many of its repeats were contended, whether they were left out
+    or kept, and the worst share of its cores others took (why it was marked); empty for a clean cell."""
+    k = rec.get("n_contended")
+    if not isinstance(k, (int, float)) or k != k or k <= 0:
+        return ""
+    mark = f"{int(k)} {'kept' if included else 'left out'}"
+    cpu = rec.get("contended_cpu_max")
+    if isinstance(cpu, (int, float)) and cpu == cpu:
+        mark += f" (cpu {cpu:.0%})"
+    return mark
+
+
+def report_table(report, include_contended: bool = False) -> Table:  # noqa: ANN001 - a pandas DataFrame
+    """The report's headline columns, one row per cell; a ``contended`` column marks cells with contended
+    repeats when there are any (``n`` is what the statistics rest on, so it reads with that mark)."""
     table = Table(title="report: one row per sweep cell (steady state: epochs after the first)", title_justify="left")
-    for _, title in REPORT_SHOWN:
+    marked = "n_contended" in report.columns and bool((report["n_contended"].fillna(0) > 0).any())
+    for col, title in REPORT_SHOWN:
         table.add_column(title)
+        if marked and col == "n":
+            table.add_column(CONTENDED_TITLE)
     for rec in report.to_dict("records"):
-        table.add_row(*(_fmt(rec.get(col)) for col, _ in REPORT_SHOWN))
+        row = []
+        for col, _ in REPORT_SHOWN:
+            row.append(_fmt(rec.get(col)))
+            if marked and col == "n":
+                row.append(contended_marker(rec, include_contended))
+        table.add_row(*row)
     return table
+
+
+def contended_line(count: int, *, included: bool, keep: str, sweeps: list[str]) -> str | None:
+    """The one line that says contended repeats were left out (or kept), how to keep them and how to re-run
+    them; None when there were none. ``keep`` is the command or flag that keeps them where this line is shown;
+    ``sweeps`` the sweep(s) whose repeats they are."""
+    if count <= 0:
+        return None
+    resume = " / ".join(f"`farm resume {s} --contended`" for s in sweeps)
+    why = "other processes used the machine, or its GPU throttled, while they were measured"
+    if included:
+        return (f"{count} contended repeat(s) kept in the statistics (--include-contended; {why}); "
+                f"{resume} re-runs them")
+    return f"{count} contended repeat(s) left out of the statistics ({why}); {keep} keeps them; {resume} re-runs them"
+
+
+def print_contended(count: int, *, included: bool, keep: str, sweeps: list[str]) -> None:
+    """Print :func:`contended_line` in yellow, when there is one (plain text: no markup is read from it)."""
+    line = contended_line(count, included=included, keep=keep, sweeps=sweeps)
+    if line:
+        console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
 
 
 def warn_pooled_software(report) -> None:  # noqa: ANN001 - a pandas DataFrame
@@ -88,9 +140,13 @@ def report_cmd(
                                  help="Also print throughput ratios over a baseline value of this cell column, "
                                       "e.g. --ratio-by backend --baseline tensorflow."),
     baseline: str = typer.Option(None, "--baseline", metavar="VALUE", help="The baseline value for --ratio-by."),
+    include_contended: bool = IncludeContendedOption,
     broker: str = BrokerOption,
 ) -> None:
-    """Aggregate the sweep: one row per cell with n, median, IQR, mean, CI and the GPU-over-CPU speedup."""
+    """Aggregate the sweep: one row per cell with n, median, IQR, mean, CI and the GPU-over-CPU speedup.
+
+    Repeats marked contended (other processes used the machine while they were measured) are left out of the
+    statistics and counted per cell (n_contended); --include-contended keeps them."""
     from cli.common import fail
     from farm.output import write_frame
     from farm.report import aggregate, ratios, speedups
@@ -99,18 +155,21 @@ def report_cmd(
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
     check_output_option(output)
     store = open_store(broker)
-    frame = frames_for(store, resolve(store, sweep_id))
-    report = aggregate(frame)
+    sid = resolve(store, sweep_id)
+    frame = frames_for(store, sid)
+    report = aggregate(frame, include_contended=include_contended)
     ratio_table = None
     if ratio_by is not None:
         try:
-            ratio_table = ratios(frame, ratio_by, baseline)
+            ratio_table = ratios(frame, ratio_by, baseline, include_contended=include_contended)
         except ValueError as e:
             fail(str(e))
     if output:
         write_frame(report, output)
         console.print(f"wrote {len(report)} cells to {output}")
-    console.print(report_table(report))
+    console.print(report_table(report, include_contended))
+    print_contended(int(report["n_contended"].sum()), included=include_contended, keep="--include-contended",
+                    sweeps=[sid])
     warn_pooled_software(report)
     ups = speedups(report)
     if len(ups):
@@ -119,6 +178,9 @@ def report_cmd(
         shown = ["workload", "device", "backend", "batch_size", "hardware", "n", "median", "n_baseline",
                  "baseline_median", "ratio", "ratio_ci_low", "ratio_ci_high"]
         shown = [ratio_by, *(c for c in shown if c != ratio_by)]
+        busy = ["n_contended", "n_contended_baseline"]
+        if len(ratio_table) and (ratio_table[busy] > 0).any().any():  # counted on the rows they concern
+            shown[shown.index("baseline_median") + 1:shown.index("baseline_median") + 1] = busy
         console.print(f"ratios of steady_samples_per_s medians over {ratio_by} = {baseline} "
                       f"({len(ratio_table)} cells with a baseline counterpart)")
         if len(ratio_table):

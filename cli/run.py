@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 
 from cli.common import BrokerOption, console, fail, friendly_errors, settings
-from cli.results import frames_for, report_table, warn_pooled_software
+from cli.results import contended_line, frames_for, print_contended, report_table, warn_pooled_software
 from cli.status import render
 
 if TYPE_CHECKING:
@@ -32,13 +32,27 @@ def make_output_dir(output: Path) -> None:
         raise OutputError(f"cannot create the output directory {output}: {e.strerror or e}") from None
 
 
-def write_outputs(df: "pd.DataFrame", report: "pd.DataFrame", output: Path) -> None:
+def write_outputs(df: "pd.DataFrame", report: "pd.DataFrame", output: Path, note: str | None = None) -> None:
     """results.csv (one row per job), report.csv and report.md (one row per cell), each written whole or not
-    at all (farm.output): a full disk never leaves a truncated file that reads as a shorter sweep."""
-    from farm.output import write_frame
+    at all (farm.output): a full disk never leaves a truncated file that reads as a shorter sweep. ``note``
+    (say, that contended repeats were left out) follows report.md's table, so the file read alone says what
+    its ``n`` counts; the CSV stays a plain table for scripts."""
+    from farm.output import write_atomic, write_frame
 
-    for name, frame in zip(OUTPUT_FILES, (df, report, report)):
+    for name, frame in zip(OUTPUT_FILES[:2], (df, report)):
         write_frame(frame, output / name)
+    md = output / OUTPUT_FILES[2]
+    if note is None:
+        write_frame(report, md)
+        return
+    from farm.report import write_frame as render
+
+    def fill(tmp: Path) -> None:
+        render(report, tmp)
+        with open(tmp, "a", encoding="utf-8") as fh:
+            fh.write(f"\n{note}\n")
+
+    write_atomic(md, fill)
 
 
 @friendly_errors
@@ -46,12 +60,16 @@ def run_cmd(
     sweep_file: Path = typer.Argument(..., help="Sweep file (YAML, TOML or JSON)."),
     output: Path = typer.Option(Path("out"), "-o", "--output", help="Directory for results.csv, report.csv, "
                                 "report.md, worker logs and the embedded Redis' data."),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help="CPU workers to start (more than one skews "
-                                "CPU timings: they share the cores)."),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help="CPU workers to start (more than the cores "
+                                "allow makes repeats contend with each other: they are marked contended and left "
+                                "out of the report)."),
     name: str = typer.Option(None, "--name", help="Run under another sweep name (a fresh set of job ids)."),
     broker: str = BrokerOption,
 ) -> None:
-    """Run a sweep end to end on this machine: jobs for devices it lacks are skipped and listed."""
+    """Run a sweep end to end on this machine: jobs for devices it lacks are skipped and listed.
+
+    The report leaves out repeats marked contended (other processes used the machine while they were measured;
+    several --workers on too few cores make them contend with each other) and says how many."""
     import socket
 
     from farm.progress import TERMINAL_STATES, sweep_progress
@@ -89,9 +107,12 @@ def run_cmd(
                     fail(f"every local worker died ({'; '.join(dead)}); see {output / 'logs'}", code=1)
                 time.sleep(1.0)
         df = frames_for(store, outcome.sweep_id)
-    report = aggregate(df)
-    write_outputs(df, report, output)
+    report = aggregate(df)  # contended repeats left out: `farm report --include-contended` keeps them
+    busy = dict(count=int(report["n_contended"].sum()), included=False, sweeps=[outcome.sweep_id],
+                keep=f"`farm report {outcome.sweep_id} --include-contended`")
+    write_outputs(df, report, output, note=contended_line(**busy))
     console.print(report_table(report))
+    print_contended(**busy)
     warn_pooled_software(report)
     ups = speedups(report)
     if len(ups):

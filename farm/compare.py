@@ -30,6 +30,12 @@ The decision rule (``change``), per matched cell, with ``ratio = median_b / medi
   tight cell resolves is real but not a change by this rule).
 * ``"only in A"`` / ``"only in B"`` — the cell has succeeded repeats on one side only.
 
+Contended repeats (another workload on the job's cores or GPU, or a throttled GPU, during its measured window;
+see :func:`farm.report.contended_mask`) are left out of both sides before anything is computed, unless
+``include_contended``: a verdict on them would compare how busy the machine was, not the code. They are
+counted per side (``n_contended_a``/``n_contended_b``) and named in the ``note``; a side whose repeats were
+all contended has ``n`` 0 and makes the cell "inconclusive", never "only in A/B" (the cell did run there).
+
 Cells are matched on ``CELL_COLUMNS`` plus the hardware key, so a sweep re-run on other hardware shows up as
 cells "only in A" and "only in B" rather than as a false speedup. Software is *not* part of the match (a
 Keras or backend upgrade is exactly what one compares); it is shown in ``software_a``/``software_b`` and the
@@ -44,6 +50,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from farm.report import contended_mask
 from farm.report import sort_key as _sort_key
 from farm.rows import CELL_COLUMNS
 from farm.stats import group_medians, mann_whitney, ratio_ci_groups
@@ -54,8 +61,9 @@ SOFTWARE_KEY = "software_key"
 
 #: Output columns of :func:`compare`, in order.
 COMPARE_COLUMNS = [
-    *CELL_COLUMNS, "hardware", "metric", "higher_is_better", "n_a", "n_b", "median_a", "median_b", "ratio",
-    "ratio_ci_low", "ratio_ci_high", "p_value", "change", "software_a", "software_b", "note",
+    *CELL_COLUMNS, "hardware", "metric", "higher_is_better", "n_a", "n_b", "n_contended_a", "n_contended_b",
+    "median_a", "median_b", "ratio", "ratio_ci_low", "ratio_ci_high", "p_value", "change", "software_a",
+    "software_b", "note",
 ]
 #: The values ``change`` takes.
 CHANGES = ("faster", "slower", "no change", "inconclusive", "only in A", "only in B")
@@ -152,14 +160,17 @@ def _floats(s: pd.Series) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------- compare
 def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_samples_per_s",
             threshold: float = 0.05, alpha: float = 0.05, confidence: float = 0.95, n_boot: int = 2000,
-            seed: int = 0) -> pd.DataFrame:
+            seed: int = 0, include_contended: bool = False) -> pd.DataFrame:
     """Compare two tidy results frames (see :func:`farm.report.results_frame`) cell by cell on ``metric``.
 
     Only ``succeeded`` rows count; cells are matched on ``CELL_COLUMNS`` plus the hardware key (see
     :func:`hardware_keys`). Returns ``COMPARE_COLUMNS``, one row per cell found in either frame:
 
     * ``hardware`` — the hardware key (or device name) the cell ran on; ``metric``, ``higher_is_better``.
-    * ``n_a``, ``n_b`` — values of the metric on each side (succeeded repeats with a non-NaN value).
+    * ``n_a``, ``n_b`` — values of the metric on each side (succeeded repeats with a non-NaN value, contended
+      ones left out unless ``include_contended``): what the verdict rests on.
+    * ``n_contended_a``, ``n_contended_b`` — contended succeeded repeats of the cell on each side, counted
+      whether left out or kept.
     * ``median_a``, ``median_b`` and ``ratio = median_b / median_a``: for a throughput ``ratio > 1`` means B is
       faster; for a time (``*_s``) ``ratio < 1`` means B is faster.
     * ``ratio_ci_low``/``ratio_ci_high`` — percentile-bootstrap CI of the ratio at ``confidence`` (each side
@@ -199,12 +210,19 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
     out["higher_is_better"] = hib
 
     key_a, key_b = key[side == 0], key[side == 1]
-    vals_a, vals_b = _floats(ok_a[metric]), _floats(ok_b[metric])
+    busy_a, busy_b = contended_mask(ok_a), contended_mask(ok_b)
+    used_a, used_b = (np.ones(len(ok_a), dtype=bool), np.ones(len(ok_b), dtype=bool)) if include_contended \
+        else (~busy_a, ~busy_b)
+    # A left-out repeat's value becomes NaN: every figure below drops NaNs, and the cell stays "present".
+    vals_a = np.where(used_a, _floats(ok_a[metric]), np.nan)
+    vals_b = np.where(used_b, _floats(ok_b[metric]), np.nan)
     present_a = np.bincount(key_a, minlength=G) > 0
     present_b = np.bincount(key_b, minlength=G) > 0
     n_a = np.bincount(key_a[~np.isnan(vals_a)], minlength=G)
     n_b = np.bincount(key_b[~np.isnan(vals_b)], minlength=G)
+    busy_n = [np.bincount(key_a[busy_a], minlength=G), np.bincount(key_b[busy_b], minlength=G)]
     out["n_a"], out["n_b"] = n_a, n_b
+    out["n_contended_a"], out["n_contended_b"] = busy_n
 
     # Medians, ratio B/A and its bootstrap CI, every cell at once (B is the numerator).
     cells = np.arange(G)
@@ -215,11 +233,17 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
     out["median_b"] = group_medians(vals_b, key_b, G)
     out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
 
-    # Software seen on each side.
+    # Software seen on each side: that of the repeats the figures rest on (of every repeat when none is left).
     sw = pd.concat([software_keys(ok_a), software_keys(ok_b)], ignore_index=True).astype(str)
+    used = np.r_[used_a, used_b]
     sw_sets: list[list[set[str]]] = [[set() for _ in range(G)], [set() for _ in range(G)]]
-    for k, s, v in zip(key, side, sw):
-        sw_sets[s][k].add(v)
+    sw_all: list[list[set[str]]] = [[set() for _ in range(G)], [set() for _ in range(G)]]
+    for k, s, v, u in zip(key, side, sw, used):
+        sw_all[s][k].add(v)
+        if u:
+            sw_sets[s][k].add(v)
+    for s in (0, 1):
+        sw_sets[s] = [kept or every for kept, every in zip(sw_sets[s], sw_all[s])]
     out["software_a"] = ["|".join(sorted(s)) for s in sw_sets[0]]
     out["software_b"] = ["|".join(sorted(s)) for s in sw_sets[1]]
 
@@ -267,6 +291,10 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
         for label, s in (("A", sw_sets[0][g]), ("B", sw_sets[1][g])):
             if len(s) > 1:
                 note.append(f"pooled several software keys on {label}")
+        busy = [f"{label} {busy_n[i][g]}" for i, label in enumerate("AB") if busy_n[i][g]]
+        if busy:
+            note.append(("contended repeats kept: " if include_contended else "contended repeats left out: ")
+                        + ", ".join(busy))
         notes.append("; ".join(note))
     out["p_value"] = p_values
     out["change"] = changes

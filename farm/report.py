@@ -5,6 +5,10 @@
 * :func:`aggregate` — one row per cell (``CELL_COLUMNS`` + the ``device_name`` that ran it) over the succeeded
   repeats: median, quartiles, mean/std/cv and a bootstrap CI of the median for the steady epoch time and
   throughput, outliers, an ``unstable`` flag, and the speedup over the matching CPU cell with its CI.
+* :func:`contended_mask` — which rows were *contended* (another workload or a throttled GPU disturbed the
+  measured window, see :mod:`workers.contention`). Their figures say how busy the machine was, not how fast
+  the job is, so :func:`aggregate`, :func:`ratios` and :func:`farm.compare.compare` leave them out of every
+  statistic unless ``include_contended=True``, and count them (``n_contended``) so nothing disappears silently.
 * :func:`speedups` — the headline table: one row per GPU cell that has a CPU counterpart.
 * :func:`write_frame` — CSV / JSON / Markdown / Parquet by the path's suffix.
 
@@ -47,9 +51,9 @@ FLOAT_COLUMNS = [
 
 SPEEDUP_COLUMNS = ["speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
 REPORT_COLUMNS = [
-    *GROUP_COLUMNS, *INFO_COLUMNS, "n", "n_failed",
+    *GROUP_COLUMNS, *INFO_COLUMNS, "n", "n_failed", "n_contended",
     *(f"{m}_{f}" for m in METRICS for f in STAT_FIELDS),
-    "first_epoch_s_median", "test_accuracy_median", "outliers", "unstable", *SPEEDUP_COLUMNS,
+    "first_epoch_s_median", "test_accuracy_median", "outliers", "unstable", "contended_cpu_max", *SPEEDUP_COLUMNS,
 ]
 #: Report sort order: these first, then the remaining cell columns in schema order, then the device name.
 SORT_COLUMNS = ["workload", "device", "backend", "batch_size"]
@@ -108,6 +112,31 @@ def _floats(s: pd.Series) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
+#: What a ``contended`` cell may hold for "yes": a bool from the store, or its text/number read back from a file.
+_TRUE = [True, 1, "true", "True", "TRUE", "1"]
+
+
+def contended_mask(df: pd.DataFrame) -> np.ndarray:
+    """Per row: was the job's measured window contended? Rows without the column or the value (results recorded
+    before the farm measured contention) count as not contended: nothing says otherwise, and leaving every
+    older result out would empty old reports."""
+    if "contended" not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    col = df["contended"]
+    if col.dtype == bool:
+        return col.to_numpy(dtype=bool)
+    return col.isin(_TRUE).to_numpy(dtype=bool)
+
+
+def _group_max(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """The largest non-NaN value of each group (NaN for a group without one)."""
+    out = np.full(n_groups, -np.inf)
+    has = ~np.isnan(values)
+    np.maximum.at(out, groups[has], values[has])
+    out[np.isneginf(out)] = np.nan
+    return out
+
+
 def _group_ids(df: pd.DataFrame, columns: list[str], cache: dict[str, tuple[np.ndarray, int]]) -> np.ndarray:
     """``df.groupby(columns, dropna=False, sort=False).ngroup()`` as an array: groups numbered by first
     appearance, missing values a group of their own. Each column is factorized once per ``cache``, so grouping
@@ -157,14 +186,23 @@ def _empty_report() -> pd.DataFrame:
 
 
 def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
-              max_cv: float = MAX_CV) -> pd.DataFrame:
+              max_cv: float = MAX_CV, include_contended: bool = False) -> pd.DataFrame:
     """One row per sweep cell (``CELL_COLUMNS`` + ``hardware_key``) over the rows whose status is
     ``succeeded``; columns are ``REPORT_COLUMNS``.
 
-    * ``n`` — succeeded repeats (rows); the statistics use those with a non-NaN value (a 1-epoch job has no
-      steady epoch), so a metric's stats can rest on fewer than ``n`` values.
+    Contended repeats (see :func:`contended_mask`) are left out of every statistic, the speedup's CPU side
+    included, unless ``include_contended``: a repeat measured while another process used its cores reports the
+    machine's load, not the workload's speed.
+
+    * ``n`` — the succeeded repeats (rows) the statistics rest on; the statistics use those with a non-NaN
+      value (a 1-epoch job has no steady epoch), so a metric's stats can rest on fewer than ``n`` values.
     * ``n_failed`` — rows of the cell (matched on ``CELL_COLUMNS`` only, whatever device name) that ended
       ``failed``, ``timed_out`` or ``cancelled``. Cells with no succeeded repeat do not appear.
+    * ``n_contended`` — succeeded repeats of the cell that were contended, counted whether or not they were left
+      out (left out: ``n + n_contended`` repeats succeeded; kept: ``n`` includes them). A cell whose succeeded
+      repeats were all contended still appears, with ``n == 0`` and NaN statistics, so it does not read as a
+      cell that never ran. ``contended_cpu_max`` — the largest ``contention_cpu`` (others' share of the job's
+      cores) among the cell's succeeded repeats, left out or not: why a cell was marked, at a glance.
     * ``<metric>_{median,q1,q3,iqr,mean,std,cv,ci_low,ci_high}`` for ``steady_epoch_s`` and
       ``steady_samples_per_s`` (CI: percentile bootstrap of the median at ``confidence``).
     * ``outliers`` — repeats flagged by the MAD rule on ``steady_samples_per_s``; ``unstable`` —
@@ -186,16 +224,23 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
     sw = ok["software_key"] if "software_key" in ok.columns else pd.Series(np.nan, index=ok.index)
     ok = ok.assign(hardware_key=hw.where(hw.notna(), ok["device_name"]), software_key=sw)
 
+    contended = contended_mask(ok)
+    used = np.ones(len(ok), dtype=bool) if include_contended else ~contended
+
     codes: dict[str, tuple[np.ndarray, int]] = {}
-    cell = _group_ids(ok, GROUP_COLUMNS, codes)
+    cell = _group_ids(ok, GROUP_COLUMNS, codes)  # every succeeded row, so an all-contended cell keeps its row
     G = int(cell.max()) + 1
     first = np.unique(cell, return_index=True)[1]  # groups are numbered by first appearance
     out = ok.loc[first, GROUP_COLUMNS].reset_index(drop=True)
     out["device_name"] = ok.loc[first, "device_name"].to_numpy()
-    software = _distinct_per_group(ok["software_key"], cell, G)
+    # The software the statistics rest on; a cell with nothing left shows what its left-out repeats ran.
+    software = _distinct_per_group(ok["software_key"].where(used), cell, G)
+    if not used.all():
+        every = _distinct_per_group(ok["software_key"], cell, G)
+        software = [keys if keys else every[g] for g, keys in enumerate(software)]
     out["software_key"] = [" | ".join(keys) if keys else None for keys in software]
     out["software_keys"] = [len(keys) for keys in software]
-    out["n"] = np.bincount(cell, minlength=G)
+    out["n"] = np.bincount(cell[used], minlength=G)
 
     # n_failed: match failed rows to report cells on CELL_COLUMNS (NaN keys too) by grouping both together.
     failed = df.loc[df["status"].isin(FAILED_STATUSES).to_numpy(dtype=bool), CELL_COLUMNS]
@@ -205,28 +250,36 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
         out["n_failed"] = np.bincount(ids[G:], minlength=int(ids.max()) + 1)[ids[:G]]
     else:
         out["n_failed"] = 0
+    out["n_contended"] = np.bincount(cell[contended], minlength=G)
+
+    # A left-out repeat's figures become NaN: every statistic below already drops NaNs, so "left out" needs
+    # no second code path, and the groups (hence the cells) stay those of every succeeded row.
+    def measured(column: str) -> np.ndarray:
+        return np.where(used, _floats(ok[column]), np.nan)  # a new array: the frame's data stays untouched
 
     kw = dict(confidence=confidence, n_boot=n_boot, seed=seed)
     summaries = {}
     for m in METRICS:
-        summaries[m] = s = summarize_groups(_floats(ok[m]), cell, G, **kw)
+        summaries[m] = s = summarize_groups(measured(m), cell, G, **kw)
         for f in STAT_FIELDS:
             out[f"{m}_{f}"] = getattr(s, f)
-    out["first_epoch_s_median"] = group_medians(_floats(ok["first_epoch_s"]), cell, G)
-    out["test_accuracy_median"] = group_medians(_floats(ok["test_accuracy"]), cell, G)
+    out["first_epoch_s_median"] = group_medians(measured("first_epoch_s"), cell, G)
+    out["test_accuracy_median"] = group_medians(measured("test_accuracy"), cell, G)
     sps = summaries["steady_samples_per_s"]
     out["outliers"] = sps.outliers
     out["unstable"] = too_wide_many(sps.cv, sps.median, sps.ci_low, sps.ci_high, max_cv)
+    cpu_share = _floats(ok["contention_cpu"]) if "contention_cpu" in ok.columns else np.full(len(ok), np.nan)
+    out["contended_cpu_max"] = _group_max(cpu_share, cell, G)
 
     # Speedup: GPU cell vs the pooled CPU repeats sharing every cell column but the device.
     base = _group_ids(ok, BASE_COLUMNS, codes)
     B = int(base.max()) + 1
     is_cpu = ok["device"].eq("cpu").fillna(False).to_numpy(dtype=bool)
     has_cpu = np.zeros(B, dtype=bool)
-    has_cpu[base[is_cpu]] = True
+    has_cpu[base[is_cpu & used]] = True
     cell_base = base[first]
     gpu = np.flatnonzero(out["device"].eq("gpu").fillna(False).to_numpy(dtype=bool) & has_cpu[cell_base])
-    values = _floats(ok["steady_samples_per_s"])
+    values = measured("steady_samples_per_s")
     ratio, low, high = ratio_ci_groups(values, cell, values[is_cpu], base[is_cpu],
                                        np.stack([gpu, cell_base[gpu]], axis=1), n_num_groups=G, n_den_groups=B,
                                        **kw)
@@ -265,12 +318,13 @@ def speedups(report_df: pd.DataFrame) -> pd.DataFrame:
 #: ``by`` values that name the hardware itself: the baseline is then matched *without* the hardware key
 #: (and its repeats pooled over whatever hardware ran them), as :func:`aggregate` does for GPU over CPU.
 HARDWARE_BY = ("device", "device_name", "hardware_key")
-RATIO_COLUMNS = ["baseline", "metric", "n", "n_baseline", "median", "baseline_median", "ratio", "ratio_ci_low",
-                 "ratio_ci_high"]
+RATIO_COLUMNS = ["baseline", "metric", "n", "n_baseline", "n_contended", "n_contended_baseline", "median",
+                 "baseline_median", "ratio", "ratio_ci_low", "ratio_ci_high"]
 
 
 def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "steady_samples_per_s",
-           confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+           confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
+           include_contended: bool = False) -> pd.DataFrame:
     """"X over baseline" ratios, e.g. ``ratios(df, "backend", "tensorflow")`` for jax/torch over TensorFlow.
 
     Takes the *tidy results frame* (:func:`results_frame`), not the report, because the CI needs the repeats.
@@ -283,10 +337,14 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
 
     Values are compared as text, so ``baseline="256"`` finds ``batch_size`` 256. The CI is the percentile
     bootstrap of :func:`farm.stats.ratio_ci` (NaN when either side has fewer than two values). Cells without a
-    baseline counterpart are left out. Columns: ``CELL_COLUMNS``, ``hardware`` (plus ``by`` when it is not a
-    cell column), then ``RATIO_COLUMNS``: the baseline value, the metric, ``n``/``n_baseline`` (values of the
-    metric), both medians and ``ratio`` with ``ratio_ci_low``/``ratio_ci_high``. For a throughput a ratio above
-    1 means faster than the baseline; for a time (``*_s``) below 1 does.
+    baseline counterpart are left out. Contended repeats (:func:`contended_mask`) are left out of both sides
+    unless ``include_contended``, as in :func:`aggregate`; a cell (or baseline) whose repeats were all
+    contended keeps its row with ``n`` (``n_baseline``) 0 and a NaN ratio. Columns: ``CELL_COLUMNS``,
+    ``hardware`` (plus ``by`` when it is not a cell column), then ``RATIO_COLUMNS``: the baseline value, the
+    metric, ``n``/``n_baseline`` (values of the metric the ratio rests on), ``n_contended``/
+    ``n_contended_baseline`` (contended repeats on each side, left out or kept), both medians and ``ratio`` with
+    ``ratio_ci_low``/``ratio_ci_high``. For a throughput a ratio above 1 means faster than the baseline; for a
+    time (``*_s``) below 1 does.
     """
     from farm.compare import HARDWARE_KEY, hardware_keys  # farm.compare imports nothing from this module
 
@@ -326,7 +384,8 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
     cell_base = base[first]
     targets = np.flatnonzero(~is_base[first] & has_base[cell_base])
 
-    values = _floats(ok[metric])
+    contended = contended_mask(ok)
+    values = _floats(ok[metric]) if include_contended else np.where(contended, np.nan, _floats(ok[metric]))
     counted = ~np.isnan(values)
     ratio, low, high = ratio_ci_groups(values, cell, values[is_base], base[is_base],
                                        np.stack([targets, cell_base[targets]], axis=1), confidence=confidence,
@@ -336,6 +395,8 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
     out["metric"] = metric
     out["n"] = np.bincount(cell[counted], minlength=G)[targets]
     out["n_baseline"] = np.bincount(base[is_base & counted], minlength=B)[cell_base[targets]]
+    out["n_contended"] = np.bincount(cell[contended], minlength=G)[targets]
+    out["n_contended_baseline"] = np.bincount(base[is_base & contended], minlength=B)[cell_base[targets]]
     out["median"] = group_medians(values, cell, G)[targets]
     out["baseline_median"] = group_medians(values[is_base], base[is_base], B)[cell_base[targets]]
     out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
