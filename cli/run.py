@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.live import Live
 
-from cli.common import BrokerOption, console, fail, friendly_errors, settings
+from cli.common import BrokerOption, console, err_console, fail, friendly_errors, settings
 from cli.results import contended_line, frames_for, print_contended, report_table, warn_pooled_software
 from cli.status import render
 
@@ -77,7 +77,7 @@ def run_cmd(
     from farm.store import Store
     from farm.sweep import load_sweep
     from farm.fingerprint import query_nvidia_smi
-    from farm.local import LocalFarm
+    from farm.local import LocalFarm, shared_machine_warning
     from farm.report import aggregate, speedups
     from farm.submit import submit
 
@@ -89,6 +89,9 @@ def run_cmd(
     host = socket.gethostname()
     local_queues = {queue_for_tag(t) for t in cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]}
     started = time.monotonic()
+    warning = shared_machine_warning(workers, len(gpus))
+    if warning:
+        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     with LocalFarm(output, cfg, embedded=embedded, cpu_workers=workers, gpu_workers=len(gpus)) as farm:
         store = Store.from_settings(farm.settings)
         outcome = submit(sweep, farm.settings, store=store, accept=lambda q: q in local_queues)
