@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 import redis  # noqa: E402
 
@@ -155,7 +154,7 @@ def dispatch_latency() -> None:
     """From enqueue to the job starting on an idle worker, against a bare Celery no-op round trip."""
     with farm(1) as (lf, store):
         # Bare Celery: a no-op task on the same broker, its own solo worker.
-        env = {**os.environ, "FARM_BROKER_URL": lf.settings.broker_url, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "FARM_BROKER_URL": lf.settings.broker_url}
         noop = subprocess.Popen([sys.executable, "-m", "celery", "-A", "benchmarks.noop_app", "worker", "-P", "solo",
                                  "-Q", "noop", "--without-mingle", "--without-gossip", "-l", "WARNING"], env=env,
                                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

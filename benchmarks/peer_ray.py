@@ -130,7 +130,7 @@ def peer_trial(config: dict[str, Any]) -> None:
     c_import = time.perf_counter()
     seed, n_train, n_test = int(config["seed"]), int(config["samples"]), int(config["test_samples"])
 
-    # The same synthetic data as benchfarm's (farm/datasets/synthetic.py): one stream per array from the seed.
+    # The same synthetic data as benchfarm's (workers/datasets/synthetic.py): one stream per array from the seed.
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
     x_train = streams[0].integers(0, 256, size=(n_train, 28, 28), dtype=np.uint8)
     y_train = streams[1].integers(0, 10, size=(n_train,), dtype=np.uint8)

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from farm.report import aggregate, columns_frame, results_frame, speedups  # noqa: E402
 from farm.rows import RESULT_COLUMNS, compact_row  # noqa: E402

@@ -73,7 +73,8 @@ def run_cmd(
     import socket
 
     from farm.progress import TERMINAL_STATES, sweep_progress
-    from farm.routing import cpu_tags, gpu_tags, queue_for_tag
+    from farm.queue import tag_queue
+    from farm.routing import cpu_tags, gpu_tags
     from farm.store import Store
     from farm.sweep import load_sweep
     from farm.fingerprint import query_nvidia_smi
@@ -87,7 +88,7 @@ def run_cmd(
     embedded = "broker_url" not in cfg.model_fields_set
     gpus = query_nvidia_smi()
     host = socket.gethostname()
-    local_queues = {queue_for_tag(t) for t in cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]}
+    local_queues = {tag_queue(t) for t in cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]}
     started = time.monotonic()
     warning = shared_machine_warning(workers, len(gpus))
     if warning:

@@ -26,7 +26,7 @@ def matrix_table(sweep: "Sweep") -> "Table":
                         f"{sweep.spec.repeats} repeats", title_justify="left")
     for col in ("workload", "device", "backend", "epochs", "batch", "data", "samples", "params", "memory", "queue"):
         table.add_column(col, overflow="fold")
-    from farm.routing import queue_for
+    from farm.queue import job_queue
 
     for job in sweep.jobs:
         if job.repeat:
@@ -35,7 +35,7 @@ def matrix_table(sweep: "Sweep") -> "Table":
         params = ", ".join(f"{k}={v}" for k, v in job.params.items() if base.get(k) != v) or "defaults"
         need = estimate_bytes(job)
         table.add_row(job.workload, job.device, job.backend, str(job.epochs), str(job.batch_size), job.data,
-                      str(job.train_samples or "all"), params, "?" if need is None else describe(need), queue_for(job))
+                      str(job.train_samples or "all"), params, "?" if need is None else describe(need), job_queue(job))
     return table
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -25,7 +24,6 @@ def worker_cmd(
                                         help="Import each framework at start to check it sees the GPU (default: "
                                              "only when nvidia-smi lists GPUs)."),
     loglevel: str = typer.Option("INFO", "--loglevel", help="Log level."),
-    plan: str = typer.Option(None, "--plan", hidden=True, help="Internal: run exactly this worker plan (JSON)."),
 ) -> None:
     """Run workers: probe the hardware, derive tags, one worker per GPU (pinned), one job at a time each.
 
@@ -33,12 +31,10 @@ def worker_cmd(
     worker after its running job; a second signal stops them at once (their jobs go back to the queue).
     A worker whose consumer died exits non-zero, so a supervisor restarts it.
     """
-    from workers.plans import PlanError, WorkerPlan, plan_workers
+    from workers.plans import PlanError, plan_workers
     from workers.worker import run_worker
 
     cfg = settings(broker_url=broker, worker_name=name, data_dir=data_dir, cache_dir=cache_dir)
-    if plan is not None:
-        raise typer.Exit(run_worker(cfg, WorkerPlan(**json.loads(plan)), loglevel=loglevel.upper()))
 
     from farm.fingerprint import query_nvidia_smi
     from workers.devices import probe
@@ -61,10 +57,5 @@ def worker_cmd(
     if len(plans) == 1:
         # Celery's exit code, non-zero when the consumer died: a supervisor restarts the worker.
         raise typer.Exit(run_worker(cfg, plans[0], loglevel=loglevel.upper()))
-    passthrough = [f"--loglevel={loglevel}"]
-    if broker:
-        passthrough += ["--broker", broker]
-    for flag, value in (("--data-dir", data_dir), ("--cache-dir", cache_dir)):
-        if value:
-            passthrough += [flag, str(value)]
-    raise typer.Exit(run_fleet(plans, passthrough))
+    given = {"FARM_BROKER_URL": broker, "FARM_DATA_DIR": data_dir, "FARM_CACHE_DIR": cache_dir}
+    raise typer.Exit(run_fleet(plans, {k: str(v) for k, v in given.items() if v}, loglevel=loglevel.upper()))

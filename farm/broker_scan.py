@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 import redis
 
-from farm.routing import QUEUE_PREFIX
+from farm.queue import QUEUE_PREFIX
 
 UNACKED_KEY = "unacked"
 

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
+from farm.queue import job_queue
 from farm.result import JobResult, JobStatus
 
 if TYPE_CHECKING:
@@ -180,6 +181,30 @@ class Ledger:
     def holder(self, job_id: str) -> str | None:
         return self.r.get(self._k("lease", job_id))
 
+    # -- cancellation and the broker's messages --------------------------------------------------------------
+    def mark_cancelled(self, sweep_id: str) -> None:
+        """Running jobs of the sweep stop at their worker's next check; nothing of it starts any more."""
+        self.r.set(self._k("cancel", sweep_id), time.time())
+
+    def lift_cancel(self, sweep_id: str) -> None:
+        self.r.delete(self._k("cancel", sweep_id))
+
+    def cancelled(self, sweep_id: str, job_id: str) -> bool:
+        """Whether the job, or its whole sweep, is cancelled."""
+        return bool(self.r.exists(self._k("cancel", sweep_id), self._k("cancel", job_id)))
+
+    def pending_messages(self, *, include_unacked: bool) -> set[str]:
+        """Job ids with a message on a farm queue (and, with ``include_unacked``, delivered, unacknowledged)."""
+        from farm.broker_scan import pending_job_ids
+
+        return pending_job_ids(self.r, include_unacked=include_unacked)
+
+    def withdraw_messages(self, job_ids: list[str]) -> int:
+        """Take these jobs' queued messages off every farm queue; how many were removed."""
+        from farm.broker_scan import remove_messages
+
+        return remove_messages(self.r, job_ids)
+
     def leased(self, job_ids: list[str]) -> list[bool]:
         """Whether each job's lease is held right now (its run is alive), in order."""
         pipe = self.r.pipeline(transaction=False)
@@ -212,8 +237,6 @@ class Ledger:
                 max_attempts: int) -> str:
         """A run ended without a result worth keeping: back on its queue while attempts remain, else recorded
         failed. Does nothing if the lease is no longer current. Returns the job's new state (or 'fenced')."""
-        from farm.enqueue import job_queue
-
         attempt = self.attempts(envelope.job_id)
         if attempt >= max_attempts:
             if self.give_up(lease, envelope, f"gave up after {attempt} attempts; the last one: {error}", attempt):
@@ -295,7 +318,7 @@ class Ledger:
 
     def send(self, app: "Celery", envelopes: list["JobEnvelope"]) -> dict[str, float]:
         """Publish these jobs' messages (their debts are in the outbox already) and settle what surely went."""
-        from farm.enqueue import publish
+        from farm.queue import publish
 
         sent: dict[str, float] = {}
         try:
@@ -311,9 +334,7 @@ class Ledger:
         owed = self.debts(job_ids, older_than_s=older_than_s)
         if not owed:
             return []
-        from farm.broker_scan import pending_job_ids
-
-        pending = pending_job_ids(self.r, include_unacked=True)
+        pending = self.pending_messages(include_unacked=True)
         paid: dict[str, float] = {}
         todo: list["JobEnvelope"] = []
         for job_id, envelope in zip(owed, self.store.envelopes(owed)):

@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from farm import defaults
-from farm.broker_scan import pending_job_ids, remove_messages
 from farm.job import JobEnvelope
 from farm.ledger import Ledger
 from farm.result import JobResult, JobStatus
-from farm.routing import queue_for
+from farm.queue import job_queue
 from farm.settings import FarmSettings
 from farm.store import Store
 
@@ -37,9 +36,9 @@ class CancelOutcome:
 def cancel_sweep(store: Store, sweep_id: str) -> CancelOutcome:
     """Stop a sweep: running jobs are ended by their workers (they watch the cancel key), queued ones are taken
     off the queues, and every job without a result is recorded as cancelled."""
-    store.r.set(store.k("cancel", sweep_id), time.time())
-    ids = store.sweep_job_ids(sweep_id)
     ledger = Ledger(store)
+    ledger.mark_cancelled(sweep_id)
+    ids = store.sweep_job_ids(sweep_id)
     running = cancelled = 0
     for start in range(0, len(ids), BATCH):
         part = ids[start:start + BATCH]
@@ -50,7 +49,7 @@ def cancel_sweep(store: Store, sweep_id: str) -> CancelOutcome:
                 if env is not None and not has]
         cancelled += sum(store.record_results(todo))
         ledger.forget_debts(part)
-    removed = remove_messages(store.r, ids)
+    removed = ledger.withdraw_messages(ids)
     return CancelOutcome(cancelled=cancelled, removed_messages=removed, running=running)
 
 
@@ -68,10 +67,10 @@ def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str, *, contend
     With ``contended``, re-enqueue instead only the repeats whose result is marked contended (another
     workload disturbed their measurement), as new attempts; their old results move to the history too, so a
     lab can clean a sweep without running it again whole."""
-    store.r.delete(store.k("cancel", sweep_id))
-    ids = store.sweep_job_ids(sweep_id)
-    pending = pending_job_ids(store.r, include_unacked=False)
     ledger = Ledger(store)
+    ledger.lift_cancel(sweep_id)
+    ids = store.sweep_job_ids(sweep_id)
+    pending = ledger.pending_messages(include_unacked=False)
     todo: list[JobEnvelope] = []
     outcome = ResumeOutcome(0, 0, 0)
     for start in range(0, len(ids), BATCH):
@@ -95,12 +94,12 @@ def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str, *, contend
             todo.append(env)
     store.archive_results([e.job_id for e in todo])
     ledger.reset([e.job_id for e in todo])
-    claimed = ledger.claim([(e.job_id, queue_for(e.job)) for e in todo])
+    claimed = ledger.claim([(e.job_id, job_queue(e.job)) for e in todo])
     sendable = [e for e in todo if e.job_id in claimed]
     if sendable:
         from farm.queue import make_app
 
-        ledger.send(make_app(settings, {queue_for(e.job) for e in sendable}), sendable)
+        ledger.send(make_app(settings, {job_queue(e.job) for e in sendable}), sendable)
     outcome.enqueued = len(sendable)
     return outcome
 

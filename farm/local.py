@@ -2,7 +2,8 @@
 
 It is the same system, smaller: a real Redis (our own, on a unix socket, unless a broker is configured),
 real ``farm worker`` processes for the tags this machine has, and the same submit/status/report code.
-Workers are started as separate processes (``python -m cli.main worker``), exactly as a lab starts them.
+Workers are started as separate processes (``farm worker``, run as ``python -m cli.main worker`` with this
+interpreter), exactly as a lab starts them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from types import TracebackType
 from farm.embedded import EmbeddedRedis
 from farm.settings import FarmSettings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def shared_machine_warning(cpu_workers: int, gpu_workers: int, cores: int | None = None) -> str | None:
@@ -53,8 +53,7 @@ class LocalFarm:
             self.settings = self.settings.model_copy(update={"broker_url": self.redis.url})
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "FARM_BROKER_URL": self.settings.broker_url,
-               "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)}
+        env = {**os.environ, "FARM_BROKER_URL": self.settings.broker_url}
         specs = [(f"local-cpu-{i}", ["--cpu-only"]) for i in range(self.cpu_workers)]
         specs += [(f"local-gpu{i}", ["--gpus", str(i)]) for i in range(self.gpu_workers)]
         for name, extra in specs:
@@ -62,7 +61,7 @@ class LocalFarm:
             cmd = [sys.executable, "-m", "cli.main", "worker", "--name", name, "--no-check-backends", *extra,
                    *self.worker_args]
             self.procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                               stdin=subprocess.DEVNULL, cwd=REPO_ROOT))
+                                               stdin=subprocess.DEVNULL))
         return self
 
     def check_workers(self) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from farm.result import JobStatus
-from farm.routing import queue_for
+from farm.queue import job_queue
 from farm.store import Store
 
 TERMINAL_STATES = frozenset(s.value for s in JobStatus if s.terminal)
@@ -92,7 +92,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
     ids = store.sweep_job_ids(sweep_id)
     envelopes = store.envelopes(ids)
     states = store.states(ids)
-    results_present = [bool(x) for x in store.r.mget([store.k("result", j) for j in ids])] if ids else []
+    results_present = store.have_results(ids)
     workers = store.live_workers()
     served = {q for w in workers if not w.get("quarantined") for q in w.get("queues", [])}
     now = time.time()
@@ -107,7 +107,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
         hb = _num(st.get("heartbeat_at"))
         jobs.append(JobProgress(
             job_id=job_id, workload=job.workload, device=job.device, backend=job.backend, repeat=job.repeat,
-            queue=st.get("queue") or queue_for(job), state=state, worker=st.get("worker", ""),
+            queue=st.get("queue") or job_queue(job), state=state, worker=st.get("worker", ""),
             epoch=int(_num(st.get("epoch")) or 0), epochs=int(_num(st.get("epochs")) or job.epochs),
             loss=_num(st.get("loss")), accuracy=_num(st.get("accuracy")),
             heartbeat_age_s=(now - hb) if hb else None, error=(st.get("error") or "").splitlines()[0][:200]
@@ -123,19 +123,9 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
 
 
 def rejections(store: Store) -> dict[str, Any]:
-    """The total of refused messages and the newest one kept, in one round trip. The total is the never-trimmed
-    counter; a store written only by older workers (a list, no counter) counts its list."""
-    pipe = store.r.pipeline(transaction=False)
-    pipe.get(store.k("rejected", "count"))
-    pipe.llen(store.k("rejected"))
-    pipe.lindex(store.k("rejected"), 0)
-    count, kept, newest = pipe.execute()
-    try:
-        latest = json.loads(newest) if newest else None
-    except ValueError:
-        latest = None
-    return {"rejected_messages": int(count) if count else int(kept),
-            "latest_rejection": latest if isinstance(latest, dict) else None}
+    """The total of refused messages and the newest one kept."""
+    total, latest = store.rejections()
+    return {"rejected_messages": total, "latest_rejection": latest}
 
 
 def _parse_many(texts: list[str]) -> list[Any]:

@@ -1,4 +1,5 @@
-"""The Celery side of the farm: one app configuration shared by submitters and workers.
+"""The farm's queues: what a job's queue is called, the one Celery app configuration shared by submitters and
+workers, and the one place a job's message is built and published.
 
 The settings are chosen for long, expensive, one-at-a-time jobs (see the README's "Why these Celery
 settings"): JSON only, late acknowledgement so a dead worker's job is not lost, rejection on worker loss so it
@@ -9,16 +10,38 @@ live in the farm's own store.
 
 from __future__ import annotations
 
-from typing import Iterable
+import time
+from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
-from celery import Celery
-from kombu import Queue
-
 from farm import defaults
+from farm.routing import required_tag
 from farm.settings import FarmSettings
 
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from farm.job import JobEnvelope, JobSpec
+
 TASK_NAME = "farm.run_job"
+"""The only task a farm worker runs."""
+
+QUEUE_PREFIX = "farm."
+"""Every farm queue's name starts with this (``farm.cpu``, ``farm.gpu.model-h100``)."""
+
+PUBLISH_BATCH = 1000
+"""Messages sent to Redis in one pipelined round trip (kombu's publish batches)."""
+
+
+def job_queue(job: "JobSpec") -> str:
+    """The queue a job's message goes to: named by the tag of what the job requires (device, GPU model,
+    memory, host). The one place a job's queue is named."""
+    return QUEUE_PREFIX + required_tag(job)
+
+
+def tag_queue(tag: str) -> str:
+    """The queue of a worker tag (a worker consumes the queue of every tag its hardware satisfies)."""
+    return QUEUE_PREFIX + tag
 
 
 def kombu_url(url: str) -> str:
@@ -49,8 +72,13 @@ def kombu_url(url: str) -> str:
     return f"{scheme}://{auth}{host}{parts.path}" + (f"?{urlencode(rest)}" if rest else "")
 
 
-def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> Celery:
-    """A Celery app for the farm's broker, knowing exactly the given queues (a typo'd queue fails loudly)."""
+def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> "Celery":
+    """A Celery app for the farm's broker, knowing exactly the given queues (a typo'd queue fails loudly).
+
+    Celery is imported here, not at the top: naming queues and planning a submit must not cost its import."""
+    from celery import Celery
+    from kombu import Queue
+
     app = Celery("benchfarm", broker=kombu_url(settings.broker_url), set_as_current=False)
     declared = sorted(set(queues))
     app.conf.update(
@@ -104,3 +132,49 @@ def ssl_options(url: str) -> dict:
         if key in query:
             options[key] = query[key]
     return options
+
+
+def send_one(app: "Celery", envelope: "JobEnvelope", producer: Any, *, retry: bool = False,
+             declare: bool = True) -> None:
+    """Put one job on its queue; the Celery task id is the job id.
+
+    Built with Celery's own message API (``app.amqp``) rather than ``send_task``: the same protocol-2 JSON
+    message, without per-call routing. ``argsrepr`` is given so Celery does not build a repr of the whole spec
+    for the headers. ``declare=False`` skips declaring a queue the producer has already declared.
+    """
+    queue = job_queue(envelope.job)
+    message = app.amqp.create_task_message(envelope.job_id, TASK_NAME, [envelope.model_dump(mode="json")], {},
+                                           argsrepr=f"[job {envelope.job_id}]", kwargsrepr="{}")
+    app.amqp.send_task_message(producer, TASK_NAME, message, queue=app.amqp.queues[queue], routing_key=queue,
+                               exchange="", retry=retry, declare=None if declare else [])
+
+
+def publish(app: "Celery", envelopes: list["JobEnvelope"], sent: dict[str, float]) -> None:
+    """Send each envelope to its queue, recording in ``sent`` (job id -> time) each one that surely went.
+
+    Where kombu can batch (its Redis transport, without write retries), the messages go PUBLISH_BATCH at a
+    time in one pipelined round trip each. A batch that fails counts as not sent as a whole (some of it may
+    have reached Redis: a job may then be delivered twice, which the ledger's lease makes harmless, but none is
+    lost). Elsewhere messages go one by one.
+    """
+    declared: set[str] = set()
+    with app.producer_or_acquire() as producer:
+        if not getattr(producer, "supports_batch_publish", False):
+            for env in envelopes:
+                queue = job_queue(env.job)
+                at = time.time()
+                send_one(app, env, producer, declare=queue not in declared)
+                declared.add(queue)
+                sent[env.job_id] = at
+            return
+        for start in range(0, len(envelopes), PUBLISH_BATCH):
+            chunk = envelopes[start:start + PUBLISH_BATCH]
+            # max_size above what the chunk buffers (a message is one command): kombu never flushes on its own.
+            with producer.batch(max_size=2 * len(chunk) + 1) as batch:
+                for env in chunk:
+                    queue = job_queue(env.job)
+                    send_one(app, env, producer, declare=queue not in declared)
+                    declared.add(queue)
+                at = time.time()
+                batch.flush()
+                sent.update(dict.fromkeys((env.job_id for env in chunk), at))

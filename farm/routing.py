@@ -16,7 +16,6 @@ from farm.job import JobSpec
 if TYPE_CHECKING:
     from farm.fingerprint import GPUInfo
 
-QUEUE_PREFIX = "farm."
 
 
 _SLUG_NOISE = re.compile(
@@ -108,10 +107,3 @@ def required_tag(job: JobSpec) -> str:
                        memory=memory_step(req.min_gpu_memory_gb) if gpu and req.min_gpu_memory_gb else None,
                        host=host_slug(req.host) if req.host else None)
 
-
-def queue_for(job: JobSpec) -> str:
-    return QUEUE_PREFIX + required_tag(job)
-
-
-def queue_for_tag(tag: str) -> str:
-    return QUEUE_PREFIX + tag

@@ -312,6 +312,20 @@ class Store:
     def runs(self, job_id: str) -> list[dict[str, Any]]:
         return [json.loads(r) for r in self.r.lrange(self.k("runs", job_id), 0, -1)]
 
+    def rejections(self) -> tuple[int, dict[str, Any] | None]:
+        """The total of refused messages and the newest one kept, in one round trip. The total is the
+        never-trimmed counter; a store written only by older workers (a list, no counter) counts its list."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.get(self.k("rejected", "count"))
+        pipe.llen(self.k("rejected"))
+        pipe.lindex(self.k("rejected"), 0)
+        count, kept, newest = pipe.execute()
+        try:
+            latest = json.loads(newest) if newest else None
+        except ValueError:
+            latest = None
+        return (int(count) if count else int(kept)), (latest if isinstance(latest, dict) else None)
+
     def have_results(self, job_ids: list[str]) -> list[bool]:
         """Whether each job has a result, in order (pipelined)."""
         out: list[bool] = []

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 
 from farm.errors import FarmUnavailable
 from farm.ledger import Ledger
-from farm.routing import queue_for
+from farm.queue import job_queue
 from farm.settings import mask_url
 from farm.store import Store
 
@@ -41,7 +41,7 @@ class SubmitOutcome:
 
 def plan(sweep: "Sweep") -> dict[str, int]:
     """Jobs per queue, for the dry run."""
-    return dict(collections.Counter(queue_for(j) for j in sweep.jobs))
+    return dict(collections.Counter(job_queue(j) for j in sweep.jobs))
 
 
 def unserved(sweep: "Sweep", store: Store) -> dict[str, int]:
@@ -69,7 +69,7 @@ def submit(sweep: "Sweep", settings: "FarmSettings", *, store: Store | None = No
         "jobs": len(envelopes),
         "submitted_at": time.time(),
     }
-    queues = {e.job_id: queue_for(e.job) for e in envelopes}
+    queues = {e.job_id: job_queue(e.job) for e in envelopes}
     outcome = SubmitOutcome(sweep.sweep_id, len(envelopes), 0, 0)
     wanted = [e for e in envelopes if accept is None or accept(queues[e.job_id])]
     outcome.skipped = len(envelopes) - len(wanted)

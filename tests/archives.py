@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from farm.datasets import fetch
+from workers.datasets import fetch
 
 CIFAR = "cifar-10-python.tar.gz"
 FASHION = fetch.DATASETS["fashion_mnist"].files

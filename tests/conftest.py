@@ -43,7 +43,7 @@ def redis_url(redis_server: EmbeddedRedis) -> str:
 def farm_env(broker_url: str, cache_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(FARM_BROKER_URL=broker_url, FARM_CACHE_DIR=str(cache_dir), FARM_CONFIG=str(cache_dir / "none.toml"),
-               FARM_ALLOW_DOWNLOAD="false", PYTHONPATH=str(REPO), **extra)
+               FARM_ALLOW_DOWNLOAD="false", **extra)
     return env
 
 

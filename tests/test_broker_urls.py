@@ -103,7 +103,7 @@ def test_celery_publish_to_a_stopped_redis_gives_up(stopped_redis: EmbeddedRedis
             "except Exception as e:\n"
             "    print('raised', type(e).__name__)\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(REPO), "FARM_CONFIG": "/nonexistent.toml"})
+                         env={**os.environ, "FARM_CONFIG": "/nonexistent.toml"})
     assert "raised OperationalError" in out.stdout, out.stdout + out.stderr
 
 

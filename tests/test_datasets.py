@@ -1,4 +1,4 @@
-"""farm.datasets: readers of the real archive formats (written here, tiny), the decoded-array cache,
+"""workers.datasets: readers of the real archive formats (written here, tiny), the decoded-array cache,
 synthetic data, the "where are the files" message, and the pickle safety of the CIFAR reader."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import farm.datasets as ds
-from farm.datasets import DATASETS, DataUnavailable, cache, cifar10, fetch, load_dataset, synthetic
+import workers.datasets as ds
+from workers.datasets import DATASETS, DataUnavailable, cache, cifar10, fetch, load_dataset, synthetic
 from tests.archives import CIFAR, FASHION, _batch_bytes, _images, _idx, write_cifar, write_fashion  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
@@ -337,8 +337,8 @@ def test_unknown_name_or_kind(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- import hygiene
 
 def test_import_does_not_pull_in_frameworks() -> None:
-    code = ("import farm.datasets, farm.datasets.fetch, farm.datasets.cache, farm.datasets.cifar10, "
-            "farm.datasets.fashion_mnist, farm.datasets.synthetic, sys; "
+    code = ("import workers.datasets, workers.datasets.fetch, workers.datasets.cache, workers.datasets.cifar10, "
+            "workers.datasets.fashion_mnist, workers.datasets.synthetic, sys; "
             "bad = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)

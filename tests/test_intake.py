@@ -47,7 +47,7 @@ def server() -> Iterator[EmbeddedRedis]:
 @pytest.fixture(scope="module")
 def real_raw(server: EmbeddedRedis) -> bytes:
     """A message exactly as ``farm submit`` leaves it on the queue: sent by the farm's own code, read back."""
-    from farm.enqueue import publish
+    from farm.queue import publish
 
     client = redis.Redis.from_url(server.url)
     client.flushdb()
@@ -384,10 +384,10 @@ FLEET = textwrap.dedent("""
              "signal.signal(signal.SIGTERM, lambda *a: sys.exit(int(sys.argv[1])))\\n"
              "pathlib.Path(sys.argv[2]).touch()\\n"
              "time.sleep(60)\\n")
-    fleet.worker_command = lambda plan, passthrough: [sys.executable, "-c", child, plan.name.split("-")[1],
+    fleet.worker_command = lambda plan, loglevel: [sys.executable, "-c", child, plan.name.split("-")[1],
                                                       sys.argv[1] + plan.name]
     sys.exit(fleet.run_fleet([WorkerPlan(name="a-0", tags=["cpu"]), WorkerPlan(name="b-" + sys.argv[2],
-                             tags=["cpu"])], []))
+                             tags=["cpu"])], {}))
 """)
 
 

@@ -8,7 +8,8 @@ from pydantic import ValidationError
 
 from farm.fingerprint import GPUInfo
 from farm.job import JobSpec
-from farm.routing import cpu_tags, gpu_tags, memory_step, queue_for, queue_for_tag, required_tag
+from farm.queue import job_queue, tag_queue
+from farm.routing import cpu_tags, gpu_tags, memory_step, required_tag
 from workers.plans import PlanError, plan_workers
 
 H100 = GPUInfo(index=0, name="NVIDIA H100 80GB HBM3", memory_gb=79.6)
@@ -22,7 +23,7 @@ def job(device: str = "gpu", **requires: object) -> JobSpec:
 
 def served_by(j: JobSpec, gpu: GPUInfo | None, host: str = "lab1") -> bool:
     tags = gpu_tags(gpu, host) if gpu else cpu_tags(host)
-    return queue_for(j) in {queue_for_tag(t) for t in tags}
+    return job_queue(j) in {tag_queue(t) for t in tags}
 
 
 @pytest.mark.parametrize("spec, h100, a100, rtx", [

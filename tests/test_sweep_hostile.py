@@ -391,7 +391,7 @@ def test_raw_control_characters_in_yaml_are_one_located_line(tmp_path: Path) -> 
 
 
 def test_input_sizes_match_the_datasets() -> None:
-    from farm.datasets import DATASETS
+    from workers.datasets import DATASETS
 
     assert cifar10_mlp.INPUT_SIZE == math.prod(DATASETS["cifar10"].image_shape)
     assert fashion_mnist_mlp.INPUT_SIZE == math.prod(DATASETS["fashion_mnist"].image_shape)

@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from celery import Celery
 from pydantic import ValidationError
 
@@ -39,6 +41,7 @@ class JobExecutor:
                  on_busy: Callable[[str | None], None] = lambda j: None) -> None:
         self.store = store
         self.ledger = Ledger(store)
+        self.retry = durable_retry(settings.store_retry_s)
         self.settings = settings
         self.worker = worker_name
         self.gpu_ids = gpu_ids
@@ -199,8 +202,7 @@ class JobExecutor:
         return self._record(envelope, outcome, lease)
 
     def _cancelled(self, envelope: JobEnvelope) -> str | None:
-        keys = [self.store.k("cancel", envelope.sweep_id), self.store.k("cancel", envelope.job_id)]
-        return "cancelled" if self.store.r.exists(*keys) else None
+        return "cancelled" if self.ledger.cancelled(envelope.sweep_id, envelope.job_id) else None
 
     def _record(self, envelope: JobEnvelope, outcome: ChildOutcome, lease: Lease) -> str:
         result = build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus)
@@ -217,18 +219,18 @@ class JobExecutor:
         return Outcome.duplicate.value
 
     def _resilient(self, action: Callable[[], Any], what: str) -> Any:
-        """Retry a write the farm must not lose through a Redis restart (bounded by ``store_retry_s``)."""
-        deadline = time.monotonic() + self.settings.store_retry_s
-        delay = 0.2
-        while True:
-            try:
-                return action()
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError) as e:
-                if time.monotonic() > deadline:
-                    raise
-                log.warning("could not %s (%s); retrying in %.1f s", what, e, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        """Run a whole step the farm must not lose through a Redis restart again until it goes through, with
+        redis-py's exponential backoff (0.2 s doubling to 5 s) for about ``store_retry_s``. The whole step, not
+        each command: a watched transaction cannot be resumed half-way, and every step here is safe to repeat."""
+        return self.retry.call_with_retry(action, lambda e: log.warning("could not %s (%s); retrying", what, e))
+
+
+def durable_retry(seconds: float) -> Retry:
+    """redis-py's Retry for steps that must outlast a Redis restart: about ``seconds`` of attempts."""
+    backoff = ExponentialBackoff(cap=5.0, base=0.2)
+    retries = max(1, int(seconds / 5.0) + 5)  # 0.2 + 0.4 + ... reaches the 5 s cap after five tries
+    return Retry(backoff, retries, supported_errors=(redis.ConnectionError, redis.TimeoutError,
+                                                     redis.BusyLoadingError, OSError))
 
 
 def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo], ready: dict[str, Any],

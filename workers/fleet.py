@@ -2,7 +2,7 @@
 together on Ctrl-C/SIGTERM.
 
 Each worker is its own process (its own Celery worker, its own pinned GPU), started as
-``python -m cli.main worker --plan JSON``. On SIGTERM/SIGINT the fleet passes SIGTERM to every worker, which
+``python -m workers --plan JSON`` with the command's settings in its environment. On SIGTERM/SIGINT the fleet passes SIGTERM to every worker, which
 finishes its running job (Celery's warm shutdown) and exits; a second signal passes SIGKILL, and the jobs
 they held come back through the lease reaper. A worker that dies on its own is restarted after a pause. The
 fleet's own exit code is non-zero when a worker's last exit was (a supervisor above it sees the failure).
@@ -18,18 +18,16 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict
-from pathlib import Path
 from types import FrameType
 
 from workers.plans import WorkerPlan
 
 log = logging.getLogger("farm.worker")
-REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 RESTART_DELAY_S = 10.0
 
 
-def worker_command(plan: WorkerPlan, passthrough: list[str]) -> list[str]:
-    return [sys.executable, "-m", "cli.main", "worker", "--plan", json.dumps(asdict(plan)), *passthrough]
+def worker_command(plan: WorkerPlan, loglevel: str = "INFO") -> list[str]:
+    return [sys.executable, "-m", "workers", "--plan", json.dumps(asdict(plan)), f"--loglevel={loglevel}"]
 
 
 def fleet_exit_code(codes: list[int | None]) -> int:
@@ -41,15 +39,16 @@ def fleet_exit_code(codes: list[int | None]) -> int:
     return 0
 
 
-def run_fleet(plans: list[WorkerPlan], passthrough: list[str]) -> int:
-    """Run every plan as a child process until told to stop; returns the exit code for the command."""
+def run_fleet(plans: list[WorkerPlan], settings_env: dict[str, str], loglevel: str = "INFO") -> int:
+    """Run every plan as a child process until told to stop; returns the exit code for the command.
+    ``settings_env`` (``FARM_*`` variables) carries the command's own settings (its flags) to each worker."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)}
+    env = {**os.environ, **settings_env}
     procs: dict[str, subprocess.Popen] = {}
     stopping = {"signals": 0}
 
     def start(plan: WorkerPlan) -> None:
-        procs[plan.name] = subprocess.Popen(worker_command(plan, passthrough), env=env)
+        procs[plan.name] = subprocess.Popen(worker_command(plan, loglevel), env=env)
         log.info("started worker %s (pid %d) for %s", plan.name, procs[plan.name].pid,
                  f"GPU {','.join(plan.gpu_ids)}" if plan.gpu_ids else "CPU jobs")
 

@@ -49,7 +49,7 @@ class ForkedProc:
 class Zygote:
     """One fork server with a fixed environment. ``fork()`` returns a ``ForkedProc`` in milliseconds."""
 
-    def __init__(self, env: dict[str, str], cwd: str, ready_timeout_s: float = 300.0) -> None:
+    def __init__(self, env: dict[str, str], ready_timeout_s: float = 300.0) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock = ours
         self._lock = threading.Lock()  # guards _procs and _early_exits
@@ -63,7 +63,7 @@ class Zygote:
         self.started_at = time.time()
         self.proc = subprocess.Popen([sys.executable, "-m", "workers.zygote"], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**env, "FARM_ZYGOTE_FD": str(theirs.fileno())}, cwd=cwd,
+                                     env={**env, "FARM_ZYGOTE_FD": str(theirs.fileno())},
                                      pass_fds=(theirs.fileno(),), start_new_session=True,
                                      preexec_fn=die_with_parent)
         theirs.close()

@@ -7,7 +7,7 @@ list where a string belongs ended the worker, and some shapes were restored to t
 run any task the app knows (Celery's own ``celery.accumulate``, ``celery.backend_cleanup``, ...), and honour
 ``eta``, ``chain`` and ``callbacks``. So the worker's transport asks :func:`admit` first, on the raw bytes,
 and hands kombu only what passes. The rule is an allow-list, not a list of known attacks: the message must be
-the one shape :func:`farm.enqueue.send_one` (Celery's task protocol 2, JSON, via kombu's Redis transport)
+the one shape :func:`farm.queue.send_one` (Celery's task protocol 2, JSON, via kombu's Redis transport)
 writes, plus the two ``redelivered`` flags kombu adds when it restores an unacknowledged message.
 
 Pure functions of (bytes, queue name); no I/O, so it is tested on hand-built cases without a worker.

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from farm.fingerprint import GPUInfo
-from farm.routing import cpu_tags, gpu_tags, queue_for_tag
+from farm.queue import tag_queue
+from farm.routing import cpu_tags, gpu_tags
 
 
 class PlanError(ValueError):
@@ -30,7 +31,7 @@ class WorkerPlan:
 
     @property
     def queues(self) -> list[str]:
-        return [queue_for_tag(t) for t in self.tags]
+        return [tag_queue(t) for t in self.tags]
 
     @property
     def kind(self) -> str:

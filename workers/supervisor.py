@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from farm.job import JobEnvelope
@@ -28,7 +27,6 @@ from workers.processes import describe_exit, die_with_parent, kill_group
 
 STDERR_TAIL_LINES = 60
 log = logging.getLogger(__name__)
-REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 @dataclass
@@ -57,7 +55,6 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
                FARM_CONTENTION_CPU_THRESHOLD=repr(settings.contention_cpu_threshold))
     if settings.data_dir:
         env["FARM_DATA_DIR"] = str(settings.data_dir)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, os.environ.get("PYTHONPATH")) if p)
     if job.device == "cpu":
         # Hide every GPU: a CPU measurement on a GPU box must not borrow the GPU.
         env["CUDA_VISIBLE_DEVICES"] = ""
@@ -108,7 +105,7 @@ class Child:
         else:
             self.proc = subprocess.Popen([sys.executable, "-m", "workers.child"], stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         env={**env, "FARM_SPAWN_T": repr(self.spawned_at)}, cwd=REPO_ROOT,
+                                         env={**env, "FARM_SPAWN_T": repr(self.spawned_at)},
                                          start_new_session=True, preexec_fn=die_with_parent, text=True,
                                          encoding="utf-8", errors="replace")
         self.outcome = ChildOutcome(status="failed", started_at=self.spawned_at)
@@ -263,7 +260,7 @@ class WarmPool:
                 self._servers.pop(key).close()
                 zygote = None
             if zygote is None:
-                zygote = self._spawner.submit(Zygote, env, REPO_ROOT).result()
+                zygote = self._spawner.submit(Zygote, env).result()
                 self._servers[key] = zygote
                 while len(self._servers) > self.max_servers:
                     _, old = self._servers.popitem(last=False)

@@ -115,7 +115,7 @@ def use_compile_cache(backend: str, cache_dir: Path) -> str | None:
 def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str, Any]:
     import keras
 
-    from farm.datasets import load_dataset
+    from workers.datasets import load_dataset
 
     job = envelope.job
     workload = workloads.get(job.workload)

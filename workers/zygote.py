@@ -119,7 +119,7 @@ def serve(sock: socket.socket) -> int:
 
     try:
         ready = import_framework(backend)
-        import farm.datasets  # noqa: F401  (what every job imports next: load it once, here)
+        import workers.datasets  # noqa: F401  (what every job imports next: load it once, here)
         import farm.settings  # noqa: F401
 
         reason = device_touched(backend)

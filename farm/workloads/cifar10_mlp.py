@@ -14,7 +14,7 @@ from farm.workloads._mlp import (MLPParams, Optimizer, build_mlp, check_trainabl
 
 
 INPUT_SIZE = 32 * 32 * 3
-"""Values of one flattened cifar10 image (``farm.datasets.fetch.DATASETS``; that package imports numpy, and
+"""Values of one flattened cifar10 image (``workers.datasets.fetch.DATASETS``; that package imports numpy, and
 this module is imported on the submit side)."""
 NUM_CLASSES = 10
 

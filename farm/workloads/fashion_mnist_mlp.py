@@ -14,7 +14,7 @@ from farm.workloads._mlp import (MLPParams, Optimizer, build_mlp, check_trainabl
 
 
 INPUT_SIZE = 28 * 28
-"""Values of one flattened fashion_mnist image (``farm.datasets.fetch.DATASETS``; that package imports numpy, and
+"""Values of one flattened fashion_mnist image (``workers.datasets.fetch.DATASETS``; that package imports numpy, and
 this module is imported on the submit side)."""
 NUM_CLASSES = 10
 

@@ -41,7 +41,7 @@ BUILTINS = ["celery.accumulate", "celery.backend_cleanup", "celery.chord_unlock"
 
 def real_message(url: str) -> dict[str, Any]:
     """The farm's own message for a job no sweep knows, published by the farm's code and taken back."""
-    from farm.enqueue import publish
+    from farm.queue import publish
 
     spec = JobSpec(sweep="fuzz", workload="fashion_mnist_mlp", params={"hidden_layers": 1, "units": 5},
                    backend="jax", data="synthetic", train_samples=64, test_samples=16)

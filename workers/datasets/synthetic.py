@@ -10,7 +10,7 @@ import hashlib
 
 import numpy as np
 
-from farm.datasets.fetch import DatasetInfo
+from workers.datasets.fetch import DatasetInfo
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 

@@ -1,9 +1,9 @@
 """Datasets for the workloads: real CIFAR-10 / Fashion-MNIST from their standard archives, or seeded synthetic
 data of the same shapes.
 
-Real data is decoded once per machine into a memory-mapped cache (see :mod:`farm.datasets.cache`), so every
+Real data is decoded once per machine into a memory-mapped cache (see :mod:`workers.datasets.cache`), so every
 job after the first starts without touching the archives. Nothing here imports Keras, TensorFlow, JAX or
-torch; Keras is imported only inside :func:`farm.datasets.fetch._download`, when a download actually runs.
+torch; Keras is imported only inside :func:`workers.datasets.fetch._download`, when a download actually runs.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from farm.datasets import cache, cifar10, fashion_mnist, synthetic
-from farm.datasets.fetch import DATASETS, DatasetInfo, DataUnavailable, locate
+from workers.datasets import cache, cifar10, fashion_mnist, synthetic
+from workers.datasets.fetch import DATASETS, DatasetInfo, DataUnavailable, locate
 
 __all__ = ["DATASETS", "DataUnavailable", "Dataset", "DatasetInfo", "KINDS", "load_dataset"]
 
