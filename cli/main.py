@@ -13,37 +13,28 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
-    # name: (modules that may define it, in order of preference; the function)
-    "devices": (("cli.devices",), "devices_cmd"),
-    "worker": (("cli.worker",), "worker_cmd"),
-    "workers": (("cli.devices",), "workers_cmd"),
-    "submit": (("cli.submit",), "submit_cmd"),
-    "status": (("cli.status",), "status_cmd"),
-    "results": (("cli.results",), "results_cmd"),
-    "report": (("cli.report", "cli.results"), "report_cmd"),
-    "compare": (("cli.compare",), "compare_cmd"),
-    "cancel": (("cli.lifecycle",), "cancel_cmd"),
-    "resume": (("cli.lifecycle",), "resume_cmd"),
-    "run": (("cli.run",), "run_cmd"),
-    "config": (("cli.config",), "config_cmd"),
+COMMANDS: dict[str, tuple[str, str]] = {
+    # name: (the module that defines it, the function)
+    "devices": ("cli.devices", "devices_cmd"),
+    "worker": ("cli.worker", "worker_cmd"),
+    "workers": ("cli.devices", "workers_cmd"),
+    "submit": ("cli.submit", "submit_cmd"),
+    "status": ("cli.status", "status_cmd"),
+    "results": ("cli.results", "results_cmd"),
+    "report": ("cli.results", "report_cmd"),
+    "compare": ("cli.compare", "compare_cmd"),
+    "cancel": ("cli.lifecycle", "cancel_cmd"),
+    "resume": ("cli.lifecycle", "resume_cmd"),
+    "run": ("cli.run", "run_cmd"),
+    "config": ("cli.config", "config_cmd"),
 }
 """Every subcommand, in the order the help lists them, and where its function is."""
 
 
 def command_function(name: str) -> Any:
     """The function behind subcommand ``name``, importing its module."""
-    modules, attr = COMMANDS[name]
-    for module_name in modules:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name == module_name and module_name != modules[-1]:
-                continue
-            raise
-        if hasattr(module, attr):
-            return getattr(module, attr)
-    raise LookupError(f"no {attr} in {', '.join(modules)}")
+    module_name, attr = COMMANDS[name]
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def build_command(name: str) -> Any:
