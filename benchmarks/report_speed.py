@@ -23,7 +23,8 @@ import pandas as pd
 
 
 from farm.report import aggregate, columns_frame, results_frame, speedups  # noqa: E402
-from farm.rows import RESULT_COLUMNS, compact_row  # noqa: E402
+from farm.rows import RESULT_COLUMNS  # noqa: E402
+from farm.rowstore import compact_row  # noqa: E402
 
 
 def synthetic_frame(cells: int = 2000, repeats: int = 50, seed: int = 0) -> pd.DataFrame:
@@ -74,7 +75,7 @@ def stored_read(rows: list[dict], expected: pd.DataFrame, runs: int) -> list[flo
     import redis
 
     from farm.embedded import EmbeddedRedis
-    from farm.progress import sweep_columns
+    from farm.rowstore import sweep_columns
     from farm.store import Store
 
     with tempfile.TemporaryDirectory(prefix="rs-") as d, EmbeddedRedis(Path(d) / "r", appendonly=False) as srv:

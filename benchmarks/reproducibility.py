@@ -27,6 +27,7 @@ import pandas as pd
 
 from farm.local import LocalFarm
 from farm.report import aggregate, results_frame
+from farm.rows import result_row
 from farm.settings import FarmSettings
 from farm.store import Store
 from farm.submit import submit
@@ -57,7 +58,7 @@ def run_sweep(store: Store, settings: FarmSettings, data: dict[str, Any],
         if done == len(ids):
             break
         time.sleep(0.5)
-    return results_frame(r.to_row() for r in results), results  # type: ignore[union-attr]
+    return results_frame(result_row(r) for r in results), results  # type: ignore[arg-type]
 
 
 def cell_name(row: pd.Series) -> str:

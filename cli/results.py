@@ -104,9 +104,24 @@ def warn_pooled_software(report) -> None:  # noqa: ANN001 - a pandas DataFrame
                           f"{rec['software_key']}", highlight=False)
 
 
+def print_report(report, *, included: bool, keep: str, sweeps: list[str]) -> None:  # noqa: ANN001 - a DataFrame
+    """The report as ``farm report`` and ``farm run`` show it, one way for both: the table of cells, the line
+    on contended repeats (``keep``: how to keep them where this is shown), the warning on pooled software, then
+    the GPU-over-CPU speedups when there are any."""
+    from farm.report import speedups
+
+    console.print(report_table(report, included))
+    print_contended(int(report["n_contended"].sum()), included=included, keep=keep, sweeps=sweeps)
+    warn_pooled_software(report)
+    ups = speedups(report)
+    if len(ups):
+        console.print(ups.to_string(index=False))
+
+
 def frames_for(store: Store, sweep_id: str):  # noqa: ANN201
-    from farm.progress import sweep_columns
+    """The sweep's tidy results frame, read from its stored rows."""
     from farm.report import columns_frame  # pandas: imported only by the commands that use it
+    from farm.rowstore import sweep_columns
 
     return columns_frame(sweep_columns(store, sweep_id))
 
@@ -149,7 +164,7 @@ def report_cmd(
     statistics and counted per cell (n_contended); --include-contended keeps them."""
     from cli.common import fail
     from farm.output import write_frame
-    from farm.report import aggregate, ratios, speedups
+    from farm.report import aggregate, ratios
 
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
@@ -167,13 +182,7 @@ def report_cmd(
     if output:
         write_frame(report, output)
         console.print(f"wrote {len(report)} cells to {output}")
-    console.print(report_table(report, include_contended))
-    print_contended(int(report["n_contended"].sum()), included=include_contended, keep="--include-contended",
-                    sweeps=[sid])
-    warn_pooled_software(report)
-    ups = speedups(report)
-    if len(ups):
-        console.print(ups.to_string(index=False))
+    print_report(report, included=include_contended, keep="--include-contended", sweeps=[sid])
     if ratio_table is not None:
         shown = ["workload", "device", "backend", "batch_size", "hardware", "n", "median", "n_baseline",
                  "baseline_median", "ratio", "ratio_ci_low", "ratio_ci_high"]

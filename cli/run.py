@@ -10,7 +10,7 @@ import typer
 from rich.live import Live
 
 from cli.common import BrokerOption, console, err_console, fail, friendly_errors, settings
-from cli.results import contended_line, frames_for, print_contended, report_table, warn_pooled_software
+from cli.results import contended_line, frames_for, print_report
 from cli.status import render
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def run_cmd(
     from farm.sweep import load_sweep
     from farm.fingerprint import query_nvidia_smi
     from farm.local import LocalFarm, shared_machine_warning
-    from farm.report import aggregate, speedups
+    from farm.report import aggregate
     from farm.submit import submit
 
     sweep = load_sweep(sweep_file, name=name)
@@ -112,15 +112,10 @@ def run_cmd(
                 time.sleep(1.0)
         df = frames_for(store, outcome.sweep_id)
     report = aggregate(df)  # contended repeats left out: `farm report --include-contended` keeps them
-    busy = dict(count=int(report["n_contended"].sum()), included=False, sweeps=[outcome.sweep_id],
-                keep=f"`farm report {outcome.sweep_id} --include-contended`")
-    write_outputs(df, report, output, note=contended_line(**busy))
-    console.print(report_table(report))
-    print_contended(**busy)
-    warn_pooled_software(report)
-    ups = speedups(report)
-    if len(ups):
-        console.print(ups.to_string(index=False))
+    keep = f"`farm report {outcome.sweep_id} --include-contended`"
+    note = contended_line(int(report["n_contended"].sum()), included=False, keep=keep, sweeps=[outcome.sweep_id])
+    write_outputs(df, report, output, note=note)
+    print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id])
     skipped = df[~df["status"].isin(TERMINAL_STATES)]
     if len(skipped):
         console.print(f"[yellow]{len(skipped)} job(s) need a device this machine lacks "

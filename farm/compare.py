@@ -3,9 +3,9 @@
 * :func:`compare` — one row per sweep cell seen in either frame: repeats and medians on each side, the ratio
   B/A with a bootstrap CI, a Mann-Whitney p-value and a verdict (``change``).
 * :func:`regressions` — the rows whose verdict is ``"slower"``.
-* :func:`hardware_keys` / :func:`software_keys` — the hardware and software a row ran on, from the
-  ``hardware_key`` / ``software_key`` columns when a frame has them, else from ``device_name`` and the
-  python/keras/backend versions (frames written before those columns existed).
+* :func:`software_keys` — the software a row ran on, from the ``software_key`` column when a frame has it,
+  else from the python/keras/backend versions (frames written before that column existed); the hardware comes
+  from :func:`farm.frames.hardware_keys` (``hardware_key``, else ``device_name``).
 
 Why these statistics: benchmark timings are not normal. They are skewed to the right (a GC pause, a noisy
 neighbour, a cold cache only ever make a run *slower*) and carry occasional outliers, and a sweep has few
@@ -31,7 +31,7 @@ The decision rule (``change``), per matched cell, with ``ratio = median_b / medi
 * ``"only in A"`` / ``"only in B"`` — the cell has succeeded repeats on one side only.
 
 Contended repeats (another workload on the job's cores or GPU, or a throttled GPU, during its measured window;
-see :func:`farm.report.contended_mask`) are left out of both sides before anything is computed, unless
+see :func:`farm.frames.contended_mask`) are left out of both sides before anything is computed, unless
 ``include_contended``: a verdict on them would compare how busy the machine was, not the code. They are
 counted per side (``n_contended_a``/``n_contended_b``) and named in the ``note``; a side whose repeats were
 all contended has ``n`` 0 and makes the cell "inconclusive", never "only in A/B" (the cell did run there).
@@ -50,13 +50,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from farm.report import contended_mask
-from farm.report import sort_key as _sort_key
+from farm.frames import contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
 from farm.rows import CELL_COLUMNS
 from farm.stats import group_medians, mann_whitney, ratio_ci_groups
 
-#: The column names of the optional identity columns (present once the rows carry them).
-HARDWARE_KEY = "hardware_key"
+#: The column that names the software a row ran on (present once the rows carry it).
 SOFTWARE_KEY = "software_key"
 
 #: Output columns of :func:`compare`, in order.
@@ -84,34 +82,8 @@ def higher_is_better(metric: str) -> bool:
                      "(*_s, lower is faster) have a direction")
 
 
-def _succeeded(df: pd.DataFrame) -> pd.DataFrame:
-    if "status" not in df.columns:
-        raise ValueError("results frame lacks the status column")
-    keep = df["status"].eq("succeeded").fillna(False).to_numpy(dtype=bool)
-    return df.loc[keep].reset_index(drop=True)
-
-
-def _has_key(df: pd.DataFrame, column: str) -> bool:
-    """The frame carries ``column`` and every row has a value in it."""
-    return column in df.columns and bool(df[column].notna().all())
-
-
 def _blank(v: Any) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
-
-
-def hardware_keys(*frames: pd.DataFrame) -> list[pd.Series]:
-    """The hardware each row ran on, one Series per frame, decided jointly so the frames stay comparable:
-    ``hardware_key`` when *every* frame has it on every row, else ``device_name`` everywhere (a frame from
-    before ``hardware_key`` existed must still match a newer one)."""
-    use_key = all(_has_key(f, HARDWARE_KEY) for f in frames)
-    column = HARDWARE_KEY if use_key else "device_name"
-    out = []
-    for f in frames:
-        if column not in f.columns:
-            raise ValueError(f"results frame lacks {column}")
-        out.append(f[column].astype(object).reset_index(drop=True))
-    return out
 
 
 def software_keys(df: pd.DataFrame) -> pd.Series:
@@ -138,23 +110,12 @@ def software_keys(df: pd.DataFrame) -> pd.Series:
     return fallback.reset_index(drop=True)
 
 
-def _sorted(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    cols = [c for c in columns if c in df.columns]
-    keys = [tuple(_sort_key(v) for v in row) for row in df[cols].itertuples(index=False, name=None)]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return df.iloc[order].reset_index(drop=True)
-
-
 def min_p_value(n_a: int, n_b: int) -> float:
     """The smallest two-sided p-value the exact Mann-Whitney test can give for samples of these sizes (every
     value of one side beyond every value of the other): ``2 / C(n_a + n_b, n_a)``, capped at 1."""
     if n_a < 1 or n_b < 1:
         return 1.0
     return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
-
-
-def _floats(s: pd.Series) -> np.ndarray:
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 # ------------------------------------------------------------------------------------------------- compare
@@ -164,7 +125,7 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
     """Compare two tidy results frames (see :func:`farm.report.results_frame`) cell by cell on ``metric``.
 
     Only ``succeeded`` rows count; cells are matched on ``CELL_COLUMNS`` plus the hardware key (see
-    :func:`hardware_keys`). Returns ``COMPARE_COLUMNS``, one row per cell found in either frame:
+    :func:`farm.frames.hardware_keys`). Returns ``COMPARE_COLUMNS``, one row per cell found in either frame:
 
     * ``hardware`` — the hardware key (or device name) the cell ran on; ``metric``, ``higher_is_better``.
     * ``n_a``, ``n_b`` — values of the metric on each side (succeeded repeats with a non-NaN value, contended
@@ -195,7 +156,7 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
         if missing:
             raise ValueError(f"results frame {name} lacks columns: {', '.join(missing)}")
 
-    ok_a, ok_b = _succeeded(df_a), _succeeded(df_b)
+    ok_a, ok_b = succeeded(df_a), succeeded(df_b)
     hw_a, hw_b = hardware_keys(ok_a, ok_b)
     both = pd.concat([ok_a[CELL_COLUMNS].astype(object), ok_b[CELL_COLUMNS].astype(object)], ignore_index=True)
     both["hardware"] = pd.concat([hw_a, hw_b], ignore_index=True)
@@ -214,8 +175,8 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
     used_a, used_b = (np.ones(len(ok_a), dtype=bool), np.ones(len(ok_b), dtype=bool)) if include_contended \
         else (~busy_a, ~busy_b)
     # A left-out repeat's value becomes NaN: every figure below drops NaNs, and the cell stays "present".
-    vals_a = np.where(used_a, _floats(ok_a[metric]), np.nan)
-    vals_b = np.where(used_b, _floats(ok_b[metric]), np.nan)
+    vals_a = np.where(used_a, floats(ok_a[metric]), np.nan)
+    vals_b = np.where(used_b, floats(ok_b[metric]), np.nan)
     present_a = np.bincount(key_a, minlength=G) > 0
     present_b = np.bincount(key_b, minlength=G) > 0
     n_a = np.bincount(key_a[~np.isnan(vals_a)], minlength=G)
@@ -249,7 +210,7 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
 
     # Failed repeats, for the side a cell is missing from (matched on the cell alone: a failed job may not
     # know its hardware).
-    failed = [_failed_counts(out, df) for df in (df_a, df_b)]
+    failed = [failed_counts(out, df) for df in (df_a, df_b)]
 
     # p-values and the verdict.
     order_a, order_b = np.argsort(key_a, kind="stable"), np.argsort(key_b, kind="stable")
@@ -299,20 +260,7 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
     out["p_value"] = p_values
     out["change"] = changes
     out["note"] = notes
-    return _sorted(out, _SORT)[COMPARE_COLUMNS]
-
-
-def _failed_counts(cells: pd.DataFrame, df: pd.DataFrame) -> np.ndarray:
-    """Per row of ``cells``: rows of ``df`` in the same cell (``CELL_COLUMNS``) that ended failed, timed out
-    or cancelled."""
-    bad = df.loc[df["status"].isin(("failed", "timed_out", "cancelled")).fillna(False).to_numpy(dtype=bool),
-                 CELL_COLUMNS]
-    G = len(cells)
-    if bad.empty or G == 0:
-        return np.zeros(G, dtype=np.intp)
-    both = pd.concat([cells[CELL_COLUMNS].astype(object), bad.astype(object)], ignore_index=True)
-    ids = both.groupby(CELL_COLUMNS, dropna=False, sort=False).ngroup().to_numpy()
-    return np.bincount(ids[G:], minlength=int(ids.max()) + 1)[ids[:G]]
+    return sorted_by(out, _SORT)[COMPARE_COLUMNS]
 
 
 def regressions(cmp: pd.DataFrame) -> pd.DataFrame:

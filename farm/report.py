@@ -1,14 +1,14 @@
 """From tidy result rows to the report: one row per sweep cell, honest statistics over its repeats.
 
 * :func:`results_frame` — rows (dicts, see :mod:`farm.rows`) → a frame with exactly ``RESULT_COLUMNS``;
-  :func:`columns_frame` builds the same frame from columns (what :func:`farm.progress.sweep_columns` reads).
+  :func:`columns_frame` builds the same frame from columns (what :func:`farm.rowstore.sweep_columns` reads).
 * :func:`aggregate` — one row per cell (``CELL_COLUMNS`` + the ``device_name`` that ran it) over the succeeded
   repeats: median, quartiles, mean/std/cv and a bootstrap CI of the median for the steady epoch time and
   throughput, outliers, an ``unstable`` flag, and the speedup over the matching CPU cell with its CI.
-* :func:`contended_mask` — which rows were *contended* (another workload or a throttled GPU disturbed the
-  measured window, see :mod:`workers.contention`). Their figures say how busy the machine was, not how fast
-  the job is, so :func:`aggregate`, :func:`ratios` and :func:`farm.compare.compare` leave them out of every
-  statistic unless ``include_contended=True``, and count them (``n_contended``) so nothing disappears silently.
+* Contended rows (:func:`farm.frames.contended_mask`: another workload or a throttled GPU disturbed the
+  measured window) say how busy the machine was, not how fast the job is, so :func:`aggregate`, :func:`ratios`
+  and :func:`farm.compare.compare` leave them out of every statistic unless ``include_contended=True``, and
+  count them (``n_contended``) so nothing disappears silently.
 * :func:`speedups` — the headline table: one row per GPU cell that has a CPU counterpart.
 * :func:`write_frame` — CSV / JSON / Markdown / Parquet by the path's suffix.
 
@@ -20,13 +20,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import numbers
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
+from farm.frames import (HARDWARE_KEY, contended_mask, failed_counts, floats, hardware_keys, sorted_by,
+                         succeeded)
 from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
 from farm.stats import MAX_CV, STAT_FIELDS, group_medians, ratio_ci_groups, summarize_groups, too_wide_many
 
@@ -40,8 +41,6 @@ INFO_COLUMNS = ["device_name", "software_key", "software_keys"]
 BASE_COLUMNS = [c for c in CELL_COLUMNS if c != "device"]
 #: The metrics summarized in full (median, quartiles, mean, std, cv, CI of the median).
 METRICS = ["steady_epoch_s", "steady_samples_per_s"]
-#: Terminal statuses that count against a cell as ``n_failed``.
-FAILED_STATUSES = ("failed", "timed_out", "cancelled")
 #: Result columns that hold measurements (floats; None → NaN).
 FLOAT_COLUMNS = [
     "first_epoch_s", "steady_epoch_s", "steady_samples_per_s", "train_s", "import_s", "data_s", "build_s",
@@ -71,14 +70,14 @@ def results_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
 
 def columns_frame(columns: dict[str, Any]) -> pd.DataFrame:
     """:func:`results_frame` from columns (``RESULT_COLUMNS`` → equal-length sequences, e.g. what
-    :func:`farm.progress.sweep_columns` returns): the same frame, dtypes included, built column-wise."""
+    :func:`farm.rowstore.sweep_columns` returns): the same frame, dtypes included, built column-wise."""
     n = len(columns[RESULT_COLUMNS[0]]) if RESULT_COLUMNS[0] in columns else 0
     data = {}
-    floats = set(FLOAT_COLUMNS)
+    float_columns = set(FLOAT_COLUMNS)
     for c in RESULT_COLUMNS:
         col = columns.get(c)
         col = np.full(n, None, dtype=object) if col is None else np.asarray(col, dtype=object)
-        if c in floats and pd.api.types.infer_dtype(col, skipna=True) in _NUMBERS:
+        if c in float_columns and pd.api.types.infer_dtype(col, skipna=True) in _NUMBERS:
             col = col.copy()
             col[pd.isna(col)] = np.nan  # what pd.to_numeric(..., errors="coerce").astype(float) gives, faster
             col = col.astype(float)
@@ -106,26 +105,6 @@ def _finish(df: pd.DataFrame) -> pd.DataFrame:
         if df[col].dtype != float:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df
-
-
-def _floats(s: pd.Series) -> np.ndarray:
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-#: What a ``contended`` cell may hold for "yes": a bool from the store, or its text/number read back from a file.
-_TRUE = [True, 1, "true", "True", "TRUE", "1"]
-
-
-def contended_mask(df: pd.DataFrame) -> np.ndarray:
-    """Per row: was the job's measured window contended? Rows without the column or the value (results recorded
-    before the farm measured contention) count as not contended: nothing says otherwise, and leaving every
-    older result out would empty old reports."""
-    if "contended" not in df.columns:
-        return np.zeros(len(df), dtype=bool)
-    col = df["contended"]
-    if col.dtype == bool:
-        return col.to_numpy(dtype=bool)
-    return col.isin(_TRUE).to_numpy(dtype=bool)
 
 
 def _group_max(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
@@ -169,17 +148,6 @@ def _distinct_per_group(values: pd.Series, groups: np.ndarray, n_groups: int) ->
     return out
 
 
-def sort_key(v: Any) -> tuple:
-    """Orders mixed-type values (``jit_compile`` is True/False/'auto'; sample counts may be missing)."""
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:
-        return (3, "")
-    if isinstance(v, numbers.Number):
-        return (0, v)
-    if isinstance(v, str):
-        return (1, v)
-    return (2, repr(v))
-
-
 def _empty_report() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object if c in GROUP_COLUMNS + INFO_COLUMNS else float)
                          for c in REPORT_COLUMNS})
@@ -190,9 +158,9 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
     """One row per sweep cell (``CELL_COLUMNS`` + ``hardware_key``) over the rows whose status is
     ``succeeded``; columns are ``REPORT_COLUMNS``.
 
-    Contended repeats (see :func:`contended_mask`) are left out of every statistic, the speedup's CPU side
-    included, unless ``include_contended``: a repeat measured while another process used its cores reports the
-    machine's load, not the workload's speed.
+    Contended repeats (see :func:`farm.frames.contended_mask`) are left out of every statistic, the speedup's
+    CPU side included, unless ``include_contended``: a repeat measured while another process used its cores
+    reports the machine's load, not the workload's speed.
 
     * ``n`` — the succeeded repeats (rows) the statistics rest on; the statistics use those with a non-NaN
       value (a 1-epoch job has no steady epoch), so a metric's stats can rest on fewer than ``n`` values.
@@ -206,7 +174,7 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
     * ``<metric>_{median,q1,q3,iqr,mean,std,cv,ci_low,ci_high}`` for ``steady_epoch_s`` and
       ``steady_samples_per_s`` (CI: percentile bootstrap of the median at ``confidence``).
     * ``outliers`` — repeats flagged by the MAD rule on ``steady_samples_per_s``; ``unstable`` —
-      :func:`farm.stats.too_wide` on ``steady_samples_per_s``.
+      :func:`farm.stats.too_wide_many` on ``steady_samples_per_s``.
     * ``speedup_vs_cpu`` (+ CI) — for GPU cells: median throughput over the median throughput of the CPU cell
       equal in every other cell column (CPU repeats of all device names pooled), CI by independent bootstrap of
       both sides. NaN for CPU cells and GPU cells without a CPU counterpart.
@@ -217,7 +185,7 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
                if c not in df.columns]
     if missing:
         raise ValueError(f"results frame lacks columns: {', '.join(missing)}")
-    ok = df.loc[df["status"].eq("succeeded").fillna(False).to_numpy(dtype=bool)].reset_index(drop=True)
+    ok = succeeded(df)
     if ok.empty:
         return _empty_report()
     hw = ok["hardware_key"] if "hardware_key" in ok.columns else pd.Series(np.nan, index=ok.index)
@@ -242,20 +210,13 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
     out["software_keys"] = [len(keys) for keys in software]
     out["n"] = np.bincount(cell[used], minlength=G)
 
-    # n_failed: match failed rows to report cells on CELL_COLUMNS (NaN keys too) by grouping both together.
-    failed = df.loc[df["status"].isin(FAILED_STATUSES).to_numpy(dtype=bool), CELL_COLUMNS]
-    if len(failed):
-        both = pd.concat([out[CELL_COLUMNS], failed], ignore_index=True)
-        ids = both.groupby(CELL_COLUMNS, dropna=False, sort=False).ngroup().to_numpy()
-        out["n_failed"] = np.bincount(ids[G:], minlength=int(ids.max()) + 1)[ids[:G]]
-    else:
-        out["n_failed"] = 0
+    out["n_failed"] = failed_counts(out, df)
     out["n_contended"] = np.bincount(cell[contended], minlength=G)
 
     # A left-out repeat's figures become NaN: every statistic below already drops NaNs, so "left out" needs
     # no second code path, and the groups (hence the cells) stay those of every succeeded row.
     def measured(column: str) -> np.ndarray:
-        return np.where(used, _floats(ok[column]), np.nan)  # a new array: the frame's data stays untouched
+        return np.where(used, floats(ok[column]), np.nan)  # a new array: the frame's data stays untouched
 
     kw = dict(confidence=confidence, n_boot=n_boot, seed=seed)
     summaries = {}
@@ -268,7 +229,7 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
     sps = summaries["steady_samples_per_s"]
     out["outliers"] = sps.outliers
     out["unstable"] = too_wide_many(sps.cv, sps.median, sps.ci_low, sps.ci_high, max_cv)
-    cpu_share = _floats(ok["contention_cpu"]) if "contention_cpu" in ok.columns else np.full(len(ok), np.nan)
+    cpu_share = floats(ok["contention_cpu"]) if "contention_cpu" in ok.columns else np.full(len(ok), np.nan)
     out["contended_cpu_max"] = _group_max(cpu_share, cell, G)
 
     # Speedup: GPU cell vs the pooled CPU repeats sharing every cell column but the device.
@@ -287,9 +248,7 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
         out[col] = np.nan
         out.loc[gpu, col] = v
 
-    keys = [tuple(sort_key(v) for v in row) for row in out[SORT_COLUMNS].itertuples(index=False, name=None)]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return out.iloc[order][REPORT_COLUMNS].reset_index(drop=True)
+    return sorted_by(out, SORT_COLUMNS)[REPORT_COLUMNS]
 
 
 def speedups(report_df: pd.DataFrame) -> pd.DataFrame:
@@ -331,13 +290,13 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
     Over the ``succeeded`` rows: for each cell (``CELL_COLUMNS`` + hardware key) whose ``by`` value is not
     ``baseline``, the median of ``metric`` over the median of the baseline cell that is identical in every
     other cell column and ran on the same hardware (``hardware_key`` when every row has one, else
-    ``device_name``; see :func:`farm.compare.hardware_keys`). When ``by`` is itself the hardware
+    ``device_name``; see :func:`farm.frames.hardware_keys`). When ``by`` is itself the hardware
     (``device``, ``device_name``, ``hardware_key``) the hardware is not matched and the baseline's repeats are
     pooled over whatever ran them — ``ratios(df, "device", "cpu")`` is the report's GPU-over-CPU speedup.
 
     Values are compared as text, so ``baseline="256"`` finds ``batch_size`` 256. The CI is the percentile
     bootstrap of :func:`farm.stats.ratio_ci` (NaN when either side has fewer than two values). Cells without a
-    baseline counterpart are left out. Contended repeats (:func:`contended_mask`) are left out of both sides
+    baseline counterpart are left out. Contended repeats (:func:`farm.frames.contended_mask`) are left out of both sides
     unless ``include_contended``, as in :func:`aggregate`; a cell (or baseline) whose repeats were all
     contended keeps its row with ``n`` (``n_baseline``) 0 and a NaN ratio. Columns: ``CELL_COLUMNS``,
     ``hardware`` (plus ``by`` when it is not a cell column), then ``RATIO_COLUMNS``: the baseline value, the
@@ -346,8 +305,6 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
     ``ratio_ci_low``/``ratio_ci_high``. For a throughput a ratio above 1 means faster than the baseline; for a
     time (``*_s``) below 1 does.
     """
-    from farm.compare import HARDWARE_KEY, hardware_keys  # farm.compare imports nothing from this module
-
     allowed = [*CELL_COLUMNS, *(c for c in HARDWARE_BY if c not in CELL_COLUMNS)]
     if by not in allowed:
         raise ValueError(f"cannot take ratios by {by!r}: choose one of {', '.join(allowed)}")
@@ -356,8 +313,7 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
         raise ValueError(f"results frame lacks columns: {', '.join(missing)}")
     extra = [] if by in CELL_COLUMNS else [by]
     columns = [*CELL_COLUMNS, "hardware", *extra, *RATIO_COLUMNS]
-    ok = results_df.loc[results_df["status"].eq("succeeded").fillna(False).to_numpy(dtype=bool)]
-    ok = ok.reset_index(drop=True)
+    ok = succeeded(results_df)
     if ok.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
@@ -385,7 +341,7 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
     targets = np.flatnonzero(~is_base[first] & has_base[cell_base])
 
     contended = contended_mask(ok)
-    values = _floats(ok[metric]) if include_contended else np.where(contended, np.nan, _floats(ok[metric]))
+    values = floats(ok[metric]) if include_contended else np.where(contended, np.nan, floats(ok[metric]))
     counted = ~np.isnan(values)
     ratio, low, high = ratio_ci_groups(values, cell, values[is_base], base[is_base],
                                        np.stack([targets, cell_base[targets]], axis=1), confidence=confidence,
@@ -402,9 +358,7 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
     out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
 
     sort = [*(c for c in SORT_COLUMNS if c in CELL_COLUMNS), "hardware"]
-    keys = [tuple(sort_key(v) for v in row) for row in out[sort].itertuples(index=False, name=None)]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    return out.iloc[order][columns].reset_index(drop=True)
+    return sorted_by(out, sort)[columns]
 
 
 # ---------------------------------------------------------------------------------------------------- writing

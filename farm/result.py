@@ -155,9 +155,3 @@ class JobResult(BaseModel):
     @property
     def software_key(self) -> str | None:
         return self.environment.get("software_key")
-
-    def to_row(self) -> dict[str, Any]:
-        """One tidy row for ``farm results``: the spec's fields, then what was measured."""
-        from farm.rows import result_row
-
-        return result_row(self)

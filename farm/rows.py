@@ -1,8 +1,11 @@
-"""Flattening jobs and results into tidy rows: one row per job, column names with units."""
+"""Flattening jobs and results into tidy rows: one row per job, column names with units.
+
+What a row *is* (its columns, and how a spec or a result fills them); how rows are stored for fast reports is
+:mod:`farm.rowstore`'s business.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -27,50 +30,9 @@ RESULT_COLUMNS = [
     "contended_reason", "throttled", "benchfarm_version", "workload_version",
 ]
 
-
-ROW_FORMAT = "r" + hashlib.sha256(",".join(RESULT_COLUMNS).encode()).hexdigest()[:8]
-"""Identifies the first stored row layout (:func:`packed_row`, every column in each row); still read."""
-
-#: Columns that many rows share: the sweep cell, how the job ended, and the worker, hardware and software that
-#: ran it. A compact row stores them once per distinct combination (a "row part", content-addressed) and refers
-#: to it; what each run measured (and its error text, often unique) stays in the row.
-SHARED_COLUMNS = [
-    *CELL_COLUMNS, "status", "attempt", "worker", "host", "device_name", "hardware_key", "software_key",
-    "keras_version", "backend_version", "python_version", "train_samples_used", "stalls", "epochs_to_target",
-    "dataset_digest", "benchfarm_version", "workload_version",
-]
-#: The columns a compact row carries itself (``sweep_id`` is left out: the reader knows the sweep it reads).
-OWN_COLUMNS = [c for c in RESULT_COLUMNS if c not in SHARED_COLUMNS and c != "sweep_id"]
-
-COMPACT_FORMAT = "c" + hashlib.sha256(
-    (",".join(SHARED_COLUMNS) + "|" + ",".join(OWN_COLUMNS)).encode()).hexdigest()[:8]
-"""Identifies the compact row layout (:func:`compact_row`); a stored row of an unknown layout is rebuilt from
-its full result."""
-
-
-def _dumps(values: list[Any]) -> str:
-    return json.dumps(values, separators=(",", ":"), default=str)
-
-
-def packed_row(row: dict[str, Any]) -> list[Any]:
-    """A row in the first stored layout: its values in ``RESULT_COLUMNS`` order after the format tag (no keys:
-    a third of the size, and 100,000 of them parse in one ``json.loads``). Still read; new rows are compact."""
-    return [ROW_FORMAT, *(row.get(c) for c in RESULT_COLUMNS)]
-
-
-def row_part(row: dict[str, Any]) -> tuple[str, str]:
-    """The row's shared values as stored (JSON, ``SHARED_COLUMNS`` order) and their reference: a hash of that
-    text, so equal parts are stored once and writing one again changes nothing."""
-    part = _dumps([row.get(c) for c in SHARED_COLUMNS])
-    return hashlib.sha256(part.encode()).hexdigest()[:16], part
-
-
-def compact_row(row: dict[str, Any]) -> tuple[str, str, str]:
-    """A row as stored now: ``(row JSON, part reference, part JSON)``. The row is
-    ``[COMPACT_FORMAT, part reference, *OWN_COLUMNS values]`` — about 40 % of a packed row, and half as many
-    values to parse; the part holds the ``SHARED_COLUMNS`` values (see :func:`row_part`)."""
-    ref, part = row_part(row)
-    return _dumps([COMPACT_FORMAT, ref, *(row.get(c) for c in OWN_COLUMNS)]), ref, part
+NOT_ENQUEUED = "not_enqueued"
+"""The ``status`` of a job of the sweep that is not on any queue (``farm run`` skipped it: no such device on
+this machine): it has a spec row and no state."""
 
 
 def spec_row(job: "JobSpec", job_id: str, sweep_id: str) -> dict[str, Any]:
@@ -85,6 +47,9 @@ def spec_row(job: "JobSpec", job_id: str, sweep_id: str) -> dict[str, Any]:
 
 
 def result_row(result: "JobResult") -> dict[str, Any]:
+    """One tidy row of a finished job (what ``farm results`` prints and the store keeps beside the full
+    record): the spec's columns, then what was measured. A function here, not a method of the result, so the
+    result model does not depend on the report's columns."""
     row = spec_row(result.job, result.job_id, result.sweep_id)
     phases = result.phases
     row.update(

@@ -1,4 +1,4 @@
-"""Honest statistics over the repeats of one sweep cell: numpy only (scipy only inside :func:`mann_whitney`).
+"""Honest statistics over the repeats of sweep cells: numpy (and scipy inside :func:`mann_whitney`).
 
 Conventions, used everywhere in this module:
 
@@ -10,10 +10,10 @@ Conventions, used everywhere in this module:
   given ``seed``: the resampling indices are ``numpy.random.default_rng(seed).integers(0, n, (n_boot, n))``
   into the *sorted* sample, drawn in row chunks once ``n_boot * n`` passes 4 million (so the input order does
   not matter, and for smaller samples the result equals ``np.quantile(np.median(np.sort(x)[idx], axis=1), ...)``
-  exactly). The indices depend only on ``(seed, n, n_boot)``, so the vectorized group versions
-  (:func:`summarize_groups`, :func:`ratio_ci_groups`) give every group exactly the interval the scalar
-  function would give it alone — groups of equal size share one index matrix, which is harmless because each
-  interval is read on its own.
+  exactly). The indices depend only on ``(seed, n, n_boot)``, so the vectorized functions
+  (:func:`summarize_groups`, :func:`ratio_ci_groups`) give every group exactly the interval it would get
+  alone — groups of equal size share one index matrix, which is harmless because each interval is read on its
+  own.
 * Outliers follow the modified z-score rule (Iglewicz & Hoaglin): ``|x - median| / (1.4826 * MAD) > 3.5``.
   When ``MAD == 0`` (more than half the values are identical) the scale falls back to
   ``1.253314 * mean absolute deviation from the median`` (the usual convention, e.g. IBM SPSS); when that is 0
@@ -39,7 +39,7 @@ OUTLIER_Z = 3.5
 MAD_SCALE = 1.4826
 #: Mean absolute deviation → sigma for normal data (the fallback when MAD is 0).
 MEANAD_SCALE = 1.253314
-#: Default spread above which a cell is too noisy to trust; see :func:`too_wide`.
+#: Default spread above which a cell is too noisy to trust; see :func:`too_wide_many`.
 MAX_CV = 0.10
 
 # Bound on the elements of one temporary (index matrix rows × n, or groups × n_boot), to keep memory flat.
@@ -47,31 +47,11 @@ _CHUNK_ELEMENTS = 4_000_000
 
 
 @dataclass(frozen=True)
-class Summary:
-    """What the repeats of one cell say. Times in seconds, rates per second — whatever the input was."""
-
-    n: int
-    median: float
-    q1: float
-    q3: float
-    iqr: float
-    mean: float
-    std: float
-    cv: float
-    ci_low: float
-    ci_high: float
-    #: Positions in the *input* sequence (NaNs included when counting positions) flagged by the MAD rule.
-    outliers: tuple[int, ...] = ()
-
-    @property
-    def ci_width(self) -> float:
-        return self.ci_high - self.ci_low
-
-
-@dataclass(frozen=True)
 class GroupSummaries:
-    """:class:`Summary` fields as arrays, one entry per group; ``outliers`` is a count per group and
-    ``outlier_mask`` is aligned with the input values (False for NaNs)."""
+    """What the repeats of each cell say, one array entry per group (times in seconds, rates per second —
+    whatever the input was): ``n`` values, median, quartiles, mean, std, cv and the bootstrap CI of the median
+    (``STAT_FIELDS``); ``outliers`` is a count per group and ``outlier_mask`` is aligned with the input values
+    (False for NaNs)."""
 
     n: np.ndarray
     median: np.ndarray
@@ -169,8 +149,10 @@ def _chunks(idx: np.ndarray, n_boot: int):
 # ------------------------------------------------------------------------------------------------ summaries
 def summarize_groups(values: Iterable[float], groups: Iterable[int] | None = None, n_groups: int | None = None,
                      *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> GroupSummaries:
-    """:func:`summarize` for many groups at once: ``values[i]`` belongs to group ``groups[i]`` (0-based ids,
-    ``n_groups`` of them; groups with no non-NaN values get NaN statistics and ``n == 0``)."""
+    """Median, quartiles, mean/std/cv, a bootstrap CI of the median and MAD outliers of each group at once:
+    ``values[i]`` belongs to group ``groups[i]`` (0-based ids, ``n_groups`` of them; ``groups=None`` is one
+    group). NaNs are dropped first (``n`` counts what is left); groups with no values left get NaN statistics
+    and ``n == 0``. See the module docstring for every convention."""
     _check(confidence, n_boot)
     n_boot = int(n_boot)
     data = _Sorted(values, groups, n_groups)
@@ -220,16 +202,6 @@ def summarize_groups(values: Iterable[float], groups: Iterable[int] | None = Non
 def group_medians(values: Iterable[float], groups: Iterable[int], n_groups: int | None = None) -> np.ndarray:
     """``np.median`` of each group's non-NaN values (NaN for an empty group), vectorized."""
     return _Sorted(values, groups, n_groups).medians()
-
-
-def summarize(values: Iterable[float], *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> Summary:
-    """Median, quartiles, mean/std/cv, a bootstrap CI of the median and MAD outliers of one sample.
-
-    NaNs are dropped first (``n`` counts what is left); see the module docstring for every convention.
-    """
-    g = summarize_groups(values, None, 1, confidence=confidence, n_boot=n_boot, seed=seed)
-    return Summary(n=int(g.n[0]), **{f: float(getattr(g, f)[0]) for f in STAT_FIELDS},
-                   outliers=tuple(int(i) for i in np.flatnonzero(g.outlier_mask)))
 
 
 # ------------------------------------------------------------------------------------------------- ratios
@@ -292,10 +264,13 @@ def ratio_ci(num: Iterable[float], den: Iterable[float], *, confidence: float = 
 
 # ------------------------------------------------------------------------------------------------- tests
 def mann_whitney(a: Iterable[float], b: Iterable[float]) -> float:
-    """Two-sided Mann-Whitney U p-value (scipy), NaNs dropped; NaN when either side is empty.
+    """Two-sided Mann-Whitney U p-value, NaNs dropped; NaN when either side is empty.
 
-    When every value on both sides is identical the samples cannot be told apart and 1.0 is returned (scipy
-    itself would answer NaN for a zero-variance rank statistic).
+    scipy computes it (a declared dependency, imported here only so that importing this module stays light):
+    the exact distribution of U for small samples without ties, the tie-corrected normal approximation
+    otherwise — the exact small-sample p-values are what ``farm compare``'s verdicts rest on. When every value
+    on both sides is identical the samples cannot be told apart and 1.0 is returned (scipy itself would answer
+    NaN for a zero-variance rank statistic).
     """
     a = np.asarray(a, dtype=float).ravel()
     b = np.asarray(b, dtype=float).ravel()
@@ -310,21 +285,18 @@ def mann_whitney(a: Iterable[float], b: Iterable[float]) -> float:
     return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
 
 
-def too_wide_many(cv, median, ci_low, ci_high, max_cv: float = MAX_CV) -> np.ndarray:
-    """Vectorized :func:`too_wide` over arrays of cv, median and CI bounds."""
-    cv, median = np.asarray(cv, dtype=float), np.asarray(median, dtype=float)
-    width = np.asarray(ci_high, dtype=float) - np.asarray(ci_low, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = width / np.abs(median)
-    return (np.abs(cv) > max_cv) | (rel > 2 * max_cv)
-
-
-def too_wide(summary: Summary, max_cv: float = MAX_CV) -> bool:
-    """Is this cell's spread too wide to trust its median?
+def too_wide_many(cv: Iterable[float], median: Iterable[float], ci_low: Iterable[float],
+                  ci_high: Iterable[float], max_cv: float = MAX_CV) -> np.ndarray:
+    """Per cell (arrays of cv, median and CI bounds): is its spread too wide to trust its median?
 
     True when the coefficient of variation exceeds ``max_cv`` (default 10 %: repeats that scatter by more than
     a tenth cannot resolve the 10–20 % differences a sweep usually looks for), OR when the bootstrap CI of the
     median is wider than ``2 * max_cv`` of the median (i.e. a half-width beyond ±10 %). Cells that cannot be
     judged (``n < 2``: cv and CI are NaN) are *not* flagged — read ``n`` beside it.
     """
-    return bool(too_wide_many(summary.cv, summary.median, summary.ci_low, summary.ci_high, max_cv))
+    cv, median = np.asarray(cv, dtype=float), np.asarray(median, dtype=float)
+    width = np.asarray(ci_high, dtype=float) - np.asarray(ci_low, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = width / np.abs(median)
+    return (np.abs(cv) > max_cv) | (rel > 2 * max_cv)
+

@@ -39,7 +39,8 @@ from farm import defaults
 from farm.errors import FarmUnavailable
 from farm.job import JobEnvelope
 from farm.result import JobResult, JobStatus
-from farm.rows import compact_row
+from farm.rows import result_row
+from farm.rowstore import compact_row
 from farm.settings import FarmSettings, mask_url
 
 
@@ -210,7 +211,7 @@ class Store:
         record = result.model_dump_json()
         # The tidy row beside the full record: reports read rows with one MGET and json.loads, not a full
         # model validation per job.
-        row, ref, part = compact_row(result.to_row())
+        row, ref, part = compact_row(result_row(result))
         fenced = False
 
         def write(pipe: redis.client.Pipeline) -> bool:
@@ -244,7 +245,7 @@ class Store:
             part = results[start:start + chunk]
             keys = [self.k("result", r.job_id) for r in part]
             records = [r.model_dump_json() for r in part]
-            rows = [compact_row(r.to_row()) for r in part]
+            rows = [compact_row(result_row(r)) for r in part]
             with self.r.pipeline() as pipe:
                 while True:
                     try:

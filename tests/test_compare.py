@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 from farm.compare import (
     COMPARE_COLUMNS,
     compare,
-    hardware_keys,
     higher_is_better,
     min_p_value,
     regressions,
     software_keys,
 )
+from farm.frames import hardware_keys
 from farm.report import aggregate, ratios, results_frame
 from farm.rows import RESULT_COLUMNS
 

@@ -10,6 +10,7 @@ import pytest
 
 from farm.fingerprint import host_facts
 from farm.job import JobEnvelope, JobSpec
+from farm.rows import result_row
 from farm.settings import FarmSettings
 from workers.execute import build_result
 from workers.supervisor import run_child
@@ -70,7 +71,7 @@ def test_fingerprint_fields(tmp_path: Path) -> None:
     assert env["hardware_key"].startswith("cpu:") and env["cpu_model"] in env["hardware_key"]
     assert "keras3." in env["software_key"] and "jax" in env["software_key"]
     assert env["versions"]["jax"] and env["data"] == "synthetic" and env["dataset_digest"] == r.dataset_digest
-    row = r.to_row()
+    row = result_row(r)
     assert row["hardware_key"] == env["hardware_key"] and row["software_key"] == env["software_key"]
 
 

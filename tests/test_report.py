@@ -13,7 +13,7 @@ from farm.report import (
     REPORT_COLUMNS, aggregate, markdown_table, results_frame, speedups, write_frame,
 )
 from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
-from farm.stats import ratio_ci, summarize
+from farm.stats import ratio_ci, summarize_groups
 
 TRAIN = 60_000
 PARAMS = json.dumps({"hidden": 256}, separators=(",", ":"))
@@ -131,10 +131,10 @@ def test_unstable_only_for_the_noisy_cell(report):
     assert list(map(tuple, flagged.to_numpy())) == [("cifar10_mlp", "gpu", 128)]
 
 
-def test_stats_match_summarize_and_ratio_ci(report):
+def test_stats_match_summarize_groups_and_ratio_ci(report):
     gpu = pick(report, "fashion_mnist_mlp", "gpu")
-    s = summarize([3000, 3030, 2970])
-    assert (gpu["steady_samples_per_s_ci_low"], gpu["steady_samples_per_s_ci_high"]) == (s.ci_low, s.ci_high)
+    s = summarize_groups([3000, 3030, 2970])
+    assert (gpu["steady_samples_per_s_ci_low"], gpu["steady_samples_per_s_ci_high"]) == (s.ci_low[0], s.ci_high[0])
     r, lo, hi = ratio_ci([3000, 3030, 2970], [1000, 1010, 990])
     assert (gpu["speedup_vs_cpu"], gpu["speedup_vs_cpu_ci_low"], gpu["speedup_vs_cpu_ci_high"]) == (r, lo, hi)
 

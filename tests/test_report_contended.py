@@ -20,9 +20,10 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from farm.compare import COMPARE_COLUMNS, compare
+from farm.frames import contended_mask
 from farm.job import JobEnvelope, JobSpec
 from farm.report import (
-    REPORT_COLUMNS, aggregate, contended_mask, markdown_table, ratios, results_frame, speedups, write_frame,
+    REPORT_COLUMNS, aggregate, markdown_table, ratios, results_frame, speedups, write_frame,
 )
 from farm.result import EpochRecord, JobResult, JobStatus
 from farm.rows import RESULT_COLUMNS, result_row
