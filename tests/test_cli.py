@@ -407,8 +407,10 @@ runpy.run_module("cli.main", run_name="__main__")
 
 
 # What one command must not pay for: the other commands' modules, Celery (only sending needs it), pandas.
-NOT_FOR_STATUS = ("celery", "kombu", "pandas", "numpy", "workers", "cli.results", "cli.report", "cli.compare",
-                  "cli.run", "cli.worker", "cli.submit", "cli.devices", "farm.queue", "farm.lifecycle",
+# farm.queue is light (it names queues; Celery is imported only to send), so status may use it to name a
+# job's queue: celery and kombu themselves stay on the list.
+NOT_FOR_STATUS = ("celery", "kombu", "pandas", "numpy", "workers", "cli.results", "cli.compare",
+                  "cli.run", "cli.worker", "cli.submit", "cli.devices", "farm.lifecycle",
                   "farm.report", "farm.stats", "farm.sweep")
 
 
