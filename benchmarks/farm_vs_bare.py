@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -32,19 +33,37 @@ from farm.stats import ratio_ci
 from farm.store import Store
 from farm.submit import submit
 from farm.sweep import load_sweep_data
+from workers.contention import ContentionSampler
 
 HERE = Path(__file__).resolve().parent
 
 
-def bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu") -> list[float]:
+def bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu") -> dict:
+    """The bare script's epoch times, and what other processes did meanwhile (sampled from here: the script
+    is this process's child, so its CPU counts as its own and everything else as others')."""
+    watch = ContentionSampler().start()
+    try:
+        epochs_s = _bare(samples, epochs, batch, backend, device)
+    finally:
+        watch.stop()
+    verdict = watch.window(watch.samples[0].at, watch.samples[-1].at, FarmSettings().contention_cpu_threshold)
+    return {"epochs": epochs_s, "contention": verdict["figures"], "contended": verdict["contended"]}
+
+
+def _bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu") -> list[float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     if device == "cpu":  # what the farm does for a CPU job: no GPU in sight
         env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
     elif backend == "jax":
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    out = subprocess.run([sys.executable, str(HERE / "bare_fit.py"), str(samples), str(epochs), str(batch)],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(HERE / "bare_fit.py"), str(samples), str(epochs), str(batch)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["epoch_s"]
 
 
@@ -53,11 +72,12 @@ class FarmSide:
 
     def __init__(self, directory: Path, device: str) -> None:
         self.device = device
-        self.farm = LocalFarm(directory, FarmSettings(), embedded=True, cpu_workers=int(device == "cpu"),
-                              gpu_workers=int(device == "gpu"))
+        self.farm = LocalFarm(
+            directory, FarmSettings(), embedded=True, cpu_workers=int(device == "cpu"), gpu_workers=int(device == "gpu")
+        )
         self.rounds = 0
 
-    def __enter__(self) -> "FarmSide":
+    def __enter__(self) -> FarmSide:
         self.farm.start()
         self.store = Store.from_settings(self.farm.settings)
         deadline = time.monotonic() + 120
@@ -73,11 +93,20 @@ class FarmSide:
     def run(self, samples: int, epochs: int, batch: int, backend: str, pipeline: str) -> dict:
         """Submit one job through the farm's own submit code and wait for its recorded result."""
         self.rounds += 1
-        spec = {"name": f"bench-{self.rounds}-{backend}-{pipeline}",
-                "defaults": {"backend": backend, "device": self.device, "data": "synthetic", "epochs": epochs,
-                             "batch_size": batch, "train_samples": samples, "test_samples": 256,
-                             "input_pipeline": pipeline},
-                "jobs": [{"workload": "cifar10_mlp"}]}
+        spec = {
+            "name": f"bench-{self.rounds}-{backend}-{pipeline}",
+            "defaults": {
+                "backend": backend,
+                "device": self.device,
+                "data": "synthetic",
+                "epochs": epochs,
+                "batch_size": batch,
+                "train_samples": samples,
+                "test_samples": 256,
+                "input_pipeline": pipeline,
+            },
+            "jobs": [{"workload": "cifar10_mlp"}],
+        }
         sweep = load_sweep_data(spec, "benchmark")
         submit(sweep, self.farm.settings, store=self.store)
         job_id = sweep.envelopes()[0].job_id
@@ -87,11 +116,15 @@ class FarmSide:
             time.sleep(0.2)
         if result.status.value != "succeeded":
             raise RuntimeError(f"farm job {result.status.value}: {result.error}")
-        return {"epochs": [e.wall_s for e in result.epochs], "contention": result.contention,
-                "contended": result.contended}
+        return {
+            "epochs": [e.wall_s for e in result.epochs],
+            "contention": result.contention,
+            "contended": result.contended,
+        }
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the worker and Redis on the way out
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=4)
@@ -99,53 +132,77 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--backends", default="jax,tensorflow")
     ap.add_argument("--device", default="cpu", choices=["cpu", "gpu"])
-    ap.add_argument("--pipelines", default="keras,farm", help="the farm's input pipelines to measure (both are "
-                    "numpy into fit under JAX; under TensorFlow, 'farm' is its tf.data pipeline)")
+    ap.add_argument(
+        "--pipelines",
+        default="keras,farm",
+        help="the farm's input pipelines to measure (both are "
+        "numpy into fit under JAX; under TensorFlow, 'farm' is its tf.data pipeline)",
+    )
     args = ap.parse_args()
     backends, pipelines = args.backends.split(","), args.pipelines.split(",")
     steady: dict[tuple[str, str], list[float]] = {}
     per_round: dict[tuple[str, str], list[float]] = {}  # each round's median steady epoch
     contention: dict[tuple[str, str], list[float]] = {}
-    contended: dict[tuple[str, str], int] = {}
+    flags: dict[tuple[str, str], list[bool]] = {}  # each round: was that side's run contended?
     with tempfile.TemporaryDirectory(prefix="farm-bench-") as d, FarmSide(Path(d), args.device) as farm:
         for rnd in range(args.rounds):
             for backend in backends:
                 for side in ["bare", *pipelines]:
                     if side == "bare":
-                        epochs = bare(args.samples, args.epochs, args.batch, backend, args.device)
+                        out = bare(args.samples, args.epochs, args.batch, backend, args.device)
                     else:
                         out = farm.run(args.samples, args.epochs, args.batch, backend, side)
-                        epochs = out["epochs"]
-                        contention.setdefault((backend, side), []).append(out["contention"].get("cpu_others", 0.0))
-                        contended[(backend, side)] = contended.get((backend, side), 0) + int(out["contended"])
+                    epochs = out["epochs"]
+                    contention.setdefault((backend, side), []).append(out["contention"].get("cpu_others", 0.0))
+                    flags.setdefault((backend, side), []).append(bool(out["contended"]))
                     steady.setdefault((backend, side), []).extend(epochs[1:])
                     per_round.setdefault((backend, side), []).append(statistics.median(epochs[1:]))
-                    print(f"round {rnd + 1}: {backend:10s} {side:6s} epochs (s): "
-                          + " ".join(f"{t:.3f}" for t in epochs), flush=True)
-    print(f"\ncifar10_mlp on {args.device}, batch {args.batch}, {args.samples} synthetic samples, {args.rounds} "
-          f"rounds x {args.epochs - 1} steady epochs, interleaved; the farm side through a real worker and Redis")
-    print("paired = geometric mean over rounds of (farm's median steady epoch / bare's, same round), 95% CI by "
-          "resampling rounds: the machine's drift between rounds cancels. pooled = ratio of the medians of all "
-          "steady epochs, 95% bootstrap CI. 1.000 = no overhead; < 1: the farm was faster.")
-    print(f"{'backend':10s} {'pipeline':9s} {'bare s':>8s} {'farm s':>8s} {'paired':>7s} {'95% CI':>17s} "
-          f"{'pooled':>7s} {'95% CI':>17s} {'others CPU':>10s} {'contended':>9s}")
+                    print(
+                        f"round {rnd + 1}: {backend:10s} {side:6s} epochs (s): "
+                        + " ".join(f"{t:.3f}" for t in epochs)
+                        + f"   others' CPU {out['contention'].get('cpu_others', 0.0):.1%}"
+                        + ("  CONTENDED" if out["contended"] else ""),
+                        flush=True,
+                    )
+    print(
+        f"\ncifar10_mlp on {args.device}, batch {args.batch}, {args.samples} synthetic samples, {args.rounds} "
+        f"rounds x {args.epochs - 1} steady epochs, interleaved; the farm side through a real worker and Redis"
+    )
+    print(
+        "paired = geometric mean over rounds of (farm's median steady epoch / bare's, same round), 95% CI by "
+        "resampling rounds: the machine's drift between rounds cancels; rounds where either side was contended "
+        "(another process used the machine: the farm's own sampler, and the same sampler around the bare run) "
+        "are left out. pooled = ratio of the medians of all steady epochs, every round, 95% bootstrap CI. "
+        "1.000 = no overhead; < 1: the farm was faster."
+    )
+    print(
+        f"{'backend':10s} {'pipeline':9s} {'bare s':>8s} {'farm s':>8s} {'paired':>7s} {'95% CI':>17s} "
+        f"{'rounds':>6s} {'pooled':>7s} {'95% CI':>17s}"
+    )
     for backend in backends:
         bare_s = steady[(backend, "bare")]
         for p in pipelines:
             farm_s = steady[(backend, p)]
-            paired, p_low, p_high = paired_ratio_ci(per_round[(backend, p)], per_round[(backend, "bare")])
+            clean = [i for i, (a, b) in enumerate(zip(flags[(backend, p)], flags[(backend, "bare")])) if not (a or b)]
+            paired, p_low, p_high = paired_ratio_ci(
+                [per_round[(backend, p)][i] for i in clean], [per_round[(backend, "bare")][i] for i in clean]
+            )
             ratio, low, high = ratio_ci(farm_s, bare_s, seed=1)
-            others = statistics.median(contention[(backend, p)])
-            print(f"{backend:10s} {p:9s} {statistics.median(bare_s):8.4f} {statistics.median(farm_s):8.4f} "
-                  f"{paired:7.3f}   [{p_low:.3f}, {p_high:.3f}] {ratio:7.3f}   [{low:.3f}, {high:.3f}] "
-                  f"{others:10.3f} {contended[(backend, p)]:9d}")
+            print(
+                f"{backend:10s} {p:9s} {statistics.median(bare_s):8.4f} {statistics.median(farm_s):8.4f} "
+                f"{paired:7.3f}   [{p_low:.3f}, {p_high:.3f}] {len(clean):3d}/{len(flags[(backend, p)]):<2d} "
+                f"{ratio:7.3f}   [{low:.3f}, {high:.3f}]"
+            )
 
 
-def paired_ratio_ci(farm_rounds: list[float], bare_rounds: list[float], n_boot: int = 10_000,
-                    seed: int = 1) -> tuple[float, float, float]:
+def paired_ratio_ci(
+    farm_rounds: list[float], bare_rounds: list[float], n_boot: int = 10_000, seed: int = 1
+) -> tuple[float, float, float]:
     """Geometric mean of per-round ratios with a percentile bootstrap CI over rounds."""
     import numpy as np
 
+    if not farm_rounds:
+        return float("nan"), float("nan"), float("nan")  # no round without contention
     logs = np.log(np.asarray(farm_rounds) / np.asarray(bare_rounds))
     rng = np.random.default_rng(seed)
     boots = logs[rng.integers(0, len(logs), size=(n_boot, len(logs)))].mean(axis=1)
