@@ -8,17 +8,22 @@ import json
 import sys
 import time
 
-import numpy as np
-
 import keras
+import numpy as np
 
 samples, epochs, batch = (int(a) for a in sys.argv[1:4])
 rng = np.random.default_rng(0)
 x = rng.integers(0, 256, size=(samples, 32, 32, 3), dtype=np.uint8).astype("float32") / 255.0
 y = keras.utils.to_categorical(rng.integers(0, 10, size=samples), 10).astype("float32")
-model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
-                          keras.layers.Dense(3000, activation="relu"), keras.layers.Dense(1000, activation="relu"),
-                          keras.layers.Dense(10, activation="sigmoid")])
+model = keras.Sequential(
+    [
+        keras.Input((32, 32, 3)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(3000, activation="relu"),
+        keras.layers.Dense(1000, activation="relu"),
+        keras.layers.Dense(10, activation="sigmoid"),
+    ]
+)
 model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
 
 

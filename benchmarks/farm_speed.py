@@ -25,43 +25,49 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+
+import redis
+
+from farm.embedded import EmbeddedRedis
+from farm.local import LocalFarm
+from farm.settings import FarmSettings
+from farm.store import Store
+from farm.submit import submit
+from farm.sweep import load_sweep_data
 
 REPO = Path(__file__).resolve().parent.parent
-
-import redis  # noqa: E402
-
-from farm.embedded import EmbeddedRedis  # noqa: E402
-from farm.local import LocalFarm  # noqa: E402
-from farm.settings import FarmSettings  # noqa: E402
-from farm.store import Store  # noqa: E402
-from farm.submit import submit  # noqa: E402
-from farm.sweep import load_sweep_data  # noqa: E402
 
 TINY = {"backend": "jax", "data": "synthetic", "train_samples": 256, "test_samples": 32, "epochs": 2}
 
 
 def sweep(name: str, jobs: int, **defaults: object) -> dict:
-    return {"name": name, "defaults": {**TINY, **defaults},
-            "matrix": {"seed": list(range(jobs))},
-            "jobs": [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 16}}]}
+    return {
+        "name": name,
+        "defaults": {**TINY, **defaults},
+        "matrix": {"seed": list(range(jobs))},
+        "jobs": [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 16}}],
+    }
 
 
 @contextmanager
 def farm(workers: int, warm: bool = True, device: str = "cpu") -> Iterator[tuple[LocalFarm, Store]]:
     os.environ["FARM_WARM_START"] = "true" if warm else "false"
     gpu = device == "gpu"
-    with tempfile.TemporaryDirectory(prefix="fs-") as d:
-        with LocalFarm(Path(d), FarmSettings(), embedded=True, cpu_workers=0 if gpu else workers,
-                       gpu_workers=workers if gpu else 0) as lf:
-            store = Store.from_settings(lf.settings)
-            deadline = time.monotonic() + 60
-            while len(store.live_workers()) < workers and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(1.0)
-            yield lf, store
+    with (
+        tempfile.TemporaryDirectory(prefix="fs-") as d,
+        LocalFarm(
+            Path(d), FarmSettings(), embedded=True, cpu_workers=0 if gpu else workers, gpu_workers=workers if gpu else 0
+        ) as lf,
+    ):
+        store = Store.from_settings(lf.settings)
+        deadline = time.monotonic() + 60
+        while len(store.live_workers()) < workers and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        yield lf, store
 
 
 def run_sweep(lf: LocalFarm, store: Store, spec: dict, timeout: float = 900) -> list[dict]:
@@ -87,9 +93,16 @@ def med(values: list[float]) -> float:
 def overhead(device: str = "cpu", backend: str = "jax", quick: bool = False) -> None:
     print(f"\n## Per-job overhead ({backend} on {device}, tiny jobs, 1 worker; excluding data, build and evaluation)")
     print("back to back: 8 jobs queued at once; spaced: one job at a time, the worker idle 6 s before each")
-    print(f"{'path':22s} {'jobs':>4s} {'receive→first step s (median, max)':>36s} {'last step→stored s (median, max)':>34s}")
-    paths = [("cold, back to back", False, False), ("warm, back to back", True, False),
-             ("cold, spaced", False, True), ("warm, spaced", True, True)]
+    print(
+        f"{'path':22s} {'jobs':>4s} {'receive→first step s (median, max)':>36s} "
+        f"{'last step→stored s (median, max)':>34s}"
+    )
+    paths = [
+        ("cold, back to back", False, False),
+        ("warm, back to back", True, False),
+        ("cold, spaced", False, True),
+        ("warm, spaced", True, True),
+    ]
     for label, warm, spaced in paths[:2] if quick else paths:
         tag = f"overhead-{device}-{backend}-{label.replace(' ', '').replace(',', '-')}"
         with farm(1, warm=warm, device=device) as (lf, store):
@@ -120,8 +133,12 @@ def dispatch_submit() -> None:
     """``farm submit`` of a 1,000-job sweep: through the Python API, and as the command a user runs."""
     with tempfile.TemporaryDirectory(prefix="fs-") as d, EmbeddedRedis(Path(d) / "r") as server:
         settings = FarmSettings(broker_url=server.url)
-        big = {"name": "dispatch-1000", "defaults": TINY, "matrix": {"seed": list(range(250)),
-               "params.hidden_layers": [1, 2, 3, 4]}, "jobs": [{"workload": "fashion_mnist_mlp"}]}
+        big = {
+            "name": "dispatch-1000",
+            "defaults": TINY,
+            "matrix": {"seed": list(range(250)), "params.hidden_layers": [1, 2, 3, 4]},
+            "jobs": [{"workload": "fashion_mnist_mlp"}],
+        }
         t0 = time.perf_counter()
         s = load_sweep_data(big)
         t1 = time.perf_counter()
@@ -137,17 +154,21 @@ def dispatch_submit() -> None:
         fresh = []
         for i in range(5):
             t3 = time.perf_counter()
-            cli = subprocess.run([*cmd, "--name", f"dispatch-cli-{i}"], env=env, cwd=REPO, capture_output=True,
-                                 text=True)
+            cli = subprocess.run(
+                [*cmd, "--name", f"dispatch-cli-{i}"], env=env, cwd=REPO, capture_output=True, text=True
+            )
             fresh.append(time.perf_counter() - t3)
             assert cli.returncode == 0, cli.stderr
             assert json.loads(cli.stdout)["enqueued"] == 1000, cli.stdout
         again = timed_runs([*cmd, "--name", "dispatch-cli-0"], env, 3)
-        print(f"submit 1,000 jobs (API): expand+validate {t1 - t0:.2f} s, enqueue {t2 - t1:.2f} s, "
-              f"total {t2 - t0:.2f} s")
-        print(f"submit 1,000 jobs (`farm submit` command, process start included): median {med(fresh):.2f} s, "
-              f"min {min(fresh):.2f} s (n={len(fresh)}); the same sweep again (nothing to send): "
-              f"median {med(again):.2f} s")
+        print(
+            f"submit 1,000 jobs (API): expand+validate {t1 - t0:.2f} s, enqueue {t2 - t1:.2f} s, total {t2 - t0:.2f} s"
+        )
+        print(
+            f"submit 1,000 jobs (`farm submit` command, process start included): median {med(fresh):.2f} s, "
+            f"min {min(fresh):.2f} s (n={len(fresh)}); the same sweep again (nothing to send): "
+            f"median {med(again):.2f} s"
+        )
 
 
 def dispatch_latency() -> None:
@@ -155,9 +176,28 @@ def dispatch_latency() -> None:
     with farm(1) as (lf, store):
         # Bare Celery: a no-op task on the same broker, its own solo worker.
         env = {**os.environ, "FARM_BROKER_URL": lf.settings.broker_url}
-        noop = subprocess.Popen([sys.executable, "-m", "celery", "-A", "benchmarks.noop_app", "worker", "-P", "solo",
-                                 "-Q", "noop", "--without-mingle", "--without-gossip", "-l", "WARNING"], env=env,
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        noop = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "benchmarks.noop_app",
+                "worker",
+                "-P",
+                "solo",
+                "-Q",
+                "noop",
+                "--without-mingle",
+                "--without-gossip",
+                "-l",
+                "WARNING",
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             sys.path.insert(0, str(REPO / "benchmarks"))
             os.environ["FARM_BROKER_URL"] = lf.settings.broker_url
@@ -183,9 +223,11 @@ def dispatch_latency() -> None:
             noop.terminate()
             noop.wait(10)
         b = med(bare[5:])
-        print(f"enqueue → start on an idle worker: farm median {med(farm_lat) * 1000:.1f} ms "
-              f"(n={len(farm_lat)}), bare Celery no-op median {b * 1000:.1f} ms (n={len(bare) - 5}); "
-              f"ratio {med(farm_lat) / b:.2f}")
+        print(
+            f"enqueue → start on an idle worker: farm median {med(farm_lat) * 1000:.1f} ms "
+            f"(n={len(farm_lat)}), bare Celery no-op median {b * 1000:.1f} ms (n={len(bare) - 5}); "
+            f"ratio {med(farm_lat) / b:.2f}"
+        )
 
 
 def scheduling() -> None:
@@ -224,8 +266,11 @@ def startup(runs: int = 9) -> None:
         env = {**os.environ, "FARM_BROKER_URL": server.url}
         s = load_sweep_data(sweep("startup", 20))
         submit(s, FarmSettings(broker_url=server.url))
-        commands = {"farm --help": [farm_bin, "--help"], "farm status": [farm_bin, "status", s.sweep_id],
-                    "farm status --json": [farm_bin, "status", s.sweep_id, "--json"]}
+        commands = {
+            "farm --help": [farm_bin, "--help"],
+            "farm status": [farm_bin, "status", s.sweep_id],
+            "farm status --json": [farm_bin, "status", s.sweep_id, "--json"],
+        }
         times: dict[str, list[float]] = {label: [] for label in commands}
         for _ in range(runs):  # interleaved, so a burst of load elsewhere on the machine hits all alike
             for label, cmd in commands.items():
@@ -241,17 +286,33 @@ def report(n: int = 100_000) -> None:
 
     with tempfile.TemporaryDirectory(prefix="fs-") as d, EmbeddedRedis(Path(d) / "r", appendonly=False) as server:
         store = Store(redis.Redis.from_url(server.url, decode_responses=True))
-        cells = [JobSpec(sweep="big", workload="fashion_mnist_mlp", params={"hidden_layers": h}, batch_size=b,
-                         data="synthetic", epochs=e) for h in range(1, 11) for b in (16, 32, 64, 128, 256)
-                 for e in (2, 3, 4, 5)]
+        cells = [
+            JobSpec(
+                sweep="big",
+                workload="fashion_mnist_mlp",
+                params={"hidden_layers": h},
+                batch_size=b,
+                data="synthetic",
+                epochs=e,
+            )
+            for h in range(1, 11)
+            for b in (16, 32, 64, 128, 256)
+            for e in (2, 3, 4, 5)
+        ]
         t0 = time.perf_counter()
         ids, pipe, results = [], store.r.pipeline(transaction=False), []
         for i in range(n):
             job = cells[i % len(cells)].model_copy(update={"repeat": i // len(cells)})
             env = JobEnvelope.for_job(JobSpec.model_validate(job.model_dump()), "big-1")
-            res = JobResult(job_id=env.job_id, sweep_id="big-1", job=env.job, status=JobStatus.succeeded,
-                            train_samples_used=1000, device_name="cpu", epochs=[
-                                EpochRecord(epoch=e + 1, wall_s=1.0 + 0.01 * ((i * 7 + e) % 13)) for e in range(3)])
+            res = JobResult(
+                job_id=env.job_id,
+                sweep_id="big-1",
+                job=env.job,
+                status=JobStatus.succeeded,
+                train_samples_used=1000,
+                device_name="cpu",
+                epochs=[EpochRecord(epoch=e + 1, wall_s=1.0 + 0.01 * ((i * 7 + e) % 13)) for e in range(3)],
+            )
             ids.append(env.job_id)
             pipe.set(store.k("job", env.job_id), env.model_dump_json())
             results.append(res)
@@ -268,8 +329,10 @@ def report(n: int = 100_000) -> None:
         env = {**os.environ, "FARM_BROKER_URL": server.url}
         out = Path(d) / "report.csv"
         farm_bin = str(Path(sys.executable).parent / "farm")
-        print(f"farm report big-1 -o report.csv: {timed([farm_bin, 'report', 'big-1', '-o', str(out)], env, 3):.2f} s "
-              f"({len(out.read_text().splitlines()) - 1} cells)")
+        print(
+            f"farm report big-1 -o report.csv: {timed([farm_bin, 'report', 'big-1', '-o', str(out)], env, 3):.2f} s "
+            f"({len(out.read_text().splitlines()) - 1} cells)"
+        )
 
 
 def main() -> None:
@@ -283,8 +346,13 @@ def main() -> None:
         if name == "overhead":
             overhead(args.device, args.backend, args.quick)
             continue
-        {"dispatch": dispatch, "dispatch-submit": dispatch_submit, "scheduling": scheduling, "startup": startup,
-         "report": report}[name]()
+        {
+            "dispatch": dispatch,
+            "dispatch-submit": dispatch_submit,
+            "scheduling": scheduling,
+            "startup": startup,
+            "report": report,
+        }[name]()
 
 
 if __name__ == "__main__":

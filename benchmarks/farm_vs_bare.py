@@ -183,7 +183,11 @@ def main() -> None:
         bare_s = steady[(backend, "bare")]
         for p in pipelines:
             farm_s = steady[(backend, p)]
-            clean = [i for i, (a, b) in enumerate(zip(flags[(backend, p)], flags[(backend, "bare")])) if not (a or b)]
+            clean = [
+                i
+                for i, (a, b) in enumerate(zip(flags[(backend, p)], flags[(backend, "bare")], strict=True))
+                if not (a or b)
+            ]
             paired, p_low, p_high = paired_ratio_ci(
                 [per_round[(backend, p)][i] for i in clean], [per_round[(backend, "bare")][i] for i in clean]
             )

@@ -17,15 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import keras  # noqa: E402
+import keras
 
-from workers.timing import IdleSampler, epoch_callback  # noqa: E402
+from workers.timing import IdleSampler, epoch_callback
 
 
 def per_call_us(callbacks: list, calls: int) -> float:
@@ -54,17 +52,24 @@ def sampler_us_per_s(wakes: int = 200_000) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--step-ms", type=float, nargs="+", default=[32.0, 0.9],
-                    help="step times to state the cost against (default: cifar10_mlp batch 32 on this 2-core CPU, "
-                         "and on an H100 with JAX)")
+    ap.add_argument(
+        "--step-ms",
+        type=float,
+        nargs="+",
+        default=[32.0, 0.9],
+        help="step times to state the cost against (default: cifar10_mlp batch 32 on this 2-core CPU, "
+        "and on an H100 with JAX)",
+    )
     ap.add_argument("--calls", type=int, default=200_000)
     args = ap.parse_args()
     bare = per_call_us([], args.calls)
     farm = per_call_us([epoch_callback(lambda e: None, 1)], args.calls)
     added = farm - bare
     sampler = sampler_us_per_s()
-    print(f"Keras callback dispatch per step: bare {bare:.2f} µs, with the farm's timer {farm:.2f} µs "
-          f"(+{added:.2f} µs per step)")
+    print(
+        f"Keras callback dispatch per step: bare {bare:.2f} µs, with the farm's timer {farm:.2f} µs "
+        f"(+{added:.2f} µs per step)"
+    )
     print(f"idle sampler: {sampler:.2f} µs of work per second of training")
     print(f"{'step time':>12s} {'added per step':>15s} {'share of the step':>18s}")
     for ms in args.step_ms:

@@ -28,10 +28,14 @@ from farm.sweep import load_sweep
 
 def one_round(directory: Path, jobs: int, index: int) -> dict[str, float]:
     cells = 20
-    spec = {"name": f"big-{index}", "repeats": jobs // cells,
-            "defaults": {"backend": "jax", "data": "synthetic", "epochs": 1},
-            "jobs": [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 8 + i}}
-                     for i in range(cells)]}
+    spec = {
+        "name": f"big-{index}",
+        "repeats": jobs // cells,
+        "defaults": {"backend": "jax", "data": "synthetic", "epochs": 1},
+        "jobs": [
+            {"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 8 + i}} for i in range(cells)
+        ],
+    }
     path = directory / f"big-{index}.yaml"
     path.write_text(yaml.safe_dump(spec))
     server = EmbeddedRedis(directory / f"redis-{index}")

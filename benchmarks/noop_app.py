@@ -10,8 +10,13 @@ from farm.queue import kombu_url
 
 URL = os.environ["FARM_BROKER_URL"]
 app = Celery("noop", broker=kombu_url(URL))
-app.conf.update(task_serializer="json", accept_content=["json"], task_ignore_result=True,
-                worker_prefetch_multiplier=1, broker_connection_retry_on_startup=True)
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+)
 _client = redis.Redis.from_url(URL)
 
 

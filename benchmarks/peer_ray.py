@@ -89,8 +89,9 @@ def run_farm(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     # earlier run's compiles are reused (within the sweep they are: that is the farm's own doing).
     env = {**os.environ, "FARM_CACHE_DIR": str(workdir / "farm-cache")}
     with open(log, "wb") as fh:
-        rc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            timeout=args.timeout, env=env).returncode
+        rc = subprocess.run(
+            cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=args.timeout, env=env
+        ).returncode
     makespan = time.perf_counter() - t0
     if rc != 0:
         raise RuntimeError(f"farm run exited with {rc}; see {log}:\n{log.read_text()[-3000:]}")
@@ -101,12 +102,18 @@ def run_farm(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     starts = [_ts(r["started_at"]) for r in ok if r.get("started_at")]
     ends = [_ts(r["finished_at"]) for r in ok if r.get("finished_at")]
     return {
-        "runner": "benchfarm", "makespan_s": makespan, "jobs": len(ok), "rows": len(rows), "problems": bad,
+        "runner": "benchfarm",
+        "makespan_s": makespan,
+        "jobs": len(ok),
+        "rows": len(rows),
+        "problems": bad,
         "train_s": sum(float(r["train_s"]) for r in ok),
         "job_total_s": sum(float(r["total_s"]) for r in ok if r.get("total_s")),
         "span_s": (max(ends) - min(starts)) if starts and ends else float("nan"),
         "startup_s": (min(starts) - wall0) if starts else float("nan"),
-        "name": name, "log": str(log), "results": str(out / "results.csv"),
+        "name": name,
+        "log": str(log),
+        "results": str(out / "results.csv"),
     }
 
 
@@ -157,25 +164,39 @@ def peer_trial(config: dict[str, Any]) -> None:
     model.compile(optimizer=keras.optimizers.Adam(), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     c_build = time.perf_counter()
 
-    history = model.fit(x_train, y_train, batch_size=int(config["batch_size"]), epochs=int(config["epochs"]),
-                        verbose=0, shuffle=True)
+    history = model.fit(
+        x_train, y_train, batch_size=int(config["batch_size"]), epochs=int(config["epochs"]), verbose=0, shuffle=True
+    )
     c_train = time.perf_counter()
-    test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=int(config["batch_size"]), verbose=0)
+    _test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=int(config["batch_size"]), verbose=0)
     c_eval = time.perf_counter()
 
     try:
-        threads = int(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("Threads:")))
+        with open("/proc/self/status") as status:
+            threads = int(next(line.split()[1] for line in status if line.startswith("Threads:")))
     except (OSError, StopIteration):
         threads = -1
-    tune.report({
-        "import_s": c_import - c0, "data_s": c_data - c_import, "build_s": c_build - c_data,
-        "train_s": c_train - c_build, "eval_s": c_eval - c_train, "trial_s": c_eval - c0,
-        "t_start": t_start, "t_end": time.time(),
-        "epochs_run": len(history.history.get("loss", [])), "train_loss": float(history.history["loss"][-1]),
-        "test_accuracy": float(test_acc), "backend": keras.backend.backend(), "pid": os.getpid(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""), "cpus_visible": len(os.sched_getaffinity(0)),
-        "threads": threads, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    })
+    tune.report(
+        {
+            "import_s": c_import - c0,
+            "data_s": c_data - c_import,
+            "build_s": c_build - c_data,
+            "train_s": c_train - c_build,
+            "eval_s": c_eval - c_train,
+            "trial_s": c_eval - c0,
+            "t_start": t_start,
+            "t_end": time.time(),
+            "epochs_run": len(history.history.get("loss", [])),
+            "train_loss": float(history.history["loss"][-1]),
+            "test_accuracy": float(test_acc),
+            "backend": keras.backend.backend(),
+            "pid": os.getpid(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", ""),
+            "cpus_visible": len(os.sched_getaffinity(0)),
+            "threads": threads,
+            "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        }
+    )
 
 
 def ray_child(args: argparse.Namespace) -> None:
@@ -192,11 +213,17 @@ def ray_child(args: argparse.Namespace) -> None:
     tuner = tune.Tuner(
         tune.with_resources(peer_trial, {"cpu": 1}),
         tune_config=tune.TuneConfig(num_samples=1, max_concurrent_trials=args.workers, reuse_actors=reuse),
-        param_space={"hidden_layers": tune.grid_search(HIDDEN_LAYERS), "seed": tune.grid_search(SEEDS),
-                     "samples": args.samples, "test_samples": args.test_samples, "epochs": args.epochs,
-                     "batch_size": 32},
-        run_config=tune.RunConfig(name=f"peer-{args._ray_child}-{uuid.uuid4().hex[:6]}", storage_path=storage,
-                                  verbose=0),
+        param_space={
+            "hidden_layers": tune.grid_search(HIDDEN_LAYERS),
+            "seed": tune.grid_search(SEEDS),
+            "samples": args.samples,
+            "test_samples": args.test_samples,
+            "epochs": args.epochs,
+            "batch_size": 32,
+        },
+        run_config=tune.RunConfig(
+            name=f"peer-{args._ray_child}-{uuid.uuid4().hex[:6]}", storage_path=storage, verbose=0
+        ),
     )
     t1 = time.perf_counter()
     grid = tuner.fit()
@@ -208,50 +235,108 @@ def ray_child(args: argparse.Namespace) -> None:
     trials = []
     for r in grid:
         m = dict(r.metrics or {})
-        trials.append({"error": repr(r.error) if r.error else None, "config": {k: r.config.get(k) for k in
-                       ("hidden_layers", "seed")}, **{k: m.get(k) for k in (
-                           "import_s", "data_s", "build_s", "train_s", "eval_s", "trial_s", "t_start", "t_end",
-                           "epochs_run", "train_loss", "test_accuracy", "backend", "pid", "omp_num_threads",
-                           "cpus_visible", "threads", "xla_flags")}})
-    Path(args._json_out).write_text(json.dumps({
-        "ray_version": ray.__version__, "mode": args._ray_child, "init_s": init_s, "fit_s": fit_s,
-        "shutdown_s": shutdown_s, "num_errors": grid.num_errors, "cluster_resources": resources,
-        "trials": trials,
-    }))
+        trials.append(
+            {
+                "error": repr(r.error) if r.error else None,
+                "config": {k: r.config.get(k) for k in ("hidden_layers", "seed")},
+                **{
+                    k: m.get(k)
+                    for k in (
+                        "import_s",
+                        "data_s",
+                        "build_s",
+                        "train_s",
+                        "eval_s",
+                        "trial_s",
+                        "t_start",
+                        "t_end",
+                        "epochs_run",
+                        "train_loss",
+                        "test_accuracy",
+                        "backend",
+                        "pid",
+                        "omp_num_threads",
+                        "cpus_visible",
+                        "threads",
+                        "xla_flags",
+                    )
+                },
+            }
+        )
+    Path(args._json_out).write_text(
+        json.dumps(
+            {
+                "ray_version": ray.__version__,
+                "mode": args._ray_child,
+                "init_s": init_s,
+                "fit_s": fit_s,
+                "shutdown_s": shutdown_s,
+                "num_errors": grid.num_errors,
+                "cluster_resources": resources,
+                "trials": trials,
+            }
+        )
+    )
 
 
 def run_ray(args: argparse.Namespace, mode: str, workdir: Path) -> dict[str, Any]:
     out = workdir / f"ray-{mode}.json"
     log = workdir / f"ray-{mode}.log"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--_ray-child", mode, "--_json-out", str(out),
-           "--workers", str(args.workers), "--samples", str(args.samples), "--test-samples", str(args.test_samples),
-           "--epochs", str(args.epochs)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_ray-child",
+        mode,
+        "--_json-out",
+        str(out),
+        "--workers",
+        str(args.workers),
+        "--samples",
+        str(args.samples),
+        "--test-samples",
+        str(args.test_samples),
+        "--epochs",
+        str(args.epochs),
+    ]
     print(f"  $ ray tune, reuse_actors={mode == 'reuse'} (driver log: {log})", flush=True)
     t0 = time.perf_counter()
     with open(log, "wb") as fh:
-        rc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            timeout=args.timeout).returncode
+        rc = subprocess.run(
+            cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=args.timeout
+        ).returncode
     driver_s = time.perf_counter() - t0
     if rc != 0 or not out.exists():
         raise RuntimeError(f"ray driver ({mode}) exited with {rc}; see {log}:\n{log.read_text()[-3000:]}")
     data = json.loads(out.read_text())
     trials = data["trials"]
-    ok = [t for t in trials if t["error"] is None and t.get("train_s") and t.get("epochs_run") == args.epochs
-          and t.get("backend") == "jax"]
+    ok = [
+        t
+        for t in trials
+        if t["error"] is None and t.get("train_s") and t.get("epochs_run") == args.epochs and t.get("backend") == "jax"
+    ]
     problems = [f"{t['config']}: {t['error'] or 'no/partial metrics'}" for t in trials if t not in ok]
     if len(trials) != N_JOBS:
         problems.append(f"{len(trials)} trials, expected {N_JOBS}")
     starts = [t["t_start"] for t in ok]
     ends = [t["t_end"] for t in ok]
     return {
-        "runner": f"ray-{mode}", "makespan_s": data["fit_s"], "init_s": data["init_s"],
-        "shutdown_s": data["shutdown_s"], "driver_s": driver_s, "jobs": len(ok), "rows": len(trials),
-        "problems": problems, "train_s": sum(t["train_s"] for t in ok),
-        "job_total_s": sum(t["trial_s"] for t in ok), "import_s": sum(t["import_s"] for t in ok),
+        "runner": f"ray-{mode}",
+        "makespan_s": data["fit_s"],
+        "init_s": data["init_s"],
+        "shutdown_s": data["shutdown_s"],
+        "driver_s": driver_s,
+        "jobs": len(ok),
+        "rows": len(trials),
+        "problems": problems,
+        "train_s": sum(t["train_s"] for t in ok),
+        "job_total_s": sum(t["trial_s"] for t in ok),
+        "import_s": sum(t["import_s"] for t in ok),
         "span_s": (max(ends) - min(starts)) if ok else float("nan"),
-        "pids": len({t["pid"] for t in ok}), "ray_version": data["ray_version"],
+        "pids": len({t["pid"] for t in ok}),
+        "ray_version": data["ray_version"],
         "env": sorted({(t["omp_num_threads"], t["cpus_visible"], t["threads"], t["xla_flags"]) for t in ok}),
-        "cluster_resources": data["cluster_resources"], "log": str(log),
+        "cluster_resources": data["cluster_resources"],
+        "log": str(log),
     }
 
 
@@ -268,27 +353,46 @@ def _fmt(values: list[float]) -> str:
 def print_table(results: dict[str, list[dict[str, Any]]]) -> None:
     farm = [r["makespan_s"] for r in results.get("benchfarm", [])]
     farm_med = statistics.median(farm) if farm else None
-    header = ["runner", "makespan s", "startup s", "first start→last end s", "pure training s (sum)", "jobs",
-              "ratio vs benchfarm", "isolation per job"]
+    header = [
+        "runner",
+        "makespan s",
+        "startup s",
+        "first start→last end s",
+        "pure training s (sum)",
+        "jobs",
+        "ratio vs benchfarm",
+        "isolation per job",
+    ]
     rows = []
     for runner, runs in results.items():
         if not runs:
             continue
         mk = [r["makespan_s"] for r in runs]
         startup = [r["startup_s"] if runner == "benchfarm" else r["init_s"] for r in runs]
-        ratio = (f"{statistics.median(mk) / farm_med:.2f}×" if farm_med else "—")
-        rows.append([runner, _fmt(mk), _fmt(startup), _fmt([r["span_s"] for r in runs]),
-                     _fmt([r["train_s"] for r in runs]), "/".join(str(r["jobs"]) for r in runs), ratio,
-                     ISOLATION[runner]])
+        ratio = f"{statistics.median(mk) / farm_med:.2f}×" if farm_med else "—"
+        rows.append(
+            [
+                runner,
+                _fmt(mk),
+                _fmt(startup),
+                _fmt([r["span_s"] for r in runs]),
+                _fmt([r["train_s"] for r in runs]),
+                "/".join(str(r["jobs"]) for r in runs),
+                ratio,
+                ISOLATION[runner],
+            ]
+        )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))
     print(line)
     print("-" * len(line))
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-    print("\nmakespan: benchfarm = the whole `farm run` command (Redis, workers, submit, jobs, report, shutdown);"
-          "\n          Ray = tuner.fit() alone; startup s = benchfarm: command start → first job start, "
-          "Ray: ray.init().")
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print(
+        "\nmakespan: benchfarm = the whole `farm run` command (Redis, workers, submit, jobs, report, shutdown);"
+        "\n          Ray = tuner.fit() alone; startup s = benchfarm: command start → first job start, "
+        "Ray: ray.init()."
+    )
 
 
 def main() -> None:
@@ -312,9 +416,12 @@ def main() -> None:
     modes = [] if args.skip_ray else (["reuse", "fresh"] if args.ray_mode == "both" else [args.ray_mode])
     runners = ([] if args.skip_farm else ["benchfarm"]) + [f"ray-{m}" for m in modes]
     results: dict[str, list[dict[str, Any]]] = {r: [] for r in runners}
-    print(f"sweep: {N_JOBS} jobs (fashion_mnist_mlp, hidden_layers {HIDDEN_LAYERS} × seeds {SEEDS}), "
-          f"{args.samples} samples, {args.epochs} epochs, batch 32, jax on CPU; {args.workers} workers; "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(
+        f"sweep: {N_JOBS} jobs (fashion_mnist_mlp, hidden_layers {HIDDEN_LAYERS} × seeds {SEEDS}), "
+        f"{args.samples} samples, {args.epochs} epochs, batch 32, jax on CPU; {args.workers} workers; "
+        f"{os.cpu_count()} CPUs",
+        flush=True,
+    )
     for rnd in range(args.runs):
         for runner in runners:
             workdir = Path(tempfile.mkdtemp(prefix=f"peer-{runner}-"))
@@ -325,12 +432,17 @@ def main() -> None:
             if runner == "benchfarm":
                 extra = f", startup {res['startup_s']:.1f} s, sweep {res['name']}"
             else:
-                extra = (f", ray.init {res['init_s']:.1f} s, shutdown {res['shutdown_s']:.1f} s, driver process "
-                         f"{res['driver_s']:.1f} s, {res['pids']} distinct trial pid(s), import {res['import_s']:.1f} s"
-                         f" (sum), trial env (OMP_NUM_THREADS, cpus visible, threads, XLA_FLAGS): {res['env']}")
-            print(f"  makespan {res['makespan_s']:.1f} s, {res['jobs']}/{N_JOBS} jobs ok, training {res['train_s']:.1f} s"
-                  f" (sum), jobs' own time {res['job_total_s']:.1f} s (sum), first start→last end "
-                  f"{res['span_s']:.1f} s{extra}", flush=True)
+                extra = (
+                    f", ray.init {res['init_s']:.1f} s, shutdown {res['shutdown_s']:.1f} s, driver process "
+                    f"{res['driver_s']:.1f} s, {res['pids']} distinct trial pid(s), import {res['import_s']:.1f} s"
+                    f" (sum), trial env (OMP_NUM_THREADS, cpus visible, threads, XLA_FLAGS): {res['env']}"
+                )
+            print(
+                f"  makespan {res['makespan_s']:.1f} s, {res['jobs']}/{N_JOBS} jobs ok, training {res['train_s']:.1f} s"
+                f" (sum), jobs' own time {res['job_total_s']:.1f} s (sum), first start→last end "
+                f"{res['span_s']:.1f} s{extra}",
+                flush=True,
+            )
             for p in res["problems"]:
                 print(f"  PROBLEM: {p}", flush=True)
     if any(r.get("ray_version") for runs in results.values() for r in runs):

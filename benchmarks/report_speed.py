@@ -20,17 +20,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-from farm.report import aggregate, columns_frame, results_frame, speedups  # noqa: E402
-from farm.rows import RESULT_COLUMNS  # noqa: E402
-from farm.rowstore import compact_row  # noqa: E402
+from farm.report import aggregate, columns_frame, results_frame, speedups
+from farm.rows import RESULT_COLUMNS
+from farm.rowstore import compact_row
 
 
 def synthetic_frame(cells: int = 2000, repeats: int = 50, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     grid = itertools.product(
-        ["fashion_mnist_mlp", "cifar10_mlp"], ["tensorflow", "jax", "torch"], [32, 64, 128, 256, 512],
-        [1, 8, 32, 128], [True, False, "auto"], [None, 1000, 5000, 10000, 60000], ["cpu", "gpu"],
+        ["fashion_mnist_mlp", "cifar10_mlp"],
+        ["tensorflow", "jax", "torch"],
+        [32, 64, 128, 256, 512],
+        [1, 8, 32, 128],
+        [True, False, "auto"],
+        [None, 1000, 5000, 10000, 60000],
+        ["cpu", "gpu"],
     )
     specs = list(itertools.islice(grid, cells))
     if len(specs) < cells:
@@ -38,8 +42,11 @@ def synthetic_frame(cells: int = 2000, repeats: int = 50, seed: int = 0) -> pd.D
     n = cells * repeats
     cell = np.repeat(np.arange(cells), repeats)
     rep = np.tile(np.arange(repeats), cells)
-    cols = list(zip(*specs))
-    take = lambda i: np.asarray(cols[i], dtype=object)[cell]  # noqa: E731
+    cols = list(zip(*specs, strict=True))
+
+    def take(i: int) -> np.ndarray:
+        return np.asarray(cols[i], dtype=object)[cell]
+
     workload, backend, batch_size, spe, jit, train, device = (take(i) for i in range(7))
     is_gpu = device == "gpu"
     base_rate = np.where(is_gpu, 20_000.0, 4_000.0) * (1 + (cell % 7))
@@ -50,17 +57,34 @@ def synthetic_frame(cells: int = 2000, repeats: int = 50, seed: int = 0) -> pd.D
     cpu_name = np.where((cell % 20 < 2) & (rep % 2 == 1), "cpu-b", "cpu-a")
     status = np.where(rng.random(n) < 0.01, "failed", "succeeded").astype(object)
     steady_s = train_used / sps
-    df = pd.DataFrame({
-        "job_id": [f"{i:020x}" for i in range(n)], "sweep_id": "bench", "workload": workload,
-        "params": '{"hidden":256}', "device": device, "backend": backend, "epochs": 5, "batch_size": batch_size,
-        "data": "synthetic", "train_samples": train, "test_samples": None, "steps_per_execution": spe,
-        "jit_compile": jit, "mixed_precision": False, "input_pipeline": "farm", "repeat": rep, "seed": rep,
-        "status": status, "device_name": np.where(is_gpu, "NVIDIA H100", cpu_name),
-        "train_samples_used": train_used, "first_epoch_s": steady_s * 3,
-        "steady_epoch_s": np.where(status == "succeeded", steady_s, np.nan),
-        "steady_samples_per_s": np.where(status == "succeeded", sps, np.nan),
-        "test_accuracy": rng.uniform(0.8, 0.9, n),
-    })
+    df = pd.DataFrame(
+        {
+            "job_id": [f"{i:020x}" for i in range(n)],
+            "sweep_id": "bench",
+            "workload": workload,
+            "params": '{"hidden":256}',
+            "device": device,
+            "backend": backend,
+            "epochs": 5,
+            "batch_size": batch_size,
+            "data": "synthetic",
+            "train_samples": train,
+            "test_samples": None,
+            "steps_per_execution": spe,
+            "jit_compile": jit,
+            "mixed_precision": False,
+            "input_pipeline": "farm",
+            "repeat": rep,
+            "seed": rep,
+            "status": status,
+            "device_name": np.where(is_gpu, "NVIDIA H100", cpu_name),
+            "train_samples_used": train_used,
+            "first_epoch_s": steady_s * 3,
+            "steady_epoch_s": np.where(status == "succeeded", steady_s, np.nan),
+            "steady_samples_per_s": np.where(status == "succeeded", sps, np.nan),
+            "test_accuracy": rng.uniform(0.8, 0.9, n),
+        }
+    )
     for col in RESULT_COLUMNS:
         if col not in df:
             df[col] = None
@@ -89,7 +113,7 @@ def stored_read(rows: list[dict], expected: pd.DataFrame, runs: int) -> list[flo
         pipe.execute()
         ids = [row["job_id"] for row in rows]
         for i in range(0, len(ids), 10_000):
-            store.r.rpush(store.k("sweep", "bench", "jobs"), *ids[i:i + 10_000])
+            store.r.rpush(store.k("sweep", "bench", "jobs"), *ids[i : i + 10_000])
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
@@ -109,7 +133,7 @@ def main() -> None:
     df = synthetic_frame(args.cells, args.repeats)
     columns = list(df.columns)
     values = {c: df[c].tolist() for c in columns}
-    rows = [dict(zip(columns, row)) for row in zip(*values.values())]
+    rows = [dict(zip(columns, row, strict=True)) for row in zip(*values.values(), strict=True)]
     for row in rows:  # as a stored row has them: no NaN (JSON null)
         for c, v in row.items():
             if isinstance(v, float) and v != v:
@@ -130,15 +154,19 @@ def main() -> None:
     t0 = time.perf_counter()
     head = speedups(report)
     t_speedups = time.perf_counter() - t0
-    print(f"rows: {len(df):,}  report rows (cell x device name): {len(report):,}  "
-          f"gpu cells with a cpu counterpart: {len(head):,}")
+    print(
+        f"rows: {len(df):,}  report rows (cell x device name): {len(report):,}  "
+        f"gpu cells with a cpu counterpart: {len(head):,}"
+    )
     print(f"results_frame (from dicts): {t_frame:.2f} s  columns_frame (from columns): {t_columns:.2f} s")
     if t_stored:
         print(f"read back from Redis (sweep_columns + columns_frame): best {min(t_stored):.2f} s of {args.runs}")
     print(f"aggregate: best {min(times):.2f} s of {args.runs} (all: {', '.join(f'{t:.2f}' for t in times)})")
     print(f"speedups: {t_speedups * 1000:.1f} ms")
-    print(f"unstable cells: {int(report['unstable'].sum())}  median speedup: "
-          f"{float(np.nanmedian(report['speedup_vs_cpu'])):.2f}")
+    print(
+        f"unstable cells: {int(report['unstable'].sum())}  median speedup: "
+        f"{float(np.nanmedian(report['speedup_vs_cpu'])):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -37,15 +37,26 @@ HOG = "import time\nwhile True: pass"
 
 
 def spec(name: str, repeats: int, epochs: int, samples: int) -> dict[str, Any]:
-    return {"name": name, "repeats": repeats,
-            "defaults": {"backend": "jax", "data": "synthetic", "epochs": epochs, "train_samples": samples,
-                         "test_samples": 256},
-            "jobs": [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 3, "units": 256}},
-                     {"workload": "cifar10_mlp", "params": {"hidden_units": [512, 256]}}]}
+    return {
+        "name": name,
+        "repeats": repeats,
+        "defaults": {
+            "backend": "jax",
+            "data": "synthetic",
+            "epochs": epochs,
+            "train_samples": samples,
+            "test_samples": 256,
+        },
+        "jobs": [
+            {"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 3, "units": 256}},
+            {"workload": "cifar10_mlp", "params": {"hidden_units": [512, 256]}},
+        ],
+    }
 
 
-def run_sweep(store: Store, settings: FarmSettings, data: dict[str, Any],
-              during: Any = None) -> tuple[pd.DataFrame, list[Any]]:
+def run_sweep(
+    store: Store, settings: FarmSettings, data: dict[str, Any], during: Any = None
+) -> tuple[pd.DataFrame, list[Any]]:
     """Submit, wait for every result (calling ``during(done)`` as results come in), return rows and results."""
     sweep = load_sweep_data(data, "benchmark")
     submit(sweep, settings, store=store)
@@ -58,7 +69,7 @@ def run_sweep(store: Store, settings: FarmSettings, data: dict[str, Any],
         if done == len(ids):
             break
         time.sleep(0.5)
-    return results_frame(result_row(r) for r in results), results  # type: ignore[arg-type]
+    return results_frame(result_row(r) for r in results if r is not None), results  # every one is, by now
 
 
 def cell_name(row: pd.Series) -> str:
@@ -72,14 +83,18 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2000)
     ap.add_argument("--hogs", type=int, default=2, help="busy processes started beside the worker")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="farm-repro-") as d, \
-            LocalFarm(Path(d), FarmSettings(), embedded=True, cpu_workers=1) as farm:
+    with (
+        tempfile.TemporaryDirectory(prefix="farm-repro-") as d,
+        LocalFarm(Path(d), FarmSettings(), embedded=True, cpu_workers=1) as farm,
+    ):
         store = Store.from_settings(farm.settings)
         while not store.live_workers():
             time.sleep(0.2)
         run_sweep(store, farm.settings, spec("warm-up", 1, 2, 256))  # fork server, compile cache
-        quiet = [run_sweep(store, farm.settings, spec(f"quiet-{i}", args.repeats, args.epochs, args.samples))[0]
-                 for i in (1, 2)]
+        quiet = [
+            run_sweep(store, farm.settings, spec(f"quiet-{i}", args.repeats, args.epochs, args.samples))[0]
+            for i in (1, 2)
+        ]
 
         hog: dict[str, Any] = {"procs": [], "start": None, "end": None}
         total = 2 * args.repeats
@@ -96,26 +111,33 @@ def main() -> None:
                 hog["end"] = time.time()
 
         try:
-            hogged, results = run_sweep(store, farm.settings, spec("hogged", args.repeats, args.epochs, args.samples),
-                                        during=hog_control)
+            hogged, results = run_sweep(
+                store, farm.settings, spec("hogged", args.repeats, args.epochs, args.samples), during=hog_control
+            )
         finally:
             for p in hog["procs"]:
                 p.kill()
     hog_end = hog["end"] or time.time()
 
-    print(f"\n{total} jobs per run (2 cells x {args.repeats} repeats), {args.epochs} epochs, {args.samples} "
-          f"synthetic samples, JAX on CPU, one worker; hog: {args.hogs} busy process(es)")
+    print(
+        f"\n{total} jobs per run (2 cells x {args.repeats} repeats), {args.epochs} epochs, {args.samples} "
+        f"synthetic samples, JAX on CPU, one worker; hog: {args.hogs} busy process(es)"
+    )
     print("\n1. Quiet vs quiet: median steady samples/s [95% CI]")
     a, b = (aggregate(q).set_index("workload") for q in quiet)
     for cell in a.index:
-        ma, la, ha = a.loc[cell, ["steady_samples_per_s_median", "steady_samples_per_s_ci_low",
-                                  "steady_samples_per_s_ci_high"]]
-        mb, lb, hb = b.loc[cell, ["steady_samples_per_s_median", "steady_samples_per_s_ci_low",
-                                  "steady_samples_per_s_ci_high"]]
+        ma, la, ha = a.loc[
+            cell, ["steady_samples_per_s_median", "steady_samples_per_s_ci_low", "steady_samples_per_s_ci_high"]
+        ]
+        mb, lb, hb = b.loc[
+            cell, ["steady_samples_per_s_median", "steady_samples_per_s_ci_low", "steady_samples_per_s_ci_high"]
+        ]
         agree = "agree" if (lb <= ma <= hb) or (la <= mb <= ha) else "DISAGREE"
-        print(f"  {cell:18s} run 1 {ma:8.1f} [{la:.1f}, {ha:.1f}]   run 2 {mb:8.1f} [{lb:.1f}, {hb:.1f}]   "
-              f"{mb / ma - 1:+.1%}  {agree}; contended repeats: {int(a.loc[cell, 'n_contended'])}, "
-              f"{int(b.loc[cell, 'n_contended'])}")
+        print(
+            f"  {cell:18s} run 1 {ma:8.1f} [{la:.1f}, {ha:.1f}]   run 2 {mb:8.1f} [{lb:.1f}, {hb:.1f}]   "
+            f"{mb / ma - 1:+.1%}  {agree}; contended repeats: {int(a.loc[cell, 'n_contended'])}, "
+            f"{int(b.loc[cell, 'n_contended'])}"
+        )
 
     print("\n2. Hog run: contended marks against overlap with the hog")
     counts = {"overlapped, flagged": 0, "overlapped, not flagged": 0, "clear, flagged": 0, "clear, not flagged": 0}
@@ -125,8 +147,10 @@ def main() -> None:
         overlapped = bool(start and end and hog["start"] and start < hog_end and end > hog["start"])
         key = f"{'overlapped' if overlapped else 'clear'}, {'flagged' if r.contended else 'not flagged'}"
         counts[key] += 1
-        print(f"  {r.job.workload:18s} repeat {r.job.repeat}  others' CPU {r.contention.get('cpu_others', 0):5.1%}  "
-              f"{'contended' if r.contended else 'quiet':9s}  {'overlapped the hog' if overlapped else ''}")
+        print(
+            f"  {r.job.workload:18s} repeat {r.job.repeat}  others' CPU {r.contention.get('cpu_others', 0):5.1%}  "
+            f"{'contended' if r.contended else 'quiet':9s}  {'overlapped the hog' if overlapped else ''}"
+        )
     print("  " + "; ".join(f"{k}: {v}" for k, v in counts.items()))
 
     print("\n3. Quiet vs hog, median steady samples/s: contended repeats left out (default) and kept")
@@ -136,9 +160,11 @@ def main() -> None:
     for cell in q.index:
         mq = q.loc[cell, "steady_samples_per_s_median"]
         mo, mk = out.loc[cell, "steady_samples_per_s_median"], kept.loc[cell, "steady_samples_per_s_median"]
-        print(f"  {cell:18s} quiet {mq:8.1f}   hog run without contended {mo:8.1f} ({mo / mq - 1:+.1%}, "
-              f"n={int(out.loc[cell, 'n'])})   with contended {mk:8.1f} ({mk / mq - 1:+.1%}, "
-              f"n={int(kept.loc[cell, 'n'])})")
+        print(
+            f"  {cell:18s} quiet {mq:8.1f}   hog run without contended {mo:8.1f} ({mo / mq - 1:+.1%}, "
+            f"n={int(out.loc[cell, 'n'])})   with contended {mk:8.1f} ({mk / mq - 1:+.1%}, "
+            f"n={int(kept.loc[cell, 'n'])})"
+        )
 
 
 if __name__ == "__main__":

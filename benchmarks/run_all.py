@@ -4,11 +4,11 @@
 
 Runs, in this order: ``farm_speed.py`` (per-job overhead cold and warm, dispatch, scheduling efficiency,
 start-up, ``farm report`` over 100,000 results), ``farm_vs_bare.py`` (harness overhead against a bare
-``model.fit``, JAX), ``hook_cost.py`` (what the farm adds per training step), ``report_speed.py`` (aggregation alone), ``lifecycle_speed.py`` (submit, cancel and resume of a
-20,000-job sweep) and ``peer_ray.py`` (the same sweep through
-benchfarm and Ray Tune; skipped with a note when Ray is not installed). Run it on a quiet machine: the figures
-are wall-clock times. ``--quick`` shortens the slow parts (fewer rounds, the overhead's back-to-back paths only,
-Ray's actor-reuse mode only) for a first look; quote the full run.
+``model.fit``, JAX), ``hook_cost.py`` (what the farm adds per training step), ``report_speed.py``
+(aggregation alone), ``lifecycle_speed.py`` (submit, cancel and resume of a 20,000-job sweep) and
+``peer_ray.py`` (the same sweep through benchfarm and Ray Tune; skipped with a note when Ray is not installed).
+Run it on a quiet machine: the figures are wall-clock times. ``--quick`` shortens the slow parts (fewer rounds,
+the overhead's back-to-back paths only, Ray's actor-reuse mode only) for a first look; quote the full run.
 """
 
 from __future__ import annotations
@@ -25,16 +25,35 @@ HERE = Path(__file__).resolve().parent
 
 def plan(quick: bool) -> list[tuple[str, list[str]]]:
     speed = ["farm_speed.py"] + (["--quick"] if quick else [])
-    vs_bare = ["farm_vs_bare.py", "--backend", "jax", "--pipelines", "keras", "--samples", "3000", "--epochs", "4",
-               "--rounds", "2" if quick else "5"]
+    vs_bare = [
+        "farm_vs_bare.py",
+        "--backend",
+        "jax",
+        "--pipelines",
+        "keras",
+        "--samples",
+        "3000",
+        "--epochs",
+        "4",
+        "--rounds",
+        "2" if quick else "5",
+    ]
     peer = ["peer_ray.py"] + (["--ray-mode", "reuse"] if quick else [])
     lifecycle = ["lifecycle_speed.py", "--rounds", "1" if quick else "3"]
-    steps = [("speed", speed), ("vs_bare", vs_bare), ("hooks", ["hook_cost.py"]), ("report", ["report_speed.py"]),
-             ("lifecycle", lifecycle), ("peer", peer)]
+    steps = [
+        ("speed", speed),
+        ("vs_bare", vs_bare),
+        ("hooks", ["hook_cost.py"]),
+        ("report", ["report_speed.py"]),
+        ("lifecycle", lifecycle),
+        ("peer", peer),
+    ]
     if importlib.util.find_spec("ray") is None:
-        print("Ray is not installed: the peer comparison runs benchfarm's side only "
-              "(pip install 'ray[tune]' for both)", flush=True)
-        steps[-1] = ("peer", peer + ["--skip-ray"])
+        print(
+            "Ray is not installed: the peer comparison runs benchfarm's side only (pip install 'ray[tune]' for both)",
+            flush=True,
+        )
+        steps[-1] = ("peer", [*peer, "--skip-ray"])
     return steps
 
 

@@ -23,8 +23,10 @@ from farm.embedded import EmbeddedRedis
 
 REPO = Path(__file__).resolve().parent.parent
 PLAIN = "import sys; from cli.main import app; sys.argv[0] = 'farm'; app()"
-EAGER = ("import cli.main, cli.devices, cli.worker, cli.submit, cli.status, cli.results, cli.compare, "
-         "cli.lifecycle, cli.run, cli.config")
+EAGER = (
+    "import cli.main, cli.devices, cli.worker, cli.submit, cli.status, cli.results, cli.compare, "
+    "cli.lifecycle, cli.run, cli.config"
+)
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:

@@ -6,8 +6,9 @@ import functools
 import json
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -25,15 +26,20 @@ err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-BrokerOption = typer.Option(None, "--broker", "-b", help="Redis URL of the farm (default: FARM_BROKER_URL, the "
-                            "config file, or redis://127.0.0.1:6379/0).", show_default=False)
+BrokerOption = typer.Option(
+    None,
+    "--broker",
+    "-b",
+    help="Redis URL of the farm (default: FARM_BROKER_URL, the config file, or redis://127.0.0.1:6379/0).",
+    show_default=False,
+)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 1
 
 
-def settings(**overrides: Any) -> "FarmSettings":
+def settings(**overrides: Any) -> FarmSettings:
     # Imported here, not at the top: `farm --help` must not pay for pydantic-settings and the Redis client.
     from pydantic import ValidationError
 
@@ -47,7 +53,7 @@ def settings(**overrides: Any) -> "FarmSettings":
         raise SpecError.one("", f"malformed TOML: {e}", str(config_path())) from None
 
 
-def open_store(broker: str | None) -> "Store":
+def open_store(broker: str | None) -> Store:
     """The farm's store at ``broker`` (or the configured one), failing fast when Redis is not there."""
     from farm.store import Store
 
@@ -78,7 +84,7 @@ def friendly_errors(fn: F) -> F:
             error_line(why)
             raise typer.Exit(EXIT_UNAVAILABLE) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def outage(e: BaseException) -> str | None:
@@ -124,7 +130,7 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def fail(msg: str, code: int = EXIT_USAGE) -> None:
+def fail(msg: str, code: int = EXIT_USAGE) -> NoReturn:
     """Print ``error: msg`` as one line and exit with ``code`` (2: usage, 1: environment)."""
     error_line(msg)
     raise typer.Exit(code)

@@ -4,23 +4,46 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import (BrokerOption, JsonOption, check_output_option, console, fail, friendly_errors, open_store,
-                        print_json)
+from cli.common import (
+    BrokerOption,
+    JsonOption,
+    check_output_option,
+    console,
+    fail,
+    friendly_errors,
+    open_store,
+    print_json,
+)
 from cli.results import IncludeContendedOption, frames_for, print_contended
 from cli.status import resolve
 
 #: Exit status of ``farm compare --fail-on-regression`` when at least one cell got slower.
 EXIT_REGRESSION = 3
 
-CHANGE_STYLE = {"faster": "green", "slower": "bold red", "no change": "dim", "inconclusive": "yellow",
-                "only in A": "magenta", "only in B": "magenta"}
-SHOWN_CELL = [("workload", "workload"), ("device", "device"), ("backend", "backend"), ("batch_size", "batch"),
-              ("hardware", "hardware")]
+CHANGE_STYLE = {
+    "faster": "green",
+    "slower": "bold red",
+    "no change": "dim",
+    "inconclusive": "yellow",
+    "only in A": "magenta",
+    "only in B": "magenta",
+}
+SHOWN_CELL = [
+    ("workload", "workload"),
+    ("device", "device"),
+    ("backend", "backend"),
+    ("batch_size", "batch"),
+    ("hardware", "hardware"),
+]
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _num(v: object) -> str:
@@ -40,21 +63,22 @@ def _ratio(rec: dict) -> str:
     return f"{r:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def _p(v: object) -> str:
+def _p(v: float | None) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return ""
     return f"{v:.2g}" if v < 0.001 else f"{v:.3f}"
 
 
-def compare_table(cmp, label_a: str, label_b: str, metric: str, higher: bool) -> Table:  # noqa: ANN001
+def compare_table(cmp: pd.DataFrame, label_a: str, label_b: str, metric: str, higher: bool) -> Table:
     from farm.rows import CELL_COLUMNS
 
     shown = {c for c, _ in SHOWN_CELL}
     # Cell columns that vary among the rows but are not shown on their own go into one "cell" column.
     extra = [c for c in CELL_COLUMNS if c not in shown and cmp[c].astype(str).nunique(dropna=False) > 1]
     faster = ">1" if higher else "<1"
-    table = Table(title=f"{label_a} (A) → {label_b} (B): {metric}, ratio = B/A median ({faster} is faster)",
-                  title_justify="left")
+    table = Table(
+        title=f"{label_a} (A) → {label_b} (B): {metric}, ratio = B/A median ({faster} is faster)", title_justify="left"
+    )
     for _, title in SHOWN_CELL:
         table.add_column(title)
     if extra:
@@ -66,9 +90,15 @@ def compare_table(cmp, label_a: str, label_b: str, metric: str, higher: bool) ->
         row = [escape(_num(rec.get(c))) for c, _ in SHOWN_CELL]
         if extra:
             row.append(escape(" ".join(f"{c}={rec.get(c)}" for c in extra)))
-        row += [f"{rec['n_a']}/{rec['n_b']}", _num(rec["median_a"]), _num(rec["median_b"]), _ratio(rec),
-                _p(rec["p_value"]), f"[{style}]{rec['change']}[/]" if style else rec["change"],
-                escape(rec.get("note") or "")]
+        row += [
+            f"{rec['n_a']}/{rec['n_b']}",
+            _num(rec["median_a"]),
+            _num(rec["median_b"]),
+            _ratio(rec),
+            _p(rec["p_value"]),
+            f"[{style}]{rec['change']}[/]" if style else rec["change"],
+            escape(rec.get("note") or ""),
+        ]
         table.add_row(*row)
     return table
 
@@ -77,15 +107,25 @@ def compare_table(cmp, label_a: str, label_b: str, metric: str, higher: bool) ->
 def compare_cmd(
     sweep_a: str = typer.Argument(..., help="The baseline sweep A: id, prefix or name."),
     sweep_b: str = typer.Argument(..., help="The sweep B compared against it: id, prefix or name."),
-    metric: str = typer.Option("steady_samples_per_s", "--metric", "-m",
-                               help="Result column to compare: a throughput (*_per_s, higher is faster) or a "
-                                    "time (*_s, lower is faster), e.g. steady_epoch_s."),
-    threshold: float = typer.Option(0.05, "--threshold", "-t", min=0.0,
-                                    help="Smallest relative change that counts: |B/A - 1| must exceed it."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write the comparison to this file (.csv, .json, .md, "
-                                ".parquet), whole or not at all."),
-    fail_on_regression: bool = typer.Option(False, "--fail-on-regression",
-                                            help=f"Exit {EXIT_REGRESSION} when any cell is 'slower' (for CI)."),
+    metric: str = typer.Option(
+        "steady_samples_per_s",
+        "--metric",
+        "-m",
+        help="Result column to compare: a throughput (*_per_s, higher is faster) or a "
+        "time (*_s, lower is faster), e.g. steady_epoch_s.",
+    ),
+    threshold: float = typer.Option(
+        0.05, "--threshold", "-t", min=0.0, help="Smallest relative change that counts: |B/A - 1| must exceed it."
+    ),
+    output: Path = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="Write the comparison to this file (.csv, .json, .md, .parquet), whole or not at all.",
+    ),
+    fail_on_regression: bool = typer.Option(
+        False, "--fail-on-regression", help=f"Exit {EXIT_REGRESSION} when any cell is 'slower' (for CI)."
+    ),
     include_contended: bool = IncludeContendedOption,
     broker: str = BrokerOption,
     as_json: bool = JsonOption,
@@ -127,15 +167,29 @@ def compare_cmd(
     if output:
         write_frame(cmp, output)
     if as_json:
-        print_json({"sweep_a": sid_a, "sweep_b": sid_b, "metric": metric, "higher_is_better": higher,
-                    "threshold": threshold, "include_contended": include_contended, "contended": busy,
-                    "cells": json.loads(cmp.to_json(orient="records")), "regressions": len(slower)})
+        print_json(
+            {
+                "sweep_a": sid_a,
+                "sweep_b": sid_b,
+                "metric": metric,
+                "higher_is_better": higher,
+                "threshold": threshold,
+                "include_contended": include_contended,
+                "contended": busy,
+                "cells": json.loads(cmp.to_json(orient="records")),
+                "regressions": len(slower),
+            }
+        )
     else:
         console.print(compare_table(cmp, sid_a, sid_b, metric, higher))
         counts = cmp["change"].value_counts()
         console.print(", ".join(f"{k} {v}" for k, v in counts.items()) or "no cells")
-        print_contended(busy["a"] + busy["b"], included=include_contended, keep="--include-contended",
-                        sweeps=list(dict.fromkeys(sid for sid, k in ((sid_a, busy["a"]), (sid_b, busy["b"])) if k)))
+        print_contended(
+            busy["a"] + busy["b"],
+            included=include_contended,
+            keep="--include-contended",
+            sweeps=list(dict.fromkeys(sid for sid, k in ((sid_a, busy["a"]), (sid_b, busy["b"])) if k)),
+        )
         if output:
             console.print(f"wrote {len(cmp)} cells to {output}")
     if fail_on_regression and len(slower):

@@ -23,8 +23,10 @@ def devices_cmd(
         print_json(report.model_dump(mode="json"))
         return
     h = report.host
-    console.print(f"[bold]{h['host']}[/]: {h['cpu_model']}, {h['cpu_cores_logical']} logical cores "
-                  f"({h['cpu_cores_physical']} physical), {h['ram_gb']} GB RAM; {h['os']}; Python {h['python']}")
+    console.print(
+        f"[bold]{h['host']}[/]: {h['cpu_model']}, {h['cpu_cores_logical']} logical cores "
+        f"({h['cpu_cores_physical']} physical), {h['ram_gb']} GB RAM; {h['os']}; Python {h['python']}"
+    )
     gpus = Table(title="GPUs", title_justify="left")
     for col in ("index", "name", "memory GB", "driver", "CUDA"):
         gpus.add_column(col)
@@ -55,6 +57,11 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
     now = time.time()
     for w in workers:
         doing = f"[red]stopped: {w['quarantined']}[/]" if w.get("quarantined") else (w.get("job") or "idle")
-        table.add_row(w.get("name", ""), w.get("host", ""), ", ".join(w.get("tags", [])), doing,
-                      f"{now - w.get('heartbeat_at', now):.0f} s ago")
+        table.add_row(
+            w.get("name", ""),
+            w.get("host", ""),
+            ", ".join(w.get("tags", [])),
+            doing,
+            f"{now - w.get('heartbeat_at', now):.0f} s ago",
+        )
     console.print(table)

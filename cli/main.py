@@ -108,8 +108,9 @@ START_UP_GC_THRESHOLD = (50_000, 20, 100)
 object imported so far and find next to nothing: about a tenth of ``farm status``. Cycles are still collected,
 just in larger steps, so a large report does not hold on to garbage."""
 
-QUICK_EXIT = frozenset({None, "status", "submit", "config", "workers", "cancel", "resume", "report", "results",
-                        "compare"})
+QUICK_EXIT = frozenset(
+    {None, "status", "submit", "config", "workers", "cancel", "resume", "report", "results", "compare"}
+)
 """Short commands (``None``: the help) that run without the collector (they make next to no reference cycles:
 submitting 100,000 jobs peaks at the same memory with it off) and end by ``exit_now``: they leave no thread,
 child process or open file behind, only sockets, which the operating system closes. ``status --watch``, the

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -13,21 +12,32 @@ from cli.common import BrokerOption, check_output_option, console, err_console, 
 from cli.status import resolve
 
 REPORT_SHOWN = [
-    ("workload", "workload"), ("device", "device"), ("backend", "backend"), ("batch_size", "batch"),
-    ("device_name", "device name"), ("n", "n"), ("steady_epoch_s_median", "epoch s (median)"),
-    ("steady_samples_per_s_median", "samples/s (median)"), ("steady_samples_per_s_iqr", "IQR"),
-    ("test_accuracy_median", "test acc"), ("speedup_vs_cpu", "GPU/CPU"),
+    ("workload", "workload"),
+    ("device", "device"),
+    ("backend", "backend"),
+    ("batch_size", "batch"),
+    ("device_name", "device name"),
+    ("n", "n"),
+    ("steady_epoch_s_median", "epoch s (median)"),
+    ("steady_samples_per_s_median", "samples/s (median)"),
+    ("steady_samples_per_s_iqr", "IQR"),
+    ("test_accuracy_median", "test acc"),
+    ("speedup_vs_cpu", "GPU/CPU"),
 ]
 #: The marker column, shown after ``n`` only when some cell has contended repeats (a quiet sweep's table stays
 #: as narrow as before).
 CONTENDED_TITLE = "contended"
 
 IncludeContendedOption = typer.Option(
-    False, "--include-contended",
+    False,
+    "--include-contended",
     help="Keep repeats marked contended (other processes used the machine, or the GPU throttled, while they were "
-         "measured) in the statistics; by default they are left out and counted.")
+    "measured) in the statistics; by default they are left out and counted.",
+)
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from farm.store import Store
 
 
@@ -54,7 +64,7 @@ def contended_marker(rec: dict, included: bool) -> str:
     return mark
 
 
-def report_table(report, include_contended: bool = False) -> Table:  # noqa: ANN001 - a pandas DataFrame
+def report_table(report: pd.DataFrame, include_contended: bool = False) -> Table:
     """The report's headline columns, one row per cell; a ``contended`` column marks cells with contended
     repeats when there are any (``n`` is what the statistics rest on, so it reads with that mark)."""
     table = Table(title="report: one row per sweep cell (steady state: epochs after the first)", title_justify="left")
@@ -82,8 +92,7 @@ def contended_line(count: int, *, included: bool, keep: str, sweeps: list[str]) 
     resume = " / ".join(f"`farm resume {s} --contended`" for s in sweeps)
     why = "other processes used the machine, or its GPU throttled, while they were measured"
     if included:
-        return (f"{count} contended repeat(s) kept in the statistics (--include-contended; {why}); "
-                f"{resume} re-runs them")
+        return f"{count} contended repeat(s) kept in the statistics (--include-contended; {why}); {resume} re-runs them"
     return f"{count} contended repeat(s) left out of the statistics ({why}); {keep} keeps them; {resume} re-runs them"
 
 
@@ -94,17 +103,20 @@ def print_contended(count: int, *, included: bool, keep: str, sweeps: list[str])
         console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
 
 
-def warn_pooled_software(report) -> None:  # noqa: ANN001 - a pandas DataFrame
+def warn_pooled_software(report: pd.DataFrame) -> None:
     """Say so when a cell pools repeats that ran on different software: its spread may be the software's."""
     if "software_keys" not in report.columns:
         return
     for rec in report[report["software_keys"] > 1].to_dict("records"):
-        err_console.print(f"[yellow]warning:[/] {rec['workload']} on {rec['device']} ({rec['backend']}, batch "
-                          f"{rec['batch_size']}) pools results from {rec['software_keys']} software stacks: "
-                          f"{rec['software_key']}", highlight=False)
+        err_console.print(
+            f"[yellow]warning:[/] {rec['workload']} on {rec['device']} ({rec['backend']}, batch "
+            f"{rec['batch_size']}) pools results from {rec['software_keys']} software stacks: "
+            f"{rec['software_key']}",
+            highlight=False,
+        )
 
 
-def print_report(report, *, included: bool, keep: str, sweeps: list[str]) -> None:  # noqa: ANN001 - a DataFrame
+def print_report(report: pd.DataFrame, *, included: bool, keep: str, sweeps: list[str]) -> None:
     """The report as ``farm report`` and ``farm run`` show it, one way for both: the table of cells, the line
     on contended repeats (``keep``: how to keep them where this is shown), the warning on pooled software, then
     the GPU-over-CPU speedups when there are any."""
@@ -118,7 +130,7 @@ def print_report(report, *, included: bool, keep: str, sweeps: list[str]) -> Non
         console.print(ups.to_string(index=False))
 
 
-def frames_for(store: Store, sweep_id: str):  # noqa: ANN201
+def frames_for(store: Store, sweep_id: str) -> pd.DataFrame:
     """The sweep's tidy results frame, read from its stored rows."""
     from farm.report import columns_frame  # pandas: imported only by the commands that use it
     from farm.rowstore import sweep_columns
@@ -129,8 +141,9 @@ def frames_for(store: Store, sweep_id: str):  # noqa: ANN201
 @friendly_errors
 def results_cmd(
     sweep_id: str = typer.Argument(None, help="Sweep id, prefix or name (default: the latest)."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write the rows to this file (.csv, .json, .md, "
-                                ".parquet), whole or not at all."),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="Write the rows to this file (.csv, .json, .md, .parquet), whole or not at all."
+    ),
     broker: str = BrokerOption,
 ) -> None:
     """One row per job (tidy): the spec's fields and what was measured."""
@@ -149,11 +162,16 @@ def results_cmd(
 @friendly_errors
 def report_cmd(
     sweep_id: str = typer.Argument(None, help="Sweep id, prefix or name (default: the latest)."),
-    output: Path = typer.Option(None, "-o", "--output", help="Write the report to this file (.csv, .json, .md, "
-                                ".parquet), whole or not at all."),
-    ratio_by: str = typer.Option(None, "--ratio-by", metavar="COLUMN",
-                                 help="Also print throughput ratios over a baseline value of this cell column, "
-                                      "e.g. --ratio-by backend --baseline tensorflow."),
+    output: Path = typer.Option(
+        None, "-o", "--output", help="Write the report to this file (.csv, .json, .md, .parquet), whole or not at all."
+    ),
+    ratio_by: str = typer.Option(
+        None,
+        "--ratio-by",
+        metavar="COLUMN",
+        help="Also print throughput ratios over a baseline value of this cell column, "
+        "e.g. --ratio-by backend --baseline tensorflow.",
+    ),
     baseline: str = typer.Option(None, "--baseline", metavar="VALUE", help="The baseline value for --ratio-by."),
     include_contended: bool = IncludeContendedOption,
     broker: str = BrokerOption,
@@ -184,13 +202,27 @@ def report_cmd(
         console.print(f"wrote {len(report)} cells to {output}")
     print_report(report, included=include_contended, keep="--include-contended", sweeps=[sid])
     if ratio_table is not None:
-        shown = ["workload", "device", "backend", "batch_size", "hardware", "n", "median", "n_baseline",
-                 "baseline_median", "ratio", "ratio_ci_low", "ratio_ci_high"]
+        shown = [
+            "workload",
+            "device",
+            "backend",
+            "batch_size",
+            "hardware",
+            "n",
+            "median",
+            "n_baseline",
+            "baseline_median",
+            "ratio",
+            "ratio_ci_low",
+            "ratio_ci_high",
+        ]
         shown = [ratio_by, *(c for c in shown if c != ratio_by)]
         busy = ["n_contended", "n_contended_baseline"]
         if len(ratio_table) and (ratio_table[busy] > 0).any().any():  # counted on the rows they concern
-            shown[shown.index("baseline_median") + 1:shown.index("baseline_median") + 1] = busy
-        console.print(f"ratios of steady_samples_per_s medians over {ratio_by} = {baseline} "
-                      f"({len(ratio_table)} cells with a baseline counterpart)")
+            shown[shown.index("baseline_median") + 1 : shown.index("baseline_median") + 1] = busy
+        console.print(
+            f"ratios of steady_samples_per_s medians over {ratio_by} = {baseline} "
+            f"({len(ratio_table)} cells with a baseline counterpart)"
+        )
         if len(ratio_table):
             console.print(ratio_table[shown].to_string(index=False), markup=False, highlight=False)

@@ -32,14 +32,14 @@ def make_output_dir(output: Path) -> None:
         raise OutputError(f"cannot create the output directory {output}: {e.strerror or e}") from None
 
 
-def write_outputs(df: "pd.DataFrame", report: "pd.DataFrame", output: Path, note: str | None = None) -> None:
+def write_outputs(df: pd.DataFrame, report: pd.DataFrame, output: Path, note: str | None = None) -> None:
     """results.csv (one row per job), report.csv and report.md (one row per cell), each written whole or not
     at all (farm.output): a full disk never leaves a truncated file that reads as a shorter sweep. ``note``
     (say, that contended repeats were left out) follows report.md's table, so the file read alone says what
     its ``n`` counts; the CSV stays a plain table for scripts."""
     from farm.output import write_atomic, write_frame
 
-    for name, frame in zip(OUTPUT_FILES[:2], (df, report)):
+    for name, frame in zip(OUTPUT_FILES[:2], (df, report), strict=True):
         write_frame(frame, output / name)
     md = output / OUTPUT_FILES[2]
     if note is None:
@@ -58,11 +58,21 @@ def write_outputs(df: "pd.DataFrame", report: "pd.DataFrame", output: Path, note
 @friendly_errors
 def run_cmd(
     sweep_file: Path = typer.Argument(..., help="Sweep file (YAML, TOML or JSON)."),
-    output: Path = typer.Option(Path("out"), "-o", "--output", help="Directory for results.csv, report.csv, "
-                                "report.md, worker logs and the embedded Redis' data."),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help="CPU workers to start (more than the cores "
-                                "allow makes repeats contend with each other: they are marked contended and left "
-                                "out of the report)."),
+    output: Path = typer.Option(
+        Path("out"),
+        "-o",
+        "--output",
+        help="Directory for results.csv, report.csv, report.md, worker logs and the embedded Redis' data.",
+    ),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        min=1,
+        max=64,
+        help="CPU workers to start (more than the cores "
+        "allow makes repeats contend with each other: they are marked contended and left "
+        "out of the report).",
+    ),
     name: str = typer.Option(None, "--name", help="Run under another sweep name (a fresh set of job ids)."),
     broker: str = BrokerOption,
 ) -> None:
@@ -72,15 +82,15 @@ def run_cmd(
     several --workers on too few cores make them contend with each other) and says how many."""
     import socket
 
-    from farm.progress import TERMINAL_STATES, sweep_progress
-    from farm.queue import tag_queue
-    from farm.routing import cpu_tags, gpu_tags
-    from farm.store import Store
-    from farm.sweep import load_sweep
     from farm.fingerprint import query_nvidia_smi
     from farm.local import LocalFarm, shared_machine_warning
+    from farm.progress import TERMINAL_STATES, sweep_progress
+    from farm.queue import tag_queue
     from farm.report import aggregate
+    from farm.routing import cpu_tags, gpu_tags
+    from farm.store import Store
     from farm.submit import submit
+    from farm.sweep import load_sweep
 
     sweep = load_sweep(sweep_file, name=name)
     cfg = settings(broker_url=broker)
@@ -96,9 +106,11 @@ def run_cmd(
     with LocalFarm(output, cfg, embedded=embedded, cpu_workers=workers, gpu_workers=len(gpus)) as farm:
         store = Store.from_settings(farm.settings)
         outcome = submit(sweep, farm.settings, store=store, accept=lambda q: q in local_queues)
-        console.print(f"sweep [bold]{outcome.sweep_id}[/]: {outcome.jobs} jobs, {outcome.enqueued} enqueued"
-                      + (f", {outcome.already} already queued or done" if outcome.already else "")
-                      + (f", {outcome.skipped} skipped (no such device here)" if outcome.skipped else ""))
+        console.print(
+            f"sweep [bold]{outcome.sweep_id}[/]: {outcome.jobs} jobs, {outcome.enqueued} enqueued"
+            + (f", {outcome.already} already queued or done" if outcome.already else "")
+            + (f", {outcome.skipped} skipped (no such device here)" if outcome.skipped else "")
+        )
         with Live(console=console, refresh_per_second=2) as live:
             while True:
                 progress = sweep_progress(store, outcome.sweep_id)
@@ -118,7 +130,11 @@ def run_cmd(
     print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id])
     skipped = df[~df["status"].isin(TERMINAL_STATES)]
     if len(skipped):
-        console.print(f"[yellow]{len(skipped)} job(s) need a device this machine lacks "
-                      f"({', '.join(sorted(set(skipped['device'])))}): not run here[/]")
-    console.print(f"done in {time.monotonic() - started:.0f} s; wrote {output / 'results.csv'}, "
-                  f"{output / 'report.csv'}, {output / 'report.md'}")
+        console.print(
+            f"[yellow]{len(skipped)} job(s) need a device this machine lacks "
+            f"({', '.join(sorted(set(skipped['device'])))}): not run here[/]"
+        )
+    console.print(
+        f"done in {time.monotonic() - started:.0f} s; wrote {output / 'results.csv'}, "
+        f"{output / 'report.csv'}, {output / 'report.md'}"
+    )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Group
@@ -14,8 +13,15 @@ from rich.table import Table
 from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, open_store, print_json
 from farm import defaults
 
-STATE_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "red", "cancelled": "yellow",
-               "running": "cyan", "queued": "dim", "lost": "magenta"}
+STATE_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "cancelled": "yellow",
+    "running": "cyan",
+    "queued": "dim",
+    "lost": "magenta",
+}
 MAX_ROWS = 40
 STALE_HEARTBEAT_S = 3 * defaults.WORKER_HEARTBEAT_S
 
@@ -24,9 +30,12 @@ if TYPE_CHECKING:
     from farm.store import Store
 
 
-def render(progress: "SweepProgress") -> Group:
-    table = Table(title=f"{progress.sweep_id} — {progress.finished}/{progress.total} finished, "
-                        f"{progress.live_workers} live worker(s)", title_justify="left")
+def render(progress: SweepProgress) -> Group:
+    table = Table(
+        title=f"{progress.sweep_id} — {progress.finished}/{progress.total} finished, "
+        f"{progress.live_workers} live worker(s)",
+        title_justify="left",
+    )
     for col in ("job", "workload", "device", "backend", "rep", "state", "epoch", "loss", "acc", "worker"):
         table.add_column(col)
     # Running jobs first, then the rest in queue order; long sweeps show the first MAX_ROWS.
@@ -38,9 +47,18 @@ def render(progress: "SweepProgress") -> Group:
             state += " [yellow](no live worker)[/]"
         elif j.state == "running" and j.heartbeat_age_s is not None and j.heartbeat_age_s > STALE_HEARTBEAT_S:
             state += f" [magenta](no heartbeat for {j.heartbeat_age_s:.0f} s)[/]"
-        table.add_row(j.job_id[:10], j.workload, j.device, j.backend, str(j.repeat), state,
-                      f"{j.epoch}/{j.epochs}", f"{j.loss:.4f}" if j.loss is not None else "",
-                      f"{j.accuracy:.3f}" if j.accuracy is not None else "", j.worker)
+        table.add_row(
+            j.job_id[:10],
+            j.workload,
+            j.device,
+            j.backend,
+            str(j.repeat),
+            state,
+            f"{j.epoch}/{j.epochs}",
+            f"{j.loss:.4f}" if j.loss is not None else "",
+            f"{j.accuracy:.3f}" if j.accuracy is not None else "",
+            j.worker,
+        )
     parts: list = [table]
     if len(order) > MAX_ROWS:
         parts.append(f"… and {len(order) - MAX_ROWS} more jobs (use --json for all)")
@@ -61,15 +79,17 @@ def render(progress: "SweepProgress") -> Group:
     return Group(*parts)
 
 
-def rejected_line(progress: "SweepProgress") -> str:
+def rejected_line(progress: SweepProgress) -> str:
     """The farm's refused messages: the total and the newest reason. The reason quotes a stranger's message:
     non-printable characters and rich markup in it are escaped."""
     from rich.markup import escape as escape_markup
 
     from farm.errors import escape
 
-    text = (f"{progress.rejected_messages} message(s) on the queues were refused as not valid farm jobs (the "
-            f"latest 1,000 are kept in the store's `rejected` list)")
+    text = (
+        f"{progress.rejected_messages} message(s) on the queues were refused as not valid farm jobs (the "
+        f"latest 1,000 are kept in the store's `rejected` list)"
+    )
     latest = progress.latest_rejection or {}
     if latest.get("reason"):
         where = f" on {latest['queue']}" if latest.get("queue") else ""
@@ -79,8 +99,9 @@ def rejected_line(progress: "SweepProgress") -> str:
 
 @friendly_errors
 def status_cmd(
-    sweep_id: str = typer.Argument(None, help="Sweep id (or a unique prefix, or the sweep's name); default: "
-                                              "the latest sweep."),
+    sweep_id: str = typer.Argument(
+        None, help="Sweep id (or a unique prefix, or the sweep's name); default: the latest sweep."
+    ),
     watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the sweep has settled."),
     interval: float = typer.Option(defaults.STATUS_REFRESH_S, help="Refresh period of --watch, seconds."),
     broker: str = BrokerOption,
@@ -125,4 +146,4 @@ def resolve(store: Store, sweep_id: str | None) -> str:
     sid = store.resolve_sweep(sweep_id)
     if sid is None:
         fail(f"no sweep matches {sweep_id!r}")
-    return sid  # type: ignore[return-value]
+    return sid

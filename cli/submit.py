@@ -16,14 +16,16 @@ if TYPE_CHECKING:
     from farm.sweep import Sweep
 
 
-def matrix_table(sweep: "Sweep") -> "Table":
+def matrix_table(sweep: Sweep) -> Table:
     from rich.table import Table
 
     from farm import workloads
     from farm.feasibility import describe, estimate_bytes
 
-    table = Table(title=f"{sweep.sweep_id}: {len(sweep.jobs)} jobs = {sweep.cells} cells × "
-                        f"{sweep.spec.repeats} repeats", title_justify="left")
+    table = Table(
+        title=f"{sweep.sweep_id}: {len(sweep.jobs)} jobs = {sweep.cells} cells × {sweep.spec.repeats} repeats",
+        title_justify="left",
+    )
     for col in ("workload", "device", "backend", "epochs", "batch", "data", "samples", "params", "memory", "queue"):
         table.add_column(col, overflow="fold")
     from farm.queue import job_queue
@@ -34,19 +36,31 @@ def matrix_table(sweep: "Sweep") -> "Table":
         base = workloads.get(job.workload).validate_params({}).model_dump(mode="json")
         params = ", ".join(f"{k}={v}" for k, v in job.params.items() if base.get(k) != v) or "defaults"
         need = estimate_bytes(job)
-        table.add_row(job.workload, job.device, job.backend, str(job.epochs), str(job.batch_size), job.data,
-                      str(job.train_samples or "all"), params, "?" if need is None else describe(need), job_queue(job))
+        table.add_row(
+            job.workload,
+            job.device,
+            job.backend,
+            str(job.epochs),
+            str(job.batch_size),
+            job.data,
+            str(job.train_samples or "all"),
+            params,
+            "?" if need is None else describe(need),
+            job_queue(job),
+        )
     return table
 
 
 @friendly_errors
 def submit_cmd(
-    sweep_file: Path = typer.Argument(..., help="Sweep file (YAML, TOML or JSON); - reads YAML or JSON from "
-                                      "standard input.", exists=False),
+    sweep_file: Path = typer.Argument(
+        ..., help="Sweep file (YAML, TOML or JSON); - reads YAML or JSON from standard input.", exists=False
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the job matrix; enqueue nothing."),
     name: str = typer.Option(None, "--name", help="Run under another sweep name (a fresh set of job ids)."),
-    allow_unserved: bool = typer.Option(False, "--allow-unserved", help="Enqueue jobs that no live worker can "
-                                        "run yet (they wait for one to come)."),
+    allow_unserved: bool = typer.Option(
+        False, "--allow-unserved", help="Enqueue jobs that no live worker can run yet (they wait for one to come)."
+    ),
     broker: str = BrokerOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -76,10 +90,20 @@ def submit_cmd(
             missing, big, reason = None, None, str(e)
         if as_json:
             memory = {j.job_id: None if (b := estimate_bytes(j)) is None else round(b / GIB, 3) for j in sweep.jobs}
-            print_json({"sweep_id": sweep.sweep_id, "jobs": len(sweep.jobs), "cells": sweep.cells,
-                        "repeats": sweep.spec.repeats, "per_queue": per_queue, "dry_run": True,
-                        "unserved": missing, "too_big": None if big is None else [str(p) for p in big],
-                        "memory_gb": memory, "job_ids": [j.job_id for j in sweep.jobs]})
+            print_json(
+                {
+                    "sweep_id": sweep.sweep_id,
+                    "jobs": len(sweep.jobs),
+                    "cells": sweep.cells,
+                    "repeats": sweep.spec.repeats,
+                    "per_queue": per_queue,
+                    "dry_run": True,
+                    "unserved": missing,
+                    "too_big": None if big is None else [str(p) for p in big],
+                    "memory_gb": memory,
+                    "job_ids": [j.job_id for j in sweep.jobs],
+                }
+            )
             return
         console.print(matrix_table(sweep))
         console.print("jobs per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(per_queue.items())))
@@ -95,19 +119,33 @@ def submit_cmd(
     missing = unserved(sweep, store)
     problems = too_big(sweep, store.live_workers())  # no flag lets these through: they cannot run anywhere
     if missing and not allow_unserved:
-        problems += [Problem(f"queue {q}", f"{n} job(s) that no live worker can run; start a worker that serves it, "
-                                           "or pass --allow-unserved to queue them anyway")
-                     for q, n in sorted(missing.items())]
+        problems += [
+            Problem(
+                f"queue {q}",
+                f"{n} job(s) that no live worker can run; start a worker that serves it, "
+                "or pass --allow-unserved to queue them anyway",
+            )
+            for q, n in sorted(missing.items())
+        ]
     if problems:
         raise SpecError(problems, str(sweep_file))
     outcome = submit(sweep, cfg, store=store)
     if as_json:
-        print_json({"sweep_id": outcome.sweep_id, "jobs": outcome.jobs, "enqueued": outcome.enqueued,
-                    "already_queued_or_done": outcome.already, "per_queue": outcome.per_queue,
-                    "unserved": missing})
+        print_json(
+            {
+                "sweep_id": outcome.sweep_id,
+                "jobs": outcome.jobs,
+                "enqueued": outcome.enqueued,
+                "already_queued_or_done": outcome.already,
+                "per_queue": outcome.per_queue,
+                "unserved": missing,
+            }
+        )
         return
-    console.print(f"submitted [bold]{outcome.sweep_id}[/]: {outcome.enqueued} jobs enqueued"
-                  + (f", {outcome.already} already queued or done" if outcome.already else ""))
+    console.print(
+        f"submitted [bold]{outcome.sweep_id}[/]: {outcome.enqueued} jobs enqueued"
+        + (f", {outcome.already} already queued or done" if outcome.already else "")
+    )
     if outcome.per_queue:
         console.print("per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(outcome.per_queue.items())))
     typer.echo(outcome.sweep_id)

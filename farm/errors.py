@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -38,7 +37,7 @@ class SpecError(Exception):
 
     problems: list[Problem]
     source: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         head = f"{escape(self.source)}: " if self.source else ""
@@ -46,7 +45,7 @@ class SpecError(Exception):
         return "\n".join(lines)
 
     @classmethod
-    def one(cls, loc: str, msg: str, source: str = "") -> "SpecError":
+    def one(cls, loc: str, msg: str, source: str = "") -> SpecError:
         return cls([Problem(loc, msg)], source)
 
 
@@ -54,7 +53,7 @@ class FarmUnavailable(Exception):
     """The broker/store cannot be reached: a clear message, exit code 1."""
 
 
-def format_loc(parts: tuple | list) -> str:
+def format_loc(parts: tuple[Any, ...] | list[Any]) -> str:
     """``('jobs', 1, 'epochs')`` -> ``jobs[1].epochs``."""
     out = ""
     for p in parts:
@@ -65,7 +64,7 @@ def format_loc(parts: tuple | list) -> str:
     return out
 
 
-def problems_from_validation(err: "ValidationError", prefix: tuple = ()) -> list[Problem]:
+def problems_from_validation(err: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Problem]:
     """Turn pydantic's errors into located problems, dropping pydantic's internal tags."""
     problems = []
     for e in err.errors(include_url=False):
@@ -74,8 +73,8 @@ def problems_from_validation(err: "ValidationError", prefix: tuple = ()) -> list
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         elif msg.startswith("Assertion failed, "):
-            msg = msg[len("Assertion failed, "):]
+            msg = msg[len("Assertion failed, ") :]
         problems.append(Problem(format_loc(prefix + loc), msg))
     return problems

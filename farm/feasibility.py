@@ -25,7 +25,7 @@ GIB = 2**30
 """Workers report memory in GiB (``nvidia-smi``'s MiB / 1024, psutil's bytes / 2**30), which the farm calls GB."""
 
 
-def estimate_bytes(job: "JobSpec") -> int | None:
+def estimate_bytes(job: JobSpec) -> int | None:
     """Bytes the job's training needs at the least; None when its workload gives no estimate."""
     return _estimate(job.workload, json.dumps(job.params, sort_keys=True), job.batch_size)
 
@@ -72,7 +72,7 @@ def describe(nbytes: int) -> str:
     return f"{nbytes / 2**20:.0f} MB" if nbytes < GIB else f"{nbytes / GIB:.1f} GB"
 
 
-def too_big(sweep: "Sweep", workers: list[dict[str, Any]], limit: int = 20) -> list[Problem]:
+def too_big(sweep: Sweep, workers: list[dict[str, Any]], limit: int = 20) -> list[Problem]:
     """One problem per sweep cell whose estimate exceeds the largest live worker of its device kind (the first
     ``limit`` of them, then one line counting the rest)."""
     largest = largest_memory_gb(workers)
@@ -85,9 +85,14 @@ def too_big(sweep: "Sweep", workers: list[dict[str, Any]], limit: int = 20) -> l
             continue
         where = sweep.origins.get(job.job_id, f"job {job.job_id}")
         memory, worker = ("GPU memory", "GPU worker") if job.device == "gpu" else ("memory", "CPU worker (RAM)")
-        problems.append(Problem(where, f"needs about {need / GIB:.1f} GB of {memory} at batch size {job.batch_size} "
-                                       "(weights, gradients, optimizer state, activations), more than the "
-                                       f"{largest[job.device]:g} GB of the largest live {worker}"))
+        problems.append(
+            Problem(
+                where,
+                f"needs about {need / GIB:.1f} GB of {memory} at batch size {job.batch_size} "
+                "(weights, gradients, optimizer state, activations), more than the "
+                f"{largest[job.device]:g} GB of the largest live {worker}",
+            )
+        )
     if len(problems) > limit:
         problems[limit:] = [Problem("", f"and {len(problems) - limit} more job(s) too large for every live worker")]
     return problems

@@ -86,8 +86,15 @@ def git_commit() -> str | None:
     package_dir = Path(farm.__file__).resolve().parent
     env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
     try:
-        proc = subprocess.run(["git", "rev-parse", "--show-toplevel", "HEAD"], cwd=package_dir, env=env,
-                              capture_output=True, text=True, timeout=2, check=False)
+        proc = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel", "HEAD"],  # noqa: S607 - whichever git the user has on PATH
+            cwd=package_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     lines = proc.stdout.split()
@@ -153,8 +160,7 @@ def parse_nvidia_smi_csv(text: str) -> list[GPUInfo]:
             memory_gb = round(float(memory_s) / 1024, 1)  # MiB -> GB (binary, as nvidia-smi means it)
         except ValueError:
             memory_gb = 0.0
-        gpus.append(GPUInfo(index=index, name=name, memory_gb=memory_gb, uuid=_field(uuid),
-                            driver=_field(driver)))
+        gpus.append(GPUInfo(index=index, name=name, memory_gb=memory_gb, uuid=_field(uuid), driver=_field(driver)))
     return gpus
 
 

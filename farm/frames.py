@@ -92,7 +92,7 @@ def hardware_keys(*frames: pd.DataFrame) -> list[pd.Series]:
     return out
 
 
-def sort_key(v: Any) -> tuple:
+def sort_key(v: Any) -> tuple[Any, ...]:
     """Orders mixed-type values (``jit_compile`` is True/False/'auto'; sample counts may be missing): numbers,
     then text, then anything else by its repr, missing values last."""
     if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or v is pd.NaT:

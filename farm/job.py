@@ -14,8 +14,18 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import (BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from farm import defaults, workloads
 from farm.errors import problems_from_validation
@@ -31,8 +41,9 @@ InputPipeline = Literal["farm", "keras"]
 
 def check_slug(value: str) -> str:
     if not SLUG_RE.match(value):
-        raise ValueError("must be a slug: letters, digits, '-', '_' and '.', starting with a letter or digit, "
-                         "at most 100 characters")
+        raise ValueError(
+            "must be a slug: letters, digits, '-', '_' and '.', starting with a letter or digit, at most 100 characters"
+        )
     return value
 
 
@@ -41,8 +52,9 @@ class Requirements(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    gpu_model: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH,
-                                  description="Substring of the GPU's name, e.g. 'H100'.")
+    gpu_model: str | None = Field(
+        default=None, max_length=defaults.MAX_STRING_LENGTH, description="Substring of the GPU's name, e.g. 'H100'."
+    )
     min_gpu_memory_gb: StrictFloat | None = Field(default=None, gt=0, le=100_000)
     host: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH)
 
@@ -69,8 +81,10 @@ class JobSpec(BaseModel):
     jit_compile: StrictBool | Literal["auto"] = "auto"
     mixed_precision: StrictBool = False
     input_pipeline: InputPipeline = Field(
-        default="farm", description="'farm': the farm's stall-free input pipeline; 'keras': numpy straight "
-        "into fit(), as users run it.")
+        default="farm",
+        description="'farm': the farm's stall-free input pipeline; 'keras': numpy straight "
+        "into fit(), as users run it.",
+    )
     target_accuracy: StrictFloat | None = Field(default=None, gt=0, le=1)
     requires: Requirements = Field(default_factory=Requirements)
 
@@ -105,13 +119,13 @@ class JobSpec(BaseModel):
         if name is None:  # the workload itself was invalid: that error is reported instead
             return v
         try:
-            params = workloads.get(name).validate_params(v)
+            params: BaseModel = workloads.get(name).validate_params(v)
         except ValidationError as e:
             raise ValueError("; ".join(str(p) for p in problems_from_validation(e))) from None
         return params.model_dump(mode="json")
 
     @model_validator(mode="after")
-    def _gpu_requirements_need_a_gpu(self) -> "JobSpec":
+    def _gpu_requirements_need_a_gpu(self) -> JobSpec:
         if self.device != "gpu" and (self.requires.gpu_model or self.requires.min_gpu_memory_gb):
             raise ValueError("requires.gpu_model and requires.min_gpu_memory_gb need device: gpu")
         return self
@@ -133,7 +147,7 @@ class JobSpec(BaseModel):
             raise AttributeError("job_id is the hash of the spec and cannot be set")
         super().__setattr__(name, value)
 
-    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "JobSpec":
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> JobSpec:
         copied = super().model_copy(update=update, deep=deep)
         if update:
             copied.__dict__.pop("job_id", None)  # another spec: its own id
@@ -146,8 +160,10 @@ class JobSpec(BaseModel):
         return d
 
     def default_time_limit_s(self) -> float:
-        return min(defaults.MAX_TIME_LIMIT_S,
-                   max(defaults.JOB_TIME_LIMIT_FLOOR_S, defaults.JOB_TIME_LIMIT_PER_EPOCH_S * self.epochs))
+        return min(
+            defaults.MAX_TIME_LIMIT_S,
+            max(defaults.JOB_TIME_LIMIT_FLOOR_S, defaults.JOB_TIME_LIMIT_PER_EPOCH_S * self.epochs),
+        )
 
 
 class JobEnvelope(BaseModel):
@@ -161,12 +177,13 @@ class JobEnvelope(BaseModel):
     time_limit_s: float = Field(gt=0, le=defaults.MAX_TIME_LIMIT_S)
 
     @model_validator(mode="after")
-    def _id_matches_spec(self) -> "JobEnvelope":
+    def _id_matches_spec(self) -> JobEnvelope:
         if self.job.job_id != self.job_id:
             raise ValueError(f"job_id {self.job_id} does not match the spec's content hash {self.job.job_id}")
         return self
 
     @classmethod
-    def for_job(cls, job: JobSpec, sweep_id: str, time_limit_s: float | None = None) -> "JobEnvelope":
-        return cls(job_id=job.job_id, sweep_id=sweep_id, job=job,
-                   time_limit_s=time_limit_s or job.default_time_limit_s())
+    def for_job(cls, job: JobSpec, sweep_id: str, time_limit_s: float | None = None) -> JobEnvelope:
+        return cls(
+            job_id=job.job_id, sweep_id=sweep_id, job=job, time_limit_s=time_limit_s or job.default_time_limit_s()
+        )

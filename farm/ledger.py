@@ -25,8 +25,9 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, cast
 
 from farm.queue import job_queue
 from farm.result import JobResult, JobStatus
@@ -47,12 +48,12 @@ class Outcome(str, enum.Enum):
     failed = "failed"
     timed_out = "timed_out"
     cancelled = "cancelled"
-    retrying = "retrying"      # the run failed; the job went back on its queue for another attempt
-    duplicate = "duplicate"    # the job already had a result: nothing ran
-    leased = "leased"          # another worker holds the job's lease: nothing ran
-    rejected = "rejected"      # the message was not a valid farm job
+    retrying = "retrying"  # the run failed; the job went back on its queue for another attempt
+    duplicate = "duplicate"  # the job already had a result: nothing ran
+    leased = "leased"  # another worker holds the job's lease: nothing ran
+    rejected = "rejected"  # the message was not a valid farm job
     handed_back = "handed_back"  # this worker stopped taking jobs and put the job back
-    abandoned = "abandoned"    # this worker lost the lease mid-run: its run was stopped and not recorded
+    abandoned = "abandoned"  # this worker lost the lease mid-run: its run was stopped and not recorded
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ return claimed
 class Ledger:
     """The job lifecycle on the farm's Redis. Every method is one atomic step (or says which steps it takes)."""
 
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self.r = store.r
         self._take = self.r.register_script(_TAKE)
@@ -159,16 +160,22 @@ class Ledger:
     # -- leases -----------------------------------------------------------------------------------------------
     def take(self, job_id: str, holder: str, ttl_s: float) -> Lease | str:
         """Take the job's lease (a new generation) and count the attempt; or the current holder's token."""
-        reply = self._take(keys=[self._k("lease", job_id), self._k("gen", job_id), self._k("running"),
-                                 self._k("attempts", job_id)], args=[holder, int(ttl_s * 1000), job_id])
+        reply = self._take(
+            keys=[self._k("lease", job_id), self._k("gen", job_id), self._k("running"), self._k("attempts", job_id)],
+            args=[holder, int(ttl_s * 1000), job_id],
+        )
         if isinstance(reply, list):
             return Lease(job_id, holder, int(reply[0]), int(reply[1]))
         return str(reply)
 
     def renew(self, lease: Lease, ttl_s: float) -> bool:
         """Extend the lease; False once another holder has a newer generation (stop, and record nothing)."""
-        return bool(self._renew(keys=[self._k("lease", lease.job_id), self._k("gen", lease.job_id)],
-                                args=[lease.token, lease.generation, int(ttl_s * 1000)]))
+        return bool(
+            self._renew(
+                keys=[self._k("lease", lease.job_id), self._k("gen", lease.job_id)],
+                args=[lease.token, lease.generation, int(ttl_s * 1000)],
+            )
+        )
 
     def holds(self, lease: Lease) -> bool:
         """Whether ``lease`` is still the job's current generation (nobody took the job over)."""
@@ -179,7 +186,7 @@ class Ledger:
         self._release(keys=[self._k("lease", lease.job_id)], args=[lease.token])
 
     def holder(self, job_id: str) -> str | None:
-        return self.r.get(self._k("lease", job_id))
+        return cast("str | None", self.r.get(self._k("lease", job_id)))  # a decoding client (farm.store.Store)
 
     # -- cancellation and the broker's messages --------------------------------------------------------------
     def mark_cancelled(self, sweep_id: str) -> None:
@@ -216,7 +223,7 @@ class Ledger:
         """Forget finished jobs' run state (state, attempts, their own cancel marks) so they can be claimed and
         run again (``farm resume``). Generation counters stay: a late writer from before stays fenced out."""
         for start in range(0, len(job_ids), 5000):
-            keys = [self._k(kind, j) for j in job_ids[start:start + 5000] for kind in ("state", "attempts", "cancel")]
+            keys = [self._k(kind, j) for j in job_ids[start : start + 5000] for kind in ("state", "attempts", "cancel")]
             self.r.delete(*keys)
 
     def attempts(self, job_id: str) -> int:
@@ -227,14 +234,20 @@ class Ledger:
         """Record the result if ``lease`` is still current (checked atomically with the write)."""
         return self.store.record_result(result, generation=lease.generation)
 
-    def give_up(self, lease: Lease, envelope: "JobEnvelope", error: str, attempt: int) -> bool:
+    def give_up(self, lease: Lease, envelope: JobEnvelope, error: str, attempt: int) -> bool:
         """Record the job failed for good (no run's result to go with it), if the lease is still current."""
-        result = JobResult(job_id=envelope.job_id, sweep_id=envelope.sweep_id, job=envelope.job,
-                           status=JobStatus.failed, error=error, attempt=attempt, worker=lease.holder)
+        result = JobResult(
+            job_id=envelope.job_id,
+            sweep_id=envelope.sweep_id,
+            job=envelope.job,
+            status=JobStatus.failed,
+            error=error,
+            attempt=attempt,
+            worker=lease.holder,
+        )
         return self.record(lease, result)
 
-    def requeue(self, app: "Celery", lease: Lease, envelope: "JobEnvelope", error: str, *,
-                max_attempts: int) -> str:
+    def requeue(self, app: Celery, lease: Lease, envelope: JobEnvelope, error: str, *, max_attempts: int) -> str:
         """A run ended without a result worth keeping: back on its queue while attempts remain, else recorded
         failed. Does nothing if the lease is no longer current. Returns the job's new state (or 'fenced')."""
         attempt = self.attempts(envelope.job_id)
@@ -243,22 +256,38 @@ class Ledger:
                 return JobStatus.failed.value
             return "fenced" if not self.holds(lease) else "recorded"
         job_id = envelope.job_id
-        reply = self._requeue(keys=[self._k("gen", job_id), self._k("lease", job_id), self._k("running"),
-                                    self._k("state", job_id), self._k("outbox"), self._k("result", job_id)],
-                              args=[lease.generation, job_id, time.time(), job_queue(envelope.job), error[:2000]])
+        reply = self._requeue(
+            keys=[
+                self._k("gen", job_id),
+                self._k("lease", job_id),
+                self._k("running"),
+                self._k("state", job_id),
+                self._k("outbox"),
+                self._k("result", job_id),
+            ],
+            args=[lease.generation, job_id, time.time(), job_queue(envelope.job), error[:2000]],
+        )
         if reply != "requeued":
             return str(reply)
         self.send(app, [envelope])
         return JobStatus.lost.value
 
-    def reap(self, app: "Celery", reaper: str, *, lease_ttl_s: float, interval_s: float,
-             max_attempts: int, outbox_grace_s: float) -> list[str]:
+    def reap(
+        self,
+        app: Celery,
+        reaper: str,
+        *,
+        lease_ttl_s: float,
+        interval_s: float,
+        max_attempts: int,
+        outbox_grace_s: float,
+    ) -> list[str]:
         """Put back the running jobs whose holder stopped renewing its lease (it died, hung or was cut off), and
         pay outbox debts older than ``outbox_grace_s``. One reaper at a time across the farm."""
         if not self.r.set(self._k("reaper"), reaper, nx=True, px=int(interval_s * 1000 * 0.9)):
             return []
         requeued = []
-        for job_id in self.r.smembers(self._k("running")):
+        for job_id in cast("set[str]", self.r.smembers(self._k("running"))):
             generation = self._seize(keys=[self._k("lease", job_id), self._k("gen", job_id)])
             if generation is None:
                 continue  # its holder is alive
@@ -268,11 +297,23 @@ class Ledger:
                 continue
             state = self.store.state(job_id)
             worker = state.get("worker") or "?"
-            self.store.log_run(job_id, event="end", worker=worker, attempt=int(state.get("attempt") or 0),
-                               at=time.time(), ended="lost", found_by=reaper)
+            self.store.log_run(
+                job_id,
+                event="end",
+                worker=worker,
+                attempt=int(state.get("attempt") or 0),
+                at=time.time(),
+                ended="lost",
+                found_by=reaper,
+            )
             lease = Lease(job_id, reaper, int(generation))
-            self.requeue(app, lease, envelope, f"worker {worker} stopped while running it (no heartbeat for "
-                                               f"{lease_ttl_s:g} s)", max_attempts=max_attempts)
+            self.requeue(
+                app,
+                lease,
+                envelope,
+                f"worker {worker} stopped while running it (no heartbeat for {lease_ttl_s:g} s)",
+                max_attempts=max_attempts,
+            )
             requeued.append(job_id)
         self.pay_outbox(app, older_than_s=outbox_grace_s)
         return requeued
@@ -284,7 +325,7 @@ class Ledger:
         claimed: set[str] = set()
         outbox = self._k("outbox")
         for start in range(0, len(jobs), chunk):
-            part = jobs[start:start + chunk]
+            part = jobs[start : start + chunk]
             keys: list[str] = []
             args: list[str | float] = [time.time()]
             for job_id, queue in part:
@@ -297,26 +338,26 @@ class Ledger:
         """Jobs whose message is owed: all (older than ``older_than_s``), or those among ``job_ids``."""
         outbox = self._k("outbox")
         if job_ids is None:
-            return list(self.r.zrangebyscore(outbox, "-inf", time.time() - older_than_s))
+            return list(cast("list[str]", self.r.zrangebyscore(outbox, "-inf", time.time() - older_than_s)))
         ids = list(job_ids)
         owed: list[str] = []
         for start in range(0, len(ids), 10_000):
-            part = ids[start:start + 10_000]
-            owed += [j for j, score in zip(part, self.r.zmscore(outbox, part)) if score is not None]
+            part = ids[start : start + 10_000]
+            owed += [j for j, score in zip(part, self.r.zmscore(outbox, part), strict=True) if score is not None]
         return owed
 
     def settle(self, sent: dict[str, float]) -> None:
         """These jobs' messages were published (job id -> when): their debts are paid."""
         ids = list(sent)
         for start in range(0, len(ids), 10_000):
-            part = ids[start:start + 10_000]
+            part = ids[start : start + 10_000]
             pipe = self.r.pipeline(transaction=False)
             pipe.zrem(self._k("outbox"), *part)
             for job_id in part:
                 pipe.hset(self._k("state", job_id), "sent_at", sent[job_id])
             pipe.execute()
 
-    def send(self, app: "Celery", envelopes: list["JobEnvelope"]) -> dict[str, float]:
+    def send(self, app: Celery, envelopes: list[JobEnvelope]) -> dict[str, float]:
         """Publish these jobs' messages (their debts are in the outbox already) and settle what surely went."""
         from farm.queue import publish
 
@@ -327,8 +368,7 @@ class Ledger:
             self.settle(sent)
         return sent
 
-    def pay_outbox(self, app: "Celery", *, older_than_s: float = 0.0,
-                   job_ids: Iterable[str] | None = None) -> list[str]:
+    def pay_outbox(self, app: Celery, *, older_than_s: float = 0.0, job_ids: Iterable[str] | None = None) -> list[str]:
         """Send the owed messages that are on no queue yet; drop debts already paid some other way (a message
         on a queue or delivered, a lease held, a result recorded). Returns the ids whose message was sent."""
         owed = self.debts(job_ids, older_than_s=older_than_s)
@@ -336,10 +376,14 @@ class Ledger:
             return []
         pending = self.pending_messages(include_unacked=True)
         paid: dict[str, float] = {}
-        todo: list["JobEnvelope"] = []
-        for job_id, envelope in zip(owed, self.store.envelopes(owed)):
-            if (envelope is None or job_id in pending or self.store.has_result(job_id)
-                    or self.r.exists(self._k("lease", job_id))):
+        todo: list[JobEnvelope] = []
+        for job_id, envelope in zip(owed, self.store.envelopes(owed), strict=True):
+            if (
+                envelope is None
+                or job_id in pending
+                or self.store.has_result(job_id)
+                or self.r.exists(self._k("lease", job_id))
+            ):
                 paid[job_id] = time.time()
             else:
                 todo.append(envelope)
@@ -354,4 +398,4 @@ class Ledger:
         """Drop debts without sending (a cancelled sweep owes nothing)."""
         ids = list(job_ids)
         for start in range(0, len(ids), 10_000):
-            self.r.zrem(self._k("outbox"), *ids[start:start + 10_000])
+            self.r.zrem(self._k("outbox"), *ids[start : start + 10_000])

@@ -7,15 +7,14 @@ tens of thousands of jobs is cancelled or resumed in seconds.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from farm import defaults
 from farm.job import JobEnvelope
 from farm.ledger import Ledger
-from farm.result import JobResult, JobStatus
 from farm.queue import job_queue
+from farm.result import JobResult, JobStatus
 from farm.settings import FarmSettings
 from farm.store import Store
 
@@ -41,12 +40,19 @@ def cancel_sweep(store: Store, sweep_id: str) -> CancelOutcome:
     ids = store.sweep_job_ids(sweep_id)
     running = cancelled = 0
     for start in range(0, len(ids), BATCH):
-        part = ids[start:start + BATCH]
+        part = ids[start : start + BATCH]
         running += sum(1 for st in store.states(part) if st.get("state") == JobStatus.running.value)
-        todo = [JobResult(job_id=job_id, sweep_id=env.sweep_id, job=env.job, status=JobStatus.cancelled,
-                          error="cancelled by `farm cancel`")
-                for job_id, env, has in zip(part, store.envelopes(part), store.have_results(part))
-                if env is not None and not has]
+        todo = [
+            JobResult(
+                job_id=job_id,
+                sweep_id=env.sweep_id,
+                job=env.job,
+                status=JobStatus.cancelled,
+                error="cancelled by `farm cancel`",
+            )
+            for job_id, env, has in zip(part, store.envelopes(part), store.have_results(part), strict=True)
+            if env is not None and not has
+        ]
         cancelled += sum(store.record_results(todo))
         ledger.forget_debts(part)
     removed = ledger.withdraw_messages(ids)
@@ -74,9 +80,9 @@ def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str, *, contend
     todo: list[JobEnvelope] = []
     outcome = ResumeOutcome(0, 0, 0)
     for start in range(0, len(ids), BATCH):
-        part = ids[start:start + BATCH]
+        part = ids[start : start + BATCH]
         leased = ledger.leased(part)
-        for job_id, env, result, held in zip(part, store.envelopes(part), store.results(part), leased):
+        for job_id, env, result, held in zip(part, store.envelopes(part), store.results(part), leased, strict=True):
             if env is None:
                 continue
             if contended:
@@ -104,9 +110,15 @@ def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str, *, contend
     return outcome
 
 
-def reap_lost(store: Store, app: "Celery", settings: FarmSettings, reaper: str) -> list[str]:
+def reap_lost(store: Store, app: Celery, settings: FarmSettings, reaper: str) -> list[str]:
     """Any worker's housekeeping: put back jobs whose worker stopped renewing its lease, and send messages
     still owed after the outbox's grace period (an interrupted submit, a worker killed while putting a job
     back). One reaper at a time across the farm."""
-    return Ledger(store).reap(app, reaper, lease_ttl_s=settings.lease_ttl_s, interval_s=settings.reap_interval_s,
-                              max_attempts=settings.max_attempts, outbox_grace_s=defaults.OUTBOX_GRACE_S)
+    return Ledger(store).reap(
+        app,
+        reaper,
+        lease_ttl_s=settings.lease_ttl_s,
+        interval_s=settings.reap_interval_s,
+        max_attempts=settings.max_attempts,
+        outbox_grace_s=defaults.OUTBOX_GRACE_S,
+    )

@@ -14,8 +14,9 @@ import importlib.util
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,8 +35,7 @@ def check_suffix(path: Path) -> None:
     """Refuse a suffix no writer knows, before any work: ValueError naming the supported ones (a usage error)."""
     suffix = Path(path).suffix.lower()
     if suffix and suffix not in SUFFIXES:
-        raise ValueError(f"cannot write {path}: unknown suffix {suffix!r}; use {', '.join(SUFFIXES)} "
-                         "(no suffix: .csv)")
+        raise ValueError(f"cannot write {path}: unknown suffix {suffix!r}; use {', '.join(SUFFIXES)} (no suffix: .csv)")
 
 
 def check_output(path: Path) -> None:
@@ -51,18 +51,25 @@ def check_output(path: Path) -> None:
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: {parent} is not a directory")
     if path.suffix.lower() == ".parquet" and importlib.util.find_spec("pyarrow") is None:
-        raise OutputError(f"cannot write {path}: .parquet needs pyarrow (pip install pyarrow); or write .csv, "
-                          ".json or .md instead")
+        raise OutputError(
+            f"cannot write {path}: .parquet needs pyarrow (pip install pyarrow); or write .csv, .json or .md instead"
+        )
 
 
 def _why(path: Path, e: OSError) -> OutputError:
     """One line for a failed write; the common causes in words a user acts on."""
-    reasons = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-               errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
-               errno.EPERM: "operation not permitted", errno.EISDIR: "it is a directory",
-               errno.ENOTDIR: f"{path.parent} is not a directory",
-               errno.ENOENT: f"directory {path.parent} does not exist" if not path.parent.is_dir()
-               else f"files cannot be created in {path.parent}"}
+    reasons: dict[int | None, str] = {  # errno is None for an OSError raised without one
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EISDIR: "it is a directory",
+        errno.ENOTDIR: f"{path.parent} is not a directory",
+        errno.ENOENT: f"directory {path.parent} does not exist"
+        if not path.parent.is_dir()
+        else f"files cannot be created in {path.parent}",
+    }
     return OutputError(f"cannot write {path}: {reasons.get(e.errno, e.strerror or str(e))}")
 
 
@@ -125,7 +132,7 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_frame(df: "pd.DataFrame", path: Path) -> Path:
+def write_frame(df: pd.DataFrame, path: Path) -> Path:
     """Write ``df`` atomically, in the format its suffix names (farm.report.write_frame renders it)."""
     check_output(path)
     from farm.report import write_frame as render  # pandas: only when a frame is written

@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from farm.result import JobStatus
 from farm.queue import job_queue
+from farm.result import JobStatus
 from farm.rows import NOT_ENQUEUED
 from farm.store import Store
 
@@ -70,9 +70,15 @@ class SweepProgress:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "sweep_id": self.sweep_id, "name": self.name, "total": self.total, "finished": self.finished,
-            "counts": self.counts, "unserved_queues": self.unserved_queues, "live_workers": self.live_workers,
-            "quarantined_workers": self.quarantined, "rejected_messages": self.rejected_messages,
+            "sweep_id": self.sweep_id,
+            "name": self.name,
+            "total": self.total,
+            "finished": self.finished,
+            "counts": self.counts,
+            "unserved_queues": self.unserved_queues,
+            "live_workers": self.live_workers,
+            "quarantined_workers": self.quarantined,
+            "rejected_messages": self.rejected_messages,
             "latest_rejection": self.latest_rejection,
             "jobs": [j.__dict__ for j in self.jobs],
         }
@@ -95,7 +101,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
     served = {q for w in workers if not w.get("quarantined") for q in w.get("queues", [])}
     now = time.time()
     jobs: list[JobProgress] = []
-    for job_id, env, st, has_result in zip(ids, envelopes, states, results_present):
+    for job_id, env, st, has_result in zip(ids, envelopes, states, results_present, strict=True):
         if env is None:
             continue
         job = env.job
@@ -103,25 +109,40 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
         if has_result and state not in TERMINAL_STATES:
             state = JobStatus.succeeded.value  # the result is the record; a state hash can lag behind it
         hb = _num(st.get("heartbeat_at"))
-        jobs.append(JobProgress(
-            job_id=job_id, workload=job.workload, device=job.device, backend=job.backend, repeat=job.repeat,
-            queue=st.get("queue") or job_queue(job), state=state, worker=st.get("worker", ""),
-            epoch=int(_num(st.get("epoch")) or 0), epochs=int(_num(st.get("epochs")) or job.epochs),
-            loss=_num(st.get("loss")), accuracy=_num(st.get("accuracy")),
-            heartbeat_age_s=(now - hb) if hb else None, error=(st.get("error") or "").splitlines()[0][:200]
-            if st.get("error") else "",
-        ))
+        jobs.append(
+            JobProgress(
+                job_id=job_id,
+                workload=job.workload,
+                device=job.device,
+                backend=job.backend,
+                repeat=job.repeat,
+                queue=st.get("queue") or job_queue(job),
+                state=state,
+                worker=st.get("worker", ""),
+                epoch=int(_num(st.get("epoch")) or 0),
+                epochs=int(_num(st.get("epochs")) or job.epochs),
+                loss=_num(st.get("loss")),
+                accuracy=_num(st.get("accuracy")),
+                heartbeat_age_s=(now - hb) if hb else None,
+                error=(st.get("error") or "").splitlines()[0][:200] if st.get("error") else "",
+            )
+        )
     counts = dict(collections.Counter(j.state for j in jobs))
     waiting = (JobStatus.queued.value, JobStatus.lost.value)
     unserved = collections.Counter(j.queue for j in jobs if j.state in waiting and j.queue not in served)
-    return SweepProgress(sweep_id=sweep_id, name=manifest.get("name", ""), jobs=jobs, counts=counts,
-                         unserved_queues=dict(unserved), live_workers=len(workers),
-                         quarantined={w["name"]: w["quarantined"] for w in workers if w.get("quarantined")},
-                         **rejections(store))
+    return SweepProgress(
+        sweep_id=sweep_id,
+        name=manifest.get("name", ""),
+        jobs=jobs,
+        counts=counts,
+        unserved_queues=dict(unserved),
+        live_workers=len(workers),
+        quarantined={w["name"]: w["quarantined"] for w in workers if w.get("quarantined")},
+        **rejections(store),
+    )
 
 
 def rejections(store: Store) -> dict[str, Any]:
     """The total of refused messages and the newest one kept."""
     total, latest = store.rejections()
     return {"rejected_messages": total, "latest_rejection": latest}
-

@@ -11,7 +11,8 @@ live in the farm's own store.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from farm import defaults
@@ -33,7 +34,7 @@ PUBLISH_BATCH = 1000
 """Messages sent to Redis in one pipelined round trip (kombu's publish batches)."""
 
 
-def job_queue(job: "JobSpec") -> str:
+def job_queue(job: JobSpec) -> str:
     """The queue a job's message goes to: named by the tag of what the job requires (device, GPU model,
     memory, host). The one place a job's queue is named."""
     return QUEUE_PREFIX + required_tag(job)
@@ -66,13 +67,16 @@ def kombu_url(url: str) -> str:
     if username or password:
         auth = quote(username or "", safe="") + (f":{quote(password, safe='')}" if password else "") + "@"
     scheme = "redis+socket" if parts.scheme == "unix" else parts.scheme
-    rest = [("virtual_host" if k == "db" and parts.scheme == "unix" else k, v) for k, v in query
-            if k not in ("username", "password")]
+    rest = [
+        ("virtual_host" if k == "db" and parts.scheme == "unix" else k, v)
+        for k, v in query
+        if k not in ("username", "password")
+    ]
     host = parts.netloc.rpartition("@")[2]
     return f"{scheme}://{auth}{host}{parts.path}" + (f"?{urlencode(rest)}" if rest else "")
 
 
-def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> "Celery":
+def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> Celery:
     """A Celery app for the farm's broker, knowing exactly the given queues (a typo'd queue fails loudly).
 
     Celery is imported here, not at the top: naming queues and planning a submit must not cost its import."""
@@ -95,9 +99,11 @@ def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> "Celery":
         worker_concurrency=1,
         # A Redis that accepts connections but never answers (stopped, wedged) must fail a publish or a poll
         # within seconds, not hang it: the same bound as the farm's own client (farm.store.connect).
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s,
-                                  "socket_timeout": settings.redis_timeout_s,
-                                  "socket_connect_timeout": defaults.BROKER_CONNECT_TIMEOUT_S},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "socket_timeout": settings.redis_timeout_s,
+            "socket_connect_timeout": defaults.BROKER_CONNECT_TIMEOUT_S,
+        },
         broker_connection_timeout=defaults.BROKER_CONNECT_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -118,7 +124,7 @@ def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> "Celery":
     return app
 
 
-def ssl_options(url: str) -> dict:
+def ssl_options(url: str) -> dict[str, Any]:
     """TLS settings for kombu from a ``rediss://`` URL's query (the same names redis-py reads there):
     ``ssl_cert_reqs`` (required — the default —, optional or none), ``ssl_ca_certs``, ``ssl_certfile``,
     ``ssl_keyfile``. Certificates are verified unless the URL says otherwise."""
@@ -127,15 +133,16 @@ def ssl_options(url: str) -> dict:
 
     query = {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
     reqs = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
-    options: dict = {"ssl_cert_reqs": reqs.get(query.get("ssl_cert_reqs", "required").lower(), ssl.CERT_REQUIRED)}
+    options: dict[str, Any] = {
+        "ssl_cert_reqs": reqs.get(query.get("ssl_cert_reqs", "required").lower(), ssl.CERT_REQUIRED)
+    }
     for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
         if key in query:
             options[key] = query[key]
     return options
 
 
-def send_one(app: "Celery", envelope: "JobEnvelope", producer: Any, *, retry: bool = False,
-             declare: bool = True) -> None:
+def send_one(app: Celery, envelope: JobEnvelope, producer: Any, *, retry: bool = False, declare: bool = True) -> None:
     """Put one job on its queue; the Celery task id is the job id.
 
     Built with Celery's own message API (``app.amqp``) rather than ``send_task``: the same protocol-2 JSON
@@ -143,13 +150,27 @@ def send_one(app: "Celery", envelope: "JobEnvelope", producer: Any, *, retry: bo
     for the headers. ``declare=False`` skips declaring a queue the producer has already declared.
     """
     queue = job_queue(envelope.job)
-    message = app.amqp.create_task_message(envelope.job_id, TASK_NAME, [envelope.model_dump(mode="json")], {},
-                                           argsrepr=f"[job {envelope.job_id}]", kwargsrepr="{}")
-    app.amqp.send_task_message(producer, TASK_NAME, message, queue=app.amqp.queues[queue], routing_key=queue,
-                               exchange="", retry=retry, declare=None if declare else [])
+    message = app.amqp.create_task_message(
+        envelope.job_id,
+        TASK_NAME,
+        [envelope.model_dump(mode="json")],
+        {},
+        argsrepr=f"[job {envelope.job_id}]",
+        kwargsrepr="{}",
+    )
+    app.amqp.send_task_message(
+        producer,
+        TASK_NAME,
+        message,
+        queue=app.amqp.queues[queue],
+        routing_key=queue,
+        exchange="",
+        retry=retry,
+        declare=None if declare else [],
+    )
 
 
-def publish(app: "Celery", envelopes: list["JobEnvelope"], sent: dict[str, float]) -> None:
+def publish(app: Celery, envelopes: list[JobEnvelope], sent: dict[str, float]) -> None:
     """Send each envelope to its queue, recording in ``sent`` (job id -> time) each one that surely went.
 
     Where kombu can batch (its Redis transport, without write retries), the messages go PUBLISH_BATCH at a
@@ -168,7 +189,7 @@ def publish(app: "Celery", envelopes: list["JobEnvelope"], sent: dict[str, float
                 sent[env.job_id] = at
             return
         for start in range(0, len(envelopes), PUBLISH_BATCH):
-            chunk = envelopes[start:start + PUBLISH_BATCH]
+            chunk = envelopes[start : start + PUBLISH_BATCH]
             # max_size above what the chunk buffers (a message is one command): kombu never flushes on its own.
             with producer.batch(max_size=2 * len(chunk) + 1) as batch:
                 for env in chunk:

@@ -17,17 +17,18 @@ Everything is vectorized over cells (see :mod:`farm.stats`); 100,000 rows aggreg
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from farm.frames import (HARDWARE_KEY, contended_mask, failed_counts, floats, hardware_keys, sorted_by,
-                         succeeded)
+from farm.frames import HARDWARE_KEY, contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
 from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
 from farm.stats import MAX_CV, STAT_FIELDS, group_medians, ratio_ci_groups, summarize_groups, too_wide_many
 
@@ -43,16 +44,37 @@ BASE_COLUMNS = [c for c in CELL_COLUMNS if c != "device"]
 METRICS = ["steady_epoch_s", "steady_samples_per_s"]
 #: Result columns that hold measurements (floats; None → NaN).
 FLOAT_COLUMNS = [
-    "first_epoch_s", "steady_epoch_s", "steady_samples_per_s", "train_s", "import_s", "data_s", "build_s",
-    "eval_s", "total_s", "train_cpu_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+    "first_epoch_s",
+    "steady_epoch_s",
+    "steady_samples_per_s",
+    "train_s",
+    "import_s",
+    "data_s",
+    "build_s",
+    "eval_s",
+    "total_s",
+    "train_cpu_s",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
     "time_to_target_s",
 ]
 
 SPEEDUP_COLUMNS = ["speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
 REPORT_COLUMNS = [
-    *GROUP_COLUMNS, *INFO_COLUMNS, "n", "n_failed", "n_contended",
+    *GROUP_COLUMNS,
+    *INFO_COLUMNS,
+    "n",
+    "n_failed",
+    "n_contended",
     *(f"{m}_{f}" for m in METRICS for f in STAT_FIELDS),
-    "first_epoch_s_median", "test_accuracy_median", "outliers", "unstable", "contended_cpu_max", *SPEEDUP_COLUMNS,
+    "first_epoch_s_median",
+    "test_accuracy_median",
+    "outliers",
+    "unstable",
+    "contended_cpu_max",
+    *SPEEDUP_COLUMNS,
 ]
 #: Report sort order: these first, then the remaining cell columns in schema order, then the device name.
 SORT_COLUMNS = ["workload", "device", "backend", "batch_size"]
@@ -82,10 +104,10 @@ def columns_frame(columns: dict[str, Any]) -> pd.DataFrame:
             col[pd.isna(col)] = np.nan  # what pd.to_numeric(..., errors="coerce").astype(float) gives, faster
             col = col.astype(float)
         elif c in _INT_COLUMNS and n and pd.api.types.infer_dtype(col, skipna=False) == "integer":
-            try:  # what inference gives a column of ints, without its per-value checks
+            with contextlib.suppress(
+                OverflowError
+            ):  # what inference gives a column of ints, without its per-value checks
                 col = col.astype(np.int64)
-            except OverflowError:
-                pass
         data[c] = col
     # infer_objects gives each column the dtype DataFrame.from_records would give the same values.
     return _finish(pd.DataFrame(data, copy=False).infer_objects() if n else pd.DataFrame(columns=RESULT_COLUMNS))
@@ -93,14 +115,16 @@ def columns_frame(columns: dict[str, Any]) -> pd.DataFrame:
 
 _NUMBERS = ("floating", "integer", "mixed-integer-float", "empty", "boolean")
 #: Columns that usually hold only ints; checked, so a column with anything else is inferred as usual.
-_INT_COLUMNS = frozenset({"epochs", "batch_size", "steps_per_execution", "repeat", "seed", "attempt",
-                          "train_samples_used", "stalls"})
+_INT_COLUMNS = frozenset(
+    {"epochs", "batch_size", "steps_per_execution", "repeat", "seed", "attempt", "train_samples_used", "stalls"}
+)
 
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
     if len(df) and df["params"].dtype == object and df["params"].map(lambda p: isinstance(p, dict)).any():
         df["params"] = df["params"].map(
-            lambda p: json.dumps(p, sort_keys=True, separators=(",", ":")) if isinstance(p, dict) else p)
+            lambda p: json.dumps(p, sort_keys=True, separators=(",", ":")) if isinstance(p, dict) else p
+        )
     for col in FLOAT_COLUMNS:
         if df[col].dtype != float:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
@@ -127,9 +151,9 @@ def _group_ids(df: pd.DataFrame, columns: list[str], cache: dict[str, tuple[np.n
             col_codes, uniques = pd.factorize(df[col], sort=False, use_na_sentinel=False)
             cache[col] = (col_codes.astype(np.int64, copy=False), max(len(uniques), 1))
         col_codes, n = cache[col]
-        if size * n >= 2 ** 62:  # renumber the combinations seen so far before the key could overflow
-            key, uniques = pd.factorize(key, sort=False)
-            size = max(len(uniques), 1)
+        if size * n >= 2**62:  # renumber the combinations seen so far before the key could overflow
+            key, key_uniques = pd.factorize(key, sort=False)
+            size = max(len(key_uniques), 1)
         key = key * n + col_codes
         size *= n
     return pd.factorize(key, sort=False)[0]
@@ -142,19 +166,27 @@ def _distinct_per_group(values: pd.Series, groups: np.ndarray, n_groups: int) ->
     k = max(len(uniques), 1)
     pairs = np.unique(groups[has].astype(np.int64) * k + value_codes[has])  # ascending: by group, then value
     out: list[list[Any]] = [[] for _ in range(n_groups)]
-    uniques = list(uniques)
-    for g, v in zip((pairs // k).tolist(), (pairs % k).tolist()):
-        out[g].append(uniques[v])
+    unique_values = list(uniques)
+    for g, v in zip((pairs // k).tolist(), (pairs % k).tolist(), strict=True):
+        out[g].append(unique_values[v])
     return out
 
 
 def _empty_report() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object if c in GROUP_COLUMNS + INFO_COLUMNS else float)
-                         for c in REPORT_COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype=object if c in GROUP_COLUMNS + INFO_COLUMNS else float) for c in REPORT_COLUMNS}
+    )
 
 
-def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
-              max_cv: float = MAX_CV, include_contended: bool = False) -> pd.DataFrame:
+def aggregate(
+    df: pd.DataFrame,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    max_cv: float = MAX_CV,
+    include_contended: bool = False,
+) -> pd.DataFrame:
     """One row per sweep cell (``CELL_COLUMNS`` + ``hardware_key``) over the rows whose status is
     ``succeeded``; columns are ``REPORT_COLUMNS``.
 
@@ -181,8 +213,11 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
 
     Sorted by workload, device, backend, batch size, the other cell columns, device name.
     """
-    missing = [c for c in [*CELL_COLUMNS, "device_name", "status", *METRICS, "first_epoch_s", "test_accuracy"]
-               if c not in df.columns]
+    missing = [
+        c
+        for c in [*CELL_COLUMNS, "device_name", "status", *METRICS, "first_epoch_s", "test_accuracy"]
+        if c not in df.columns
+    ]
     if missing:
         raise ValueError(f"results frame lacks columns: {', '.join(missing)}")
     ok = succeeded(df)
@@ -218,7 +253,7 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
     def measured(column: str) -> np.ndarray:
         return np.where(used, floats(ok[column]), np.nan)  # a new array: the frame's data stays untouched
 
-    kw = dict(confidence=confidence, n_boot=n_boot, seed=seed)
+    kw: dict[str, Any] = dict(confidence=confidence, n_boot=n_boot, seed=seed)
     summaries = {}
     for m in METRICS:
         summaries[m] = s = summarize_groups(measured(m), cell, G, **kw)
@@ -241,10 +276,17 @@ def aggregate(df: pd.DataFrame, *, confidence: float = 0.95, n_boot: int = 2000,
     cell_base = base[first]
     gpu = np.flatnonzero(out["device"].eq("gpu").fillna(False).to_numpy(dtype=bool) & has_cpu[cell_base])
     values = measured("steady_samples_per_s")
-    ratio, low, high = ratio_ci_groups(values, cell, values[is_cpu], base[is_cpu],
-                                       np.stack([gpu, cell_base[gpu]], axis=1), n_num_groups=G, n_den_groups=B,
-                                       **kw)
-    for col, v in zip(SPEEDUP_COLUMNS, (ratio, low, high)):
+    ratio, low, high = ratio_ci_groups(
+        values,
+        cell,
+        values[is_cpu],
+        base[is_cpu],
+        np.stack([gpu, cell_base[gpu]], axis=1),
+        n_num_groups=G,
+        n_den_groups=B,
+        **kw,
+    )
+    for col, v in zip(SPEEDUP_COLUMNS, (ratio, low, high), strict=True):
         out[col] = np.nan
         out.loc[gpu, col] = v
 
@@ -259,11 +301,14 @@ def speedups(report_df: pd.DataFrame) -> pd.DataFrame:
     ``speedup_vs_cpu`` and its CI. The CPU median is recovered as gpu median / speedup (exact up to rounding),
     since the report keeps CPU medians per device name and the speedup pools them.
     """
-    sel = report_df.loc[report_df["device"].eq("gpu").fillna(False).to_numpy(dtype=bool)
-                        & report_df["speedup_vs_cpu"].notna().to_numpy()]
+    sel = report_df.loc[
+        report_df["device"].eq("gpu").fillna(False).to_numpy(dtype=bool)
+        & report_df["speedup_vs_cpu"].notna().to_numpy()
+    ]
     head = ["workload", "params", "backend", "batch_size"]
-    extra = [c for c in CELL_COLUMNS if c not in head and c != "device"
-             and sel[c].astype(str).nunique(dropna=False) > 1]
+    extra = [
+        c for c in CELL_COLUMNS if c not in head and c != "device" and sel[c].astype(str).nunique(dropna=False) > 1
+    ]
     out = sel[[*head, *extra, "device_name"]].copy()
     gpu = sel["steady_samples_per_s_median"].to_numpy(dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -277,14 +322,33 @@ def speedups(report_df: pd.DataFrame) -> pd.DataFrame:
 #: ``by`` values that name the hardware itself: the baseline is then matched *without* the hardware key
 #: (and its repeats pooled over whatever hardware ran them), as :func:`aggregate` does for GPU over CPU.
 HARDWARE_BY = ("device", "device_name", "hardware_key")
-RATIO_COLUMNS = ["baseline", "metric", "n", "n_baseline", "n_contended", "n_contended_baseline", "median",
-                 "baseline_median", "ratio", "ratio_ci_low", "ratio_ci_high"]
+RATIO_COLUMNS = [
+    "baseline",
+    "metric",
+    "n",
+    "n_baseline",
+    "n_contended",
+    "n_contended_baseline",
+    "median",
+    "baseline_median",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
+]
 
 
-def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "steady_samples_per_s",
-           confidence: float = 0.95, n_boot: int = 2000, seed: int = 0,
-           include_contended: bool = False) -> pd.DataFrame:
-    """"X over baseline" ratios, e.g. ``ratios(df, "backend", "tensorflow")`` for jax/torch over TensorFlow.
+def ratios(
+    results_df: pd.DataFrame,
+    by: str,
+    baseline: Any,
+    *,
+    metric: str = "steady_samples_per_s",
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    include_contended: bool = False,
+) -> pd.DataFrame:
+    """ "X over baseline" ratios, e.g. ``ratios(df, "backend", "tensorflow")`` for jax/torch over TensorFlow.
 
     Takes the *tidy results frame* (:func:`results_frame`), not the report, because the CI needs the repeats.
     Over the ``succeeded`` rows: for each cell (``CELL_COLUMNS`` + hardware key) whose ``by`` value is not
@@ -343,9 +407,18 @@ def ratios(results_df: pd.DataFrame, by: str, baseline: Any, *, metric: str = "s
     contended = contended_mask(ok)
     values = floats(ok[metric]) if include_contended else np.where(contended, np.nan, floats(ok[metric]))
     counted = ~np.isnan(values)
-    ratio, low, high = ratio_ci_groups(values, cell, values[is_base], base[is_base],
-                                       np.stack([targets, cell_base[targets]], axis=1), confidence=confidence,
-                                       n_boot=n_boot, seed=seed, n_num_groups=G, n_den_groups=B)
+    ratio, low, high = ratio_ci_groups(
+        values,
+        cell,
+        values[is_base],
+        base[is_base],
+        np.stack([targets, cell_base[targets]], axis=1),
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+        n_num_groups=G,
+        n_den_groups=B,
+    )
     out = frame.loc[first[targets], [*CELL_COLUMNS, "hardware", *extra]].reset_index(drop=True)
     out["baseline"] = str(baseline)
     out["metric"] = metric
@@ -396,10 +469,12 @@ def write_frame(df: pd.DataFrame, path: str | Path) -> Path:
         path.write_text(text, encoding="utf-8")
     elif suffix == ".parquet":
         if importlib.util.find_spec("pyarrow") is None:
-            raise RuntimeError(f"cannot write {path}: .parquet needs pyarrow (pip install pyarrow); "
-                               "or write .csv, .json or .md instead")
+            raise RuntimeError(
+                f"cannot write {path}: .parquet needs pyarrow (pip install pyarrow); "
+                "or write .csv, .json or .md instead"
+            )
         frame = df.copy()
-        for col in frame.columns[frame.dtypes == object]:  # e.g. jit_compile mixes True/False and 'auto'
+        for col in frame.columns[frame.dtypes == np.dtype(object)]:  # e.g. jit_compile mixes True/False and 'auto'
             frame[col] = frame[col].map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
         frame.to_parquet(path, index=False)
     else:

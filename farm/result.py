@@ -7,7 +7,7 @@ expires). Every field a report uses is here, with units in the name.
 from __future__ import annotations
 
 import statistics
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -41,7 +41,7 @@ TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.timed_out
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class EpochRecord(BaseModel):
@@ -109,24 +109,32 @@ class JobResult(BaseModel):
     train_accuracy: float | None = None
     test_loss: float | None = None
     test_accuracy: float | None = None
-    stalls: list[dict[str, Any]] = Field(default_factory=list,
-                                         description="Idle windows (CPU under 10% of a core for 2 s or more).")
+    stalls: list[dict[str, Any]] = Field(
+        default_factory=list, description="Idle windows (CPU under 10% of a core for 2 s or more)."
+    )
     steps_per_epoch: int | None = None
     step_p50_s: float | None = Field(default=None, description="Median steady-state step time.")
     step_p90_s: float | None = None
     step_p99_s: float | None = None
     timeline: dict[str, float | None] = Field(
-        default_factory=dict, description="Wall-clock moments (epoch seconds) of the job's life: received_at, "
-        "spawned_at, job_started_at, first_step_at, train_end_at, exited_at, recorded_at.")
+        default_factory=dict,
+        description="Wall-clock moments (epoch seconds) of the job's life: received_at, "
+        "spawned_at, job_started_at, first_step_at, train_end_at, exited_at, recorded_at.",
+    )
     epochs_to_target: int | None = None
     time_to_target_s: float | None = None
     contention: dict[str, Any] = Field(
-        default_factory=dict, description="What else used the machine during the steady window (see "
+        default_factory=dict,
+        description="What else used the machine during the steady window (see "
         "workers.contention): cpu_others, cpu_others_peak, cpu_steal, cpu_own (fractions of the job's cores), "
         "cpu_pressure (PSI share of the window), cpu_freq_ratio, window_s, cores, samples, sampler_cpu_s, and "
-        "gpu (NVML: other_processes, other_memory_mb, utilization, sm_clock_ratio, throttle_reasons).")
-    contended: bool = Field(default=False, description="Another workload disturbed the steady window beyond "
-                            "the farm's threshold: reports leave this repeat out unless asked to keep it.")
+        "gpu (NVML: other_processes, other_memory_mb, utilization, sm_clock_ratio, throttle_reasons).",
+    )
+    contended: bool = Field(
+        default=False,
+        description="Another workload disturbed the steady window beyond "
+        "the farm's threshold: reports leave this repeat out unless asked to keep it.",
+    )
     contended_reasons: list[str] = Field(default_factory=list)
     throttled: bool = Field(default=False, description="The GPU's clocks were held down (heat, power) in the window.")
 

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from farm.fingerprint import GPUInfo
 
 
-
 _SLUG_NOISE = re.compile(
-    r"^(nvidia|tesla|geforce|quadro|graphics|gpu|generation|pcie|nvl|sxm\d*|hbm\d*e?|\d+(\.\d+)?(gb|g))$")
+    r"^(nvidia|tesla|geforce|quadro|graphics|gpu|generation|pcie|nvl|sxm\d*|hbm\d*e?|\d+(\.\d+)?(gb|g))$"
+)
 
 
 def gpu_model_slug(name: str) -> str:
@@ -76,7 +76,7 @@ def cpu_tags(host: str) -> list[str]:
     return [compose_tag("cpu"), compose_tag("cpu", host=host_slug(host))]
 
 
-def gpu_tags(gpu: "GPUInfo", host: str) -> list[str]:
+def gpu_tags(gpu: GPUInfo, host: str) -> list[str]:
     """Every requirement one GPU satisfies: each combination of (any or its model) × (any or a memory class it
     has) × (any host or this one). A worker pinned to this GPU consumes all their queues."""
     models = [None, gpu_model_slug(gpu.name)]
@@ -85,7 +85,7 @@ def gpu_tags(gpu: "GPUInfo", host: str) -> list[str]:
     return [compose_tag("gpu", m, mem, h) for m in models for mem in memories for h in hosts]
 
 
-def derive_tags(gpus: list["GPUInfo"], host: str) -> list[str]:
+def derive_tags(gpus: list[GPUInfo], host: str) -> list[str]:
     """The tags of this machine as a whole (what ``farm devices`` shows): CPU tags, and for GPUs the tags
     that every one of the given GPUs satisfies (a worker is pinned to one GPU, so its tags are exact)."""
     tags = cpu_tags(host)
@@ -96,14 +96,13 @@ def derive_tags(gpus: list["GPUInfo"], host: str) -> list[str]:
     return tags
 
 
-
-
 def required_tag(job: JobSpec) -> str:
     """The tag a job needs: its device plus every requirement it states, in the canonical spelling."""
     req = job.requires
     gpu = job.device == "gpu"
-    return compose_tag(job.device,
-                       model=gpu_model_slug(req.gpu_model) if gpu and req.gpu_model else None,
-                       memory=memory_step(req.min_gpu_memory_gb) if gpu and req.min_gpu_memory_gb else None,
-                       host=host_slug(req.host) if req.host else None)
-
+    return compose_tag(
+        job.device,
+        model=gpu_model_slug(req.gpu_model) if gpu and req.gpu_model else None,
+        memory=memory_step(req.min_gpu_memory_gb) if gpu and req.min_gpu_memory_gb else None,
+        host=host_slug(req.host) if req.host else None,
+    )

@@ -16,18 +16,69 @@ if TYPE_CHECKING:
 # The columns that identify a sweep cell (everything the job varies except the repeat index); reports group
 # by these plus the device name that actually ran the job.
 CELL_COLUMNS = [
-    "workload", "params", "device", "backend", "epochs", "batch_size", "data", "train_samples",
-    "test_samples", "steps_per_execution", "jit_compile", "mixed_precision", "input_pipeline",
+    "workload",
+    "params",
+    "device",
+    "backend",
+    "epochs",
+    "batch_size",
+    "data",
+    "train_samples",
+    "test_samples",
+    "steps_per_execution",
+    "jit_compile",
+    "mixed_precision",
+    "input_pipeline",
 ]
 
 RESULT_COLUMNS = [
-    "job_id", "sweep_id", *CELL_COLUMNS, "repeat", "seed", "status", "error", "attempt", "worker", "host",
-    "device_name", "hardware_key", "software_key", "keras_version", "backend_version", "python_version",
-    "train_samples_used", "first_epoch_s", "steady_epoch_s", "steady_samples_per_s", "step_p50_s", "step_p90_s",
-    "step_p99_s", "train_s", "import_s", "data_s", "build_s", "eval_s", "total_s", "train_cpu_s", "stalls",
-    "stall_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "epochs_to_target",
-    "time_to_target_s", "dataset_digest", "started_at", "finished_at", "contended", "contention_cpu",
-    "contended_reason", "throttled", "benchfarm_version", "workload_version",
+    "job_id",
+    "sweep_id",
+    *CELL_COLUMNS,
+    "repeat",
+    "seed",
+    "status",
+    "error",
+    "attempt",
+    "worker",
+    "host",
+    "device_name",
+    "hardware_key",
+    "software_key",
+    "keras_version",
+    "backend_version",
+    "python_version",
+    "train_samples_used",
+    "first_epoch_s",
+    "steady_epoch_s",
+    "steady_samples_per_s",
+    "step_p50_s",
+    "step_p90_s",
+    "step_p99_s",
+    "train_s",
+    "import_s",
+    "data_s",
+    "build_s",
+    "eval_s",
+    "total_s",
+    "train_cpu_s",
+    "stalls",
+    "stall_s",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "epochs_to_target",
+    "time_to_target_s",
+    "dataset_digest",
+    "started_at",
+    "finished_at",
+    "contended",
+    "contention_cpu",
+    "contended_reason",
+    "throttled",
+    "benchfarm_version",
+    "workload_version",
 ]
 
 NOT_ENQUEUED = "not_enqueued"
@@ -35,7 +86,7 @@ NOT_ENQUEUED = "not_enqueued"
 this machine): it has a spec row and no state."""
 
 
-def spec_row(job: "JobSpec", job_id: str, sweep_id: str) -> dict[str, Any]:
+def spec_row(job: JobSpec, job_id: str, sweep_id: str) -> dict[str, Any]:
     """The columns every row has, known from the spec alone (a job that has not run yet)."""
     row: dict[str, Any] = {"job_id": job_id, "sweep_id": sweep_id}
     for col in CELL_COLUMNS:
@@ -46,7 +97,7 @@ def spec_row(job: "JobSpec", job_id: str, sweep_id: str) -> dict[str, Any]:
     return row
 
 
-def result_row(result: "JobResult") -> dict[str, Any]:
+def result_row(result: JobResult) -> dict[str, Any]:
     """One tidy row of a finished job (what ``farm results`` prints and the store keeps beside the full
     record): the spec's columns, then what was measured. A function here, not a method of the result, so the
     result model does not depend on the report's columns."""

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING, Any, Iterable, Protocol
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from farm.result import JobResult
 from farm.rows import CELL_COLUMNS, NOT_ENQUEUED, RESULT_COLUMNS, result_row, spec_row
@@ -31,15 +32,28 @@ if TYPE_CHECKING:
 #: ran it. A compact row stores them once per distinct combination (a "row part", content-addressed) and refers
 #: to it; what each run measured (and its error text, often unique) stays in the row.
 SHARED_COLUMNS = [
-    *CELL_COLUMNS, "status", "attempt", "worker", "host", "device_name", "hardware_key", "software_key",
-    "keras_version", "backend_version", "python_version", "train_samples_used", "stalls", "epochs_to_target",
-    "dataset_digest", "benchfarm_version", "workload_version",
+    *CELL_COLUMNS,
+    "status",
+    "attempt",
+    "worker",
+    "host",
+    "device_name",
+    "hardware_key",
+    "software_key",
+    "keras_version",
+    "backend_version",
+    "python_version",
+    "train_samples_used",
+    "stalls",
+    "epochs_to_target",
+    "dataset_digest",
+    "benchfarm_version",
+    "workload_version",
 ]
 #: The columns a compact row carries itself (``sweep_id`` is left out: the reader knows the sweep it reads).
 OWN_COLUMNS = [c for c in RESULT_COLUMNS if c not in SHARED_COLUMNS and c != "sweep_id"]
 
-COMPACT_FORMAT = "c" + hashlib.sha256(
-    (",".join(SHARED_COLUMNS) + "|" + ",".join(OWN_COLUMNS)).encode()).hexdigest()[:8]
+COMPACT_FORMAT = "c" + hashlib.sha256((",".join(SHARED_COLUMNS) + "|" + ",".join(OWN_COLUMNS)).encode()).hexdigest()[:8]
 """Identifies the compact row layout (:func:`compact_row`); a stored row of an unknown layout is rebuilt from
 its full result."""
 
@@ -92,7 +106,7 @@ def _parse_many(texts: list[str]) -> list[Any]:
     if not texts:
         return []
     try:
-        parsed = json.loads("".join(("[", ",".join(texts), "]")))
+        parsed: list[Any] = json.loads("".join(("[", ",".join(texts), "]")))
         if len(parsed) == len(texts):  # a damaged text such as '1,2' would shift every value after it
             return parsed
     except ValueError:
@@ -141,13 +155,17 @@ def _compact_rows(raws: list[str | None]) -> tuple[np.ndarray, np.ndarray, list[
         table = np.array(rows, dtype=object) if rows else None
     except ValueError:
         table = None
-    if table is not None and table.ndim == 2 and table.shape[1] == COMPACT_WIDTH \
-            and bool((table[:, 0] == COMPACT_FORMAT).all()):
+    if (
+        table is not None
+        and table.ndim == 2
+        and table.shape[1] == COMPACT_WIDTH
+        and bool((table[:, 0] == COMPACT_FORMAT).all())
+    ):
         return pos, table, missing
     del table
     where: list[int] = []
     kept: list[Any] = []
-    for p, row in zip(pos.tolist(), rows):
+    for p, row in zip(pos.tolist(), rows, strict=True):
         if isinstance(row, list) and row and isinstance(row[0], str) and row[0] == COMPACT_FORMAT:
             where.append(p)
             kept.append(row)
@@ -188,7 +206,7 @@ def sweep_columns(source: RowSource, sweep_id: str) -> dict[str, Any]:
     found = [k for k, raw in enumerate(part_raws) if raw is not None]
     parts = np.empty((len(ref_list), len(SHARED_COLUMNS)), dtype=object)
     part_ok = np.zeros(len(ref_list), dtype=bool)
-    table, bad_parts = _table(_parse_many([part_raws[k] for k in found]), len(SHARED_COLUMNS))
+    table, bad_parts = _table(_parse_many([raw for raw in part_raws if raw is not None]), len(SHARED_COLUMNS))
     good = np.setdiff1d(np.arange(len(found)), bad_parts).astype(np.intp)
     found_arr = np.asarray(found, dtype=np.intp)
     parts[found_arr[good]] = table[good]
@@ -207,7 +225,7 @@ def sweep_columns(source: RowSource, sweep_id: str) -> dict[str, Any]:
         results = list(source.raw_results(miss_ids))
         envs = source.envelopes(miss_ids)
         states = source.states(miss_ids)
-        for i, job_id, raw, env, st in zip(missing, miss_ids, results, envs, states):
+        for i, job_id, raw, env, st in zip(missing, miss_ids, results, envs, states, strict=True):
             if raw:
                 d = result_row(JobResult.model_validate_json(raw))
             elif env is not None:

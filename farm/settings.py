@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
-from redis.connection import parse_url
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from redis.connection import parse_url
 
 from farm import defaults
 
@@ -35,35 +35,64 @@ class FarmSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FARM_", extra="ignore")
 
-    broker_url: str = Field(default=defaults.REDIS_URL,
-                            description="Redis URL of the broker and store (redis://, rediss://, unix://).")
+    broker_url: str = Field(
+        default=defaults.REDIS_URL, description="Redis URL of the broker and store (redis://, rediss://, unix://)."
+    )
     key_prefix: str = Field(default=defaults.KEY_PREFIX, description="Prefix of the farm's Redis keys.")
     data_dir: Path | None = Field(default=None, description="Where the dataset archives are, for offline machines.")
-    cache_dir: Path = Field(default_factory=lambda: cache_home() / "datasets",
-                            description="Decoded datasets, shared by the jobs of one machine.")
+    cache_dir: Path = Field(
+        default_factory=lambda: cache_home() / "datasets",
+        description="Decoded datasets, shared by the jobs of one machine.",
+    )
     allow_download: bool = Field(default=True, description="Fetch missing dataset archives with Keras' get_file.")
     worker_name: str | None = Field(default=None, description="Name of this worker (default: host and device).")
-    max_attempts: int = Field(default=defaults.MAX_ATTEMPTS, ge=1, le=100,
-                              description="Starts of a job before a lost or failing job is recorded failed.")
-    quarantine_after: int = Field(default=defaults.QUARANTINE_AFTER, ge=1, le=1000,
-                                  description="A worker whose jobs fail this many times in a row stops taking jobs.")
-    store_retry_s: float = Field(default=defaults.STORE_RETRY_S, gt=0,
-                                 description="How long a worker keeps retrying a result write while Redis is down.")
+    max_attempts: int = Field(
+        default=defaults.MAX_ATTEMPTS,
+        ge=1,
+        le=100,
+        description="Starts of a job before a lost or failing job is recorded failed.",
+    )
+    quarantine_after: int = Field(
+        default=defaults.QUARANTINE_AFTER,
+        ge=1,
+        le=1000,
+        description="A worker whose jobs fail this many times in a row stops taking jobs.",
+    )
+    store_retry_s: float = Field(
+        default=defaults.STORE_RETRY_S,
+        gt=0,
+        description="How long a worker keeps retrying a result write while Redis is down.",
+    )
     lease_ttl_s: float = Field(default=defaults.LEASE_TTL_S, gt=0)
     heartbeat_s: float = Field(default=defaults.WORKER_HEARTBEAT_S, gt=0)
     visibility_timeout_s: float = Field(default=defaults.VISIBILITY_TIMEOUT_S, gt=0)
-    warm_start: bool = Field(default=True, description="Fork each job's process from a fork server that imported "
-                             "Keras once (it touches no device); off: a fresh interpreter imports per job.")
-    compile_cache: bool = Field(default=True, description="Reuse XLA compilations across jobs (JAX backend) from "
-                                "a cache under cache_dir; steady epochs are unaffected, first epochs compile less.")
-    contention_cpu_threshold: float = Field(default=defaults.CONTENTION_CPU_THRESHOLD, gt=0, le=10,
-                                            description="Share of a job's cores that other processes may use "
-                                            "during its steady window before the job is marked contended.")
-    reap_interval_s: float = Field(default=defaults.REAP_INTERVAL_S, gt=0,
-                                   description="How often workers look for jobs whose worker died.")
-    redis_timeout_s: float = Field(default=defaults.REDIS_TIMEOUT_S, ge=2, le=600,
-                                   description="Seconds to wait for a Redis reply before giving up (at least 2: "
-                                               "the workers' 1 s queue polls are read under it).")
+    warm_start: bool = Field(
+        default=True,
+        description="Fork each job's process from a fork server that imported "
+        "Keras once (it touches no device); off: a fresh interpreter imports per job.",
+    )
+    compile_cache: bool = Field(
+        default=True,
+        description="Reuse XLA compilations across jobs (JAX backend) from "
+        "a cache under cache_dir; steady epochs are unaffected, first epochs compile less.",
+    )
+    contention_cpu_threshold: float = Field(
+        default=defaults.CONTENTION_CPU_THRESHOLD,
+        gt=0,
+        le=10,
+        description="Share of a job's cores that other processes may use "
+        "during its steady window before the job is marked contended.",
+    )
+    reap_interval_s: float = Field(
+        default=defaults.REAP_INTERVAL_S, gt=0, description="How often workers look for jobs whose worker died."
+    )
+    redis_timeout_s: float = Field(
+        default=defaults.REDIS_TIMEOUT_S,
+        ge=2,
+        le=600,
+        description="Seconds to wait for a Redis reply before giving up (at least 2: "
+        "the workers' 1 s queue polls are read under it).",
+    )
 
     @field_validator("broker_url")
     @classmethod
@@ -78,9 +107,14 @@ class FarmSettings(BaseSettings):
         return v
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=config_path()))
 
     def shown(self) -> dict[str, Any]:
@@ -92,12 +126,28 @@ class FarmSettings(BaseSettings):
 
 MASK = "***"
 
-_URL_OPTIONS = ("db", "username", "password", "virtual_host", "protocol", "client_name", "health_check_interval",
-                "socket_timeout", "socket_connect_timeout", "socket_keepalive", "retry_on_timeout", "max_connections",
-                "ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
+_URL_OPTIONS = (
+    "db",
+    "username",
+    "password",
+    "virtual_host",
+    "protocol",
+    "client_name",
+    "health_check_interval",
+    "socket_timeout",
+    "socket_connect_timeout",
+    "socket_keepalive",
+    "retry_on_timeout",
+    "max_connections",
+    "ssl_cert_reqs",
+    "ssl_ca_certs",
+    "ssl_certfile",
+    "ssl_keyfile",
+    "ssl_check_hostname",
+)
 _USERNAME = re.compile(r"[\w.~!$&'()*+,;=%-]*")
 """What a user name may hold unencoded (RFC 3986 userinfo); anything else means a mangled URL: mask it all."""
-_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=).*?(?=&(?:%s)=|$)" % "|".join(_URL_OPTIONS), re.S)
+_QUERY_PASSWORD = re.compile(r"(?<=[?&]password=).*?(?=&(?:" + "|".join(_URL_OPTIONS) + r")=|$)", re.S)
 
 
 def mask_url(url: str) -> str:

@@ -28,10 +28,14 @@ matter of a fraction of a second.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
 
 #: Modified z-score above which a repeat is flagged as an outlier.
 OUTLIER_Z = 3.5
@@ -137,18 +141,26 @@ def _median_positions(n: int, n_boot: int, rng: np.random.Generator) -> tuple[np
 def _boot_medians(sorted_values: np.ndarray, starts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """(groups, n_boot) bootstrap medians for groups of one size starting at ``starts``."""
     s = starts[:, None]
-    return (sorted_values[s + lo[None, :]] + sorted_values[s + hi[None, :]]) / 2
+    medians: np.ndarray = (sorted_values[s + lo[None, :]] + sorted_values[s + hi[None, :]]) / 2
+    return medians
 
 
-def _chunks(idx: np.ndarray, n_boot: int):
+def _chunks(idx: np.ndarray, n_boot: int) -> Iterator[slice]:
     step = max(1, _CHUNK_ELEMENTS // max(n_boot, 1))
     for i in range(0, idx.shape[0], step):
         yield slice(i, i + step)
 
 
 # ------------------------------------------------------------------------------------------------ summaries
-def summarize_groups(values: Iterable[float], groups: Iterable[int] | None = None, n_groups: int | None = None,
-                     *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> GroupSummaries:
+def summarize_groups(
+    values: Iterable[float],
+    groups: Iterable[int] | None = None,
+    n_groups: int | None = None,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> GroupSummaries:
     """Median, quartiles, mean/std/cv, a bootstrap CI of the median and MAD outliers of each group at once:
     ``values[i]`` belongs to group ``groups[i]`` (0-based ids, ``n_groups`` of them; ``groups=None`` is one
     group). NaNs are dropped first (``n`` counts what is left); groups with no values left get NaN statistics
@@ -205,10 +217,19 @@ def group_medians(values: Iterable[float], groups: Iterable[int], n_groups: int 
 
 
 # ------------------------------------------------------------------------------------------------- ratios
-def ratio_ci_groups(num_values: Iterable[float], num_groups: Iterable[int], den_values: Iterable[float],
-                    den_groups: Iterable[int], pairs: np.ndarray, *, confidence: float = 0.95,
-                    n_boot: int = 2000, seed: int = 0, n_num_groups: int | None = None,
-                    n_den_groups: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ratio_ci_groups(
+    num_values: Iterable[float],
+    num_groups: Iterable[int],
+    den_values: Iterable[float],
+    den_groups: Iterable[int],
+    pairs: npt.ArrayLike,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+    n_num_groups: int | None = None,
+    n_den_groups: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`ratio_ci` for many pairs: ``pairs[i] = (numerator group, denominator group)``.
 
     Returns three arrays (ratio, low, high), one entry per pair.
@@ -248,8 +269,9 @@ def ratio_ci_groups(num_values: Iterable[float], num_groups: Iterable[int], den_
     return ratio, low, high
 
 
-def ratio_ci(num: Iterable[float], den: Iterable[float], *, confidence: float = 0.95, n_boot: int = 2000,
-             seed: int = 0) -> tuple[float, float, float]:
+def ratio_ci(
+    num: Iterable[float], den: Iterable[float], *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """``median(num) / median(den)`` and a percentile-bootstrap CI, resampling each side independently.
 
     The ratio is NaN when either side has no (non-NaN) values; the interval is NaN when either side has fewer
@@ -257,8 +279,18 @@ def ratio_ci(num: Iterable[float], den: Iterable[float], *, confidence: float = 
     """
     num = np.asarray(num, dtype=float).ravel()
     den = np.asarray(den, dtype=float).ravel()
-    r, lo, hi = ratio_ci_groups(num, np.zeros(num.size, np.intp), den, np.zeros(den.size, np.intp), [[0, 0]],
-                                confidence=confidence, n_boot=n_boot, seed=seed, n_num_groups=1, n_den_groups=1)
+    r, lo, hi = ratio_ci_groups(
+        num,
+        np.zeros(num.size, np.intp),
+        den,
+        np.zeros(den.size, np.intp),
+        [[0, 0]],
+        confidence=confidence,
+        n_boot=n_boot,
+        seed=seed,
+        n_num_groups=1,
+        n_den_groups=1,
+    )
     return float(r[0]), float(lo[0]), float(hi[0])
 
 
@@ -272,21 +304,26 @@ def mann_whitney(a: Iterable[float], b: Iterable[float]) -> float:
     on both sides is identical the samples cannot be told apart and 1.0 is returned (scipy itself would answer
     NaN for a zero-variance rank statistic).
     """
-    a = np.asarray(a, dtype=float).ravel()
-    b = np.asarray(b, dtype=float).ravel()
-    a, b = a[~np.isnan(a)], b[~np.isnan(b)]
-    if a.size < 1 or b.size < 1:
+    x = np.asarray(a, dtype=float).ravel()
+    y = np.asarray(b, dtype=float).ravel()
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    if x.size < 1 or y.size < 1:
         return math.nan
-    both = np.concatenate([a, b])
+    both = np.concatenate([x, y])
     if np.all(both == both[0]):
         return 1.0
     from scipy.stats import mannwhitneyu
 
-    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
+    return float(mannwhitneyu(x, y, alternative="two-sided").pvalue)
 
 
-def too_wide_many(cv: Iterable[float], median: Iterable[float], ci_low: Iterable[float],
-                  ci_high: Iterable[float], max_cv: float = MAX_CV) -> np.ndarray:
+def too_wide_many(
+    cv: Iterable[float],
+    median: Iterable[float],
+    ci_low: Iterable[float],
+    ci_high: Iterable[float],
+    max_cv: float = MAX_CV,
+) -> np.ndarray:
     """Per cell (arrays of cv, median and CI bounds): is its spread too wide to trust its median?
 
     True when the coefficient of variation exceeds ``max_cv`` (default 10 %: repeats that scatter by more than
@@ -298,5 +335,5 @@ def too_wide_many(cv: Iterable[float], median: Iterable[float], ci_low: Iterable
     width = np.asarray(ci_high, dtype=float) - np.asarray(ci_low, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = width / np.abs(median)
-    return (np.abs(cv) > max_cv) | (rel > 2 * max_cv)
-
+    too_wide: np.ndarray = (np.abs(cv) > max_cv) | (rel > 2 * max_cv)
+    return too_wide

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -57,9 +58,15 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
 
     where = mask_url(settings.broker_url)
     retry = Retry(NoBackoff(), 1)  # what redis-py's from_url gives with retry_on_timeout: one more try
-    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=timeout,
-                                  socket_timeout=settings.redis_timeout_s, decode_responses=True,
-                                  health_check_interval=30, retry_on_timeout=True, retry=retry)
+    client = redis.Redis.from_url(
+        settings.broker_url,
+        socket_connect_timeout=timeout,
+        socket_timeout=settings.redis_timeout_s,
+        decode_responses=True,
+        health_check_interval=30,
+        retry_on_timeout=True,
+        retry=retry,
+    )
     client.set_retry(Retry(NoBackoff(), 0))
     try:
         client.ping()
@@ -67,28 +74,48 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
         raise FarmUnavailable(f"Redis at {where} refused the credentials: {e}") from None
     except redis.TimeoutError as e:
         if "connecting" not in str(e):  # connected, then no reply: redis-py says "Timeout reading from ..."
-            raise FarmUnavailable(f"Redis at {where} did not answer within {settings.redis_timeout_s:g} s: it "
-                                  "accepts connections but does not reply (stopped, overloaded or hung?)") from None
-        raise FarmUnavailable(f"cannot reach Redis at {where}: no connection within {timeout:g} s. Start a Redis "
-                              "server, set FARM_BROKER_URL or pass --broker, or use `farm run` for the embedded "
-                              "default.") from None
+            raise FarmUnavailable(
+                f"Redis at {where} did not answer within {settings.redis_timeout_s:g} s: it "
+                "accepts connections but does not reply (stopped, overloaded or hung?)"
+            ) from None
+        raise FarmUnavailable(
+            f"cannot reach Redis at {where}: no connection within {timeout:g} s. Start a Redis "
+            "server, set FARM_BROKER_URL or pass --broker, or use `farm run` for the embedded "
+            "default."
+        ) from None
     except (redis.ConnectionError, OSError) as e:
-        raise FarmUnavailable(f"cannot reach Redis at {where}: {str(e).rstrip('.')}. Start a Redis server, "
-                              "set FARM_BROKER_URL or pass --broker, or use `farm run` for the embedded "
-                              "default.") from None
+        raise FarmUnavailable(
+            f"cannot reach Redis at {where}: {str(e).rstrip('.')}. Start a Redis server, "
+            "set FARM_BROKER_URL or pass --broker, or use `farm run` for the embedded "
+            "default."
+        ) from None
     client.set_retry(retry)  # from here on, commands ride out a blip as before
     return client
 
 
+T = TypeVar("T")
+
+
+def _transaction(client: redis.Redis, func: Callable[[redis.client.Pipeline], T], *watches: str) -> T:
+    """``client.transaction(func, *watches, value_from_callable=True)``, typed: redis-py declares ``func`` as
+    returning None and the result as Any, though with ``value_from_callable`` the result is what ``func``
+    returned (on its last try)."""
+    none_func = cast("Callable[[redis.client.Pipeline], None]", func)
+    return cast("T", client.transaction(none_func, *watches, value_from_callable=True))
+
+
 class Store:
-    """Typed access to the farm's keys. Every write that must happen once uses NX."""
+    """Typed access to the farm's keys. Every write that must happen once uses NX.
+
+    The client decodes replies (``decode_responses=True``), which redis-py's types cannot express: they say
+    ``bytes | str``. Replies are cast to ``str`` where they leave this class."""
 
     def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX) -> None:
         self.r = client
         self.p = prefix
 
     @classmethod
-    def from_settings(cls, settings: FarmSettings) -> "Store":
+    def from_settings(cls, settings: FarmSettings) -> Store:
         return cls(connect(settings), settings.key_prefix)
 
     # -- keys -------------------------------------------------------------------------------------------------
@@ -108,17 +135,17 @@ class Store:
         if not self.r.exists(jobs_key):
             ids = [e.job_id for e in envelopes]
             for i in range(0, len(ids), 10_000):
-                self.r.rpush(jobs_key, *ids[i:i + 10_000])
+                self.r.rpush(jobs_key, *ids[i : i + 10_000])
 
     def sweep_manifest(self, sweep_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.k("sweep", sweep_id))
         return json.loads(raw) if raw else None
 
     def sweep_job_ids(self, sweep_id: str) -> list[str]:
-        return self.r.lrange(self.k("sweep", sweep_id, "jobs"), 0, -1)
+        return cast("list[str]", self.r.lrange(self.k("sweep", sweep_id, "jobs"), 0, -1))
 
     def sweep_ids(self) -> list[str]:
-        return self.r.zrange(self.k("sweeps"), 0, -1)
+        return cast("list[str]", self.r.zrange(self.k("sweeps"), 0, -1))
 
     def resolve_sweep(self, prefix: str) -> str | None:
         """A sweep id from a unique prefix of it (or its name, picking the latest submission)."""
@@ -140,7 +167,7 @@ class Store:
         """The raw values of ``kind`` for these jobs, in order, fetched ``chunk`` keys per round trip."""
         prefix = self.k(kind, "")
         for part in _chunks(job_ids, chunk):
-            yield from self.r.mget([prefix + j for j in part])
+            yield from cast("list[str | None]", self.r.mget([prefix + j for j in part]))
 
     def claim_many(self, jobs: list[tuple[str, str]]) -> set[str]:
         """Claim many jobs at once (job id, queue): the ids this call claimed. A job that has a result or a
@@ -148,14 +175,14 @@ class Store:
         claimed: set[str] = set()
         now = time.time()
         for chunk_start in range(0, len(jobs), 5000):
-            chunk = jobs[chunk_start:chunk_start + 5000]
+            chunk = jobs[chunk_start : chunk_start + 5000]
             pipe = self.r.pipeline(transaction=False)
             for job_id, _ in chunk:
                 pipe.exists(self.k("result", job_id))
                 pipe.hsetnx(self.k("state", job_id), "state", JobStatus.queued.value)
             replies = pipe.execute()
             pipe = self.r.pipeline(transaction=False)
-            for (job_id, queue), has_result, won in zip(chunk, replies[0::2], replies[1::2]):
+            for (job_id, queue), has_result, won in zip(chunk, replies[0::2], replies[1::2], strict=True):
                 if won and not has_result:
                     claimed.add(job_id)
                     pipe.hset(self.k("state", job_id), mapping={"queue": queue, "queued_at": now, "updated_at": now})
@@ -177,17 +204,23 @@ class Store:
             self.r.delete(*[self.k("state", j) for j in ids])
 
     def set_state(self, job_id: str, state: JobStatus, **fields: Any) -> None:
-        mapping = {"state": state.value, "updated_at": time.time(),
-                   **{k: ("" if v is None else v) for k, v in fields.items()}}
-        self.r.hset(self.k("state", job_id), mapping=mapping)
+        self.r.hset(
+            self.k("state", job_id),
+            mapping={
+                "state": state.value,
+                "updated_at": time.time(),
+                **{k: ("" if v is None else v) for k, v in fields.items()},
+            },
+        )
 
     def update_progress(self, job_id: str, **fields: Any) -> None:
-        mapping = {k: ("" if v is None else v) for k, v in fields.items()}
-        mapping["updated_at"] = time.time()
-        self.r.hset(self.k("state", job_id), mapping=mapping)
+        self.r.hset(
+            self.k("state", job_id),
+            mapping={**{k: ("" if v is None else v) for k, v in fields.items()}, "updated_at": time.time()},
+        )
 
     def state(self, job_id: str) -> dict[str, str]:
-        return self.r.hgetall(self.k("state", job_id))
+        return cast("dict[str, str]", self.r.hgetall(self.k("state", job_id)))
 
     def states(self, job_ids: list[str]) -> list[dict[str, str]]:
         out: list[dict[str, str]] = []
@@ -228,10 +261,11 @@ class Store:
             return True
 
         watched = (key, gen_key) if generation is not None else (key,)
-        written = self.r.transaction(write, *watched, value_from_callable=True)
+        written = _transaction(self.r, write, *watched)
         if written:
-            self.set_state(result.job_id, result.status, worker=result.worker, error=result.error,
-                           finished_at=time.time())
+            self.set_state(
+                result.job_id, result.status, worker=result.worker, error=result.error, finished_at=time.time()
+            )
         if not fenced:
             self.r.srem(self.k("running"), result.job_id)
         return bool(written)
@@ -242,7 +276,7 @@ class Store:
         one (the first result stands)."""
         written: list[bool] = []
         for start in range(0, len(results), chunk):
-            part = results[start:start + chunk]
+            part = results[start : start + chunk]
             keys = [self.k("result", r.job_id) for r in part]
             records = [r.model_dump_json() for r in part]
             rows = [compact_row(result_row(r)) for r in part]
@@ -257,11 +291,13 @@ class Store:
                             check.exists(key)
                         seen: set[str] = set()
                         new = []
-                        for r, exists in zip(part, check.execute()):
+                        for r, exists in zip(part, check.execute(), strict=True):
                             new.append(not exists and r.job_id not in seen)  # a job twice: its first result
                             seen.add(r.job_id)
                         pipe.multi()
-                        for r, key, record, (row, ref, shared), is_new in zip(part, keys, records, rows, new):
+                        for r, key, record, (row, ref, shared), is_new in zip(
+                            part, keys, records, rows, new, strict=True
+                        ):
                             if is_new:
                                 pipe.set(key, record, nx=True)
                                 pipe.set(self.k("row", r.job_id), row)
@@ -272,11 +308,18 @@ class Store:
                         continue
             now = time.time()
             after = self.r.pipeline(transaction=False)
-            for r, is_new in zip(part, new):
+            for r, is_new in zip(part, new, strict=True):
                 if is_new:
-                    after.hset(self.k("state", r.job_id), mapping={
-                        "state": r.status.value, "updated_at": now, "worker": r.worker or "", "error": r.error or "",
-                        "finished_at": now})
+                    after.hset(
+                        self.k("state", r.job_id),
+                        mapping={
+                            "state": r.status.value,
+                            "updated_at": now,
+                            "worker": r.worker or "",
+                            "error": r.error or "",
+                            "finished_at": now,
+                        },
+                    )
                 after.srem(self.k("running"), r.job_id)
             after.execute()
             written.extend(new)
@@ -295,15 +338,18 @@ class Store:
             pipe.delete(key, self.k("row", job_id), self.k("attempts", job_id))
             return True
 
-        return self.r.transaction(move, key, value_from_callable=True)
+        return _transaction(self.r, move, key)
 
     def archive_results(self, job_ids: list[str], chunk: int = 1000) -> int:
         """:meth:`archive_result` for many jobs, one atomic script per ``chunk``; returns how many moved."""
         script = self.r.register_script(_ARCHIVE)
         moved = 0
         for part in _chunks(job_ids, chunk):
-            keys = [k for j in part for k in (self.k("result", j), self.k("history", j), self.k("row", j),
-                                               self.k("attempts", j))]
+            keys = [
+                k
+                for j in part
+                for k in (self.k("result", j), self.k("history", j), self.k("row", j), self.k("attempts", j))
+            ]
             moved += int(script(keys=keys))
         return moved
 
@@ -358,7 +404,7 @@ class Store:
         """The shared parts of compact rows by reference (JSON text; None where one is missing), in order."""
         out: list[str | None] = []
         for chunk in _chunks(refs, 10_000):
-            out.extend(self.r.hmget(self.k("rowparts"), chunk))
+            out.extend(cast("list[str | None]", self.r.hmget(self.k("rowparts"), chunk)))
         return out
 
     # -- workers ----------------------------------------------------------------------------------------------
@@ -375,17 +421,31 @@ class Store:
         return [json.loads(v) for v in self.r.mget(keys) if v]
 
     # -- refused messages -------------------------------------------------------------------------------------
-    def record_rejection(self, reason: str, *, worker: str, queue: str = "", raw: bytes | str = b"",
-                         size: int | None = None, keep: int = 1000, excerpt: int = 2048) -> int:
+    def record_rejection(
+        self,
+        reason: str,
+        *,
+        worker: str,
+        queue: str = "",
+        raw: bytes | str = b"",
+        size: int | None = None,
+        keep: int = 1000,
+        excerpt: int = 2048,
+    ) -> int:
         """Keep a message a worker refused, for inspection, and count it; returns the total refused so far.
 
         ``P:rejected`` keeps the latest ``keep`` (newest first): when, which worker, which queue, why, the raw
         size and the first ``excerpt`` bytes of the raw message as escaped text (it may be anything: binary,
         not UTF-8, megabytes). ``P:rejected:count`` is never trimmed, so ``farm status`` shows the total."""
         data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else bytes(raw)
-        entry = {"at": time.time(), "worker": worker, "queue": queue, "reason": reason[:2000],
-                 "size": len(data) if size is None else size,
-                 "raw": data[:excerpt].decode("utf-8", "backslashreplace")}
+        entry = {
+            "at": time.time(),
+            "worker": worker,
+            "queue": queue,
+            "reason": reason[:2000],
+            "size": len(data) if size is None else size,
+            "raw": data[:excerpt].decode("utf-8", "backslashreplace"),
+        }
         pipe = self.r.pipeline()
         pipe.lpush(self.k("rejected"), json.dumps(entry))
         pipe.ltrim(self.k("rejected"), 0, keep - 1)
@@ -410,4 +470,4 @@ return moved
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]

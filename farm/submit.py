@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from farm.errors import FarmUnavailable
 from farm.ledger import Ledger
@@ -39,19 +40,20 @@ class SubmitOutcome:
     repaired: int = 0  # messages an interrupted earlier submit of this sweep still owed, sent now
 
 
-def plan(sweep: "Sweep") -> dict[str, int]:
+def plan(sweep: Sweep) -> dict[str, int]:
     """Jobs per queue, for the dry run."""
     return dict(collections.Counter(job_queue(j) for j in sweep.jobs))
 
 
-def unserved(sweep: "Sweep", store: Store) -> dict[str, int]:
+def unserved(sweep: Sweep, store: Store) -> dict[str, int]:
     """Jobs per queue that no live worker (not stopped for failures) consumes right now."""
     served = {q for w in store.live_workers() if not w.get("quarantined") for q in w.get("queues", [])}
     return {q: n for q, n in plan(sweep).items() if q not in served}
 
 
-def submit(sweep: "Sweep", settings: "FarmSettings", *, store: Store | None = None,
-           accept: Callable[[str], bool] | None = None) -> SubmitOutcome:
+def submit(
+    sweep: Sweep, settings: FarmSettings, *, store: Store | None = None, accept: Callable[[str], bool] | None = None
+) -> SubmitOutcome:
     """Enqueue the sweep's jobs; ``accept(queue)`` may leave some queues out (``farm run`` on a CPU-only box).
 
     Interruptible at any point (SIGKILL of this process, Redis dying mid-way): each job is claimed with a debt
@@ -82,7 +84,8 @@ def submit(sweep: "Sweep", settings: "FarmSettings", *, store: Store | None = No
         raise FarmUnavailable(
             f"lost Redis at {mask_url(settings.broker_url)} while submitting ({outcome.enqueued} of "
             f"{len(wanted)} jobs sent): {str(e).splitlines()[0][:200]}. Nothing is lost: run the same `farm "
-            "submit` again when Redis is back and it sends exactly the missing messages.") from None
+            "submit` again when Redis is back and it sends exactly the missing messages."
+        ) from None
 
 
 def _lost_broker(e: BaseException) -> bool:
@@ -95,13 +98,14 @@ def _lost_broker(e: BaseException) -> bool:
     return kombu_errors and type(e).__name__ in ("BatchPublishError", "OperationalError")
 
 
-def _send_all(settings: "FarmSettings", store: Store, wanted: list["JobEnvelope"],
-              queues: dict[str, str], outcome: SubmitOutcome) -> SubmitOutcome:
+def _send_all(
+    settings: FarmSettings, store: Store, wanted: list[JobEnvelope], queues: dict[str, str], outcome: SubmitOutcome
+) -> SubmitOutcome:
     """Claim and send ``wanted`` a batch at a time, then pay what earlier interrupted submits still owe."""
     ledger = Ledger(store)
     app = None
     for start in range(0, len(wanted), PUBLISH_BATCH):
-        part = wanted[start:start + PUBLISH_BATCH]
+        part = wanted[start : start + PUBLISH_BATCH]
         claimed = ledger.claim([(e.job_id, queues[e.job_id]) for e in part])
         outcome.already += len(part) - len(claimed)
         todo = [e for e in part if e.job_id in claimed]
@@ -126,7 +130,7 @@ def _send_all(settings: "FarmSettings", store: Store, wanted: list["JobEnvelope"
     return outcome
 
 
-def _app(settings: "FarmSettings", queues: dict[str, str], envelopes: list["JobEnvelope"]) -> "Celery":
+def _app(settings: FarmSettings, queues: dict[str, str], envelopes: list[JobEnvelope]) -> Celery:
     from farm.queue import make_app  # Celery: imported only to send, not to validate, plan or re-submit
 
     return make_app(settings, {queues[e.job_id] for e in envelopes})

@@ -39,8 +39,9 @@ class SweepSpec(BaseModel):
     defaults: dict[str, Any] = Field(default_factory=dict)
     matrix: dict[str, list[Any]] = Field(default_factory=dict, max_length=limits.MAX_MATRIX_AXES)
     jobs: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
-    time_limit_s: StrictFloat | None = Field(default=None, gt=0, le=limits.MAX_TIME_LIMIT_S,
-                                             description="Per-job time limit; default grows with the epochs.")
+    time_limit_s: StrictFloat | None = Field(
+        default=None, gt=0, le=limits.MAX_TIME_LIMIT_S, description="Per-job time limit; default grows with the epochs."
+    )
 
     @field_validator("name")
     @classmethod
@@ -97,8 +98,9 @@ def _copy(value: Any) -> Any:
     return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
 
 
-def _merge(spec: SweepSpec, index: int, entry: dict[str, Any],
-           combo: tuple[tuple[str, int, Any], ...]) -> tuple[dict[str, Any], dict[str, str]]:
+def _merge(
+    spec: SweepSpec, index: int, entry: dict[str, Any], combo: tuple[tuple[str, int, Any], ...]
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The fields of one cell and, for each field (and each parameter, as ``params.NAME``), where its value
     came from, so an error can point at the line of the file that supplied it."""
     fields: dict[str, Any] = {}
@@ -142,8 +144,9 @@ def _relocate(problems: list[Problem], origin: dict[str, str]) -> list[Problem]:
                 sub_loc, sep, msg = part.partition(": ")
                 if not sep:  # about the parameters as a whole (say, the model they make is too large)
                     axes = [w for k, w in origin.items() if k.startswith("params.") and w.startswith("matrix.")]
-                    out.append(Problem(f"{origin['params']} with {', '.join(axes)}" if axes else origin["params"],
-                                       part))
+                    out.append(
+                        Problem(f"{origin['params']} with {', '.join(axes)}" if axes else origin["params"], part)
+                    )
                     continue
                 name = sub_loc.split(".", 1)[0].split("[", 1)[0]
                 where = origin.get(f"params.{name}")
@@ -152,9 +155,9 @@ def _relocate(problems: list[Problem], origin: dict[str, str]) -> list[Problem]:
                 elif where.startswith("matrix."):
                     out.append(Problem(where, part))
                 else:
-                    out.append(Problem(where + sub_loc[len(name):], msg))
+                    out.append(Problem(where + sub_loc[len(name) :], msg))
         elif head_field in origin:
-            out.append(Problem(origin[head_field] + p.loc[len(head_field):], p.msg))
+            out.append(Problem(origin[head_field] + p.loc[len(head_field) :], p.msg))
         else:
             out.append(p)
     return out
@@ -167,8 +170,7 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
     n_combos = math.prod(len(v) for _, v in axes) if axes else 1
     total = len(spec.jobs) * n_combos * spec.repeats
     if total > limits.MAX_JOBS_PER_SWEEP:
-        problems.append(Problem("matrix", f"the sweep expands to {total} jobs, more than "
-                                          f"{limits.MAX_JOBS_PER_SWEEP}"))
+        problems.append(Problem("matrix", f"the sweep expands to {total} jobs, more than {limits.MAX_JOBS_PER_SWEEP}"))
     if problems:
         raise SpecError(problems, source)
 
@@ -193,10 +195,17 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
             via = ", ".join(f"matrix.{key}[{k}]" for key, k, _ in combo)
             origins.setdefault(job.job_id, f"jobs[{index}] with {via}" if via else f"jobs[{index}]")
             if limit is not None:
-                if isinstance(limit, bool) or not isinstance(limit, (int, float)) \
-                        or not 0 < limit <= limits.MAX_TIME_LIMIT_S:
-                    problems.append(Problem(origin.get("time_limit_s", "time_limit_s"),
-                                            f"must be a number of seconds in (0, {limits.MAX_TIME_LIMIT_S:.0f}]"))
+                if (
+                    isinstance(limit, bool)
+                    or not isinstance(limit, (int, float))
+                    or not 0 < limit <= limits.MAX_TIME_LIMIT_S
+                ):
+                    problems.append(
+                        Problem(
+                            origin.get("time_limit_s", "time_limit_s"),
+                            f"must be a number of seconds in (0, {limits.MAX_TIME_LIMIT_S:.0f}]",
+                        )
+                    )
                 else:
                     time_limits[job.job_id] = float(limit)
         if len(problems) >= MAX_PROBLEMS_SHOWN:
@@ -213,8 +222,9 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
             if cell_id in time_limits:
                 job_limits[job.job_id] = time_limits[cell_id]
     digest = hashlib.sha256("\n".join(sorted(j.job_id for j in jobs)).encode()).hexdigest()[:8]
-    return Sweep(spec=spec, sweep_id=f"{spec.name}-{digest}", jobs=jobs, time_limits=job_limits, source=source,
-                 origins=origins)
+    return Sweep(
+        spec=spec, sweep_id=f"{spec.name}-{digest}", jobs=jobs, time_limits=job_limits, source=source, origins=origins
+    )
 
 
 def load_sweep_data(data: dict[str, Any], source: str = "", name: str | None = None) -> Sweep:

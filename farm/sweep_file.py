@@ -15,8 +15,9 @@ import re
 import stat
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from farm import defaults
 from farm.errors import Problem, SpecError, format_loc
@@ -28,9 +29,13 @@ own conversion limit (4300 digits) would otherwise raise from deep inside the pa
 MAX_PROBLEMS = 20
 """Problems listed for one file; the rest are noise once the first twenty are known."""
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
-               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-               (stat.S_ISSOCK, "a socket"))
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 class _BigInt:
@@ -40,7 +45,7 @@ class _BigInt:
         self.digits = digits
 
 
-class _DuplicateKeys(dict):
+class _DuplicateKeys(dict[str, Any]):
     """A JSON object in which some keys appeared more than once (the walk reports them with their path)."""
 
     duplicates: list[str]
@@ -53,7 +58,7 @@ def _walk(value: Any, budget: int) -> list[Problem]:
     anything walks it: the walk stops as soon as the budget is spent or the nesting is too deep.
     """
     problems: list[Problem] = []
-    stack: list[tuple[Any, tuple]] = [(value, ())]
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
     seen = 0
     while stack and len(problems) < MAX_PROBLEMS:
         node, path = stack.pop()
@@ -73,8 +78,9 @@ def _walk(value: Any, budget: int) -> list[Problem]:
             problems.append(Problem(format_loc(path), f"refused: a string of {len(node)} characters"))
         elif isinstance(node, _BigInt) or (isinstance(node, int) and abs(node) >= 10**MAX_INT_DIGITS):
             digits = node.digits if isinstance(node, _BigInt) else len(str(abs(node)))
-            problems.append(Problem(format_loc(path), f"refused: an integer of {digits} digits "
-                                                      f"(at most {MAX_INT_DIGITS})"))
+            problems.append(
+                Problem(format_loc(path), f"refused: an integer of {digits} digits (at most {MAX_INT_DIGITS})")
+            )
         elif isinstance(node, float) and not math.isfinite(node):
             why = "NaN is not a number" if math.isnan(node) else "a number this large reads as infinity"
             problems.append(Problem(format_loc(path), f"refused: {why}"))
@@ -108,11 +114,14 @@ def _parse_toml(text: str, source: str) -> Any:
     except tomllib.TOMLDecodeError as e:
         raise SpecError.one("", f"malformed TOML: {e}", source) from None
     except ValueError as e:
-        match = re.search(r"[0-9A-Fa-f_]{%d,}" % sys.get_int_max_str_digits(), text)
+        match = re.search(r"[0-9A-Fa-f_]{" + str(sys.get_int_max_str_digits()) + ",}", text)
         if match is None:
             raise SpecError.one("", f"malformed TOML: {str(e)[:200]}", source) from None
-        raise SpecError.one(_line_col(text, match.start()), f"refused: an integer too long to read (at most "
-                                                             f"{MAX_INT_DIGITS} digits)", source) from None
+        raise SpecError.one(
+            _line_col(text, match.start()),
+            f"refused: an integer too long to read (at most {MAX_INT_DIGITS} digits)",
+            source,
+        ) from None
 
 
 def _parse_json(text: str, source: str) -> Any:
@@ -128,8 +137,13 @@ def _parse_json(text: str, source: str) -> Any:
         if len(out) == len(pairs):
             return out
         seen: set[str] = set()
+        repeated: list[str] = []  # each key again at each of its second and later appearances
+        for k, _ in pairs:
+            if k in seen:
+                repeated.append(k)
+            seen.add(k)
         dup = _DuplicateKeys(out)
-        dup.duplicates = list(dict.fromkeys(k for k, _ in pairs if k in seen or seen.add(k)))
+        dup.duplicates = list(dict.fromkeys(repeated))
         return dup
 
     try:
@@ -163,15 +177,20 @@ def _yaml_loader() -> type:
                     except TypeError:  # an unhashable key: the safe loader's own error says so
                         continue
                     if earlier is not key_node.start_mark:
-                        raise ConstructorError(None, None, f"refused: duplicate key {key!r} (first at line "
-                                                           f"{earlier.line + 1})", key_node.start_mark)
+                        raise ConstructorError(
+                            None,
+                            None,
+                            f"refused: duplicate key {key!r} (first at line {earlier.line + 1})",
+                            key_node.start_mark,
+                        )
             return super().construct_mapping(node, deep=deep)
 
         def construct_yaml_int(self, node: Any) -> int:
             digits = len(str(self.construct_scalar(node)).lstrip("+-").replace("_", ""))
             if digits > MAX_INT_DIGITS:
-                raise ConstructorError(None, None, f"refused: an integer of {digits} digits (at most "
-                                                   f"{MAX_INT_DIGITS})", node.start_mark)
+                raise ConstructorError(
+                    None, None, f"refused: an integer of {digits} digits (at most {MAX_INT_DIGITS})", node.start_mark
+                )
             return super().construct_yaml_int(node)
 
     Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
@@ -192,8 +211,9 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise SpecError.one(where, problem, source) from None
     except yaml.reader.ReaderError as e:  # a control character: PyYAML's message spans lines
         char = chr(e.character) if isinstance(e.character, int) else e.character
-        raise SpecError.one(_line_col(text, e.position), f"malformed YAML: character {char!r} is not allowed",
-                            source) from None
+        raise SpecError.one(
+            _line_col(text, e.position), f"malformed YAML: character {char!r} is not allowed", source
+        ) from None
     except yaml.YAMLError as e:
         raise SpecError.one("", f"malformed YAML: {e}", source) from None
 

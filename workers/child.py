@@ -36,10 +36,18 @@ def import_framework(backend: str) -> dict[str, Any]:
     versions = framework_versions(backend)  # imports keras, which imports its backend
     build = framework_build(backend)
     if backend == "jax":
-        import jax  # noqa: F401  (keras imports it lazily in places; count it in the import phase)
-    return {"pid": os.getpid(), "ppid": os.getppid(), "import_s": time.perf_counter() - w0, "import_cpu_s": time.process_time() - c0,
-            "versions": versions, "build": build, "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "keras_backend": backend, "forked": os.environ.get("FARM_FORKED") == "1"}
+        import jax  # noqa: F401 - keras imports it lazily in places; count it in the import phase
+    return {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "import_s": time.perf_counter() - w0,
+        "import_cpu_s": time.process_time() - c0,
+        "versions": versions,
+        "build": build,
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "keras_backend": backend,
+        "forked": os.environ.get("FARM_FORKED") == "1",
+    }
 
 
 def watch_worker(timeout_s: float, emit: Any) -> None:
@@ -71,8 +79,10 @@ def watch_worker(timeout_s: float, emit: Any) -> None:
             time.sleep(min(1.0, timeout_s / 4))
             quiet = time.monotonic() - last[0]
             if quiet > timeout_s:
-                stop(f"no keep-alive from its worker for {quiet:.0f} s (paused, hung or cut off): the job's lease "
-                     "has expired, so this run must not go on beside another")
+                stop(
+                    f"no keep-alive from its worker for {quiet:.0f} s (paused, hung or cut off): the job's lease "
+                    "has expired, so this run must not go on beside another"
+                )
 
     for target in (read, check):
         threading.Thread(target=target, daemon=True, name=f"farm-watch-{target.__name__}").start()
@@ -89,9 +99,14 @@ def main() -> int:
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     try:
         ready = import_framework(backend)
-    except Exception as e:  # noqa: BLE001
-        emit({"event": "error", "error": f"importing Keras with the {backend} backend failed: {e!r}",
-              "traceback": traceback.format_exc()})
+    except Exception as e:  # noqa: BLE001 - every failure becomes a recorded result
+        emit(
+            {
+                "event": "error",
+                "error": f"importing Keras with the {backend} backend failed: {e!r}",
+                "traceback": traceback.format_exc(),
+            }
+        )
         return 3
     emit({"event": "ready", "spawn_s": t_main - spawn_t, **ready})
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from itertools import pairwise
+from typing import Any
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -84,7 +86,7 @@ def process_ticks(pid: int) -> int:
             stat = f.read()
     except OSError:
         return 0
-    fields = stat[stat.rindex(b")") + 2:].split()
+    fields = stat[stat.rindex(b")") + 2 :].split()
     return int(fields[11]) + int(fields[12])
 
 
@@ -154,7 +156,7 @@ def cpu_window(samples: list[CpuSample], start: float, end: float, cores: int) -
         return max(0, (b.busy - a.busy) - (b.own - a.own))
 
     peak = 0.0
-    for a, b in zip(points, points[1:]):
+    for a, b in pairwise(points):
         if b.at > a.at:
             peak = max(peak, others(a, b) / ((b.at - a.at) * cores * CLOCK_TICKS))
     first, last = points[0], points[-1]
@@ -224,7 +226,7 @@ class ContentionSampler:
         while not self._stop.wait(self.period_s):
             self._sample()
 
-    def start(self) -> "ContentionSampler":
+    def start(self) -> ContentionSampler:
         self._sample()
         self._thread.start()
         return self
@@ -234,8 +236,13 @@ class ContentionSampler:
         self._thread.join(timeout=2)
         self._sample()
 
-    def window(self, start: float, end: float, threshold: float,
-               gpu_summary: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None) -> dict[str, Any]:
+    def window(
+        self,
+        start: float,
+        end: float,
+        threshold: float,
+        gpu_summary: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
         """The figures of ``[start, end]`` with the verdict: ``{"contended": bool, "reasons": [...], ...}``."""
         figures = cpu_window(self.samples, start, end, len(self.cores)) or {}
         if gpu_summary is not None and self.gpu_samples:
@@ -244,8 +251,12 @@ class ContentionSampler:
         figures["sampler_cpu_s"] = self.cost_s
         reasons = judge(figures, threshold)
         gpu = figures.get("gpu") or {}
-        return {"figures": figures, "contended": bool(reasons), "reasons": reasons,
-                "throttled": bool(gpu.get("throttle_reasons"))}
+        return {
+            "figures": figures,
+            "contended": bool(reasons),
+            "reasons": reasons,
+            "throttled": bool(gpu.get("throttle_reasons")),
+        }
 
 
 def others_cpu_now(seconds: float = 1.0) -> float:

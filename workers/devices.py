@@ -28,8 +28,16 @@ BACKENDS: tuple[BackendName, ...] = get_args(BackendName)
 
 # Every distribution that installs the ``tensorflow`` module; the first one installed gives the version.
 _DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly", "tf-nightly-cpu", "tensorflow-gpu",
-                   "tensorflow-intel", "tensorflow-macos", "tensorflow-aarch64"),
+    "tensorflow": (
+        "tensorflow",
+        "tensorflow-cpu",
+        "tf-nightly",
+        "tf-nightly-cpu",
+        "tensorflow-gpu",
+        "tensorflow-intel",
+        "tensorflow-macos",
+        "tensorflow-aarch64",
+    ),
     "jax": ("jax",),
     "torch": ("torch",),
     "keras": ("keras", "keras-nightly"),
@@ -125,7 +133,7 @@ def _dist_version(module: str) -> str | None:
                 return importlib.metadata.version(dist)
             except importlib.metadata.PackageNotFoundError:
                 continue
-    except Exception:  # metadata of some unrelated, broken distribution must not break the probe
+    except Exception:  # noqa: BLE001 - metadata of some unrelated, broken distribution must not break the probe
         pass
     return None
 
@@ -191,9 +199,16 @@ def check_backend_gpu(name: str, timeout: float = 60.0) -> BackendInfo:
         return info
     env = {**os.environ, **_CHILD_ENV}
     try:
-        proc = subprocess.Popen([sys.executable, "-c", _SNIPPETS[name]], env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                errors="replace", start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _SNIPPETS[name]],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
     except OSError as e:
         return info.model_copy(update={"error": f"could not start the {name} check: {e}"})
     try:
@@ -212,13 +227,16 @@ def check_backend_gpu(name: str, timeout: float = 60.0) -> BackendInfo:
     result = _parse_child_output(stdout) if proc.returncode == 0 else None
     if result is None:
         detail = _tail(stderr) or _tail(stdout) or "no output"
-        return info.model_copy(update={
-            "error": f"the {name} GPU check failed ({describe_exit(proc.returncode)}): {detail}"})
-    return info.model_copy(update={
-        "version": info.version or result.get("version"),
-        "sees_gpu": bool(result["sees_gpu"]),
-        "gpu_devices": [str(d) for d in result.get("gpu_devices") or []],
-    })
+        return info.model_copy(
+            update={"error": f"the {name} GPU check failed ({describe_exit(proc.returncode)}): {detail}"}
+        )
+    return info.model_copy(
+        update={
+            "version": info.version or result.get("version"),
+            "sees_gpu": bool(result["sees_gpu"]),
+            "gpu_devices": [str(d) for d in result.get("gpu_devices") or []],
+        }
+    )
 
 
 def probe(check_gpu_visibility: bool = True, gpus: list[GPUInfo] | None = None) -> DeviceReport:
@@ -235,11 +253,12 @@ def probe(check_gpu_visibility: bool = True, gpus: list[GPUInfo] | None = None) 
         to_check = [b.name for b in backends if b.installed]
         if to_check:
             with ThreadPoolExecutor(max_workers=len(to_check), thread_name_prefix="gpu-check") as pool:
-                checked = dict(zip(to_check, pool.map(check_backend_gpu, to_check)))
+                checked = dict(zip(to_check, pool.map(check_backend_gpu, to_check), strict=True))
             backends = [checked.get(b.name, b) for b in backends]
     facts = host_facts()
-    return DeviceReport(host=facts, gpus=gpus, keras_version=keras_version(), backends=backends,
-                        tags=derive_tags(gpus, facts["host"]))
+    return DeviceReport(
+        host=facts, gpus=gpus, keras_version=keras_version(), backends=backends, tags=derive_tags(gpus, facts["host"])
+    )
 
 
 __all__ = [

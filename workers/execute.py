@@ -10,20 +10,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 from celery import Celery
 from pydantic import ValidationError
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
-from farm.errors import problems_from_validation
 from farm import workloads
+from farm.errors import problems_from_validation
 from farm.fingerprint import GPUInfo, hardware_key, host_facts, software_key
 from farm.job import JobEnvelope
-from farm.ledger import Ledger, Lease, Outcome
+from farm.ledger import Lease, Ledger, Outcome
 from farm.result import EpochRecord, JobResult, JobStatus, Phases
 from farm.rows import benchfarm_version
 from farm.settings import FarmSettings
@@ -36,9 +37,17 @@ log = logging.getLogger("farm.worker")
 class JobExecutor:
     """One worker's job handler; the Celery task is a thin wrapper around :meth:`handle`."""
 
-    def __init__(self, store: Store, settings: FarmSettings, worker_name: str, *,
-                 gpu_ids: list[str] | None = None, gpus: list[GPUInfo] | None = None, app: Celery | None = None,
-                 on_busy: Callable[[str | None], None] = lambda j: None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: FarmSettings,
+        worker_name: str,
+        *,
+        gpu_ids: list[str] | None = None,
+        gpus: list[GPUInfo] | None = None,
+        app: Celery | None = None,
+        on_busy: Callable[[str | None], None] = lambda j: None,
+    ) -> None:
         self.store = store
         self.ledger = Ledger(store)
         self.retry = durable_retry(settings.store_retry_s)
@@ -62,7 +71,7 @@ class JobExecutor:
             return JobEnvelope.model_validate(payload)
         except ValidationError as e:
             reason = "; ".join(str(p) for p in problems_from_validation(e))[:2000]
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - whatever fails to parse is a refused message, not a dead worker
             reason = f"{type(e).__name__}: {e}"[:2000]
         log.error("refused a message that is not a valid farm job: %s", reason)
         self.record_rejection(f"not a valid farm job: {reason}")
@@ -96,8 +105,12 @@ class JobExecutor:
             return Outcome.leased.value
         try:
             if lease.attempt > self.settings.max_attempts:
-                self.ledger.give_up(lease, envelope, f"gave up after {lease.attempt - 1} attempts: the job's "
-                                                     "process died every time", lease.attempt - 1)
+                self.ledger.give_up(
+                    lease,
+                    envelope,
+                    f"gave up after {lease.attempt - 1} attempts: the job's process died every time",
+                    lease.attempt - 1,
+                )
                 return Outcome.failed.value
             return self._run(envelope, lease)
         finally:
@@ -107,11 +120,21 @@ class JobExecutor:
     def _run(self, envelope: JobEnvelope, lease: Lease) -> str:
         job_id, attempt = envelope.job_id, lease.attempt
         started = time.time()
-        self.store.set_state(job_id, JobStatus.running, worker=self.worker, attempt=attempt, started_at=started,
-                             heartbeat_at=started, epoch=0, epochs=envelope.job.epochs, error=None)
+        self.store.set_state(
+            job_id,
+            JobStatus.running,
+            worker=self.worker,
+            attempt=attempt,
+            started_at=started,
+            heartbeat_at=started,
+            epoch=0,
+            epochs=envelope.job.epochs,
+            error=None,
+        )
         self.on_busy(job_id)
-        self.store.log_run(job_id, event="start", worker=self.worker, attempt=attempt, at=started,
-                           generation=lease.generation)
+        self.store.log_run(
+            job_id, event="start", worker=self.worker, attempt=attempt, at=started, generation=lease.generation
+        )
         stop = threading.Event()
         lost_lease: list[str] = []
         keepalive: list[Callable[[], None]] = []
@@ -137,8 +160,9 @@ class JobExecutor:
             kind = event.get("event")
             fields: dict[str, Any] = {"heartbeat_at": time.time()}
             if kind == "epoch":
-                fields.update(epoch=event["epoch"], epochs=event["epochs"], loss=event.get("loss"),
-                              accuracy=event.get("accuracy"))
+                fields.update(
+                    epoch=event["epoch"], epochs=event["epochs"], loss=event.get("loss"), accuracy=event.get("accuracy")
+                )
             elif kind == "ready":
                 fields.update(phase="ready", child_pid=event.get("pid"))
             elif kind in ("phase", "started"):
@@ -153,23 +177,38 @@ class JobExecutor:
                 return "lease_lost"
             try:
                 return self._cancelled(envelope)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - Redis restarting: not cancelled for now, asked again
                 return None
 
         try:
-            outcome = run_child(envelope, self.settings, on_event, gpu_ids=self.gpu_ids, should_stop=should_stop,
-                                pool=self.pool, keepalive=keepalive)
+            outcome = run_child(
+                envelope,
+                self.settings,
+                on_event,
+                gpu_ids=self.gpu_ids,
+                should_stop=should_stop,
+                pool=self.pool,
+                keepalive=keepalive,
+            )
         finally:
             stop.set()
             beat.join(timeout=5)
             self.on_busy(None)
-        if outcome.status != "lease_lost" and not self._resilient(lambda: self.ledger.holds(lease),
-                                                                  "check the lease"):
+        if outcome.status != "lease_lost" and not self._resilient(lambda: self.ledger.holds(lease), "check the lease"):
             outcome.status = "lease_lost"  # e.g. this worker was paused past its lease: its child stopped itself
             lost_lease.append(self.ledger.holder(job_id) or "another worker")
-        self._resilient(lambda: self.store.log_run(job_id, event="end", worker=self.worker, attempt=attempt,
-                                                   at=time.time(), ended=outcome.status,
-                                                   generation=lease.generation), "log the run")
+        self._resilient(
+            lambda: self.store.log_run(
+                job_id,
+                event="end",
+                worker=self.worker,
+                attempt=attempt,
+                at=time.time(),
+                ended=outcome.status,
+                generation=lease.generation,
+            ),
+            "log the run",
+        )
         if outcome.status == "lease_lost":
             log.error("job %s was taken over (%s): this run is abandoned and not recorded", job_id, lost_lease[0])
             return Outcome.abandoned.value
@@ -188,15 +227,24 @@ class JobExecutor:
             self.failed_jobs.add(envelope.job_id)
             self.consecutive_failures += 1
         if self.consecutive_failures >= self.settings.quarantine_after:
-            self.quarantined = (f"{self.consecutive_failures} jobs in a row failed here; the last: "
-                                f"{(outcome.error or '').splitlines()[0][:300]}")
+            self.quarantined = (
+                f"{self.consecutive_failures} jobs in a row failed here; the last: "
+                f"{(outcome.error or '').splitlines()[0][:300]}"
+            )
             log.error("worker %s stops taking jobs: %s", self.worker, self.quarantined)
         if lease.attempt < self.settings.max_attempts and self.app is not None:
             app = self.app
             error = (outcome.error or "failed").splitlines()[0]
-            state = self._resilient(lambda: self.ledger.requeue(
-                app, lease, envelope, f"attempt {lease.attempt} on {self.worker}: {error}",
-                max_attempts=self.settings.max_attempts), "put the job back")
+            state = self._resilient(
+                lambda: self.ledger.requeue(
+                    app,
+                    lease,
+                    envelope,
+                    f"attempt {lease.attempt} on {self.worker}: {error}",
+                    max_attempts=self.settings.max_attempts,
+                ),
+                "put the job back",
+            )
             log.warning("job %s failed on attempt %d (%s): %s", envelope.job_id, lease.attempt, error, state)
             return Outcome.retrying.value
         return self._record(envelope, outcome, lease)
@@ -208,12 +256,17 @@ class JobExecutor:
         result = build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus)
         result.timeline.update(received_at=self.received_at or None, recorded_at=time.time())
         if self._resilient(lambda: self.ledger.record(lease, result), "record the result"):
-            log.info("job %s %s%s", envelope.job_id, result.status.value,
-                     f": {result.error.splitlines()[0]}" if result.error else "")
+            log.info(
+                "job %s %s%s",
+                envelope.job_id,
+                result.status.value,
+                f": {result.error.splitlines()[0]}" if result.error else "",
+            )
             return result.status.value
         if not self._resilient(lambda: self.ledger.holds(lease), "check the lease"):
-            log.error("job %s was taken over while its result was written: this run's record was refused",
-                      envelope.job_id)
+            log.error(
+                "job %s was taken over while its result was written: this run's record was refused", envelope.job_id
+            )
             return Outcome.abandoned.value
         log.warning("job %s already had a result: this run's record was dropped", envelope.job_id)
         return Outcome.duplicate.value
@@ -229,12 +282,14 @@ def durable_retry(seconds: float) -> Retry:
     """redis-py's Retry for steps that must outlast a Redis restart: about ``seconds`` of attempts."""
     backoff = ExponentialBackoff(cap=5.0, base=0.2)
     retries = max(1, int(seconds / 5.0) + 5)  # 0.2 + 0.4 + ... reaches the 5 s cap after five tries
-    return Retry(backoff, retries, supported_errors=(redis.ConnectionError, redis.TimeoutError,
-                                                     redis.BusyLoadingError, OSError))
+    return Retry(
+        backoff, retries, supported_errors=(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
+    )
 
 
-def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo], ready: dict[str, Any],
-                res: dict[str, Any]) -> dict[str, Any]:
+def fingerprint(
+    envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo], ready: dict[str, Any], res: dict[str, Any]
+) -> dict[str, Any]:
     """What makes a result comparable: the host, the device, the software, the data; and the keys derived
     from them (equal hardware keys ran on comparable hardware, equal software keys on the same stack)."""
     job = envelope.job
@@ -266,13 +321,18 @@ def fingerprint(envelope: JobEnvelope, facts: dict[str, Any], gpus: list[GPUInfo
     }
 
 
-def build_result(envelope: JobEnvelope, outcome: ChildOutcome, attempt: int, worker: str,
-                 facts: dict[str, Any], gpus: list[GPUInfo] | None = None) -> JobResult:
+def build_result(
+    envelope: JobEnvelope,
+    outcome: ChildOutcome,
+    attempt: int,
+    worker: str,
+    facts: dict[str, Any],
+    gpus: list[GPUInfo] | None = None,
+) -> JobResult:
     ready, res = outcome.ready, outcome.result
     contention = res.get("contention") or {}
     phases = dict(res.get("phases", {}))
-    phases.update(spawn_s=ready.get("spawn_s"), import_s=ready.get("import_s"),
-                  import_cpu_s=ready.get("import_cpu_s"))
+    phases.update(spawn_s=ready.get("spawn_s"), import_s=ready.get("import_s"), import_cpu_s=ready.get("import_cpu_s"))
     if res.get("total_s") is not None:
         phases["total_s"] = res["total_s"]
         phases["exit_s"] = max(0.0, outcome.total_s - res["total_s"])
@@ -294,23 +354,27 @@ def build_result(envelope: JobEnvelope, outcome: ChildOutcome, attempt: int, wor
         worker=worker,
         host=facts.get("host"),
         device_name=res.get("device_name"),
-        started_at=datetime.fromtimestamp(outcome.started_at, timezone.utc) if outcome.started_at else None,
+        started_at=datetime.fromtimestamp(outcome.started_at, UTC) if outcome.started_at else None,
         versions=ready.get("versions", {}),
         environment=environment,
         dataset_digest=res.get("dataset_digest"),
         train_samples_used=res.get("train_samples_used"),
         test_samples_used=res.get("test_samples_used"),
-        epochs=[EpochRecord(**{k: v for k, v in e.items() if k in EpochRecord.model_fields})
-                for e in res.get("epochs", [])],
+        epochs=[
+            EpochRecord(**{k: v for k, v in e.items() if k in EpochRecord.model_fields}) for e in res.get("epochs", [])
+        ],
         phases=Phases(**{k: v for k, v in phases.items() if k in Phases.model_fields}),
         train_loss=res.get("train_loss"),
         train_accuracy=res.get("train_accuracy"),
         test_loss=res.get("test_loss"),
         test_accuracy=res.get("test_accuracy"),
         stalls=res.get("stalls", []),
-        timeline={**res.get("timeline", {}), "spawned_at": outcome.started_at or None,
-                  "job_started_at": outcome.job_started_at or None,
-                  "exited_at": (outcome.started_at + outcome.total_s) if outcome.started_at else None},
+        timeline={
+            **res.get("timeline", {}),
+            "spawned_at": outcome.started_at or None,
+            "job_started_at": outcome.job_started_at or None,
+            "exited_at": (outcome.started_at + outcome.total_s) if outcome.started_at else None,
+        },
         steps_per_epoch=res.get("steps_per_epoch"),
         step_p50_s=res.get("step_p50_s"),
         step_p90_s=res.get("step_p90_s"),

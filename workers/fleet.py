@@ -2,10 +2,11 @@
 together on Ctrl-C/SIGTERM.
 
 Each worker is its own process (its own Celery worker, its own pinned GPU), started as
-``python -m workers --plan JSON`` with the command's settings in its environment. On SIGTERM/SIGINT the fleet passes SIGTERM to every worker, which
-finishes its running job (Celery's warm shutdown) and exits; a second signal passes SIGKILL, and the jobs
-they held come back through the lease reaper. A worker that dies on its own is restarted after a pause. The
-fleet's own exit code is non-zero when a worker's last exit was (a supervisor above it sees the failure).
+``python -m workers --plan JSON`` with the command's settings in its environment. On SIGTERM/SIGINT the
+fleet passes SIGTERM to every worker, which finishes its running job (Celery's warm shutdown) and exits; a
+second signal passes SIGKILL, and the jobs they held come back through the lease reaper. A worker that dies
+on its own is restarted after a pause. The fleet's own exit code is non-zero when a worker's last exit was (a
+supervisor above it sees the failure).
 """
 
 from __future__ import annotations
@@ -49,8 +50,12 @@ def run_fleet(plans: list[WorkerPlan], settings_env: dict[str, str], loglevel: s
 
     def start(plan: WorkerPlan) -> None:
         procs[plan.name] = subprocess.Popen(worker_command(plan, loglevel), env=env)
-        log.info("started worker %s (pid %d) for %s", plan.name, procs[plan.name].pid,
-                 f"GPU {','.join(plan.gpu_ids)}" if plan.gpu_ids else "CPU jobs")
+        log.info(
+            "started worker %s (pid %d) for %s",
+            plan.name,
+            procs[plan.name].pid,
+            f"GPU {','.join(plan.gpu_ids)}" if plan.gpu_ids else "CPU jobs",
+        )
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         stopping["signals"] += 1
@@ -74,8 +79,9 @@ def run_fleet(plans: list[WorkerPlan], settings_env: dict[str, str], loglevel: s
         else:
             for name, p in procs.items():
                 if p.poll() is not None and name not in restart_at:
-                    log.error("worker %s exited with code %s; restarting in %.0f s", name, p.returncode,
-                              RESTART_DELAY_S)
+                    log.error(
+                        "worker %s exited with code %s; restarting in %.0f s", name, p.returncode, RESTART_DELAY_S
+                    )
                     restart_at[name] = time.monotonic() + RESTART_DELAY_S
             for name, when in list(restart_at.items()):
                 if time.monotonic() >= when:

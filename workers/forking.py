@@ -7,6 +7,7 @@ the control socket, and a child whose zygote died (it dies with it) is reported 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -61,15 +62,22 @@ class Zygote:
         self.error: str | None = None
         self.ready: dict[str, Any] = {}
         self.started_at = time.time()
-        self.proc = subprocess.Popen([sys.executable, "-m", "workers.zygote"], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     env={**env, "FARM_ZYGOTE_FD": str(theirs.fileno())},
-                                     pass_fds=(theirs.fileno(),), start_new_session=True,
-                                     preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "workers.zygote"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**env, "FARM_ZYGOTE_FD": str(theirs.fileno())},
+            pass_fds=(theirs.fileno(),),
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
         theirs.close()
         self.stderr_tail: list[str] = []
-        self._threads = [threading.Thread(target=self._read_control, daemon=True, name="farm-zygote-control"),
-                         threading.Thread(target=self._read_stderr, daemon=True, name="farm-zygote-stderr")]
+        self._threads = [
+            threading.Thread(target=self._read_control, daemon=True, name="farm-zygote-control"),
+            threading.Thread(target=self._read_stderr, daemon=True, name="farm-zygote-stderr"),
+        ]
         for t in self._threads:
             t.start()
         self._ready_timeout_s = ready_timeout_s
@@ -78,7 +86,7 @@ class Zygote:
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
         for raw in self.proc.stderr:
-            self.stderr_tail = (self.stderr_tail + [raw.decode("utf-8", "replace").rstrip("\n")])[-40:]
+            self.stderr_tail = [*self.stderr_tail, raw.decode("utf-8", "replace").rstrip("\n")][-40:]
 
     def _read_control(self) -> None:
         for line in self._sock.makefile("rb"):
@@ -159,9 +167,12 @@ class Zygote:
             if "forked" not in reply:
                 raise RuntimeError(reply.get("error") or reply.get("refused") or f"fork refused: {reply}")
             pid = int(reply["forked"])
-            proc = ForkedProc(pid, os.fdopen(pipes[0][1], "w", encoding="utf-8"),
-                              os.fdopen(pipes[1][0], "r", encoding="utf-8", errors="replace"),
-                              os.fdopen(pipes[2][0], "r", encoding="utf-8", errors="replace"))
+            proc = ForkedProc(
+                pid,
+                os.fdopen(pipes[0][1], "w", encoding="utf-8"),
+                os.fdopen(pipes[1][0], "r", encoding="utf-8", errors="replace"),
+                os.fdopen(pipes[2][0], "r", encoding="utf-8", errors="replace"),
+            )
             with self._lock:
                 if pid in self._early_exits:
                     proc._set_exit(self._early_exits.pop(pid))
@@ -170,10 +181,8 @@ class Zygote:
             return proc
         except BaseException:
             for fd in (pipes[0][1], pipes[1][0], pipes[2][0]):
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
             raise
         finally:
             for fd in theirs:
@@ -181,10 +190,8 @@ class Zygote:
 
     def close(self) -> None:
         """Stop the zygote (its running children, if any, die with it)."""
-        try:
+        with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         try:
             self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:

@@ -82,7 +82,9 @@ def gpu_probe(device: str, nvml: Any = None) -> GpuProbe | None:
         return None
     try:
         if nvml is None:
-            import pynvml as nvml
+            import pynvml
+
+            nvml = pynvml
         nvml.nvmlInit()
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
         if visible.startswith(("GPU-", "MIG-")):

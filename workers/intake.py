@@ -39,11 +39,33 @@ MAX_TAG = 64
 """Bound of the delivery tag (kombu writes a uuid4, 36 characters); it becomes a field of Redis' ``unacked``."""
 
 TOP_KEYS = frozenset({"body", "content-encoding", "content-type", "headers", "properties"})
-HEADER_KEYS = frozenset({"lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries",
-                         "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result",
-                         "replaced_task_nesting", "stamped_headers", "stamps", "redelivered"})
-PROPERTY_KEYS = frozenset({"correlation_id", "reply_to", "delivery_mode", "delivery_info", "priority",
-                           "body_encoding", "delivery_tag"})
+HEADER_KEYS = frozenset(
+    {
+        "lang",
+        "task",
+        "id",
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "retries",
+        "timelimit",
+        "root_id",
+        "parent_id",
+        "argsrepr",
+        "kwargsrepr",
+        "origin",
+        "ignore_result",
+        "replaced_task_nesting",
+        "stamped_headers",
+        "stamps",
+        "redelivered",
+    }
+)
+PROPERTY_KEYS = frozenset(
+    {"correlation_id", "reply_to", "delivery_mode", "delivery_info", "priority", "body_encoding", "delivery_tag"}
+)
 DELIVERY_INFO_KEYS = frozenset({"exchange", "routing_key", "redelivered"})
 EMBED_KEYS = frozenset({"callbacks", "errbacks", "chain", "chord"})
 ABSENT_HEADERS = ("shadow", "eta", "expires", "group", "group_index", "parent_id", "stamped_headers")
@@ -129,8 +151,10 @@ def admit(raw: bytes | str, queue: str) -> dict[str, Any]:
     if ctype != "application/json":
         kind = " (pickle is never accepted)" if "python-serialize" in str(ctype) else ""
         raise Refused(f"content-type must be application/json, not {show(ctype)}{kind}")
-    _require(message["content-encoding"] == "utf-8",
-             f"content-encoding must be utf-8, not {show(message['content-encoding'])}")
+    _require(
+        message["content-encoding"] == "utf-8",
+        f"content-encoding must be utf-8, not {show(message['content-encoding'])}",
+    )
     headers = message["headers"]
     _require(isinstance(headers, dict), f"headers must be an object, not {show(headers)}")
     properties = message["properties"]
@@ -148,8 +172,8 @@ def _check_headers(headers: dict[str, Any]) -> str:
     _require(task == TASK_NAME, f"the task must be {TASK_NAME}, not {show(task)} (no other task runs here)")
     _require(headers.get("lang") == "py", f"headers.lang must be 'py', not {show(headers.get('lang'))}")
     job_id = headers.get("id")
-    _require(isinstance(job_id, str) and bool(JOB_ID_RE.match(job_id)),
-             f"headers.id must be a job id (20 hex digits), not {show(job_id)}")
+    if not (isinstance(job_id, str) and JOB_ID_RE.match(job_id)):  # spelled out so that job_id is a str below
+        raise Refused(f"headers.id must be a job id (20 hex digits), not {show(job_id)}")
     for key in ABSENT_HEADERS:
         _require(headers.get(key) is None, f"headers.{key} must be null, not {show(headers.get(key))}")
     _require(headers.get("root_id") in (None, job_id), "headers.root_id must be the job id or null")
@@ -161,30 +185,46 @@ def _check_headers(headers: dict[str, Any]) -> str:
     for key in ("ignore_result", "redelivered"):
         _require(isinstance(headers.get(key, False), bool), f"headers.{key} must be true or false")
     limits = headers.get("timelimit", [None, None])
-    _require(isinstance(limits, list) and len(limits) == 2 and all(
-        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1e9) for v in limits),
-        f"headers.timelimit must be two nulls or numbers, not {show(limits)}")
+    _require(
+        isinstance(limits, list)
+        and len(limits) == 2
+        and all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1e9) for v in limits
+        ),
+        f"headers.timelimit must be two nulls or numbers, not {show(limits)}",
+    )
     return job_id
 
 
 def _check_properties(properties: dict[str, Any], queue: str, job_id: str) -> None:
     _keys(properties, PROPERTY_KEYS, "properties")
     tag = properties.get("delivery_tag")
-    _require(isinstance(tag, str) and 0 < len(tag) <= MAX_TAG and tag.isprintable(),
-             f"properties.delivery_tag must be a short printable string, not {show(tag)}")
-    _require(properties.get("body_encoding") == "base64",
-             f"properties.body_encoding must be base64, not {show(properties.get('body_encoding'))}")
-    _require(_is_int(properties.get("priority"), 0, 9), f"properties.priority must be an int 0-9, not "
-                                                         f"{show(properties.get('priority'))}")
+    _require(
+        isinstance(tag, str) and 0 < len(tag) <= MAX_TAG and tag.isprintable(),
+        f"properties.delivery_tag must be a short printable string, not {show(tag)}",
+    )
+    _require(
+        properties.get("body_encoding") == "base64",
+        f"properties.body_encoding must be base64, not {show(properties.get('body_encoding'))}",
+    )
+    _require(
+        _is_int(properties.get("priority"), 0, 9),
+        f"properties.priority must be an int 0-9, not {show(properties.get('priority'))}",
+    )
     _require(properties.get("correlation_id", job_id) == job_id, "properties.correlation_id must be the job id")
     _require(properties.get("reply_to", "") == "", "properties.reply_to must be empty (no replies are sent)")
-    _require(properties.get("delivery_mode", 2) in (1, 2) and not isinstance(properties.get("delivery_mode"), bool),
-             "properties.delivery_mode must be 1 or 2")
+    _require(
+        properties.get("delivery_mode", 2) in (1, 2) and not isinstance(properties.get("delivery_mode"), bool),
+        "properties.delivery_mode must be 1 or 2",
+    )
     info = properties.get("delivery_info")
-    _require(isinstance(info, dict), f"properties.delivery_info must be an object, not {show(info)}")
+    if not isinstance(info, dict):  # spelled out so that info is a dict below
+        raise Refused(f"properties.delivery_info must be an object, not {show(info)}")
     _keys(info, DELIVERY_INFO_KEYS, "properties.delivery_info")
-    _require(info.get("routing_key") == queue,
-             f"properties.delivery_info.routing_key must be the queue {queue}, not {show(info.get('routing_key'))}")
+    _require(
+        info.get("routing_key") == queue,
+        f"properties.delivery_info.routing_key must be the queue {queue}, not {show(info.get('routing_key'))}",
+    )
     _require(info.get("exchange", "") == "", "properties.delivery_info.exchange must be the default ('')")
     _require(isinstance(info.get("redelivered", False), bool), "delivery_info.redelivered must be true or false")
 
@@ -205,14 +245,19 @@ def _check_body(body: Any, job_id: str) -> None:
         raise Refused(f"the body is not JSON: {escape(str(e))[:200]}") from None
     _require(isinstance(parsed, list) and len(parsed) == 3, "the body must be [args, kwargs, embed]")
     args, kwargs, embed = parsed
-    _require(isinstance(args, list) and len(args) == 1 and isinstance(args[0], dict),
-             "the task's args must be exactly one job envelope")
+    _require(
+        isinstance(args, list) and len(args) == 1 and isinstance(args[0], dict),
+        "the task's args must be exactly one job envelope",
+    )
     _require(kwargs == {}, "the task takes no keyword arguments")
-    _require(isinstance(embed, dict) and set(embed) == EMBED_KEYS and all(v is None for v in embed.values()),
-             "the body's callbacks, errbacks, chain and chord must all be null (a farm job starts no other task)")
+    _require(
+        isinstance(embed, dict) and set(embed) == EMBED_KEYS and all(v is None for v in embed.values()),
+        "the body's callbacks, errbacks, chain and chord must all be null (a farm job starts no other task)",
+    )
     try:
         envelope = JobEnvelope.model_validate(args[0])
     except ValidationError as e:
-        raise Refused("not a valid farm job: " + "; ".join(str(p) for p in problems_from_validation(e))[:1000]) \
-            from None
+        raise Refused(
+            "not a valid farm job: " + "; ".join(str(p) for p in problems_from_validation(e))[:1000]
+        ) from None
     _require(envelope.job_id == job_id, f"headers.id {job_id} is not the envelope's job id {envelope.job_id}")

@@ -52,19 +52,35 @@ def select_gpus(gpus: list[GPUInfo], selection: str) -> list[GPUInfo]:
     return chosen
 
 
-def plan_workers(gpus: list[GPUInfo], *, selection: str = "all", cpu_only: bool = False,
-                 allow_cpu_jobs: bool = False, name: str | None = None, host: str | None = None,
-                 info: dict[str, Any] | None = None) -> list[WorkerPlan]:
+def plan_workers(
+    gpus: list[GPUInfo],
+    *,
+    selection: str = "all",
+    cpu_only: bool = False,
+    allow_cpu_jobs: bool = False,
+    name: str | None = None,
+    host: str | None = None,
+    info: dict[str, Any] | None = None,
+) -> list[WorkerPlan]:
     host = host or socket.gethostname()
     info = info or {}
     base = name or host
-    cpu = WorkerPlan(name=name if (name and (cpu_only or not gpus)) else f"cpu@{base}" if not name
-                     else f"{name}-cpu", tags=cpu_tags(host), info={**info, "gpus": []})
+    cpu = WorkerPlan(
+        name=name if (name and (cpu_only or not gpus)) else f"cpu@{base}" if not name else f"{name}-cpu",
+        tags=cpu_tags(host),
+        info={**info, "gpus": []},
+    )
     if cpu_only or not gpus:
         return [cpu]
-    plans = [WorkerPlan(name=f"gpu{g.index}@{base}" if not name else f"{name}-gpu{g.index}", tags=gpu_tags(g, host),
-                        gpu_ids=[str(g.index)], info={**info, "gpus": [g.model_dump()]})
-             for g in select_gpus(gpus, selection)]
+    plans = [
+        WorkerPlan(
+            name=f"gpu{g.index}@{base}" if not name else f"{name}-gpu{g.index}",
+            tags=gpu_tags(g, host),
+            gpu_ids=[str(g.index)],
+            info={**info, "gpus": [g.model_dump()]},
+        )
+        for g in select_gpus(gpus, selection)
+    ]
     if allow_cpu_jobs:
         plans.append(cpu)
     return plans

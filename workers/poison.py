@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from queue import Empty
-from typing import Any, Callable
+from typing import Any
 
 import kombu.transport
 from celery.worker.consumer import Consumer
@@ -59,10 +60,10 @@ def _ignore(refusal: Refusal) -> None:
     """The recorder until the worker sets one."""
 
 
-_recorder: Callable[[Refusal], None] = _ignore
+_recorder: Callable[[Refusal], object] = _ignore
 
 
-def set_recorder(record: Callable[[Refusal], None]) -> None:
+def set_recorder(record: Callable[[Refusal], object]) -> None:
     """Where refusals are reported (the worker points this at the store's ``rejected`` list)."""
     global _recorder
     _recorder = record
@@ -113,10 +114,10 @@ class GuardedChannel(kombu_redis.Channel):
             self.connection._deliver(message, dest)
             return True
         finally:
-            self._in_poll = None
+            self._in_poll = None  # type: ignore[assignment]  # kombu 5.7's own line; its attribute says bool
             self._flush_brpop_reauth()
 
-    def _get(self, queue: str) -> dict[str, Any]:
+    def _get(self, queue: str) -> dict[str, Any]:  # type: ignore[override]  # kombu 5.7's Redis signature
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
                 item = client.rpop(self._q_for_pri(queue, pri))
@@ -156,9 +157,10 @@ def _describe(message: Any) -> tuple[str, bytes]:
     try:
         info = message.delivery_info if isinstance(message.delivery_info, dict) else {}
         raw = getattr(message, "_raw", None)
-        return str(info.get("routing_key") or ""), (json.dumps(raw, default=repr).encode() if raw is not None
-                                                    else bytes(message.body or b""))
-    except Exception:  # noqa: BLE001
+        return str(info.get("routing_key") or ""), (
+            json.dumps(raw, default=repr).encode() if raw is not None else bytes(message.body or b"")
+        )
+    except Exception:  # noqa: BLE001 - a description must never raise (see above)
         return "", b""
 
 
@@ -166,7 +168,7 @@ def _reject(message: Any, connection_errors: tuple[type[BaseException], ...]) ->
     """Take a refused message off the broker for good (no requeue); never raises."""
     try:
         message.reject_log_error(log, connection_errors)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a rejection must never raise (see above)
         log.warning("could not reject a refused message: %s", e)
 
 
@@ -198,9 +200,13 @@ class FarmConsumer(Consumer):
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         queue, raw = _describe(message)
-        refuse(f"an undecodable message of type {intake.show(getattr(message, 'content_type', None))}: "
-               f"{intake.show(str(exc))}", queue, raw)
+        refuse(
+            f"an undecodable message of type {intake.show(getattr(message, 'content_type', None))}: "
+            f"{intake.show(str(exc))}",
+            queue,
+            raw,
+        )
         try:
             message.ack()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - the broker may be gone: the worker stays up
             log.warning("could not acknowledge an undecodable message: %s", e)

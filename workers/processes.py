@@ -3,6 +3,7 @@ exit status is told in words. Shared by the device probe, the supervisor and the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from typing import Protocol
@@ -17,10 +18,8 @@ def die_with_parent() -> None:
     killed worker leaves no training behind. Spawn from threads that live as long as the process they start."""
     import ctypes
 
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 def kill_group(proc: _HasPid) -> None:
@@ -28,10 +27,8 @@ def kill_group(proc: _HasPid) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
-        try:  # not a group leader (yet): the process alone
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # not a group leader (yet): the process alone
             os.kill(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def describe_exit(returncode: int) -> str:

@@ -17,8 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from farm.job import JobEnvelope
 from farm.settings import FarmSettings
@@ -48,11 +49,16 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
     """The child's environment: its backend, what devices it may see, the data settings and nothing secret."""
     job = envelope.job
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    env.update(KERAS_BACKEND=job.backend, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
-               FARM_CACHE_DIR=str(settings.cache_dir), FARM_ALLOW_DOWNLOAD=str(settings.allow_download).lower(),
-               FARM_COMPILE_CACHE=str(settings.compile_cache).lower(),
-               FARM_KEEPALIVE_TIMEOUT_S=repr(keepalive_timeout_s(settings)),
-               FARM_CONTENTION_CPU_THRESHOLD=repr(settings.contention_cpu_threshold))
+    env.update(
+        KERAS_BACKEND=job.backend,
+        PYTHONUNBUFFERED="1",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        FARM_CACHE_DIR=str(settings.cache_dir),
+        FARM_ALLOW_DOWNLOAD=str(settings.allow_download).lower(),
+        FARM_COMPILE_CACHE=str(settings.compile_cache).lower(),
+        FARM_KEEPALIVE_TIMEOUT_S=repr(keepalive_timeout_s(settings)),
+        FARM_CONTENTION_CPU_THRESHOLD=repr(settings.contention_cpu_threshold),
+    )
     if settings.data_dir:
         env["FARM_DATA_DIR"] = str(settings.data_dir)
     if job.device == "cpu":
@@ -103,19 +109,28 @@ class Child:
         if zygote is not None:
             self.proc = zygote.fork(time.time())
         else:
-            self.proc = subprocess.Popen([sys.executable, "-m", "workers.child"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         env={**env, "FARM_SPAWN_T": repr(self.spawned_at)},
-                                         start_new_session=True, preexec_fn=die_with_parent, text=True,
-                                         encoding="utf-8", errors="replace")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "workers.child"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env={**env, "FARM_SPAWN_T": repr(self.spawned_at)},
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+                text=True,
+                encoding="utf-8",
+                errors="replace",
+            )
         self.outcome = ChildOutcome(status="failed", started_at=self.spawned_at)
         self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._lock = threading.Lock()
         self._stdin_lock = threading.Lock()
         self._on_event: Callable[[dict[str, Any]], None] | None = None
         self._early: list[dict[str, Any]] = []
-        self._threads = [threading.Thread(target=self._read_stderr, daemon=True),
-                         threading.Thread(target=self._read_events, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._read_stderr, daemon=True),
+            threading.Thread(target=self._read_events, daemon=True),
+        ]
         for t in self._threads:
             t.start()
 
@@ -201,11 +216,11 @@ class Child:
             if stop_reason:
                 kill_group(self.proc)
                 break
-        self.proc.wait()
+        returncode = self.proc.wait()
         self._close_stdin()
         for t in self._threads:
             t.join(timeout=5)
-        outcome.returncode = self.proc.returncode
+        outcome.returncode = returncode
         outcome.total_s = time.time() - self.spawned_at
         outcome.job_started_at = job_start
         outcome.stderr_tail = "\n".join(self.tail)[-8000:]
@@ -213,11 +228,11 @@ class Child:
             outcome.status, outcome.error = "timed_out", f"exceeded its time limit of {envelope.time_limit_s:g} s"
         elif stop_reason:
             outcome.status, outcome.error = stop_reason, outcome.error or f"stopped: {stop_reason}"
-        elif outcome.result and self.proc.returncode == 0:
+        elif outcome.result and returncode == 0:
             outcome.status = "succeeded"
         else:
             outcome.status = "failed"
-            outcome.error = outcome.error or getattr(self.proc, "exit_reason", None) or _describe_exit(self.proc.returncode)
+            outcome.error = outcome.error or getattr(self.proc, "exit_reason", None) or _describe_exit(returncode)
         return outcome
 
     def discard(self) -> None:
@@ -271,8 +286,7 @@ class WarmPool:
         with self._lock:
             self._refused[key] = zygote.error or "not ready"
             self._servers.pop(key, None)
-        log.warning("no fork server for %s: %s; its jobs start fresh interpreters", _describe_key(key),
-                    zygote.error)
+        log.warning("no fork server for %s: %s; its jobs start fresh interpreters", _describe_key(key), zygote.error)
         zygote.close()
         return None
 
@@ -302,10 +316,17 @@ def _describe_key(key: tuple) -> str:
     return f"backend {env.get('KERAS_BACKEND')}, CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', 'all')}"
 
 
-def run_child(envelope: JobEnvelope, settings: FarmSettings, on_event: Callable[[dict[str, Any]], None], *,
-              gpu_ids: list[str] | None = None, should_stop: Callable[[], str | None] = lambda: None,
-              poll_s: float = 0.2, pool: WarmPool | None = None,
-              keepalive: list[Callable[[], None]] | None = None) -> ChildOutcome:
+def run_child(
+    envelope: JobEnvelope,
+    settings: FarmSettings,
+    on_event: Callable[[dict[str, Any]], None],
+    *,
+    gpu_ids: list[str] | None = None,
+    should_stop: Callable[[], str | None] = lambda: None,
+    poll_s: float = 0.2,
+    pool: WarmPool | None = None,
+    keepalive: list[Callable[[], None]] | None = None,
+) -> ChildOutcome:
     """Run the job in a fresh child (forked from ``pool``'s fork server for its environment, if any);
     ``should_stop()`` returning a reason (e.g. 'cancelled') ends it early. The child's keep-alive is appended
     to ``keepalive`` for the caller's heartbeat to call."""

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from itertools import pairwise
+from typing import Any
 
 from farm import defaults
 
@@ -66,7 +68,7 @@ class IdleSampler:
         while not self._stop.wait(self.period_s):
             self.samples.append((time.perf_counter(), time.process_time()))
 
-    def start(self) -> "IdleSampler":
+    def start(self) -> IdleSampler:
         self.samples.append((time.perf_counter(), time.process_time()))
         self._thread.start()
         return self
@@ -81,7 +83,8 @@ class IdleSampler:
         out: list[tuple[float, float]] = []
         start: float | None = None
         last_idle_end = 0.0
-        for (t0, c0), (t1, c1) in zip(self.samples, self.samples[1:]):
+        samples = list(self.samples)  # a snapshot: the sampling thread may still be appending
+        for (t0, c0), (t1, c1) in pairwise(samples):
             idle = (c1 - c0) < self.max_busy * (t1 - t0)
             if idle and start is None:
                 start = t0
@@ -165,9 +168,10 @@ def epoch_callback(emit: Callable[[dict[str, Any]], None], epochs: int) -> Any:
             """Per-step seconds of the epochs from ``first_epoch`` (0-based) on; a chunk of several steps
             (``steps_per_execution``) counts as that many steps of its mean time."""
             out: list[float] = []
-            for starts, (_, end) in zip(self.step_starts[first_epoch:], self.epoch_bounds[first_epoch:]):
-                marks = starts + [(starts[-1][0] + max(1, steps_per_call(starts)), end)] if starts else []
-                for (b0, t0), (b1, t1) in zip(marks, marks[1:]):
+            # Not strict: an epoch under way has its step starts and no bounds yet.
+            for starts, (_, end) in zip(self.step_starts[first_epoch:], self.epoch_bounds[first_epoch:], strict=False):
+                marks = [*starts, (starts[-1][0] + max(1, steps_per_call(starts)), end)] if starts else []
+                for (b0, t0), (b1, t1) in pairwise(marks):
                     n = max(1, b1 - b0)
                     out.extend([(t1 - t0) / n] * n)
             return out

@@ -6,9 +6,11 @@ building, fitting and evaluating. The returned dict becomes most of the job's re
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from farm import workloads
 from farm.fingerprint import cpu_model
@@ -82,10 +84,12 @@ def tf_dataset(x: Any, y: Any, batch_size: int, seed: int) -> Any:
 
     n = x.shape[0]
     xs, ys = tf.constant(x), tf.constant(y)
-    ds = (tf.data.Dataset.range(n)
-          .shuffle(n, seed=seed, reshuffle_each_iteration=True)
-          .batch(batch_size)
-          .map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)), num_parallel_calls=1))
+    ds = (
+        tf.data.Dataset.range(n)
+        .shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+        .map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)), num_parallel_calls=1)
+    )
     options = tf.data.Options()
     options.autotune.enabled = False
     options.experimental_optimization.apply_default_optimizations = False
@@ -123,9 +127,16 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
     seed = job.seed_effective
 
     with clock.phase("data"):
-        ds = load_dataset(workload.dataset, job.data, data_dir=settings.data_dir, cache_dir=settings.cache_dir,
-                          seed=seed, train_samples=job.train_samples, test_samples=job.test_samples,
-                          allow_download=settings.allow_download)
+        ds = load_dataset(
+            workload.dataset,
+            job.data,
+            data_dir=settings.data_dir,
+            cache_dir=settings.cache_dir,
+            seed=seed,
+            train_samples=job.train_samples,
+            test_samples=job.test_samples,
+            allow_download=settings.allow_download,
+        )
         x_train, y_train = workload.prepare(ds.x_train, ds.y_train)
         x_test, y_test = workload.prepare(ds.x_test, ds.y_test)
     emit({"event": "phase", "phase": "data", "s": clock.wall["data"]})
@@ -138,8 +149,13 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
             keras.mixed_precision.set_global_policy("mixed_float16" if job.device == "gpu" else "mixed_bfloat16")
         params = workload.validate_params(job.params)
         model, optimizer, loss = workload.build_model(params, tuple(ds.input_shape), ds.num_classes)
-        model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
-                      steps_per_execution=job.steps_per_execution, jit_compile=job.jit_compile)
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=["accuracy"],
+            steps_per_execution=job.steps_per_execution,
+            jit_compile=job.jit_compile,
+        )
     emit({"event": "phase", "phase": "build", "s": clock.wall["build"]})
 
     timer = epoch_callback(emit, job.epochs)
@@ -148,11 +164,27 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
     watch = ContentionSampler(gpu_probe=gpu_probe(job.device)).start()
     with clock.phase("train"):
         if job.backend == "tensorflow" and job.input_pipeline == "farm":
-            model.fit(tf_dataset(x_train, y_train, job.batch_size, seed), epochs=job.epochs, verbose=0, shuffle=False,
-                      callbacks=[timer], validation_data=validation, validation_batch_size=job.batch_size)
+            model.fit(
+                tf_dataset(x_train, y_train, job.batch_size, seed),
+                epochs=job.epochs,
+                verbose=0,
+                shuffle=False,
+                callbacks=[timer],
+                validation_data=validation,
+                validation_batch_size=job.batch_size,
+            )
         else:
-            model.fit(x_train, y_train, batch_size=job.batch_size, epochs=job.epochs, verbose=0, shuffle=True,
-                      callbacks=[timer], validation_data=validation, validation_batch_size=job.batch_size)
+            model.fit(
+                x_train,
+                y_train,
+                batch_size=job.batch_size,
+                epochs=job.epochs,
+                verbose=0,
+                shuffle=True,
+                callbacks=[timer],
+                validation_data=validation,
+                validation_batch_size=job.batch_size,
+            )
     watch.stop()
     emit({"event": "trained"})  # the measured part is over: the supervisor may start the next job's process
     with clock.phase("eval"):
@@ -170,15 +202,25 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         "train_samples_used": int(x_train.shape[0]),
         "test_samples_used": int(x_test.shape[0]),
         "epochs": epochs,
-        "phases": {"data_s": clock.wall["data"], "build_s": clock.wall["build"], "train_s": clock.wall["train"],
-                   "eval_s": clock.wall["eval"], "data_cpu_s": clock.cpu["data"], "build_cpu_s": clock.cpu["build"],
-                   "train_cpu_s": clock.cpu["train"], "eval_cpu_s": clock.cpu["eval"]},
+        "phases": {
+            "data_s": clock.wall["data"],
+            "build_s": clock.wall["build"],
+            "train_s": clock.wall["train"],
+            "eval_s": clock.wall["eval"],
+            "data_cpu_s": clock.cpu["data"],
+            "build_cpu_s": clock.cpu["build"],
+            "train_cpu_s": clock.cpu["train"],
+            "eval_cpu_s": clock.cpu["eval"],
+        },
         "timeline": {"first_step_at": timer.first_step_at, "train_end_at": timer.train_end_at},
         "stalls": locate_stalls(sampler.stalls(), clock, timer.epoch_bounds),
-        "contention": watch.window(*steady_window(timer.epoch_bounds, clock.bounds["train"]),
-                                   settings.contention_cpu_threshold, gpu_summary),
+        "contention": watch.window(
+            *steady_window(timer.epoch_bounds, clock.bounds["train"]), settings.contention_cpu_threshold, gpu_summary
+        ),
         **step_percentiles(timer.step_times(first_epoch=1)),
-        "steps_per_epoch": len(timer.step_starts[0]) * steps_per_call(timer.step_starts[0]) if timer.step_starts else None,
+        "steps_per_epoch": len(timer.step_starts[0]) * steps_per_call(timer.step_starts[0])
+        if timer.step_starts
+        else None,
         "train_loss": last.get("loss"),
         "train_accuracy": last.get("accuracy"),
         "test_loss": float(test_loss),
@@ -212,8 +254,9 @@ def step_percentiles(steps: list[float]) -> dict[str, float | None]:
     return {"step_p50_s": float(p50), "step_p90_s": float(p90), "step_p99_s": float(p99)}
 
 
-def locate_stalls(stalls: list[tuple[float, float]], clock: PhaseClock,
-                  epoch_bounds: list[tuple[float, float]]) -> list[dict[str, Any]]:
+def locate_stalls(
+    stalls: list[tuple[float, float]], clock: PhaseClock, epoch_bounds: list[tuple[float, float]]
+) -> list[dict[str, Any]]:
     """Say where each idle window fell: in which epoch, between epochs, after the last, or in evaluation."""
     train0 = clock.bounds["train"][0]
     out = []
@@ -275,9 +318,7 @@ def framework_versions(backend: str) -> dict[str, str]:
     module = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
     try:
         versions[backend] = __import__(module).__version__
-    except Exception:  # noqa: BLE001
-        try:
+    except Exception:  # noqa: BLE001 - an import that fails in any way: ask the metadata
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[backend] = metadata.version(module)
-        except metadata.PackageNotFoundError:
-            pass
     return versions

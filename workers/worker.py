@@ -10,6 +10,7 @@ ends with Celery's exit code: non-zero when its consumer died, so a supervisor (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -40,15 +41,26 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
     poison.install_transport_guard()  # before this process opens any kombu connection
     store = Store.from_settings(settings)
     current: dict[str, str | None] = {"job": None}
-    info = {**plan.info, "name": plan.name, "tags": plan.tags, "queues": plan.queues, "pid": os.getpid(),
-            "host": socket.gethostname(), "benchfarm": __version__, "gpu_ids": plan.gpu_ids}
+    info = {
+        **plan.info,
+        "name": plan.name,
+        "tags": plan.tags,
+        "queues": plan.queues,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "benchfarm": __version__,
+        "gpu_ids": plan.gpu_ids,
+    }
     app = make_app(settings, plan.queues)
     app.conf.worker_consumer = "workers.poison:FarmConsumer"
     gpus = [GPUInfo.model_validate(g) for g in plan.info.get("gpus", [])]
 
     def beat() -> None:
-        store.register_worker(plan.name, {**info, "job": current["job"], "quarantined": executor.quarantined},
-                              ttl_s=settings.heartbeat_s * 4)
+        store.register_worker(
+            plan.name,
+            {**info, "job": current["job"], "quarantined": executor.quarantined},
+            ttl_s=settings.heartbeat_s * 4,
+        )
 
     def set_busy(job_id: str | None) -> None:
         current["job"] = job_id
@@ -58,8 +70,11 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
             log.warning("registry update failed: %s", e)
 
     executor = JobExecutor(store, settings, plan.name, gpu_ids=plan.gpu_ids, gpus=gpus, app=app, on_busy=set_busy)
-    poison.set_recorder(lambda refusal: store.record_rejection(
-        refusal.reason, worker=plan.name, queue=refusal.queue, raw=refusal.excerpt, size=refusal.size))
+    poison.set_recorder(
+        lambda refusal: store.record_rejection(
+            refusal.reason, worker=plan.name, queue=refusal.queue, raw=refusal.excerpt, size=refusal.size
+        )
+    )
     register(app, executor)
     stop = threading.Event()
 
@@ -78,18 +93,17 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
 
     beat()
     threading.Thread(target=housekeeping, daemon=True, name="farm-housekeeping").start()
-    threading.Thread(target=warn_if_busy, args=(settings.contention_cpu_threshold,), daemon=True,
-                     name="farm-busy-check").start()
+    threading.Thread(
+        target=warn_if_busy, args=(settings.contention_cpu_threshold,), daemon=True, name="farm-busy-check"
+    ).start()
     log.info("worker %s serving %s", plan.name, ", ".join(plan.queues))
     try:
         return serve(app, plan, loglevel)
     finally:
         stop.set()
         executor.pool.close()
-        try:
+        with contextlib.suppress(Exception):  # best effort on the way out: Redis may be gone; the entry expires
             store.unregister_worker(plan.name)
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def warn_if_busy(threshold: float, seconds: float = 2.0) -> float:
@@ -102,8 +116,12 @@ def warn_if_busy(threshold: float, seconds: float = 2.0) -> float:
     except OSError:
         return 0.0
     if busy > threshold:
-        log.warning("this host is busy: other processes used %.0f%% of its cores over %g s; jobs measured while "
-                    "that lasts will be marked contended and left out of reports", busy * 100, seconds)
+        log.warning(
+            "this host is busy: other processes used %.0f%% of its cores over %g s; jobs measured while "
+            "that lasts will be marked contended and left out of reports",
+            busy * 100,
+            seconds,
+        )
     return busy
 
 
@@ -113,9 +131,16 @@ def serve(app: Celery, plan: WorkerPlan, loglevel: str) -> int:
 
     Celery's ``WorkController.start`` turns an exception that ends the consumer ("Unrecoverable error") into
     exit code 1, and a warm shutdown (SIGTERM) into 0."""
-    worker = app.Worker(hostname=host_format(default_nodename(plan.name)), pool_cls="solo", concurrency=1,
-                        queues=list(plan.queues), loglevel=loglevel, without_mingle=True, without_gossip=True,
-                        task_events=True)
+    worker = app.Worker(
+        hostname=host_format(default_nodename(plan.name)),
+        pool_cls="solo",
+        concurrency=1,
+        queues=list(plan.queues),
+        loglevel=loglevel,
+        without_mingle=True,
+        without_gossip=True,
+        task_events=True,
+    )
     worker.start()
     code = worker.exitcode
     return code if isinstance(code, int) else (0 if code is None else 1)

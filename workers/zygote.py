@@ -94,9 +94,10 @@ def _become_child(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int],
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
-        sys.stdin = open(0, "r", encoding="utf-8", closefd=False)
-        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)
-        sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)
+        # The child's own standard streams, open for the rest of its life (no context manager can hold them).
+        sys.stdin = open(0, encoding="utf-8", closefd=False)  # noqa: SIM115 - see above
+        sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115 - see above
+        sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115 - see above
         os.environ["FARM_SPAWN_T"] = repr(spawn_t)
         os.environ["FARM_FORKED"] = "1"
         from workers import child
@@ -119,11 +120,11 @@ def serve(sock: socket.socket) -> int:
 
     try:
         ready = import_framework(backend)
-        import workers.datasets  # noqa: F401  (what every job imports next: load it once, here)
-        import farm.settings  # noqa: F401
+        import farm.settings  # noqa: F401 - loaded here once for every forked child
+        import workers.datasets  # noqa: F401 - what every job imports next: load it once, here
 
         reason = device_touched(backend)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - told to the worker, whose jobs then start fresh interpreters
         _send(sock, {"error": f"importing Keras with the {backend} backend failed: {e!r}"})
         return 3
     if reason:
@@ -139,7 +140,8 @@ def serve(sock: socket.socket) -> int:
     children: set[int] = set()
     buffer = b""
     while True:
-        readable, _, _ = select.select([sock, wake_r], [], [])
+        watched: list[socket.socket | int] = [sock, wake_r]
+        readable, _, _ = select.select(watched, [], [])
         if wake_r in readable:
             os.read(wake_r, 4096)
         while children:

@@ -8,29 +8,33 @@ data. Framework imports happen inside those functions, so the registry itself st
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+P = TypeVar("P", bound=BaseModel)
+"""A workload's own parameter model."""
+
 
 @dataclass(frozen=True)
-class Workload:
+class Workload(Generic[P]):
     """A registered benchmark: what it trains on and how it builds its model."""
 
     name: str
     dataset: str
-    params_model: type[BaseModel]
-    build_model: Callable[[BaseModel, tuple[int, ...], int], Any]
+    params_model: type[P]
+    build_model: Callable[[P, tuple[int, ...], int], Any]
     """(params, input_shape, num_classes) -> a compiled keras.Model."""
     prepare: Callable[[Any, Any], tuple[Any, Any]]
     """(x uint8 images, y int labels) -> arrays ready for ``fit`` (the seed's preprocessing)."""
     description: str = ""
-    memory_estimate: Callable[[BaseModel, int], int] | None = None
+    memory_estimate: Callable[[P, int], int] | None = None
     """(params, batch_size) -> bytes that training needs at the least, computed without any framework so the
     submit side can refuse a job no worker can hold; None where a workload cannot say."""
 
-    def validate_params(self, params: dict[str, Any] | None) -> BaseModel:
+    def validate_params(self, params: dict[str, Any] | None) -> P:
         return self.params_model.model_validate(params or {})
 
     def definition_hash(self) -> str:
@@ -39,7 +43,7 @@ class Workload:
         return f"{self.name}@{_definition_hash(self.params_model, self.build_model, self.prepare)}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _definition_hash(*parts: Any) -> str:
     import hashlib
     import inspect
@@ -48,7 +52,8 @@ def _definition_hash(*parts: Any) -> str:
     files = sorted({inspect.getsourcefile(p) or "" for p in parts} - {""})
     for path in files:
         try:
-            digest.update(open(path, "rb").read())  # noqa: SIM115 - read whole, closed by refcount
+            with open(path, "rb") as f:
+                digest.update(f.read())
         except OSError:
             digest.update(path.encode())
     return digest.hexdigest()[:10]
@@ -63,17 +68,17 @@ class UnknownWorkload(KeyError):
     pass
 
 
-_REGISTRY: dict[str, Workload] = {}
+_REGISTRY: dict[str, Workload[Any]] = {}
 
 
-def register(workload: Workload) -> Workload:
+def register(workload: Workload[P]) -> Workload[P]:
     if workload.name in _REGISTRY:
         raise ValueError(f"workload {workload.name!r} is already registered")
     _REGISTRY[workload.name] = workload
     return workload
 
 
-def get(name: str) -> Workload:
+def get(name: str) -> Workload[Any]:
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -86,9 +91,9 @@ def names() -> list[str]:
 
 
 def _load_builtin() -> None:
-    from farm.workloads import cifar10_mlp, fashion_mnist_mlp  # noqa: F401  (they register themselves)
+    from farm.workloads import cifar10_mlp, fashion_mnist_mlp  # noqa: F401 - imported to register themselves
 
 
 _load_builtin()
 
-__all__ = ["MAX_PARAMETERS", "Workload", "UnknownWorkload", "register", "get", "names"]
+__all__ = ["MAX_PARAMETERS", "UnknownWorkload", "Workload", "get", "names", "register"]

@@ -6,6 +6,7 @@ count and the memory estimate are plain arithmetic on the layer sizes.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
@@ -36,7 +37,7 @@ FLOAT32 = 4
 
 def dense_parameters(sizes: list[int]) -> int:
     """Weights and biases of Dense layers chaining ``sizes`` (input size first, output size last)."""
-    return sum((a + 1) * b for a, b in zip(sizes, sizes[1:]))
+    return sum((a + 1) * b for a, b in pairwise(sizes))
 
 
 def check_trainable(sizes: list[int]) -> None:
@@ -44,8 +45,9 @@ def check_trainable(sizes: list[int]) -> None:
     parameter count follows from several)."""
     count = dense_parameters(sizes)
     if count > MAX_PARAMETERS:
-        raise ValueError(f"the model would have {count:,} parameters, more than the {MAX_PARAMETERS:,} any "
-                         "machine can train")
+        raise ValueError(
+            f"the model would have {count:,} parameters, more than the {MAX_PARAMETERS:,} any machine can train"
+        )
 
 
 def mlp_memory_bytes(sizes: list[int], optimizer: str, batch_size: int) -> int:
@@ -73,8 +75,14 @@ def make_optimizer(name: str, learning_rate: float | None) -> Any:
     return cls() if learning_rate is None else cls(learning_rate=learning_rate)
 
 
-def build_mlp(input_shape: tuple[int, ...], hidden: list[int], activation: str, num_classes: int,
-              output_activation: str, name: str) -> Any:
+def build_mlp(
+    input_shape: tuple[int, ...],
+    hidden: list[int],
+    activation: str,
+    num_classes: int,
+    output_activation: str,
+    name: str,
+) -> Any:
     """Flatten → Dense(hidden[i], activation)… → Dense(num_classes, output_activation)."""
     import keras
 

@@ -9,9 +9,15 @@ from pydantic import Field, StrictInt, model_validator
 
 from farm import defaults
 from farm.workloads import Workload, register
-from farm.workloads._mlp import (MLPParams, Optimizer, build_mlp, check_trainable, make_optimizer,
-                                mlp_memory_bytes, scale_images)
-
+from farm.workloads._mlp import (
+    MLPParams,
+    Optimizer,
+    build_mlp,
+    check_trainable,
+    make_optimizer,
+    mlp_memory_bytes,
+    scale_images,
+)
 
 INPUT_SIZE = 32 * 32 * 3
 """Values of one flattened cifar10 image (``workers.datasets.fetch.DATASETS``; that package imports numpy, and
@@ -21,13 +27,15 @@ NUM_CLASSES = 10
 
 class Cifar10MLPParams(MLPParams):
     hidden_units: list[Annotated[StrictInt, Field(ge=1, le=defaults.MAX_UNITS)]] = Field(
-        default=[3000, 1000], min_length=1, max_length=defaults.MAX_HIDDEN_LAYERS,
+        default=[3000, 1000],
+        min_length=1,
+        max_length=defaults.MAX_HIDDEN_LAYERS,
         description="Width of each hidden Dense layer, in order.",
     )
     optimizer: Optimizer = "sgd"
 
     @model_validator(mode="after")
-    def _trainable(self) -> "Cifar10MLPParams":
+    def _trainable(self) -> Cifar10MLPParams:
         check_trainable(layer_sizes(self))
         return self
 
@@ -43,8 +51,9 @@ def memory_estimate(params: Cifar10MLPParams, batch_size: int) -> int:
 
 
 def build(params: Cifar10MLPParams, input_shape: tuple[int, ...], num_classes: int) -> tuple[Any, Any, str]:
-    model = build_mlp(input_shape, list(params.hidden_units), params.activation, num_classes,
-                      params.output_activation, "cifar10_mlp")
+    model = build_mlp(
+        input_shape, list(params.hidden_units), params.activation, num_classes, params.output_activation, "cifar10_mlp"
+    )
     return model, make_optimizer(params.optimizer, params.learning_rate), "categorical_crossentropy"
 
 
@@ -58,12 +67,14 @@ def prepare(x: Any, y: Any) -> tuple[Any, Any]:
     return scale_images(x), onehot
 
 
-WORKLOAD = register(Workload(
-    name="cifar10_mlp",
-    dataset="cifar10",
-    params_model=Cifar10MLPParams,
-    build_model=build,
-    prepare=prepare,
-    description=__doc__.strip().splitlines()[0],
-    memory_estimate=memory_estimate,  # type: ignore[arg-type]  # its own params model
-))
+WORKLOAD = register(
+    Workload(
+        name="cifar10_mlp",
+        dataset="cifar10",
+        params_model=Cifar10MLPParams,
+        build_model=build,
+        prepare=prepare,
+        description=__doc__.strip().splitlines()[0],
+        memory_estimate=memory_estimate,
+    )
+)

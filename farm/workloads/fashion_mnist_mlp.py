@@ -9,9 +9,15 @@ from pydantic import Field, StrictInt, model_validator
 
 from farm import defaults
 from farm.workloads import Workload, register
-from farm.workloads._mlp import (MLPParams, Optimizer, build_mlp, check_trainable, make_optimizer,
-                                mlp_memory_bytes, scale_images)
-
+from farm.workloads._mlp import (
+    MLPParams,
+    Optimizer,
+    build_mlp,
+    check_trainable,
+    make_optimizer,
+    mlp_memory_bytes,
+    scale_images,
+)
 
 INPUT_SIZE = 28 * 28
 """Values of one flattened fashion_mnist image (``workers.datasets.fetch.DATASETS``; that package imports numpy, and
@@ -25,7 +31,7 @@ class FashionMNISTMLPParams(MLPParams):
     optimizer: Optimizer = "adam"
 
     @model_validator(mode="after")
-    def _trainable(self) -> "FashionMNISTMLPParams":
+    def _trainable(self) -> FashionMNISTMLPParams:
         check_trainable(layer_sizes(self))
         return self
 
@@ -42,8 +48,9 @@ def memory_estimate(params: FashionMNISTMLPParams, batch_size: int) -> int:
 
 def build(params: FashionMNISTMLPParams, input_shape: tuple[int, ...], num_classes: int) -> tuple[Any, Any, str]:
     hidden = [params.units] * params.hidden_layers
-    model = build_mlp(input_shape, hidden, params.activation, num_classes, params.output_activation,
-                      "fashion_mnist_mlp")
+    model = build_mlp(
+        input_shape, hidden, params.activation, num_classes, params.output_activation, "fashion_mnist_mlp"
+    )
     return model, make_optimizer(params.optimizer, params.learning_rate), "sparse_categorical_crossentropy"
 
 
@@ -54,12 +61,14 @@ def prepare(x: Any, y: Any) -> tuple[Any, Any]:
     return scale_images(x), np.asarray(y, dtype=np.int32).reshape(-1)
 
 
-WORKLOAD = register(Workload(
-    name="fashion_mnist_mlp",
-    dataset="fashion_mnist",
-    params_model=FashionMNISTMLPParams,
-    build_model=build,
-    prepare=prepare,
-    description=__doc__.strip().splitlines()[0],
-    memory_estimate=memory_estimate,  # type: ignore[arg-type]  # its own params model
-))
+WORKLOAD = register(
+    Workload(
+        name="fashion_mnist_mlp",
+        dataset="fashion_mnist",
+        params_model=FashionMNISTMLPParams,
+        build_model=build,
+        prepare=prepare,
+        description=__doc__.strip().splitlines()[0],
+        memory_estimate=memory_estimate,
+    )
+)

@@ -16,7 +16,7 @@ import numpy as np
 from workers.datasets import cache, cifar10, fashion_mnist, synthetic
 from workers.datasets.fetch import DATASETS, DatasetInfo, DataUnavailable, locate
 
-__all__ = ["DATASETS", "DataUnavailable", "Dataset", "DatasetInfo", "KINDS", "load_dataset"]
+__all__ = ["DATASETS", "KINDS", "DataUnavailable", "Dataset", "DatasetInfo", "load_dataset"]
 
 KINDS = ("real", "synthetic")
 
@@ -42,8 +42,10 @@ class Dataset:
         return tuple(self.x_train.shape[1:])
 
     def __repr__(self) -> str:
-        return (f"Dataset({self.name!r}, {self.kind!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
-                f"digest={self.digest!r})")
+        return (
+            f"Dataset({self.name!r}, {self.kind!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
+            f"digest={self.digest!r})"
+        )
 
 
 def _cap(n: int | None, available: int) -> int:
@@ -53,10 +55,7 @@ def _cap(n: int | None, available: int) -> int:
 
 def _decode(info: DatasetInfo, paths: list[Path]) -> cache.Arrays:
     """Read the archives (looked up at call time so tests can replace a reader) and check the result."""
-    if info.name == "cifar10":
-        arrays = cifar10.read(paths[0])
-    else:
-        arrays = fashion_mnist.read(paths)
+    arrays = cifar10.read(paths[0]) if info.name == "cifar10" else fashion_mnist.read(paths)
     x_train, y_train, x_test, y_test = arrays
     for x, y in ((x_train, y_train), (x_test, y_test)):
         if x.dtype != np.uint8 or x.shape[1:] != info.image_shape or y.shape != (len(x),):
@@ -64,8 +63,9 @@ def _decode(info: DatasetInfo, paths: list[Path]) -> cache.Arrays:
     return arrays
 
 
-def _load_real(info: DatasetInfo, data_dir: Path | None, cache_dir: Path, allow_download: bool) -> tuple[
-        cache.Arrays, str]:
+def _load_real(
+    info: DatasetInfo, data_dir: Path | None, cache_dir: Path, allow_download: bool
+) -> tuple[cache.Arrays, str]:
     paths = locate(info, data_dir, allow_download)
     digest = cache.source_digest(info.name, paths, cache_dir)
     arrays = cache.load(cache_dir, info.name, digest)
@@ -76,9 +76,17 @@ def _load_real(info: DatasetInfo, data_dir: Path | None, cache_dir: Path, allow_
     return arrays, digest
 
 
-def load_dataset(name: str, kind: str, *, data_dir: Path | None, cache_dir: Path, seed: int = 0,
-                 train_samples: int | None = None, test_samples: int | None = None,
-                 allow_download: bool = True) -> Dataset:
+def load_dataset(
+    name: str,
+    kind: str,
+    *,
+    data_dir: Path | None,
+    cache_dir: Path,
+    seed: int = 0,
+    train_samples: int | None = None,
+    test_samples: int | None = None,
+    allow_download: bool = True,
+) -> Dataset:
     """Load ``name`` as ``kind`` ("real" or "synthetic"), keeping the first ``train_samples``/``test_samples``.
 
     ``seed`` only affects synthetic data. Raises :class:`DataUnavailable` when real archives cannot be found
@@ -102,5 +110,12 @@ def load_dataset(name: str, kind: str, *, data_dir: Path | None, cache_dir: Path
     x_train, y_train, x_test, y_test = arrays
     n_train = _cap(train_samples, len(x_train))
     n_test = _cap(test_samples, len(x_test))
-    return Dataset(name=name, kind=kind, x_train=x_train[:n_train], y_train=y_train[:n_train],
-                   x_test=x_test[:n_test], y_test=y_test[:n_test], digest=digest)
+    return Dataset(
+        name=name,
+        kind=kind,
+        x_train=x_train[:n_train],
+        y_train=y_train[:n_train],
+        x_test=x_test[:n_test],
+        y_test=y_test[:n_test],
+        digest=digest,
+    )

@@ -12,6 +12,7 @@ in place with the same size and modification time would be missed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -39,10 +40,8 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 
@@ -97,8 +96,7 @@ def load(cache_dir: Path, name: str, digest: str) -> Arrays | None:
     if not (d / MARKER).is_file():
         return None
     try:
-        x_train, y_train, x_test, y_test = (np.load(d / f"{a}.npy", mmap_mode="r", allow_pickle=False)
-                                            for a in ARRAYS)
+        x_train, y_train, x_test, y_test = (np.load(d / f"{a}.npy", mmap_mode="r", allow_pickle=False) for a in ARRAYS)
     except (OSError, ValueError):
         return None  # damaged by hand (a file deleted or truncated): decode again and overwrite
     return x_train, y_train, x_test, y_test
@@ -108,6 +106,10 @@ def store(cache_dir: Path, name: str, digest: str, arrays: Arrays) -> None:
     """Write the four arrays, each atomically, then the ``complete`` marker."""
     d = entry_dir(cache_dir, name, digest)
     d.mkdir(parents=True, exist_ok=True)
-    for a, arr in zip(ARRAYS, arrays):
-        _atomic_write(d / f"{a}.npy", lambda f, arr=arr: np.save(f, np.ascontiguousarray(arr), allow_pickle=False))
+    for a, arr in zip(ARRAYS, arrays, strict=True):
+
+        def save(f: BinaryIO, arr: np.ndarray = arr) -> None:
+            np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+
+        _atomic_write(d / f"{a}.npy", save)
     _atomic_write(d / MARKER, lambda f: f.write(b"ok\n"))

@@ -13,7 +13,7 @@ import pickle
 import re
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -34,7 +34,7 @@ def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
     return np.ndarray.__new__(np.ndarray, shape, _plain_dtype(dtype))
 
 
-def _frombuffer(buf: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Literal["C", "F", "A"]) -> np.ndarray:
     d = _plain_dtype(dtype)
     return np.frombuffer(buf, dtype=d).reshape(shape, order=order)
 
@@ -110,8 +110,10 @@ def read(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ValueError(f"{path}: not a readable cifar-10-python.tar.gz ({e})") from e
     if not train or test is None:
-        raise ValueError(f"{path}: expected cifar-10-batches-py/data_batch_1..5 and test_batch in the archive, "
-                         f"found {len(train)} data batch(es) and {'a' if test is not None else 'no'} test_batch")
+        raise ValueError(
+            f"{path}: expected cifar-10-batches-py/data_batch_1..5 and test_batch in the archive, "
+            f"found {len(train)} data batch(es) and {'a' if test is not None else 'no'} test_batch"
+        )
     ordered = [train[k] for k in sorted(train)]
     x_train = np.concatenate([b[0] for b in ordered])
     y_train = np.concatenate([b[1] for b in ordered])

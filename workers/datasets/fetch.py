@@ -30,8 +30,12 @@ class DatasetInfo:
     num_classes: int = 10
 
 
-_FASHION_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_FASHION_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
@@ -42,8 +46,7 @@ DATASETS: dict[str, DatasetInfo] = {
         files=("cifar-10-python.tar.gz",),
         urls=("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",),
         # Keras 3 keeps the archive as ``…-target_archive``; Keras 2 kept ``cifar-10-batches-py.tar.gz``.
-        keras_aliases={"cifar-10-python.tar.gz": ("cifar-10-batches-py-target_archive",
-                                                  "cifar-10-batches-py.tar.gz")},
+        keras_aliases={"cifar-10-python.tar.gz": ("cifar-10-batches-py-target_archive", "cifar-10-batches-py.tar.gz")},
         # The digest Keras itself pins for this archive.
         sha256={"cifar-10-python.tar.gz": "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"},
     ),
@@ -67,7 +70,7 @@ def keras_datasets_dirs() -> list[Path]:
     """Keras' cache folders: ``$KERAS_HOME/datasets`` or ``~/.keras/datasets``, and the /tmp fallback Keras
     uses when the home one is not writable."""
     home = Path(os.environ["KERAS_HOME"]).expanduser() if os.environ.get("KERAS_HOME") else Path.home() / ".keras"
-    dirs = [home / "datasets", Path("/tmp/.keras/datasets")]
+    dirs = [home / "datasets", Path("/tmp/.keras/datasets")]  # noqa: S108 - Keras' own fallback, only read here
     return list(dict.fromkeys(dirs))
 
 
@@ -104,8 +107,7 @@ def _download(info: DatasetInfo, fname: str) -> Path:
 
     url = info.urls[info.files.index(fname)]
     subdir = os.path.join("datasets", info.keras_subdir) if info.keras_subdir else "datasets"
-    return Path(keras.utils.get_file(fname=fname, origin=url, cache_subdir=subdir,
-                                     file_hash=info.sha256.get(fname)))
+    return Path(keras.utils.get_file(fname=fname, origin=url, cache_subdir=subdir, file_hash=info.sha256.get(fname)))
 
 
 def unavailable_message(info: DatasetInfo, missing: list[str], data_dir: Path | None, reason: str) -> str:
@@ -127,12 +129,17 @@ def locate(info: DatasetInfo, data_dir: Path | None, allow_download: bool) -> li
     found = {f: _find(info, f, data_dir) for f in info.files}
     missing = [f for f, p in found.items() if p is None]
     if missing and not allow_download:
-        raise DataUnavailable(unavailable_message(
-            info, missing, data_dir, "downloading is disabled (allow_download=False / FARM_ALLOW_DOWNLOAD=0)"))
+        raise DataUnavailable(
+            unavailable_message(
+                info, missing, data_dir, "downloading is disabled (allow_download=False / FARM_ALLOW_DOWNLOAD=0)"
+            )
+        )
+    located = {f: p for f, p in found.items() if p is not None}
     for f in missing:
         try:
-            found[f] = _download(info, f)
+            located[f] = _download(info, f)
         except Exception as e:  # no network, proxy, HTTP error, bad hash, Keras missing: all the same to the user
-            raise DataUnavailable(unavailable_message(
-                info, missing, data_dir, f"download failed: {type(e).__name__}: {e}")) from e
-    return [found[f] for f in info.files]  # type: ignore[misc]
+            raise DataUnavailable(
+                unavailable_message(info, missing, data_dir, f"download failed: {type(e).__name__}: {e}")
+            ) from e
+    return [located[f] for f in info.files]

@@ -30,8 +30,12 @@ def generate(info: DatasetInfo, seed: int, n_train: int, n_test: int) -> Arrays:
     def labels(rng: np.random.Generator, n: int) -> np.ndarray:
         return rng.integers(0, info.num_classes, size=(n,), dtype=np.uint8)
 
-    arrays = (images(streams[0], n_train), labels(streams[1], n_train),
-              images(streams[2], n_test), labels(streams[3], n_test))
+    arrays = (
+        images(streams[0], n_train),
+        labels(streams[1], n_train),
+        images(streams[2], n_test),
+        labels(streams[3], n_test),
+    )
     for a in arrays:
         a.setflags(write=False)  # read-only, like the memory-mapped real data
     return arrays
