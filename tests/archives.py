@@ -9,6 +9,7 @@ import pickle
 import struct
 import tarfile
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -21,13 +22,19 @@ FASHION = fetch.DATASETS["fashion_mnist"].files
 class _Py2Pickler(pickle._Pickler):
     """Writes what Python 2's cPickle wrote for the real batches: str as BINSTRING, numpy.core globals."""
 
-    dispatch = dict(pickle._Pickler.dispatch)
-    _NAMES = {id(np.ndarray): "numpy\nndarray", id(np.dtype): "numpy\ndtype",
-              id(np.zeros(1).__reduce__()[0]): "numpy.core.multiarray\n_reconstruct"}
+    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
+    _NAMES: ClassVar[dict[int, str]] = {
+        id(np.ndarray): "numpy\nndarray",
+        id(np.dtype): "numpy\ndtype",
+        id(np.zeros(1).__reduce__()[0]): "numpy.core.multiarray\n_reconstruct",
+    }
 
     def save_bytes(self, obj: bytes) -> None:
-        head = pickle.SHORT_BINSTRING + bytes([len(obj)]) if len(obj) < 256 else \
-            pickle.BINSTRING + struct.pack("<i", len(obj))
+        head = (
+            pickle.SHORT_BINSTRING + bytes([len(obj)])
+            if len(obj) < 256
+            else pickle.BINSTRING + struct.pack("<i", len(obj))
+        )
         self.write(head + obj)
         self.memoize(obj)
 
@@ -45,8 +52,12 @@ class _Py2Pickler(pickle._Pickler):
 def _batch_bytes(x_hwc: np.ndarray, labels: list[int], protocol: int | str, as_bytes: bool) -> bytes:
     """A CIFAR batch dict as the archive holds it: b"data" rows are channels-first R, G, B planes."""
     data = np.ascontiguousarray(x_hwc.transpose(0, 3, 1, 2)).reshape(len(x_hwc), 3072)
-    d = {b"batch_label": b"training batch", b"labels": list(labels),
-         b"data": data.tobytes() if as_bytes else data, b"filenames": [b"img.png"] * len(labels)}
+    d = {
+        b"batch_label": b"training batch",
+        b"labels": list(labels),
+        b"data": data.tobytes() if as_bytes else data,
+        b"filenames": [b"img.png"] * len(labels),
+    }
     if protocol == "py2":
         buf = io.BytesIO()
         _Py2Pickler(buf, protocol=2).dump(d)
@@ -54,8 +65,14 @@ def _batch_bytes(x_hwc: np.ndarray, labels: list[int], protocol: int | str, as_b
     return pickle.dumps(d, protocol=protocol)
 
 
-def write_cifar(path: Path, train: list[tuple[np.ndarray, list[int]]], test: tuple[np.ndarray, list[int]],
-                protocol: int | str = 4, as_bytes: bool = False, order: list[int] | None = None) -> Path:
+def write_cifar(
+    path: Path,
+    train: list[tuple[np.ndarray, list[int]]],
+    test: tuple[np.ndarray, list[int]],
+    protocol: int | str = 4,
+    as_bytes: bool = False,
+    order: list[int] | None = None,
+) -> Path:
     members = [(f"data_batch_{i + 1}", _batch_bytes(x, y, protocol, as_bytes)) for i, (x, y) in enumerate(train)]
     if order is not None:
         members = [members[i] for i in order]
@@ -78,13 +95,12 @@ def _idx(magic: int, arr: np.ndarray) -> bytes:
     return struct.pack(f">{1 + arr.ndim}I", magic, *arr.shape) + arr.astype(np.uint8).tobytes()
 
 
-def write_fashion(folder: Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
-                  y_test: np.ndarray) -> Path:
+def write_fashion(
+    folder: Path, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     payloads = [_idx(0x803, x_train), _idx(0x801, y_train), _idx(0x803, x_test), _idx(0x801, y_test)]
-    for fname, raw in zip(FASHION, payloads):
+    for fname, raw in zip(FASHION, payloads, strict=True):
         with gzip.open(folder / fname, "wb") as f:
             f.write(raw)
     return folder
-
-

@@ -1,95 +1,31 @@
-"""Shared fixtures: a throwaway real redis-server per test and real ``farm worker`` processes.
+"""Shared fixtures: a throwaway real redis-server per test, real ``farm worker`` processes, and an environment
+isolated from the caller's FARM_* settings. The plain functions and classes behind them are in tests/helpers.py.
 
-Nothing here touches a Redis someone else uses: each server listens on a unix socket in the test's own
-temporary directory and is killed at teardown.
+Nothing here touches a Redis someone else uses: each server listens on a unix socket in a temporary directory of
+its own and is killed at teardown.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-import redis
+from typer.testing import CliRunner, Result
 
 from farm.embedded import EmbeddedRedis
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import WorkerProcess, farm_env, isolate_farm_env, throwaway_redis
 
 
 @pytest.fixture
 def redis_server() -> Iterator[EmbeddedRedis]:
-    # A short directory: unix socket paths are limited to ~100 characters, pytest's tmp_path can be longer.
-    with tempfile.TemporaryDirectory(prefix="farm-") as d:
-        server = EmbeddedRedis(Path(d) / "redis")
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+    with throwaway_redis() as server:
+        yield server
 
 
 @pytest.fixture
 def redis_url(redis_server: EmbeddedRedis) -> str:
     return redis_server.url
-
-
-def farm_env(broker_url: str, cache_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    env.update(FARM_BROKER_URL=broker_url, FARM_CACHE_DIR=str(cache_dir), FARM_CONFIG=str(cache_dir / "none.toml"),
-               FARM_ALLOW_DOWNLOAD="false", **extra)
-    return env
-
-
-def run_farm(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    """The real ``farm`` command line in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-class WorkerProcess:
-    """A real ``farm worker`` subprocess; its log is kept for assertions and failure reports."""
-
-    def __init__(self, name: str, env: dict[str, str], log: Path, extra: list[str]) -> None:
-        self.name = name
-        self.env = env
-        self.log = log
-        self._fh = open(log, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--name", name,
-                                      "--no-check-backends", "--cpu-only", *extra],
-                                     env=env, cwd=REPO, stdout=self._fh, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def wait_registered(self, url: str, timeout: float = 60) -> None:
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if client.exists(f"farm:worker:{self.name}"):
-                time.sleep(0.5)  # registration happens just before Celery starts consuming
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited early:\n{self.text()}")
-            time.sleep(0.1)
-        raise TimeoutError(f"worker did not register:\n{self.text()}")
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._fh.close()
 
 
 @pytest.fixture
@@ -109,10 +45,22 @@ def start_worker(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., Worke
         w.stop()
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+@pytest.fixture
+def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No FARM_* setting of the caller, no config file (its absent path is returned), never the machine's shared
+    Redis (the default broker is one that refuses at once), a wide console."""
+    config = tmp_path / "no-such-config.toml"
+    isolate_farm_env(monkeypatch, config)
+    monkeypatch.setenv("FARM_BROKER_URL", "redis://127.0.0.1:1/0")
+    return config
+
+
+@pytest.fixture
+def invoke(isolated_env: Path) -> Callable[..., Result]:
+    """``farm`` in this process through typer's CliRunner, in the isolated environment."""
+    from cli.main import app
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(app, list(args))
+
+    return run

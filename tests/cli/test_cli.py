@@ -11,10 +11,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -23,11 +22,10 @@ from typer.testing import CliRunner, Result
 
 import cli.main
 from cli.main import app
-from farm.embedded import EmbeddedRedis
 from farm.job import JobEnvelope
 from farm.sweep import load_sweep
+from tests.helpers import REPO, run_farm_together, throwaway_redis
 
-REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "examples" / "seed.yaml"
 HEAVY = ("tensorflow", "keras", "jax", "torch")
 SEED_SWEEP = load_sweep(SEED)
@@ -41,14 +39,8 @@ def clean_env(config: Path) -> dict[str, str | None]:
     return env
 
 
-@pytest.fixture(autouse=True)
-def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("FARM_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("FARM_CONFIG", str(tmp_path / "no-such-config.toml"))
-    monkeypatch.setenv("FARM_BROKER_URL", "redis://127.0.0.1:1/0")  # never the machine's shared Redis
-    monkeypatch.setenv("COLUMNS", "250")
+# conftest's isolated_env: no FARM_* setting of the caller, no config file, never the machine's shared Redis.
+pytestmark = pytest.mark.usefixtures("isolated_env")
 
 
 def invoke(*args: str, env: dict[str, str | None] | None = None) -> Result:
@@ -65,8 +57,20 @@ COMMANDS = sorted(cli.main.COMMANDS)
 
 
 def test_commands_registered() -> None:
-    assert set(COMMANDS) == {"devices", "worker", "workers", "submit", "status", "results", "report", "run",
-                             "config", "compare", "cancel", "resume"}
+    assert set(COMMANDS) == {
+        "devices",
+        "worker",
+        "workers",
+        "submit",
+        "status",
+        "results",
+        "report",
+        "run",
+        "config",
+        "compare",
+        "cancel",
+        "resume",
+    }
 
 
 def test_app_help() -> None:
@@ -174,9 +178,16 @@ def test_bad_name_override_exits_2() -> None:
 # -- broker down -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", [
-    ("submit", str(SEED)), ("status",), ("results",), ("report",), ("workers",),
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("submit", str(SEED)),
+        ("status",),
+        ("results",),
+        ("report",),
+        ("workers",),
+    ],
+)
 def test_broker_down_fails_fast(command: tuple[str, ...]) -> None:
     started = time.monotonic()
     result = invoke(*command, "--broker", "redis://127.0.0.1:1/0")
@@ -222,19 +233,26 @@ print(json.dumps({{"exit": [result.exit_code, result_json.exit_code], "heavy": h
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env["FARM_CONFIG"] = str(tmp_path / "no-such-config.toml")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout.strip().splitlines()[-1])
     assert data["exit"] == [0, 0]
     assert data["heavy"] == []
 
 
-@pytest.mark.parametrize("command, keeps_python_defaults, collects", [
-    ("worker", True, True), ("run", True, True), ("report", False, False), ("status", False, False),
-    ("submit", False, False)])
-def test_only_short_commands_change_the_garbage_collector(command: str, keeps_python_defaults: bool,
-                                                          collects: bool) -> None:
+@pytest.mark.parametrize(
+    "command, keeps_python_defaults, collects",
+    [  # each a real process: the fast loop runs one long command and one short one
+        ("worker", True, True),
+        pytest.param("run", True, True, marks=pytest.mark.slow),
+        pytest.param("report", False, False, marks=pytest.mark.slow),
+        ("status", False, False),
+        pytest.param("submit", False, False, marks=pytest.mark.slow),
+    ],
+)
+def test_only_short_commands_change_the_garbage_collector(
+    command: str, keeps_python_defaults: bool, collects: bool
+) -> None:
     code = f"""
 import atexit, gc, json, sys
 import cli.main
@@ -266,8 +284,7 @@ cli.main.main()
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update({k: v for k, v in seeded["env"].items() if v is not None})
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "collector True" in out.stdout
 
@@ -280,17 +297,13 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """A throwaway redis-server with the seed sweep submitted once; stopped at the end of the module."""
     base = tmp_path_factory.mktemp("farm")
     env = clean_env(base / "no-such-config.toml")
-    # A short directory for the socket: unix socket paths are limited to ~100 characters.
-    with tempfile.TemporaryDirectory(prefix="bf-") as short:
-        server = EmbeddedRedis(Path(short) / "r")
-        with server:
-            first = invoke("submit", str(SEED), "--broker", server.url, "--json", "--allow-unserved", env=env)
-            assert first.exit_code == 0, first.output
-            client = redis.Redis.from_url(server.url)
-            yield {"url": server.url, "env": env, "first": json.loads(first.stdout), "dir": base,
-                   "client": client}
-            client.close()
-        assert server.proc is None, "redis-server left running"
+    with throwaway_redis() as server:
+        first = invoke("submit", str(SEED), "--broker", server.url, "--json", "--allow-unserved", env=env)
+        assert first.exit_code == 0, first.output
+        client = redis.Redis.from_url(server.url)
+        yield {"url": server.url, "env": env, "first": json.loads(first.stdout), "dir": base, "client": client}
+        client.close()
+    assert server.proc is None, "redis-server left running"
 
 
 def test_submit_enqueues_every_job(seeded: dict) -> None:
@@ -331,7 +344,7 @@ def test_queue_messages_are_json_envelopes(seeded: dict, queue: str, device: str
     assert len(messages) == 6
     seen = set()
     for msg in messages:
-        assert msg["content-type"] == "application/json"          # never pickle
+        assert msg["content-type"] == "application/json"  # never pickle
         assert msg["content-encoding"] == "utf-8"
         assert msg["properties"]["body_encoding"] == "base64"
         assert msg["properties"]["delivery_info"]["routing_key"] == queue
@@ -400,8 +413,7 @@ runpy.run_module("cli.main", run_name="__main__")
 """
     full = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     full.update({k: v for k, v in env.items() if v is not None})
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=full, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=full, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stderr.strip().splitlines()[-1])
 
@@ -409,12 +421,26 @@ runpy.run_module("cli.main", run_name="__main__")
 # What one command must not pay for: the other commands' modules, Celery (only sending needs it), pandas.
 # farm.queue is light (it names queues; Celery is imported only to send), so status may use it to name a
 # job's queue: celery and kombu themselves stay on the list.
-NOT_FOR_STATUS = ("celery", "kombu", "pandas", "numpy", "workers", "cli.results", "cli.compare",
-                  "cli.run", "cli.worker", "cli.submit", "cli.devices", "farm.lifecycle",
-                  "farm.report", "farm.stats", "farm.sweep")
+NOT_FOR_STATUS = (
+    "celery",
+    "kombu",
+    "pandas",
+    "numpy",
+    "workers",
+    "cli.results",
+    "cli.compare",
+    "cli.run",
+    "cli.worker",
+    "cli.submit",
+    "cli.devices",
+    "farm.lifecycle",
+    "farm.report",
+    "farm.stats",
+    "farm.sweep",
+)
 
 
-@pytest.mark.parametrize("extra", [[], ["--json"]])
+@pytest.mark.parametrize("extra", [[], pytest.param(["--json"], marks=pytest.mark.slow)])  # a real process each
 def test_status_imports_only_what_it_needs(seeded: dict, extra: list[str]) -> None:
     modules = imported_by(["status", seeded["first"]["sweep_id"], "--broker", seeded["url"], *extra], seeded["env"])
     assert "cli.status" in modules
@@ -432,24 +458,25 @@ def test_real_command_output_and_exit_codes(seeded: dict) -> None:
     arrives, and the exit status is the command's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update({k: v for k, v in seeded["env"].items() if v is not None})
-    sid = seeded["first"]["sweep_id"]
-    ok = run_cli(["status", sid, "--broker", seeded["url"], "--json"], env)
+    sid, url = seeded["first"]["sweep_id"], seeded["url"]
+    out = run_farm_together(
+        {
+            "ok": (["status", sid, "--broker", url, "--json"], env),
+            "table": (["status", sid, "--broker", url], env),
+            "missing": (["status", "no-such-sweep", "--broker", url], env),
+            "down": (["status", "--broker", "redis://127.0.0.1:1/0"], env),
+            "usage": (["status", "--no-such-flag"], env),
+            "help": (["--help"], env),
+        }
+    )
+    ok, table, missing, down, usage = (out[k] for k in ("ok", "table", "missing", "down", "usage"))
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["total"] == 12
-    table = run_cli(["status", sid, "--broker", seeded["url"]], env)
     assert table.returncode == 0 and "0/12 finished" in flat(table.stdout)
-    missing = run_cli(["status", "no-such-sweep", "--broker", seeded["url"]], env)
     assert missing.returncode == 2 and "no-such-sweep" in missing.stderr and missing.stdout == ""
-    down = run_cli(["status", "--broker", "redis://127.0.0.1:1/0"], env)
     assert down.returncode == 1 and "cannot reach Redis" in flat(down.stderr)
-    usage = run_cli(["status", "--no-such-flag"], env)
     assert usage.returncode == 2 and "No such option" in usage.stderr
-    assert run_cli(["--help"], env).returncode == 0
-
-
-def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=120)
+    assert out["help"].returncode == 0
 
 
 def test_status_unknown_sweep_exits_2(seeded: dict) -> None:
@@ -465,14 +492,15 @@ def test_status_table_says_no_live_worker(seeded: dict) -> None:
     out = flat(result.output)
     assert "no live worker" in out
     assert "0/12 finished" in out
-    assert "farm.cpu" in out and "farm.gpu" in out   # the queues nobody serves are named
+    assert "farm.cpu" in out and "farm.gpu" in out  # the queues nobody serves are named
 
 
 def test_results_csv(seeded: dict) -> None:
     out_file = seeded["dir"] / "tmp" / "raw.csv"
     out_file.parent.mkdir(exist_ok=True)
-    result = invoke("results", seeded["first"]["sweep_id"], "--broker", seeded["url"], "-o", str(out_file),
-                    env=seeded["env"])
+    result = invoke(
+        "results", seeded["first"]["sweep_id"], "--broker", seeded["url"], "-o", str(out_file), env=seeded["env"]
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 12 rows" in flat(result.output)
     df = pd.read_csv(out_file)
@@ -487,7 +515,7 @@ def test_results_to_stdout(seeded: dict) -> None:
     result = invoke("results", seeded["first"]["sweep_id"], "--broker", seeded["url"], env=seeded["env"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 13   # header + 12 jobs
+    assert len(lines) == 13  # header + 12 jobs
     assert "job_id" in lines[0]
 
 
@@ -496,14 +524,15 @@ def test_report_without_results(seeded: dict) -> None:
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     out_file = seeded["dir"] / "report.csv"
-    result = invoke("report", seeded["first"]["sweep_id"], "--broker", seeded["url"], "-o", str(out_file),
-                    env=seeded["env"])
+    result = invoke(
+        "report", seeded["first"]["sweep_id"], "--broker", seeded["url"], "-o", str(out_file), env=seeded["env"]
+    )
     assert result.exit_code == 0, result.output
     assert out_file.exists()
 
 
 def test_workers_json_empty_on_a_fresh_redis() -> None:
-    with tempfile.TemporaryDirectory(prefix="bf-") as short, EmbeddedRedis(Path(short) / "r") as server:
+    with throwaway_redis() as server:
         result = invoke("workers", "--broker", server.url, "--json")
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout) == []
@@ -517,7 +546,7 @@ def test_workers_json_empty_on_a_fresh_redis() -> None:
 
 
 def test_submit_refuses_jobs_no_live_worker_can_run(tmp_path: Path) -> None:
-    with tempfile.TemporaryDirectory(prefix="bf-") as short, EmbeddedRedis(Path(short) / "r") as server:
+    with throwaway_redis() as server:
         env = clean_env(tmp_path / "none.toml")
         result = invoke("submit", str(SEED), "--broker", server.url, env=env)
         assert result.exit_code == 2, result.output
@@ -527,8 +556,7 @@ def test_submit_refuses_jobs_no_live_worker_can_run(tmp_path: Path) -> None:
         assert client.llen("farm.cpu") == 0 and client.llen("farm.gpu") == 0 and not client.keys("farm:state:*")
         # A live CPU worker (its registry entry) makes the CPU jobs feasible; the dry run shows what is left.
         client.set("farm:worker:cpu@x", json.dumps({"name": "cpu@x", "queues": ["farm.cpu"], "heartbeat_at": 0}))
-        dry = json.loads(invoke("submit", str(SEED), "--broker", server.url, "--dry-run", "--json",
-                                env=env).stdout)
+        dry = json.loads(invoke("submit", str(SEED), "--broker", server.url, "--dry-run", "--json", env=env).stdout)
         assert dry["unserved"] == {"farm.gpu": 6}
         text = flat(invoke("submit", str(SEED), "--broker", server.url, "--dry-run", env=env).output)
         assert "6 job(s) on farm.gpu: no live worker serves it" in text
@@ -555,8 +583,9 @@ def test_submit_in_batches_sends_each_job_once(redis_url: str, monkeypatch: pyte
     r.close()
 
 
-def test_a_failed_batch_stays_owed_and_the_next_submit_sends_it(redis_url: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_batch_stays_owed_and_the_next_submit_sends_it(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import kombu.transport.redis
 
     import farm.submit
@@ -580,11 +609,11 @@ def test_a_failed_batch_stays_owed_and_the_next_submit_sends_it(redis_url: str,
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     first = [j.job_id for j in SEED_SWEEP.jobs[:5]]
     on_queues = [m["headers"]["id"] for q in ("farm.cpu", "farm.gpu") for m in queue_messages(r, q)]
-    assert sorted(on_queues) == sorted(first)                 # the first batch went, the failed one did not
+    assert sorted(on_queues) == sorted(first)  # the first batch went, the failed one did not
     assert all(r.hget(f"farm:state:{j}", "sent_at") for j in first)
     failed = {j.job_id for j in SEED_SWEEP.jobs[5:10]}
-    assert set(r.zrange("farm:outbox", 0, -1)) == failed                 # owed, not lost
-    assert not any(r.exists(f"farm:state:{j.job_id}") for j in SEED_SWEEP.jobs[10:])   # never claimed
+    assert set(r.zrange("farm:outbox", 0, -1)) == failed  # owed, not lost
+    assert not any(r.exists(f"farm:state:{j.job_id}") for j in SEED_SWEEP.jobs[10:])  # never claimed
     monkeypatch.setattr(kombu.transport.redis.PublishBatch, "flush", flush)
     again = farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
     assert again.enqueued == 7 and again.already == 5

@@ -35,7 +35,8 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
+
 DEPLOY = REPO / "deploy"
 DOCKERFILES = {"cpu": DEPLOY / "docker" / "Dockerfile", "gpu": DEPLOY / "docker" / "Dockerfile.gpu"}
 COMPOSE = DEPLOY / "compose.yaml"
@@ -53,10 +54,11 @@ PENDING_FLAGS = {"--gpus", "--allow-cpu-jobs"}
 MIN_GRACE_S = 15 * 60
 """A stopping worker finishes its running job: the grace period before it is killed must allow for one."""
 
-REDIS_PASSWORD_VAR = "BENCHFARM_REDIS_PASSWORD"
+REDIS_PASSWORD_VAR = "BENCHFARM_REDIS_PASSWORD"  # noqa: S105  (the variable's name, not a password)
 
 
 # -- helpers --------------------------------------------------------------------------------------------------
+
 
 def deploy_files() -> list[Path]:
     return sorted(p for p in DEPLOY.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
@@ -142,7 +144,7 @@ def farm_worker_argv(argv: list[str], where: str) -> list[str]:
     """The arguments after ``farm worker`` in a command line (an init like ``tini --`` may come first)."""
     for i in range(len(argv) - 1):
         if Path(argv[i]).name == "farm" and argv[i + 1] == "worker":
-            return argv[i + 2:]
+            return argv[i + 2 :]
     raise AssertionError(f"{where}: does not run `farm worker`: {argv}")
 
 
@@ -229,6 +231,7 @@ def image_dockerfile(image: str) -> Path | None:
 
 # -- every `farm worker` command line in deploy/ ----------------------------------------------------------------
 
+
 def worker_invocations() -> list[tuple[str, list[str]]]:
     """(where, args after ``farm worker``) from every structured place that starts a worker."""
     found: list[tuple[str, list[str]]] = []
@@ -284,9 +287,16 @@ def test_every_farm_worker_invocation_uses_only_real_flags() -> None:
     invocations = worker_invocations()
     where = {w for w, _ in invocations}
     # Not vacuous: each place that starts a worker was found.
-    for expected in ("Dockerfile ENTRYPOINT+CMD", "Dockerfile.gpu ENTRYPOINT+CMD", "compose.yaml services.worker-cpu",
-                     "compose.yaml services.worker-gpu", "farm-worker@.service ExecStart",
-                     "farm-worker-cpu.service ExecStart", "worker-cpu.yaml worker-cpu", "worker-gpu.yaml worker-gpu"):
+    for expected in (
+        "Dockerfile ENTRYPOINT+CMD",
+        "Dockerfile.gpu ENTRYPOINT+CMD",
+        "compose.yaml services.worker-cpu",
+        "compose.yaml services.worker-gpu",
+        "farm-worker@.service ExecStart",
+        "farm-worker-cpu.service ExecStart",
+        "worker-cpu.yaml worker-cpu",
+        "worker-gpu.yaml worker-gpu",
+    ):
         assert expected in where, f"no `farm worker` found in {expected}"
     mentions = worker_mentions_in_text()
     assert mentions, "the text scan found no `farm worker` at all"
@@ -299,8 +309,11 @@ def test_every_farm_worker_invocation_uses_only_real_flags() -> None:
     unknown = {f: ws for f, ws in used.items() if f not in real}
     pending = {f: ws for f, ws in unknown.items() if f in PENDING_FLAGS}
     if pending:
-        warnings.warn(f"`farm worker` does not have {sorted(pending)} yet (pending, being added); used in: "
-                      f"{sorted({w for ws in pending.values() for w in ws})}", stacklevel=1)
+        warnings.warn(
+            f"`farm worker` does not have {sorted(pending)} yet (pending, being added); used in: "
+            f"{sorted({w for ws in pending.values() for w in ws})}",
+            stacklevel=1,
+        )
     wrong = {f: ws for f, ws in unknown.items() if f not in PENDING_FLAGS}
     assert not wrong, "flags that `farm worker` does not have:\n" + "\n".join(f"  {f}: {ws}" for f, ws in wrong.items())
 
@@ -318,10 +331,12 @@ def test_every_farm_variable_is_a_real_setting() -> None:
 
 # -- no secrets ------------------------------------------------------------------------------------------------
 
+
 def is_placeholder(value: str) -> bool:
     value = value.strip().strip("\"'")
-    return (value in ("", PLACEHOLDER) or value.startswith(("$", "<")) or re.fullmatch(r"[A-Z][A-Z_-]*", value)
-            is not None)
+    return (
+        value in ("", PLACEHOLDER) or value.startswith(("$", "<")) or re.fullmatch(r"[A-Z][A-Z_-]*", value) is not None
+    )
 
 
 def test_no_real_password_anywhere() -> None:
@@ -329,8 +344,10 @@ def test_no_real_password_anywhere() -> None:
         (r"rediss?://[^:/@\s]*:([^@\s]+)@", "password in a redis URL"),
         (r"(?m)^[ \t]*redis-password:[ \t]*(\S+)", "redis-password in a Secret"),
         (r"--requirepass(?:=|\s+(?:-[ \t]+)?)(\S+)", "requirepass"),
-        (r"(?m)^[ \t]*(?:-[ \t]+)?[A-Z_]*(?:PASSWORD|AUTH|SECRET|TOKEN)[A-Z_]*[ \t]*[=:][ \t]*(\S*)",
-         "a secret-named variable"),
+        (
+            r"(?m)^[ \t]*(?:-[ \t]+)?[A-Z_]*(?:PASSWORD|AUTH|SECRET|TOKEN)[A-Z_]*[ \t]*[=:][ \t]*(\S*)",
+            "a secret-named variable",
+        ),
     ]
     bad = []
     seen = 0
@@ -350,6 +367,7 @@ def test_the_real_env_file_is_ignored_by_git() -> None:
 
 
 # -- Dockerfiles ------------------------------------------------------------------------------------------------
+
 
 def pyproject_extras() -> set[str]:
     return set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
@@ -416,7 +434,8 @@ def test_dockerfile_structure(kind: str) -> None:
             assert (REPO / src).exists(), f"COPY {src}: no such file in the repository"
             assert src.rstrip("/") in allowed, f"COPY {src}: excluded by {path.name}.dockerignore"
     for package in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"][
-            "include"]:
+        "include"
+    ]:
         assert package.rstrip("*") in allowed, f"package {package} is not copied into the image"
     assert "STOPSIGNAL" not in names or docker_instr(path, "STOPSIGNAL")[-1] == "SIGTERM"
 
@@ -426,8 +445,10 @@ def backend_install_commands(path: Path, backend: str) -> subprocess.CompletedPr
     (step,) = [a for a in docker_instr(path, "RUN") if 'case "$BACKEND"' in a]
     stubs = 'pip() { echo "pip $*"; }; rm() { :; }; farm() { :; }; '
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in docker_instr(path, "ARG") if "=" in a}
-    return run(["sh", "-c", stubs + step], env={"PATH": os.environ["PATH"], "BACKEND": backend,
-                                                 "TORCH_INDEX_URL": args["TORCH_INDEX_URL"]})
+    return run(
+        ["sh", "-c", stubs + step],
+        env={"PATH": os.environ["PATH"], "BACKEND": backend, "TORCH_INDEX_URL": args["TORCH_INDEX_URL"]},
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
@@ -435,13 +456,16 @@ def test_dockerfile_backend_selects_the_extras(kind: str) -> None:
     path = DOCKERFILES[kind]
     extras = pyproject_extras()
     expected = {
-        "cpu": {"tensorflow": ["pip install /src[worker]"],
-                "jax": ["pip install /src[jax]"],
-                "torch": ["pip install --index-url https://download.pytorch.org/whl/cpu torch",
-                          "pip install /src[torch]"]},
-        "gpu": {"tensorflow": ["pip install /src[gpu]"],
-                "jax": ["pip install /src[jax] jax[cuda12]"],
-                "torch": ["pip install --index-url https://pypi.org/simple torch", "pip install /src[torch]"]},
+        "cpu": {
+            "tensorflow": ["pip install /src[worker]"],
+            "jax": ["pip install /src[jax]"],
+            "torch": ["pip install --index-url https://download.pytorch.org/whl/cpu torch", "pip install /src[torch]"],
+        },
+        "gpu": {
+            "tensorflow": ["pip install /src[gpu]"],
+            "jax": ["pip install /src[jax] jax[cuda12]"],
+            "torch": ["pip install --index-url https://pypi.org/simple torch", "pip install /src[torch]"],
+        },
     }[kind]
     for backend, commands in expected.items():
         result = backend_install_commands(path, backend)
@@ -462,6 +486,7 @@ def test_dockerfiles_pass_hadolint() -> None:
 
 
 # -- compose ----------------------------------------------------------------------------------------------------
+
 
 def compose_list(value: Any) -> list[str]:
     return value if isinstance(value, list) else shlex.split(value)
@@ -579,6 +604,7 @@ def test_compose_refuses_to_start_without_a_password(tmp_path: Path) -> None:
 
 # -- systemd ----------------------------------------------------------------------------------------------------
 
+
 def test_systemd_units() -> None:
     found = units()
     assert set(found) == {"farm-worker@.service", "farm-worker-cpu.service"}
@@ -640,6 +666,7 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 
 # -- Kubernetes -------------------------------------------------------------------------------------------------
 
+
 def secret() -> dict[str, Any]:
     secrets = [d for _, d in k8s_resources() if d["kind"] == "Secret"]
     assert len(secrets) == 1, "one Secret"
@@ -653,8 +680,9 @@ def test_kustomization_lists_every_manifest() -> None:
     assert sorted(listed) == sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
     assert {"secret.yaml", "redis.yaml", "worker-cpu.yaml", "worker-gpu.yaml"} <= set(listed)
     images = {i["name"] for i in kust.get("images", [])}
-    used = {c["image"].split(":")[0]
-            for _, d in k8s_resources() if d["kind"] == "Deployment" for c in pod_containers(d)}
+    used = {
+        c["image"].split(":")[0] for _, d in k8s_resources() if d["kind"] == "Deployment" for c in pod_containers(d)
+    }
     assert images <= used, f"kustomization renames images nobody uses: {images - used}"
 
 
@@ -695,7 +723,9 @@ def test_k8s_redis() -> None:
     assert deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate"
     # Its init container refuses the template's placeholder password (and an empty one).
     (guard,) = pod["initContainers"]
-    assert guard["command"][:2] == ["sh", "-c"] and secret_ref(guard["env"], "REDIS_PASSWORD")["key"] == "redis-password"
+    assert (
+        guard["command"][:2] == ["sh", "-c"] and secret_ref(guard["env"], "REDIS_PASSWORD")["key"] == "redis-password"
+    )
     for password, refused in ((PLACEHOLDER, True), ("", True), ("0123abcd" * 4, False)):
         result = run(["sh", "-c", guard["command"][2]], env={"PATH": os.environ["PATH"], "REDIS_PASSWORD": password})
         assert (result.returncode != 0) == refused, (password, result.stderr)
@@ -743,8 +773,10 @@ def test_k8s_manifests_pass_kubernetes_validate() -> None:
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as e:
-            pytest.fail(f"{file_name} {doc['kind']}/{doc['metadata']['name']} (Kubernetes {version}): {e.message} "
-                        f"at {'.'.join(map(str, e.path))}")
+            pytest.fail(
+                f"{file_name} {doc['kind']}/{doc['metadata']['name']} (Kubernetes {version}): {e.message} "
+                f"at {'.'.join(map(str, e.path))}"
+            )
 
 
 def test_kustomization_builds() -> None:
@@ -760,19 +792,23 @@ def test_kustomization_builds() -> None:
 
 # -- across the three ways to run a worker ----------------------------------------------------------------------
 
+
 def test_the_grace_period_is_the_same_everywhere() -> None:
     services = compose()["services"]
     periods = {
         "compose worker-cpu": parse_duration_s(services["worker-cpu"]["stop_grace_period"]),
         "compose worker-gpu": parse_duration_s(services["worker-gpu"]["stop_grace_period"]),
         **{f"systemd {n}": parse_duration_s(p["Service"]["TimeoutStopSec"]) for n, p in units().items()},
-        **{f"k8s {n}": float(k8s_one("Deployment", n)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
-           for n in ("worker-cpu", "worker-gpu")},
+        **{
+            f"k8s {n}": float(k8s_one("Deployment", n)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
+            for n in ("worker-cpu", "worker-gpu")
+        },
     }
     assert len(set(periods.values())) == 1, periods
 
 
 # -- the images' health check -----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def healthcheck(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str) -> Iterator[Any]:
@@ -818,14 +854,28 @@ def test_healthcheck_command_line(redis_url: str, tmp_path: Path) -> None:
     env.update(FARM_CONFIG=str(tmp_path / "absent.toml"))
     host = socket.gethostname()
 
-    def check(url: str, *args: str) -> subprocess.CompletedProcess:
-        return run([sys.executable, str(HEALTHCHECK), *args], env={**env, "FARM_BROKER_URL": url}, cwd=tmp_path)
+    def check(url: str, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, str(HEALTHCHECK), *args],
+            env={**env, "FARM_BROKER_URL": url},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     register(redis_url, f"cpu@{host}.1", host)
-    ok = check(redis_url)
-    assert ok.returncode == 0 and ok.stdout.startswith("healthy"), ok.stdout + ok.stderr
+    # The three checks at once (each a process of its own); then what each said.
+    checks = [check(redis_url), check("redis://:hunter2-secret@127.0.0.1:1/0"), check(redis_url, "--bogus")]
+    try:
+        (ok, ok_err), (down, down_err), _ = (c.communicate(timeout=120) for c in checks)
+    finally:
+        for c in checks:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+    assert checks[0].returncode == 0 and ok.startswith("healthy"), ok + ok_err
     # Redis down (nothing listens there) or refusing: unhealthy in one line, no traceback, no password shown.
-    down = check("redis://:hunter2-secret@127.0.0.1:1/0")
-    assert down.returncode == 1 and down.stdout.startswith("unhealthy") and not down.stderr
-    assert "hunter2-secret" not in down.stdout
-    assert check(redis_url, "--bogus").returncode == 2
+    assert checks[1].returncode == 1 and down.startswith("unhealthy") and not down_err
+    assert "hunter2-secret" not in down
+    assert checks[2].returncode == 2

@@ -12,10 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from farm.queue import kombu_url
-from tests.conftest import REPO, run_farm, wait_for
+from tests.helpers import REPO, run_farm, wait_for, write_sweep
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("flower")
@@ -35,11 +34,24 @@ def get(url: str) -> object:
 def test_flower_sees_farm_workers_and_tasks(redis_url: str, start_worker, tmp_path: Path) -> None:
     port = free_port()
     log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115
-    flower = subprocess.Popen([sys.executable, "-m", "celery", f"--broker={kombu_url(redis_url)}", "flower",
-                               f"--port={port}", "--address=127.0.0.1"], cwd=REPO, stdout=log,
-                              stderr=subprocess.STDOUT, env={**os.environ, "FLOWER_UNAUTHENTICATED_API": "true"})
+    flower = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            f"--broker={kombu_url(redis_url)}",
+            "flower",
+            f"--port={port}",
+            "--address=127.0.0.1",
+        ],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "FLOWER_UNAUTHENTICATED_API": "true"},
+    )
     base = f"http://127.0.0.1:{port}"
     try:
+
         def up() -> bool:
             try:
                 get(f"{base}/api/workers?refresh=1")
@@ -50,13 +62,12 @@ def test_flower_sees_farm_workers_and_tasks(redis_url: str, start_worker, tmp_pa
         wait_for(up, 60, "Flower to listen")
         worker = start_worker("flower-w")
         env = {**worker.env}
-        wait_for(lambda: any("flower-w" in name for name in get(f"{base}/api/workers?refresh=1")), 60,
-                 "Flower to list the farm worker")
-        sweep = tmp_path / "s.yaml"
-        sweep.write_text(yaml.safe_dump({"name": "watched", "defaults": {"backend": "jax", "data": "synthetic",
-                                         "train_samples": 32, "test_samples": 8, "epochs": 1},
-                                         "jobs": [{"workload": "fashion_mnist_mlp",
-                                                   "params": {"hidden_layers": 1, "units": 4}}]}))
+        wait_for(
+            lambda: any("flower-w" in name for name in get(f"{base}/api/workers?refresh=1")),
+            60,
+            "Flower to list the farm worker",
+        )
+        sweep = write_sweep(tmp_path, "watched", samples=32, test_samples=8, units=4)
         out = run_farm(["submit", str(sweep), "--json"], env)
         assert out.returncode == 0, out.stderr
 

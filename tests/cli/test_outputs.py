@@ -11,54 +11,29 @@ means a read-only mount (skipped where mounting is not allowed), not chmod.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pytest
 import redis
 
-from farm.embedded import EmbeddedRedis
 from farm.output import OutputError, write_atomic, write_frame
-from tests.conftest import REPO, farm_env, run_farm
+from farm.store import Store
+from tests.helpers import REPO, farm_env, run_farm, store_finished_sweep, throwaway_redis
 
-TRAIN = 60_000
-
-
-def store_sweep(client: redis.Redis, name: str, throughputs: list[float]) -> str:
-    """A finished sweep of one cell (CPU, TensorFlow) with one succeeded result per throughput."""
-    from farm.job import JobEnvelope, JobSpec
-    from farm.result import EpochRecord, JobResult, JobStatus
-    from farm.store import Store
-
-    store = Store(client)
-    sweep_id = f"{name}-0123456789"
-    envelopes, results = [], []
-    for i, sps in enumerate(throughputs):
-        job = JobSpec(sweep=name, workload="fashion_mnist_mlp", device="cpu", backend="tensorflow", epochs=3,
-                      repeat=i)
-        env = JobEnvelope.for_job(job, sweep_id)
-        wall = TRAIN / sps
-        envelopes.append(env)
-        results.append(JobResult(job_id=env.job_id, sweep_id=sweep_id, job=job, status=JobStatus.succeeded,
-                                 worker="w1", device_name="cpu-x", train_samples_used=TRAIN,
-                                 versions={"python": "3.11.7", "keras": "3.15.1", "tensorflow": "2.21.0"},
-                                 epochs=[EpochRecord(epoch=e, wall_s=wall) for e in range(3)]))
-    store.save_sweep(sweep_id, {"sweep_id": sweep_id, "name": name, "jobs": len(envelopes)}, envelopes)
-    for r in results:
-        assert store.record_result(r)
-    return sweep_id
+MOUNT, UMOUNT = shutil.which("mount"), shutil.which("umount")
 
 
 @pytest.fixture(scope="module")
 def farm_store() -> Iterator[dict]:
-    with tempfile.TemporaryDirectory(prefix="out-") as d, EmbeddedRedis(Path(d) / "r", appendonly=False) as server:
+    with throwaway_redis(appendonly=False) as server:
         client = redis.Redis.from_url(server.url, decode_responses=True)
-        a = store_sweep(client, "base", [1000, 1010, 990, 1005])
-        b = store_sweep(client, "cand", [800, 810, 790, 805])
+        a = store_finished_sweep(Store(client), "base", {("cpu", "tensorflow"): [1000, 1010, 990, 1005]})
+        b = store_finished_sweep(Store(client), "cand", {("cpu", "tensorflow"): [800, 810, 790, 805]})
         client.close()
         yield {"url": server.url, "a": a, "b": b}
 
@@ -68,6 +43,11 @@ COMMANDS = {
     "report": lambda s: ["report", s["a"]],
     "compare": lambda s: ["compare", s["a"], s["b"]],
 }
+
+REAL = pytest.mark.slow
+"""The tests that run the real commands (a process of one to two and a half seconds each) are slow; the fast loop
+keeps the in-process ones: the writer, each place's message, farm run's files, and the -o files that the in-process
+commands of test_compare and test_report_contended write."""
 
 
 def farm(farm_store: dict, tmp_path: Path, command: str, output: Path | str) -> subprocess.CompletedProcess:
@@ -91,6 +71,7 @@ def leftovers(directory: Path) -> list[str]:
 # -- the commands ------------------------------------------------------------------------------------------------
 
 
+@REAL
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_writes_the_file_whole(farm_store: dict, tmp_path: Path, command: str) -> None:
     target = tmp_path / "out.csv"
@@ -101,26 +82,49 @@ def test_writes_the_file_whole(farm_store: dict, tmp_path: Path, command: str) -
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-@pytest.mark.parametrize("case", ["missing directory", "under a file", "is a directory", "no files there",
-                                  "full device"])
-def test_a_place_that_cannot_be_written_is_one_line(farm_store: dict, tmp_path: Path, command: str,
-                                                    case: str) -> None:
+UNWRITABLE = ["missing directory", "under a file", "is a directory", "no files there", "full device"]
+
+
+def unwritable(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """A place that cannot be written, of the kind ``case`` names, and what its message must say."""
     (tmp_path / "afile").write_text("x")
     (tmp_path / "adir").mkdir()
-    target, why = {
+    return {
         "missing directory": (tmp_path / "nope" / "out.csv", "does not exist"),
-        "under a file": (tmp_path / "afile" / "out.csv", "is not a directory"),   # ENOTDIR
+        "under a file": (tmp_path / "afile" / "out.csv", "is not a directory"),  # ENOTDIR
         "is a directory": (tmp_path / "adir", "it is a directory"),
         "no files there": (Path("/proc/benchfarm-out.csv"), "cannot be created"),
-        "full device": (Path("/dev/full"), "no space left"),                         # a char device: ENOSPC
+        "full device": (Path("/dev/full"), "no space left"),  # a char device: ENOSPC
     }[case]
-    line = one_error_line(farm(farm_store, tmp_path, command, target), 1)
-    assert f"cannot write {target}" in line and why in line, line
+
+
+def nothing_left_behind(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cache") == ["adir", "afile"]
     assert not any((tmp_path / "adir").iterdir())
 
 
+@pytest.mark.parametrize("case", UNWRITABLE)
+def test_each_place_that_cannot_be_written_has_its_message(tmp_path: Path, case: str) -> None:
+    """farm.output's refusal, in this process: the message the commands below print as their one line."""
+    target, why = unwritable(tmp_path, case)
+    with pytest.raises(OutputError) as info:
+        write_frame(pd.DataFrame({"a": [1]}), target)
+    assert str(info.value).startswith(f"cannot write {target}: ") and why in str(info.value), info.value
+    nothing_left_behind(tmp_path)
+
+
+@REAL
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("case", UNWRITABLE)
+def test_a_place_that_cannot_be_written_is_one_line(farm_store: dict, tmp_path: Path, command: str, case: str) -> None:
+    """The real command line: the message of the test above as one line on stderr, exit 1."""
+    target, why = unwritable(tmp_path, case)
+    line = one_error_line(farm(farm_store, tmp_path, command, target), 1)
+    assert f"cannot write {target}" in line and why in line, line
+    nothing_left_behind(tmp_path)
+
+
+@REAL
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_an_unknown_suffix_is_a_usage_error_before_redis(tmp_path: Path, command: str) -> None:
     """Exit 2 even with a broker that is down: the suffix is checked before Redis is touched."""
@@ -133,11 +137,13 @@ def test_an_unknown_suffix_is_a_usage_error_before_redis(tmp_path: Path, command
 @pytest.fixture
 def mounted(tmp_path: Path) -> Iterator[callable]:
     """Mount a filesystem for one test and unmount it after; skip where mounting is not permitted."""
+    if MOUNT is None or UMOUNT is None:
+        pytest.skip("no mount and umount here")
     mounts: list[Path] = []
 
     def mount(args: list[str], where: Path) -> Path:
         where.mkdir(parents=True, exist_ok=True)
-        out = subprocess.run(["mount", *args, str(where)], capture_output=True, text=True)
+        out = subprocess.run([MOUNT, *args, str(where)], capture_output=True, text=True)
         if out.returncode != 0:
             pytest.skip(f"cannot mount here: {out.stderr.strip()}")
         mounts.append(where)
@@ -145,7 +151,7 @@ def mounted(tmp_path: Path) -> Iterator[callable]:
 
     yield mount
     for where in reversed(mounts):
-        subprocess.run(["umount", "-l", str(where)], check=False)
+        subprocess.run([UMOUNT, "-l", str(where)], check=False)
 
 
 def fill_up(path: Path) -> None:
@@ -160,6 +166,7 @@ def fill_up(path: Path) -> None:
         os.close(fd)
 
 
+@REAL
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_a_full_disk_leaves_the_old_file(farm_store: dict, tmp_path: Path, mounted, command: str) -> None:
     disk = mounted(["-t", "tmpfs", "-o", "size=64k", "tmpfs"], tmp_path / "disk")
@@ -170,17 +177,18 @@ def test_a_full_disk_leaves_the_old_file(farm_store: dict, tmp_path: Path, mount
     assert free == 0, f"{free} blocks still free"
     line = one_error_line(farm(farm_store, tmp_path, command, target), 1)
     assert "no space left" in line, line
-    assert target.read_text() == "old,file\n1,2\n"   # before: truncated, then half-written
+    assert target.read_text() == "old,file\n1,2\n"  # before: truncated, then half-written
     assert leftovers(disk) == []
 
 
+@REAL
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_a_read_only_mount_is_one_line(farm_store: dict, tmp_path: Path, mounted, command: str) -> None:
     source = tmp_path / "src"
     source.mkdir()
     (source / "out.csv").write_text("old\n")
     ro = mounted(["--bind", str(source)], tmp_path / "ro")
-    remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(ro)], capture_output=True, text=True)
+    remount = subprocess.run([MOUNT, "-o", "remount,ro,bind", str(ro)], capture_output=True, text=True)
     if remount.returncode != 0:
         pytest.skip(f"cannot remount read-only: {remount.stderr.strip()}")
     line = one_error_line(farm(farm_store, tmp_path, command, ro / "out.csv"), 1)
@@ -191,11 +199,15 @@ def test_a_read_only_mount_is_one_line(farm_store: dict, tmp_path: Path, mounted
 # -- farm run ----------------------------------------------------------------------------------------------------
 
 
+@REAL
 def test_run_with_an_output_dir_that_cannot_be_one(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     env = farm_env("redis://127.0.0.1:1/0", tmp_path / "cache")
-    for target, why in ((tmp_path / "afile", "it is a file"), (tmp_path / "afile" / "out", "Not a directory"),
-                        (Path("/proc/benchfarm-out"), "cannot create")):
+    for target, why in (
+        (tmp_path / "afile", "it is a file"),
+        (tmp_path / "afile" / "out", "Not a directory"),
+        (Path("/proc/benchfarm-out"), "cannot create"),
+    ):
         out = run_farm(["run", str(REPO / "examples" / "quick.yaml"), "-o", str(target)], env, timeout=120)
         line = one_error_line(out, 1)
         assert why in line, line
@@ -209,7 +221,7 @@ def test_run_writes_its_files_whole_or_not_at_all(tmp_path: Path, mounted) -> No
     disk = mounted(["-t", "tmpfs", "-o", "size=64k", "tmpfs"], tmp_path / "disk")
     for name in OUTPUT_FILES:
         (disk / name).write_text("old\n")
-    df = pd.DataFrame({"job_id": [f"j{i}" for i in range(20_000)], "value": range(20_000)})   # ~250 kB of CSV
+    df = pd.DataFrame({"job_id": [f"j{i}" for i in range(20_000)], "value": range(20_000)})  # ~250 kB of CSV
     with pytest.raises(OutputError, match="no space left"):
         write_outputs(df, df.head(3), disk)
     assert all((disk / name).read_text() == "old\n" for name in OUTPUT_FILES)
@@ -234,7 +246,7 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path: Path) -
         write_atomic(target, half)
     assert target.read_text() == "old\n" and leftovers(tmp_path) == []
     write_frame(pd.DataFrame({"a": [1]}), target)
-    assert target.read_text() == "a\n1\n" and (os.stat(target).st_mode & 0o777) == 0o640   # its mode is kept
+    assert target.read_text() == "a\n1\n" and (os.stat(target).st_mode & 0o777) == 0o640  # its mode is kept
 
 
 def test_a_symlink_keeps_pointing_at_the_new_file(tmp_path: Path) -> None:
@@ -258,6 +270,7 @@ def test_every_format_and_no_suffix(tmp_path: Path) -> None:
 
 def test_the_output_module_is_light() -> None:
     code = "import sys, farm.output; assert 'pandas' not in sys.modules, 'pandas imported'"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         env=dict(os.environ))
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, env=dict(os.environ)
+    )
     assert out.returncode == 0, out.stderr

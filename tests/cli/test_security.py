@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-import yaml
 
 from farm.embedded import EmbeddedRedis
-from tests.conftest import WorkerProcess, farm_env, run_farm, wait_for
+from tests.helpers import WorkerProcess, farm_env, run_farm, wait_for, write_sweep
 
-SECRET = "s3cret-Pa55"
+# Every test here runs real processes against a secured server (and the first trains a job through a real worker):
+# slow. The fast loop checks a password-protected server's wrong password in tests/farm/test_broker_urls.py.
+pytestmark = pytest.mark.slow
+
+SECRET = "s3cret-Pa55"  # noqa: S105  (a throwaway server's password, which no output may show)
 
 
 def free_port() -> int:
@@ -26,16 +30,48 @@ def free_port() -> int:
 
 def make_certs(d: Path) -> dict[str, str]:
     """A throwaway CA and a server certificate for localhost."""
-    def ssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
-    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=farm-test-ca",
-        "-keyout", "ca.key", "-out", "ca.crt")
-    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out",
-        "server.csr")
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl here to make the TLS certificates")
+
+    def ssl(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
+
+    ssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=farm-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
     (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    ssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-        "-out", "server.crt", "-extfile", "ext.cnf")
+    ssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "server.crt",
+        "-extfile",
+        "ext.cnf",
+    )
     return {"cert_file": str(d / "server.crt"), "key_file": str(d / "server.key"), "ca_cert_file": str(d / "ca.crt")}
 
 
@@ -65,19 +101,18 @@ def test_every_command_and_the_worker_with_credentials(secured: EmbeddedRedis, t
     url = secured.url
     env = farm_env(url, tmp_path / "cache")
     (tmp_path / "cache").mkdir()
-    sweep = tmp_path / "s.yaml"
-    sweep.write_text(yaml.safe_dump({"name": "secured", "defaults": {"backend": "jax", "data": "synthetic",
-                                     "train_samples": 64, "test_samples": 16, "epochs": 1},
-                                     "jobs": [{"workload": "fashion_mnist_mlp",
-                                               "params": {"hidden_layers": 1, "units": 8}}]}))
+    sweep = write_sweep(tmp_path, "secured", samples=64, test_samples=16)
     worker = WorkerProcess("secure-w", env, tmp_path / "w.log", [])
     try:
         worker.wait_registered(url)
         sub = run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env)
         assert sub.returncode == 0, sub.stderr
         sid = json.loads(sub.stdout)["sweep_id"]
-        wait_for(lambda: json.loads(run_farm(["status", sid, "--json"], env).stdout)["counts"].get("succeeded") == 1,
-                 180, "the job over an authenticated connection")
+        wait_for(
+            lambda: json.loads(run_farm(["status", sid, "--json"], env).stdout)["counts"].get("succeeded") == 1,
+            180,
+            "the job over an authenticated connection",
+        )
         outputs = [sub.stdout + sub.stderr]
         for args in (["status", sid], ["workers"], ["results", sid], ["report", sid], ["config"]):
             out = run_farm(args, env)

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from farm.compare import (
     COMPARE_COLUMNS,
@@ -24,27 +20,41 @@ from farm.compare import (
 )
 from farm.frames import hardware_keys
 from farm.report import aggregate, ratios, results_frame
-from farm.rows import RESULT_COLUMNS
+from tests.helpers import TRAIN, only_row, store_finished_sweep, throwaway_redis, tidy_row, tight
 
-TRAIN = 60_000
-PARAMS = json.dumps({"hidden": 256}, separators=(",", ":"))
 VERSIONS = dict(python_version="3.11.7", keras_version="3.15.1", backend_version="2.21.0")
 N_BOOT = 500  # enough for the assertions, and fast
 
 
-def row(sps: float | None, *, repeat: int = 0, sweep: str = "A", workload: str = "fashion_mnist_mlp",
-        device: str = "cpu", backend: str = "tensorflow", batch_size: int = 128, status: str = "succeeded",
-        device_name: str = "cpu-x", **extra) -> dict:
+def row(
+    sps: float | None,
+    *,
+    repeat: int = 0,
+    sweep: str = "A",
+    workload: str = "fashion_mnist_mlp",
+    device: str = "cpu",
+    backend: str = "tensorflow",
+    batch_size: int = 128,
+    status: str = "succeeded",
+    device_name: str = "cpu-x",
+    **extra,
+) -> dict:
     """One tidy result row with the given throughput (steady epoch time follows from it)."""
-    r = dict.fromkeys(RESULT_COLUMNS)
     ok = status == "succeeded"
-    r.update(
-        job_id=f"{sweep}-{workload}-{device}-{backend}-{batch_size}-{repeat}-{status}", sweep_id=sweep,
-        workload=workload, params=PARAMS, device=device, backend=backend, epochs=3, batch_size=batch_size,
-        data="real", train_samples=None, test_samples=None, steps_per_execution=1, jit_compile="auto",
-        mixed_precision=False, input_pipeline="farm", repeat=repeat, seed=42 + repeat, status=status,
-        device_name=device_name if ok else None, train_samples_used=TRAIN if ok else None,
-        steady_epoch_s=TRAIN / sps if ok and sps else None, steady_samples_per_s=sps if ok else None,
+    r = tidy_row(
+        repeat,
+        job_id=f"{sweep}-{workload}-{device}-{backend}-{batch_size}-{repeat}-{status}",
+        sweep_id=sweep,
+        workload=workload,
+        device=device,
+        backend=backend,
+        epochs=3,
+        batch_size=batch_size,
+        status=status,
+        device_name=device_name if ok else None,
+        train_samples_used=TRAIN if ok else None,
+        steady_epoch_s=TRAIN / sps if ok and sps else None,
+        steady_samples_per_s=sps if ok else None,
         **VERSIONS,
     )
     r.update(extra)
@@ -62,18 +72,6 @@ def frame(rows: list[dict]) -> pd.DataFrame:
         if col not in df.columns and any(col in r for r in rows):
             df[col] = [r.get(col) for r in rows]
     return df
-
-
-def tight(center: float, n: int, cv: float = 0.005, seed: int = 1) -> np.ndarray:
-    return center * (1 + cv * np.random.default_rng(seed).standard_normal(n))
-
-
-def only(cmp: pd.DataFrame, **match) -> pd.Series:
-    m = np.ones(len(cmp), dtype=bool)
-    for k, v in match.items():
-        m &= (cmp[k] == v).to_numpy(dtype=bool)
-    assert m.sum() == 1, cmp
-    return cmp.loc[m].iloc[0]
 
 
 def cmp_of(a_rows, b_rows, **kw) -> pd.DataFrame:
@@ -136,26 +134,29 @@ def test_significant_change_below_the_threshold_is_no_change():
     a = cell(tight(1000, 8, cv=0.002, seed=3), sweep="A")
     b = cell(tight(1020, 8, cv=0.002, seed=4), sweep="B")
     r = cmp_of(a, b).iloc[0]
-    assert r["p_value"] < 0.05            # real ...
+    assert r["p_value"] < 0.05  # real ...
     assert r["ratio"] == pytest.approx(1.02, abs=0.005)
-    assert r["change"] == "no change"     # ... but under the 5 % threshold
+    assert r["change"] == "no change"  # ... but under the 5 % threshold
     assert cmp_of(a, b, threshold=0.01).iloc[0]["change"] == "faster"
 
 
 def test_unmatched_cells_are_only_in_a_or_b():
     a = [*cell(tight(1000, 4), sweep="A"), *cell(tight(500, 4), sweep="A", workload="cifar10_mlp")]
-    b = [*cell(tight(1000, 4), sweep="B"), *cell(tight(3000, 4), sweep="B", device="gpu", device_name="H100"),
-         row(None, sweep="B", workload="cifar10_mlp", status="failed", error="boom"),
-         row(None, sweep="B", workload="cifar10_mlp", status="timed_out", repeat=1)]
+    b = [
+        *cell(tight(1000, 4), sweep="B"),
+        *cell(tight(3000, 4), sweep="B", device="gpu", device_name="H100"),
+        row(None, sweep="B", workload="cifar10_mlp", status="failed", error="boom"),
+        row(None, sweep="B", workload="cifar10_mlp", status="timed_out", repeat=1),
+    ]
     cmp = cmp_of(a, b)
     assert len(cmp) == 3
-    assert only(cmp, workload="fashion_mnist_mlp", device="cpu")["change"] == "no change"
-    gone = only(cmp, workload="cifar10_mlp")
+    assert only_row(cmp, workload="fashion_mnist_mlp", device="cpu")["change"] == "no change"
+    gone = only_row(cmp, workload="cifar10_mlp")
     assert gone["change"] == "only in A"
     assert gone["n_a"] == 4 and gone["n_b"] == 0 and math.isnan(gone["ratio"]) and math.isnan(gone["p_value"])
     assert "B: no succeeded repeat, 2 failed" in gone["note"]
     assert gone["software_b"] == ""
-    new = only(cmp, device="gpu")
+    new = only_row(cmp, device="gpu")
     assert new["change"] == "only in B" and new["hardware"] == "H100" and new["n_a"] == 0
     assert regressions(cmp).empty
 
@@ -170,7 +171,7 @@ def test_software_difference_is_noted():
     a = cell(tight(1000, 5), sweep="A")
     b = cell(tight(1000, 5, seed=9), sweep="B", keras_version="3.16.0")
     r = cmp_of(a, b).iloc[0]
-    assert r["software_a"] == "py3.11.7 keras3.15.1 tensorflow2.21.0"   # built from the version columns
+    assert r["software_a"] == "py3.11.7 keras3.15.1 tensorflow2.21.0"  # built from the version columns
     assert r["software_b"] == "py3.11.7 keras3.16.0 tensorflow2.21.0"
     assert r["note"].startswith("software differs: A py3.11.7 keras3.15.1")
     assert "→ B py3.11.7 keras3.16.0" in r["note"]
@@ -191,11 +192,11 @@ def test_software_key_column_is_used_and_pooling_noted():
 
 def test_time_metric_lower_is_faster():
     a = cell(tight(1000, 6, seed=1), sweep="A")
-    b = cell(tight(1300, 6, seed=2), sweep="B")            # more samples/s → shorter epochs
+    b = cell(tight(1300, 6, seed=2), sweep="B")  # more samples/s → shorter epochs
     r = cmp_of(a, b, metric="steady_epoch_s").iloc[0]
     assert not r["higher_is_better"] and r["metric"] == "steady_epoch_s"
     assert r["ratio"] == pytest.approx(1 / 1.3, rel=0.02)  # B takes less time: ratio < 1 ...
-    assert r["change"] == "faster"                          # ... which is faster
+    assert r["change"] == "faster"  # ... which is faster
     assert cmp_of(b, a, metric="steady_epoch_s").iloc[0]["change"] == "slower"
 
 
@@ -247,8 +248,13 @@ def test_hardware_key_is_used_when_both_sides_have_it():
 
 
 def test_software_keys_fallback_spelling():
-    df = frame([row(1.0), row(1.0, backend="jax", backend_version="0.4.30", keras_version=None),
-                row(1.0, python_version=None, keras_version=None, backend_version=None)])
+    df = frame(
+        [
+            row(1.0),
+            row(1.0, backend="jax", backend_version="0.4.30", keras_version=None),
+            row(1.0, python_version=None, keras_version=None, backend_version=None),
+        ]
+    )
     assert list(software_keys(df)) == ["py3.11.7 keras3.15.1 tensorflow2.21.0", "py3.11.7 jax0.4.30", "unknown"]
 
 
@@ -273,9 +279,12 @@ def test_cells_sorted_and_matched_on_every_cell_column():
 
 # -- ratios ----------------------------------------------------------------------------------------------------
 def test_ratios_backend_over_baseline():
-    rows = [*cell(tight(1000, 5, seed=1), backend="tensorflow"), *cell(tight(1500, 5, seed=2), backend="jax"),
-            *cell(tight(800, 5, seed=3), backend="torch"),
-            *cell(tight(4000, 5, seed=4), backend="jax", batch_size=256)]  # no tensorflow counterpart
+    rows = [
+        *cell(tight(1000, 5, seed=1), backend="tensorflow"),
+        *cell(tight(1500, 5, seed=2), backend="jax"),
+        *cell(tight(800, 5, seed=3), backend="torch"),
+        *cell(tight(4000, 5, seed=4), backend="jax", batch_size=256),
+    ]  # no tensorflow counterpart
     out = ratios(frame(rows), "backend", "tensorflow", n_boot=N_BOOT)
     assert out["backend"].tolist() == ["jax", "torch"]
     jax = out.iloc[0]
@@ -286,19 +295,26 @@ def test_ratios_backend_over_baseline():
     assert jax["hardware"] == "cpu-x"
     assert out.iloc[1]["ratio"] == pytest.approx(0.8, rel=0.02)
     # exact: identical repeats
-    exact = ratios(frame([*cell([1000.0] * 3, backend="tensorflow"), *cell([1500.0] * 3, backend="jax")]),
-                   "backend", "tensorflow", n_boot=N_BOOT).iloc[0]
+    exact = ratios(
+        frame([*cell([1000.0] * 3, backend="tensorflow"), *cell([1500.0] * 3, backend="jax")]),
+        "backend",
+        "tensorflow",
+        n_boot=N_BOOT,
+    ).iloc[0]
     assert (exact["ratio"], exact["ratio_ci_low"], exact["ratio_ci_high"]) == (1.5, 1.5, 1.5)
 
 
 def test_ratios_match_hardware_and_text_values():
-    rows = [*cell([1000.0] * 3, backend="tensorflow", device_name="a"),
-            *cell([1500.0] * 3, backend="jax", device_name="a"),
-            *cell([3000.0] * 3, backend="jax", device_name="b")]     # no tensorflow on "b"
+    rows = [
+        *cell([1000.0] * 3, backend="tensorflow", device_name="a"),
+        *cell([1500.0] * 3, backend="jax", device_name="a"),
+        *cell([3000.0] * 3, backend="jax", device_name="b"),
+    ]  # no tensorflow on "b"
     out = ratios(frame(rows), "backend", "tensorflow", n_boot=N_BOOT)
     assert len(out) == 1 and out.iloc[0]["hardware"] == "a"
-    by_batch = ratios(frame([*cell([1000.0] * 3), *cell([1800.0] * 3, batch_size=256)]), "batch_size", "128",
-                      n_boot=N_BOOT)
+    by_batch = ratios(
+        frame([*cell([1000.0] * 3), *cell([1800.0] * 3, batch_size=256)]), "batch_size", "128", n_boot=N_BOOT
+    )
     assert by_batch["batch_size"].tolist() == [256] and by_batch.iloc[0]["ratio"] == pytest.approx(1.8)
     with pytest.raises(ValueError, match="no succeeded row has backend = 'mxnet'"):
         ratios(frame(rows), "backend", "mxnet")
@@ -307,8 +323,11 @@ def test_ratios_match_hardware_and_text_values():
 
 
 def test_ratios_by_device_equals_the_report_speedup():
-    rows = [*cell(tight(1000, 4, seed=1), device_name="cpu-a"), *cell(tight(1100, 3, seed=2), device_name="cpu-b"),
-            *cell(tight(5000, 4, seed=3), device="gpu", device_name="H100")]
+    rows = [
+        *cell(tight(1000, 4, seed=1), device_name="cpu-a"),
+        *cell(tight(1100, 3, seed=2), device_name="cpu-b"),
+        *cell(tight(5000, 4, seed=3), device="gpu", device_name="H100"),
+    ]
     df = frame(rows)
     out = ratios(df, "device", "cpu", n_boot=N_BOOT)
     assert len(out) == 1 and out.iloc[0]["device"] == "gpu" and out.iloc[0]["n_baseline"] == 7
@@ -325,61 +344,26 @@ def farm_store():
     """A throwaway redis-server holding two finished sweeps A (base) and B (B's CPU cell 20 % slower)."""
     import redis
 
-    from farm.embedded import EmbeddedRedis
-    from farm.job import JobEnvelope, JobSpec
-    from farm.result import EpochRecord, JobResult, JobStatus
     from farm.store import Store
 
-    def store_sweep(store: Store, name: str, sps: dict[tuple[str, str], list[float]]) -> str:
-        sweep_id = f"{name}-0123456789"
-        envelopes, results = [], []
-        for (device, backend), values in sps.items():
-            for i, v in enumerate(values):
-                job = JobSpec(sweep=name, workload="fashion_mnist_mlp", device=device, backend=backend, epochs=3,
-                              repeat=i)
-                env = JobEnvelope.for_job(job, sweep_id)
-                wall = TRAIN / float(v)
-                envelopes.append(env)
-                results.append(JobResult(
-                    job_id=env.job_id, sweep_id=sweep_id, job=job, status=JobStatus.succeeded, worker="w1",
-                    device_name="NVIDIA H100" if device == "gpu" else "cpu-x", train_samples_used=TRAIN,
-                    versions={"python": "3.11.7", "keras": "3.15.1", backend: "2.21.0"},
-                    epochs=[EpochRecord(epoch=0, wall_s=3 * wall), EpochRecord(epoch=1, wall_s=wall),
-                            EpochRecord(epoch=2, wall_s=wall)]))
-        store.save_sweep(sweep_id, {"sweep_id": sweep_id, "name": name, "jobs": len(envelopes)}, envelopes)
-        expected = [float(v) for values in sps.values() for v in values]
-        for r, v in zip(results, expected):
-            assert r.steady_samples_per_s == pytest.approx(v)
-            assert store.record_result(r)
-        return sweep_id
-
-    base = {("cpu", "tensorflow"): tight(1000, 6, seed=1), ("cpu", "jax"): tight(1500, 6, seed=2),
-            ("gpu", "tensorflow"): tight(5000, 6, seed=3)}
-    cand = {("cpu", "tensorflow"): tight(800, 6, seed=4), ("cpu", "jax"): tight(1500, 6, seed=5),
-            ("gpu", "tensorflow"): tight(5000, 6, seed=6)}
-    with tempfile.TemporaryDirectory(prefix="cmp-") as d, EmbeddedRedis(Path(d) / "r", appendonly=False) as server:
+    base = {
+        ("cpu", "tensorflow"): tight(1000, 6, seed=1),
+        ("cpu", "jax"): tight(1500, 6, seed=2),
+        ("gpu", "tensorflow"): tight(5000, 6, seed=3),
+    }
+    cand = {
+        ("cpu", "tensorflow"): tight(800, 6, seed=4),
+        ("cpu", "jax"): tight(1500, 6, seed=5),
+        ("gpu", "tensorflow"): tight(5000, 6, seed=6),
+    }
+    with throwaway_redis(appendonly=False) as server:
         store = Store(redis.Redis.from_url(server.url, decode_responses=True))
-        a = store_sweep(store, "base", base)
-        b = store_sweep(store, "cand", cand)
-        same = store_sweep(store, "same", base)
+        a = store_finished_sweep(store, "base", base)
+        b = store_finished_sweep(store, "cand", cand)
+        same = store_finished_sweep(store, "same", base)
         assert store.sweep_job_ids(a) != store.sweep_job_ids(b)  # the sweep name is part of a job's identity
-        yield {"url": server.url, "a": a, "b": b, "same": same, "dir": Path(d)}
+        yield {"url": server.url, "a": a, "b": b, "same": same}
         store.r.close()
-
-
-@pytest.fixture
-def invoke(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from cli.main import app
-
-    for key in list(os.environ):
-        if key.startswith("FARM_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("FARM_CONFIG", str(tmp_path / "no-such-config.toml"))
-
-    def run(*args: str):
-        return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
-
-    return run
 
 
 def test_cli_compare_table_and_exit_codes(farm_store, invoke, tmp_path):
@@ -389,7 +373,7 @@ def test_cli_compare_table_and_exit_codes(farm_store, invoke, tmp_path):
     assert "slower" in res.output and "no change" in res.output
     assert "ratio = B/A median (>1 is faster)" in " ".join(res.output.split())
 
-    res = invoke("compare", "base", "cand", "--broker", url, "--fail-on-regression")   # names resolve too
+    res = invoke("compare", "base", "cand", "--broker", url, "--fail-on-regression")  # names resolve too
     assert res.exit_code == 3, res.output
     assert "1 regression(s)" in res.output
 
@@ -410,8 +394,17 @@ def test_cli_compare_table_and_exit_codes(farm_store, invoke, tmp_path):
 
 def test_cli_compare_json_and_errors(farm_store, invoke, tmp_path):
     url = farm_store["url"]
-    res = invoke("compare", farm_store["a"], farm_store["b"], "--broker", url, "--json", "--metric",
-                 "steady_epoch_s", "--fail-on-regression")
+    res = invoke(
+        "compare",
+        farm_store["a"],
+        farm_store["b"],
+        "--broker",
+        url,
+        "--json",
+        "--metric",
+        "steady_epoch_s",
+        "--fail-on-regression",
+    )
     assert res.exit_code == 3, res.output
     data = json.loads(res.stdout)
     assert data["regressions"] == 1 and data["higher_is_better"] is False
@@ -440,7 +433,6 @@ def test_cli_report_ratio_by(farm_store, invoke):
     assert bad.exit_code == 2 and "go together" in bad.output
     bad = invoke("report", farm_store["a"], "--broker", url, "--ratio-by", "backend", "--baseline", "mxnet")
     assert bad.exit_code == 2 and "mxnet" in bad.output
-
 
 
 def test_cli_compare_broker_down(invoke):

@@ -6,18 +6,24 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from farm import defaults, workloads
 from farm.job import JOB_ID_RE, JobEnvelope, JobSpec
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
-
-SPEC = {"sweep": "stable", "workload": "fashion_mnist_mlp", "device": "gpu", "epochs": 3, "batch_size": 128,
-        "seed": 7, "repeat": 2, "params": {"hidden_layers": 3, "units": 256, "learning_rate": 0.001}}
+SPEC = {
+    "sweep": "stable",
+    "workload": "fashion_mnist_mlp",
+    "device": "gpu",
+    "epochs": 3,
+    "batch_size": 128,
+    "seed": 7,
+    "repeat": 2,
+    "params": {"hidden_layers": 3, "units": 256, "learning_rate": 0.001},
+}
 
 
 def spec(**overrides) -> JobSpec:
@@ -27,46 +33,86 @@ def spec(**overrides) -> JobSpec:
 # -- validation bounds -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("field, value", [
-    ("epochs", 1), ("epochs", defaults.MAX_EPOCHS),
-    ("batch_size", 1), ("batch_size", defaults.MAX_BATCH_SIZE),
-    ("seed", 0), ("seed", 2**31 - 1),
-    ("repeat", 0), ("repeat", defaults.MAX_REPEATS - 1),
-    ("steps_per_execution", 1), ("steps_per_execution", 100_000),
-    ("train_samples", 1), ("train_samples", defaults.MAX_SAMPLES),
-    ("test_samples", defaults.MAX_SAMPLES),
-    ("target_accuracy", 1.0), ("target_accuracy", 0.5),
-    ("jit_compile", True), ("jit_compile", False), ("jit_compile", "auto"),
-    ("device", "cpu"), ("backend", "jax"), ("backend", "torch"), ("data", "synthetic"),
-    ("input_pipeline", "keras"), ("mixed_precision", True),
-    ("sweep", "a"), ("sweep", "A" + "b" * 99), ("sweep", "seed-cpu_vs.gpu2"),
-    ("requires", {"gpu_model": "H100", "min_gpu_memory_gb": 40, "host": "lab3"}),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", 1),
+        ("epochs", defaults.MAX_EPOCHS),
+        ("batch_size", 1),
+        ("batch_size", defaults.MAX_BATCH_SIZE),
+        ("seed", 0),
+        ("seed", 2**31 - 1),
+        ("repeat", 0),
+        ("repeat", defaults.MAX_REPEATS - 1),
+        ("steps_per_execution", 1),
+        ("steps_per_execution", 100_000),
+        ("train_samples", 1),
+        ("train_samples", defaults.MAX_SAMPLES),
+        ("test_samples", defaults.MAX_SAMPLES),
+        ("target_accuracy", 1.0),
+        ("target_accuracy", 0.5),
+        ("jit_compile", True),
+        ("jit_compile", False),
+        ("jit_compile", "auto"),
+        ("device", "cpu"),
+        ("backend", "jax"),
+        ("backend", "torch"),
+        ("data", "synthetic"),
+        ("input_pipeline", "keras"),
+        ("mixed_precision", True),
+        ("sweep", "a"),
+        ("sweep", "A" + "b" * 99),
+        ("sweep", "seed-cpu_vs.gpu2"),
+        ("requires", {"gpu_model": "H100", "min_gpu_memory_gb": 40, "host": "lab3"}),
+    ],
+)
 def test_accepted_values(field: str, value) -> None:
     job = spec(**{field: value})
     assert JOB_ID_RE.match(job.job_id)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("epochs", 0), ("epochs", defaults.MAX_EPOCHS + 1), ("epochs", "ten"), ("epochs", 1.5),
-    ("batch_size", 0), ("batch_size", defaults.MAX_BATCH_SIZE + 1),
-    ("seed", -1), ("seed", 2**31),
-    ("repeat", -1), ("repeat", defaults.MAX_REPEATS),
-    ("steps_per_execution", 0), ("steps_per_execution", 100_001),
-    ("train_samples", 0), ("train_samples", defaults.MAX_SAMPLES + 1), ("test_samples", 0),
-    ("target_accuracy", 0), ("target_accuracy", 1.01),
-    ("jit_compile", "sometimes"),
-    ("device", "tpu"), ("backend", "mxnet"), ("data", "fake"), ("input_pipeline", "tf.data"),
-    ("sweep", "my sweep"), ("sweep", ""), ("sweep", "-leading-dash"), ("sweep", "a" * 101),
-    ("sweep", "../etc"),
-    ("requires", {"gpu_model": "H100", "colour": "red"}),
-    ("requires", {"min_gpu_memory_gb": 0}),
-    ("requires", {"gpu_model": "x" * (defaults.MAX_STRING_LENGTH + 1)}),
-    ("params", {"hidden_layers": 0}), ("params", {"hidden_layers": defaults.MAX_HIDDEN_LAYERS + 1}),
-    ("params", {"units": defaults.MAX_UNITS + 1}), ("params", {"bogus": 1}),
-    ("params", {"optimizer": "lbfgs"}), ("params", {"learning_rate": 0}),
-    ("params", "hidden_layers=3"),
-])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", 0),
+        ("epochs", defaults.MAX_EPOCHS + 1),
+        ("epochs", "ten"),
+        ("epochs", 1.5),
+        ("batch_size", 0),
+        ("batch_size", defaults.MAX_BATCH_SIZE + 1),
+        ("seed", -1),
+        ("seed", 2**31),
+        ("repeat", -1),
+        ("repeat", defaults.MAX_REPEATS),
+        ("steps_per_execution", 0),
+        ("steps_per_execution", 100_001),
+        ("train_samples", 0),
+        ("train_samples", defaults.MAX_SAMPLES + 1),
+        ("test_samples", 0),
+        ("target_accuracy", 0),
+        ("target_accuracy", 1.01),
+        ("jit_compile", "sometimes"),
+        ("device", "tpu"),
+        ("backend", "mxnet"),
+        ("data", "fake"),
+        ("input_pipeline", "tf.data"),
+        ("sweep", "my sweep"),
+        ("sweep", ""),
+        ("sweep", "-leading-dash"),
+        ("sweep", "a" * 101),
+        ("sweep", "../etc"),
+        ("requires", {"gpu_model": "H100", "colour": "red"}),
+        ("requires", {"min_gpu_memory_gb": 0}),
+        ("requires", {"gpu_model": "x" * (defaults.MAX_STRING_LENGTH + 1)}),
+        ("params", {"hidden_layers": 0}),
+        ("params", {"hidden_layers": defaults.MAX_HIDDEN_LAYERS + 1}),
+        ("params", {"units": defaults.MAX_UNITS + 1}),
+        ("params", {"bogus": 1}),
+        ("params", {"optimizer": "lbfgs"}),
+        ("params", {"learning_rate": 0}),
+        ("params", "hidden_layers=3"),
+    ],
+)
 def test_refused_values(field: str, value) -> None:
     with pytest.raises(ValidationError):
         spec(**{field: value})
@@ -83,7 +129,7 @@ def test_unknown_workload_refused() -> None:
         spec(workload="no_such_model", params={})
     text = str(info.value)
     assert "unknown workload 'no_such_model'" in text
-    assert "cifar10_mlp" in text and "fashion_mnist_mlp" in text   # the known ones are listed
+    assert "cifar10_mlp" in text and "fashion_mnist_mlp" in text  # the known ones are listed
 
 
 def test_spec_is_frozen() -> None:
@@ -94,8 +140,14 @@ def test_spec_is_frozen() -> None:
 
 def test_params_stored_with_workload_defaults() -> None:
     job = spec(params={"hidden_layers": 2})
-    assert job.params == {"activation": "relu", "output_activation": "sigmoid", "optimizer": "adam",
-                          "learning_rate": None, "hidden_layers": 2, "units": 500}
+    assert job.params == {
+        "activation": "relu",
+        "output_activation": "sigmoid",
+        "optimizer": "adam",
+        "learning_rate": None,
+        "hidden_layers": 2,
+        "units": 500,
+    }
     cifar = spec(workload="cifar10_mlp", params={})
     assert cifar.params["hidden_units"] == [3000, 1000] and cifar.params["optimizer"] == "sgd"
 
@@ -120,28 +172,51 @@ def test_job_id_depends_on_content_only() -> None:
     a = spec()
     assert a.job_id == spec().job_id
     assert a.job_id == JobSpec.model_validate_json(a.model_dump_json()).job_id
-    for change in ({"epochs": 4}, {"device": "cpu"}, {"repeat": 3}, {"sweep": "other"}, {"seed": 8},
-                   {"params": {**SPEC["params"], "units": 257}}, {"requires": {"gpu_model": "H100"}}):
+    for change in (
+        {"epochs": 4},
+        {"device": "cpu"},
+        {"repeat": 3},
+        {"sweep": "other"},
+        {"seed": 8},
+        {"params": {**SPEC["params"], "units": 257}},
+        {"requires": {"gpu_model": "H100"}},
+    ):
         assert spec(**change).job_id != a.job_id, change
 
 
 def test_explicit_defaults_hash_like_omitted_ones() -> None:
     short = spec(params={"hidden_layers": 3})
-    long = spec(params={"hidden_layers": 3, "units": 500, "activation": "relu", "optimizer": "adam",
-                        "output_activation": "sigmoid", "learning_rate": None})
+    long = spec(
+        params={
+            "hidden_layers": 3,
+            "units": 500,
+            "activation": "relu",
+            "optimizer": "adam",
+            "output_activation": "sigmoid",
+            "learning_rate": None,
+        }
+    )
     assert short.job_id == long.job_id
     # Key order and int-vs-float spellings of the same value do not matter either.
     assert spec(params={"learning_rate": 0.001, "units": 256, "hidden_layers": 3}).job_id == spec().job_id
-    assert spec(params={**SPEC["params"], "learning_rate": 1}).job_id == \
-        spec(params={**SPEC["params"], "learning_rate": 1.0}).job_id
+    assert (
+        spec(params={**SPEC["params"], "learning_rate": 1}).job_id
+        == spec(params={**SPEC["params"], "learning_rate": 1.0}).job_id
+    )
 
 
 def test_job_id_stable_across_processes() -> None:
-    code = ("import json, sys; from farm.job import JobSpec; "
-            "print(JobSpec(**json.loads(sys.argv[1])).job_id)")
+    code = "import json, sys; from farm.job import JobSpec; print(JobSpec(**json.loads(sys.argv[1])).job_id)"
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(SPEC)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(SPEC)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == spec().job_id
 
 
@@ -154,8 +229,8 @@ def test_job_id_pinned_value() -> None:
 def test_job_id_is_computed_once_and_follows_copies() -> None:
     a = spec()
     first = a.job_id
-    assert a.job_id is first                      # cached: a sweep asks for each id several times
-    assert a == spec() and spec() == a            # the cache is no part of the value
+    assert a.job_id is first  # cached: a sweep asks for each id several times
+    assert a == spec() and spec() == a  # the cache is no part of the value
     assert "job_id" not in a.model_dump() and "job_id" not in a.model_dump_json()
     changed = a.model_copy(update={"repeat": 3})
     assert changed.job_id == spec(repeat=3).job_id != first
@@ -282,15 +357,20 @@ class _Params(BaseModel):
 
 
 def _workload(name: str) -> workloads.Workload:
-    return workloads.Workload(name=name, dataset="none", params_model=_Params,
-                              build_model=lambda p, shape, n: None, prepare=lambda x, y: (x, y))
+    return workloads.Workload(
+        name=name,
+        dataset="none",
+        params_model=_Params,
+        build_model=lambda p, shape, n: None,
+        prepare=lambda x, y: (x, y),
+    )
 
 
 def test_registry_refuses_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workloads, "_REGISTRY", dict(workloads._REGISTRY))
     with pytest.raises(ValueError, match="already registered"):
         workloads.register(_workload("cifar10_mlp"))
-    assert workloads.get("cifar10_mlp").dataset == "cifar10"   # the original is untouched
+    assert workloads.get("cifar10_mlp").dataset == "cifar10"  # the original is untouched
     workloads.register(_workload("test_only_mlp"))
     with pytest.raises(ValueError, match="already registered"):
         workloads.register(_workload("test_only_mlp"))
@@ -309,8 +389,9 @@ def test_registry_left_clean_by_the_tests_above() -> None:
 
 
 def test_workload_modules_do_not_import_frameworks() -> None:
-    code = ("import sys, farm.workloads, farm.job, farm.sweep; "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-                         check=True)
+    code = (
+        "import sys, farm.workloads, farm.job, farm.sweep; "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

@@ -15,7 +15,7 @@ from farm.result import JobResult, JobStatus
 from farm.settings import FarmSettings
 from farm.store import Store
 from farm.sweep import load_sweep
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 SEED = REPO / "examples" / "seed.yaml"
 
@@ -52,7 +52,7 @@ def test_a_held_lease_is_not_taken_and_attempts_count(store: Store, envelopes: l
     ledger, job = Ledger(store), envelopes[0].job_id
     first = ledger.take(job, "a", 30)
     assert isinstance(first, Lease) and first.attempt == 1
-    assert ledger.take(job, "b", 30) == first.token           # the holder's token, not a lease
+    assert ledger.take(job, "b", 30) == first.token  # the holder's token, not a lease
     assert store.r.sismember(store.k("running"), job)
     ledger.release(first)
     second = ledger.take(job, "b", 30)
@@ -77,7 +77,7 @@ def test_a_displaced_holder_can_neither_renew_nor_record(store: Store, envelopes
     assert not ledger.give_up(paused, env, "late give-up", 1)
     assert store.r.sismember(store.k("running"), env.job_id)  # the rightful run is still accounted for
     ledger.release(paused)
-    assert ledger.holder(env.job_id) == rightful.token         # releasing a stale lease leaves the new one
+    assert ledger.holder(env.job_id) == rightful.token  # releasing a stale lease leaves the new one
 
     assert ledger.record(rightful, result(env, "rightful"))
     stored = store.result(env.job_id)
@@ -110,9 +110,9 @@ def test_requeue_puts_the_job_back_with_its_message(store: Store, envelopes: lis
     assert isinstance(lease, Lease)
     assert ledger.requeue(app, lease, env, "the process died", max_attempts=3) == JobStatus.lost.value
     assert store.state(env.job_id)["state"] == "lost"
-    assert store.r.zcard(store.k("outbox")) == 0                # the message went, the debt is settled
+    assert store.r.zcard(store.k("outbox")) == 0  # the message went, the debt is settled
     assert store.r.llen("farm.cpu") + store.r.llen("farm.gpu") == 1
-    assert not ledger.holds(lease)                               # requeueing fences out its own lease too
+    assert not ledger.holds(lease)  # requeueing fences out its own lease too
 
 
 def test_claim_owes_each_message_until_it_is_sent(store: Store, envelopes: list[JobEnvelope]) -> None:
@@ -120,7 +120,7 @@ def test_claim_owes_each_message_until_it_is_sent(store: Store, envelopes: list[
     jobs = [(e.job_id, "farm.cpu") for e in envelopes]
     claimed = ledger.claim(jobs, chunk=5)
     assert claimed == {e.job_id for e in envelopes}
-    assert ledger.claim(jobs) == set()                          # claimed once
+    assert ledger.claim(jobs) == set()  # claimed once
     assert sorted(ledger.debts()) == sorted(claimed)
     assert ledger.debts(older_than_s=3600) == []
     ledger.settle({envelopes[0].job_id: time.time()})

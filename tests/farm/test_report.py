@@ -10,30 +10,48 @@ import pandas as pd
 import pytest
 
 from farm.report import (
-    REPORT_COLUMNS, aggregate, markdown_table, results_frame, speedups, write_frame,
+    REPORT_COLUMNS,
+    aggregate,
+    markdown_table,
+    results_frame,
+    speedups,
+    write_frame,
 )
 from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
 from farm.stats import ratio_ci, summarize_groups
-
-TRAIN = 60_000
-PARAMS = json.dumps({"hidden": 256}, separators=(",", ":"))
+from tests.helpers import TRAIN, tidy_row
 
 
-def row(workload: str, device: str, sps: float | None, *, repeat: int = 0, status: str = "succeeded",
-        batch_size: int = 128, device_name: str | None = None, epochs: int = 3, **extra) -> dict:
-    r = dict.fromkeys(RESULT_COLUMNS)
+def row(
+    workload: str,
+    device: str,
+    sps: float | None,
+    *,
+    repeat: int = 0,
+    status: str = "succeeded",
+    batch_size: int = 128,
+    device_name: str | None = None,
+    epochs: int = 3,
+    **extra,
+) -> dict:
     steady = TRAIN / sps if sps else None
-    r.update(
-        job_id=f"{workload}-{device}-{batch_size}-{epochs}-{repeat}-{status}", sweep_id="s1", workload=workload,
-        params=PARAMS, device=device, backend="tensorflow", epochs=epochs, batch_size=batch_size, data="real",
-        train_samples=None, test_samples=None, steps_per_execution=1, jit_compile="auto",
-        mixed_precision=False, input_pipeline="farm", repeat=repeat, seed=42 + repeat, status=status,
+    ok = status == "succeeded"
+    r = tidy_row(
+        repeat,
+        job_id=f"{workload}-{device}-{batch_size}-{epochs}-{repeat}-{status}",
+        sweep_id="s1",
+        workload=workload,
+        device=device,
+        backend="tensorflow",
+        epochs=epochs,
+        batch_size=batch_size,
+        status=status,
         device_name=device_name or ("NVIDIA H100" if device == "gpu" else "cpu-x"),
-        train_samples_used=TRAIN if status == "succeeded" else None,
-        first_epoch_s=(3 * steady if steady else None) if status == "succeeded" else None,
-        steady_epoch_s=steady if status == "succeeded" else None,
-        steady_samples_per_s=sps if status == "succeeded" else None,
-        test_accuracy=0.85 if status == "succeeded" else None,
+        train_samples_used=TRAIN if ok else None,
+        first_epoch_s=(3 * steady if steady else None) if ok else None,
+        steady_epoch_s=steady if ok else None,
+        steady_samples_per_s=sps if ok else None,
+        test_accuracy=0.85 if ok else None,
     )
     r.update(extra)
     return r
@@ -63,8 +81,12 @@ def report(rows) -> pd.DataFrame:
 
 
 def pick(report: pd.DataFrame, workload: str, device: str, batch_size: int = 128, epochs: int = 3) -> pd.Series:
-    m = ((report["workload"] == workload) & (report["device"] == device) & (report["batch_size"] == batch_size)
-         & (report["epochs"] == epochs))
+    m = (
+        (report["workload"] == workload)
+        & (report["device"] == device)
+        & (report["batch_size"] == batch_size)
+        & (report["epochs"] == epochs)
+    )
     assert m.sum() == 1
     return report.loc[m].iloc[0]
 
@@ -82,17 +104,38 @@ def test_results_frame_has_exactly_the_result_columns(rows):
 
 def test_report_columns_and_order(report):
     assert list(report.columns) == REPORT_COLUMNS
-    assert REPORT_COLUMNS[: len(CELL_COLUMNS) + 6] == [*CELL_COLUMNS, "hardware_key", "device_name", "software_key",
-                                                       "software_keys", "n", "n_failed"]
-    for name in ("steady_samples_per_s_median", "steady_epoch_s_ci_low", "steady_epoch_s_iqr",
-                 "steady_samples_per_s_cv", "first_epoch_s_median", "test_accuracy_median", "outliers",
-                 "unstable", "speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"):
+    assert REPORT_COLUMNS[: len(CELL_COLUMNS) + 6] == [
+        *CELL_COLUMNS,
+        "hardware_key",
+        "device_name",
+        "software_key",
+        "software_keys",
+        "n",
+        "n_failed",
+    ]
+    for name in (
+        "steady_samples_per_s_median",
+        "steady_epoch_s_ci_low",
+        "steady_epoch_s_iqr",
+        "steady_samples_per_s_cv",
+        "first_epoch_s_median",
+        "test_accuracy_median",
+        "outliers",
+        "unstable",
+        "speedup_vs_cpu",
+        "speedup_vs_cpu_ci_low",
+        "speedup_vs_cpu_ci_high",
+    ):
         assert name in report.columns
     assert REPORT_COLUMNS[-3:] == ["speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
     # sorted by workload, device, backend, batch size, then the other cell columns (epochs 1 before 3)
-    assert list(zip(report["workload"], report["device"], report["batch_size"], report["epochs"])) == [
-        ("cifar10_mlp", "cpu", 128, 1), ("cifar10_mlp", "cpu", 128, 3), ("cifar10_mlp", "gpu", 128, 3),
-        ("cifar10_mlp", "gpu", 256, 3), ("fashion_mnist_mlp", "cpu", 128, 3), ("fashion_mnist_mlp", "gpu", 128, 3),
+    assert list(zip(report["workload"], report["device"], report["batch_size"], report["epochs"], strict=True)) == [
+        ("cifar10_mlp", "cpu", 128, 1),
+        ("cifar10_mlp", "cpu", 128, 3),
+        ("cifar10_mlp", "gpu", 128, 3),
+        ("cifar10_mlp", "gpu", 256, 3),
+        ("fashion_mnist_mlp", "cpu", 128, 3),
+        ("fashion_mnist_mlp", "gpu", 128, 3),
     ]
     assert report["n"].dtype.kind == "i" and report["unstable"].dtype == bool
 
@@ -156,8 +199,17 @@ def test_cpu_device_names_are_pooled_for_the_speedup():
 def test_speedups_headline(report):
     head = speedups(report)
     assert list(head.columns) == [
-        "workload", "params", "backend", "batch_size", "device_name", "cpu_samples_per_s_median",
-        "gpu_samples_per_s_median", "speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
+        "workload",
+        "params",
+        "backend",
+        "batch_size",
+        "device_name",
+        "cpu_samples_per_s_median",
+        "gpu_samples_per_s_median",
+        "speedup_vs_cpu",
+        "speedup_vs_cpu_ci_low",
+        "speedup_vs_cpu_ci_high",
+    ]
     assert list(head["workload"]) == ["cifar10_mlp", "fashion_mnist_mlp"]
     fm = head.iloc[1]
     assert fm["cpu_samples_per_s_median"] == pytest.approx(1000)
@@ -191,7 +243,11 @@ def test_write_frame_other_formats(report, tmp_path):
     assert "workload" in md.splitlines()[0] and "speedup_vs_cpu" in md.splitlines()[0]
     assert len(md.strip().splitlines()) == len(report) + 2
     assert markdown_table(pd.DataFrame({"a": [1.5, np.nan], "b": ["x|y", None]})).splitlines() == [
-        "| a | b |", "|---|---|", "| 1.5 | x\\|y |", "|  |  |"]
+        "| a | b |",
+        "|---|---|",
+        "| 1.5 | x\\|y |",
+        "|  |  |",
+    ]
     with pytest.raises(ValueError, match="unknown suffix"):
         write_frame(report, tmp_path / "r.xlsx")
     try:
@@ -206,14 +262,35 @@ def test_write_frame_other_formats(report, tmp_path):
 
 def test_cells_group_by_hardware_key_and_flag_pooled_software():
     rows = []
-    for i, (hw, sw) in enumerate([("cpu:X x2", "py3.11 keras3.1 tensorflow2.20"),
-                                  ("cpu:X x2", "py3.11 keras3.1 tensorflow2.21"),
-                                  ("cpu:X x8", "py3.11 keras3.1 tensorflow2.21")]):
-        rows.append({"job_id": f"j{i}", "sweep_id": "s", "workload": "cifar10_mlp", "params": "{}", "device": "cpu",
-                     "backend": "tensorflow", "epochs": 2, "batch_size": 32, "data": "synthetic", "repeat": i,
-                     "status": "succeeded", "device_name": "X", "hardware_key": hw, "software_key": sw,
-                     "steady_epoch_s": 1.0, "steady_samples_per_s": 100.0, "first_epoch_s": 2.0,
-                     "test_accuracy": 0.5})
+    for i, (hw, sw) in enumerate(
+        [
+            ("cpu:X x2", "py3.11 keras3.1 tensorflow2.20"),
+            ("cpu:X x2", "py3.11 keras3.1 tensorflow2.21"),
+            ("cpu:X x8", "py3.11 keras3.1 tensorflow2.21"),
+        ]
+    ):
+        rows.append(
+            {
+                "job_id": f"j{i}",
+                "sweep_id": "s",
+                "workload": "cifar10_mlp",
+                "params": "{}",
+                "device": "cpu",
+                "backend": "tensorflow",
+                "epochs": 2,
+                "batch_size": 32,
+                "data": "synthetic",
+                "repeat": i,
+                "status": "succeeded",
+                "device_name": "X",
+                "hardware_key": hw,
+                "software_key": sw,
+                "steady_epoch_s": 1.0,
+                "steady_samples_per_s": 100.0,
+                "first_epoch_s": 2.0,
+                "test_accuracy": 0.5,
+            }
+        )
     rep = aggregate(results_frame(rows))
     assert sorted(rep.hardware_key) == ["cpu:X x2", "cpu:X x8"]
     pooled = rep[rep.hardware_key == "cpu:X x2"].iloc[0]
@@ -223,9 +300,17 @@ def test_cells_group_by_hardware_key_and_flag_pooled_software():
 def test_columns_frame_is_results_frame_built_column_wise(rows):
     from farm.report import columns_frame
 
-    rows = [*rows, row("cifar10_mlp", "gpu", 700, jit_compile=True, train_samples=5000),
-            {**dict.fromkeys(RESULT_COLUMNS), "job_id": "q", "workload": "x", "status": "queued",
-             "params": {"b": 1, "a": 2}}]
+    rows = [
+        *rows,
+        row("cifar10_mlp", "gpu", 700, jit_compile=True, train_samples=5000),
+        {
+            **dict.fromkeys(RESULT_COLUMNS),
+            "job_id": "q",
+            "workload": "x",
+            "status": "queued",
+            "params": {"b": 1, "a": 2},
+        },
+    ]
     as_lists = [[r.get(c) for c in RESULT_COLUMNS] for r in rows]
     expected = results_frame(as_lists)
     columns = {c: [r[i] for r in as_lists] for i, c in enumerate(RESULT_COLUMNS)}
@@ -237,11 +322,13 @@ def test_columns_frame_is_results_frame_built_column_wise(rows):
 def test_group_ids_are_groupby_ngroup():
     from farm.report import _distinct_per_group, _group_ids
 
-    df = pd.DataFrame({
-        "a": pd.Series(["x", None, "x", np.nan, "y", None, "x"], dtype=object),
-        "b": pd.Series([True, "auto", True, "auto", False, "auto", 1], dtype=object),
-        "c": [1.0, np.nan, 1.0, np.nan, 2.0, np.nan, 3.0],
-    })
+    df = pd.DataFrame(
+        {
+            "a": pd.Series(["x", None, "x", np.nan, "y", None, "x"], dtype=object),
+            "b": pd.Series([True, "auto", True, "auto", False, "auto", 1], dtype=object),
+            "c": [1.0, np.nan, 1.0, np.nan, 2.0, np.nan, 3.0],
+        }
+    )
     for cols in (["a"], ["a", "b"], ["b", "c"], ["a", "b", "c"]):
         expected = df.groupby(cols, dropna=False, sort=False).ngroup().to_numpy()
         np.testing.assert_array_equal(_group_ids(df, cols, {}), expected)

@@ -7,46 +7,70 @@ store takes), so the ``contended`` / ``contention_cpu`` columns are exactly what
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
 from farm.compare import COMPARE_COLUMNS, compare
 from farm.frames import contended_mask
 from farm.job import JobEnvelope, JobSpec
 from farm.report import (
-    REPORT_COLUMNS, aggregate, markdown_table, ratios, results_frame, speedups, write_frame,
+    REPORT_COLUMNS,
+    aggregate,
+    markdown_table,
+    ratios,
+    results_frame,
+    speedups,
+    write_frame,
 )
 from farm.result import EpochRecord, JobResult, JobStatus
-from farm.rows import RESULT_COLUMNS, result_row
+from farm.rows import result_row
+from tests.helpers import only_row, throwaway_redis, tight
 
 TRAIN = 6_000
 N_BOOT = 300  # enough for these assertions, and fast
-NEW_COLUMNS = ["contended", "contention_cpu", "contended_reason", "throttled", "benchfarm_version",
-               "workload_version"]
+NEW_COLUMNS = ["contended", "contention_cpu", "contended_reason", "throttled", "benchfarm_version", "workload_version"]
 
 
-def job_result(sps: float, *, repeat: int, sweep: str = "s", device: str = "cpu", backend: str = "tensorflow",
-               batch_size: int = 128, cpu: float | None = 0.01, contended: bool = False,
-               status: JobStatus = JobStatus.succeeded) -> JobResult:
+def job_result(
+    sps: float,
+    *,
+    repeat: int,
+    sweep: str = "s",
+    device: str = "cpu",
+    backend: str = "tensorflow",
+    batch_size: int = 128,
+    cpu: float | None = 0.01,
+    contended: bool = False,
+    status: JobStatus = JobStatus.succeeded,
+) -> JobResult:
     """A finished job whose steady epochs ran at ``sps`` samples/s; ``cpu`` is the share of its cores other
     processes used, ``contended`` the worker's verdict."""
-    job = JobSpec(sweep=sweep, workload="fashion_mnist_mlp", device=device, backend=backend, epochs=3,
-                  batch_size=batch_size, repeat=repeat)
+    job = JobSpec(
+        sweep=sweep,
+        workload="fashion_mnist_mlp",
+        device=device,
+        backend=backend,
+        epochs=3,
+        batch_size=batch_size,
+        repeat=repeat,
+    )
     env = JobEnvelope.for_job(job, f"{sweep}-0123456789")
     wall = TRAIN / sps
     ok = status == JobStatus.succeeded
     return JobResult(
-        job_id=env.job_id, sweep_id=env.sweep_id, job=job, status=status, worker="w1",
-        device_name="NVIDIA H100" if device == "gpu" else "cpu-x", train_samples_used=TRAIN if ok else None,
+        job_id=env.job_id,
+        sweep_id=env.sweep_id,
+        job=job,
+        status=status,
+        worker="w1",
+        device_name="NVIDIA H100" if device == "gpu" else "cpu-x",
+        train_samples_used=TRAIN if ok else None,
         versions={"python": "3.11.7", "keras": "3.15.1", backend: "2.21.0"},
         epochs=[EpochRecord(epoch=e, wall_s=(3 if e == 0 else 1) * wall) for e in range(3)] if ok else [],
         error=None if ok else "boom",
@@ -59,17 +83,11 @@ def job_result(sps: float, *, repeat: int, sweep: str = "s", device: str = "cpu"
 def rows(clean: list[float], busy: list[float] = (), *, busy_cpu: float = 0.6, **kw) -> list[dict]:
     """One cell: ``clean`` repeats, then ``busy`` (contended) ones, numbered on."""
     out = [result_row(job_result(v, repeat=i, **kw)) for i, v in enumerate(clean)]
-    out += [result_row(job_result(v, repeat=len(clean) + i, cpu=busy_cpu + 0.1 * i, contended=True, **kw))
-            for i, v in enumerate(busy)]
+    out += [
+        result_row(job_result(v, repeat=len(clean) + i, cpu=busy_cpu + 0.1 * i, contended=True, **kw))
+        for i, v in enumerate(busy)
+    ]
     return out
-
-
-def pick(report: pd.DataFrame, **match) -> pd.Series:
-    m = np.ones(len(report), dtype=bool)
-    for k, v in match.items():
-        m &= (report[k] == v).to_numpy(dtype=bool)
-    assert m.sum() == 1, report
-    return report.loc[m].iloc[0]
 
 
 # -- the report ----------------------------------------------------------------------------------------------
@@ -89,51 +107,68 @@ def test_contended_repeats_left_out_by_default_and_kept_on_request():
     assert len(rep) == 1
     assert cell["n"] == 3 and cell["n_contended"] == 2 and cell["n_failed"] == 0
     assert cell["steady_samples_per_s_median"] == 1000.0
-    assert cell["steady_samples_per_s_ci_low"] >= 990.0          # the slow repeats are not in the interval
+    assert cell["steady_samples_per_s_ci_low"] >= 990.0  # the slow repeats are not in the interval
     assert cell["steady_epoch_s_median"] == pytest.approx(TRAIN / 1000.0)
     assert cell["contended_cpu_max"] == pytest.approx(0.7)
     assert not cell["unstable"]
 
     kept = aggregate(df, n_boot=N_BOOT, include_contended=True).iloc[0]
     assert kept["n"] == 5 and kept["n_contended"] == 2 and kept["contended_cpu_max"] == pytest.approx(0.7)
-    assert kept["steady_samples_per_s_median"] == 990.0          # median of 400, 500, 990, 1000, 1010
-    assert kept["unstable"]                                      # and the spread says why it cannot be trusted
+    assert kept["steady_samples_per_s_median"] == 990.0  # median of 400, 500, 990, 1000, 1010
+    assert kept["unstable"]  # and the spread says why it cannot be trusted
 
 
 def test_a_cell_whose_repeats_all_contended_still_appears():
-    busy_gpu = [{**r, "software_key": "py3.11.7 keras3.15.1 jax0.10.2"}
-                for r in rows([], [2000.0, 2100.0, 2200.0], device="gpu")]
-    df = results_frame([*rows([1000.0, 1000.0, 1000.0]), *busy_gpu,
-                        *rows([4000.0, 4000.0], device="gpu", batch_size=256),
-                        result_row(job_result(1.0, repeat=3, device="gpu", status=JobStatus.failed))])
+    busy_gpu = [
+        {**r, "software_key": "py3.11.7 keras3.15.1 jax0.10.2"}
+        for r in rows([], [2000.0, 2100.0, 2200.0], device="gpu")
+    ]
+    df = results_frame(
+        [
+            *rows([1000.0, 1000.0, 1000.0]),
+            *busy_gpu,
+            *rows([4000.0, 4000.0], device="gpu", batch_size=256),
+            result_row(job_result(1.0, repeat=3, device="gpu", status=JobStatus.failed)),
+        ]
+    )
     rep = aggregate(df, n_boot=N_BOOT)
-    assert list(zip(rep["device"], rep["batch_size"])) == [("cpu", 128), ("gpu", 128), ("gpu", 256)]  # sorted
-    gpu = pick(rep, device="gpu", batch_size=128)
+    assert list(zip(rep["device"], rep["batch_size"], strict=True)) == [
+        ("cpu", 128),
+        ("gpu", 128),
+        ("gpu", 256),
+    ]  # sorted
+    gpu = only_row(rep, device="gpu", batch_size=128)
     assert gpu["n"] == 0 and gpu["n_contended"] == 3 and gpu["n_failed"] == 1
     assert gpu["contended_cpu_max"] == pytest.approx(0.8)
-    for col in ("steady_samples_per_s_median", "steady_epoch_s_ci_low", "first_epoch_s_median",
-                "test_accuracy_median", "speedup_vs_cpu"):
+    for col in (
+        "steady_samples_per_s_median",
+        "steady_epoch_s_ci_low",
+        "first_epoch_s_median",
+        "test_accuracy_median",
+        "speedup_vs_cpu",
+    ):
         assert math.isnan(gpu[col]), col
     assert gpu["outliers"] == 0 and not gpu["unstable"]
     assert gpu["software_key"] == "py3.11.7 keras3.15.1 jax0.10.2"  # what its left-out repeats ran on
-    cpu = pick(rep, device="cpu")
+    cpu = only_row(rep, device="cpu")
     assert cpu["n_contended"] == 0 and cpu["contended_cpu_max"] == pytest.approx(0.01)  # a quiet machine's share
-    assert speedups(rep).empty                                   # no figure to headline, and no error
+    assert speedups(rep).empty  # no figure to headline, and no error
     md = markdown_table(rep)
     assert len(md.strip().splitlines()) == len(rep) + 2 and "n_contended" in md.splitlines()[0]
 
-    kept = pick(aggregate(df, n_boot=N_BOOT, include_contended=True), device="gpu", batch_size=128)
+    kept = only_row(aggregate(df, n_boot=N_BOOT, include_contended=True), device="gpu", batch_size=128)
     assert kept["n"] == 3 and kept["speedup_vs_cpu"] == pytest.approx(2.1)
 
 
 def test_contended_cpu_repeats_leave_the_speedup():
-    df = results_frame([*rows([1000.0, 1000.0, 1000.0], [200.0, 200.0, 200.0, 200.0]),
-                        *rows([3000.0, 3000.0, 3000.0], device="gpu")])
-    gpu = pick(aggregate(df, n_boot=N_BOOT), device="gpu")
+    df = results_frame(
+        [*rows([1000.0, 1000.0, 1000.0], [200.0, 200.0, 200.0, 200.0]), *rows([3000.0, 3000.0, 3000.0], device="gpu")]
+    )
+    gpu = only_row(aggregate(df, n_boot=N_BOOT), device="gpu")
     assert gpu["speedup_vs_cpu"] == pytest.approx(3.0) and gpu["n_contended"] == 0
     assert speedups(aggregate(df, n_boot=N_BOOT))["cpu_samples_per_s_median"].iloc[0] == pytest.approx(1000.0)
-    kept = pick(aggregate(df, n_boot=N_BOOT, include_contended=True), device="gpu")
-    assert kept["speedup_vs_cpu"] == pytest.approx(15.0)         # 3000 over the median of 3 x 1000, 4 x 200
+    kept = only_row(aggregate(df, n_boot=N_BOOT, include_contended=True), device="gpu")
+    assert kept["speedup_vs_cpu"] == pytest.approx(15.0)  # 3000 over the median of 3 x 1000, 4 x 200
 
 
 def test_only_succeeded_repeats_count_as_contended():
@@ -146,11 +181,14 @@ def test_only_succeeded_repeats_count_as_contended():
 
 def test_older_rows_without_the_new_columns_still_aggregate():
     new = results_frame(rows([1000.0, 1010.0, 990.0]))
-    old = new.drop(columns=NEW_COLUMNS)                          # a frame read from an older results.csv
-    nones = new.assign(**{c: None for c in NEW_COLUMNS})         # rows stored before the worker measured it
+    old = new.drop(columns=NEW_COLUMNS)  # a frame read from an older results.csv
+    nones = new.assign(**{c: None for c in NEW_COLUMNS})  # rows stored before the worker measured it
     expected = aggregate(new, n_boot=N_BOOT)
-    for df in (old, nones, results_frame([{k: v for k, v in r.items() if k not in NEW_COLUMNS}
-                                          for r in rows([1000.0, 1010.0, 990.0])])):
+    for df in (
+        old,
+        nones,
+        results_frame([{k: v for k, v in r.items() if k not in NEW_COLUMNS} for r in rows([1000.0, 1010.0, 990.0])]),
+    ):
         rep = aggregate(df, n_boot=N_BOOT)
         assert list(rep.columns) == REPORT_COLUMNS
         cell = rep.iloc[0]
@@ -161,13 +199,16 @@ def test_older_rows_without_the_new_columns_still_aggregate():
 
 
 def test_contended_mask_reads_stored_and_file_values(tmp_path):
-    df = pd.DataFrame({"contended": pd.Series([True, False, None, np.nan, "True", "false", 1, 0, "1"],
-                                              dtype=object)})
+    df = pd.DataFrame({"contended": pd.Series([True, False, None, np.nan, "True", "false", 1, 0, "1"], dtype=object)})
     assert contended_mask(df).tolist() == [True, False, False, False, True, False, True, False, True]
     assert contended_mask(pd.DataFrame({"x": [1, 2]})).tolist() == [False, False]
     # through a CSV file and back (bools with gaps come back as objects)
-    frame = results_frame([*rows([1000.0, 1000.0], [10.0]), *results_frame(rows([1000.0])).assign(
-        contended=None, job_id="old", repeat=9).to_dict("records")])
+    frame = results_frame(
+        [
+            *rows([1000.0, 1000.0], [10.0]),
+            *results_frame(rows([1000.0])).assign(contended=None, job_id="old", repeat=9).to_dict("records"),
+        ]
+    )
     path = write_frame(frame, tmp_path / "results.csv")
     back = aggregate(results_frame(pd.read_csv(path).to_dict("records")), n_boot=N_BOOT).iloc[0]
     assert (back["n"], back["n_contended"]) == (3, 1)
@@ -183,29 +224,29 @@ def test_report_md_and_csv_carry_the_marks(tmp_path):
 
 # -- ratios --------------------------------------------------------------------------------------------------
 def test_ratios_leave_contended_repeats_out_of_both_sides():
-    df = results_frame([*rows([1000.0, 1000.0, 1000.0], [100.0, 100.0, 100.0, 100.0]),
-                        *rows([1500.0, 1500.0, 1500.0], [3000.0], backend="jax"),
-                        *rows([], [700.0, 700.0], backend="jax", batch_size=256),
-                        *rows([900.0, 900.0], batch_size=256)])
+    df = results_frame(
+        [
+            *rows([1000.0, 1000.0, 1000.0], [100.0, 100.0, 100.0, 100.0]),
+            *rows([1500.0, 1500.0, 1500.0], [3000.0], backend="jax"),
+            *rows([], [700.0, 700.0], backend="jax", batch_size=256),
+            *rows([900.0, 900.0], batch_size=256),
+        ]
+    )
     out = ratios(df, "backend", "tensorflow", n_boot=N_BOOT)
-    jax = pick(out, batch_size=128)
+    jax = only_row(out, batch_size=128)
     assert jax["ratio"] == pytest.approx(1.5) and (jax["n"], jax["n_baseline"]) == (3, 3)
     assert (jax["n_contended"], jax["n_contended_baseline"]) == (1, 4)
-    gone = pick(out, batch_size=256)                             # every jax repeat contended: kept, no ratio
+    gone = only_row(out, batch_size=256)  # every jax repeat contended: kept, no ratio
     assert gone["n"] == 0 and gone["n_contended"] == 2 and math.isnan(gone["ratio"])
-    kept = pick(ratios(df, "backend", "tensorflow", n_boot=N_BOOT, include_contended=True), batch_size=128)
+    kept = only_row(ratios(df, "backend", "tensorflow", n_boot=N_BOOT, include_contended=True), batch_size=128)
     assert (kept["n"], kept["n_baseline"]) == (4, 7)
-    assert kept["ratio"] == pytest.approx(1500.0 / 100.0)        # the baseline's median is now a contended 100
+    assert kept["ratio"] == pytest.approx(1500.0 / 100.0)  # the baseline's median is now a contended 100
 
 
 # -- compare -------------------------------------------------------------------------------------------------
-def tight(center: float, n: int, seed: int) -> list[float]:
-    return list(center * (1 + 0.005 * np.random.default_rng(seed).standard_normal(n)))
-
-
 def test_compare_leaves_contended_repeats_out_on_both_sides():
     a = results_frame(rows(tight(1000, 6, 1), tight(990, 2, 2), sweep="A"))
-    b = results_frame(rows(tight(1000, 6, 3), tight(600, 12, 4), sweep="B"))   # B's busy repeats are slow
+    b = results_frame(rows(tight(1000, 6, 3), tight(600, 12, 4), sweep="B"))  # B's busy repeats are slow
     cmp = compare(a, b, n_boot=N_BOOT)
     assert list(cmp.columns) == COMPARE_COLUMNS
     assert COMPARE_COLUMNS.index("n_contended_a") == COMPARE_COLUMNS.index("n_b") + 1
@@ -242,19 +283,24 @@ def test_the_exclusion_line_and_the_table_mark():
     assert "`farm resume a --contended` / `farm resume b --contended`" in kept
 
     def rendered(rep: pd.DataFrame, included: bool = False) -> str:
-        console = Console(width=250, record=True, file=open(os.devnull, "w"))
+        console = Console(width=250, record=True, file=io.StringIO())
         console.print(report_table(rep, included))
         return console.export_text()
 
-    df = results_frame([*rows([1000.0, 1000.0], [10.0]), *rows([], [20.0, 30.0], device="gpu"),
-                        *rows([3000.0], device="gpu", batch_size=256)])
+    df = results_frame(
+        [
+            *rows([1000.0, 1000.0], [10.0]),
+            *rows([], [20.0, 30.0], device="gpu"),
+            *rows([3000.0], device="gpu", batch_size=256),
+        ]
+    )
     text = rendered(aggregate(df, n_boot=N_BOOT))
     header = next(line for line in text.splitlines() if "workload" in line)
-    assert header.index(" n ") < header.index("contended") < header.index("epoch s")   # right after n
+    assert header.index(" n ") < header.index("contended") < header.index("epoch s")  # right after n
     assert "1 left out (cpu 60%)" in text and "2 left out (cpu 70%)" in text
     assert "2 kept (cpu 70%)" in rendered(aggregate(df, n_boot=N_BOOT, include_contended=True), True)
     quiet = rendered(aggregate(results_frame(rows([1000.0, 1000.0])), n_boot=N_BOOT))
-    assert "contended" not in quiet                              # a quiet sweep's table is as before
+    assert "contended" not in quiet  # a quiet sweep's table is as before
 
 
 def test_farm_run_report_md_ends_with_the_note(tmp_path):
@@ -265,7 +311,7 @@ def test_farm_run_report_md_ends_with_the_note(tmp_path):
     write_outputs(df, rep, tmp_path, note="1 contended repeat(s) left out of the statistics")
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("|") and md.rstrip().endswith("1 contended repeat(s) left out of the statistics")
-    assert pd.read_csv(tmp_path / "report.csv")["n_contended"].tolist() == [1]   # the CSV stays a plain table
+    assert pd.read_csv(tmp_path / "report.csv")["n_contended"].tolist() == [1]  # the CSV stays a plain table
     write_outputs(df, rep, tmp_path)
     assert "left out" not in (tmp_path / "report.md").read_text()
     assert all((tmp_path / name).exists() for name in OUTPUT_FILES)
@@ -276,13 +322,13 @@ def contended_store():
     """A throwaway redis-server with sweeps A (2 of 6 CPU repeats contended) and B (3 of 7 contended)."""
     import redis
 
-    from farm.embedded import EmbeddedRedis
     from farm.store import Store
 
     def store_sweep(store: Store, name: str, clean: list[float], busy: list[float]) -> str:
         results = [job_result(v, repeat=i, sweep=name) for i, v in enumerate(clean)]
-        results += [job_result(v, repeat=len(clean) + i, sweep=name, cpu=0.5, contended=True)
-                    for i, v in enumerate(busy)]
+        results += [
+            job_result(v, repeat=len(clean) + i, sweep=name, cpu=0.5, contended=True) for i, v in enumerate(busy)
+        ]
         sweep_id = results[0].sweep_id
         envelopes = [JobEnvelope.for_job(r.job, sweep_id) for r in results]
         store.save_sweep(sweep_id, {"sweep_id": sweep_id, "name": name, "jobs": len(envelopes)}, envelopes)
@@ -290,7 +336,7 @@ def contended_store():
             assert store.record_result(r)
         return sweep_id
 
-    with tempfile.TemporaryDirectory(prefix="busy-") as d, EmbeddedRedis(Path(d) / "r", appendonly=False) as server:
+    with throwaway_redis(appendonly=False) as server:
         store = Store(redis.Redis.from_url(server.url, decode_responses=True))
         a = store_sweep(store, "base", tight(1000, 4, 1), [300.0, 310.0])
         b = store_sweep(store, "cand", tight(1000, 4, 2), [200.0, 210.0, 220.0])
@@ -298,28 +344,15 @@ def contended_store():
         store.r.close()
 
 
-@pytest.fixture
-def invoke(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from cli.main import app
-
-    for key in list(os.environ):
-        if key.startswith("FARM_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("FARM_CONFIG", str(tmp_path / "no-such-config.toml"))
-
-    def run(*args: str):
-        return CliRunner().invoke(app, list(args), env={"COLUMNS": "250"})
-
-    return run
-
-
 def test_cli_report_says_what_it_left_out(contended_store, invoke, tmp_path):
     url, a = contended_store["url"], contended_store["a"]
     res = invoke("report", a, "--broker", url)
     assert res.exit_code == 0, res.output
-    assert (f"2 contended repeat(s) left out of the statistics (other processes used the machine, or its GPU "
-            f"throttled, while they were measured); --include-contended keeps them; `farm resume {a} --contended` "
-            "re-runs them") in res.output
+    assert (
+        f"2 contended repeat(s) left out of the statistics (other processes used the machine, or its GPU "
+        f"throttled, while they were measured); --include-contended keeps them; `farm resume {a} --contended` "
+        "re-runs them"
+    ) in res.output
     assert "2 left out (cpu 50%)" in res.output
     res = invoke("report", a, "--broker", url, "--include-contended", "-o", str(tmp_path / "r.csv"))
     assert res.exit_code == 0, res.output

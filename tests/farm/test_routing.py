@@ -26,18 +26,21 @@ def served_by(j: JobSpec, gpu: GPUInfo | None, host: str = "lab1") -> bool:
     return job_queue(j) in {tag_queue(t) for t in tags}
 
 
-@pytest.mark.parametrize("spec, h100, a100, rtx", [
-    ({}, True, True, True),
-    ({"gpu_model": "H100"}, True, False, False),
-    ({"gpu_model": "NVIDIA A100-SXM4-40GB"}, False, True, False),
-    ({"min_gpu_memory_gb": 40}, True, True, False),
-    ({"min_gpu_memory_gb": 41}, True, False, False),
-    ({"min_gpu_memory_gb": 16}, True, True, True),
-    ({"gpu_model": "h100", "min_gpu_memory_gb": 80}, True, False, False),
-    ({"host": "lab1"}, True, True, True),
-    ({"host": "lab2"}, False, False, False),
-    ({"gpu_model": "rtx 4090", "host": "LAB1"}, False, False, True),
-])
+@pytest.mark.parametrize(
+    "spec, h100, a100, rtx",
+    [
+        ({}, True, True, True),
+        ({"gpu_model": "H100"}, True, False, False),
+        ({"gpu_model": "NVIDIA A100-SXM4-40GB"}, False, True, False),
+        ({"min_gpu_memory_gb": 40}, True, True, False),
+        ({"min_gpu_memory_gb": 41}, True, False, False),
+        ({"min_gpu_memory_gb": 16}, True, True, True),
+        ({"gpu_model": "h100", "min_gpu_memory_gb": 80}, True, False, False),
+        ({"host": "lab1"}, True, True, True),
+        ({"host": "lab2"}, False, False, False),
+        ({"gpu_model": "rtx 4090", "host": "LAB1"}, False, False, True),
+    ],
+)
 def test_gpu_jobs_land_only_where_the_hardware_fits(spec: dict, h100: bool, a100: bool, rtx: bool) -> None:
     j = job(**spec)
     assert (served_by(j, H100), served_by(j, A100_40), served_by(j, RTX)) == (h100, a100, rtx)

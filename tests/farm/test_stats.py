@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 import pytest
 
 from farm.stats import (
-    STAT_FIELDS, group_medians, mann_whitney, ratio_ci, ratio_ci_groups, summarize_groups, too_wide_many,
+    STAT_FIELDS,
+    group_medians,
+    mann_whitney,
+    ratio_ci,
+    ratio_ci_groups,
+    summarize_groups,
+    too_wide_many,
 )
 
 
@@ -39,8 +45,11 @@ class One:
 def summarize(values: Iterable[float], **kw) -> One:
     """:func:`summarize_groups` over one group (the whole sample), its arrays read as scalars."""
     g = summarize_groups(values, None, 1, **kw)
-    return One(n=int(g.n[0]), **{f: float(getattr(g, f)[0]) for f in STAT_FIELDS},
-               outliers=tuple(int(i) for i in np.flatnonzero(g.outlier_mask)))
+    return One(
+        n=int(g.n[0]),
+        **{f: float(getattr(g, f)[0]) for f in STAT_FIELDS},
+        outliers=tuple(int(i) for i in np.flatnonzero(g.outlier_mask)),
+    )
 
 
 def test_summarize_one_to_nine():
@@ -80,7 +89,7 @@ def test_ci_is_the_textbook_percentile_bootstrap_of_the_median():
 
 
 def test_ci_of_median_matches_theory_for_a_large_normal_sample():
-    # Asymptotic s.e. of the median of N(0, σ²) is 1.2533 σ / √n; a 95% CI is ≈ 2 × 1.96 of it wide.
+    # Asymptotic s.e. of the median of N(0, sigma²) is 1.2533 sigma / √n; a 95% CI is ≈ 2 × 1.96 of it wide.
     # (A property of the fixed sample below; for ~95% of samples the CI covers 0.)
     n, sigma = 400, 1.0
     s = summarize(np.random.default_rng(12345).normal(0.0, sigma, n))
@@ -164,12 +173,16 @@ def test_each_group_gets_what_it_would_get_alone():
             assert np.array_equal(getattr(g, f)[i], getattr(s, f), equal_nan=True), (i, f)
         assert g.outliers[i] == len(s.outliers)
     assert g.outlier_mask.sum() == 1 and flat[perm][g.outlier_mask][0] == 500.0
-    assert np.array_equal(group_medians(flat, groups, len(sizes)),
-                          [np.nanmedian(v) if np.isfinite(v).any() else np.nan for v in values], equal_nan=True)
+    assert np.array_equal(
+        group_medians(flat, groups, len(sizes)),
+        [np.nanmedian(v) if np.isfinite(v).any() else np.nan for v in values],
+        equal_nan=True,
+    )
 
     pairs = np.array([[0, 2], [5, 1], [4, 0], [3, 0]])
-    r, lo, hi = ratio_ci_groups(flat, groups, flat, groups, pairs, n_num_groups=len(sizes),
-                                n_den_groups=len(sizes), seed=9)
+    r, lo, hi = ratio_ci_groups(
+        flat, groups, flat, groups, pairs, n_num_groups=len(sizes), n_den_groups=len(sizes), seed=9
+    )
     for k, (a, b) in enumerate(pairs):
         assert np.array_equal([r[k], lo[k], hi[k]], ratio_ci(values[a], values[b], seed=9), equal_nan=True)
 

@@ -5,22 +5,20 @@ layout, damaged or whose shared part is gone is rebuilt from the full record."""
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pandas as pd
 import pytest
 import redis
 
-from farm.embedded import EmbeddedRedis
 from farm.job import JobEnvelope, JobSpec
 from farm.report import aggregate, columns_frame, results_frame
 from farm.result import EpochRecord, JobResult, JobStatus
 from farm.rows import NOT_ENQUEUED, RESULT_COLUMNS, result_row, spec_row
 from farm.rowstore import COMPACT_FORMAT, OWN_COLUMNS, SHARED_COLUMNS, sweep_columns
 from farm.store import Store
+from tests.helpers import throwaway_redis
 
 SWEEP = "s-1"
 
@@ -33,14 +31,25 @@ def store(redis_url: str) -> Iterator[Store]:
 
 
 def envelopes(n: int, **kw) -> list[JobEnvelope]:
-    return [JobEnvelope.for_job(JobSpec(sweep="s", workload="cifar10_mlp", data="synthetic", epochs=3, repeat=i,
-                                        **kw), SWEEP) for i in range(n)]
+    return [
+        JobEnvelope.for_job(
+            JobSpec(sweep="s", workload="cifar10_mlp", data="synthetic", epochs=3, repeat=i, **kw), SWEEP
+        )
+        for i in range(n)
+    ]
 
 
 def result(env: JobEnvelope, per_s: float = 100.0, status: JobStatus = JobStatus.succeeded, **kw) -> JobResult:
-    return JobResult(job_id=env.job_id, sweep_id=SWEEP, job=env.job, status=status, train_samples_used=int(per_s),
-                     epochs=[EpochRecord(epoch=e, wall_s=1.0) for e in (1, 2, 3)],
-                     error=None if status == JobStatus.succeeded else "boom", **kw)
+    return JobResult(
+        job_id=env.job_id,
+        sweep_id=SWEEP,
+        job=env.job,
+        status=status,
+        train_samples_used=int(per_s),
+        epochs=[EpochRecord(epoch=e, wall_s=1.0) for e in (1, 2, 3)],
+        error=None if status == JobStatus.succeeded else "boom",
+        **kw,
+    )
 
 
 def expected_frame(store: Store, envs: list[JobEnvelope]) -> pd.DataFrame:
@@ -65,7 +74,7 @@ def read_rows(store: Store) -> list[list]:
     """:func:`sweep_columns` as rows (one list per job, values in ``RESULT_COLUMNS`` order), for
     :func:`results_frame`: the row-wise path must give the frame the column-wise one gives."""
     columns = sweep_columns(store, SWEEP)
-    return [list(row) for row in zip(*(columns[c].tolist() for c in RESULT_COLUMNS))]
+    return [list(row) for row in zip(*(columns[c].tolist() for c in RESULT_COLUMNS), strict=True)]
 
 
 def every_column(store: Store, job_id: str) -> list:
@@ -84,17 +93,17 @@ def assert_rows_match_results(store: Store) -> None:
         raw = json.loads(store.r.get(key))
         assert raw[0] == COMPACT_FORMAT
         part = json.loads(store.r.hget(store.k("rowparts"), raw[1]))
-        stored = {**dict(zip(OWN_COLUMNS, raw[2:])), **dict(zip(SHARED_COLUMNS, part))}
+        stored = {**dict(zip(OWN_COLUMNS, raw[2:], strict=True)), **dict(zip(SHARED_COLUMNS, part, strict=True))}
         want = json.loads(json.dumps(result_row(full), default=str))
         assert stored == {c: want[c] for c in stored}
 
 
 def test_rows_fast_path_and_fallbacks() -> None:
-    with tempfile.TemporaryDirectory(prefix="rows-") as d, EmbeddedRedis(Path(d) / "r", appendonly=False) as srv:
+    with throwaway_redis(appendonly=False) as srv:
         store = Store(redis.Redis.from_url(srv.url, decode_responses=True))
         envs = envelopes(3)
         store.save_sweep(SWEEP, {"name": "s"}, envs)
-        for env, per_s in zip(envs[:2], (100.0, 200.0)):
+        for env, per_s in zip(envs[:2], (100.0, 200.0), strict=True):
             store.record_result(result(env, per_s))
         # A row of an older layout (a dict) is rebuilt from the full result.
         store.r.set(store.k("row", envs[1].job_id), json.dumps({"job_id": envs[1].job_id}))
@@ -123,7 +132,7 @@ def test_a_result_is_recorded_with_its_compact_row_and_shared_part(store: Store)
 
 
 def test_a_second_result_for_a_job_changes_nothing(store: Store) -> None:
-    env, = envelopes(1)
+    (env,) = envelopes(1)
     store.save_sweep(SWEEP, {"name": "s"}, [env])
     assert store.record_result(result(env, 100.0))
     assert not store.record_result(result(env, 999.0, status=JobStatus.failed))
@@ -133,24 +142,30 @@ def test_a_second_result_for_a_job_changes_nothing(store: Store) -> None:
     assert_rows_match_results(store)
 
 
+def record_at_once(stores: list[Store], results: list[JobResult]) -> list[bool]:
+    """Each store records its result in a thread of its own, all released at the same moment; whether each won."""
+    barrier = threading.Barrier(len(stores))
+    won = [False] * len(stores)
+
+    def record(i: int) -> None:
+        barrier.wait()
+        won[i] = stores[i].record_result(results[i])
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return won
+
+
 def test_two_workers_recording_one_job_at_once_leave_one_result_and_its_row(redis_url: str) -> None:
-    env, = envelopes(1)
+    (env,) = envelopes(1)
     for attempt in range(10):
         clients = [redis.Redis.from_url(redis_url, decode_responses=True) for _ in range(2)]
         stores = [Store(c) for c in clients]
         stores[0].r.delete(stores[0].k("result", env.job_id), stores[0].k("row", env.job_id))
-        barrier = threading.Barrier(2)
-        won: list[bool] = [False, False]
-
-        def record(i: int) -> None:
-            barrier.wait()
-            won[i] = stores[i].record_result(result(env, 100.0 + 100 * i + attempt))
-
-        threads = [threading.Thread(target=record, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        won = record_at_once(stores, [result(env, 100.0 + 100 * i + attempt) for i in range(2)])
         assert sum(won) == 1
         stored = stores[0].result(env.job_id)
         assert stored.steady_samples_per_s == 100.0 + 100 * won.index(True) + attempt

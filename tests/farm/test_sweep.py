@@ -15,8 +15,8 @@ import yaml
 from farm import defaults as limits
 from farm.errors import SpecError
 from farm.sweep import Sweep, load_sweep, load_sweep_data
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "examples" / "seed.yaml"
 
 SEED_TOML = """\
@@ -82,8 +82,12 @@ def test_seed_loads_as_written() -> None:
     assert sweep.sweep_id.startswith("seed-cpu-vs-gpu-")
     assert sweep.source == str(SEED)
     cells = {(j.workload, j.device) for j in sweep.jobs}
-    assert cells == {("cifar10_mlp", "cpu"), ("cifar10_mlp", "gpu"),
-                     ("fashion_mnist_mlp", "cpu"), ("fashion_mnist_mlp", "gpu")}
+    assert cells == {
+        ("cifar10_mlp", "cpu"),
+        ("cifar10_mlp", "gpu"),
+        ("fashion_mnist_mlp", "cpu"),
+        ("fashion_mnist_mlp", "gpu"),
+    }
     for j in sweep.jobs:
         assert j.backend == "tensorflow" and j.data == "real"
         assert j.epochs == (10 if j.workload == "cifar10_mlp" else 5)
@@ -144,8 +148,10 @@ def test_json_and_toml_sweeps_do_not_import_pyyaml(tmp_path: Path) -> None:
 
     data = yaml.safe_load(SEED.read_text())
     paths = [write(tmp_path, json.dumps(data), "seed.json"), write(tmp_path, SEED_TOML, "seed.toml")]
-    code = ("import sys; from farm.sweep import load_sweep; "
-            f"[load_sweep(p) for p in {[str(p) for p in paths]!r}]; print('yaml' in sys.modules)")
+    code = (
+        "import sys; from farm.sweep import load_sweep; "
+        f"[load_sweep(p) for p in {[str(p) for p in paths]!r}]; print('yaml' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
@@ -155,14 +161,17 @@ def test_json_and_toml_sweeps_do_not_import_pyyaml(tmp_path: Path) -> None:
 
 
 def test_defaults_fill_what_a_job_leaves_out(tmp_path: Path) -> None:
-    sweep = load_text(tmp_path, """\
+    sweep = load_text(
+        tmp_path,
+        """\
 name: fill
 defaults: {epochs: 3, batch_size: 128, backend: jax, data: synthetic, train_samples: 1000}
 jobs:
   - workload: fashion_mnist_mlp
   - workload: cifar10_mlp
     batch_size: 64
-""")
+""",
+    )
     a, b = sweep.jobs
     assert (a.epochs, a.batch_size, a.backend, a.data, a.train_samples) == (3, 128, "jax", "synthetic", 1000)
     assert (b.epochs, b.batch_size, b.backend, b.data, b.train_samples) == (3, 64, "jax", "synthetic", 1000)
@@ -171,7 +180,9 @@ jobs:
 
 
 def test_precedence_job_beats_matrix_beats_defaults(tmp_path: Path) -> None:
-    sweep = load_text(tmp_path, """\
+    sweep = load_text(
+        tmp_path,
+        """\
 name: prec
 defaults:
   epochs: 3
@@ -188,17 +199,18 @@ jobs:
     params: {units: 50}
   - workload: fashion_mnist_mlp
     params: {optimizer: sgd}
-""")
+""",
+    )
     pinned, free = sweep.jobs
-    assert pinned.epochs == 9          # job entry beats matrix and defaults
-    assert free.epochs == 7            # matrix beats defaults
-    assert pinned.batch_size == free.batch_size == 64   # defaults fill the rest
+    assert pinned.epochs == 9  # job entry beats matrix and defaults
+    assert free.epochs == 7  # matrix beats defaults
+    assert pinned.batch_size == free.batch_size == 64  # defaults fill the rest
     assert pinned.seed == free.seed == 6
     # params merge key by key, in the same order of precedence
     assert pinned.params["units"] == 50
     assert pinned.params["hidden_layers"] == 4
     assert pinned.params["activation"] == "tanh"
-    assert pinned.params["optimizer"] == "adam"        # the workload's own default
+    assert pinned.params["optimizer"] == "adam"  # the workload's own default
     assert free.params["units"] == 100
     assert free.params["hidden_layers"] == 4
     assert free.params["activation"] == "tanh"
@@ -206,19 +218,24 @@ jobs:
 
 
 def test_job_params_beat_a_params_axis(tmp_path: Path) -> None:
-    sweep = load_text(tmp_path, """\
+    sweep = load_text(
+        tmp_path,
+        """\
 name: pin
 matrix: {params.hidden_layers: [1, 2, 3]}
 jobs:
   - workload: fashion_mnist_mlp
     params: {hidden_layers: 8}
-""")
+""",
+    )
     assert sweep.cells == 1 and len(sweep.jobs) == 1
     assert sweep.jobs[0].params["hidden_layers"] == 8
 
 
 def test_params_axis_crosses_with_device(tmp_path: Path) -> None:
-    sweep = load_text(tmp_path, """\
+    sweep = load_text(
+        tmp_path,
+        """\
 name: cross
 repeats: 2
 matrix:
@@ -227,25 +244,28 @@ matrix:
 jobs:
   - workload: fashion_mnist_mlp
     params: {units: 64}
-""")
+""",
+    )
     assert sweep.cells == 6
     assert len(sweep.jobs) == 12
     first = sweep.jobs[:6]
-    assert {(j.params["hidden_layers"], j.device) for j in first} == {
-        (h, d) for h in (1, 2, 3) for d in ("cpu", "gpu")}
+    assert {(j.params["hidden_layers"], j.device) for j in first} == {(h, d) for h in (1, 2, 3) for d in ("cpu", "gpu")}
     assert all(j.params["units"] == 64 for j in sweep.jobs)
     assert all(j.repeat == 0 for j in first) and all(j.repeat == 1 for j in sweep.jobs[6:])
 
 
 def test_identical_cells_collapse(tmp_path: Path) -> None:
-    sweep = load_text(tmp_path, """\
+    sweep = load_text(
+        tmp_path,
+        """\
 name: collapse
 repeats: 2
 matrix: {device: [cpu, gpu]}
 jobs:
   - workload: cifar10_mlp
     device: cpu
-""")
+""",
+    )
     assert sweep.cells == 1
     assert len(sweep.jobs) == 2
     assert {j.device for j in sweep.jobs} == {"cpu"}
@@ -253,25 +273,34 @@ jobs:
 
 
 def test_two_entries_spelling_the_same_cell_collapse(tmp_path: Path) -> None:
-    sweep = load_text(tmp_path, """\
+    sweep = load_text(
+        tmp_path,
+        """\
 name: dup
 jobs:
   - workload: fashion_mnist_mlp
   - workload: fashion_mnist_mlp
     params: {hidden_layers: 5, units: 500}
     device: cpu
-""")
+""",
+    )
     assert sweep.cells == 1 and len(sweep.jobs) == 1
 
 
 def test_canonical_ids_explicit_defaults_equal_omitted(tmp_path: Path) -> None:
-    implicit = load_text(tmp_path, """\
+    implicit = load_text(
+        tmp_path,
+        """\
 name: canon
 jobs:
   - workload: fashion_mnist_mlp
   - workload: cifar10_mlp
-""", "a.yaml")
-    explicit = load_text(tmp_path, """\
+""",
+        "a.yaml",
+    )
+    explicit = load_text(
+        tmp_path,
+        """\
 name: canon
 jobs:
   - workload: fashion_mnist_mlp
@@ -284,13 +313,17 @@ jobs:
              learning_rate: null}
   - workload: cifar10_mlp
     params: {hidden_units: [3000, 1000], optimizer: sgd}
-""", "b.yaml")
+""",
+        "b.yaml",
+    )
     assert [j.job_id for j in implicit.jobs] == [j.job_id for j in explicit.jobs]
     assert implicit.sweep_id == explicit.sweep_id
 
 
 def test_time_limit_per_job(tmp_path: Path) -> None:
-    sweep = load_text(tmp_path, """\
+    sweep = load_text(
+        tmp_path,
+        """\
 name: limits
 repeats: 2
 time_limit_s: 100
@@ -298,12 +331,16 @@ jobs:
   - workload: fashion_mnist_mlp
   - workload: cifar10_mlp
     time_limit_s: 50
-""")
+""",
+    )
     by_workload = {e.job.workload: e.time_limit_s for e in sweep.envelopes()}
     assert by_workload == {"fashion_mnist_mlp": 100.0, "cifar10_mlp": 50.0}
     # The limit is operational: it does not change ids.
-    plain = load_text(tmp_path, "name: limits\nrepeats: 2\njobs:\n  - workload: fashion_mnist_mlp\n"
-                                "  - workload: cifar10_mlp\n", "plain.yaml")
+    plain = load_text(
+        tmp_path,
+        "name: limits\nrepeats: 2\njobs:\n  - workload: fashion_mnist_mlp\n  - workload: cifar10_mlp\n",
+        "plain.yaml",
+    )
     assert [j.job_id for j in plain.jobs] == [j.job_id for j in sweep.jobs]
 
 
@@ -335,15 +372,18 @@ def test_unknown_field_in_defaults(tmp_path: Path) -> None:
     assert at(msg, "defaults.epoch"), msg
 
 
-@pytest.mark.parametrize("line, field_path", [
-    ('    epochs: "ten"\n', "jobs[0].epochs"),
-    ("    epochs: 0\n", "jobs[0].epochs"),
-    (f"    epochs: {10**9}\n", "jobs[0].epochs"),
-    ("    batch_size: 0\n", "jobs[0].batch_size"),
-    ("    device: tpu\n", "jobs[0].device"),
-    ("    seed: -1\n", "jobs[0].seed"),
-    ("    requires: {gpu_model: H100, colour: red}\n", "jobs[0].requires.colour"),
-])
+@pytest.mark.parametrize(
+    "line, field_path",
+    [
+        ('    epochs: "ten"\n', "jobs[0].epochs"),
+        ("    epochs: 0\n", "jobs[0].epochs"),
+        (f"    epochs: {10**9}\n", "jobs[0].epochs"),
+        ("    batch_size: 0\n", "jobs[0].batch_size"),
+        ("    device: tpu\n", "jobs[0].device"),
+        ("    seed: -1\n", "jobs[0].seed"),
+        ("    requires: {gpu_model: H100, colour: red}\n", "jobs[0].requires.colour"),
+    ],
+)
 def test_bad_job_values(tmp_path: Path, line: str, field_path: str) -> None:
     msg = refused_text(tmp_path, "name: s\njobs:\n" + JOB + line)
     assert at(msg, field_path), msg
@@ -360,8 +400,11 @@ def test_bad_value_from_defaults_is_located_in_defaults(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_listed(tmp_path: Path) -> None:
-    msg = refused_text(tmp_path, "name: s\njobs:\n  - workload: cifar10_mlp\n    epochs: 0\n"
-                                 "  - workload: fashion_mnist_mlp\n    batch_size: 0\n")
+    msg = refused_text(
+        tmp_path,
+        "name: s\njobs:\n  - workload: cifar10_mlp\n    epochs: 0\n"
+        "  - workload: fashion_mnist_mlp\n    batch_size: 0\n",
+    )
     assert at(msg, "jobs[0].epochs") and at(msg, "jobs[1].batch_size"), msg
 
 
@@ -389,12 +432,14 @@ def test_bad_name_override_refused() -> None:
 
 
 def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
-    text = ("name: s\n"                       # 1
-            "repeats: 2\n"                    # 2
-            "jobs:\n"                         # 3
-            "  - workload: cifar10_mlp\n"     # 4
-            "    epochs: @10\n"               # 5  '@' cannot start a YAML token
-            "  - workload: fashion_mnist_mlp\n")
+    text = (
+        "name: s\n"  # 1
+        "repeats: 2\n"  # 2
+        "jobs:\n"  # 3
+        "  - workload: cifar10_mlp\n"  # 4
+        "    epochs: @10\n"  # 5  '@' cannot start a YAML token
+        "  - workload: fashion_mnist_mlp\n"
+    )
     msg = refused_text(tmp_path, text)
     assert "line 5" in msg, msg
     assert "malformed YAML" in msg
@@ -412,11 +457,17 @@ def test_malformed_toml(tmp_path: Path) -> None:
 
 def test_too_many_jobs_refused_quickly(tmp_path: Path) -> None:
     axis = list(range(1, 1001))
-    path = write(tmp_path, yaml.safe_dump({
-        "name": "huge", "repeats": 10,
-        "matrix": {"epochs": axis, "batch_size": axis},
-        "jobs": [{"workload": "cifar10_mlp"}],
-    }))
+    path = write(
+        tmp_path,
+        yaml.safe_dump(
+            {
+                "name": "huge",
+                "repeats": 10,
+                "matrix": {"epochs": axis, "batch_size": axis},
+                "jobs": [{"workload": "cifar10_mlp"}],
+            }
+        ),
+    )
     started = time.monotonic()
     msg = refused(path)
     assert time.monotonic() - started < 2.0
@@ -426,9 +477,12 @@ def test_too_many_jobs_refused_quickly(tmp_path: Path) -> None:
 
 def test_just_over_the_job_limit_is_refused() -> None:
     repeats = 100
-    entries = limits.MAX_JOBS_PER_SWEEP // repeats + 1   # distinct entries × repeats: one cell over the limit
-    data = {"name": "edge", "repeats": repeats,
-            "jobs": [{"workload": "cifar10_mlp", "epochs": e} for e in range(1, entries + 1)]}
+    entries = limits.MAX_JOBS_PER_SWEEP // repeats + 1  # distinct entries × repeats: one cell over the limit
+    data = {
+        "name": "edge",
+        "repeats": repeats,
+        "jobs": [{"workload": "cifar10_mlp", "epochs": e} for e in range(1, entries + 1)],
+    }
     started = time.monotonic()
     with pytest.raises(SpecError) as info:
         load_sweep_data(data, "edge.yaml")
@@ -438,7 +492,7 @@ def test_just_over_the_job_limit_is_refused() -> None:
 
 def billion_laughs(levels: int = 9, fanout: int = 9) -> str:
     names = "abcdefghijklmnopqrstuvwxyz"
-    lines = [f'{names[0]}: &{names[0]} [' + ", ".join(['"lol"'] * fanout) + "]"]
+    lines = [f"{names[0]}: &{names[0]} [" + ", ".join(['"lol"'] * fanout) + "]"]
     for i in range(1, levels):
         lines.append(f"{names[i]}: &{names[i]} [" + ", ".join([f"*{names[i - 1]}"] * fanout) + "]")
     return "\n".join(lines) + "\n"
@@ -471,8 +525,9 @@ def test_nesting_100_levels_in_json_refused(tmp_path: Path) -> None:
     deep: object = 1
     for _ in range(100):
         deep = {"x": deep}
-    msg = refused_text(tmp_path, json.dumps({"name": "s", "jobs": [{"workload": "cifar10_mlp"}], "extra": deep}),
-                       "s.json")
+    msg = refused_text(
+        tmp_path, json.dumps({"name": "s", "jobs": [{"workload": "cifar10_mlp"}], "extra": deep}), "s.json"
+    )
     assert "nested" in msg, msg
 
 
@@ -515,26 +570,32 @@ def test_missing_file_refused(tmp_path: Path) -> None:
 
 
 def test_bad_param_from_defaults_is_located_in_defaults_even_when_the_job_has_params(tmp_path: Path) -> None:
-    msg = refused_text(tmp_path, """\
+    msg = refused_text(
+        tmp_path,
+        """\
 name: s
 defaults:
   params: {hidden_layers: 0}
 jobs:
   - workload: fashion_mnist_mlp
     params: {units: 10}
-""")
+""",
+    )
     assert "defaults.params" in msg, msg
 
 
 def test_bad_param_from_matrix_axis_is_located_in_the_matrix(tmp_path: Path) -> None:
-    msg = refused_text(tmp_path, """\
+    msg = refused_text(
+        tmp_path,
+        """\
 name: s
 matrix:
   params.hidden_layers: [2, 0]
 jobs:
   - workload: fashion_mnist_mlp
     params: {units: 10}
-""")
+""",
+    )
     assert "matrix.params.hidden_layers[1]" in msg, msg
 
 

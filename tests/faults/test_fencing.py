@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import wait_for
-from tests.faults.conftest import FAST, Farm, wait_running, write_sweep
+from tests.faults.helpers import FAST, Farm, wait_running
+from tests.helpers import wait_for, write_sweep
 
 
 def gone(pid: int) -> bool:
@@ -31,8 +31,11 @@ def test_paused_worker_never_records_and_its_child_stops(farm: Farm, start_worke
         # The child hears no keep-alive and stops itself, a heartbeat before the lease expires.
         wait_for(lambda: gone(child), 15, "the paused worker's training process to stop")
         start_worker("rightful", **FAST)
-        wait_for(lambda: farm.state(job).get("worker") == "rightful" and farm.state(job).get("state") == "running",
-                 120, "the job to run on the other worker")
+        wait_for(
+            lambda: farm.state(job).get("worker") == "rightful" and farm.state(job).get("state") == "running",
+            120,
+            "the job to run on the other worker",
+        )
     finally:
         os.kill(paused.proc.pid, signal.SIGCONT)
     wait_for(lambda: "this run is abandoned" in paused.text(), 60, "the paused worker to give the run up")
@@ -41,6 +44,5 @@ def test_paused_worker_never_records_and_its_child_stops(farm: Farm, start_worke
     assert result is not None and result["status"] == "succeeded" and result["worker"] == "rightful"
     ends = [r for r in farm.runs(job) if r["event"] == "end" and r["worker"] == "paused"]
     assert any(r["ended"] == "lease_lost" for r in ends), farm.runs(job)
-    assert farm.check_ledger(sid) == {"jobs": 1, "recorded": 1, "lost": 0, "recorded_twice": 0,
-                                      "concurrent_runs": 0}
+    assert farm.check_ledger(sid) == {"jobs": 1, "recorded": 1, "lost": 0, "recorded_twice": 0, "concurrent_runs": 0}
     assert paused.proc.poll() is None  # and it goes on serving

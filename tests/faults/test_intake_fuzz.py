@@ -17,8 +17,9 @@ import json
 import random
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import psutil
 import redis
@@ -26,8 +27,8 @@ import redis
 from farm.job import JobEnvelope, JobSpec
 from farm.queue import make_app
 from farm.settings import FarmSettings
-from tests.conftest import wait_for
-from tests.faults.conftest import Farm, write_sweep
+from tests.faults.helpers import Farm
+from tests.helpers import wait_for, write_sweep
 from workers import intake
 
 SEED = 20_261_201
@@ -35,16 +36,32 @@ COUNT = 300
 RSS_LIMIT = 600 * 1024 * 1024
 QUEUE = "farm.cpu"
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-BUILTINS = ["celery.accumulate", "celery.backend_cleanup", "celery.chord_unlock", "celery.chain", "celery.chord",
-            "celery.group", "celery.map", "celery.starmap", "celery.chunks"]
+BUILTINS = [
+    "celery.accumulate",
+    "celery.backend_cleanup",
+    "celery.chord_unlock",
+    "celery.chain",
+    "celery.chord",
+    "celery.group",
+    "celery.map",
+    "celery.starmap",
+    "celery.chunks",
+]
 
 
 def real_message(url: str) -> dict[str, Any]:
     """The farm's own message for a job no sweep knows, published by the farm's code and taken back."""
     from farm.queue import publish
 
-    spec = JobSpec(sweep="fuzz", workload="fashion_mnist_mlp", params={"hidden_layers": 1, "units": 5},
-                   backend="jax", data="synthetic", train_samples=64, test_samples=16)
+    spec = JobSpec(
+        sweep="fuzz",
+        workload="fashion_mnist_mlp",
+        params={"hidden_layers": 1, "units": 5},
+        backend="jax",
+        data="synthetic",
+        train_samples=64,
+        test_samples=16,
+    )
     publish(make_app(FarmSettings(broker_url=url), [QUEUE]), [JobEnvelope.for_job(spec, "fuzz-1")], {})
     raw = redis.Redis.from_url(url).rpop(QUEUE)
     assert raw is not None
@@ -69,8 +86,24 @@ def random_json(rng: random.Random, depth: int = 0) -> Any:
     return {rng.choice(keys): random_json(rng, depth + 1) for _ in range(rng.randrange(6))}
 
 
-WRONG: list[Any] = [None, 0, -1, 1.5, True, False, "", "x", "farm.run_job", [], [1, 2], {}, {"a": 1}, "A" * 5000,
-                    [[[[None]]]], {"__type__": "uuid", "__value__": "x"}]
+WRONG: list[Any] = [
+    None,
+    0,
+    -1,
+    1.5,
+    True,
+    False,
+    "",
+    "x",
+    "farm.run_job",
+    [],
+    [1, 2],
+    {},
+    {"a": 1},
+    "A" * 5000,
+    [[[[None]]]],
+    {"__type__": "uuid", "__value__": "x"},
+]
 
 
 def paths(message: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -105,7 +138,7 @@ def zlib_bomb(size_mb: int) -> bytes:
 
 def generate(template: dict[str, Any], seed: int, count: int) -> Iterator[tuple[str, bytes]]:
     """(kind, raw entry) pairs, ``count`` of them, each refused by the admission check."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311  (reproducible fuzzing, nothing secret)
     body = json.loads(base64.b64decode(template["body"]))
     fields = paths(template)
 
@@ -145,34 +178,125 @@ def generate(template: dict[str, Any], seed: int, count: int) -> Iterator[tuple[
         ("random JSON", 60, lambda: json.dumps(random_json(rng)).encode()),
         ("wrong type", 90, lambda: variant(wrong_type)),
         ("missing key", 30, lambda: variant(missing)),
-        ("bad base64", 8, lambda: variant(lambda m: m.update(body=rng.choice(
-            ["!!!", m["body"][:-1], m["body"] + "=", m["body"].replace("W", "*", 1), " " + m["body"]])))),
-        ("body not UTF-8", 6, lambda: variant(lambda m: m.update(body=base64.b64encode(
-            rng.choice([b"\xff\xfe\x00", "[[{\"é\": 1}], {}, {}]".encode("latin-1"), b"\xc3("])).decode()))),
-        ("body not JSON", 6, lambda: variant(lambda m: m.update(body=base64.b64encode(
-            rng.choice([b"[[{}]", b"NaN", b"[1, 2, 3", b"[[1e999], {}, {}]"])).decode()))),
-        ("entry not UTF-8", 8, lambda: rng.choice([b"\x00\xff\xfe", "{\"body\": \"é\"}".encode("latin-1"),
-                                                   bytes(rng.randrange(256) for _ in range(64)),
-                                                   json.dumps(template).encode()[:-1] + b"\xff}"])),
+        (
+            "bad base64",
+            8,
+            lambda: variant(
+                lambda m: m.update(
+                    body=rng.choice(
+                        ["!!!", m["body"][:-1], m["body"] + "=", m["body"].replace("W", "*", 1), " " + m["body"]]
+                    )
+                )
+            ),
+        ),
+        (
+            "body not UTF-8",
+            6,
+            lambda: variant(
+                lambda m: m.update(
+                    body=base64.b64encode(
+                        rng.choice([b"\xff\xfe\x00", '[[{"é": 1}], {}, {}]'.encode("latin-1"), b"\xc3("])
+                    ).decode()
+                )
+            ),
+        ),
+        (
+            "body not JSON",
+            6,
+            lambda: variant(
+                lambda m: m.update(
+                    body=base64.b64encode(rng.choice([b"[[{}]", b"NaN", b"[1, 2, 3", b"[[1e999], {}, {}]"])).decode()
+                )
+            ),
+        ),
+        (
+            "entry not UTF-8",
+            8,
+            lambda: rng.choice(
+                [
+                    b"\x00\xff\xfe",
+                    '{"body": "é"}'.encode("latin-1"),
+                    bytes(rng.randrange(256) for _ in range(64)),
+                    json.dumps(template).encode()[:-1] + b"\xff}",
+                ]
+            ),
+        ),
         ("huge field", 4, lambda: variant(huge)),
         ("compression bomb", 4, lambda: variant(bomb)),
         ("built-in task", 18, lambda: variant(lambda m: m["headers"].update(task=rng.choice(BUILTINS)))),
-        ("chain/callbacks", 16, lambda: variant(with_body(
-            [body[0], {}, {**EMBED, rng.choice(list(EMBED)): [{"task": rng.choice(BUILTINS), "args": []}]}]))),
-        ("extra args", 10, lambda: variant(with_body(rng.choice([
-            [[envelope, envelope], {}, EMBED], [body[0], {"x": 1}, EMBED], [[], {}, EMBED], [body[0], {}],
-            [body[0], {}, EMBED, 1], {"args": body[0]}])))),
-        ("eta/expires", 10, lambda: variant(lambda m: m["headers"].update(
-            {rng.choice(["eta", "expires", "shadow", "group", "parent_id"]): "2030-01-01T00:00:00+00:00"}))),
+        (
+            "chain/callbacks",
+            16,
+            lambda: variant(
+                with_body(
+                    [body[0], {}, {**EMBED, rng.choice(list(EMBED)): [{"task": rng.choice(BUILTINS), "args": []}]}]
+                )
+            ),
+        ),
+        (
+            "extra args",
+            10,
+            lambda: variant(
+                with_body(
+                    rng.choice(
+                        [
+                            [[envelope, envelope], {}, EMBED],
+                            [body[0], {"x": 1}, EMBED],
+                            [[], {}, EMBED],
+                            [body[0], {}],
+                            [body[0], {}, EMBED, 1],
+                            {"args": body[0]},
+                        ]
+                    )
+                )
+            ),
+        ),
+        (
+            "eta/expires",
+            10,
+            lambda: variant(
+                lambda m: m["headers"].update(
+                    {rng.choice(["eta", "expires", "shadow", "group", "parent_id"]): "2030-01-01T00:00:00+00:00"}
+                )
+            ),
+        ),
         ("mismatched id", 10, lambda: variant(mismatched_id)),
-        ("invalid envelope", 10, lambda: variant(with_body([[{**envelope, rng.choice(
-            ["workload", "job", "time_limit_s", "sweep_id", "job_id"]): rng.choice(WRONG[:13])}], {}, EMBED]))),
-        ("kombu type / duplicate key / deep", 10, lambda: rng.choice([
-            json.dumps(template).replace('"eta": null', '"eta": {"__type__": "datetime", "__value__": '
-                                                       '"2030-01-01T00:00:00"}').encode(),
-            json.dumps(template).replace('"lang": "py"', '"lang": "py", "task": "celery.accumulate"', 1).encode(),
-            b"[" * 100_000 + b"]" * 100_000,
-            json.dumps(template).replace('"priority": 0', '"priority": NaN').encode()])),
+        (
+            "invalid envelope",
+            10,
+            lambda: variant(
+                with_body(
+                    [
+                        [
+                            {
+                                **envelope,
+                                rng.choice(["workload", "job", "time_limit_s", "sweep_id", "job_id"]): rng.choice(
+                                    WRONG[:13]
+                                ),
+                            }
+                        ],
+                        {},
+                        EMBED,
+                    ]
+                )
+            ),
+        ),
+        (
+            "kombu type / duplicate key / deep",
+            10,
+            lambda: rng.choice(
+                [
+                    json.dumps(template)
+                    .replace('"eta": null', '"eta": {"__type__": "datetime", "__value__": "2030-01-01T00:00:00"}')
+                    .encode(),
+                    json.dumps(template)
+                    .replace('"lang": "py"', '"lang": "py", "task": "celery.accumulate"', 1)
+                    .encode(),
+                    b"[" * 100_000 + b"]" * 100_000,
+                    json.dumps(template).replace('"priority": 0', '"priority": NaN').encode(),
+                ]
+            ),
+        ),
     ]
     assert sum(n for _, n, _ in makers) == count
     for kind, n, make in makers:
@@ -186,8 +310,9 @@ def generate(template: dict[str, Any], seed: int, count: int) -> Iterator[tuple[
                 yield kind, raw
 
 
-def test_a_worker_survives_hundreds_of_malformed_entries(redis_url: str, start_worker, farm: Farm,
-                                                         tmp_path: Path) -> None:
+def test_a_worker_survives_hundreds_of_malformed_entries(
+    redis_url: str, start_worker, farm: Farm, tmp_path: Path
+) -> None:
     print(f"intake fuzz: seed {SEED}, {COUNT} entries")
     client = redis.Redis.from_url(redis_url)
     template = real_message(redis_url)  # taken back before any worker runs: nothing consumes it

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from tests.archives import write_fashion
-from tests.conftest import wait_for
-from tests.faults.conftest import FAST, Farm, wait_running, write_sweep
+from tests.faults.helpers import FAST, Farm, wait_running
+from tests.helpers import wait_for, write_sweep
 
 
 def test_time_limit_records_timed_out_and_worker_goes_on(farm: Farm, start_worker, tmp_path: Path) -> None:
@@ -44,8 +44,11 @@ def test_cancel_then_resume(farm: Farm, start_worker, tmp_path: Path) -> None:
     out = farm.cli("cancel", sid)
     assert out["cancelled"] == 4 and out["running_stopped"] == 1 and out["removed_messages"] == 3
     assert farm.r.llen("farm.cpu") == 0
-    wait_for(lambda: farm.state(ids[0]).get("state") == "cancelled"
-             and any(r["event"] == "end" for r in farm.runs(ids[0])), 30, "the running job to stop")
+    wait_for(
+        lambda: farm.state(ids[0]).get("state") == "cancelled" and any(r["event"] == "end" for r in farm.runs(ids[0])),
+        30,
+        "the running job to stop",
+    )
     assert farm.statuses(sid) == {"cancelled": 4}
 
     resumed = farm.cli("resume", sid)
@@ -71,12 +74,16 @@ def test_resume_after_broker_flush_enqueues_exactly_the_missing(farm: Farm, star
     assert farm.check_ledger(sid)["recorded_twice"] == 0
 
 
-def test_bad_machine_stops_taking_jobs_and_others_finish_the_sweep(farm: Farm, start_worker,
-                                                                   tmp_path: Path) -> None:
+def test_bad_machine_stops_taking_jobs_and_others_finish_the_sweep(farm: Farm, start_worker, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     data = tmp_path / "data"
-    write_fashion(data, rng.integers(0, 256, (64, 28, 28), dtype=np.uint8), rng.integers(0, 10, 64),
-                  rng.integers(0, 256, (16, 28, 28), dtype=np.uint8), rng.integers(0, 10, 16))
+    write_fashion(
+        data,
+        rng.integers(0, 256, (64, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, 64),
+        rng.integers(0, 256, (16, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, 16),
+    )
     bad = start_worker("bad", **FAST)  # no data on this machine: every job fails here
     sid = farm.submit(write_sweep(tmp_path, "needs-data", jobs=4, epochs=1, data="real", samples=64))
     wait_for(lambda: any(w.get("quarantined") for w in farm.cli("workers")), 180, "the bad worker to stop")

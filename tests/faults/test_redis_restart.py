@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from farm.embedded import EmbeddedRedis
-from tests.faults.conftest import FAST, Farm, wait_running, write_sweep
+from tests.faults.helpers import FAST, Farm, wait_running
+from tests.helpers import write_sweep
 
 
 def test_redis_restart_mid_sweep(redis_server: EmbeddedRedis, farm: Farm, start_worker, tmp_path: Path) -> None:
@@ -15,9 +16,9 @@ def test_redis_restart_mid_sweep(redis_server: EmbeddedRedis, farm: Farm, start_
     sid = farm.submit(write_sweep(tmp_path, "through-restart", jobs=4, epochs=30))
     ids = farm.jobs(sid)
     wait_running(farm, ids[0], min_epoch=2)
-    redis_server.stop()          # SIGTERM: Redis writes its append-only file and exits
-    time.sleep(3)                # the worker keeps training meanwhile, its heartbeats failing
-    redis_server.start()         # same socket, same data directory: the AOF is replayed
+    redis_server.stop()  # SIGTERM: Redis writes its append-only file and exits
+    time.sleep(3)  # the worker keeps training meanwhile, its heartbeats failing
+    redis_server.start()  # same socket, same data directory: the AOF is replayed
     farm.wait_all_recorded(sid, 400)
     assert farm.statuses(sid) == {"succeeded": 4}
     ledger = farm.check_ledger(sid)

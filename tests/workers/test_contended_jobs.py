@@ -13,7 +13,7 @@ import pytest
 import redis
 import yaml
 
-from tests.conftest import farm_env, run_farm, wait_for
+from tests.helpers import farm_env, run_farm, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -21,9 +21,11 @@ HOG = "import time\nt = time.time()\nwhile time.time() - t < 600: pass"
 
 
 def sweep_file(tmp_path: Path, name: str) -> Path:
-    spec = {"name": name, "defaults": {"backend": "jax", "data": "synthetic", "train_samples": 4000,
-                                       "test_samples": 64, "epochs": 16},
-            "jobs": [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 2, "units": 256}}]}
+    spec = {
+        "name": name,
+        "defaults": {"backend": "jax", "data": "synthetic", "train_samples": 4000, "test_samples": 64, "epochs": 16},
+        "jobs": [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 2, "units": 256}}],
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
@@ -43,8 +45,9 @@ def only_result(r: redis.Redis, sid: str, timeout: float = 300) -> dict:
     return json.loads(r.get(f"farm:result:{job}"))
 
 
-def test_a_hog_beside_a_job_marks_it_contended_and_resume_reruns_it(redis_url: str, start_worker,
-                                                                     tmp_path: Path) -> None:
+def test_a_hog_beside_a_job_marks_it_contended_and_resume_reruns_it(
+    redis_url: str, start_worker, tmp_path: Path
+) -> None:
     env = farm_env(redis_url, tmp_path / "cache")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     start_worker("measurer")

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import workers.datasets as ds
+from tests.archives import CIFAR, FASHION, _batch_bytes, _idx, _images, write_cifar, write_fashion  # noqa: F401
+from tests.helpers import REPO
 from workers.datasets import DATASETS, DataUnavailable, cache, cifar10, fetch, load_dataset, synthetic
-from tests.archives import CIFAR, FASHION, _batch_bytes, _images, _idx, write_cifar, write_fashion  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[1]
 _REAL_KERAS_DIRS = fetch.keras_datasets_dirs  # before the autouse fixture replaces it
 
 
@@ -44,6 +44,7 @@ def _load(name: str, data_dir: Path, cache_dir: Path, **kw) -> ds.Dataset:
 
 # ---------------------------------------------------------------- CIFAR-10
 
+
 # "py2": byte-for-byte the pickle flavour of the real archive; 4 and 5: what Python 3 + numpy 2 write.
 @pytest.mark.parametrize("protocol,as_bytes", [("py2", False), (4, False), (5, False), (4, True)])
 def test_cifar10_pixels_labels_and_batch_order(tmp_path: Path, protocol: int | str, as_bytes: bool) -> None:
@@ -53,8 +54,14 @@ def test_cifar10_pixels_labels_and_batch_order(tmp_path: Path, protocol: int | s
     b1[0, :, :, 0], b1[0, :, :, 1], b1[0, :, :, 2] = 10, 20, 30
     b1[0, 5, 7] = (201, 202, 203)
     # data_batch_2 is stored before data_batch_1: train must still come out in batch order.
-    write_cifar(tmp_path / "data" / CIFAR, [(b1, [1, 2, 3]), (b2, [4, 5])], (t, [9, 0, 8, 7]),
-                protocol=protocol, as_bytes=as_bytes, order=[1, 0])
+    write_cifar(
+        tmp_path / "data" / CIFAR,
+        [(b1, [1, 2, 3]), (b2, [4, 5])],
+        (t, [9, 0, 8, 7]),
+        protocol=protocol,
+        as_bytes=as_bytes,
+        order=[1, 0],
+    )
 
     d = _load("cifar10", tmp_path / "data", tmp_path / "cache")
 
@@ -90,8 +97,13 @@ def test_second_load_uses_cache_without_opening_archives(tmp_path: Path, monkeyp
     write_cifar(tmp_path / "data" / CIFAR, [(x, [1, 2, 3, 4])], (t, [5, 6]))
     first = _load("cifar10", tmp_path / "data", tmp_path / "cache")
     entry = tmp_path / "cache" / "cifar10" / first.digest
-    assert sorted(p.name for p in entry.iterdir()) == ["complete", "x_test.npy", "x_train.npy",
-                                                       "y_test.npy", "y_train.npy"]  # no temp files left
+    assert sorted(p.name for p in entry.iterdir()) == [
+        "complete",
+        "x_test.npy",
+        "x_train.npy",
+        "y_test.npy",
+        "y_train.npy",
+    ]  # no temp files left
 
     def boom(*a, **k):
         raise AssertionError("archive opened on a cached load")
@@ -150,6 +162,7 @@ def test_cifar10_wrong_archive_is_a_clear_error(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- restricted unpickler
 
+
 class _Evil:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
@@ -166,8 +179,7 @@ def test_restricted_unpickler_refuses_globals(tmp_path: Path) -> None:
         cifar10.restricted_loads(payload)
     assert not marker.exists()
     # The plain stuff of a batch still loads.
-    assert cifar10.restricted_loads(pickle.dumps({b"labels": [1, 2], b"x": b"ab"})) == {b"labels": [1, 2],
-                                                                                        b"x": b"ab"}
+    assert cifar10.restricted_loads(pickle.dumps({b"labels": [1, 2], b"x": b"ab"})) == {b"labels": [1, 2], b"x": b"ab"}
 
 
 def test_restricted_unpickler_refuses_object_arrays() -> None:
@@ -192,10 +204,15 @@ def test_archive_with_malicious_batch_is_refused(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- Fashion-MNIST
 
+
 def _fashion_arrays(seed: int = 6, n_train: int = 5, n_test: int = 3):
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8), rng.integers(0, 10, n_train, dtype=np.uint8),
-            rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8), rng.integers(0, 10, n_test, dtype=np.uint8))
+    return (
+        rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_train, dtype=np.uint8),
+        rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        rng.integers(0, 10, n_test, dtype=np.uint8),
+    )
 
 
 def test_fashion_mnist_reads_idx(tmp_path: Path) -> None:
@@ -213,11 +230,14 @@ def test_fashion_mnist_reads_idx(tmp_path: Path) -> None:
     np.testing.assert_array_equal(d.y_test, arrays[3][:2])
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda raw: struct.pack(">I", 0x0802) + raw[4:], "magic 0x00000802, expected 0x00000803"),
-    (lambda raw: raw[:-10], "bytes, header says"),
-    (lambda raw: raw[:6], "shorter than its"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda raw: struct.pack(">I", 0x0802) + raw[4:], "magic 0x00000802, expected 0x00000803"),
+        (lambda raw: raw[:-10], "bytes, header says"),
+        (lambda raw: raw[:6], "shorter than its"),
+    ],
+)
 def test_corrupt_idx_names_the_file(tmp_path: Path, damage, message: str) -> None:
     folder = write_fashion(tmp_path / "data", *_fashion_arrays())
     bad = folder / "t10k-images-idx3-ubyte.gz"
@@ -233,11 +253,12 @@ def test_corrupt_idx_names_the_file(tmp_path: Path, damage, message: str) -> Non
 def test_not_gzip_idx_names_the_file(tmp_path: Path) -> None:
     folder = write_fashion(tmp_path / "data", *_fashion_arrays())
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="train-labels-idx1-ubyte.gz: corrupt gzip"):
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte\.gz: corrupt gzip"):
         _load("fashion_mnist", tmp_path / "data", tmp_path / "cache")
 
 
 # ---------------------------------------------------------------- finding the files
+
 
 def test_missing_files_message(tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -271,8 +292,9 @@ def test_failed_download_is_data_unavailable(tmp_path: Path, monkeypatch: pytest
 
 def test_keras_cache_is_searched_under_keras_names(tmp_path: Path, _no_real_keras_cache: Path) -> None:
     rng = np.random.default_rng(7)
-    write_cifar(_no_real_keras_cache / "cifar-10-batches-py-target_archive", [(_images(rng, 2), [1, 2])],
-                (_images(rng, 1), [3]))
+    write_cifar(
+        _no_real_keras_cache / "cifar-10-batches-py-target_archive", [(_images(rng, 2), [1, 2])], (_images(rng, 1), [3])
+    )
     d = load_dataset("cifar10", "real", data_dir=None, cache_dir=tmp_path / "cache", allow_download=False)
     assert d.y_train.tolist() == [1, 2]
     write_fashion(_no_real_keras_cache / "fashion-mnist", *_fashion_arrays())
@@ -288,6 +310,7 @@ def test_keras_home_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
 
 
 # ---------------------------------------------------------------- synthetic
+
 
 def test_synthetic_shapes_determinism_and_caps(tmp_path: Path) -> None:
     def syn(name: str, seed: int, **kw) -> ds.Dataset:
@@ -336,9 +359,12 @@ def test_unknown_name_or_kind(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- import hygiene
 
+
 def test_import_does_not_pull_in_frameworks() -> None:
-    code = ("import workers.datasets, workers.datasets.fetch, workers.datasets.cache, workers.datasets.cifar10, "
-            "workers.datasets.fashion_mnist, workers.datasets.synthetic, sys; "
-            "bad = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]; "
-            "assert not bad, bad")
+    code = (
+        "import workers.datasets, workers.datasets.fetch, workers.datasets.cache, workers.datasets.cifar10, "
+        "workers.datasets.fashion_mnist, workers.datasets.synthetic, sys; "
+        "bad = [m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)

@@ -20,13 +20,27 @@ from pathlib import Path
 import pytest
 
 from farm import fingerprint
-from farm.fingerprint import (GPUInfo, hardware_key, host_facts, parse_cuda_version, parse_nvidia_smi_csv,
-                              query_nvidia_smi, software_key)
+from farm.fingerprint import (
+    GPUInfo,
+    hardware_key,
+    host_facts,
+    parse_cuda_version,
+    parse_nvidia_smi_csv,
+    query_nvidia_smi,
+    software_key,
+)
+from tests.helpers import REPO
 from workers import devices
-from workers.devices import (BackendInfo, DeviceReport, check_backend_gpu, derive_tags, gpu_model_slug,
-                             installed_backends, probe)
+from workers.devices import (
+    BackendInfo,
+    DeviceReport,
+    check_backend_gpu,
+    derive_tags,
+    gpu_model_slug,
+    installed_backends,
+    probe,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 FRAMEWORKS = ("tensorflow", "keras", "jax", "jaxlib", "torch")
 
 ONE_GPU = "0, NVIDIA H100 80GB HBM3, 81559, GPU-4b0c6b2e-1c2d-3e4f-5a6b-7c8d9e0f1a2b, 550.54.15\n"
@@ -45,30 +59,45 @@ NVIDIA_SMI_HEADER = """\
 
 # --- nvidia-smi -----------------------------------------------------------------------------------------
 
+
 def test_parse_one_gpu() -> None:
     assert parse_nvidia_smi_csv(ONE_GPU) == [
-        GPUInfo(index=0, name="NVIDIA H100 80GB HBM3", memory_gb=79.6,
-                uuid="GPU-4b0c6b2e-1c2d-3e4f-5a6b-7c8d9e0f1a2b", driver="550.54.15", cuda=None)]
+        GPUInfo(
+            index=0,
+            name="NVIDIA H100 80GB HBM3",
+            memory_gb=79.6,
+            uuid="GPU-4b0c6b2e-1c2d-3e4f-5a6b-7c8d9e0f1a2b",
+            driver="550.54.15",
+            cuda=None,
+        )
+    ]
 
 
 def test_parse_four_gpus() -> None:
     gpus = parse_nvidia_smi_csv(FOUR_GPUS)
     assert [g.index for g in gpus] == [0, 1, 2, 3]
-    assert [g.name for g in gpus] == ["Tesla V100-SXM2-16GB", "Tesla V100-SXM2-16GB",
-                                      "NVIDIA GeForce RTX 4090", "NVIDIA A100-SXM4-80GB"]
+    assert [g.name for g in gpus] == [
+        "Tesla V100-SXM2-16GB",
+        "Tesla V100-SXM2-16GB",
+        "NVIDIA GeForce RTX 4090",
+        "NVIDIA A100-SXM4-80GB",
+    ]
     assert [g.memory_gb for g in gpus] == [15.8, 15.8, 24.0, 0.0]  # unreported memory: 0, never a guess
     assert gpus[3].uuid is None and gpus[3].driver == "470.182.03"
     assert all(g.cuda is None for g in gpus)
 
 
-@pytest.mark.parametrize("garbage", [
-    "",
-    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest "
-    "NVIDIA driver is installed and running.\n",
-    "No devices were found\n",
-    "index, name, memory.total [MiB], uuid, driver_version\n",  # a header line is not a GPU
-    "a,b,c,d,e\n\x00\xff, ,,,\n-1, ghost, 1, x, y\n",
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "",
+        "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest "
+        "NVIDIA driver is installed and running.\n",
+        "No devices were found\n",
+        "index, name, memory.total [MiB], uuid, driver_version\n",  # a header line is not a GPU
+        "a,b,c,d,e\n\x00\xff, ,,,\n-1, ghost, 1, x, y\n",
+    ],
+)
 def test_parse_garbage_gives_empty(garbage: str) -> None:
     assert parse_nvidia_smi_csv(garbage) == []
 
@@ -81,9 +110,8 @@ def test_parse_cuda_version() -> None:
 def _fake_nvidia_smi(directory: Path, csv: str, header: str, rc: int = 0) -> None:
     script = directory / "nvidia-smi"
     script.write_text(
-        "#!/bin/sh\n"
-        f"if [ \"$#\" -gt 0 ]; then cat <<'EOF'\n{csv}EOF\nelse cat <<'EOF'\n{header}EOF\nfi\n"
-        f"exit {rc}\n")
+        f"#!/bin/sh\nif [ \"$#\" -gt 0 ]; then cat <<'EOF'\n{csv}EOF\nelse cat <<'EOF'\n{header}EOF\nfi\nexit {rc}\n"
+    )
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
@@ -104,18 +132,22 @@ def test_query_nvidia_smi_failing_or_absent(tmp_path: Path, monkeypatch: pytest.
 
 # --- slugs and tags -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, slug", [
-    ("NVIDIA H100 80GB HBM3", "h100"),
-    ("NVIDIA GeForce RTX 4090", "rtx4090"),
-    ("Tesla V100-SXM2-16GB", "v100"),
-    ("NVIDIA A100-SXM4-80GB", "a100"),
-    ("NVIDIA H200", "h200"),
-    ("NVIDIA A100 80GB PCIe", "a100"),
-    ("NVIDIA H100 NVL", "h100"),
-    ("Tesla T4", "t4"),
-    ("NVIDIA GeForce GTX 1080 Ti", "gtx1080ti"),
-    ("NVIDIA", "unknown"),
-])
+
+@pytest.mark.parametrize(
+    "name, slug",
+    [
+        ("NVIDIA H100 80GB HBM3", "h100"),
+        ("NVIDIA GeForce RTX 4090", "rtx4090"),
+        ("Tesla V100-SXM2-16GB", "v100"),
+        ("NVIDIA A100-SXM4-80GB", "a100"),
+        ("NVIDIA H200", "h200"),
+        ("NVIDIA A100 80GB PCIe", "a100"),
+        ("NVIDIA H100 NVL", "h100"),
+        ("Tesla T4", "t4"),
+        ("NVIDIA GeForce GTX 1080 Ti", "gtx1080ti"),
+        ("NVIDIA", "unknown"),
+    ],
+)
 def test_gpu_model_slug(name: str, slug: str) -> None:
     assert gpu_model_slug(name) == slug
 
@@ -157,17 +189,29 @@ def test_software_key() -> None:
     versions = {"tensorflow": "2.21.0", "numpy": "2.1.0", "keras": "3.15.1", "python": "3.11.7"}
     assert software_key(versions) == "py3.11.7 keras3.15.1 tensorflow2.21.0"
     assert software_key(dict(reversed(list(versions.items())))) == software_key(versions)
-    assert software_key({"python": "3.12.1", "keras": "3.4.0", "torch": "2.3.0", "jax": "0.4.30"}) == \
-        "py3.12.1 keras3.4.0 jax0.4.30 torch2.3.0"
+    assert (
+        software_key({"python": "3.12.1", "keras": "3.4.0", "torch": "2.3.0", "jax": "0.4.30"})
+        == "py3.12.1 keras3.4.0 jax0.4.30 torch2.3.0"
+    )
     assert software_key({}) == ""
 
 
 # --- this machine ---------------------------------------------------------------------------------------
 
+
 def test_host_facts_are_sane() -> None:
     facts = host_facts()
-    for key in ("host", "os", "python", "cpu_model", "cpu_cores_logical", "cpu_cores_physical", "ram_gb",
-                "benchfarm", "git_commit"):
+    for key in (
+        "host",
+        "os",
+        "python",
+        "cpu_model",
+        "cpu_cores_logical",
+        "cpu_cores_physical",
+        "ram_gb",
+        "benchfarm",
+        "git_commit",
+    ):
         assert key in facts, key
     assert facts["host"] and facts["os"] and facts["cpu_model"]
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", facts["python"])
@@ -175,6 +219,7 @@ def test_host_facts_are_sane() -> None:
     assert 1 <= facts["cpu_cores_usable"] <= facts["cpu_cores_logical"]
     assert facts["ram_gb"] > 0 and round(facts["ram_gb"], 1) == facts["ram_gb"]
     import farm
+
     assert facts["benchfarm"] == farm.__version__
     json.dumps(facts)  # travels in results and worker reports
 
@@ -218,8 +263,10 @@ def test_installed_backends_does_not_import_frameworks() -> None:
 
 
 def test_modules_import_no_framework() -> None:
-    code = ("import sys, json, farm.fingerprint, workers.devices; "
-            f"print(json.dumps(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules)))")
+    code = (
+        "import sys, json, farm.fingerprint, workers.devices; "
+        f"print(json.dumps(sorted(m for m in {FRAMEWORKS!r} if m in sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
@@ -241,6 +288,7 @@ def test_probe_without_gpu_checks_uses_given_gpus() -> None:
 
 
 # --- the GPU check's failure paths (fast: the snippet is replaced, no framework is imported) -------------
+
 
 def _installed_backend() -> str:
     for info in installed_backends():
@@ -266,10 +314,15 @@ def test_check_backend_gpu_reports_a_timeout(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_check_backend_gpu_parses_the_last_json_line(monkeypatch: pytest.MonkeyPatch) -> None:
     name = _installed_backend()
-    monkeypatch.setitem(devices._SNIPPETS, name, (
-        "import os, json; print('some framework chatter'); "
-        "assert os.environ['TF_CPP_MIN_LOG_LEVEL'] == '3'; "
-        "print(json.dumps({'version': 'x', 'sees_gpu': True, 'gpu_devices': ['gpu:0 Fake']}))"))
+    monkeypatch.setitem(
+        devices._SNIPPETS,
+        name,
+        (
+            "import os, json; print('some framework chatter'); "
+            "assert os.environ['TF_CPP_MIN_LOG_LEVEL'] == '3'; "
+            "print(json.dumps({'version': 'x', 'sees_gpu': True, 'gpu_devices': ['gpu:0 Fake']}))"
+        ),
+    )
     info = check_backend_gpu(name, timeout=30)
     assert info.error is None and info.sees_gpu is True and info.gpu_devices == ["gpu:0 Fake"]
 

@@ -17,12 +17,11 @@ import pytest
 import redis
 import yaml
 
-from tests.conftest import REPO, farm_env, run_farm, wait_for
+from tests.helpers import REPO, farm_env, run_farm, wait_for
 
 pytestmark = pytest.mark.slow
 
-GPUS = ("0, NVIDIA H100 80GB HBM3, 81559, GPU-0, 550.54.15\n"
-        "1, NVIDIA A100-SXM4-40GB, 40960, GPU-1, 550.54.15\n")
+GPUS = "0, NVIDIA H100 80GB HBM3, 81559, GPU-0, 550.54.15\n1, NVIDIA A100-SXM4-40GB, 40960, GPU-1, 550.54.15\n"
 
 
 def fake_nvidia_smi(directory: Path) -> None:
@@ -35,11 +34,18 @@ def test_one_worker_per_gpu_pinned_and_stopped_together(redis_url: str, tmp_path
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake_nvidia_smi(bin_dir)
-    env = farm_env(redis_url, tmp_path / "cache", FARM_MAX_ATTEMPTS="1",
-                   PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    env = farm_env(
+        redis_url, tmp_path / "cache", FARM_MAX_ATTEMPTS="1", PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    )
     log = open(tmp_path / "fleet.log", "wb")  # noqa: SIM115
-    fleet = subprocess.Popen([sys.executable, "-m", "cli.main", "worker", "--no-check-backends", "--name", "box"],
-                             env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    fleet = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "worker", "--no-check-backends", "--name", "box"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
         wait_for(lambda: len(client.keys("farm:worker:*")) == 2, 60, "two pinned workers")
@@ -52,11 +58,22 @@ def test_one_worker_per_gpu_pinned_and_stopped_together(redis_url: str, tmp_path
         # A job that asks for the A100 runs on GPU 1's worker, in a process that sees only GPU 1. (There is no
         # real GPU here, so the training fails; the record still shows where and how it ran.)
         sweep = tmp_path / "a100.yaml"
-        sweep.write_text(yaml.safe_dump({"name": "wants-a100", "defaults": {"backend": "jax", "data": "synthetic",
-                                         "train_samples": 32, "test_samples": 8, "device": "gpu",
-                                         "requires": {"gpu_model": "A100"}},
-                                         "jobs": [{"workload": "fashion_mnist_mlp",
-                                                   "params": {"hidden_layers": 1, "units": 4}}]}))
+        sweep.write_text(
+            yaml.safe_dump(
+                {
+                    "name": "wants-a100",
+                    "defaults": {
+                        "backend": "jax",
+                        "data": "synthetic",
+                        "train_samples": 32,
+                        "test_samples": 8,
+                        "device": "gpu",
+                        "requires": {"gpu_model": "A100"},
+                    },
+                    "jobs": [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 4}}],
+                }
+            )
+        )
         sid = json.loads(run_farm(["submit", str(sweep), "--json"], env).stdout)["sweep_id"]
         job_id = client.lrange(f"farm:sweep:{sid}:jobs", 0, -1)[0]
         wait_for(lambda: client.exists(f"farm:result:{job_id}"), 120, "the A100 job's record")

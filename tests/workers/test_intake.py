@@ -9,12 +9,12 @@ import copy
 import json
 import subprocess
 import sys
-import tempfile
 import textwrap
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import kombu
 import pytest
@@ -25,23 +25,29 @@ from farm.job import JobEnvelope, JobSpec
 from farm.queue import TASK_NAME, kombu_url, make_app
 from farm.settings import FarmSettings
 from farm.store import Store
-from tests.conftest import REPO, farm_env
+from tests.helpers import REPO, farm_env, throwaway_redis
 from workers import intake, poison
 
 QUEUE = "farm.cpu"
 
 
 def envelope(units: int = 8) -> JobEnvelope:
-    spec = JobSpec(sweep="intake", workload="fashion_mnist_mlp", params={"hidden_layers": 1, "units": units},
-                   backend="jax", data="synthetic", train_samples=64, test_samples=16)
+    spec = JobSpec(
+        sweep="intake",
+        workload="fashion_mnist_mlp",
+        params={"hidden_layers": 1, "units": units},
+        backend="jax",
+        data="synthetic",
+        train_samples=64,
+        test_samples=16,
+    )
     return JobEnvelope.for_job(spec, "intake-1")
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[EmbeddedRedis]:
-    with tempfile.TemporaryDirectory(prefix="farm-") as d:
-        with EmbeddedRedis(Path(d) / "redis") as srv:
-            yield srv
+    with throwaway_redis() as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +86,10 @@ def test_the_farms_own_message_is_admitted_as_is(real_raw: bytes) -> None:
     assert message == json.loads(real_raw)
     assert message["headers"]["task"] == TASK_NAME
     # kombu's restore of an unacknowledged message adds two flags; such a message is still the farm's.
-    redelivered = mutate(real_raw, lambda m: (m["headers"].update(redelivered=True),
-                                              m["properties"]["delivery_info"].update(redelivered=True)))
+    redelivered = mutate(
+        real_raw,
+        lambda m: (m["headers"].update(redelivered=True), m["properties"]["delivery_info"].update(redelivered=True)),
+    )
     assert intake.admit(redelivered, QUEUE)["headers"]["redelivered"] is True
 
 
@@ -91,6 +99,7 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], Any]:
         for key in parents:
             m = m[key]
         m[last] = value
+
     return change
 
 
@@ -100,6 +109,7 @@ def _drop(path: str) -> Callable[[dict[str, Any]], Any]:
         for key in parents:
             m = m[key]
         del m[last]
+
     return change
 
 
@@ -111,8 +121,13 @@ BOMB = zlib.compress(b" " * (150 * 1024 * 1024), 9)  # ~150 KB that inflate to 1
 
 MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "extra top-level key": (_set("compression", "zlib"), "compression"),
-    "compression header (zlib bomb)": (lambda m: (m["headers"].update(compression="application/x-gzip"),
-                                                  m.update(body=base64.b64encode(BOMB).decode())), "compression"),
+    "compression header (zlib bomb)": (
+        lambda m: (
+            m["headers"].update(compression="application/x-gzip"),
+            m.update(body=base64.b64encode(BOMB).decode()),
+        ),
+        "compression",
+    ),
     "no properties": (_drop("properties"), "lacks"),
     "pickle": (_set("content-type", "application/x-python-serialize"), "pickle"),
     "content-type list": (_set("content-type", ["a"]), "content-type"),
@@ -125,8 +140,10 @@ MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "task a list": (_set("headers.task", ["x"]), "no other task"),
     "no task": (_drop("headers.task"), "no other task"),
     "lang": (_set("headers.lang", "js"), "lang"),
-    "id mismatch": (lambda m: (m["headers"].update(id="0" * 20, root_id="0" * 20),
-                               m["properties"].update(correlation_id="0" * 20)), "is not the envelope's job id"),
+    "id mismatch": (
+        lambda m: (m["headers"].update(id="0" * 20, root_id="0" * 20), m["properties"].update(correlation_id="0" * 20)),
+        "is not the envelope's job id",
+    ),
     "root_id mismatch": (_set("headers.root_id", "0" * 20), "root_id"),
     "correlation_id mismatch": (_set("properties.correlation_id", "0" * 20), "correlation_id"),
     "id a list": (_set("headers.id", ["x"]), "headers.id"),
@@ -154,22 +171,26 @@ MUTATIONS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "body int": (_set("body", 5), "base64 string"),
     "bad base64": (_set("body", "!!!not base64!!!"), "not base64"),
     "body too large": (_set("body", "A" * (intake.MAX_BODY_CHARS + 4)), "characters"),
-    "body latin-1": (_set("body", base64.b64encode("[[{\"é\": 1}], {}, {}]".encode("latin-1")).decode()),
-                     "not UTF-8"),
+    "body latin-1": (_set("body", base64.b64encode('[[{"é": 1}], {}, {}]'.encode("latin-1")).decode()), "not UTF-8"),
     "body not json": (_set("body", base64.b64encode(b"[[1]").decode()), "not JSON"),
     "body a dict": (with_body({"a": 1}), "[args, kwargs, embed]"),
     "two args": (lambda m: m.update(body=body_of([[{}, {}], {}, EMBED])), "exactly one job envelope"),
     "kwargs": (lambda m: m.update(body=body_of([_good_args()[0], {"x": 1}, EMBED])), "keyword"),
-    "chain": (lambda m: m.update(body=body_of([_good_args()[0], {}, {**EMBED, "chain": [{"task": "x"}]}])),
-              "chain"),
-    "callbacks": (lambda m: m.update(body=body_of([_good_args()[0], {}, {**EMBED, "callbacks": [{}]}])),
-                  "callbacks"),
+    "chain": (lambda m: m.update(body=body_of([_good_args()[0], {}, {**EMBED, "chain": [{"task": "x"}]}])), "chain"),
+    "callbacks": (lambda m: m.update(body=body_of([_good_args()[0], {}, {**EMBED, "callbacks": [{}]}])), "callbacks"),
     "embed missing keys": (lambda m: m.update(body=body_of([_good_args()[0], {}, {}])), "chain"),
-    "unregistered workload": (lambda m: m.update(body=body_of(
-        [[{**_good_args()[0][0], "job": {**_good_args()[0][0]["job"], "workload": "evil_code"}}], {}, EMBED])),
-        "evil_code"),
-    "NaN in body": (lambda m: m.update(body=body_of(
-        [[{**_good_args()[0][0], "time_limit_s": float("nan")}], {}, EMBED])), "not JSON"),
+    "unregistered workload": (
+        lambda m: m.update(
+            body=body_of(
+                [[{**_good_args()[0][0], "job": {**_good_args()[0][0]["job"], "workload": "evil_code"}}], {}, EMBED]
+            )
+        ),
+        "evil_code",
+    ),
+    "NaN in body": (
+        lambda m: m.update(body=body_of([[{**_good_args()[0][0], "time_limit_s": float("nan")}], {}, EMBED])),
+        "not JSON",
+    ),
 }
 
 
@@ -182,20 +203,23 @@ def test_each_mutation_of_the_real_message_is_refused(real_raw: bytes, name: str
     assert str(refused.value).isprintable() and len(str(refused.value)) < 1200
 
 
-@pytest.mark.parametrize("raw, reason", [
-    (b"[]", "not a message object"),
-    (b"5", "not a message object"),
-    (b'"farm"', "not a message object"),
-    (b"null", "not a message object"),
-    (b"\x00\xff garbage bytes", "not UTF-8"),
-    ("{\"body\": \"é\"}".encode("latin-1"), "not UTF-8"),
-    (b"not json at all", "not JSON"),
-    (b"[" * 200_000, "not JSON"),  # nesting deeper than the parser's recursion limit
-    (b'{"a": 1, "a": 2}', "duplicated key"),
-    (b'{"a": NaN}', "not JSON"),
-    (b'{"a": 1e999}', "not JSON"),
-    (b"x" * (intake.MAX_RAW_BYTES + 1), "more than"),
-])
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"[]", "not a message object"),
+        (b"5", "not a message object"),
+        (b'"farm"', "not a message object"),
+        (b"null", "not a message object"),
+        (b"\x00\xff garbage bytes", "not UTF-8"),
+        ('{"body": "é"}'.encode("latin-1"), "not UTF-8"),
+        (b"not json at all", "not JSON"),
+        (b"[" * 200_000, "not JSON"),  # nesting deeper than the parser's recursion limit
+        (b'{"a": 1, "a": 2}', "duplicated key"),
+        (b'{"a": NaN}', "not JSON"),
+        (b'{"a": 1e999}', "not JSON"),
+        (b"x" * (intake.MAX_RAW_BYTES + 1), "more than"),
+    ],
+)
 def test_entries_that_are_not_message_objects_are_refused(raw: bytes, reason: str) -> None:
     with pytest.raises(intake.Refused) as refused:
         intake.admit(raw, QUEUE)
@@ -249,8 +273,9 @@ def test_status_shows_the_total_and_the_latest_reason(server: EmbeddedRedis) -> 
     assert "2 message(s)" in line and "latest on farm.cpu: the task must be \\[bold]x\\x1b" in line
 
 
-def test_the_guarded_transport_delivers_only_admitted_entries(server: EmbeddedRedis, real_raw: bytes,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_guarded_transport_delivers_only_admitted_entries(
+    server: EmbeddedRedis, real_raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """kombu's own consumer loop (BRPOP) over the guarded channel: the refused entries are popped, recorded and
     gone; only the farm's message is delivered, and only it enters ``unacked``."""
     client = redis.Redis.from_url(server.url)
@@ -306,16 +331,25 @@ def test_the_consumer_runs_no_task_but_the_farms() -> None:
 
     app.finalize()
     assert "celery.accumulate" in app.tasks and "celery.backend_cleanup" in app.tasks
-    consumer = poison.FarmConsumer(on_task_request=lambda r: None, app=app, hostname="t@h", pool=TaskPool(),
-                                   timer=Timer(), controller=SimpleNamespace(use_eventloop=False, state=state))
+    consumer = poison.FarmConsumer(
+        on_task_request=lambda r: None,
+        app=app,
+        hostname="t@h",
+        pool=TaskPool(),
+        timer=Timer(),
+        controller=SimpleNamespace(use_eventloop=False, state=state),
+    )
     consumer.update_strategies()
     assert list(consumer.strategies) == [TASK_NAME]
 
     seen: list[poison.Refusal] = []
     rejected: list[str] = []
-    message = SimpleNamespace(headers={"task": "celery.backend_cleanup", "id": "x"},
-                              delivery_info={"routing_key": QUEUE}, _raw={"x": 1},
-                              reject_log_error=lambda logger, errors: rejected.append("rejected"))
+    message = SimpleNamespace(
+        headers={"task": "celery.backend_cleanup", "id": "x"},
+        delivery_info={"routing_key": QUEUE},
+        _raw={"x": 1},
+        reject_log_error=lambda logger, errors: rejected.append("rejected"),
+    )
     poison.set_recorder(seen.append)
     try:
         consumer.create_task_handler()(message)
@@ -344,15 +378,23 @@ DYING_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a Celery worker in a process of its own
 @pytest.mark.parametrize("how, code", [("dies", 1), ("stops", 0)])
 def test_serve_returns_celerys_exit_code(how: str, code: int, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-c", DYING_WORKER, how], cwd=REPO, capture_output=True, text=True,
-                         timeout=120, env={**farm_env("redis://unused", tmp_path)})
+    out = subprocess.run(
+        [sys.executable, "-c", DYING_WORKER, how],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**farm_env("redis://unused", tmp_path)},
+    )
     assert out.returncode == code, out.stdout[-2000:] + out.stderr[-2000:]
     if how == "dies":
         assert "the consumer died on purpose" in out.stderr
 
 
+@pytest.mark.slow  # a real `farm worker` process
 def test_farm_worker_exits_non_zero_when_its_consumer_dies(redis_url: str, tmp_path: Path) -> None:
     """The real ``farm worker`` command, its consumer made to die: the process ends with a failure code, so
     systemd's Restart=on-failure (or the fleet) restarts it."""
@@ -368,8 +410,14 @@ def test_farm_worker_exits_non_zero_when_its_consumer_dies(redis_url: str, tmp_p
         from cli.main import main
         main()
     """)
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env=farm_env(redis_url, tmp_path / "cache"))
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=farm_env(redis_url, tmp_path / "cache"),
+    )
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     assert "Unrecoverable error" in out.stdout + out.stderr
     assert not redis.Redis.from_url(redis_url).exists("farm:worker:dies")  # it left the registry
@@ -391,14 +439,19 @@ FLEET = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a fleet process and its two worker processes
 @pytest.mark.parametrize("second, code", [("0", 0), ("3", 3)])
 def test_the_fleet_exits_with_a_failed_workers_code(second: str, code: int, tmp_path: Path) -> None:
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, "-c", FLEET, str(tmp_path / "started-"), second], cwd=REPO,
-                            env=farm_env("redis://unused", tmp_path), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLEET, str(tmp_path / "started-"), second],
+        cwd=REPO,
+        env=farm_env("redis://unused", tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 60
     while len(list(tmp_path.glob("started-*"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

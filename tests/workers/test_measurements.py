@@ -20,8 +20,7 @@ from workers.timing import IdleSampler
 def test_idle_sampler_finds_idle_windows() -> None:
     s = IdleSampler(min_gap_s=2.0)
     # (wall, cpu): busy 0-1 s, idle 1-4 s, busy 4-5 s, idle 5-6 s (too short), busy after.
-    s.samples = [(0.0, 0.0), (1.0, 1.0), (2.0, 1.01), (3.0, 1.02), (4.0, 1.03), (5.0, 2.0), (6.0, 2.01),
-                 (7.0, 3.0)]
+    s.samples = [(0.0, 0.0), (1.0, 1.0), (2.0, 1.01), (3.0, 1.02), (4.0, 1.03), (5.0, 2.0), (6.0, 2.01), (7.0, 3.0)]
     assert s.stalls() == [(1.0, 3.0)]
 
 
@@ -32,8 +31,16 @@ def test_idle_sampler_trailing_stall() -> None:
 
 
 def run(tmp_path: Path, **kw: object):
-    spec = dict(sweep="m", workload="fashion_mnist_mlp", params={"hidden_layers": 1, "units": 16},
-                data="synthetic", train_samples=200, test_samples=50, batch_size=32, epochs=3)
+    spec = dict(
+        sweep="m",
+        workload="fashion_mnist_mlp",
+        params={"hidden_layers": 1, "units": 16},
+        data="synthetic",
+        train_samples=200,
+        test_samples=50,
+        batch_size=32,
+        epochs=3,
+    )
     spec.update(kw)
     env = JobEnvelope.for_job(JobSpec(**spec), "m-1")
     outcome = run_child(env, FarmSettings(cache_dir=tmp_path), lambda e: None)
@@ -65,8 +72,22 @@ def test_phases_add_up_and_steps_are_timed(tmp_path: Path, backend: str) -> None
 def test_fingerprint_fields(tmp_path: Path) -> None:
     r = run(tmp_path, backend="jax", epochs=2)
     env = r.environment
-    for key in ("host", "os", "python", "cpu_model", "cpu_cores_logical", "ram_gb", "benchfarm", "git_commit",
-                "versions", "data", "dataset_digest", "hardware_key", "software_key", "framework_build"):
+    for key in (
+        "host",
+        "os",
+        "python",
+        "cpu_model",
+        "cpu_cores_logical",
+        "ram_gb",
+        "benchfarm",
+        "git_commit",
+        "versions",
+        "data",
+        "dataset_digest",
+        "hardware_key",
+        "software_key",
+        "framework_build",
+    ):
         assert key in env, key
     assert env["hardware_key"].startswith("cpu:") and env["cpu_model"] in env["hardware_key"]
     assert "keras3." in env["software_key"] and "jax" in env["software_key"]

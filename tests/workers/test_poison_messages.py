@@ -10,34 +10,42 @@ from pathlib import Path
 
 import pytest
 import redis
-import yaml
 
-from tests.conftest import farm_env, run_farm, wait_for
+from tests.helpers import farm_env, run_farm, wait_for, write_sweep
 
 pytestmark = pytest.mark.slow
 
 
 def celery_message(body: bytes, content_type: str, task: str = "farm.run_job") -> str:
     """A raw message in the form kombu's Redis transport stores it (Celery task protocol 2)."""
-    return json.dumps({
-        "body": base64.b64encode(body).decode(), "content-encoding": "utf-8", "content-type": content_type,
-        "headers": {"task": task, "id": "0" * 20, "lang": "py", "argsrepr": "", "kwargsrepr": ""},
-        "properties": {"delivery_tag": f"tag-{task}-{content_type}", "body_encoding": "base64", "priority": 0,
-                       "delivery_info": {"exchange": "", "routing_key": "farm.cpu"}},
-    })
+    return json.dumps(
+        {
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": "utf-8",
+            "content-type": content_type,
+            "headers": {"task": task, "id": "0" * 20, "lang": "py", "argsrepr": "", "kwargsrepr": ""},
+            "properties": {
+                "delivery_tag": f"tag-{task}-{content_type}",
+                "body_encoding": "base64",
+                "priority": 0,
+                "delivery_info": {"exchange": "", "routing_key": "farm.cpu"},
+            },
+        }
+    )
 
 
 class Boom:
-    def __reduce__(self):  # what a pickle exploit would do if it were ever unpickled
-        return (Path.touch, (Path("/tmp/farm-pwned"),))
+    """What a pickle exploit does if it is ever unpickled: here, create ``target``."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (Path.touch, (self.target,))
 
 
 def submit_tiny_job(env: dict[str, str], tmp_path: Path, name: str) -> str:
-    sweep = tmp_path / f"{name}.yaml"
-    sweep.write_text(yaml.safe_dump({"name": name, "defaults": {"backend": "jax", "data": "synthetic",
-                                     "train_samples": 64, "test_samples": 16, "epochs": 1},
-                                     "jobs": [{"workload": "fashion_mnist_mlp",
-                                               "params": {"hidden_layers": 1, "units": 8}}]}))
+    sweep = write_sweep(tmp_path, name, samples=64, test_samples=16)
     out = run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)["sweep_id"]
@@ -52,7 +60,7 @@ def wait_succeeded(env: dict[str, str], sid: str, timeout: float = 180) -> dict:
 
 
 def test_poison_messages_are_refused_and_the_worker_survives(redis_url: str, start_worker, tmp_path: Path) -> None:
-    Path("/tmp/farm-pwned").unlink(missing_ok=True)
+    pwned = tmp_path / "pwned"
     env = farm_env(redis_url, tmp_path / "cache")
     worker = start_worker("cpu-1")
     client = redis.Redis.from_url(redis_url)
@@ -60,20 +68,34 @@ def test_poison_messages_are_refused_and_the_worker_survives(redis_url: str, sta
     poison = [
         b"\x00\xff garbage bytes, not JSON",
         b"{not JSON either",
-        celery_message(pickle.dumps(((Boom(),), {}, {})), "application/x-python-serialize"),
+        celery_message(pickle.dumps(((Boom(pwned),), {}, {})), "application/x-python-serialize"),
         celery_message(json.dumps(ok_args).encode(), "application/json"),  # wrong schema
         celery_message(json.dumps(ok_args).encode(), "application/json", task="os.system"),  # unknown task
         celery_message(json.dumps(ok_args).encode(), "application/json", task="celery.accumulate"),  # built-in
-        celery_message(json.dumps([[{"job_id": "a" * 20, "sweep_id": "x", "time_limit_s": 10,
-                                     "job": {"sweep": "x", "workload": "evil_code"}}], {}, {
-                                        "callbacks": None, "errbacks": None, "chain": None, "chord": None}]).encode(),
-                       "application/json"),  # unregistered workload
+        celery_message(
+            json.dumps(
+                [
+                    [
+                        {
+                            "job_id": "a" * 20,
+                            "sweep_id": "x",
+                            "time_limit_s": 10,
+                            "job": {"sweep": "x", "workload": "evil_code"},
+                        }
+                    ],
+                    {},
+                    {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+                ]
+            ).encode(),
+            "application/json",
+        ),  # unregistered workload
         celery_message(json.dumps([["x" * 5_000_000], {}, {}]).encode(), "application/json"),  # huge
     ]
     for raw in poison:
         client.lpush("farm.cpu", raw)
-    wait_for(lambda: int(client.get("farm:rejected:count") or 0) >= len(poison), 60,
-             "every poison message to be refused")
+    wait_for(
+        lambda: int(client.get("farm:rejected:count") or 0) >= len(poison), 60, "every poison message to be refused"
+    )
     records = [json.loads(r) for r in client.lrange("farm:rejected", 0, -1)]
     reasons = [r["reason"] for r in records]
     assert any("not UTF-8" in r for r in reasons) and any("not JSON" in r for r in reasons)
@@ -84,7 +106,7 @@ def test_poison_messages_are_refused_and_the_worker_survives(redis_url: str, sta
     assert all(r["queue"] == "farm.cpu" and r["worker"] == "cpu-1" and r["size"] > 0 for r in records)
     assert max(len(r["raw"]) for r in records) <= 2048 * 4  # an escaped excerpt, never the 5 MB
     assert worker.proc.poll() is None, worker.text()[-3000:]
-    assert not Path("/tmp/farm-pwned").exists()
+    assert not pwned.exists()
     assert client.llen("farm.cpu") == 0 and client.hlen("unacked") == 0
 
     # A real job still runs afterwards, and `farm status` shows the total and the latest reason.

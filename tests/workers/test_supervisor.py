@@ -15,13 +15,20 @@ import yaml
 
 from farm.job import JobEnvelope, JobSpec
 from farm.settings import FarmSettings
-from tests.conftest import farm_env, run_farm, wait_for
+from tests.helpers import farm_env, run_farm, wait_for
 from workers.supervisor import child_env, run_child
 
 
 def envelope(**kw: object) -> JobEnvelope:
-    job = JobSpec(sweep="t", workload="fashion_mnist_mlp", params={"hidden_layers": 1, "units": 8},
-                  data="synthetic", train_samples=64, test_samples=16, **kw)
+    job = JobSpec(
+        sweep="t",
+        workload="fashion_mnist_mlp",
+        params={"hidden_layers": 1, "units": 8},
+        data="synthetic",
+        train_samples=64,
+        test_samples=16,
+        **kw,
+    )
     return JobEnvelope.for_job(job, "t-1", kw.get("time_limit_s"))  # type: ignore[arg-type]
 
 
@@ -43,9 +50,20 @@ def test_gpu_job_is_pinned_to_its_gpus(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_time_limit_ends_the_child(tmp_path: Path) -> None:
-    env = JobEnvelope.for_job(JobSpec(sweep="t", workload="fashion_mnist_mlp", backend="jax", data="synthetic",
-                                      epochs=10_000, train_samples=256, test_samples=16,
-                                      params={"hidden_layers": 1, "units": 8}), "t-1", time_limit_s=8)
+    env = JobEnvelope.for_job(
+        JobSpec(
+            sweep="t",
+            workload="fashion_mnist_mlp",
+            backend="jax",
+            data="synthetic",
+            epochs=10_000,
+            train_samples=256,
+            test_samples=16,
+            params={"hidden_layers": 1, "units": 8},
+        ),
+        "t-1",
+        time_limit_s=8,
+    )
     t0 = time.monotonic()
     out = run_child(env, FarmSettings(cache_dir=tmp_path), lambda e: None)
     assert out.status == "timed_out" and "time limit of 8 s" in out.error
@@ -62,15 +80,21 @@ def test_job_raising_is_a_failure_with_its_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_killed_child_is_recorded_failed_and_worker_keeps_serving(redis_url: str, start_worker,
-                                                                   tmp_path: Path) -> None:
+def test_killed_child_is_recorded_failed_and_worker_keeps_serving(redis_url: str, start_worker, tmp_path: Path) -> None:
     env = farm_env(redis_url, tmp_path / "cache")
     worker = start_worker("cpu-1", FARM_MAX_ATTEMPTS="1")  # no second attempt: the failure is recorded at once
     sweep = tmp_path / "long.yaml"
-    sweep.write_text(yaml.safe_dump({"name": "long", "defaults": {"backend": "jax", "data": "synthetic",
-                                     "train_samples": 256, "test_samples": 16},
-                                     "jobs": [{"workload": "fashion_mnist_mlp", "epochs": 10_000,
-                                               "params": {"hidden_layers": 1, "units": 8}}]}))
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "long",
+                "defaults": {"backend": "jax", "data": "synthetic", "train_samples": 256, "test_samples": 16},
+                "jobs": [
+                    {"workload": "fashion_mnist_mlp", "epochs": 10_000, "params": {"hidden_layers": 1, "units": 8}}
+                ],
+            }
+        )
+    )
     sid = json.loads(run_farm(["submit", str(sweep), "--json", "--allow-unserved"], env).stdout)["sweep_id"]
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     job_id = client.lrange(f"farm:sweep:{sid}:jobs", 0, -1)[0]

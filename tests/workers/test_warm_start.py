@@ -16,25 +16,33 @@ import pytest
 from farm.fingerprint import host_facts
 from farm.job import JobEnvelope, JobSpec
 from farm.settings import FarmSettings
-from tests.conftest import wait_for
+from tests.helpers import REPO, wait_for
 from workers.execute import build_result
-from workers.supervisor import REPO_ROOT, ChildOutcome, WarmPool, child_env, env_key, run_child
+from workers.supervisor import ChildOutcome, WarmPool, child_env, env_key, run_child
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(sweep="warm", workload="fashion_mnist_mlp", params={"hidden_layers": 1, "units": 8}, data="synthetic",
-            train_samples=64, test_samples=16, epochs=2, backend="jax")
+TINY = dict(
+    sweep="warm",
+    workload="fashion_mnist_mlp",
+    params={"hidden_layers": 1, "units": 8},
+    data="synthetic",
+    train_samples=64,
+    test_samples=16,
+    epochs=2,
+    backend="jax",
+)
 
 
 def envelope(time_limit_s: float | None = None, **kw: object) -> JobEnvelope:
     return JobEnvelope.for_job(JobSpec(**{**TINY, **kw}), "warm-1", time_limit_s=time_limit_s)
 
 
-def run(pool: WarmPool, tmp_path: Path, gpu_ids: list[str] | None = None, time_limit_s: float | None = None,
-        **kw: object) -> ChildOutcome:
+def run(
+    pool: WarmPool, tmp_path: Path, gpu_ids: list[str] | None = None, time_limit_s: float | None = None, **kw: object
+) -> ChildOutcome:
     env = envelope(time_limit_s, **kw)
-    return run_child(env, FarmSettings(cache_dir=tmp_path), lambda e: None, pool=pool, gpu_ids=gpu_ids,
-                     poll_s=0.05)
+    return run_child(env, FarmSettings(cache_dir=tmp_path), lambda e: None, pool=pool, gpu_ids=gpu_ids, poll_s=0.05)
 
 
 def succeeded(outcome: ChildOutcome, **kw: object):
@@ -58,8 +66,12 @@ def test_each_job_gets_a_fresh_forked_process(tmp_path: Path) -> None:
         tf_server = server_pid(pool, tmp_path, backend="tensorflow")
     finally:
         pool.close()
-    results = [succeeded(first, mixed_precision=True, repeat=0), succeeded(second, repeat=1),
-               succeeded(third, repeat=2), succeeded(other_backend, backend="tensorflow", repeat=3)]
+    results = [
+        succeeded(first, mixed_precision=True, repeat=0),
+        succeeded(second, repeat=1),
+        succeeded(third, repeat=2),
+        succeeded(other_backend, backend="tensorflow", repeat=3),
+    ]
     # Every job ran in a process of its own, forked from its backend's server (not the worker's child).
     pids = [r.environment["pid"] for r in results]
     assert len(set(pids)) == 4 and os.getpid() not in pids
@@ -166,11 +178,19 @@ def test_a_server_that_cannot_import_is_not_tried_again(tmp_path: Path) -> None:
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 def test_importing_keras_touches_no_device(backend: str) -> None:
     """What makes forking safe: after the server's import, the framework holds no device (and would say so)."""
-    code = ("from workers.child import import_framework; from workers.zygote import device_touched; "
-            f"import_framework('{backend}'); assert device_touched('{backend}') is None; "
-            "import jax; jax.devices(); print(device_touched('jax'))")
-    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "KERAS_BACKEND": backend},
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    code = (
+        "from workers.child import import_framework; from workers.zygote import device_touched; "
+        f"import_framework('{backend}'); assert device_touched('{backend}') is None; "
+        "import jax; jax.devices(); print(device_touched('jax'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "KERAS_BACKEND": backend},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "initialised" in out.stdout
 
