@@ -72,10 +72,6 @@ def run_sweep(
     return results_frame(result_row(r) for r in results if r is not None), results  # every one is, by now
 
 
-def cell_name(row: pd.Series) -> str:
-    return f"{row['workload']}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)

@@ -7,6 +7,7 @@ it, so submitting the same sweep twice, or two people submitting it at once, enq
 from __future__ import annotations
 
 import collections
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -94,8 +95,8 @@ def _lost_broker(e: BaseException) -> bool:
 
     if isinstance(e, (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, ConnectionError)):
         return True
-    kombu_errors = type(e).__module__.startswith("kombu")
-    return kombu_errors and type(e).__name__ in ("BatchPublishError", "OperationalError")
+    kombu_errors = sys.modules.get("kombu.exceptions")  # loaded exactly when something was sent through kombu
+    return kombu_errors is not None and isinstance(e, (kombu_errors.BatchPublishError, kombu_errors.OperationalError))
 
 
 def _send_all(

@@ -90,17 +90,21 @@ def process_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def tree_ticks(root: int) -> int:
-    """CPU ticks of ``root`` and every process below it: the job's own work."""
-    total, stack, seen = 0, [root], set()
+def process_tree(root: int) -> set[int]:
+    """``root`` and every process below it: the job's own processes."""
+    pids: set[int] = set()
+    stack = [root]
     while stack:
         pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        total += process_ticks(pid)
-        stack.extend(_children(pid))
-    return total
+        if pid not in pids:
+            pids.add(pid)
+            stack.extend(_children(pid))
+    return pids
+
+
+def tree_ticks(root: int) -> int:
+    """CPU ticks of ``root`` and every process below it: the job's own work."""
+    return sum(process_ticks(pid) for pid in process_tree(root))
 
 
 def read_pressure_us(path: str = "/proc/pressure/cpu") -> int | None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from workers.contention import process_tree
+
 # NVML's clock event ("throttle") reasons that mean the GPU ran slower than it could for someone else's
 # reason: heat, power, or another GPU of a sync-boost group. Idle and application-clock settings are not.
 THROTTLE_REASONS = {
@@ -21,19 +23,6 @@ THROTTLE_REASONS = {
     0x0000000000000040: "hardware thermal",
     0x0000000000000080: "power brake",
 }
-
-
-def _own_pids() -> set[int]:
-    """This process and its descendants: the job's own processes on the GPU are not 'others'."""
-    from workers.contention import _children
-
-    own, stack = set(), [os.getpid()]
-    while stack:
-        pid = stack.pop()
-        if pid not in own:
-            own.add(pid)
-            stack.extend(_children(pid))
-    return own
 
 
 class GpuProbe:
@@ -57,7 +46,7 @@ class GpuProbe:
 
     def sample(self) -> dict[str, Any]:
         nvml, handle = self.nvml, self.handle
-        own = _own_pids()
+        own = process_tree(os.getpid())  # the job's own processes on the GPU are not "others"
         processes = []
         for name in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
             try:
