@@ -80,14 +80,19 @@ def _children(pid: int) -> list[int]:
 
 
 def process_ticks(pid: int) -> int:
-    """utime + stime of one process (all its threads), in clock ticks; 0 if it is gone."""
+    """CPU ticks of one process (all its threads) and of the children it has reaped; 0 if it is gone.
+
+    The reaped children's share (cutime + cstime) matters: a subprocess the job starts and waits for (a compiler,
+    a loader, the bare script a benchmark times) leaves the tree when it exits, and without its ticks moving to
+    its parent's count the job's own work would turn into "other processes" at that moment.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return 0
     fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
+    return sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
 
 
 def process_tree(root: int) -> set[int]:

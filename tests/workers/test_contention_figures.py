@@ -63,15 +63,42 @@ def test_steal_and_gpu_reasons() -> None:
     assert any("hardware thermal" in r for r in reasons)
 
 
+BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass"
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an init that never reaps, as in some containers, leaves one behind)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
 def test_the_machine_is_read_for_real() -> None:
+    """A process outside the job's tree is another's; a subprocess the job started and reaped is the job's own."""
     cores = contention.job_cores()
     first = contention.take_sample(cores, os.getpid())
-    hog = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 0.5: pass"])
-    hog.wait()
+    # An orphan: the shell exits at once, so the hog is nobody's child here.
+    pid = int(
+        subprocess.run(
+            ["/bin/sh", "-c", f"{sys.executable} -c '{BURN}' >/dev/null 2>&1 & echo $!"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    deadline = time.monotonic() + 30
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
     second = contention.take_sample(cores, os.getpid())
     figures = cpu_window([first, second], first.at, second.at, len(cores))
-    assert figures is not None and figures["cpu_others"] > 0  # the hog is not this process
-    assert second.own >= first.own
+    assert figures is not None and figures["cpu_others"] * figures["window_s"] * len(cores) >= 0.4
+
+    child = subprocess.run([sys.executable, "-c", BURN], check=True)  # waited for: its ticks move to ours
+    assert child.returncode == 0
+    third = contention.take_sample(cores, os.getpid())
+    assert (third.own - second.own) / CLOCK_TICKS >= 0.45
 
 
 class FakeNVML:
