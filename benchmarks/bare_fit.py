@@ -1,7 +1,11 @@
 """A bare Keras script: the seed's CIFAR-10 MLP trained with a plain ``model.fit`` on numpy arrays.
 
 It is the yardstick for the farm's own figures: no farm code runs here. Prints one JSON line with each
-epoch's wall time. Usage: python benchmarks/bare_fit.py SAMPLES EPOCHS BATCH
+epoch's wall time. Usage: python benchmarks/bare_fit.py SAMPLES EPOCHS BATCH [numpy|tfdata]
+
+``tfdata`` (TensorFlow only) feeds ``fit`` the pipeline a user would write to avoid Keras' numpy adapter: shuffled
+indices, batched, gathered from the arrays held as tensors, autotune off, one batch prefetched. It is the
+yardstick for the farm's ``input_pipeline: farm``.
 """
 
 import json
@@ -12,6 +16,7 @@ import keras
 import numpy as np
 
 samples, epochs, batch = (int(a) for a in sys.argv[1:4])
+pipeline = sys.argv[4] if len(sys.argv) > 4 else "numpy"
 rng = np.random.default_rng(0)
 x = rng.integers(0, 256, size=(samples, 32, 32, 3), dtype=np.uint8).astype("float32") / 255.0
 y = keras.utils.to_categorical(rng.integers(0, 10, size=samples), 10).astype("float32")
@@ -37,5 +42,22 @@ class Clock(keras.callbacks.Callback):
 
 times: list[float] = []
 t0 = time.perf_counter()
-model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[Clock()])
+if pipeline == "tfdata":
+    import tensorflow as tf
+
+    xs, ys = tf.constant(x), tf.constant(y)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_optimization.apply_default_optimizations = False
+    data = (
+        tf.data.Dataset.range(samples)
+        .shuffle(samples, seed=0, reshuffle_each_iteration=True)
+        .batch(batch)
+        .map(lambda i: (tf.gather(xs, i), tf.gather(ys, i)), num_parallel_calls=1)
+        .with_options(options)
+        .prefetch(1)
+    )
+    model.fit(data, epochs=epochs, verbose=0, callbacks=[Clock()])
+else:
+    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[Clock()])
 print(json.dumps({"epoch_s": times, "fit_s": time.perf_counter() - t0}))

@@ -3,7 +3,10 @@ users run — a real ``farm worker`` (fork server and compile cache as configure
 real Redis by ``farm submit``'s own code.
 
 Both run the same model (Dense 3000 → 1000 → 10, SGD, batch 32) on synthetic data of CIFAR-10's shape, each in
-a fresh process, interleaved (bare, farm, bare, farm, …) so drift of the machine hits both alike. The worker is
+a fresh process, interleaved round by round so drift of the machine hits both alike; the order within a round
+turns every round so that no side always runs first. Each farm pipeline is paired with the bare script's
+matching input: numpy arrays into ``fit``, or, for TensorFlow's ``input_pipeline: farm``, the bare script's own
+tf.data pipeline. The worker is
 started once, before the first round, and reused, as a lab's is. Steady state excludes the first epoch.
 
     python benchmarks/farm_vs_bare.py [--samples 2000] [--epochs 4] [--rounds 16]
@@ -38,19 +41,21 @@ from workers.contention import ContentionSampler
 HERE = Path(__file__).resolve().parent
 
 
-def bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu") -> dict:
+def bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu", pipeline: str = "numpy") -> dict:
     """The bare script's epoch times, and what other processes did meanwhile (sampled from here: the script
     is this process's child, so its CPU counts as its own and everything else as others')."""
     watch = ContentionSampler().start()
     try:
-        epochs_s = _bare(samples, epochs, batch, backend, device)
+        epochs_s = _bare(samples, epochs, batch, backend, device, pipeline)
     finally:
         watch.stop()
     verdict = watch.window(watch.samples[0].at, watch.samples[-1].at, FarmSettings().contention_cpu_threshold)
     return {"epochs": epochs_s, "contention": verdict["figures"], "contended": verdict["contended"]}
 
 
-def _bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu") -> list[float]:
+def _bare(
+    samples: int, epochs: int, batch: int, backend: str, device: str = "cpu", pipeline: str = "numpy"
+) -> list[float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2")
     if device == "cpu":  # what the farm does for a CPU job: no GPU in sight
@@ -58,7 +63,7 @@ def _bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cp
     elif backend == "jax":
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     out = subprocess.run(
-        [sys.executable, str(HERE / "bare_fit.py"), str(samples), str(epochs), str(batch)],
+        [sys.executable, str(HERE / "bare_fit.py"), str(samples), str(epochs), str(batch), pipeline],
         env=env,
         capture_output=True,
         text=True,
@@ -147,9 +152,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="farm-bench-") as d, FarmSide(Path(d), args.device) as farm:
         for rnd in range(args.rounds):
             for backend in backends:
-                for side in ["bare", *pipelines]:
-                    if side == "bare":
-                        out = bare(args.samples, args.epochs, args.batch, backend, args.device)
+                sides = [*dict.fromkeys(f"bare-{yardstick(backend, p)}" for p in pipelines), *pipelines]
+                # The order turns every round, and runs backwards every other one, so no side always runs
+                # first (after the other backend's jobs) or last.
+                turn = rnd % len(sides)
+                sides = sides[turn:] + sides[:turn]
+                for side in sides if rnd % 2 == 0 else sides[::-1]:
+                    if side.startswith("bare-"):
+                        out = bare(args.samples, args.epochs, args.batch, backend, args.device, side[5:])
                     else:
                         out = farm.run(args.samples, args.epochs, args.batch, backend, side)
                     epochs = out["epochs"]
@@ -158,7 +168,7 @@ def main() -> None:
                     steady.setdefault((backend, side), []).extend(epochs[1:])
                     per_round.setdefault((backend, side), []).append(statistics.median(epochs[1:]))
                     print(
-                        f"round {rnd + 1}: {backend:10s} {side:6s} epochs (s): "
+                        f"round {rnd + 1}: {backend:10s} {side:11s} epochs (s): "
                         + " ".join(f"{t:.3f}" for t in epochs)
                         + f"   others' CPU {out['contention'].get('cpu_others', 0.0):.1%}"
                         + ("  CONTENDED" if out["contended"] else ""),
@@ -180,16 +190,16 @@ def main() -> None:
         f"{'rounds':>6s} {'pooled':>7s} {'95% CI':>17s}"
     )
     for backend in backends:
-        bare_s = steady[(backend, "bare")]
         for p in pipelines:
-            farm_s = steady[(backend, p)]
+            yard = f"bare-{yardstick(backend, p)}"
+            bare_s, farm_s = steady[(backend, yard)], steady[(backend, p)]
             clean = [
                 i
-                for i, (a, b) in enumerate(zip(flags[(backend, p)], flags[(backend, "bare")], strict=True))
+                for i, (a, b) in enumerate(zip(flags[(backend, p)], flags[(backend, yard)], strict=True))
                 if not (a or b)
             ]
             paired, p_low, p_high = paired_ratio_ci(
-                [per_round[(backend, p)][i] for i in clean], [per_round[(backend, "bare")][i] for i in clean]
+                [per_round[(backend, p)][i] for i in clean], [per_round[(backend, yard)][i] for i in clean]
             )
             ratio, low, high = ratio_ci(farm_s, bare_s, seed=1)
             print(
@@ -197,6 +207,12 @@ def main() -> None:
                 f"{paired:7.3f}   [{p_low:.3f}, {p_high:.3f}] {len(clean):3d}/{len(flags[(backend, p)]):<2d} "
                 f"{ratio:7.3f}   [{low:.3f}, {high:.3f}]"
             )
+
+
+def yardstick(backend: str, pipeline: str) -> str:
+    """The bare script's input for a farm pipeline: the farm's tf.data pipeline under TensorFlow is measured
+    against a bare script with its own tf.data pipeline; everything else feeds numpy arrays to ``fit``."""
+    return "tfdata" if backend == "tensorflow" and pipeline == "farm" else "numpy"
 
 
 def paired_ratio_ci(

@@ -176,15 +176,7 @@ def compare(
     Sorted by workload, device, backend, batch size, the other cell columns, hardware.
     """
     hib = higher_is_better(metric)
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0, not {threshold!r}")
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be between 0 and 1 (exclusive), not {alpha!r}")
-    for name, df in (("A", df_a), ("B", df_b)):
-        missing = [c for c in [*CELL_COLUMNS, "status", metric] if c not in df.columns]
-        if missing:
-            raise ValueError(f"results frame {name} lacks columns: {', '.join(missing)}")
-
+    _check_arguments(df_a, df_b, metric, threshold, alpha)
     ok_a, ok_b = succeeded(df_a), succeeded(df_b)
     hw_a, hw_b = hardware_keys(ok_a, ok_b)
     both = pd.concat([ok_a[CELL_COLUMNS].astype(object), ok_b[CELL_COLUMNS].astype(object)], ignore_index=True)
@@ -233,17 +225,7 @@ def compare(
     out["median_b"] = group_medians(vals_b, key_b, G)
     out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
 
-    # Software seen on each side: that of the repeats the figures rest on (of every repeat when none is left).
-    sw = pd.concat([software_keys(ok_a), software_keys(ok_b)], ignore_index=True).astype(str)
-    used = np.r_[used_a, used_b]
-    sw_sets: list[list[set[str]]] = [[set() for _ in range(G)], [set() for _ in range(G)]]
-    sw_all: list[list[set[str]]] = [[set() for _ in range(G)], [set() for _ in range(G)]]
-    for k, s, v, u in zip(key, side, sw, used, strict=True):
-        sw_all[s][k].add(v)
-        if u:
-            sw_sets[s][k].add(v)
-    for s in (0, 1):
-        sw_sets[s] = [kept or every for kept, every in zip(sw_sets[s], sw_all[s], strict=True)]
+    sw_sets = _software_by_cell(ok_a, ok_b, key, side, np.r_[used_a, used_b], G)
     out["software_a"] = ["|".join(sorted(s)) for s in sw_sets[0]]
     out["software_b"] = ["|".join(sorted(s)) for s in sw_sets[1]]
 
@@ -271,28 +253,17 @@ def compare(
         else:
             if n_a[g] >= 1 and n_b[g] >= 1:
                 p_values[g] = mann_whitney(split_a[g], split_b[g])
-            if n_a[g] < 2 or n_b[g] < 2:
-                changes.append("inconclusive")
-                note.append(f"fewer than 2 values of {metric} on a side ({n_a[g]} v {n_b[g]}): no test possible")
-            elif min_p_value(int(n_a[g]), int(n_b[g])) >= alpha:
-                changes.append("inconclusive")
-                note.append(
-                    f"{n_a[g]} v {n_b[g]} repeats cannot reach p < {alpha:g} "
-                    f"(smallest possible p {min_p_value(int(n_a[g]), int(n_b[g])):.3g})"
-                )
-            else:
-                r, p = ratio[g], p_values[g]
-                if p < alpha and abs(r - 1) > threshold:
-                    better = r > 1 if hib else r < 1
-                    changes.append("faster" if better else "slower")
-                else:
-                    changes.append("no change")
+            change, why = _verdict(int(n_a[g]), int(n_b[g]), ratio[g], p_values[g], metric, hib, threshold, alpha)
+            changes.append(change)
+            note += why
             a, b = sw_sets[0][g], sw_sets[1][g]
             if a != b:
                 note.append(f"software differs: A {'|'.join(sorted(a))} → B {'|'.join(sorted(b))}")
-        for label, s in (("A", sw_sets[0][g]), ("B", sw_sets[1][g])):
-            if len(s) > 1:
-                note.append(f"pooled several software keys on {label}")
+        note += [
+            f"pooled several software keys on {label}"
+            for label, s in zip("AB", (sw_sets[0][g], sw_sets[1][g]), strict=True)
+            if len(s) > 1
+        ]
         busy = [f"{label} {busy_n[i][g]}" for i, label in enumerate("AB") if busy_n[i][g]]
         if busy:
             note.append(
@@ -303,6 +274,49 @@ def compare(
     out["change"] = changes
     out["note"] = notes
     return sorted_by(out, _SORT)[COMPARE_COLUMNS]
+
+
+def _check_arguments(df_a: pd.DataFrame, df_b: pd.DataFrame, metric: str, threshold: float, alpha: float) -> None:
+    """Refuse arguments no verdict could rest on, before any work."""
+    if threshold < 0:
+        raise ValueError(f"threshold must be >= 0, not {threshold!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1 (exclusive), not {alpha!r}")
+    for name, df in (("A", df_a), ("B", df_b)):
+        missing = [c for c in [*CELL_COLUMNS, "status", metric] if c not in df.columns]
+        if missing:
+            raise ValueError(f"results frame {name} lacks columns: {', '.join(missing)}")
+
+
+def _software_by_cell(
+    ok_a: pd.DataFrame, ok_b: pd.DataFrame, key: np.ndarray, side: np.ndarray, used: np.ndarray, groups: int
+) -> list[list[set[str]]]:
+    """Per side, per cell: the software keys of the repeats the figures rest on, or of every repeat when all
+    were left out (so a cell of contended repeats still says what ran)."""
+    sw = pd.concat([software_keys(ok_a), software_keys(ok_b)], ignore_index=True).astype(str)
+    kept: list[list[set[str]]] = [[set() for _ in range(groups)], [set() for _ in range(groups)]]
+    every: list[list[set[str]]] = [[set() for _ in range(groups)], [set() for _ in range(groups)]]
+    for k, s, v, u in zip(key, side, sw, used, strict=True):
+        every[s][k].add(v)
+        if u:
+            kept[s][k].add(v)
+    return [[k or e for k, e in zip(kept[s], every[s], strict=True)] for s in (0, 1)]
+
+
+def _verdict(
+    n_a: int, n_b: int, ratio: float, p: float, metric: str, hib: bool, threshold: float, alpha: float
+) -> tuple[str, list[str]]:
+    """The change for a cell present on both sides, by the module docstring's rule, and why when undecided."""
+    if n_a < 2 or n_b < 2:
+        return "inconclusive", [f"fewer than 2 values of {metric} on a side ({n_a} v {n_b}): no test possible"]
+    smallest = min_p_value(n_a, n_b)
+    if smallest >= alpha:
+        return "inconclusive", [
+            f"{n_a} v {n_b} repeats cannot reach p < {alpha:g} (smallest possible p {smallest:.3g})"
+        ]
+    if p < alpha and abs(ratio - 1) > threshold:
+        return ("faster" if (ratio > 1 if hib else ratio < 1) else "slower"), []
+    return "no change", []
 
 
 def regressions(cmp: pd.DataFrame) -> pd.DataFrame:
