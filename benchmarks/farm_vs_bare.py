@@ -153,11 +153,10 @@ def main() -> None:
         for rnd in range(args.rounds):
             for backend in backends:
                 sides = [*dict.fromkeys(f"bare-{yardstick(backend, p)}" for p in pipelines), *pipelines]
-                # The order turns every round, and runs backwards every other one, so no side always runs
-                # first (after the other backend's jobs) or last.
+                # The order turns every round, so each side takes each place in a round equally often: none
+                # always runs first (after the other backend's jobs) or right after the same neighbour.
                 turn = rnd % len(sides)
-                sides = sides[turn:] + sides[:turn]
-                for side in sides if rnd % 2 == 0 else sides[::-1]:
+                for side in sides[turn:] + sides[:turn]:
                     if side.startswith("bare-"):
                         out = bare(args.samples, args.epochs, args.batch, backend, args.device, side[5:])
                     else:

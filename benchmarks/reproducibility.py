@@ -6,7 +6,7 @@ third time with a CPU hog (processes this script starts and stops) beside the wo
 Prints, per cell:
 - the two quiet runs' median throughput with 95% CIs, and whether each median falls inside the other's CI;
 - the hog run's contended marks against which repeats' steady windows overlapped the hog (every overlapping
-  repeat should be flagged, no other one);
+  repeat should be flagged, no other one), and the sampler's own CPU cost per job;
 - the quiet and hog runs' medians, with the contended repeats left out (the report's default) and kept.
 
 Run it on a quiet machine: the first two runs are the baseline. One real ``farm worker`` on an embedded Redis,
@@ -70,6 +70,16 @@ def run_sweep(
             break
         time.sleep(0.5)
     return results_frame(result_row(r) for r in results if r is not None), results  # every one is, by now
+
+
+def steady_window(result: Any) -> tuple[float | None, float | None]:
+    """The wall-clock span the contended mark judges: from the end of the first epoch to the end of training."""
+    timeline = result.timeline or {}
+    start, end = timeline.get("first_step_at"), timeline.get("train_end_at")
+    if start is None or not result.epochs:
+        return start, end
+    first = result.epochs[0]
+    return start + first.wall_s + (first.val_s or 0.0), end
 
 
 def main() -> None:
@@ -138,8 +148,7 @@ def main() -> None:
     print("\n2. Hog run: contended marks against overlap with the hog")
     counts = {"overlapped, flagged": 0, "overlapped, not flagged": 0, "clear, flagged": 0, "clear, not flagged": 0}
     for r in results:
-        start = (r.timeline or {}).get("first_step_at")
-        end = (r.timeline or {}).get("train_end_at")
+        start, end = steady_window(r)
         overlapped = bool(start and end and hog["start"] and start < hog_end and end > hog["start"])
         key = f"{'overlapped' if overlapped else 'clear'}, {'flagged' if r.contended else 'not flagged'}"
         counts[key] += 1
@@ -148,6 +157,16 @@ def main() -> None:
             f"{'contended' if r.contended else 'quiet':9s}  {'overlapped the hog' if overlapped else ''}"
         )
     print("  " + "; ".join(f"{k}: {v}" for k, v in counts.items()))
+    cost = sorted(
+        r.contention["sampler_cpu_s"] / r.phases.train_s
+        for r in results
+        if r.contention.get("sampler_cpu_s") is not None and r.phases.train_s
+    )
+    if cost:
+        print(
+            "  the sampler's own CPU per job, as a share of one core over its training: "
+            f"median {cost[len(cost) // 2]:.3%}, max {cost[-1]:.3%} ({len(cost)} jobs)"
+        )
 
     print("\n3. Quiet vs hog, median steady samples/s: contended repeats left out (default) and kept")
     q = aggregate(pd.concat(quiet, ignore_index=True)).set_index("workload")

@@ -54,10 +54,17 @@ def test_a_hog_beside_a_job_marks_it_contended_and_resume_reruns_it(
 
     # Warm up the worker's fork server and compile cache, then one quiet job.
     only_result(r, submit(env, sweep_file(tmp_path, "warm-up")))
-    quiet = only_result(r, submit(env, sweep_file(tmp_path, "quiet")))
-    assert quiet["status"] == "succeeded"
-    assert quiet["contended"] is False, quiet["contention"]
-    assert quiet["contention"]["cores"] >= 1 and quiet["contention"]["window_s"] > 0
+    # A quiet job is not flagged. A shared CI runner is not always quiet (another tenant, the hypervisor's
+    # steal), so a few quiet tries are allowed; the farm's own processes would flag every one of them.
+    tries = []
+    for attempt in range(4):
+        quiet = only_result(r, submit(env, sweep_file(tmp_path, f"quiet-{attempt}")))
+        assert quiet["status"] == "succeeded"
+        assert quiet["contention"]["cores"] >= 1 and quiet["contention"]["window_s"] > 0
+        tries.append((quiet["contended_reasons"], quiet["contention"]))
+        if quiet["contended"] is False:
+            break
+    assert quiet["contended"] is False, tries
 
     hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(2)]
     try:
