@@ -52,7 +52,7 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
         print_json(workers)
         return
     table = Table(title=f"{len(workers)} live worker(s)", title_justify="left")
-    for col in ("name", "host", "tags", "job", "heartbeat"):
+    for col in ("name", "host", "tags", "workloads", "job", "heartbeat"):
         table.add_column(col)
     now = time.time()
     for w in workers:
@@ -60,8 +60,23 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
         table.add_row(
             w.get("name", ""),
             w.get("host", ""),
-            ", ".join(w.get("tags", [])),
+            ", ".join(t for t in w.get("tags", []) if ".wl-" not in t),
+            workloads_cell(w),
             doing,
             f"{now - w.get('heartbeat_at', now):.0f} s ago",
         )
     console.print(table)
+
+
+def workloads_cell(worker: dict) -> str:
+    """The workloads a worker has: the shipped ones as one count, each plugin with its package and version, and
+    the plugins that failed to load."""
+    have = worker.get("workloads") or {}
+    shipped = [n for n, w in have.items() if isinstance(w, dict) and w.get("package") == "benchfarm"]
+    plugins = [
+        f"{n} ({w.get('package')} {w.get('version')})"
+        for n, w in sorted(have.items())
+        if isinstance(w, dict) and w.get("package") != "benchfarm"
+    ]
+    broken = [f"[red]{n}: not loaded[/]" for n in sorted(worker.get("workload_errors") or {})]
+    return ", ".join([f"{len(shipped)} built-in", *plugins, *broken]) if have else "?"

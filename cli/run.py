@@ -82,12 +82,13 @@ def run_cmd(
     several --workers on too few cores make them contend with each other) and says how many."""
     import socket
 
+    from farm import workloads
     from farm.fingerprint import query_nvidia_smi
     from farm.local import LocalFarm, shared_machine_warning
     from farm.progress import TERMINAL_STATES, sweep_progress
     from farm.queue import tag_queue
     from farm.report import aggregate
-    from farm.routing import cpu_tags, gpu_tags
+    from farm.routing import cpu_tags, gpu_tags, with_plugins
     from farm.store import Store
     from farm.submit import submit
     from farm.sweep import load_sweep
@@ -98,7 +99,9 @@ def run_cmd(
     embedded = "broker_url" not in cfg.model_fields_set
     gpus = query_nvidia_smi()
     host = socket.gethostname()
-    local_queues = {tag_queue(t) for t in cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]}
+    plugins = [n for n in workloads.names() if workloads.get(n).is_plugin]  # the local workers have them too
+    tags = cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]
+    local_queues = {tag_queue(t) for t in with_plugins(tags, plugins)}
     started = time.monotonic()
     warning = shared_machine_warning(workers, len(gpus))
     if warning:

@@ -122,7 +122,7 @@ def submit_cmd(
         problems += [
             Problem(
                 f"queue {q}",
-                f"{n} job(s) that no live worker can run; start a worker that serves it, "
+                f"{n} job(s) that no live worker can run{plugin_hint(q)}; start a worker that serves it, "
                 "or pass --allow-unserved to queue them anyway",
             )
             for q, n in sorted(missing.items())
@@ -149,3 +149,9 @@ def submit_cmd(
     if outcome.per_queue:
         console.print("per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(outcome.per_queue.items())))
     typer.echo(outcome.sweep_id)
+
+
+def plugin_hint(queue: str) -> str:
+    """For a plugin workload's queue, which plugin the live workers lack."""
+    _, _, workload = queue.partition(".wl-")
+    return f" (no live worker has the workload plugin {workload!r} installed)" if workload else ""

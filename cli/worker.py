@@ -42,6 +42,16 @@ def worker_cmd(
 
     cfg = settings(broker_url=broker, worker_name=name, data_dir=data_dir, cache_dir=cache_dir)
 
+    # Plugins first: a name clash stops the worker before it probes anything or talks to Redis.
+    from farm import workloads
+
+    try:
+        broken = workloads.load_plugins()
+    except workloads.WorkloadConflict as e:
+        fail(str(e))
+    for entry, why in broken.items():
+        console.print(f"[yellow]workload plugin {entry} not loaded (its jobs go to other workers): {why}[/]")
+
     from farm.fingerprint import query_nvidia_smi
     from workers.devices import probe
     from workers.fleet import run_fleet
@@ -59,9 +69,18 @@ def worker_cmd(
         "keras": report.keras_version,
         "backends": {b.name: b.version for b in report.backends if b.installed},
     }
+    info["workloads"] = workloads.advertised()
+    info["workload_errors"] = broken
+    plugins = [n for n in workloads.names() if workloads.get(n).is_plugin]
     try:
         plans = plan_workers(
-            found, selection=gpus, cpu_only=cpu_only, allow_cpu_jobs=allow_cpu_jobs, name=cfg.worker_name, info=info
+            found,
+            selection=gpus,
+            cpu_only=cpu_only,
+            allow_cpu_jobs=allow_cpu_jobs,
+            name=cfg.worker_name,
+            info=info,
+            plugins=plugins,
         )
     except PlanError as e:
         fail(str(e))

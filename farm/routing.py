@@ -1,7 +1,8 @@
 """Which queue a job goes to, derived from what it asks of the hardware.
 
 Queues are named after requirement tags: ``farm.cpu``, ``farm.gpu``, ``farm.gpu.model-h100``,
-``farm.gpu.mem-40``, ``farm.gpu.model-h100.mem-80.host-lab3``, ``farm.cpu.host-lab3``. A job's tag spells all
+``farm.gpu.mem-40``, ``farm.gpu.model-h100.mem-80.host-lab3``, ``farm.cpu.host-lab3``, and for a plugin
+workload ``farm.cpu.wl-tiny_cnn``. A job's tag spells all
 it asks for in one canonical order; a worker pinned to one GPU consumes the queue of every combination its
 GPU satisfies, so a job lands only on a worker that satisfies all of it. Nobody maintains a queue list.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from farm import workloads
 from farm.job import JobSpec
 
 if TYPE_CHECKING:
@@ -60,8 +62,14 @@ def memory_steps_of(memory_gb: float) -> list[int]:
     return [s for s in MEMORY_STEPS_GB if memory_gb >= MEMORY_TOLERANCE * s]
 
 
-def compose_tag(device: str, model: str | None = None, memory: int | None = None, host: str | None = None) -> str:
-    """The one canonical spelling of a requirement: ``gpu[.model-M][.mem-N][.host-H]``."""
+def compose_tag(
+    device: str,
+    model: str | None = None,
+    memory: int | None = None,
+    host: str | None = None,
+    workload: str | None = None,
+) -> str:
+    """The one canonical spelling of a requirement: ``gpu[.model-M][.mem-N][.host-H][.wl-W]``."""
     parts = [device]
     if model:
         parts.append(f"model-{model}")
@@ -69,7 +77,15 @@ def compose_tag(device: str, model: str | None = None, memory: int | None = None
         parts.append(f"mem-{memory}")
     if host:
         parts.append(f"host-{host}")
+    if workload:
+        parts.append(f"wl-{workload}")
     return ".".join(parts)
+
+
+def with_plugins(tags: list[str], plugins: list[str]) -> list[str]:
+    """A worker's tags extended by the plugin workloads it has: each hardware tag as it is (jobs of the built-in
+    workloads, which every worker has), then each hardware tag with each plugin's ``wl-`` part."""
+    return [*tags, *(f"{tag}.wl-{name}" for name in sorted(plugins) for tag in tags)]
 
 
 def cpu_tags(host: str) -> list[str]:
@@ -97,7 +113,8 @@ def derive_tags(gpus: list[GPUInfo], host: str) -> list[str]:
 
 
 def required_tag(job: JobSpec) -> str:
-    """The tag a job needs: its device plus every requirement it states, in the canonical spelling."""
+    """The tag a job needs: its device plus every requirement it states, in the canonical spelling. A plugin
+    workload is a requirement too (not every worker has it installed); the shipped workloads are not."""
     req = job.requires
     gpu = job.device == "gpu"
     return compose_tag(
@@ -105,4 +122,5 @@ def required_tag(job: JobSpec) -> str:
         model=gpu_model_slug(req.gpu_model) if gpu and req.gpu_model else None,
         memory=memory_step(req.min_gpu_memory_gb) if gpu and req.min_gpu_memory_gb else None,
         host=host_slug(req.host) if req.host else None,
+        workload=job.workload if workloads.get(job.workload).is_plugin else None,
     )

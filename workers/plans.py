@@ -13,7 +13,7 @@ from typing import Any
 
 from farm.fingerprint import GPUInfo
 from farm.queue import tag_queue
-from farm.routing import cpu_tags, gpu_tags
+from farm.routing import cpu_tags, gpu_tags, with_plugins
 
 
 class PlanError(ValueError):
@@ -61,13 +61,17 @@ def plan_workers(
     name: str | None = None,
     host: str | None = None,
     info: dict[str, Any] | None = None,
+    plugins: list[str] | None = None,
 ) -> list[WorkerPlan]:
+    """One plan per worker process this machine runs. ``plugins``: the plugin workloads installed here; each
+    worker also consumes their queues (see :func:`farm.routing.with_plugins`)."""
     host = host or socket.gethostname()
+    extra = plugins or []
     info = info or {}
     base = name or host
     cpu = WorkerPlan(
         name=name if (name and (cpu_only or not gpus)) else f"cpu@{base}" if not name else f"{name}-cpu",
-        tags=cpu_tags(host),
+        tags=with_plugins(cpu_tags(host), extra),
         info={**info, "gpus": []},
     )
     if cpu_only or not gpus:
@@ -75,7 +79,7 @@ def plan_workers(
     plans = [
         WorkerPlan(
             name=f"gpu{g.index}@{base}" if not name else f"{name}-gpu{g.index}",
-            tags=gpu_tags(g, host),
+            tags=with_plugins(gpu_tags(g, host), extra),
             gpu_ids=[str(g.index)],
             info={**info, "gpus": [g.model_dump()]},
         )

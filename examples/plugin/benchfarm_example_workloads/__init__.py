@@ -1,0 +1,1 @@
+"""Example benchfarm workloads, installed as a plugin (see this directory's pyproject.toml)."""
