@@ -111,7 +111,11 @@ _plugins_loaded = False
 
 
 def _provider(workload: Workload[Any]) -> str:
-    return f"{workload.package} {workload.package_version}" if workload.is_plugin else "benchfarm itself"
+    """Who provides a workload, for a clash's message: a plugin's package, else the module that defines it."""
+    if workload.is_plugin:
+        return f"{workload.package} {workload.package_version}"
+    module = getattr(workload.build_model, "__module__", None) or "?"
+    return "benchfarm itself" if module.startswith("farm.workloads") else f"module {module}"
 
 
 def register(workload: Workload[P]) -> Workload[P]:

@@ -368,11 +368,11 @@ def _workload(name: str) -> workloads.Workload:
 
 def test_registry_refuses_duplicates(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workloads, "_REGISTRY", dict(workloads._REGISTRY))
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(workloads.WorkloadConflict, match="'cifar10_mlp' is provided twice: by benchfarm itself and by"):
         workloads.register(_workload("cifar10_mlp"))
     assert workloads.get("cifar10_mlp").dataset == "cifar10"  # the original is untouched
     workloads.register(_workload("test_only_mlp"))
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(workloads.WorkloadConflict, match="provided twice"):
         workloads.register(_workload("test_only_mlp"))
 
 
