@@ -1,0 +1,90 @@
+"""Where a harness overhead lives: the bare script against the farm's training child run directly, with no
+worker, Redis or queue in the path, once as a fresh interpreter and once forked from a fork server.
+
+    .venv/bin/python benchmarks/child_vs_bare.py [--backend jax] [--pipeline keras] [--rounds 8]
+
+If ``farm_vs_bare.py`` (through a real worker) shows an overhead and this does not, it is in the worker's path
+(its processes, its environment); if this shows it too, it is inside the child (``workers.training``).
+Interleaved rounds, the order turning each round; prints each side's ratio to bare per round and their
+geometric means with a 95% bootstrap CI over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+# The sibling benchmark (a script's own folder is on sys.path when it is run): its bare side and statistics.
+from farm_vs_bare import _bare, paired_ratio_ci, yardstick
+
+from farm.settings import FarmSettings
+from farm.sweep import load_sweep_data
+from workers.supervisor import WarmPool, run_child
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--backend", default="jax")
+    ap.add_argument("--pipeline", default="keras", help="the farm's input_pipeline (keras or farm)")
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=8)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="farm-child-") as d:
+        settings = FarmSettings(cache_dir=Path(d) / "cache")
+        spec = {
+            "name": "child-vs-bare",
+            "defaults": {
+                "backend": args.backend,
+                "device": "cpu",
+                "data": "synthetic",
+                "epochs": args.epochs,
+                "batch_size": args.batch,
+                "train_samples": args.samples,
+                "test_samples": 256,
+                "input_pipeline": args.pipeline,
+            },
+            "jobs": [{"workload": "cifar10_mlp"}],
+        }
+        envelope = load_sweep_data(spec, "benchmark").envelopes()[0]
+        pool = WarmPool()
+        sides = ["bare", "fresh", "forked"]
+        medians: dict[str, list[float]] = {s: [] for s in sides}
+        try:
+            for rnd in range(args.rounds):
+                for side in sides[rnd % 3 :] + sides[: rnd % 3]:
+                    if side == "bare":
+                        epochs = _bare(
+                            args.samples,
+                            args.epochs,
+                            args.batch,
+                            args.backend,
+                            "cpu",
+                            yardstick(args.backend, args.pipeline),
+                        )
+                    else:
+                        out = run_child(
+                            envelope, settings, lambda _event: None, pool=pool if side == "forked" else None
+                        )
+                        if out.status != "succeeded":
+                            raise RuntimeError(f"{side} child {out.status}: {out.error}")
+                        epochs = [e["wall_s"] for e in out.result["epochs"]]
+                    medians[side].append(statistics.median(epochs[1:]))
+                    print(f"round {rnd + 1}: {side:6s} " + " ".join(f"{t:.3f}" for t in epochs), flush=True)
+        finally:
+            pool.close()
+    print(
+        f"\ncifar10_mlp, {args.backend}, pipeline {args.pipeline}, {args.rounds} rounds: "
+        "child ÷ bare, median steady epoch"
+    )
+    for side in ("fresh", "forked"):
+        ratio, low, high = paired_ratio_ci(medians[side], medians["bare"])
+        per_round = ", ".join(f"{a / b:.3f}" for a, b in zip(medians[side], medians["bare"], strict=True))
+        print(f"  {side:6s} {ratio:.3f} [{low:.3f}, {high:.3f}]   per round: {per_round}")
+
+
+if __name__ == "__main__":
+    main()
