@@ -5,6 +5,7 @@ refuses a sweep no live worker can serve; the result's software key names the pl
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,9 @@ pytestmark = pytest.mark.slow
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pip installs the example plugin, as a lab would, into a site directory used through PYTHONPATH."""
     site = tmp_path_factory.mktemp("plugin-site")
+    # Built from a copy: setuptools writes build/ and egg-info beside the sources, never into the checkout.
+    source = tmp_path_factory.mktemp("plugin-source") / "plugin"
+    shutil.copytree(REPO / "examples" / "plugin", source)
     out = subprocess.run(
         [
             sys.executable,
@@ -34,7 +38,7 @@ def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--no-build-isolation",
             "--target",
             str(site),
-            str(REPO / "examples" / "plugin"),
+            str(source),
         ],
         capture_output=True,
         text=True,

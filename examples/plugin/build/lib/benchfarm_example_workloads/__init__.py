@@ -1,1 +1,0 @@
-"""Example benchfarm workloads, installed as a plugin (see this directory's pyproject.toml)."""
