@@ -99,7 +99,7 @@ def run_cmd(
     embedded = "broker_url" not in cfg.model_fields_set
     gpus = query_nvidia_smi()
     host = socket.gethostname()
-    plugins = [n for n in workloads.names() if workloads.get(n).is_plugin]  # the local workers have them too
+    plugins = workloads.plugin_names()  # the local workers have them too
     tags = cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]
     local_queues = {tag_queue(t) for t in with_plugins(tags, plugins)}
     started = time.monotonic()

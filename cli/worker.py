@@ -71,7 +71,7 @@ def worker_cmd(
     }
     info["workloads"] = workloads.advertised()
     info["workload_errors"] = broken
-    plugins = [n for n in workloads.names() if workloads.get(n).is_plugin]
+    plugins = workloads.plugin_names()
     try:
         plans = plan_workers(
             found,

@@ -182,6 +182,11 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def plugin_names() -> list[str]:
+    """The installed plugin workloads: what a worker's queues must name (:func:`farm.routing.with_plugins`)."""
+    return [name for name in names() if _REGISTRY[name].is_plugin]
+
+
 def advertised() -> dict[str, dict[str, Any]]:
     """Every workload this process can run, as a worker advertises them: name → package and version."""
     return {name: get(name).advertised() for name in names()}
@@ -210,5 +215,6 @@ __all__ = [
     "load_plugins",
     "names",
     "plugin_errors",
+    "plugin_names",
     "register",
 ]
