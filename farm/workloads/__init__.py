@@ -24,6 +24,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from farm.workloads.data import REAL_DATASETS, DataSpec
+
 P = TypeVar("P", bound=BaseModel)
 """A workload's own parameter model."""
 
@@ -33,18 +35,23 @@ class Workload(Generic[P]):
     """A registered benchmark: what it trains on and how it builds its model."""
 
     name: str
-    dataset: str
+    dataset: str | None
+    """The real dataset it trains on (``cifar10``, ``fashion_mnist``); None for a workload whose data depends
+    on its parameters (then ``data`` says what it is)."""
     params_model: type[P]
     build_model: Callable[[P, tuple[int, ...], int], Any]
-    """(params, input_shape, num_classes) -> a compiled keras.Model."""
+    """(params, input_shape, num_classes) -> (keras.Model, optimizer, loss); benchfarm compiles them."""
     prepare: Callable[[Any, Any], tuple[Any, Any]]
-    """(x uint8 images, y int labels) -> arrays ready for ``fit`` (the seed's preprocessing)."""
+    """(x samples as generated or loaded: uint8 images or int32 tokens, y int labels) -> arrays ready for
+    ``fit`` and ``predict`` (e.g. pixels scaled to [0, 1])."""
     description: str = ""
     memory_estimate: Callable[[P, int], int] | None = None
     """(params, batch_size) -> bytes that training needs at the least, computed without any framework so the
     submit side can refuse a job no worker can hold; None where a workload cannot say."""
     unit: str = "samples"
     """What one sample is, for the reports' throughput (``images``, ``sequences``)."""
+    data: Callable[[P], DataSpec] | None = None
+    """(params) -> the shapes of its samples; None means the real ``dataset``'s shapes."""
     package: str | None = None
     """The installed distribution that provides a plugin workload, with ``package_version``; None for the
     workloads shipped with benchfarm (set by the plugin loader, not by the plugin)."""
@@ -54,14 +61,29 @@ class Workload(Generic[P]):
     def is_plugin(self) -> bool:
         return self.package is not None
 
+    def __post_init__(self) -> None:
+        if self.data is None and self.dataset not in REAL_DATASETS:
+            raise ValueError(
+                f"workload {self.name!r}: dataset {self.dataset!r} is not one benchfarm can load "
+                f"({', '.join(sorted(REAL_DATASETS))}); give a data function for synthetic shapes"
+            )
+
     def validate_params(self, params: dict[str, Any] | None) -> P:
         return self.params_model.model_validate(params or {})
+
+    def data_spec(self, params: P) -> DataSpec:
+        """The data this workload trains on with these (validated) parameters."""
+        if self.data is not None:
+            return self.data(params)
+        assert self.dataset is not None  # checked in __post_init__
+        return DataSpec.of_real(self.dataset)
 
     def definition_hash(self) -> str:
         """``name@hash``: a hash of the source files that define this workload (its parameter model, model
         builder and data preparation), so a result says which version of the benchmark produced it. A plugin's
         adds its package and version (``name@hash/lab-models==0.2.0``)."""
-        tag = f"{self.name}@{_definition_hash(self.params_model, self.build_model, self.prepare)}"
+        parts = (self.params_model, self.build_model, self.prepare) + ((self.data,) if self.data else ())
+        tag = f"{self.name}@{_definition_hash(*parts)}"
         return f"{tag}/{self.package}=={self.package_version}" if self.is_plugin else tag
 
     def advertised(self) -> dict[str, Any]:
@@ -206,6 +228,8 @@ _load_builtin()
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "REAL_DATASETS",
+    "DataSpec",
     "MAX_PARAMETERS",
     "UnknownWorkload",
     "Workload",
