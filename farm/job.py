@@ -37,6 +37,7 @@ Device = Literal["cpu", "gpu"]
 Backend = Literal["tensorflow", "jax", "torch"]
 DataKind = Literal["real", "synthetic"]
 InputPipeline = Literal["farm", "keras"]
+Mode = Literal["train", "inference"]
 
 
 def check_slug(value: str) -> str:
@@ -57,6 +58,10 @@ class Requirements(BaseModel):
     )
     min_gpu_memory_gb: StrictFloat | None = Field(default=None, gt=0, le=100_000)
     host: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH)
+
+
+ID_NEUTRAL_DEFAULTS: dict[str, Any] = {"mode": "train"}
+"""Spec fields that are part of a job's id only when they differ from this default (see canonical_json)."""
 
 
 class JobSpec(BaseModel):
@@ -87,6 +92,11 @@ class JobSpec(BaseModel):
     )
     target_accuracy: StrictFloat | None = Field(default=None, gt=0, le=1)
     requires: Requirements = Field(default_factory=Requirements)
+    mode: Mode = Field(
+        default="train",
+        description="'train': fit() for `epochs` epochs; 'inference': `epochs` passes of predict() over the "
+        "train samples at `batch_size` (throughput), then `test_samples` single requests at batch 1 (latency).",
+    )
 
     @field_validator("sweep")
     @classmethod
@@ -130,12 +140,33 @@ class JobSpec(BaseModel):
             raise ValueError("requires.gpu_model and requires.min_gpu_memory_gb need device: gpu")
         return self
 
+    @model_validator(mode="after")
+    def _mode_and_data_fit_the_workload(self) -> JobSpec:
+        if self.mode == "inference" and self.target_accuracy is not None:
+            raise ValueError("target_accuracy needs mode: train (inference does not train)")
+        if self.data == "real":
+            spec = self.data_spec()
+            if spec.real is None:
+                raise ValueError(
+                    f"data: real, but {self.workload} with these params trains on {spec.name} samples, which no "
+                    "real dataset here holds; use data: synthetic"
+                )
+        return self
+
+    def data_spec(self) -> workloads.DataSpec:
+        """What this job's samples look like (its workload's data for its params)."""
+        workload = workloads.get(self.workload)
+        return workload.data_spec(workload.validate_params(self.params))
+
     @property
     def seed_effective(self) -> int:
         return self.seed + self.repeat
 
     def canonical_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # Fields added after results were recorded are left out at their default, so a job that does not use
+        # them keeps the id (and the recorded result) it always had.
+        exclude = {name for name, default in ID_NEUTRAL_DEFAULTS.items() if getattr(self, name) == default}
+        return json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
 
     @functools.cached_property
     def job_id(self) -> str:

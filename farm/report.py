@@ -59,7 +59,23 @@ FLOAT_COLUMNS = [
     "test_loss",
     "test_accuracy",
     "time_to_target_s",
+    "steady_tokens_per_s",
+    "flops_per_sample",
+    "steady_tflops",
+    "latency_p50_s",
+    "latency_p90_s",
+    "latency_p99_s",
 ]
+#: Per-cell medians shown beside the full statistics: inference latency, achieved FLOP/s, tokens/s.
+MEDIAN_COLUMNS = [
+    "steady_tokens_per_s",
+    "steady_tflops",
+    "latency_p50_s",
+    "latency_p90_s",
+    "latency_p99_s",
+]
+#: What a cell's model is, the same for all its repeats (the first repeat's value is shown).
+MODEL_COLUMNS = ["unit", "param_count", "flops_per_sample"]
 
 SPEEDUP_COLUMNS = ["speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
 REPORT_COLUMNS = [
@@ -71,6 +87,8 @@ REPORT_COLUMNS = [
     *(f"{m}_{f}" for m in METRICS for f in STAT_FIELDS),
     "first_epoch_s_median",
     "test_accuracy_median",
+    *MODEL_COLUMNS,
+    *(f"{m}_median" for m in MEDIAN_COLUMNS),
     "outliers",
     "unstable",
     "contended_cpu_max",
@@ -261,6 +279,10 @@ def aggregate(
             out[f"{m}_{f}"] = getattr(s, f)
     out["first_epoch_s_median"] = group_medians(measured("first_epoch_s"), cell, G)
     out["test_accuracy_median"] = group_medians(measured("test_accuracy"), cell, G)
+    for col in MODEL_COLUMNS:
+        out[col] = ok.loc[first, col].to_numpy() if col in ok.columns else None
+    for col in MEDIAN_COLUMNS:
+        out[f"{col}_median"] = group_medians(measured(col), cell, G) if col in ok.columns else np.nan
     sps = summaries["steady_samples_per_s"]
     out["outliers"] = sps.outliers
     out["unstable"] = too_wide_many(sps.cv, sps.median, sps.ci_low, sps.ci_high, max_cv)

@@ -137,6 +137,19 @@ class JobResult(BaseModel):
     )
     contended_reasons: list[str] = Field(default_factory=list)
     throttled: bool = Field(default=False, description="The GPU's clocks were held down (heat, power) in the window.")
+    unit: str | None = Field(default=None, description="What one sample is (images, sequences, samples).")
+    tokens_per_sample: int | None = Field(default=None, description="Tokens in one sample, for token workloads.")
+    param_count: int | None = None
+    flops_per_sample: float | None = Field(
+        default=None,
+        description="Forward-pass FLOPs of one sample (workers.flops); None where a layer with weights could not "
+        "be counted.",
+    )
+    latency_requests: int | None = Field(default=None, description="Inference: timed batch-1 requests.")
+    latency_p50_s: float | None = None
+    latency_p90_s: float | None = None
+    latency_p99_s: float | None = None
+    latency_mean_s: float | None = None
 
     # Derived figures: computed from ``epochs`` so they can never disagree with it.
     @property
@@ -155,6 +168,20 @@ class JobResult(BaseModel):
         if not s or not self.train_samples_used:
             return None
         return self.train_samples_used / s
+
+    @property
+    def steady_tokens_per_s(self) -> float | None:
+        rate = self.steady_samples_per_s
+        return rate * self.tokens_per_sample if rate is not None and self.tokens_per_sample else None
+
+    @property
+    def steady_tflops(self) -> float | None:
+        """Achieved TFLOP/s in the steady window: forward FLOPs per sample × samples/s, × 3 in training (the
+        backward pass costs about twice the forward: the usual convention, e.g. in MLPerf's and PaLM's MFU)."""
+        rate = self.steady_samples_per_s
+        if rate is None or not self.flops_per_sample:
+            return None
+        return self.flops_per_sample * (1 if self.job.mode == "inference" else 3) * rate / 1e12
 
     @property
     def hardware_key(self) -> str | None:

@@ -47,6 +47,9 @@ SHARED_COLUMNS = [
     "stalls",
     "epochs_to_target",
     "dataset_digest",
+    "unit",
+    "param_count",
+    "flops_per_sample",
     "benchfarm_version",
     "workload_version",
 ]

@@ -14,6 +14,8 @@ call per step and no device synchronisation. The interval between two step start
   because the epoch's end synchronises (Keras reads the metrics). Per-step percentiles on async devices are
   therefore of dispatch intervals, which smooth the device's own variation; the mean is exact.
 
+In inference, each pass of ``predict`` over the samples is timed as an epoch, its batches as steps.
+
 Epoch wall times exclude validation (timed apart as ``val_s``) so ``target_accuracy`` does not slow the
 figures it reports.
 """
@@ -132,6 +134,9 @@ def epoch_callback(emit: Callable[[dict[str, Any]], None], epochs: int) -> Any:
             if self.first_step_at is None:
                 self.first_step_at = time.time()
             self.step_starts[-1].append((batch, time.perf_counter()))
+
+        # An inference pass is timed as an epoch of predict steps (workers.inference opens and closes it).
+        on_predict_batch_begin = on_train_batch_begin
 
         def on_train_end(self, logs: dict | None = None) -> None:
             self.train_end_at = time.time()

@@ -14,7 +14,7 @@ from typing import Any
 
 from farm import workloads
 from farm.fingerprint import cpu_model
-from farm.job import JobEnvelope
+from farm.job import JobEnvelope, JobSpec
 from farm.settings import FarmSettings
 from workers.contention import ContentionSampler
 from workers.gpu_contention import gpu_probe, gpu_summary
@@ -117,24 +117,31 @@ def use_compile_cache(backend: str, cache_dir: Path) -> str | None:
 
 
 def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str, Any]:
+    """Run the job (training or inference, by its ``mode``) and return what it measured."""
     import keras
 
     from workers.datasets import load_dataset
+    from workers.inference import DEFAULT_LATENCY_REQUESTS
 
     job = envelope.job
     workload = workloads.get(job.workload)
+    params = workload.validate_params(job.params)
+    spec = workload.data_spec(params)
     clock = PhaseClock()
     seed = job.seed_effective
+    inference = job.mode == "inference"
 
     with clock.phase("data"):
         ds = load_dataset(
-            workload.dataset,
+            spec,
             job.data,
             data_dir=settings.data_dir,
             cache_dir=settings.cache_dir,
             seed=seed,
             train_samples=job.train_samples,
-            test_samples=job.test_samples,
+            # Inference sends the test samples one by one: a whole test set at batch 1 would take hours on a
+            # large model, so it has its own default.
+            test_samples=job.test_samples or (DEFAULT_LATENCY_REQUESTS if inference else None),
             allow_download=settings.allow_download,
         )
         x_train, y_train = workload.prepare(ds.x_train, ds.y_train)
@@ -147,7 +154,6 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         seed_everything(seed, job.backend)
         if job.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16" if job.device == "gpu" else "mixed_bfloat16")
-        params = workload.validate_params(job.params)
         model, optimizer, loss = workload.build_model(params, tuple(ds.input_shape), ds.num_classes)
         model.compile(
             optimizer=optimizer,
@@ -156,39 +162,27 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
             steps_per_execution=job.steps_per_execution,
             jit_compile=job.jit_compile,
         )
+        size = model_size(model)
     emit({"event": "phase", "phase": "build", "s": clock.wall["build"]})
 
     timer = epoch_callback(emit, job.epochs)
-    validation = (x_test, y_test) if job.target_accuracy is not None else None
     sampler = IdleSampler().start()
     watch = ContentionSampler(gpu_probe=gpu_probe(job.device)).start()
     with clock.phase("train"):
-        if job.backend == "tensorflow" and job.input_pipeline == "farm":
-            model.fit(
-                tf_dataset(x_train, y_train, job.batch_size, seed),
-                epochs=job.epochs,
-                verbose=0,
-                shuffle=False,
-                callbacks=[timer],
-                validation_data=validation,
-                validation_batch_size=job.batch_size,
-            )
+        if inference:
+            measure_offline(model, x_train, job, seed, timer)
         else:
-            model.fit(
-                x_train,
-                y_train,
-                batch_size=job.batch_size,
-                epochs=job.epochs,
-                verbose=0,
-                shuffle=True,
-                callbacks=[timer],
-                validation_data=validation,
-                validation_batch_size=job.batch_size,
-            )
+            fit(model, x_train, y_train, (x_test, y_test) if job.target_accuracy is not None else None, job, timer)
     watch.stop()
     emit({"event": "trained"})  # the measured part is over: the supervisor may start the next job's process
     with clock.phase("eval"):
-        test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=job.batch_size, verbose=0)
+        if inference:
+            from workers.inference import single_stream
+
+            evaluated = single_stream(model, x_test, y_test, len(x_test))
+        else:
+            test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=job.batch_size, verbose=0)
+            evaluated = {"test_loss": float(test_loss), "test_accuracy": float(test_acc)}
     sampler.stop()
 
     epochs = timer.records
@@ -199,6 +193,10 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         "compile_cache": compile_cache,
         "framework_sees_gpu": True if job.device == "gpu" else None,
         "dataset_digest": ds.digest,
+        "data_name": spec.name,
+        "unit": workload.unit,
+        "tokens_per_sample": spec.tokens_per_sample,
+        **size,
         "train_samples_used": int(x_train.shape[0]),
         "test_samples_used": int(x_test.shape[0]),
         "epochs": epochs,
@@ -223,8 +221,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         else None,
         "train_loss": last.get("loss"),
         "train_accuracy": last.get("accuracy"),
-        "test_loss": float(test_loss),
-        "test_accuracy": float(test_acc),
+        **evaluated,
     }
     if job.target_accuracy is not None:
         elapsed = 0.0
@@ -233,6 +230,70 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
             if rec.get("val_accuracy") is not None and rec["val_accuracy"] >= job.target_accuracy:
                 out["epochs_to_target"], out["time_to_target_s"] = rec["epoch"], elapsed
                 break
+    return out
+
+
+def fit(model: Any, x: Any, y: Any, validation: tuple[Any, Any] | None, job: JobSpec, timer: Any) -> None:
+    """Train for ``job.epochs`` epochs through the job's input pipeline, timed by ``timer``."""
+    if job.backend == "tensorflow" and job.input_pipeline == "farm":
+        model.fit(
+            tf_dataset(x, y, job.batch_size, job.seed_effective),
+            epochs=job.epochs,
+            verbose=0,
+            shuffle=False,
+            callbacks=[timer],
+            validation_data=validation,
+            validation_batch_size=job.batch_size,
+        )
+    else:
+        model.fit(
+            x,
+            y,
+            batch_size=job.batch_size,
+            epochs=job.epochs,
+            verbose=0,
+            shuffle=True,
+            callbacks=[timer],
+            validation_data=validation,
+            validation_batch_size=job.batch_size,
+        )
+
+
+def measure_offline(model: Any, x: Any, job: JobSpec, seed: int, timer: Any) -> None:
+    """Inference's throughput passes through the job's input pipeline (the farm's tf.data pipeline, in
+    order, under TensorFlow; numpy straight into ``predict`` otherwise)."""
+    from workers.inference import offline_passes
+
+    if job.backend == "tensorflow" and job.input_pipeline == "farm":
+        offline_passes(model, tf_batches(x, job.batch_size), job.epochs, None, timer)
+    else:
+        offline_passes(model, x, job.epochs, job.batch_size, timer)
+
+
+def tf_batches(x: Any, batch_size: int) -> Any:
+    """Inference's input as a tf.data pipeline: the samples in order, batched, autotune off (see
+    :func:`tf_dataset`)."""
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    options.experimental_optimization.apply_default_optimizations = False
+    return tf.data.Dataset.from_tensor_slices(x).batch(batch_size).with_options(options).prefetch(1)
+
+
+def model_size(model: Any) -> dict[str, Any]:
+    """The model's parameter count and forward FLOPs per sample where every layer with weights can be counted
+    (:mod:`workers.flops`); a count that fails never fails the job."""
+    out: dict[str, Any] = {"param_count": int(model.count_params()), "flops_per_sample": None}
+    try:
+        from workers.flops import count_flops
+
+        flops = count_flops(model)
+        out["flops_per_sample"] = flops.forward_per_sample
+        if flops.uncounted:
+            out["flops_uncounted"] = sorted(set(flops.uncounted))
+    except Exception as e:  # noqa: BLE001 - an informative figure, never fatal
+        out["flops_uncounted"] = [f"{type(e).__name__}: {e}"]
     return out
 
 

@@ -228,9 +228,9 @@ _load_builtin()
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "MAX_PARAMETERS",
     "REAL_DATASETS",
     "DataSpec",
-    "MAX_PARAMETERS",
     "UnknownWorkload",
     "Workload",
     "WorkloadConflict",

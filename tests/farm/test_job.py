@@ -359,7 +359,7 @@ class _Params(BaseModel):
 def _workload(name: str) -> workloads.Workload:
     return workloads.Workload(
         name=name,
-        dataset="none",
+        dataset="cifar10",
         params_model=_Params,
         build_model=lambda p, shape, n: None,
         prepare=lambda x, y: (x, y),

@@ -1,5 +1,5 @@
 """Datasets for the workloads: real CIFAR-10 / Fashion-MNIST from their standard archives, or seeded synthetic
-data of the same shapes.
+data of any workload's shapes (:class:`farm.workloads.DataSpec`: images or token sequences).
 
 Real data is decoded once per machine into a memory-mapped cache (see :mod:`workers.datasets.cache`), so every
 job after the first starts without touching the archives. Nothing here imports Keras, TensorFlow, JAX or
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from farm.workloads.data import DataSpec
 from workers.datasets import cache, cifar10, fashion_mnist, synthetic
 from workers.datasets.fetch import DATASETS, DatasetInfo, DataUnavailable, locate
 
@@ -23,9 +24,10 @@ KINDS = ("real", "synthetic")
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing numpy arrays with == is elementwise, not a bool
 class Dataset:
-    """A loaded dataset: uint8 images and uint8 labels 0..9, plus a digest that names its content."""
+    """A loaded dataset: samples (uint8 images or int32 tokens) and uint8/int32 labels, plus a digest that
+    names its content."""
 
-    name: str
+    spec: DataSpec
     kind: str
     x_train: np.ndarray
     y_train: np.ndarray
@@ -34,8 +36,12 @@ class Dataset:
     digest: str
 
     @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
     def num_classes(self) -> int:
-        return DATASETS[self.name].num_classes
+        return self.spec.num_classes
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -77,7 +83,7 @@ def _load_real(
 
 
 def load_dataset(
-    name: str,
+    data: str | DataSpec,
     kind: str,
     *,
     data_dir: Path | None,
@@ -87,31 +93,37 @@ def load_dataset(
     test_samples: int | None = None,
     allow_download: bool = True,
 ) -> Dataset:
-    """Load ``name`` as ``kind`` ("real" or "synthetic"), keeping the first ``train_samples``/``test_samples``.
+    """Load ``data`` (a real dataset's name, or a workload's data spec) as ``kind`` ("real" or "synthetic"),
+    keeping the first ``train_samples``/``test_samples``.
 
     ``seed`` only affects synthetic data. Raises :class:`DataUnavailable` when real archives cannot be found
-    or downloaded, ValueError for an unknown name/kind or a corrupt archive.
+    or downloaded, ValueError for an unknown name/kind, a spec with no real dataset asked for real data, or a
+    corrupt archive.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+    if isinstance(data, str):
+        if data not in DATASETS:
+            raise ValueError(f"unknown dataset {data!r}; known: {', '.join(sorted(DATASETS))}")
+        data = DataSpec.of_real(data)
+    spec = data
     if kind not in KINDS:
         raise ValueError(f"unknown dataset kind {kind!r}; known: {', '.join(KINDS)}")
     for n, what in ((train_samples, "train_samples"), (test_samples, "test_samples")):
         if n is not None and n < 0:
             raise ValueError(f"{what} must be >= 0, got {n}")
-    info = DATASETS[name]
     if kind == "synthetic":
-        n_train = _cap(train_samples, info.train_size)
-        n_test = _cap(test_samples, info.test_size)
-        arrays = synthetic.generate(info, seed, n_train, n_test)
-        digest = synthetic.digest(name, seed, n_train, n_test)
+        n_train = _cap(train_samples, spec.train_size)
+        n_test = _cap(test_samples, spec.test_size)
+        arrays = synthetic.generate(spec, seed, n_train, n_test)
+        digest = synthetic.digest(spec.name, seed, n_train, n_test)
     else:
-        arrays, digest = _load_real(info, data_dir, Path(cache_dir), allow_download)
+        if spec.real is None:
+            raise ValueError(f"there is no real dataset of {spec.name} samples: use data: synthetic")
+        arrays, digest = _load_real(DATASETS[spec.real], data_dir, Path(cache_dir), allow_download)
     x_train, y_train, x_test, y_test = arrays
     n_train = _cap(train_samples, len(x_train))
     n_test = _cap(test_samples, len(x_test))
     return Dataset(
-        name=name,
+        spec=spec,
         kind=kind,
         x_train=x_train[:n_train],
         y_train=y_train[:n_train],

@@ -1,4 +1,7 @@
-"""Seeded random data with a real dataset's shapes and dtypes: benchmarks compute, not accuracy, offline.
+"""Seeded random data of a workload's shapes and dtypes: benchmarks compute, not accuracy, offline.
+
+Images are uint8 pixels in 0..255 (what a real dataset's archive holds, so a workload's ``prepare`` treats both
+alike); token sequences are int32 ids in 1..vocab_size-1 (0 is padding in Keras' conventions).
 
 Each of the four arrays has its own random stream (spawned from the seed), so capping the train set does not
 change the test set. Only the capped number of samples is generated.
@@ -10,7 +13,7 @@ import hashlib
 
 import numpy as np
 
-from workers.datasets.fetch import DatasetInfo
+from farm.workloads.data import DataSpec
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -20,15 +23,20 @@ def digest(name: str, seed: int, n_train: int, n_test: int) -> str:
     return hashlib.sha256(f"synthetic|{name}|{seed}|{n_train}|{n_test}".encode()).hexdigest()[:16]
 
 
-def generate(info: DatasetInfo, seed: int, n_train: int, n_test: int) -> Arrays:
-    """``(x_train, y_train, x_test, y_test)``: uint8 pixels in 0..255, uint8 labels in 0..num_classes-1."""
+def generate(spec: DataSpec, seed: int, n_train: int, n_test: int) -> Arrays:
+    """``(x_train, y_train, x_test, y_test)``: samples as the spec says, labels in 0..num_classes-1 (uint8
+    while they fit, as the real archives store them; int32 beyond 256 classes)."""
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
+    label_dtype = np.uint8 if spec.num_classes <= 256 else np.int32
 
     def images(rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.integers(0, 256, size=(n, *info.image_shape), dtype=np.uint8)
+        if spec.kind == "tokens":
+            assert spec.vocab_size is not None  # DataSpec checks it
+            return rng.integers(1, spec.vocab_size, size=(n, *spec.sample_shape), dtype=np.int32)
+        return rng.integers(0, 256, size=(n, *spec.sample_shape), dtype=np.uint8)
 
     def labels(rng: np.random.Generator, n: int) -> np.ndarray:
-        return rng.integers(0, info.num_classes, size=(n,), dtype=np.uint8)
+        return rng.integers(0, spec.num_classes, size=(n,), dtype=label_dtype)
 
     arrays = (
         images(streams[0], n_train),
