@@ -368,3 +368,23 @@ def test_import_does_not_pull_in_frameworks() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+
+
+def test_synthetic_data_of_any_spec(tmp_path: Path) -> None:
+    """A workload's own shapes: token sequences are int32 ids in 1..vocab-1; many classes need wider labels."""
+    from farm.workloads import DataSpec
+
+    tokens = DataSpec(sample_shape=(12,), num_classes=3, kind="tokens", vocab_size=50)
+    d = load_dataset(tokens, "synthetic", data_dir=None, cache_dir=tmp_path, seed=1, train_samples=40, test_samples=8)
+    assert d.x_train.shape == (40, 12) and d.x_train.dtype == np.int32
+    assert d.x_train.min() >= 1 and d.x_train.max() < 50
+    assert d.y_train.max() < 3 and d.num_classes == 3 and d.name == "tokens_12_v50_c3"
+    wide = DataSpec(sample_shape=(4, 4, 3), num_classes=1000)
+    w = load_dataset(wide, "synthetic", data_dir=None, cache_dir=tmp_path, train_samples=500, test_samples=1)
+    assert w.y_train.dtype == np.int32 and w.y_train.max() >= 256
+    # Different shapes are different data: their digests differ; a real dataset's shapes keep its old digest.
+    assert d.digest != w.digest
+    cifar = load_dataset(DataSpec.of_real("cifar10"), "synthetic", data_dir=None, cache_dir=tmp_path, train_samples=3)
+    assert cifar.digest == synthetic.digest("cifar10", 0, 3, 10_000)
+    with pytest.raises(ValueError, match="no real dataset of tokens_12_v50_c3"):
+        load_dataset(tokens, "real", data_dir=None, cache_dir=tmp_path)
