@@ -95,11 +95,22 @@ class FarmSide:
     def __exit__(self, *exc: object) -> None:
         self.farm.stop()
 
-    def run(self, samples: int, epochs: int, batch: int, backend: str, pipeline: str) -> dict:
+    def run(
+        self,
+        samples: int,
+        epochs: int,
+        batch: int,
+        backend: str,
+        pipeline: str,
+        workload: str = "cifar10_mlp",
+        params: dict | None = None,
+        mode: str = "train",
+        test_samples: int = 256,
+    ) -> dict:
         """Submit one job through the farm's own submit code and wait for its recorded result."""
         self.rounds += 1
         spec = {
-            "name": f"bench-{self.rounds}-{backend}-{pipeline}",
+            "name": f"bench-{self.rounds}-{backend}-{pipeline}-{mode}",
             "defaults": {
                 "backend": backend,
                 "device": self.device,
@@ -107,10 +118,11 @@ class FarmSide:
                 "epochs": epochs,
                 "batch_size": batch,
                 "train_samples": samples,
-                "test_samples": 256,
+                "test_samples": test_samples,
                 "input_pipeline": pipeline,
+                "mode": mode,
             },
-            "jobs": [{"workload": "cifar10_mlp"}],
+            "jobs": [{"workload": workload, "params": params or {}}],
         }
         sweep = load_sweep_data(spec, "benchmark")
         submit(sweep, self.farm.settings, store=self.store)
@@ -125,6 +137,8 @@ class FarmSide:
             "epochs": [e.wall_s for e in result.epochs],
             "contention": result.contention,
             "contended": result.contended,
+            "param_count": result.param_count,
+            "latency_p50_s": result.latency_p50_s,
         }
 
 
