@@ -60,6 +60,8 @@ def test_commands_registered() -> None:
     assert set(COMMANDS) == {
         "devices",
         "worker",
+        "workloads",
+        "history",
         "workers",
         "submit",
         "status",
