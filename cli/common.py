@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+from rich.text import Text
 
 from farm.errors import FarmUnavailable, SpecError, problems_from_validation
 from farm.output import OutputError
@@ -21,8 +24,92 @@ if TYPE_CHECKING:
     from farm.settings import FarmSettings
     from farm.store import Store
 
-console = Console()
-err_console = Console(stderr=True)
+
+class FarmConsole(Console):
+    """rich's Console, plain and complete off a terminal.
+
+    On a terminal it is rich as usual, except that a table's long value is folded onto more lines instead of cut
+    with ``…``. Written to a file, a pipe or a CI log (``is_terminal`` is False), nothing is
+    ever cut or squeezed to 80 columns: every line is printed as long as it is (no wrapping, no cropping), a
+    table becomes aligned columns of plain text (no box drawing, no ``…``), a progress bar a line of counts, and
+    a group its parts one after the other."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if self.is_terminal:
+            for table in _tables(objects):  # a narrow terminal folds a long value onto more lines; never cuts it
+                for column in table.columns:
+                    if column.overflow == "ellipsis":
+                        column.overflow = "fold"
+            super().print(*objects, **kwargs)
+            return
+        kwargs["soft_wrap"] = True  # no wrapping, no cropping: a line is as long as it is
+        kwargs.pop("width", None)
+        if not any(isinstance(o, (Table, Group, Progress)) for o in objects):
+            super().print(*objects, **kwargs)
+            return
+        for part in _plain_parts(objects):
+            if isinstance(part, Text):
+                super().print(part, **{k: v for k, v in kwargs.items() if k not in ("markup", "style")})
+            else:
+                super().print(part, **kwargs)
+
+
+def _tables(objects: Any) -> Any:
+    for o in objects:
+        if isinstance(o, Group):
+            yield from _tables(o.renderables)
+        elif isinstance(o, Table):
+            yield o
+
+
+def _plain_parts(objects: Any) -> Any:
+    """``objects`` with every table, group and progress bar replaced by plain text (markup resolved)."""
+    for o in objects:
+        if isinstance(o, Group):
+            yield from _plain_parts(o.renderables)
+        elif isinstance(o, Table):
+            yield Text(plain_table(o))
+        elif isinstance(o, Progress):
+            for task in o.tasks:
+                total = f"/{task.total:.0f}" if task.total is not None else ""
+                fields = "".join(f" {v}" for v in task.fields.values())
+                yield Text(f"{task.description} {task.completed:.0f}{total}{fields}")
+        else:
+            yield o
+
+
+def _plain(cell: Any) -> str:
+    if isinstance(cell, Text):
+        return cell.plain
+    if isinstance(cell, str):
+        try:
+            return Text.from_markup(cell).plain
+        except Exception:  # noqa: BLE001 - not markup after all: the text as it is
+            return cell
+    return str(cell)
+
+
+def plain_table(table: Table) -> str:
+    """A rich table as plain text: its title on a line, then the header and rows as columns separated by two
+    spaces, each column as wide as its widest cell (nothing truncated, no box drawing); numbers and other
+    right-justified columns are aligned right."""
+    columns = table.columns
+    cells = [[_plain(c.header)] + [_plain(v) for v in c.cells] for c in columns]
+    widths = [max((len(v) for v in col), default=0) for col in cells]
+    lines = []
+    if table.title:
+        lines.append(_plain(table.title))
+    for r in range(max((len(col) for col in cells), default=0)):
+        row = []
+        for col, width, column in zip(cells, widths, columns, strict=True):
+            value = col[r] if r < len(col) else ""
+            row.append(value.rjust(width) if column.justify == "right" and r else value.ljust(width))
+        lines.append("  ".join(row).rstrip())
+    return "\n".join(lines)
+
+
+console = FarmConsole()
+err_console = FarmConsole(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,9 +157,9 @@ def friendly_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except SpecError as e:
-            err_console.print(f"[bold red]error:[/] {len(e.problems)} problem(s)", highlight=False)
-            for line in str(e).splitlines():
-                err_console.print(f"  {line}", highlight=False, markup=False)
+            err_console.print(f"[bold red]error:[/] {len(e.problems)} problem(s)", highlight=False, soft_wrap=True)
+            for line in str(e).splitlines():  # one line per problem, never wrapped mid-sentence
+                err_console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
         except (FarmUnavailable, OutputError) as e:
             error_line(str(e))
@@ -93,6 +180,10 @@ def outage(e: BaseException) -> str | None:
     imported: an error of theirs means they are loaded."""
     redis_errors = sys.modules.get("redis.exceptions")
     kombu_errors = sys.modules.get("kombu.exceptions")
+    if redis_errors and isinstance(e, redis_errors.InvalidResponse):
+        return f"the broker's replies stopped making sense mid-command (is it still Redis?): {e}"
+    if redis_errors and isinstance(e, redis_errors.ResponseError) and str(e).startswith(_REFUSALS):
+        return f"Redis refused the farm's command (credentials or permissions): {e}"
     if redis_errors and isinstance(e, redis_errors.TimeoutError):
         return f"Redis did not answer in time, mid-command ({e}); is the server stopped or overloaded?"
     if redis_errors and isinstance(e, redis_errors.ConnectionError):
@@ -100,6 +191,9 @@ def outage(e: BaseException) -> str | None:
     if kombu_errors and isinstance(e, kombu_errors.OperationalError):
         return f"the broker failed mid-command: {e}"
     return None
+
+
+_REFUSALS = ("NOAUTH", "WRONGPASS", "NOPERM", "Authentication")
 
 
 def error_line(msg: str) -> None:

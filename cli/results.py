@@ -18,12 +18,16 @@ REPORT_SHOWN = [
     ("batch_size", "batch"),
     ("device_name", "device name"),
     ("n", "n"),
-    ("steady_epoch_s_median", "epoch s (median)"),
+    ("steady_epoch_s_median", "epoch s"),
     ("steady_samples_per_s_median", "samples/s (median)"),
-    ("steady_samples_per_s_iqr", "IQR"),
+    ("steady_samples_per_s_ci", "95% CI"),
     ("test_accuracy_median", "test acc"),
     ("speedup_vs_cpu", "GPU/CPU"),
+    ("flags", "flags"),
 ]
+"""The printed report's columns (report column or a derived one, title). The throughput's title names the
+workloads' unit when they share one (``images/s (median)``); ``95% CI`` is the bootstrap interval of that median;
+``flags`` says which cells not to read as solid: ``unstable`` (too wide a spread), outliers and stalls."""
 #: The marker column, shown after ``n`` only when some cell has contended repeats (a quiet sweep's table stays
 #: as narrow as before).
 CONTENDED_TITLE = "contended"
@@ -64,19 +68,44 @@ def contended_marker(rec: dict, included: bool) -> str:
     return mark
 
 
-def report_table(report: pd.DataFrame, include_contended: bool = False) -> Table:
-    """The report's headline columns, one row per cell; a ``contended`` column marks cells with contended
-    repeats when there are any (``n`` is what the statistics rest on, so it reads with that mark)."""
-    table = Table(title="report: one row per sweep cell (steady state: epochs after the first)", title_justify="left")
+def ci_text(low: object, high: object) -> str:
+    """A confidence interval as ``low–high`` in the table's number format; empty when it has no bounds."""
+    lo, hi = _fmt(low), _fmt(high)
+    return f"{lo}–{hi}" if lo and hi else ""
+
+
+def report_table(report: pd.DataFrame, include_contended: bool = False, results: pd.DataFrame | None = None) -> Table:
+    """The report's headline columns, one row per cell: the median steady throughput with its 95% CI and the
+    cell's flags (unstable, outliers, stalls: counted from ``results`` when given); a ``contended`` column marks
+    cells with contended repeats when there are any (``n`` is what the statistics rest on, so it reads with that
+    mark)."""
+    from farm.summary_md import cell_flags, cell_stalls, throughput_unit
+
+    table = Table(
+        title="report: one row per sweep cell; medians over its repeats, steady state (epochs after the first)",
+        title_justify="left",
+    )
     marked = "n_contended" in report.columns and bool((report["n_contended"].fillna(0) > 0).any())
+    unit = throughput_unit(report)
+    stalls = cell_stalls(report, results)
     for col, title in REPORT_SHOWN:
-        table.add_column(title)
+        if col == "steady_samples_per_s_median":
+            title = f"{unit or 'samples'}/s (median)"
+        right = col not in ("workload", "device", "backend", "device_name", "flags")
+        table.add_column(title, justify="right" if right else "left")
         if marked and col == "n":
             table.add_column(CONTENDED_TITLE)
-    for rec in report.to_dict("records"):
+    for rec, stall in zip(report.to_dict("records"), stalls, strict=True):
         row = []
         for col, _ in REPORT_SHOWN:
-            row.append(_fmt(rec.get(col)))
+            if col == "steady_samples_per_s_ci":
+                row.append(ci_text(rec.get("steady_samples_per_s_ci_low"), rec.get("steady_samples_per_s_ci_high")))
+            elif col == "flags":
+                row.append(cell_flags(rec, stall))
+            elif col == "steady_samples_per_s_median" and unit is None and rec.get("unit"):
+                row.append(f"{_fmt(rec.get(col))} {rec['unit']}/s" if _fmt(rec.get(col)) else "")
+            else:
+                row.append(_fmt(rec.get(col)))
             if marked and col == "n":
                 row.append(contended_marker(rec, include_contended))
         table.add_row(*row)
@@ -116,18 +145,46 @@ def warn_pooled_software(report: pd.DataFrame) -> None:
         )
 
 
-def print_report(report: pd.DataFrame, *, included: bool, keep: str, sweeps: list[str]) -> None:
-    """The report as ``farm report`` and ``farm run`` show it, one way for both: the table of cells, the line
-    on contended repeats (``keep``: how to keep them where this is shown), the warning on pooled software, then
-    the GPU-over-CPU speedups when there are any."""
+def print_report(
+    report: pd.DataFrame, *, included: bool, keep: str, sweeps: list[str], results: pd.DataFrame | None = None
+) -> None:
+    """The report as ``farm report`` and ``farm run`` show it, one way for both: the table of cells (flags
+    counted from ``results`` when given), the line on contended repeats (``keep``: how to keep them where this
+    is shown), the warning on pooled software, then the GPU-over-CPU speedups when there are any."""
     from farm.report import speedups
 
-    console.print(report_table(report, included))
+    console.print(report_table(report, included, results))
     print_contended(int(report["n_contended"].sum()), included=included, keep=keep, sweeps=sweeps)
     warn_pooled_software(report)
     ups = speedups(report)
     if len(ups):
-        console.print(ups.to_string(index=False))
+        console.print(speedup_table(ups))
+
+
+def speedup_table(ups: pd.DataFrame) -> Table:
+    """The headline, one row per GPU cell with a CPU counterpart: both medians, the speedup and its 95% CI.
+    The parameters are shown only where one workload ran with several (the CSV has them all)."""
+    varies = "params" in ups.columns and bool((ups.groupby("workload")["params"].nunique() > 1).any())
+    head = ["workload", *(["params"] if varies else []), "backend", "batch_size"]
+    head += [c for c in ups.columns if c not in (*head, "params", "device_name") and not c.startswith(_SPEEDUP_DATA)]
+    table = Table(title="GPU over CPU: steady throughput, median over repeats", title_justify="left")
+    for col in head:
+        table.add_column("batch" if col == "batch_size" else col, justify="right" if col == "batch_size" else "left")
+    for title in ("device name", "CPU /s", "GPU /s", "GPU/CPU", "95% CI"):
+        table.add_column(title, justify="left" if title == "device name" else "right")
+    for rec in ups.to_dict("records"):
+        table.add_row(
+            *(_fmt(rec.get(c)) for c in head),
+            _fmt(rec.get("device_name")),
+            _fmt(rec.get("cpu_samples_per_s_median")),
+            _fmt(rec.get("gpu_samples_per_s_median")),
+            _fmt(rec.get("speedup_vs_cpu")),
+            ci_text(rec.get("speedup_vs_cpu_ci_low"), rec.get("speedup_vs_cpu_ci_high")),
+        )
+    return table
+
+
+_SPEEDUP_DATA = ("cpu_samples", "gpu_samples", "speedup_vs_cpu")
 
 
 def frames_for(store: Store, sweep_id: str) -> pd.DataFrame:
@@ -163,7 +220,11 @@ def results_cmd(
 def report_cmd(
     sweep_id: str = typer.Argument(None, help="Sweep id, prefix or name (default: the latest)."),
     output: Path = typer.Option(
-        None, "-o", "--output", help="Write the report to this file (.csv, .json, .md, .parquet), whole or not at all."
+        None,
+        "-o",
+        "--output",
+        help="Write the report to this file, whole or not at all: .csv, .json or .parquet hold every statistic of "
+        "every cell, .md a summary to read.",
     ),
     ratio_by: str = typer.Option(
         None,
@@ -198,9 +259,15 @@ def report_cmd(
         except ValueError as e:
             fail(str(e))
     if output:
-        write_frame(report, output)
+        if output.suffix.lower() == ".md":  # a person's summary; .csv/.json/.parquet hold every statistic
+            from cli.run import report_title
+            from farm.summary_md import write_summary_md
+
+            write_summary_md(output, report, frame, title=report_title(frame))
+        else:
+            write_frame(report, output)
         console.print(f"wrote {len(report)} cells to {output}")
-    print_report(report, included=include_contended, keep="--include-contended", sweeps=[sid])
+    print_report(report, included=include_contended, keep="--include-contended", sweeps=[sid], results=frame)
     if ratio_table is not None:
         shown = [
             "workload",

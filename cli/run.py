@@ -11,10 +11,13 @@ from rich.live import Live
 
 from cli.common import BrokerOption, console, err_console, fail, friendly_errors, settings
 from cli.results import contended_line, frames_for, print_report
-from cli.status import render
+from cli.status import progress_line, render
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from farm.local import LocalFarm
+    from farm.store import Store
 
 OUTPUT_FILES = ("results.csv", "report.csv", "report.md")
 """What ``farm run`` leaves in its output directory (besides logs and the embedded Redis' data)."""
@@ -33,26 +36,55 @@ def make_output_dir(output: Path) -> None:
 
 
 def write_outputs(df: pd.DataFrame, report: pd.DataFrame, output: Path, note: str | None = None) -> None:
-    """results.csv (one row per job), report.csv and report.md (one row per cell), each written whole or not
-    at all (farm.output): a full disk never leaves a truncated file that reads as a shorter sweep. ``note``
-    (say, that contended repeats were left out) follows report.md's table, so the file read alone says what
-    its ``n`` counts; the CSV stays a plain table for scripts."""
-    from farm.output import write_atomic, write_frame
+    """results.csv (one row per job) and report.csv (one row per cell, every statistic), then report.md (the
+    summary a person reads: farm.summary_md), each written whole or not at all (farm.output): a full disk never
+    leaves a truncated file that reads as a shorter sweep. ``note`` (say, that contended repeats were left out)
+    follows report.md's table, so the file read alone says what its ``n`` counts; the CSVs stay plain tables for
+    scripts."""
+    from farm.output import write_frame
+    from farm.summary_md import write_summary_md
 
     for name, frame in zip(OUTPUT_FILES[:2], (df, report), strict=True):
         write_frame(frame, output / name)
-    md = output / OUTPUT_FILES[2]
-    if note is None:
-        write_frame(report, md)
-        return
-    from farm.report import write_frame as render
+    write_summary_md(output / OUTPUT_FILES[2], report, df, title=report_title(df), note=note)
 
-    def fill(tmp: Path) -> None:
-        render(report, tmp)
-        with open(tmp, "a", encoding="utf-8") as fh:
-            fh.write(f"\n{note}\n")
 
-    write_atomic(md, fill)
+def report_title(df: pd.DataFrame) -> str:
+    """``Benchmark report: SWEEP`` for the sweep(s) whose results ``df`` holds."""
+    sweeps = sorted({str(s) for s in df["sweep_id"].dropna()}) if "sweep_id" in df.columns else []
+    return f"Benchmark report: {', '.join(sweeps)}" if sweeps else "Benchmark report"
+
+
+def watch(store: Store, sweep_id: str, local_queues: set[str], farm: LocalFarm, output: Path, started: float) -> None:
+    """Follow the sweep until every job this machine can run has ended: on a terminal a live view, off one (a
+    file, a CI log) a progress line every few seconds (done/running/queued, elapsed, ETA) and one at the end.
+    Fails in one line when every local worker has died."""
+    from farm.progress import PROGRESS_LINE_S, TERMINAL_STATES, sweep_progress
+
+    live = Live(console=console, refresh_per_second=2) if console.is_terminal else None
+    last_line = 0.0
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            progress = sweep_progress(store, sweep_id)
+            elapsed = time.time() - started
+            local_jobs = [j for j in progress.jobs if j.queue in local_queues]
+            finished = all(j.state in TERMINAL_STATES for j in local_jobs)
+            if live is not None:
+                live.update(render(progress, elapsed))
+            elif finished or time.monotonic() - last_line >= PROGRESS_LINE_S:
+                console.print(progress_line(progress, elapsed), markup=False, highlight=False)
+                last_line = time.monotonic()
+            if finished:
+                break
+            dead = farm.check_workers()
+            if dead and len(dead) == len(farm.procs):
+                fail(f"every local worker died ({'; '.join(dead)}); see {output / 'logs'}", code=1)
+            time.sleep(1.0)
+    finally:
+        if live is not None:
+            live.stop()  # on a terminal, rich ends the view's last line: the report starts on a line of its own
 
 
 @friendly_errors
@@ -85,7 +117,7 @@ def run_cmd(
     from farm import workloads
     from farm.fingerprint import query_nvidia_smi
     from farm.local import LocalFarm, shared_machine_warning
-    from farm.progress import TERMINAL_STATES, sweep_progress
+    from farm.progress import TERMINAL_STATES
     from farm.queue import tag_queue
     from farm.report import aggregate
     from farm.routing import cpu_tags, gpu_tags, with_plugins
@@ -102,7 +134,7 @@ def run_cmd(
     plugins = workloads.plugin_names()  # the local workers have them too
     tags = cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]
     local_queues = {tag_queue(t) for t in with_plugins(tags, plugins)}
-    started = time.monotonic()
+    started = time.time()
     warning = shared_machine_warning(workers, len(gpus))
     if warning:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
@@ -114,17 +146,7 @@ def run_cmd(
             + (f", {outcome.already} already queued or done" if outcome.already else "")
             + (f", {outcome.skipped} skipped (no such device here)" if outcome.skipped else "")
         )
-        with Live(console=console, refresh_per_second=2) as live:
-            while True:
-                progress = sweep_progress(store, outcome.sweep_id)
-                live.update(render(progress))
-                local_jobs = [j for j in progress.jobs if j.queue in local_queues]
-                if all(j.state in TERMINAL_STATES for j in local_jobs):
-                    break
-                dead = farm.check_workers()
-                if dead and len(dead) == len(farm.procs):
-                    fail(f"every local worker died ({'; '.join(dead)}); see {output / 'logs'}", code=1)
-                time.sleep(1.0)
+        watch(store, outcome.sweep_id, local_queues, farm, output, started)
         df = frames_for(store, outcome.sweep_id)
     report = aggregate(df)  # contended repeats left out: `farm report --include-contended` keeps them
     keep = f"`farm report {outcome.sweep_id} --include-contended`"
@@ -138,6 +160,6 @@ def run_cmd(
             f"({', '.join(sorted(set(skipped['device'])))}): not run here[/]"
         )
     console.print(
-        f"done in {time.monotonic() - started:.0f} s; wrote {output / 'results.csv'}, "
+        f"done in {time.time() - started:.0f} s; wrote {output / 'results.csv'}, "
         f"{output / 'report.csv'}, {output / 'report.md'}"
     )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Group
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, open_store, print_json
@@ -30,9 +30,52 @@ if TYPE_CHECKING:
     from farm.store import Store
 
 
-def render(progress: SweepProgress) -> Group:
+def clock(seconds: float | None) -> str:
+    """``h:mm:ss``; ``?`` when not known."""
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "?"
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def elapsed_since(progress: SweepProgress, started: float | None = None) -> float | None:
+    """Seconds since ``started`` (a ``time.time()``), else since the sweep was submitted; None if unknown."""
+    since = started if started is not None else progress.submitted_at
+    return None if since is None else max(0.0, time.time() - since)
+
+
+def timing(progress: SweepProgress, elapsed_s: float | None) -> str:
+    """``elapsed 0:01:23, ETA 0:00:40`` (the ETA at the pace of the jobs finished so far; left out once every
+    runnable job has finished, ``?`` before the first has)."""
+    text = f"elapsed {clock(elapsed_s)}"
+    if progress.finished < progress.runnable:
+        text += f", ETA {clock(progress.eta_s(elapsed_s) if elapsed_s is not None else None)}"
+    return text
+
+
+def progress_line(progress: SweepProgress, elapsed_s: float | None) -> str:
+    """One plain line for logs: jobs done/running/queued of those that can run, elapsed time and ETA."""
+    done = progress.finished
+    failed = sum(progress.counts.get(s, 0) for s in ("failed", "timed_out", "cancelled"))
+    waiting = sum(progress.counts.get(s, 0) for s in ("queued", "lost"))
+    line = (
+        f"{progress.sweep_id}: {done}/{progress.runnable} jobs done"
+        + (f" ({failed} failed)" if failed else "")
+        + f", {progress.counts.get('running', 0)} running, {waiting} queued; {timing(progress, elapsed_s)}"
+    )
+    if progress.not_enqueued:
+        line += f"; {progress.not_enqueued} not sent (no device for them here)"
+    return line
+
+
+def render(progress: SweepProgress, elapsed_s: float | None = None) -> Group:
+    """The sweep's table of jobs, its counts and what waits for whom, and a bar of the jobs that can run (those
+    never sent to a queue, like the GPU jobs ``farm run`` skips on a CPU machine, are not counted against it)
+    with the time elapsed (``elapsed_s``; default: since the sweep was submitted) and an ETA."""
+    if elapsed_s is None:
+        elapsed_s = elapsed_since(progress)
     table = Table(
-        title=f"{progress.sweep_id} — {progress.finished}/{progress.total} finished, "
+        title=f"{progress.sweep_id} — {progress.finished}/{progress.runnable} finished, "
         f"{progress.live_workers} live worker(s)",
         title_justify="left",
     )
@@ -64,14 +107,16 @@ def render(progress: SweepProgress) -> Group:
         parts.append(f"… and {len(order) - MAX_ROWS} more jobs (use --json for all)")
     counts = ", ".join(f"{k} {v}" for k, v in sorted(progress.counts.items()))
     parts.append(f"states: {counts}")
+    if progress.not_enqueued:
+        parts.append(f"{progress.not_enqueued} job(s) not sent to any queue (no device for them here): not counted")
     for queue, n in sorted(progress.unserved_queues.items()):
         parts.append(f"[yellow]{n} job(s) on {queue} wait: no live worker serves {queue}[/]")
     for name, reason in sorted(progress.quarantined.items()):
         parts.append(f"[red]worker {name} stopped taking jobs: {reason}[/]")
     if progress.rejected_messages:
         parts.append(rejected_line(progress))
-    bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    bar.add_task("sweep", total=progress.total or 1, completed=progress.finished)
+    bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[timing]}"))
+    bar.add_task("sweep", total=progress.runnable or 1, completed=progress.finished, timing=timing(progress, elapsed_s))
     parts.append(bar)
     errors = [j for j in progress.jobs if j.error and j.state in ("failed", "timed_out")][:5]
     for j in errors:
@@ -123,6 +168,9 @@ def status_cmd(
     from rich.live import Live
 
     gc.enable()  # `farm` runs short commands without the collector (cli.main); watching may last hours
+    if not console.is_terminal:  # a log: a progress line every few seconds, then the final view
+        watch_lines(store, sid, interval)
+        return
     with Live(render(sweep_progress(store, sid)), console=console, refresh_per_second=4) as live:
         while True:
             try:
@@ -135,6 +183,29 @@ def status_cmd(
             if progress.settled():
                 break
             time.sleep(interval)
+
+
+def watch_lines(store: Store, sid: str, interval: float) -> None:
+    """``farm status --watch`` off a terminal: a progress line at most every PROGRESS_LINE_S seconds (and when a
+    job finishes) until the sweep has settled, then the sweep's view once, plain."""
+    from farm.progress import PROGRESS_LINE_S, sweep_progress
+
+    last_at, last_done = 0.0, -1
+    while True:
+        try:
+            progress = sweep_progress(store, sid)
+        except Exception as e:  # noqa: BLE001 - Redis restarting: keep watching, reconnect by itself
+            console.print(f"lost the store ({e}); retrying…", markup=False, highlight=False)
+            time.sleep(interval)
+            continue
+        settled = progress.settled()
+        if settled or time.monotonic() - last_at >= PROGRESS_LINE_S or progress.finished != last_done:
+            console.print(progress_line(progress, elapsed_since(progress)), markup=False, highlight=False)
+            last_at, last_done = time.monotonic(), progress.finished
+        if settled:
+            break
+        time.sleep(interval)
+    console.print(render(progress))
 
 
 def resolve(store: Store, sweep_id: str | None) -> str:

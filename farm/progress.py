@@ -18,6 +18,9 @@ from farm.store import Store
 
 TERMINAL_STATES = frozenset(s.value for s in JobStatus if s.terminal)
 
+PROGRESS_LINE_S = 5.0
+"""Off a terminal, how often a watching command prints a progress line (a terminal gets a live view instead)."""
+
 
 @dataclass
 class JobProgress:
@@ -50,10 +53,32 @@ class SweepProgress:
     """How many messages workers have refused in all (farm-wide, not only this sweep's queues)."""
     latest_rejection: dict[str, Any] | None = None
     """The newest refusal kept in the store: at, worker, queue, reason, size, raw (an excerpt)."""
+    submitted_at: float | None = None
+    """When the sweep was first submitted (epoch seconds, from its manifest), if the manifest says."""
 
     @property
     def total(self) -> int:
         return len(self.jobs)
+
+    @property
+    def not_enqueued(self) -> int:
+        """Jobs never sent to a queue: ``farm run`` skips those for devices its machine lacks."""
+        return self.counts.get(NOT_ENQUEUED, 0)
+
+    @property
+    def runnable(self) -> int:
+        """The jobs a progress bar counts: every job that was sent to a queue (skipped ones are not)."""
+        return self.total - self.not_enqueued
+
+    def eta_s(self, elapsed_s: float) -> float | None:
+        """Seconds until the runnable jobs have all finished, at the pace of those finished in ``elapsed_s``;
+        None before the first has finished (no pace to go by), 0 when none is left."""
+        left = self.runnable - self.finished
+        if left <= 0:
+            return 0.0
+        if self.finished <= 0 or elapsed_s <= 0:
+            return None
+        return elapsed_s / self.finished * left
 
     @property
     def finished(self) -> int:
@@ -74,6 +99,8 @@ class SweepProgress:
             "name": self.name,
             "total": self.total,
             "finished": self.finished,
+            "runnable": self.runnable,
+            "submitted_at": self.submitted_at,
             "counts": self.counts,
             "unserved_queues": self.unserved_queues,
             "live_workers": self.live_workers,
@@ -138,6 +165,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
         unserved_queues=dict(unserved),
         live_workers=len(workers),
         quarantined={w["name"]: w["quarantined"] for w in workers if w.get("quarantined")},
+        submitted_at=_num(str(manifest.get("submitted_at", ""))),
         **rejections(store),
     )
 

@@ -71,7 +71,10 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
     try:
         client.ping()
     except redis.AuthenticationError as e:
-        raise FarmUnavailable(f"Redis at {where} refused the credentials: {e}") from None
+        hint = "" if "@" in where else " (the server wants a password: redis://:PASSWORD@host:port/0)"
+        raise FarmUnavailable(f"Redis at {where} refused the credentials: {e}{hint}") from None
+    except (redis.InvalidResponse, redis.ResponseError) as e:  # a reply that is not Redis' (HTTP, SSH, …)
+        raise FarmUnavailable(not_redis(where, e)) from None
     except redis.TimeoutError as e:
         if "connecting" not in str(e):  # connected, then no reply: redis-py says "Timeout reading from ..."
             raise FarmUnavailable(
@@ -84,6 +87,9 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
             "default."
         ) from None
     except (redis.ConnectionError, OSError) as e:
+        tls = tls_trouble(settings.broker_url, e)
+        if tls:
+            raise FarmUnavailable(f"cannot reach Redis at {where}: {tls}") from None
         raise FarmUnavailable(
             f"cannot reach Redis at {where}: {str(e).rstrip('.')}. Start a Redis server, "
             "set FARM_BROKER_URL or pass --broker, or use `farm run` for the embedded "
@@ -91,6 +97,32 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
         ) from None
     client.set_retry(retry)  # from here on, commands ride out a blip as before
     return client
+
+
+def not_redis(where: str, e: BaseException) -> str:
+    """One line for a service on the broker's port that does not speak Redis (or refuses the farm's commands)."""
+    if isinstance(e, redis.ResponseError) and not isinstance(e, redis.InvalidResponse):
+        return f"Redis at {where} refused the farm's first command: {str(e).splitlines()[0][:200]}"
+    return (
+        f"the service at {where} does not speak the Redis protocol ({str(e).splitlines()[0][:200]}): "
+        "is it the right host and port? Set FARM_BROKER_URL or pass --broker"
+    )
+
+
+def tls_trouble(url: str, e: BaseException) -> str | None:
+    """What a failed connection says about TLS, in words: a ``rediss://`` URL to a server without TLS, or a plain
+    ``redis://`` URL to a server that wants TLS; None when TLS is not the trouble."""
+    text = str(e).rstrip(".")
+    if url.startswith("rediss://"):
+        if "SSL" in text or "TLS" in text or "EOF" in text or "certificate" in text:
+            return (
+                f"the TLS handshake failed ({text[:200]}): does the server speak TLS on that port? "
+                "Use redis:// for a server without TLS"
+            )
+        return None
+    if "Connection closed by server" in text:
+        return "the server closed the connection at once: if it wants TLS, use a rediss:// URL"
+    return None
 
 
 T = TypeVar("T")
@@ -204,14 +236,7 @@ class Store:
             self.r.delete(*[self.k("state", j) for j in ids])
 
     def set_state(self, job_id: str, state: JobStatus, **fields: Any) -> None:
-        self.r.hset(
-            self.k("state", job_id),
-            mapping={
-                "state": state.value,
-                "updated_at": time.time(),
-                **{k: ("" if v is None else v) for k, v in fields.items()},
-            },
-        )
+        self.r.hset(self.k("state", job_id), mapping=_state_fields(state, **fields))
 
     def update_progress(self, job_id: str, **fields: Any) -> None:
         self.r.hset(
@@ -236,9 +261,14 @@ class Store:
         """Write a job's result once; False (and nothing written) if it already has one or, when
         ``generation`` is given (a worker's lease, see ``farm.ledger``), if the job has been taken over since.
 
-        The result (``SET NX``), its compact row and the row's shared part go in one ``MULTI``, watched on the
-        result key and the job's generation: a row exists exactly when its result does, and describes that
-        result; a worker that lost its lease, however late it wakes up, cannot write."""
+        The result (``SET NX``), its compact row, the row's shared part, the job's final state and its leaving
+        the running set go in one ``MULTI``, watched on the result key and the job's generation: a row exists
+        exactly when its result does, and describes that result; the state never says ``running`` beside a
+        result; a worker that lost its lease, however late it wakes up, cannot write.
+
+        Safe to repeat: a write whose reply was lost (Redis killed after the ``EXEC`` reached its append-only
+        file, before it answered) and that is tried again finds this very result stored and returns True, so
+        the worker does not log a recorded result as dropped."""
         key = self.k("result", result.job_id)
         gen_key = self.k("gen", result.job_id)
         record = result.model_dump_json()
@@ -249,24 +279,29 @@ class Store:
 
         def write(pipe: redis.client.Pipeline) -> bool:
             nonlocal fenced
+            existing = pipe.get(key)
+            if existing == record:  # this very write went through before (its reply was lost): done
+                return True
             if generation is not None and pipe.get(gen_key) != str(generation):
                 fenced = True  # another holder took the job over: its run is the one that counts
                 return False
-            if pipe.exists(key):  # recorded already (a job that ran twice): the first result stands
+            if existing is not None:  # recorded already (a job that ran twice): the first result stands
                 return False
+            now = time.time()
             pipe.multi()
             pipe.set(key, record, nx=True)
             pipe.set(self.k("row", result.job_id), row)
             pipe.hsetnx(self.k("rowparts"), ref, part)
+            pipe.hset(
+                self.k("state", result.job_id),
+                mapping=_state_fields(result.status, worker=result.worker, error=result.error, finished_at=now),
+            )
+            pipe.srem(self.k("running"), result.job_id)
             return True
 
         watched = (key, gen_key) if generation is not None else (key,)
         written = _transaction(self.r, write, *watched)
-        if written:
-            self.set_state(
-                result.job_id, result.status, worker=result.worker, error=result.error, finished_at=time.time()
-            )
-        if not fenced:
+        if not written and not fenced:
             self.r.srem(self.k("running"), result.job_id)
         return bool(written)
 
@@ -466,6 +501,11 @@ for i = 1, #KEYS, 4 do
 end
 return moved
 """
+
+
+def _state_fields(state: JobStatus, **fields: Any) -> dict[str, Any]:
+    """A job's state hash fields for ``state`` (None values stored as empty strings), stamped now."""
+    return {"state": state.value, "updated_at": time.time(), **{k: ("" if v is None else v) for k, v in fields.items()}}
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

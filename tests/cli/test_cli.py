@@ -286,6 +286,7 @@ cli.main.main()
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update({k: v for k, v in seeded["env"].items() if v is not None})
+    env["TTY_COMPATIBLE"] = "1"  # rich treats the pipe as a terminal: the live view, not progress lines
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "collector True" in out.stdout

@@ -1,0 +1,328 @@
+"""``report.md``: the report as a person reads it — a short table of what matters per cell, and how to read it.
+
+The full report (every statistic of every cell) stays in ``report.csv``; this is the summary ``farm run`` writes
+beside it and ``farm report -o x.md`` writes: workload, device, backend, batch, device name, ``n``, the median
+steady throughput (its unit in the header: ``images/s``) with its 95% CI, the first epoch's time, the test
+accuracy, the GPU-over-CPU speedup with its CI, and the cell's flags (``unstable``, outliers, stalls, contended
+repeats); integers printed as integers; then a "How to read this" paragraph, which says among other things that
+an accuracy near 1/classes on synthetic data is chance level, as expected.
+
+pandas and numpy only: no framework, no rich, no Redis (the submit side writes it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "cell_flags",
+    "cell_stalls",
+    "fmt_number",
+    "summary_frame",
+    "summary_markdown",
+    "throughput_unit",
+    "write_summary_md",
+]
+
+#: Cell columns always shown (title), in order; other cell columns are shown only when they vary.
+SHOWN = [
+    ("workload", "workload"),
+    ("device", "device"),
+    ("backend", "backend"),
+    ("batch_size", "batch"),
+    ("device_name", "device name"),
+]
+#: Cell columns that may tell cells apart besides the shown ones, shown (with these titles) when they vary.
+VARYING = [
+    ("mode", "mode"),
+    ("epochs", "epochs"),
+    ("data", "data"),
+    ("train_samples", "train samples"),
+    ("steps_per_execution", "steps/exec"),
+    ("jit_compile", "jit"),
+    ("mixed_precision", "mixed precision"),
+    ("input_pipeline", "pipeline"),
+]
+
+HOW_TO_READ = """\
+## How to read this
+
+- **One row per sweep cell**: a workload with its settings on one kind of hardware. `n` is the number of
+  repeats the figures rest on; repeats measured while other processes used the machine are not among them
+  (*flags* counts them as `contended`).
+- **Throughput** is the median over the repeats of the *steady* epochs (every epoch after the first, which
+  also holds tracing and compilation: that one is *first epoch s*). **95% CI** is the bootstrap confidence
+  interval of that median: where two cells' intervals overlap, the table does not show a difference between
+  them.
+- **GPU/CPU** is the GPU cell's median throughput over that of the CPU cell with the same settings, with its
+  95% CI.
+- **Flags**: `unstable` — the repeats scatter too much (a spread over 10%, or a CI wider than ±10% of the
+  median) to trust the median: run more repeats on a quiet machine; `outliers` — repeats far from the others
+  (modified z-score over 3.5); `stalls` — epochs where training sat idle waiting for its input; `contended` —
+  repeats not counted because the machine was busy.
+- **Test accuracy** is measured on the test split after training. On synthetic data (random inputs and
+  labels, `data: synthetic`) there is nothing to learn: an accuracy near 1/classes (≈10% for 10 classes) is
+  chance level and expected — such a sweep measures speed, not learning.
+- Every statistic of every cell (quartiles, IQR, mean, std, cv, the epoch times and more) is in `report.csv`;
+  one row per job in `results.csv`.
+"""
+
+
+# ---------------------------------------------------------------------------------------------------- values
+def _missing(v: Any) -> bool:
+    if v is None or v is pd.NA:
+        return True
+    try:
+        return bool(isinstance(v, (float, np.floating)) and math.isnan(v))
+    except TypeError:
+        return False
+
+
+def fmt_number(v: Any, digits: int = 4) -> str:
+    """A number for a person: integers as integers (``1``, not ``1.0``), others to ``digits`` significant digits
+    with thousands separated (``1,234``); empty for a missing value."""
+    if _missing(v):
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        f = float(v)
+        if f.is_integer() and abs(f) < 1e15:
+            return f"{int(f):,}"
+        return f"{f:,.0f}" if abs(f) >= 10 ** (digits - 1) else f"{f:,.{digits}g}"
+    return str(v)
+
+
+def throughput_unit(report: pd.DataFrame) -> str | None:
+    """The unit the report's cells count throughput in (``images``), when they all share one; else None."""
+    if "unit" not in report.columns:
+        return None
+    units = {str(u) for u in report["unit"] if not _missing(u) and str(u)}
+    return units.pop() if len(units) == 1 else None
+
+
+def _key(v: Any) -> Any:
+    """A cell value as a dictionary key: missing values equal, 32 and 32.0 equal, lists hashable."""
+    if _missing(v):
+        return None
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
+        return float(v)
+    return v if isinstance(v, (str, bool)) else repr(v)
+
+
+def cell_stalls(report: pd.DataFrame, results: pd.DataFrame | None) -> list[float]:
+    """The stalls (training idle, waiting for its input, see ``stalls`` in the results) of each report cell's
+    succeeded repeats, summed; NaN where nothing says. The report's own ``stalls`` column wins if it has one;
+    otherwise they are counted from ``results``, matched on the cell and the hardware that ran it."""
+    from farm.rows import CELL_COLUMNS
+
+    if "stalls" in report.columns:
+        return [float("nan") if _missing(v) else float(v) for v in report["stalls"]]
+    nothing = [float("nan")] * len(report)
+    needed = ("stalls", "status", "device_name")
+    if results is None or not len(report) or any(c not in results.columns for c in needed):
+        return nothing
+    if "hardware_key" not in report.columns:
+        return nothing
+    ok = results[results["status"] == "succeeded"]
+    keys = [c for c in CELL_COLUMNS if c in ok.columns and c in report.columns]
+    hw = ok["hardware_key"] if "hardware_key" in ok.columns else pd.Series(np.nan, index=ok.index)
+    hardware = hw.where(hw.notna(), ok["device_name"])
+    totals: dict[tuple[Any, ...], float] = {}
+    counts = pd.to_numeric(ok["stalls"], errors="coerce").to_numpy(dtype=float)
+    for values, where, k in zip(ok[keys].itertuples(index=False, name=None), hardware, counts, strict=True):
+        if k == k:
+            cell = (*map(_key, values), _key(where))
+            totals[cell] = totals.get(cell, 0.0) + float(k)
+    rows = zip(report[keys].itertuples(index=False, name=None), report["hardware_key"], strict=True)
+    return [totals.get((*map(_key, values), _key(where)), float("nan")) for values, where in rows]
+
+
+def _count(v: Any) -> int:
+    return 0 if _missing(v) or not isinstance(v, (int, float, np.integer, np.floating)) else int(v)
+
+
+def cell_flags(rec: Mapping[Any, Any], stalls: float = float("nan"), *, contended: bool = False) -> str:
+    """What a cell's figures warn of: ``unstable`` (too wide a spread to trust its median), ``N outliers``,
+    ``N stalls`` and, with ``contended``, ``N contended`` (repeats left out); empty for a clean cell."""
+    flags = []
+    unstable = rec.get("unstable")
+    if not _missing(unstable) and bool(unstable):
+        flags.append("unstable")
+    if (k := _count(rec.get("outliers"))) > 0:
+        flags.append(f"{k} outlier{'s' if k > 1 else ''}")
+    if (k := _count(stalls)) > 0:
+        flags.append(f"{k} stall{'s' if k > 1 else ''}")
+    if contended and (k := _count(rec.get("n_contended"))) > 0:
+        flags.append(f"{k} contended")
+    return ", ".join(flags)
+
+
+def ci_text(low: Any, high: Any, digits: int = 4) -> str:
+    """A confidence interval as ``low–high``; empty when it lacks a bound."""
+    lo, hi = fmt_number(low, digits), fmt_number(high, digits)
+    return f"{lo}–{hi}" if lo and hi else ""
+
+
+def _params_text(params: Any, varying: set[str]) -> str:
+    """The parameters that differ between the cells of one workload, as ``name=value`` pairs."""
+    try:
+        values = json.loads(params) if isinstance(params, str) else params
+    except ValueError:
+        return str(params)
+    if not isinstance(values, dict):
+        return "" if _missing(values) else str(values)
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(values.items()) if k in varying)
+
+
+def _varying_params(report: pd.DataFrame) -> dict[str, set[str]]:
+    """Per workload, the parameter names whose value differs among its cells (none: one set of parameters)."""
+    out: dict[str, set[str]] = {}
+    if "params" not in report.columns or "workload" not in report.columns:
+        return out
+    for workload, params in report.groupby("workload", sort=False)["params"]:
+        parsed = []
+        for p in params:
+            try:
+                value = json.loads(p) if isinstance(p, str) else p
+            except ValueError:
+                value = {"params": p}
+            parsed.append(value if isinstance(value, dict) else {})
+        names = {k for d in parsed for k in d}
+        out[str(workload)] = {k for k in names if len({json.dumps(d.get(k), sort_keys=True) for d in parsed}) > 1}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- the table
+def summary_frame(report: pd.DataFrame, results: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The summary's table as text cells: one row per report cell, the columns a person needs (see the module's
+    docstring); a column the report lacks is left out, so any frame with a few of them renders."""
+    varying = _varying_params(report)
+    unit = throughput_unit(report)
+    stalls = cell_stalls(report, results)
+    has = report.columns
+    columns: list[tuple[str, list[str]]] = []
+    records = report.to_dict("records")
+
+    def add(title: str, values: list[str]) -> None:
+        columns.append((title, values))
+
+    for col, title in SHOWN:
+        if col in has:
+            add(title, [fmt_number(r.get(col)) for r in records])
+        if col == "workload" and any(varying.values()):
+            add("params", [_params_text(r.get("params"), varying.get(str(r.get("workload")), set())) for r in records])
+    for col, title in VARYING:
+        if col in has and report[col].map(_key).nunique(dropna=False) > 1:
+            add(title, [fmt_number(r.get(col)) for r in records])
+    if "n" in has:
+        add("n", [fmt_number(r.get("n")) for r in records])
+    if "steady_samples_per_s_median" in has:
+        per_cell_unit = unit is None and "unit" in has and any(not _missing(u) for u in report["unit"])
+        values = []
+        for r in records:
+            v = fmt_number(r.get("steady_samples_per_s_median"))
+            if v and per_cell_unit and not _missing(r.get("unit")):
+                v += f" {r['unit']}/s"
+            values.append(v)
+        add(f"{unit or 'samples'}/s (median)" if not per_cell_unit else "throughput (median)", values)
+    if "steady_samples_per_s_ci_low" in has and "steady_samples_per_s_ci_high" in has:
+        add(
+            "95% CI",
+            [ci_text(r.get("steady_samples_per_s_ci_low"), r.get("steady_samples_per_s_ci_high")) for r in records],
+        )
+    if "first_epoch_s_median" in has:
+        add("first epoch s", [fmt_number(r.get("first_epoch_s_median"), 3) for r in records])
+    if "test_accuracy_median" in has:
+        add("test accuracy", [_percent(r.get("test_accuracy_median")) for r in records])
+    if "speedup_vs_cpu" in has and report["speedup_vs_cpu"].notna().any():
+        add("GPU/CPU", [_speedup(r) for r in records])
+    if any(c in has for c in ("unstable", "outliers", "n_contended")) or not all(math.isnan(s) for s in stalls):
+        add("flags", [cell_flags(r, s, contended=True) for r, s in zip(records, stalls, strict=True)])
+    return pd.DataFrame({title: values for title, values in columns}, index=range(len(records)))
+
+
+def _percent(v: Any) -> str:
+    if _missing(v) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return ""
+    return f"{100 * float(v):.1f}%"
+
+
+def _speedup(rec: Mapping[Any, Any]) -> str:
+    ratio = fmt_number(rec.get("speedup_vs_cpu"), 3)
+    if not ratio:
+        return ""
+    ci = ci_text(rec.get("speedup_vs_cpu_ci_low"), rec.get("speedup_vs_cpu_ci_high"), 3)
+    return f"{ratio}× ({ci})" if ci else f"{ratio}×"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub pipe table of text cells; columns of numbers aligned right."""
+    titles = [str(c) for c in frame.columns]
+    rows = [[_md_cell(str(v)) for v in row] for row in frame.itertuples(index=False, name=None)]
+    right = [
+        bool(rows) and all(not r[i] or r[i].lstrip("-")[:1].isdigit() for r in rows) and any(r[i] for r in rows)
+        for i in range(len(titles))
+    ]
+    lines = ["| " + " | ".join(_md_cell(t) for t in titles) + " |"]
+    lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def summary_markdown(
+    report: pd.DataFrame,
+    results: pd.DataFrame | None = None,
+    *,
+    title: str | None = None,
+    note: str | None = None,
+) -> str:
+    """The whole ``report.md``: a heading, one sentence on what the sweep ran, the summary table, ``note`` (say,
+    that contended repeats were left out) and "How to read this"."""
+    lines = [f"# {title or 'Benchmark report'}", ""]
+    n_cells = len(report)
+    if n_cells == 0:
+        lines += ["No cell has a succeeded repeat yet: there is nothing to report.", ""]
+    else:
+        data = sorted({str(d) for d in report["data"].dropna()}) if "data" in report.columns else []
+        said = f"{n_cells} cell{'s' if n_cells != 1 else ''}"
+        if data:
+            said += f", {' and '.join(data)} data"
+        lines += [f"{said}; every statistic of every cell is in `report.csv`.", ""]
+        lines.append(markdown_table(summary_frame(report, results)))
+    if note:
+        lines += [note, ""]
+    lines.append(HOW_TO_READ)
+    return "\n".join(lines)
+
+
+def write_summary_md(
+    path: Path,
+    report: pd.DataFrame,
+    results: pd.DataFrame | None = None,
+    *,
+    title: str | None = None,
+    note: str | None = None,
+) -> Path:
+    """Write :func:`summary_markdown` to ``path`` whole or not at all (:func:`farm.output.write_atomic`)."""
+    from farm.output import write_atomic
+
+    text = summary_markdown(report, results, title=title, note=note)
+
+    def fill(tmp: Path) -> None:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+    return write_atomic(Path(path), fill)
