@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import (
+    EXIT_UNAVAILABLE,
     BrokerOption,
     JsonOption,
     check_output_option,
@@ -103,6 +104,23 @@ def compare_table(cmp: pd.DataFrame, label_a: str, label_b: str, metric: str, hi
     return table
 
 
+def check_html_option(path: Path | None) -> None:
+    """Check a ``--html`` path and the plot extra before any Redis access or computation: a name that is not
+    ``.html``/``.htm`` is a usage error (exit 2); a target that cannot be written, or an install without
+    matplotlib, an environment failure (exit 1, one line saying what to install)."""
+    if path is None:
+        return
+    if path.suffix.lower() not in (".html", ".htm"):
+        fail(f"--html {path}: the file name should end in .html or .htm")
+    if path.is_dir():
+        fail(f"cannot write {path}: it is a directory", code=EXIT_UNAVAILABLE)
+    if not path.parent.is_dir():
+        fail(f"cannot write {path}: directory {path.parent} does not exist", code=EXIT_UNAVAILABLE)
+    from farm.html_report import require_plotting
+
+    require_plotting()  # PlotExtraMissing is an OutputError: friendly_errors prints it in one line, exit 1
+
+
 @friendly_errors
 def compare_cmd(
     sweep_a: str = typer.Argument(..., help="The baseline sweep A: id, prefix or name."),
@@ -123,6 +141,12 @@ def compare_cmd(
         "--output",
         help="Write the comparison to this file (.csv, .json, .md, .parquet), whole or not at all.",
     ),
+    html: Path = typer.Option(
+        None,
+        "--html",
+        help="Also write the comparison as one self-contained HTML page (the ratio B/A of every cell with its CI, "
+        "in verdict colours); needs the plot extra (pip install 'benchfarm[plot]').",
+    ),
     fail_on_regression: bool = typer.Option(
         False, "--fail-on-regression", help=f"Exit {EXIT_REGRESSION} when any cell is 'slower' (for CI)."
     ),
@@ -142,7 +166,7 @@ def compare_cmd(
 
     Exit status: 0 when the comparison ran (whatever it found), 3 with --fail-on-regression when at least one
     cell is 'slower', 2 for a usage error (unknown sweep, metric without a direction), 1 when Redis is
-    unreachable.
+    unreachable, a file cannot be written, or --html lacks the plot extra.
     """
     from farm.compare import compare, higher_is_better, regressions  # pandas: only for commands that use it
     from farm.output import write_frame
@@ -152,6 +176,7 @@ def compare_cmd(
     except ValueError as e:
         fail(str(e))
     check_output_option(output)
+    check_html_option(html)
     store = open_store(broker)
     sid_a, sid_b = resolve(store, sweep_a), resolve(store, sweep_b)
     df_a, df_b = frames_for(store, sid_a), frames_for(store, sid_b)
@@ -166,6 +191,10 @@ def compare_cmd(
     busy = {"a": int(cmp["n_contended_a"].sum()), "b": int(cmp["n_contended_b"].sum())}
     if output:
         write_frame(cmp, output)
+    if html:
+        from farm.html_report import write_compare_html
+
+        write_compare_html(cmp, html, title=f"farm compare: {sid_a} (A) → {sid_b} (B), {metric}")
     if as_json:
         print_json(
             {
@@ -192,6 +221,8 @@ def compare_cmd(
         )
         if output:
             console.print(f"wrote {len(cmp)} cells to {output}")
+        if html:
+            console.print(f"wrote {html}", markup=False, highlight=False)
     if fail_on_regression and len(slower):
         if not as_json:
             console.print(f"[bold red]{len(slower)} regression(s)[/]")
