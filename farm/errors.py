@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,14 +67,34 @@ def format_loc(parts: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
-def problems_from_validation(err: ValidationError, prefix: tuple[Any, ...] = ()) -> list[Problem]:
-    """Turn pydantic's errors into located problems, dropping pydantic's internal tags."""
+def did_you_mean(word: object, choices: Iterable[str]) -> str:
+    """``; did you mean `epochs`?`` for the choice closest to a misspelt ``word`` (difflib), or ``""``."""
+    if not isinstance(word, str) or not word:
+        return ""
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close and close[0] != word else ""
+
+
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+def problems_from_validation(
+    err: ValidationError, prefix: tuple[Any, ...] = (), fields: Iterable[str] | None = None
+) -> list[Problem]:
+    """Turn pydantic's errors into located problems, dropping pydantic's internal tags. A value outside a
+    ``Literal`` gets a "did you mean" for the closest allowed one; an unknown field one for the closest of
+    ``fields`` (the model's field names, when given) if it sits at the top of the model."""
     problems = []
+    known = list(fields or ())
     for e in err.errors(include_url=False):
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
+            if len(loc) == 1 and known:
+                msg += did_you_mean(loc[0], known)
+        elif e["type"] in ("literal_error", "enum"):
+            msg += did_you_mean(e.get("input"), _QUOTED.findall(str((e.get("ctx") or {}).get("expected", ""))))
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
         elif msg.startswith("Assertion failed, "):

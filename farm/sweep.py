@@ -12,6 +12,7 @@ import copy
 import hashlib
 import itertools
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator
 
 from farm import defaults as limits
-from farm.errors import Problem, SpecError, problems_from_validation
+from farm.errors import Problem, SpecError, did_you_mean, problems_from_validation
 from farm.job import JobEnvelope, JobSpec, check_slug
 from farm.sweep_file import read_sweep_file
 
@@ -71,23 +72,68 @@ class Sweep:
 
 def _check_keys(spec: SweepSpec) -> list[Problem]:
     problems = []
+    entry_fields = JOB_FIELDS | ENTRY_ONLY_FIELDS
     for key in spec.defaults:
-        if key not in JOB_FIELDS and key not in ENTRY_ONLY_FIELDS:
-            problems.append(Problem(f"defaults.{key}", "unknown field"))
+        if key not in entry_fields:
+            problems.append(Problem(f"defaults.{key}", "unknown field" + did_you_mean(key, entry_fields)))
     for i, entry in enumerate(spec.jobs):
         for key in entry:
-            if key not in JOB_FIELDS and key not in ENTRY_ONLY_FIELDS:
-                problems.append(Problem(f"jobs[{i}].{key}", "unknown field"))
+            if key not in entry_fields:
+                problems.append(Problem(f"jobs[{i}].{key}", "unknown field" + did_you_mean(key, entry_fields)))
         if "workload" not in entry and "workload" not in spec.defaults and "workload" not in spec.matrix:
             problems.append(Problem(f"jobs[{i}].workload", "field required"))
     for key, values in spec.matrix.items():
-        if key not in JOB_FIELDS and not (key.startswith("params.") and len(key) > len("params.")):
-            problems.append(Problem(f"matrix.{key}", "unknown job field (use a job field or params.NAME)"))
+        if not _known_axis(key):
+            problems.append(
+                Problem(
+                    f"matrix.{key}",
+                    "unknown job field (use a job field or params.NAME)" + did_you_mean(key, JOB_FIELDS),
+                )
+            )
         if not values:
             problems.append(Problem(f"matrix.{key}", "empty axis: give at least one value"))
         elif len(values) > limits.MAX_AXIS_VALUES:
             problems.append(Problem(f"matrix.{key}", f"more than {limits.MAX_AXIS_VALUES} values"))
     return problems
+
+
+def _known_axis(key: str) -> bool:
+    return key in JOB_FIELDS or (key.startswith("params.") and len(key) > len("params."))
+
+
+def _without_bad_keys(spec: SweepSpec) -> SweepSpec:
+    """The spec less its unknown fields and unusable axes, so that its cells can still be validated and every
+    problem of a file reported in one pass (the removed keys are reported by :func:`_check_keys`)."""
+    entry_fields = JOB_FIELDS | ENTRY_ONLY_FIELDS
+    return spec.model_copy(
+        update={
+            "defaults": {k: v for k, v in spec.defaults.items() if k in entry_fields},
+            "jobs": [{k: v for k, v in entry.items() if k in entry_fields} for entry in spec.jobs],
+            "matrix": {k: v for k, v in spec.matrix.items() if _known_axis(k) and 0 < len(v) <= limits.MAX_AXIS_VALUES},
+        }
+    )
+
+
+_UNKNOWN_WORKLOAD = re.compile(r"^unknown workload '((?:[^'\\]|\\.)*)'")
+
+
+def _suggest(problem: Problem, workload: Any) -> Problem:
+    """``problem`` with a "did you mean" for a misspelt workload, or for a misspelt parameter of ``workload``."""
+    from farm import workloads
+
+    match = _UNKNOWN_WORKLOAD.match(problem.msg)
+    if match:
+        hint = did_you_mean(match.group(1), workloads.names())
+        return Problem(problem.loc, problem.msg + hint) if hint else problem
+    if problem.msg.endswith("unknown field") and ".params." in f".{problem.loc}" and isinstance(workload, str):
+        try:
+            names = workloads.get(workload).params_model.model_fields
+        except (KeyError, AttributeError):
+            return problem
+        name = problem.msg.split(":", 1)[0] if ": " in problem.msg else problem.loc.rsplit(".", 1)[-1]
+        hint = did_you_mean(name.split("[", 1)[0], names)
+        return Problem(problem.loc, problem.msg + hint) if hint else problem
+    return problem
 
 
 _IMMUTABLE = (str, int, float, bool, type(None))
@@ -171,8 +217,10 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
     total = len(spec.jobs) * n_combos * spec.repeats
     if total > limits.MAX_JOBS_PER_SWEEP:
         problems.append(Problem("matrix", f"the sweep expands to {total} jobs, more than {limits.MAX_JOBS_PER_SWEEP}"))
-    if problems:
         raise SpecError(problems, source)
+    if problems:  # go on without the unknown fields: the cells' own problems are reported in the same pass
+        spec = _without_bad_keys(spec)
+        axes = list(spec.matrix.items())
 
     cells: dict[str, JobSpec] = {}
     origins: dict[str, str] = {}
@@ -187,6 +235,7 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
                 job = JobSpec(sweep=spec.name, repeat=0, **fields)
             except ValidationError as e:
                 for p in _relocate(problems_from_validation(e), origin):
+                    p = _suggest(p, fields.get("workload"))
                     if p not in seen:
                         seen.add(p)
                         problems.append(p)
@@ -228,13 +277,37 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
 
 
 def load_sweep_data(data: dict[str, Any], source: str = "", name: str | None = None) -> Sweep:
+    """Validate and expand a parsed sweep file. Every problem is reported in one pass: the top level's, then
+    (validated without the top-level fields in error, when that leaves a sweep) each entry's and cell's."""
     if name is not None:
         data = {**data, "name": name}
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as e:
-        raise SpecError(problems_from_validation(e), source) from None
+        problems = problems_from_validation(e, fields=SweepSpec.model_fields)
+        rest = _rest_of(data, e)
+        if rest is not None:
+            try:
+                expand(rest, source)
+            except SpecError as more:
+                problems += [p for p in more.problems if p not in problems]
+        raise SpecError(problems[:MAX_PROBLEMS_SHOWN], source) from None
     return expand(spec, source)
+
+
+def _rest_of(data: dict[str, Any], error: ValidationError) -> SweepSpec | None:
+    """The sweep without the top-level fields ``error`` is about (a bad ``name`` replaced by a placeholder), if
+    that still validates: what can be checked further in the same pass. None when ``jobs`` itself is wrong."""
+    bad = {str(e["loc"][0]) for e in error.errors() if e["loc"]}
+    if "jobs" in bad or not bad:
+        return None
+    rest = {k: v for k, v in data.items() if k not in bad}
+    if "name" in bad or "name" not in rest:
+        rest["name"] = "sweep"
+    try:
+        return SweepSpec.model_validate(rest)
+    except ValidationError:
+        return None
 
 
 def load_sweep(path: Path | str, name: str | None = None) -> Sweep:
