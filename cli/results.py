@@ -213,7 +213,9 @@ def results_cmd(
         write_frame(df, output)
         console.print(f"wrote {len(df)} rows to {output}")
     else:
-        typer.echo(df.to_csv(index=False), nl=False)
+        from farm.output import integer_counts
+
+        typer.echo(integer_counts(df).to_csv(index=False), nl=False)
 
 
 @friendly_errors

@@ -132,10 +132,63 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+COUNT_COLUMNS = frozenset(
+    {
+        "epochs",
+        "batch_size",
+        "train_samples",
+        "test_samples",
+        "steps_per_execution",
+        "repeat",
+        "seed",
+        "attempt",
+        "train_samples_used",
+        "test_samples_used",
+        "param_count",
+        "stalls",
+        "epochs_to_target",
+        "n",
+        "n_failed",
+        "n_contended",
+        "n_baseline",
+        "n_contended_baseline",
+        "n_a",
+        "n_b",
+        "outliers",
+        "software_keys",
+    }
+)
+"""Columns that count things: written as integers (``1``, not ``1.0``) even where some rows have no value."""
+
+
+def integer_counts(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each count column (``COUNT_COLUMNS``) that pandas holds as floats only because some rows lack
+    a value (a job not run has no ``attempt``) made a nullable integer column, so files say ``1`` and not
+    ``1.0``; a column with a fractional value is left as it is. The frame given is not changed."""
+    import numpy as np
+    import pandas as pd
+
+    out = None
+    for col in df.columns:
+        if col not in COUNT_COLUMNS or not pd.api.types.is_float_dtype(df[col]):
+            continue
+        values = df[col].to_numpy(dtype=float)
+        present = values[~np.isnan(values)]
+        if not np.all(np.mod(present, 1) == 0) or np.any(np.abs(present) >= 2**53):
+            continue
+        if out is None:
+            out = df.copy()
+        out[col] = df[col].astype("Int64")
+    return df if out is None else out
+
+
 def write_frame(df: pd.DataFrame, path: Path) -> Path:
-    """Write ``df`` atomically, in the format its suffix names (farm.report.write_frame renders it)."""
+    """Write ``df`` atomically, in the format its suffix names (farm.report.write_frame renders it); counts as
+    integers (:func:`integer_counts`)."""
     check_output(path)
     from farm.report import write_frame as render  # pandas: only when a frame is written
+
+    df = integer_counts(df)
 
     def fill(tmp: Path) -> None:
         try:
