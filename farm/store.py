@@ -71,8 +71,8 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
     try:
         client.ping()
     except redis.AuthenticationError as e:
-        hint = "" if "@" in where else " (the server wants a password: redis://:PASSWORD@host:port/0)"
-        raise FarmUnavailable(f"Redis at {where} refused the credentials: {e}{hint}") from None
+        hint = "" if "@" in where else "; it wants a password: give it in the broker URL, as :PASSWORD@ before the host"
+        raise FarmUnavailable(f"Redis at {where} refused the credentials: {str(e).rstrip('.')}{hint}") from None
     except (redis.InvalidResponse, redis.ResponseError) as e:  # a reply that is not Redis' (HTTP, SSH, …)
         raise FarmUnavailable(not_redis(where, e)) from None
     except redis.TimeoutError as e:
@@ -80,6 +80,11 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
             raise FarmUnavailable(
                 f"Redis at {where} did not answer within {settings.redis_timeout_s:g} s: it "
                 "accepts connections but does not reply (stopped, overloaded or hung?)"
+            ) from None
+        if settings.broker_url.startswith("rediss://"):
+            raise FarmUnavailable(
+                f"cannot reach Redis at {where}: the TLS handshake did not complete within {timeout:g} s: does the "
+                "server speak TLS on that port? Use redis:// for a server without TLS"
             ) from None
         raise FarmUnavailable(
             f"cannot reach Redis at {where}: no connection within {timeout:g} s. Start a Redis "
