@@ -18,6 +18,7 @@ Keys (``P`` is the key prefix, ``farm`` by default); nothing here expires except
 - ``P:lease:JID``              ``worker#generation`` of the run holding the job; expires unless renewed
 - ``P:gen:JID``                the job's lease generation (fencing token): results are written only by its holder
 - ``P:outbox``                 zset of jobs whose message is owed to a queue (claimed, not yet published)
+- ``P:inflight``               zset of jobs whose message was published and that no worker has taken yet
 - ``P:running``                set of jobs that a worker has started and not yet recorded or handed back
 - ``P:cancel:SID`` / ``:JID``  present while a sweep (or job) is cancelled
 - ``P:rejected``               the latest 1,000 messages workers refused, with the reason
@@ -35,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 from farm import defaults
 from farm.errors import FarmUnavailable
@@ -508,7 +510,7 @@ return moved
 """
 
 
-def _state_fields(state: JobStatus, **fields: Any) -> dict[str, Any]:
+def _state_fields(state: JobStatus, **fields: Any) -> dict[FieldT, EncodableT]:
     """A job's state hash fields for ``state`` (None values stored as empty strings), stamped now."""
     return {"state": state.value, "updated_at": time.time(), **{k: ("" if v is None else v) for k, v in fields.items()}}
 

@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 import yaml
 
+from farm.embedded import durability_args
 from tests.helpers import REPO
 
 DEPLOY = REPO / "deploy"
@@ -500,6 +501,15 @@ def redis_url_parts(url: str) -> tuple[str, int, str]:
     return m["host"], int(m["port"]), m["password"]
 
 
+def assert_durable(argv: list[str]) -> None:
+    """The redis-server command line has the farm's persistence flags, with the embedded server's values
+    (``appendfsync always`` and the rest: README.md, "Durability")."""
+    wanted = durability_args()
+    for flag, value in zip(wanted[0::2], wanted[1::2], strict=True):
+        assert flag in argv, f"redis-server without {flag} {value!r}"
+        assert argv[argv.index(flag) + 1] == value, f"{flag}: {argv[argv.index(flag) + 1]!r}, not {value!r}"
+
+
 def test_compose_services() -> None:
     services = compose()["services"]
     assert {"redis", "worker-cpu", "worker-gpu", "flower"} <= set(services)
@@ -507,6 +517,7 @@ def test_compose_services() -> None:
     redis_cmd = compose_list(services["redis"]["command"])
     assert redis_cmd[0] == "redis-server"
     assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
+    assert_durable(redis_cmd)
     assert redis_cmd[redis_cmd.index("--maxmemory-policy") + 1] == "noeviction"
     password = redis_cmd[redis_cmd.index("--requirepass") + 1]
     assert password.startswith("${" + REDIS_PASSWORD_VAR + ":?"), "the password is required (no default)"
@@ -713,6 +724,7 @@ def test_k8s_redis() -> None:
     assert c["image"].split(":")[0] == "redis"
     argv = (c.get("command") or []) + c["args"]
     assert argv[argv.index("--appendonly") + 1] == "yes"
+    assert_durable(argv)
     assert argv[argv.index("--maxmemory-policy") + 1] == "noeviction"
     assert argv[argv.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
     assert secret_ref(c["env"], "REDIS_PASSWORD")["key"] == "redis-password"
