@@ -5,9 +5,12 @@ repeats of every 10th CPU cell split over two device names; ~1 % failed rows; so
 train_samples cap) and prints the time of ``results_frame`` on the same rows as dicts, of ``columns_frame`` on
 them as columns, of ``aggregate`` (best of ``--runs``) and of ``speedups``. With ``--stored`` it also writes the
 rows as the store keeps them (compact rows and their shared parts) into a throwaway redis-server and times
-reading them back into the frame (``sweep_columns`` + ``columns_frame``), best of ``--runs``.
+reading them back into the frame (``sweep_columns`` + ``columns_frame``), best of ``--runs``. Then it times
+the HTML report of the same rows (``farm.html_report.write_report_html``: matplotlib imported, charts drawn,
+the page written; the first run pays the import), best of ``--runs``, and prints the page's size; without the
+plot extra (matplotlib) that line says it was skipped.
 
-    .venv/bin/python benchmarks/report_speed.py [--cells 2000] [--repeats 50] [--runs 3] [--stored]
+    .venv/bin/python benchmarks/report_speed.py [--cells 2000] [--repeats 50] [--runs 3] [--stored] [--no-html]
 """
 
 from __future__ import annotations
@@ -123,12 +126,33 @@ def stored_read(rows: list[dict], expected: pd.DataFrame, runs: int) -> list[flo
         return times
 
 
+def html_build(report: pd.DataFrame, df: pd.DataFrame, runs: int) -> tuple[list[float], int] | None:
+    """Seconds to write the HTML report of ``df``, ``runs`` times, and the page's size in bytes; None without
+    matplotlib."""
+    import tempfile
+
+    from farm.html_report import PlotExtraMissing, write_report_html
+
+    times = []
+    with tempfile.TemporaryDirectory(prefix="rs-html-") as d:
+        path = Path(d) / "report.html"
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            try:
+                write_report_html(report, df, path, title="report_speed")
+            except PlotExtraMissing:
+                return None
+            times.append(time.perf_counter() - t0)
+        return times, path.stat().st_size
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--stored", action="store_true", help="also time reading the rows back from Redis")
+    ap.add_argument("--no-html", action="store_true", help="do not time the HTML report")
     args = ap.parse_args()
     df = synthetic_frame(args.cells, args.repeats)
     columns = list(df.columns)
@@ -167,6 +191,17 @@ def main() -> None:
         f"unstable cells: {int(report['unstable'].sum())}  median speedup: "
         f"{float(np.nanmedian(report['speedup_vs_cpu'])):.2f}"
     )
+    if not args.no_html:
+        built = html_build(report, df, args.runs)
+        if built is None:
+            print("html report: skipped (no matplotlib: pip install 'benchfarm[plot]')")
+        else:
+            t_html, size = built
+            print(
+                f"html report (write_report_html): best {min(t_html):.2f} s of {args.runs} "
+                f"(all: {', '.join(f'{t:.2f}' for t in t_html)}; the first imports matplotlib), {size / 1e6:.2f} MB"
+            )
+            print(f"aggregate + html report: {min(times) + min(t_html):.2f} s")
 
 
 if __name__ == "__main__":
