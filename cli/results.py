@@ -109,7 +109,26 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
             if marked and col == "n":
                 row.append(contended_marker(rec, include_contended))
         table.add_row(*row)
+    keep_whole(table, FOLDABLE)
     return table
+
+
+#: Report columns whose text may fold onto more lines on a narrow terminal; numbers never do.
+FOLDABLE = ("workload", "device name", "flags", "contended")
+
+
+def keep_whole(table: Table, foldable: tuple[str, ...]) -> None:
+    """On a narrow terminal, fold the text columns (``foldable`` titles) and keep every number on one line: a
+    figure broken across lines (``8,99`` / ``8``) reads as two. When even that cannot fit the terminal, rich
+    folds every column (nothing is cut either way)."""
+    whole = [c for c in table.columns if not str(c.header).startswith(foldable)]
+    widths = [max((len(str(v)) for v in c.cells), default=0) for c in whole]
+    folding = len(table.columns) - len(whole)
+    if sum(widths) + 3 * len(table.columns) + 1 + 10 * folding > console.width:
+        return
+    for column, width in zip(whole, widths, strict=True):
+        column.no_wrap = True
+        column.min_width = width
 
 
 def contended_line(count: int, *, included: bool, keep: str, sweeps: list[str]) -> str | None:
@@ -181,6 +200,7 @@ def speedup_table(ups: pd.DataFrame) -> Table:
             _fmt(rec.get("speedup_vs_cpu")),
             ci_text(rec.get("speedup_vs_cpu_ci_low"), rec.get("speedup_vs_cpu_ci_high")),
         )
+    keep_whole(table, ("workload", "params", "device name"))
     return table
 
 
