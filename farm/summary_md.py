@@ -269,14 +269,17 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+#: Summary columns that hold numbers (aligned right); so does the throughput's, whatever its unit.
+NUMBER_TITLES = frozenset(
+    {"batch", "n", "95% CI", "first epoch s", "test accuracy", "GPU/CPU", "epochs", "train samples", "steps/exec"}
+)
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub pipe table of text cells; columns of numbers aligned right."""
     titles = [str(c) for c in frame.columns]
     rows = [[_md_cell(str(v)) for v in row] for row in frame.itertuples(index=False, name=None)]
-    right = [
-        bool(rows) and all(not r[i] or r[i].lstrip("-")[:1].isdigit() for r in rows) and any(r[i] for r in rows)
-        for i in range(len(titles))
-    ]
+    right = [t in NUMBER_TITLES or t.endswith("(median)") for t in titles]
     lines = ["| " + " | ".join(_md_cell(t) for t in titles) + " |"]
     lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
     lines += ["| " + " | ".join(r) + " |" for r in rows]

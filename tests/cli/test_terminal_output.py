@@ -286,3 +286,53 @@ def test_farm_run_piped_prints_progress_lines_then_the_report(tmp_path: Path) ->
     assert any(line.startswith("report: one row per sweep cell") for line in lines), text  # on a line of its own
     md = (tmp_path / "out" / "report.md").read_text()
     assert "chance level" in md and "| workload |" in md
+
+
+# -- report.md ---------------------------------------------------------------------------------------------------
+def test_the_summary_prints_integers_as_integers_and_units_per_cell_when_they_differ() -> None:
+    import pandas as pd
+
+    from farm.summary_md import summary_frame, summary_markdown
+
+    report = pd.DataFrame(
+        {
+            "workload": ["resnet50", "text_transformer"],
+            "params": ['{"image_size":224}', '{"seq_len":128}'],
+            "device": ["gpu", "gpu"],
+            "backend": ["jax", "jax"],
+            "batch_size": [32.0, 64.0],  # floats, as a frame with gaps holds them
+            "device_name": ["NVIDIA H200", "NVIDIA H200"],
+            "n": [3.0, 3.0],
+            "steady_samples_per_s_median": [1234.5, 987.65],
+            "steady_samples_per_s_ci_low": [1200.0, 950.0],
+            "steady_samples_per_s_ci_high": [1300.0, 1000.0],
+            "first_epoch_s_median": [6.1234, 2.0],
+            "test_accuracy_median": [0.1, 0.5],
+            "unit": ["images", "sequences"],
+            "outliers": [0, 2],
+            "unstable": [False, True],
+            "n_contended": [0, 1],
+        }
+    )
+    table = summary_frame(report)
+    assert list(table["batch"]) == ["32", "64"] and list(table["n"]) == ["3", "3"]
+    assert list(table["throughput (median)"]) == ["1,234 images/s", "987.6 sequences/s"]
+    assert list(table["95% CI"]) == ["1,200–1,300", "950–1,000"]
+    assert list(table["test accuracy"]) == ["10.0%", "50.0%"]
+    assert list(table["flags"]) == ["", "unstable, 2 outliers, 1 contended"]
+    assert "params" not in table.columns  # one set of parameters per workload: the CSV has them
+    one_unit = summary_frame(report.assign(unit="images"))
+    assert "images/s (median)" in one_unit.columns
+    md = summary_markdown(report, title="Benchmark report: s-1")
+    assert ".0 |" not in md and "| 32 |" in md
+    assert "nothing to report" in summary_markdown(report.iloc[0:0])
+
+
+def test_the_summary_module_is_light() -> None:
+    code = (
+        "import sys, farm.summary_md; "
+        "heavy = [m for m in ('rich', 'redis', 'celery', 'keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
