@@ -71,3 +71,15 @@ def test_without_the_plot_extra_html_fails_in_one_line_and_csv_works(
     res = run_without_matplotlib(["report", a, "-o", str(report)], env)
     assert res.returncode == 0, res.stderr
     assert report.read_text().startswith("workload,")
+
+
+def test_report_html_writes_the_page(two_sweeps: dict[str, Any], invoke: Any, tmp_path: Path) -> None:
+    """``farm report SWEEP --html`` (wired in cli/results.py by another change: skipped until it is there)."""
+    if "--html" not in invoke("report", "--help").output:
+        pytest.skip("farm report has no --html option yet (cli/results.py is wired by another change)")
+    path = tmp_path / "report.html"
+    res = invoke("report", two_sweeps["a"], "--broker", two_sweeps["url"], "--html", str(path))
+    assert res.exit_code == 0, res.output
+    doc = path.read_text(encoding="utf-8")
+    assert doc.count("<svg") >= 1 and '<section id="throughput"' in doc and "<script" not in doc
+    assert f"wrote {path}" in " ".join(res.output.split())
