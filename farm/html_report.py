@@ -466,9 +466,12 @@ def _trust(report: pd.DataFrame, results: pd.DataFrame | None) -> str:
     if unstable:
         parts.append(
             f"{unstable} of {n} cell(s) are unstable (their repeats scatter by more than {MAX_CV:.0%}, or the CI "
-            "of the median is wider than ±10%): read their medians as rough"
+            f"of the median is wider than ±{MAX_CV:.0%}): read their medians as rough"
         )
-    else:
+    few = int((report["n"].fillna(0) < 2).sum()) if "n" in report else 0
+    if few:
+        parts.append(f"{few} of {n} cell(s) have fewer than 2 repeats: their spread cannot be judged")
+    elif not unstable:
         parts.append(f"all {n} cell(s) are stable (repeats within {MAX_CV:.0%} of each other)")
     busy = int(report["n_contended"].fillna(0).sum()) if "n_contended" in report else 0
     if busy:
