@@ -81,8 +81,11 @@ def render(progress: SweepProgress, elapsed_s: float | None = None) -> Group:
     )
     for col in ("job", "workload", "device", "backend", "rep", "state", "epoch", "loss", "acc", "worker"):
         table.add_column(col)
-    # Running jobs first, then the rest in queue order; long sweeps show the first MAX_ROWS.
-    order = sorted(progress.jobs, key=lambda j: (j.state != "running", j.state in ("succeeded",)))
+    # Running jobs first, then the rest in queue order, jobs never sent (no device for them here) last; long
+    # sweeps show the first MAX_ROWS.
+    order = sorted(
+        progress.jobs, key=lambda j: (j.state == "not_enqueued", j.state != "running", j.state in ("succeeded",))
+    )
     for j in order[:MAX_ROWS]:
         style = STATE_STYLE.get(j.state, "")
         state = f"[{style}]{j.state}[/]" if style else j.state

@@ -108,7 +108,7 @@ def submit_cmd(
         console.print(matrix_table(sweep))
         console.print("jobs per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(per_queue.items())))
         if missing is None:
-            console.print(f"[yellow]live workers not checked: {reason}[/]")
+            console.print(f"live workers not checked: {reason}", style="yellow", markup=False, highlight=False)
         for q, n in sorted((missing or {}).items()):
             console.print(f"[yellow]{n} job(s) on {q}: no live worker serves it[/]")
         for p in big or []:
