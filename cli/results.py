@@ -102,6 +102,9 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
                 row.append(ci_text(rec.get("steady_samples_per_s_ci_low"), rec.get("steady_samples_per_s_ci_high")))
             elif col == "flags":
                 row.append(cell_flags(rec, stall))
+            elif col == "test_accuracy_median":
+                acc = rec.get(col)
+                row.append(f"{100 * acc:.1f}%" if isinstance(acc, (int, float)) and acc == acc else "")
             elif col == "steady_samples_per_s_median" and unit is None and rec.get("unit"):
                 row.append(f"{_fmt(rec.get(col))} {rec['unit']}/s" if _fmt(rec.get(col)) else "")
             else:
@@ -164,6 +167,23 @@ def warn_pooled_software(report: pd.DataFrame) -> None:
         )
 
 
+def reading_notes(report: pd.DataFrame) -> list[str]:
+    """The lines that keep the table from being misread: what an ``unstable`` flag means, when one is shown, and
+    that accuracy on synthetic data is chance level, when the sweep trained on any."""
+    notes = []
+    if "unstable" in report.columns and bool(report["unstable"].fillna(False).astype(bool).any()):
+        notes.append(
+            "unstable: the repeats scatter too much (spread over 10%, or a CI wider than ±10%) to trust the median; "
+            "run more repeats on a quiet machine"
+        )
+    if "data" in report.columns and bool((report["data"] == "synthetic").any()):
+        notes.append(
+            "synthetic data (random inputs and labels): a test accuracy near 1/classes (≈10% for 10 classes) is "
+            "chance level, as expected; such a sweep measures speed, not learning"
+        )
+    return notes
+
+
 def print_report(
     report: pd.DataFrame, *, included: bool, keep: str, sweeps: list[str], results: pd.DataFrame | None = None
 ) -> None:
@@ -173,6 +193,8 @@ def print_report(
     from farm.report import speedups
 
     console.print(report_table(report, included, results))
+    for line in reading_notes(report):
+        console.print(line, style="dim", markup=False, highlight=False)  # off a terminal: one line each
     print_contended(int(report["n_contended"].sum()), included=included, keep=keep, sweeps=sweeps)
     warn_pooled_software(report)
     ups = speedups(report)

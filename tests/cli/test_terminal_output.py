@@ -131,6 +131,8 @@ def test_the_report_piped_is_plain_and_complete(finished: tuple[str, str], tmp_p
     assert "unstable" in cpu and "2 stalls" in cpu and "650–1,000" in cpu  # the CI of the median, whole
     assert "1 outlier" in gpu and "NVIDIA H100 80GB HBM3 (a long device name)" in gpu
     assert any(line.startswith("GPU over CPU") for line in lines)
+    assert "10.0%" in cpu and any("chance level" in line for line in lines)  # synthetic data: not a failed training
+    assert any(line.startswith("unstable: ") for line in lines)  # what the flag means
 
 
 def test_the_report_on_a_narrow_pseudo_terminal_folds_instead_of_cutting(
