@@ -152,7 +152,7 @@ def run_cmd(
     keep = f"`farm report {outcome.sweep_id} --include-contended`"
     note = contended_line(int(report["n_contended"].sum()), included=False, keep=keep, sweeps=[outcome.sweep_id])
     write_outputs(df, report, output, note=note)
-    print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id])
+    print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id], results=df)
     skipped = df[~df["status"].isin(TERMINAL_STATES)]
     if len(skipped):
         console.print(
