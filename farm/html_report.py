@@ -219,8 +219,20 @@ def _write(path: Path, document: str) -> None:
 
 # ------------------------------------------------------------------------------------------------- cells
 def _varying(df: pd.DataFrame, skip: Sequence[str] = ("workload", "device")) -> list[str]:
-    """Cell columns (besides ``skip``) whose values differ between rows: what a label must show."""
-    return [c for c in CELL_COLUMNS if c not in skip and c in df.columns and df[c].astype(str).nunique() > 1]
+    """Cell columns (besides ``skip``) whose values differ between rows: what a label must show. Parameters
+    count only when they differ within a workload (each workload has its own)."""
+    out = []
+    for c in CELL_COLUMNS:
+        if c in skip or c not in df.columns or df[c].astype(str).nunique() < 2:
+            continue
+        if (
+            c == "params"
+            and "workload" in df.columns
+            and int(df[c].astype(str).groupby(df["workload"].astype(str)).nunique().max()) < 2
+        ):
+            continue
+        out.append(c)
+    return out
 
 
 def _part(column: str, v: Any) -> str:
@@ -316,8 +328,14 @@ class _Cells:
         return self.medians_of(floats(self.ok[column]), n)
 
     def medians_of(self, values: np.ndarray, n: int) -> np.ndarray:
+        """Medians over the repeats the statistics used; a cell whose repeats were all left out (contended)
+        falls back to all of them, marked as such in its row: where its time went is still worth seeing."""
         keep = (self.cell >= 0) & self.used
-        return group_medians(values[keep], self.cell[keep], n)
+        out = group_medians(values[keep], self.cell[keep], n)
+        every = self.cell >= 0
+        if np.isnan(out).any() and every.any():
+            out = np.where(np.isnan(out), group_medians(values[every], self.cell[every], n), out)
+        return out
 
 
 def _cells(report: pd.DataFrame, results: pd.DataFrame) -> _Cells:
@@ -468,10 +486,21 @@ def _trust(report: pd.DataFrame, results: pd.DataFrame | None) -> str:
             f"{unstable} of {n} cell(s) are unstable (their repeats scatter by more than {MAX_CV:.0%}, or the CI "
             f"of the median is wider than ±{MAX_CV:.0%}): read their medians as rough"
         )
-    few = int((report["n"].fillna(0) < 2).sum()) if "n" in report else 0
+    n_used = report["n"].fillna(0) if "n" in report else pd.Series(2, index=report.index)
+    busy_cells = report["n_contended"].fillna(0) > 0 if "n_contended" in report else n_used < 0
+    left_out = int(((n_used == 0) & busy_cells).sum())
+    few = int(((n_used < 2) & ~((n_used == 0) & busy_cells)).sum())
+    if left_out:
+        sweeps = sorted({str(s) for s in results["sweep_id"].dropna()}) if results is not None else []
+        sid = sweeps[0] if len(sweeps) == 1 else "SWEEP"
+        parts.append(
+            f"{left_out} of {n} cell(s) have no figure to trust: every repeat was contended (other processes used "
+            f"the machine) and left out; `farm report {sid} --include-contended` keeps them, `farm resume {sid} "
+            "--contended` re-runs them"
+        )
     if few:
         parts.append(f"{few} of {n} cell(s) have fewer than 2 repeats: their spread cannot be judged")
-    elif not unstable:
+    elif not unstable and not left_out:
         parts.append(f"all {n} cell(s) are stable (repeats within {MAX_CV:.0%} of each other)")
     busy = int(report["n_contended"].fillna(0).sum()) if "n_contended" in report else 0
     if busy:
