@@ -278,6 +278,12 @@ def report_cmd(
         "e.g. --ratio-by backend --baseline tensorflow.",
     ),
     baseline: str = typer.Option(None, "--baseline", metavar="VALUE", help="The baseline value for --ratio-by."),
+    html: Path = typer.Option(
+        None,
+        "--html",
+        help="Also write the report as one self-contained HTML page (charts with CIs; opens offline, no script); "
+        "needs the plot extra (pip install 'benchfarm[plot]').",
+    ),
     include_contended: bool = IncludeContendedOption,
     broker: str = BrokerOption,
 ) -> None:
@@ -292,6 +298,9 @@ def report_cmd(
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
     check_output_option(output)
+    from cli.compare import check_html_option  # here: cli.compare imports this module
+
+    check_html_option(html)  # a bad name (exit 2), an unwritable place or no matplotlib (exit 1), before any work
     store = open_store(broker)
     sid = resolve(store, sweep_id)
     frame = frames_for(store, sid)
@@ -311,6 +320,12 @@ def report_cmd(
         else:
             write_frame(report, output)
         console.print(f"wrote {len(report)} cells to {output}")
+    if html:
+        from cli.run import report_title
+        from farm.html_report import write_report_html
+
+        write_report_html(report, frame, html, title=report_title(frame), ratios=ratio_table)
+        console.print(f"wrote {html}", markup=False, highlight=False)
     print_report(report, included=include_contended, keep="--include-contended", sweeps=[sid], results=frame)
     if ratio_table is not None:
         shown = [

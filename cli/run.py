@@ -49,6 +49,24 @@ def write_outputs(df: pd.DataFrame, report: pd.DataFrame, output: Path, note: st
     write_summary_md(output / OUTPUT_FILES[2], report, df, title=report_title(df), note=note)
 
 
+def write_html(df: pd.DataFrame, report: pd.DataFrame, output: Path) -> Path | None:
+    """``report.html`` beside the CSVs (farm.html_report: charts, summary, environment), whole or not at all.
+    Without the plot extra the run still succeeds: a one-line warning says what to install; returns None."""
+    from rich.markup import escape
+
+    from farm.html_report import PlotExtraMissing, write_report_html
+
+    path = output / "report.html"
+    try:
+        write_report_html(report, df, path, title=report_title(df))
+    except PlotExtraMissing as e:
+        err_console.print(
+            f"[yellow]warning:[/] no {escape(str(path))}: {escape(str(e))}", highlight=False, soft_wrap=True
+        )
+        return None
+    return path
+
+
 def report_title(df: pd.DataFrame) -> str:
     """``Benchmark report: SWEEP`` for the sweep(s) whose results ``df`` holds."""
     sweeps = sorted({str(s) for s in df["sweep_id"].dropna()}) if "sweep_id" in df.columns else []
@@ -152,6 +170,7 @@ def run_cmd(
     keep = f"`farm report {outcome.sweep_id} --include-contended`"
     note = contended_line(int(report["n_contended"].sum()), included=False, keep=keep, sweeps=[outcome.sweep_id])
     write_outputs(df, report, output, note=note)
+    html = write_html(df, report, output)
     print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id], results=df)
     skipped = df[~df["status"].isin(TERMINAL_STATES)]
     if len(skipped):
@@ -161,5 +180,7 @@ def run_cmd(
         )
     console.print(
         f"done in {time.time() - started:.0f} s; wrote {output / 'results.csv'}, "
-        f"{output / 'report.csv'}, {output / 'report.md'}"
+        f"{output / 'report.csv'}, {output / 'report.md'}" + (f", {html}" if html else ""),
+        markup=False,
+        highlight=False,
     )
