@@ -221,7 +221,14 @@ def _own_version() -> str:
 
 
 def _load_builtin() -> None:
-    from farm.workloads import cifar10_mlp, fashion_mnist_mlp  # noqa: F401 - imported to register themselves
+    from farm.workloads import (  # noqa: F401 - imported to register themselves
+        cifar10_mlp,
+        fashion_mnist_mlp,
+        mobilenet_v2,
+        resnet50,
+        sequence_rnn,
+        text_transformer,
+    )
 
 
 _load_builtin()

@@ -1,0 +1,113 @@
+"""MobileNetV2 (Keras Applications, random initial weights) at any of its width multipliers, on images of any
+size, sparse categorical cross-entropy on integer labels.
+
+Like ``resnet50``: CIFAR-10 itself at ``image_size: 32`` and ``classes: 10``, synthetic images otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
+
+from farm.workloads import DataSpec, Workload, register
+from farm.workloads._mlp import FLOAT32, OPTIMIZER_SLOTS, Optimizer, make_optimizer, scale_images
+
+ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+"""The width multipliers MobileNetV2 was published (and Keras ships weights) for: the table below holds the
+parameter counts of these only."""
+
+BASE: dict[float, tuple[int, int, int]] = {
+    0.35: (396_128, 14_080, 1280),
+    0.5: (687_680, 18_544, 1280),
+    0.75: (1_355_424, 26_640, 1280),
+    1.0: (2_223_872, 34_112, 1280),
+    1.3: (3_721_792, 44_256, 1664),
+    1.4: (4_315_776, 47_936, 1792),
+}
+"""Per ``alpha``: trainable parameters below the classifier, batch normalization's frozen statistics, and the
+width of the pooled features the classifier reads (1280, widened above alpha 1). None depends on the image
+size. Checked against Keras in ``tests/workers/test_shipped_models.py``."""
+
+
+class MobileNetV2Params(BaseModel):
+    """ImageNet's shapes by default; ``learning_rate`` None means the optimizer's Keras default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_size: StrictInt = Field(default=224, ge=32, le=512, description="Height and width of the square images.")
+    classes: StrictInt = Field(default=1000, ge=2, le=100_000, description="Classes the model tells apart.")
+    alpha: float = Field(
+        default=1.0,
+        description="Width multiplier of every layer's filters: 0.35, 0.5, 0.75, 1.0, 1.3 or 1.4.",
+        json_schema_extra={"enum": list(ALPHAS)},
+    )
+    optimizer: Optimizer = Field(default="adam", description="The optimizer, at Keras' defaults.")
+    learning_rate: StrictFloat | None = Field(
+        default=None, gt=0, le=10, description="The optimizer's learning rate; None keeps Keras' default."
+    )
+
+    @field_validator("alpha", mode="before")
+    @classmethod
+    def _one_of_the_published(cls, value: Any) -> Any:
+        # Numbers only, not True (== 1.0 in Python) nor "1.0": a flag or a string given for a width is a mistake.
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value not in ALPHAS:
+            raise ValueError(f"alpha must be one of {', '.join(map(str, ALPHAS))}, not {value!r}")
+        return float(value)
+
+
+def parameter_count(params: MobileNetV2Params) -> tuple[int, int]:
+    """(trainable, non-trainable) parameters: the base plus a Dense classifier on the pooled features."""
+    trainable, frozen, features = BASE[params.alpha]
+    return trainable + (features + 1) * params.classes, frozen
+
+
+def memory_estimate(params: MobileNetV2Params, batch_size: int) -> int:
+    """Bytes training needs at the least: float32 weights, gradients and optimizer state of every trainable
+    parameter, and the frozen statistics. Activations are left out (a lower bound: they come on top)."""
+    trainable, frozen = parameter_count(params)
+    return (trainable * (2 + OPTIMIZER_SLOTS.get(params.optimizer, 2)) + frozen) * FLOAT32
+
+
+def data(params: MobileNetV2Params) -> DataSpec:
+    """Square RGB images; CIFAR-10 itself when the shapes are CIFAR-10's, so ``data: real`` can train on it."""
+    if (params.image_size, params.classes) == (32, 10):
+        return DataSpec.of_real("cifar10")
+    shape = (params.image_size, params.image_size, 3)
+    return DataSpec(sample_shape=shape, num_classes=params.classes, train_size=50_000, test_size=10_000)
+
+
+def build(params: MobileNetV2Params, input_shape: tuple[int, ...], num_classes: int) -> tuple[Any, Any, str]:
+    """Keras' MobileNetV2 with its classifier's softmax moved to a float32 layer of its own, so that under mixed
+    precision the probabilities and the loss stay float32 (the same weights and FLOPs as the stock model)."""
+    import keras
+
+    base = keras.applications.MobileNetV2(
+        weights=None, input_shape=input_shape, classes=num_classes, alpha=params.alpha, classifier_activation=None
+    )
+    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(base.output)
+    model = keras.Model(base.input, outputs, name="mobilenet_v2")
+    return model, make_optimizer(params.optimizer, params.learning_rate), "sparse_categorical_crossentropy"
+
+
+def prepare(x: Any, y: Any) -> tuple[Any, Any]:
+    """Pixels scaled by 1/255 to float32 (with ``weights=None`` the model has no preprocessing of its own);
+    integer labels as int32."""
+    import numpy as np
+
+    return scale_images(x), np.asarray(y, dtype=np.int32).reshape(-1)
+
+
+WORKLOAD = register(
+    Workload(
+        name="mobilenet_v2",
+        dataset=None,
+        params_model=MobileNetV2Params,
+        build_model=build,
+        prepare=prepare,
+        description="MobileNetV2 (Keras Applications, untrained) on square RGB images",
+        memory_estimate=memory_estimate,
+        unit="images",
+        data=data,
+    )
+)
