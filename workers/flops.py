@@ -111,7 +111,9 @@ def _node_flops(node: Any, uncounted: list[str]) -> int:
         return _graph_flops(op, uncounted)
     try:
         return _op_flops(op, name, node)
-    except Uncountable:
+    except (Uncountable, AttributeError, TypeError, ValueError):
+        # Also a known layer that lacks what its formula reads (another Keras version, a look-alike class):
+        # named, not guessed.
         uncounted.append(name)
         return 0
 

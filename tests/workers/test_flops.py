@@ -182,6 +182,8 @@ def test_a_weighted_layer_it_cannot_count_leaves_no_partial_figure() -> None:
     # A sequence of unknown length cannot be counted either.
     unknown = node(layer("LSTM", units=4), [tensor(None, None, 8)], tensor(None, 4))
     assert flops(unknown) == FlopCount(None, 0, ["LSTM"])
+    # A layer named like a known one but without what its formula reads is named, not guessed.
+    assert flops(node(layer("Dense"), [x], x)) == FlopCount(None, 0, ["Dense"])
 
 
 def test_nested_models_are_walked_and_subclassed_ones_are_not_guessed() -> None:
