@@ -13,18 +13,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from celery import Celery
 from celery.utils.nodenames import default_nodename, host_format
 
 from farm import __version__
+from farm.errors import FarmUnavailable
 from farm.fingerprint import GPUInfo
 from farm.lifecycle import reap_lost
 from farm.queue import make_app
-from farm.settings import FarmSettings
+from farm.settings import FarmSettings, mask_url
 from farm.store import Store
 from workers import poison
 from workers.execute import JobExecutor
@@ -33,13 +36,54 @@ from workers.task import register
 
 log = logging.getLogger("farm.worker")
 
+STARTUP_RETRY_FIRST_S = 1.0
+"""The first wait before trying an unreachable Redis again at start; each further wait doubles."""
+
+STARTUP_RETRY_CAP_S = 30.0
+"""The longest wait between tries at start: a broker that comes back is found within half a minute."""
+
+
+def connect_with_backoff(
+    settings: FarmSettings,
+    *,
+    first_s: float = STARTUP_RETRY_FIRST_S,
+    cap_s: float = STARTUP_RETRY_CAP_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Store:
+    """The farm's store, waiting for Redis as long as it takes.
+
+    A lab machine often boots before the broker, or loses its route to it for a while. A worker that exits
+    instead is restarted by its supervisor (systemd's ``Restart=on-failure``, the fleet) in a tight loop, each
+    start re-importing Celery and probing the hardware; this one stays up and says why it waits, one line per
+    try: the reason and the next wait. Waits double from ``first_s`` to ``cap_s``, with ±20% jitter so that a
+    lab of workers that lost Redis together does not come back in lockstep."""
+    delay, failures = first_s, 0
+    while True:
+        try:
+            store = Store.from_settings(settings)
+        except FarmUnavailable as e:
+            failures += 1
+            wait = delay * random.uniform(0.8, 1.2)  # noqa: S311  (jitter, nothing secret)
+            log.error("%s (try %d; trying again in %.1f s)", e, failures, wait)
+            sleep(wait)
+            delay = min(cap_s, delay * 2)
+            continue
+        if failures:
+            log.info(
+                "reached Redis at %s after %d failed tr%s",
+                mask_url(settings.broker_url),
+                failures,
+                "y" if failures == 1 else "ies",
+            )
+        return store
+
 
 def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INFO") -> int:
     """Run a Celery worker for ``plan`` until it shuts down (Ctrl-C / SIGTERM, or its consumer died); returns
     its exit code (0 after a requested shutdown)."""
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     poison.install_transport_guard()  # before this process opens any kombu connection
-    store = Store.from_settings(settings)
+    store = connect_with_backoff(settings)
     current: dict[str, str | None] = {"job": None}
     info = {
         **plan.info,
