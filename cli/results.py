@@ -88,7 +88,8 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
     marked = "n_contended" in report.columns and bool((report["n_contended"].fillna(0) > 0).any())
     unit = throughput_unit(report)
     stalls = cell_stalls(report, results)
-    for col, title in REPORT_SHOWN:
+    shown = shown_columns(report)
+    for col, title in shown:
         if col == "steady_samples_per_s_median":
             title = f"{unit or 'samples'}/s (median)"
         right = col not in ("workload", "device", "backend", "device_name", "flags")
@@ -97,7 +98,7 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
             table.add_column(CONTENDED_TITLE)
     for rec, stall in zip(report.to_dict("records"), stalls, strict=True):
         row = []
-        for col, _ in REPORT_SHOWN:
+        for col, _ in shown:
             if col == "steady_samples_per_s_ci":
                 row.append(ci_text(rec.get("steady_samples_per_s_ci_low"), rec.get("steady_samples_per_s_ci_high")))
             elif col == "flags":
@@ -105,6 +106,9 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
             elif col == "test_accuracy_median":
                 acc = rec.get(col)
                 row.append(f"{100 * acc:.1f}%" if isinstance(acc, (int, float)) and acc == acc else "")
+            elif col == "latency_p50_s_median":
+                lat = rec.get(col)
+                row.append(f"{1000 * lat:.3g}" if isinstance(lat, (int, float)) and lat == lat else "")
             elif col == "steady_samples_per_s_median" and unit is None and rec.get("unit"):
                 row.append(f"{_fmt(rec.get(col))} {rec['unit']}/s" if _fmt(rec.get(col)) else "")
             else:
@@ -114,6 +118,23 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
         table.add_row(*row)
     keep_whole(table, FOLDABLE)
     return table
+
+
+def shown_columns(report: pd.DataFrame) -> list[tuple[str, str]]:
+    """REPORT_SHOWN, plus what only some sweeps have: the mode (train or inference) where a cell serves
+    inference, its batch-1 latency, and the achieved TFLOP/s where the model's FLOPs could be counted."""
+    shown = list(REPORT_SHOWN)
+
+    def has(col: str) -> bool:
+        return col in report.columns and bool(report[col].notna().any())
+
+    if "mode" in report.columns and bool(report["mode"].eq("inference").any()):
+        shown.insert(shown.index(("batch_size", "batch")) + 1, ("mode", "mode"))
+        at = shown.index(("test_accuracy_median", "test acc"))
+        shown.insert(at, ("latency_p50_s_median", "latency p50 ms"))
+    if has("steady_tflops_median"):
+        shown.insert(shown.index(("test_accuracy_median", "test acc")), ("steady_tflops_median", "TFLOP/s"))
+    return shown
 
 
 #: Report columns whose text may fold onto more lines on a narrow terminal; numbers never do.
