@@ -15,7 +15,8 @@ regime of lease settings, median, min and max over the runs of:
 
 and in how many runs the cut-off run's training process still trained when the job started elsewhere (the
 window in which one job has two training processes; only one can be recorded). Every run also checks the
-ledger (one result, recorded by the other host, no overlapping recorded runs) and stops on a violation.
+fencing (a result written with the cut-off run's generation after the takeover is refused) and the ledger
+(one result, recorded by the other host, no overlapping recorded runs), and stops on a violation.
 """
 
 from __future__ import annotations
@@ -64,8 +65,16 @@ def main() -> int:
                 work.mkdir()
                 run = run_partition(lab, work, regime=regime, epochs=args.epochs)
                 print(f"{regime} run {i + 1}/{args.runs}: {json.dumps(run.timings())}", flush=True)
-                if run.ledger != CLEAN or run.result.get("worker") != f"cpu@{run.rightful}":
-                    print(f"ledger violated: {run.ledger}, result by {run.result.get('worker')}", file=sys.stderr)
+                if (
+                    run.ledger != CLEAN
+                    or run.result.get("worker") != f"cpu@{run.rightful}"
+                    or not run.late_result_refused
+                ):
+                    print(
+                        f"fencing violated: ledger {run.ledger}, result by {run.result.get('worker')}, "
+                        f"late result refused: {run.late_result_refused}",
+                        file=sys.stderr,
+                    )
                     return 1
                 results[regime].append(run)
     print()

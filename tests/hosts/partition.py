@@ -25,6 +25,9 @@ from typing import Any
 
 import psutil
 
+from farm.ledger import Lease, Ledger
+from farm.result import JobResult, JobStatus
+from farm.store import Store
 from tests.faults.helpers import Farm
 from tests.helpers import wait_for, write_sweep
 from tests.hosts.lab import FAST, Lab
@@ -73,6 +76,7 @@ class PartitionRun:
     stale_alive_at_takeover: bool  # the cut-off run still trained when the job started elsewhere
     stale_alive_at_heal: bool
     cut_for_s: float
+    late_result_refused: bool  # a result written with the cut-off run's generation, after the takeover
     ledger: dict[str, int] = field(default_factory=dict)
     result: dict[str, Any] = field(default_factory=dict)
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -117,6 +121,7 @@ def run_partition(
         seen = time.time()
         started = float(farm.state(job).get("started_at") or seen)
         alive_at_takeover = not gone(child)
+        refused = late_result_refused(farm, job, f"cpu@{victim}")
         time.sleep(settle_s)
     finally:
         t_heal = lab.heal(victim)
@@ -149,10 +154,32 @@ def run_partition(
         stale_alive_at_takeover=alive_at_takeover,
         stale_alive_at_heal=alive_at_heal,
         cut_for_s=round(t_heal - t_cut, 3),
+        late_result_refused=refused,
         ledger=farm.check_ledger(sid),
         result=farm.result(job) or {},
         runs=farm.runs(job),
     )
+
+
+def late_result_refused(farm: Farm, job_id: str, worker: str) -> bool:
+    """Write a result for the job as the cut-off worker would once it reached Redis again: through the ledger,
+    with its run's lease generation (the first run's, from the run log). True when the write was refused and
+    the job still has no result (the rightful run has not finished yet: the fencing token refused it, not the
+    result's write-once rule)."""
+    first = next(r for r in farm.runs(job_id) if r["event"] == "start" and r["worker"] == worker)
+    store = Store(farm.r)
+    envelope = store.envelope(job_id)
+    assert envelope is not None and farm.result(job_id) is None
+    late = JobResult(
+        job_id=job_id,
+        sweep_id=envelope.sweep_id,
+        job=envelope.job,
+        status=JobStatus.succeeded,
+        worker=worker,
+        error="a late result of a run that lost its lease (written by the test)",
+    )
+    written = Ledger(store).record(Lease(job_id, worker, int(first["generation"])), late)
+    return not written and farm.result(job_id) is None
 
 
 def write_timings(path: Path, runs: list[PartitionRun]) -> None:

@@ -37,16 +37,18 @@ def farm(lab: Lab, tmp_path: Path) -> Farm:
 
 @pytest.mark.parametrize("regime", sorted(REGIMES))
 def test_cut_off_worker_is_fenced_and_its_job_runs_elsewhere(lab: Lab, tmp_path: Path, regime: str) -> None:
-    """The host running a job loses its link past the lease: the job runs on the other host; when the link
-    comes back the cut-off worker's renewal is refused (the job's generation moved on), its training process
-    is gone (stopped by its worker, or by itself when the keep-alives stopped) and it records nothing; the
-    ledger holds one result and no overlapping runs. The timings go to partition_timings.json."""
+    """The host running a job loses its link past the lease: the job runs on the other host; a result written
+    with the cut-off run's generation is refused; when the link comes back the cut-off worker's renewal is
+    refused (the job's generation moved on), its training process is gone (stopped by its worker, or by itself
+    when the keep-alives stopped) and it records nothing; the ledger holds one result and no overlapping runs.
+    The timings go to partition_timings.json."""
     run = run_partition(lab, tmp_path, regime=regime)
     timings = tmp_path / "partition_timings.json"
     write_timings(timings, [run])
     print(f"\npartition timings ({timings}):", json.dumps(run.timings()))
 
     assert run.rightful != run.victim
+    assert run.late_result_refused, "a result carrying the cut-off run's generation was written"
     assert run.result["status"] == "succeeded", run.result.get("error")
     assert run.result["worker"] == f"cpu@{run.rightful}" and run.result["host"] == run.rightful
     assert run.ledger == {"jobs": 1, "recorded": 1, "lost": 0, "recorded_twice": 0, "concurrent_runs": 0}
