@@ -121,3 +121,65 @@ def test_the_example_plugin_runs_end_to_end_only_where_it_is_installed(
     cells = pd.read_csv(out_csv)
     assert sorted(cells.workload) == ["fashion_mnist_mlp", "tiny_cnn"]
     assert (cells.n + cells.n_contended == 1).all()
+
+
+def test_a_mixed_sweep_trains_and_serves_every_kind_of_workload(tmp_path: Path, plugin_site: Path) -> None:
+    """The issue's finish line: the seed MLPs, ResNet-50, the Transformer and the example plugin, each in train
+    and inference mode, through ``farm run``'s real workers; the report has every cell, with its unit."""
+    spec = {
+        "name": "mixed-e2e",
+        "defaults": {
+            "backend": "jax",
+            "data": "synthetic",
+            "epochs": 2,
+            "train_samples": 32,
+            "test_samples": 12,
+            "batch_size": 16,
+        },
+        "matrix": {"mode": ["train", "inference"]},
+        "jobs": [
+            {"workload": "cifar10_mlp", "params": {"hidden_units": [16]}},
+            {"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 16}},
+            {"workload": "resnet50", "params": {"image_size": 32, "classes": 10}},
+            {
+                "workload": "text_transformer",
+                "params": {"seq_len": 16, "vocab_size": 100, "width": 16, "depth": 2, "heads": 2, "classes": 2},
+            },
+            {"workload": "tiny_cnn", "params": {"filters": 4, "dense_units": 8}},
+        ],
+    }
+    path = tmp_path / "mixed.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    env = farm_env("", tmp_path / "cache", PYTHONPATH=str(plugin_site))
+    env.pop("FARM_BROKER_URL", None)  # farm run's embedded Redis
+    out = run_farm(["run", str(path), "-o", str(tmp_path / "out")], env, timeout=1500)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert len(results) == 10 and (results.status == "succeeded").all(), results[["workload", "mode", "error"]]
+    cells = pd.read_csv(tmp_path / "out" / "report.csv")
+    assert sorted(zip(cells.workload, cells["mode"], strict=True)) == sorted(
+        (w, m)
+        for w in ("cifar10_mlp", "fashion_mnist_mlp", "resnet50", "text_transformer", "tiny_cnn")
+        for m in ("train", "inference")
+    )
+    units = dict(zip(cells.workload, cells.unit, strict=False))
+    assert units == {
+        "cifar10_mlp": "samples",
+        "fashion_mnist_mlp": "samples",
+        "resnet50": "images",
+        "text_transformer": "sequences",
+        "tiny_cnn": "images",
+    }
+    inference = cells[cells["mode"] == "inference"]
+    training = cells[cells["mode"] == "train"]
+    # Latency only where requests were served; every cell knows its model's size.
+    measured = inference.n > 0
+    assert (inference.latency_p50_s_median[measured] > 0).all()
+    assert training.latency_p50_s_median.isna().all()
+    assert (cells.param_count > 0).all()
+    # Tokens/s for the token workload, and achieved FLOP/s wherever the layers could be counted.
+    transformer = results[results.workload == "text_transformer"]
+    assert (transformer.steady_tokens_per_s == transformer.steady_samples_per_s * 16).all()
+    assert results.loc[results.workload == "resnet50", "flops_per_sample"].gt(0).all()
+    assert results.loc[results.workload == "resnet50", "steady_tflops"].gt(0).all()
