@@ -86,6 +86,11 @@ def test_worker_that_cannot_reach_redis_at_start_waits_with_backoff(lab: Lab, fa
     assert all(m.group(1).startswith("rediss://:***@") for m in tries.finditer(text)), text[-2000:]
     assert lab.redis.password not in text
     assert not farm.r.exists("farm:worker:cpu@lab-w3")
+    print(
+        "\nthe worker waiting for Redis said:",
+        *[line for line in text.splitlines() if "cannot reach" in line],
+        sep="\n  ",
+    )
 
     lab.heal("lab-w3")
     lab.wait_registered(["cpu@lab-w3"], timeout=90, procs=[worker])
@@ -144,6 +149,7 @@ def test_submitter_cut_off_mid_submit_leaves_a_resumable_state(lab: Lab, farm: F
         assert submit.popen.returncode != 0, out[-2000:]
         errors = [line for line in out.splitlines() if line.strip()]
         assert "Traceback" not in out and len(errors) == 1 and "error" in errors[0].lower(), out[-2000:]
+        print(f"\nthe cut-off submit said: {errors[0]}")
         assert lab.redis is not None and lab.redis.password not in out
     sids = farm.r.zrange("farm:sweeps", 0, -1)
     on_queue = queued_messages(farm)
