@@ -92,7 +92,7 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
     for col, title in shown:
         if col == "steady_samples_per_s_median":
             title = f"{unit or 'samples'}/s (median)"
-        right = col not in ("workload", "device", "backend", "device_name", "flags")
+        right = col not in ("workload", "device", "backend", "mode", "device_name", "flags")
         table.add_column(title, justify="right" if right else "left")
         if marked and col == "n":
             table.add_column(CONTENDED_TITLE)

@@ -67,9 +67,14 @@ HOW_TO_READ = """\
   median) to trust the median: run more repeats on a quiet machine; `outliers` — repeats far from the others
   (modified z-score over 3.5); `stalls` — epochs where training sat idle waiting for its input; `contended` —
   repeats not counted because the machine was busy.
-- **Test accuracy** is measured on the test split after training. On synthetic data (random inputs and
-  labels, `data: synthetic`) there is nothing to learn: an accuracy near 1/classes (≈10% for 10 classes) is
-  chance level and expected — such a sweep measures speed, not learning.
+- **Inference** cells (`mode: inference`): the throughput is that of the steady `predict` passes over the
+  samples at the cell's batch size (the first pass compiles); *latency p50/p99 ms* are of single requests at
+  batch 1, each timed until its answer is in hand. **TFLOP/s** is the achieved rate: the model's counted
+  forward FLOPs per sample × samples/s (× 3 in training, for the backward pass); **tokens/s** is sequences/s ×
+  sequence length.
+- **Test accuracy** is measured on the test split after training (in inference: on the batch-1 requests).
+  On synthetic data (random inputs and labels, `data: synthetic`) there is nothing to learn: an accuracy
+  near 1/classes (≈10% for 10 classes) is chance level and expected — such a sweep measures speed, not learning.
 - Every statistic of every cell (quartiles, IQR, mean, std, cv, the epoch times and more) is in `report.csv`;
   one row per job in `results.csv`.
 """
@@ -242,6 +247,14 @@ def summary_frame(report: pd.DataFrame, results: pd.DataFrame | None = None) -> 
         )
     if "first_epoch_s_median" in has:
         add("first epoch s", [fmt_number(r.get("first_epoch_s_median"), 3) for r in records])
+    if "latency_p50_s_median" in has and report["latency_p50_s_median"].notna().any():
+        for q in ("p50", "p99"):
+            values = [r.get(f"latency_{q}_s_median") for r in records]
+            add(f"latency {q} ms", [fmt_number(1000 * v, 3) if not _missing(v) else "" for v in values])
+    if "steady_tokens_per_s_median" in has and report["steady_tokens_per_s_median"].notna().any():
+        add("tokens/s", [fmt_number(r.get("steady_tokens_per_s_median")) for r in records])
+    if "steady_tflops_median" in has and report["steady_tflops_median"].notna().any():
+        add("TFLOP/s", [fmt_number(r.get("steady_tflops_median"), 3) for r in records])
     if "test_accuracy_median" in has:
         add("test accuracy", [_percent(r.get("test_accuracy_median")) for r in records])
     if "speedup_vs_cpu" in has and report["speedup_vs_cpu"].notna().any():
@@ -271,7 +284,21 @@ def _md_cell(text: str) -> str:
 
 #: Summary columns that hold numbers (aligned right); so does the throughput's, whatever its unit.
 NUMBER_TITLES = frozenset(
-    {"batch", "n", "95% CI", "first epoch s", "test accuracy", "GPU/CPU", "epochs", "train samples", "steps/exec"}
+    {
+        "batch",
+        "n",
+        "95% CI",
+        "first epoch s",
+        "test accuracy",
+        "GPU/CPU",
+        "epochs",
+        "train samples",
+        "steps/exec",
+        "latency p50 ms",
+        "latency p99 ms",
+        "tokens/s",
+        "TFLOP/s",
+    }
 )
 
 

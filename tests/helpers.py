@@ -223,6 +223,7 @@ def tidy_row(repeat: int = 0, **fields: Any) -> dict[str, Any]:
         jit_compile="auto",
         mixed_precision=False,
         input_pipeline="farm",
+        mode="train",
         repeat=repeat,
         seed=42 + repeat,
     )

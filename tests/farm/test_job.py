@@ -340,7 +340,14 @@ def test_envelope_of_a_spec_without_params_round_trips() -> None:
 
 
 def test_builtin_workloads_registered() -> None:
-    assert workloads.names() == ["cifar10_mlp", "fashion_mnist_mlp"]
+    assert workloads.names() == [
+        "cifar10_mlp",
+        "fashion_mnist_mlp",
+        "mobilenet_v2",
+        "resnet50",
+        "sequence_rnn",
+        "text_transformer",
+    ]
     assert workloads.get("cifar10_mlp").dataset == "cifar10"
     assert workloads.get("fashion_mnist_mlp").dataset == "fashion_mnist"
 
