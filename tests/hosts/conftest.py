@@ -38,7 +38,9 @@ def lab_leftovers_swept() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, lab_leftovers_swept) -> Iterator[Lab]:
+def lab(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, lab_leftovers_swept: list[str]
+) -> Iterator[Lab]:
     """One lab for the module: a Redis host, a submitter host and the worker hosts the module names in
     ``LAB_WORKERS`` (a list of :class:`HostSpec`). It is torn down after the module, also when a test failed."""
     workers: list[HostSpec] = getattr(request.module, "LAB_WORKERS", [HostSpec("lab-w1"), HostSpec("lab-w2")])

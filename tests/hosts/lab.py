@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -596,10 +596,3 @@ def pick_subnet() -> ipaddress.IPv4Network:
         if not any(net.overlaps(t) for t in taken if t.prefixlen > 0):
             return net
     raise LabError("no free /24 in 10.213.0.0/16 for the lab")
-
-
-@contextlib.contextmanager
-def lab(home: Path, workers: list[HostSpec]) -> Iterator[Lab]:
-    """A built lab for the ``with`` block, torn down on leaving."""
-    with Lab(home, workers) as built:
-        yield built
