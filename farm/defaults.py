@@ -98,6 +98,11 @@ OUTBOX_GRACE_S = 30.0
 """A job's message owed this long (claimed, never published: its submitter or worker was interrupted) is sent
 by the reaper. Longer than a healthy submit needs between claiming a batch and publishing it."""
 
+INFLIGHT_RECHECK_S = 120.0
+"""A job whose message waits on its queue is looked at again this often by the reaper (a scan of the queues),
+so that a message popped by a worker and lost before it took the job (Redis or the worker killed in between)
+is sent again. Messages on no queue are sent again after ``OUTBOX_GRACE_S``."""
+
 REDIS_TIMEOUT_S = 5.0
 """A Redis reply awaited longer than this fails the command: a stopped (SIGSTOP) or wedged server still accepts
 connections but never answers, and without a bound every command hangs. Above kombu's 1 s BRPOP wait, which

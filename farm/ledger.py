@@ -14,10 +14,17 @@ Celery delivers at least once; the ledger turns that into one recorded run per j
   that died between the two steps therefore leaves a visible debt rather than a job marked ``queued`` with no
   message: the reaper (any worker) pays debts older than a grace period, and submitting the same sweep again
   pays its own at once. Paying checks the queues first, so a message that did go out is not sent twice.
+- **In flight.** A sent message is not yet a running job: a worker pops it (``BRPOP``) and only then writes it to
+  kombu's ``unacked`` hash, so a Redis killed between the two (the pop is in its append-only file, the
+  ``unacked`` write never came) or a worker dying there, or failing before it took the lease, leaves a job
+  ``queued`` with no message anywhere. Each sent job therefore stays in ``P:inflight`` (scored by when it was
+  sent or last seen waiting) until a worker takes its lease; the reaper looks at entries older than the grace
+  period: one still on a queue is looked at again later, one with a lease or a result is done, and one that is
+  nowhere is sent again. A message sent twice is harmless: the lease and ``SET NX`` run and record it once.
 
 Keys (``P`` is the store's prefix): ``gen:JID``, ``lease:JID``, ``attempts:JID``, ``running``, ``outbox``,
-``reaper``; the job's ``state:JID`` hash and ``result:JID`` belong to the store and are only read or set here
-within the same atomic steps.
+``inflight``, ``reaper``; the job's ``state:JID`` hash and ``result:JID`` belong to the store and are only read or
+set here within the same atomic steps.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from farm import defaults
 from farm.queue import job_queue
 from farm.result import JobResult, JobStatus
 
@@ -70,14 +78,16 @@ class Lease:
         return f"{self.holder}#{self.generation}"
 
 
-# KEYS: lease, gen, running, attempts   ARGV: holder, ttl_ms, job_id
-# Returns {generation, attempt}, or the current holder's token when the lease is held.
+# KEYS: lease, gen, running, attempts, inflight   ARGV: holder, ttl_ms, job_id
+# Returns {generation, attempt}, or the current holder's token when the lease is held. The job's message has
+# arrived: it leaves the in-flight set (from now on its lease and the running set account for it).
 _TAKE = """
 local held = redis.call('GET', KEYS[1])
 if held then return held end
 local gen = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. '#' .. gen, 'PX', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('ZREM', KEYS[5], ARGV[3])
 local attempt = redis.call('INCR', KEYS[4])
 return {gen, attempt}
 """
@@ -161,7 +171,13 @@ class Ledger:
     def take(self, job_id: str, holder: str, ttl_s: float) -> Lease | str:
         """Take the job's lease (a new generation) and count the attempt; or the current holder's token."""
         reply = self._take(
-            keys=[self._k("lease", job_id), self._k("gen", job_id), self._k("running"), self._k("attempts", job_id)],
+            keys=[
+                self._k("lease", job_id),
+                self._k("gen", job_id),
+                self._k("running"),
+                self._k("attempts", job_id),
+                self._k("inflight"),
+            ],
             args=[holder, int(ttl_s * 1000), job_id],
         )
         if isinstance(reply, list):
@@ -282,8 +298,9 @@ class Ledger:
         max_attempts: int,
         outbox_grace_s: float,
     ) -> list[str]:
-        """Put back the running jobs whose holder stopped renewing its lease (it died, hung or was cut off), and
-        pay outbox debts older than ``outbox_grace_s``. One reaper at a time across the farm."""
+        """Put back the running jobs whose holder stopped renewing its lease (it died, hung or was cut off), pay
+        outbox debts older than ``outbox_grace_s``, and send again the messages sent that long ago that are on
+        no queue while no worker took their job (:meth:`resend_vanished`). One reaper at a time across the farm."""
         if not self.r.set(self._k("reaper"), reaper, nx=True, px=int(interval_s * 1000 * 0.9)):
             return []
         requeued = []
@@ -316,6 +333,7 @@ class Ledger:
             )
             requeued.append(job_id)
         self.pay_outbox(app, older_than_s=outbox_grace_s)
+        self.resend_vanished(app, older_than_s=outbox_grace_s)
         return requeued
 
     # -- the outbox -------------------------------------------------------------------------------------------
@@ -347,11 +365,13 @@ class Ledger:
         return owed
 
     def settle(self, sent: dict[str, float]) -> None:
-        """These jobs' messages were published (job id -> when): their debts are paid."""
+        """These jobs' messages were published (job id -> when): their debts are paid, and they are in flight
+        until a worker takes them."""
         ids = list(sent)
         for start in range(0, len(ids), 10_000):
             part = ids[start : start + 10_000]
             pipe = self.r.pipeline(transaction=False)
+            pipe.zadd(self._k("inflight"), {job_id: sent[job_id] for job_id in part})
             pipe.zrem(self._k("outbox"), *part)
             for job_id in part:
                 pipe.hset(self._k("state", job_id), "sent_at", sent[job_id])
@@ -395,7 +415,56 @@ class Ledger:
         return list(self.send(app, todo))
 
     def forget_debts(self, job_ids: Iterable[str]) -> None:
-        """Drop debts without sending (a cancelled sweep owes nothing)."""
+        """Drop debts without sending, and stop watching messages in flight (a cancelled sweep owes nothing)."""
         ids = list(job_ids)
         for start in range(0, len(ids), 10_000):
-            self.r.zrem(self._k("outbox"), *ids[start : start + 10_000])
+            pipe = self.r.pipeline(transaction=False)
+            pipe.zrem(self._k("outbox"), *ids[start : start + 10_000])
+            pipe.zrem(self._k("inflight"), *ids[start : start + 10_000])
+            pipe.execute()
+
+    def resend_vanished(
+        self, app: Celery, *, older_than_s: float, recheck_s: float = defaults.INFLIGHT_RECHECK_S
+    ) -> list[str]:
+        """Send again the messages that vanished between the queue and a worker: sent (or last seen on a queue)
+        more than ``older_than_s`` ago, on no queue now, their job neither leased nor recorded. Entries still on a
+        queue are looked at again after ``recheck_s``; leased or recorded ones leave the set. Returns the ids
+        sent again.
+
+        A message that is in kombu's ``unacked`` hash counts as vanished too: a worker that holds it and runs the
+        job took its lease within milliseconds of the pop, so one without a lease this late was dropped (its
+        worker failed before the lease, with Redis down) and would otherwise wait for the visibility timeout."""
+        inflight = self._k("inflight")
+        due = cast("list[str]", self.r.zrangebyscore(inflight, "-inf", time.time() - older_than_s))
+        if not due:
+            return []
+        waiting = self.pending_messages(include_unacked=False)
+        later = time.time() + recheck_s - older_than_s
+        done: list[str] = []
+        wait: dict[str, float] = {}
+        vanished: list[str] = []
+        for job_id, recorded, held in zip(due, self.store.have_results(due), self.leased(due), strict=True):
+            if recorded or held:
+                done.append(job_id)
+            elif job_id in waiting:
+                wait[job_id] = later
+            else:
+                vanished.append(job_id)
+        todo: list[JobEnvelope] = []
+        for job_id, envelope in zip(vanished, self.store.envelopes(vanished), strict=True):
+            if envelope is None:
+                done.append(job_id)
+            else:
+                todo.append(envelope)
+        pipe = self.r.pipeline(transaction=False)
+        if done:
+            pipe.zrem(inflight, *done)
+        if wait:
+            pipe.zadd(inflight, wait, xx=True)
+        if todo:  # owed again, in the same way as a claim: a failed send below leaves a debt, not a loss
+            pipe.zadd(self._k("outbox"), {e.job_id: time.time() for e in todo})
+        pipe.execute()
+        if not todo:
+            return []
+        log.warning("sending again %d message(s) that vanished before any worker took their job", len(todo))
+        return list(self.send(app, todo))
