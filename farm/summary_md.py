@@ -249,8 +249,8 @@ def summary_frame(report: pd.DataFrame, results: pd.DataFrame | None = None) -> 
         add("first epoch s", [fmt_number(r.get("first_epoch_s_median"), 3) for r in records])
     if "latency_p50_s_median" in has and report["latency_p50_s_median"].notna().any():
         for q in ("p50", "p99"):
-            values: list[Any] = [r.get(f"latency_{q}_s_median") for r in records]
-            add(f"latency {q} ms", ["" if _missing(v) else fmt_number(1000 * float(v), 3) for v in values])
+            latencies: list[Any] = [r.get(f"latency_{q}_s_median") for r in records]
+            add(f"latency {q} ms", ["" if _missing(v) else fmt_number(1000 * float(v), 3) for v in latencies])
     if "steady_tokens_per_s_median" in has and report["steady_tokens_per_s_median"].notna().any():
         add("tokens/s", [fmt_number(r.get("steady_tokens_per_s_median")) for r in records])
     if "steady_tflops_median" in has and report["steady_tflops_median"].notna().any():
