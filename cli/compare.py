@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import (
-    EXIT_UNAVAILABLE,
     BrokerOption,
     JsonOption,
+    check_html_option,
     check_output_option,
     console,
     fail,
@@ -102,23 +102,6 @@ def compare_table(cmp: pd.DataFrame, label_a: str, label_b: str, metric: str, hi
         ]
         table.add_row(*row)
     return table
-
-
-def check_html_option(path: Path | None) -> None:
-    """Check a ``--html`` path and the plot extra before any Redis access or computation: a name that is not
-    ``.html``/``.htm`` is a usage error (exit 2); a target that cannot be written, or an install without
-    matplotlib, an environment failure (exit 1, one line saying what to install)."""
-    if path is None:
-        return
-    if path.suffix.lower() not in (".html", ".htm"):
-        fail(f"--html {path}: the file name should end in .html or .htm")
-    if path.is_dir():
-        fail(f"cannot write {path}: it is a directory", code=EXIT_UNAVAILABLE)
-    if not path.parent.is_dir():
-        fail(f"cannot write {path}: directory {path.parent} does not exist", code=EXIT_UNAVAILABLE)
-    from farm.html_report import require_plotting
-
-    require_plotting()  # PlotExtraMissing is an OutputError: friendly_errors prints it in one line, exit 1
 
 
 @friendly_errors

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from cli.common import BrokerOption, check_output_option, console, err_console, friendly_errors, open_store
+from cli.common import (
+    BrokerOption,
+    check_html_option,
+    check_output_option,
+    console,
+    err_console,
+    friendly_errors,
+    open_store,
+)
 from cli.status import resolve
 
 REPORT_SHOWN = [
@@ -319,8 +327,6 @@ def report_cmd(
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
     check_output_option(output)
-    from cli.compare import check_html_option  # here: cli.compare imports this module
-
     check_html_option(html)  # a bad name (exit 2), an unwritable place or no matplotlib (exit 1), before any work
     store = open_store(broker)
     sid = resolve(store, sweep_id)
@@ -334,16 +340,15 @@ def report_cmd(
             fail(str(e))
     if output:
         if output.suffix.lower() == ".md":  # a person's summary; .csv/.json/.parquet hold every statistic
-            from cli.run import report_title
-            from farm.summary_md import write_summary_md
+            from farm.summary_md import report_title, write_summary_md
 
             write_summary_md(output, report, frame, title=report_title(frame))
         else:
             write_frame(report, output)
         console.print(f"wrote {len(report)} cells to {output}")
     if html:
-        from cli.run import report_title
         from farm.html_report import write_report_html
+        from farm.summary_md import report_title
 
         write_report_html(report, frame, html, title=report_title(frame), ratios=ratio_table)
         console.print(f"wrote {html}", markup=False, highlight=False)

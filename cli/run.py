@@ -42,7 +42,7 @@ def write_outputs(df: pd.DataFrame, report: pd.DataFrame, output: Path, note: st
     follows report.md's table, so the file read alone says what its ``n`` counts; the CSVs stay plain tables for
     scripts."""
     from farm.output import write_frame
-    from farm.summary_md import write_summary_md
+    from farm.summary_md import report_title, write_summary_md
 
     for name, frame in zip(OUTPUT_FILES[:2], (df, report), strict=True):
         write_frame(frame, output / name)
@@ -55,6 +55,7 @@ def write_html(df: pd.DataFrame, report: pd.DataFrame, output: Path) -> Path | N
     from rich.markup import escape
 
     from farm.html_report import PlotExtraMissing, write_report_html
+    from farm.summary_md import report_title
 
     path = output / "report.html"
     try:
@@ -65,12 +66,6 @@ def write_html(df: pd.DataFrame, report: pd.DataFrame, output: Path) -> Path | N
         )
         return None
     return path
-
-
-def report_title(df: pd.DataFrame) -> str:
-    """``Benchmark report: SWEEP`` for the sweep(s) whose results ``df`` holds."""
-    sweeps = sorted({str(s) for s in df["sweep_id"].dropna()}) if "sweep_id" in df.columns else []
-    return f"Benchmark report: {', '.join(sweeps)}" if sweeps else "Benchmark report"
 
 
 def watch(store: Store, sweep_id: str, local_queues: set[str], farm: LocalFarm, output: Path, started: float) -> None:

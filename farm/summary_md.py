@@ -25,6 +25,7 @@ __all__ = [
     "cell_flags",
     "cell_stalls",
     "fmt_number",
+    "report_title",
     "summary_frame",
     "summary_markdown",
     "throughput_unit",
@@ -311,6 +312,12 @@ def markdown_table(frame: pd.DataFrame) -> str:
     lines.append("|" + "|".join("---:" if r else "---" for r in right) + "|")
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def report_title(df: pd.DataFrame) -> str:
+    """``Benchmark report: SWEEP`` for the sweep(s) whose results ``df`` holds."""
+    sweeps = sorted({str(s) for s in df["sweep_id"].dropna()}) if "sweep_id" in df.columns else []
+    return f"Benchmark report: {', '.join(sweeps)}" if sweeps else "Benchmark report"
 
 
 def summary_markdown(
