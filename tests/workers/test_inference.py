@@ -8,33 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from farm.fingerprint import host_facts
-from farm.job import JobEnvelope, JobSpec
 from farm.rows import result_row
-from farm.settings import FarmSettings
-from workers.execute import build_result
-from workers.supervisor import run_child
-
-MLP = {"hidden_layers": 1, "units": 16}
+from tests.workers.test_measurements import run as measure
 
 
 def run(tmp_path: Path, **kw: object):
-    spec = dict(
-        sweep="inf",
-        workload="fashion_mnist_mlp",
-        params=MLP,
-        data="synthetic",
-        train_samples=200,
-        test_samples=40,
-        batch_size=32,
-        epochs=3,
-        backend="jax",
-    )
-    spec.update(kw)
-    env = JobEnvelope.for_job(JobSpec(**spec), "inf-1")
-    outcome = run_child(env, FarmSettings(cache_dir=tmp_path), lambda e: None)
-    assert outcome.status == "succeeded", (outcome.error, outcome.stderr_tail)
-    return build_result(env, outcome, 1, "test-worker", host_facts())
+    """test_measurements' tiny Fashion-MLP job, under JAX with 40 test samples unless told otherwise."""
+    return measure(tmp_path, **{"backend": "jax", "test_samples": 40, **kw})
 
 
 @pytest.mark.slow
