@@ -34,7 +34,9 @@ elif workload == "text_transformer":
     x = rng.integers(1, vocab, size=(samples, seq), dtype=np.int32)
     y = rng.integers(0, classes, size=samples).astype("int32")
     tokens = keras.Input((seq,), dtype="int32")
-    positions = keras.ops.arange(seq)
+    # Positions made from the token tensor, as the workload does, so the position embedding is a layer of the
+    # model (trained and counted) rather than a constant computed once.
+    positions = keras.ops.zeros_like(tokens) + keras.ops.arange(seq, dtype="int32")
     h = keras.layers.Embedding(vocab, width)(tokens) + keras.layers.Embedding(seq, width)(positions)
     for _ in range(depth):
         attended = keras.layers.MultiHeadAttention(heads, width // heads)(h, h)

@@ -26,13 +26,21 @@ def _task_id(raw: str | bytes) -> str | None:
         return None
 
 
-def queue_keys(client: redis.Redis) -> list[str]:
-    keys = []
-    for key in client.scan_iter(match=f"{QUEUE_PREFIX}*", count=1000):
-        name = key.decode() if isinstance(key, bytes) else key
-        if client.type(key) in (b"list", "list"):
-            keys.append(name)
-    return sorted(keys)
+def queue_keys(client: redis.Redis, known: Iterable[str] | None = None) -> list[str]:
+    """The farm queues that exist now: among ``known`` names (``Store.known_queues``), or found by scanning every
+    key when the farm noted none (a scan reads the whole keyspace, a page at a time)."""
+    if known is None:
+        candidates = [
+            k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match=f"{QUEUE_PREFIX}*", count=1000)
+        ]
+    else:
+        candidates = [k for k in known if k.startswith(QUEUE_PREFIX)]
+    if not candidates:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for key in candidates:
+        pipe.type(key)
+    return sorted(k for k, kind in zip(candidates, pipe.execute(), strict=True) if kind in (b"list", "list"))
 
 
 def _list_entries(client: redis.Redis, key: str, page: int = 5000) -> Iterator[str | bytes]:
@@ -41,11 +49,14 @@ def _list_entries(client: redis.Redis, key: str, page: int = 5000) -> Iterator[s
         yield from client.lrange(key, start, start + page - 1)
 
 
-def pending_job_ids(client: redis.Redis, *, include_unacked: bool = True) -> set[str]:
+def pending_job_ids(
+    client: redis.Redis, *, include_unacked: bool = True, queues: Iterable[str] | None = None
+) -> set[str]:
     """Job ids with a message on a farm queue (and, with ``include_unacked``, delivered and not yet
-    acknowledged: a delivery to a worker that died stays there until the visibility timeout)."""
+    acknowledged: a delivery to a worker that died stays there until the visibility timeout). ``queues``: the
+    queue names to look in (None: scan for them)."""
     ids: set[str] = set()
-    for key in queue_keys(client):
+    for key in queue_keys(client, queues):
         ids.update(i for i in map(_task_id, _list_entries(client, key)) if i)
     if not include_unacked:
         return ids
@@ -81,10 +92,11 @@ return removed
 """
 
 
-def remove_messages(client: redis.Redis, job_ids: Iterable[str]) -> int:
-    """Take the queued messages of these jobs off every farm queue; returns how many were removed."""
+def remove_messages(client: redis.Redis, job_ids: Iterable[str], queues: Iterable[str] | None = None) -> int:
+    """Take the queued messages of these jobs off every farm queue (among ``queues``; None: scan for them);
+    returns how many were removed."""
     wanted = list(set(job_ids))
     if not wanted:
         return 0
     script = client.register_script(_REMOVE)
-    return sum(int(script(keys=[key], args=wanted)) for key in queue_keys(client))
+    return sum(int(script(keys=[key], args=wanted)) for key in queue_keys(client, queues))

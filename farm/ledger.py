@@ -220,13 +220,13 @@ class Ledger:
         """Job ids with a message on a farm queue (and, with ``include_unacked``, delivered, unacknowledged)."""
         from farm.broker_scan import pending_job_ids
 
-        return pending_job_ids(self.r, include_unacked=include_unacked)
+        return pending_job_ids(self.r, include_unacked=include_unacked, queues=self.store.known_queues())
 
     def withdraw_messages(self, job_ids: list[str]) -> int:
         """Take these jobs' queued messages off every farm queue; how many were removed."""
         from farm.broker_scan import remove_messages
 
-        return remove_messages(self.r, job_ids)
+        return remove_messages(self.r, job_ids, self.store.known_queues())
 
     def leased(self, job_ids: list[str]) -> list[bool]:
         """Whether each job's lease is held right now (its run is alive), in order."""
@@ -304,7 +304,12 @@ class Ledger:
         if not self.r.set(self._k("reaper"), reaper, nx=True, px=int(interval_s * 1000 * 0.9)):
             return []
         requeued = []
-        for job_id in cast("set[str]", self.r.smembers(self._k("running"))):
+        running = sorted(cast("set[str]", self.r.smembers(self._k("running"))))
+        # One round trip to see which leases are held (every live run's, almost always all of them); only the
+        # others are seized, one atomic step each. A pass is then two round trips, not one per running job.
+        for job_id, held in zip(running, self.leased(running), strict=True):
+            if held:
+                continue
             generation = self._seize(keys=[self._k("lease", job_id), self._k("gen", job_id)])
             if generation is None:
                 continue  # its holder is alive
@@ -381,6 +386,8 @@ class Ledger:
         """Publish these jobs' messages (their debts are in the outbox already) and settle what surely went."""
         from farm.queue import publish
 
+        # Noted before any message goes: a message is never on a queue that the farm's scans do not read.
+        self.store.note_queues(job_queue(e.job) for e in envelopes)
         sent: dict[str, float] = {}
         try:
             publish(app, envelopes, sent)

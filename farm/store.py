@@ -31,9 +31,11 @@ Results are written with ``SET NX`` so a job that ran twice (at-least-once deliv
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 import redis
 from redis.typing import EncodableT, FieldT
@@ -83,7 +85,7 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
                 f"Redis at {where} did not answer within {settings.redis_timeout_s:g} s: it "
                 "accepts connections but does not reply (stopped, overloaded or hung?)"
             ) from None
-        if settings.broker_url.startswith("rediss://"):
+        if settings.broker_url.startswith("rediss://") and tcp_reachable(settings.broker_url, timeout):
             raise FarmUnavailable(
                 f"cannot reach Redis at {where}: the TLS handshake did not complete within {timeout:g} s: does the "
                 "server speak TLS on that port? Use redis:// for a server without TLS"
@@ -104,6 +106,18 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
         ) from None
     client.set_retry(retry)  # from here on, commands ride out a blip as before
     return client
+
+
+def tcp_reachable(url: str, timeout: float) -> bool:
+    """Whether a plain TCP connection to the URL's host and port opens within ``timeout``. A ``rediss://``
+    connection that timed out may have stalled in the TLS handshake (the server does not speak TLS) or never
+    reached the host at all (down, cut off, firewalled): only the second fails this."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", parts.port or 6379), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def not_redis(where: str, e: BaseException) -> str:
@@ -143,6 +157,14 @@ def _transaction(client: redis.Redis, func: Callable[[redis.client.Pipeline], T]
     return cast("T", client.transaction(none_func, *watches, value_from_callable=True))
 
 
+# KEYS: a job's state hash, its generation   ARGV: generation, then field, value, ...
+_FENCED_HSET = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+
 class Store:
     """Typed access to the farm's keys. Every write that must happen once uses NX.
 
@@ -152,6 +174,7 @@ class Store:
     def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX) -> None:
         self.r = client
         self.p = prefix
+        self._fenced_hset = client.register_script(_FENCED_HSET)
 
     @classmethod
     def from_settings(cls, settings: FarmSettings) -> Store:
@@ -245,11 +268,20 @@ class Store:
     def set_state(self, job_id: str, state: JobStatus, **fields: Any) -> None:
         self.r.hset(self.k("state", job_id), mapping=_state_fields(state, **fields))
 
-    def update_progress(self, job_id: str, **fields: Any) -> None:
-        self.r.hset(
-            self.k("state", job_id),
-            mapping={**{k: ("" if v is None else v) for k, v in fields.items()}, "updated_at": time.time()},
-        )
+    def update_progress(self, job_id: str, *, generation: int | None = None, **fields: Any) -> bool:
+        """Write a running job's progress fields. With ``generation`` (the writer's lease, see ``farm.ledger``)
+        the write happens only while that generation is the job's current one, checked atomically with it: a
+        worker that was cut off or paused and took a while to hear it lost the job can no longer scribble its
+        run's epochs and heartbeats over the state of the run that replaced it. Returns whether it was written."""
+        mapping: dict[FieldT, EncodableT] = {
+            **{k: ("" if v is None else v) for k, v in fields.items()},
+            "updated_at": time.time(),
+        }
+        if generation is None:
+            self.r.hset(self.k("state", job_id), mapping=mapping)
+            return True
+        pairs = [str(x) for item in mapping.items() for x in item]
+        return bool(self._fenced_hset(keys=[self.k("state", job_id), self.k("gen", job_id)], args=[generation, *pairs]))
 
     def state(self, job_id: str) -> dict[str, str]:
         return cast("dict[str, str]", self.r.hgetall(self.k("state", job_id)))
@@ -451,16 +483,50 @@ class Store:
 
     # -- workers ----------------------------------------------------------------------------------------------
     def register_worker(self, name: str, info: dict[str, Any], ttl_s: float = defaults.WORKER_TTL_S) -> None:
-        self.r.set(self.k("worker", name), json.dumps({**info, "heartbeat_at": time.time()}), px=int(ttl_s * 1000))
+        """The worker's registry entry (its info, expiring unless renewed) and its place in the registry's index
+        (``P:workers``, scored by when the entry expires), in one round trip. The index lets ``farm workers``
+        read the live workers in O(workers) whatever the size of the farm's history; entries that expired an
+        hour ago leave it here."""
+        now = time.time()
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(self.k("worker", name), json.dumps({**info, "heartbeat_at": now}), px=int(ttl_s * 1000))
+        pipe.zadd(self.k("workers"), {name: now + ttl_s})
+        pipe.zremrangebyscore(self.k("workers"), "-inf", now - 3600)
+        pipe.execute()
 
     def unregister_worker(self, name: str) -> None:
-        self.r.delete(self.k("worker", name))
+        pipe = self.r.pipeline(transaction=False)
+        pipe.delete(self.k("worker", name))
+        pipe.zrem(self.k("workers"), name)
+        pipe.execute()
 
     def live_workers(self) -> list[dict[str, Any]]:
-        keys = sorted(self.r.scan_iter(match=self.k("worker", "*"), count=1000))
+        """Every live worker's entry, by name. From the registry's index; a Redis that has none (its workers all
+        predate it) is scanned for entries instead."""
+        index = self.k("workers")
+        names = cast("list[str]", self.r.zrangebyscore(index, time.time(), "+inf"))
+        if names or self.r.exists(index):
+            keys = [self.k("worker", n) for n in sorted(names)]
+        else:
+            keys = sorted(self.r.scan_iter(match=self.k("worker", "*"), count=1000))
         if not keys:
             return []
         return [json.loads(v) for v in self.r.mget(keys) if v]
+
+    # -- the farm's queues ------------------------------------------------------------------------------------
+    def note_queues(self, queues: Iterable[str]) -> None:
+        """Remember queue names that hold, or may hold, farm messages (``P:queues``): every queue a job is
+        published to and every queue a worker consumes. Looking for a job's message then reads those queues
+        instead of scanning all of Redis' keys, which grow with the farm's history."""
+        names = sorted(set(queues))
+        if names:
+            self.r.sadd(self.k("queues"), *names)
+
+    def known_queues(self) -> list[str] | None:
+        """The queues noted so far, or None when none were ever noted (data written before the farm noted them:
+        scan for them instead)."""
+        names = cast("set[str]", self.r.smembers(self.k("queues")))
+        return sorted(names) if names else None
 
     # -- refused messages -------------------------------------------------------------------------------------
     def record_rejection(

@@ -136,6 +136,7 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
                 log.warning("housekeeping failed: %s", e)
 
     beat()
+    store.note_queues(plan.queues)
     threading.Thread(target=housekeeping, daemon=True, name="farm-housekeeping").start()
     threading.Thread(
         target=warn_if_busy, args=(settings.contention_cpu_threshold,), daemon=True, name="farm-busy-check"

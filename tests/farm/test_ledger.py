@@ -75,6 +75,11 @@ def test_a_displaced_holder_can_neither_renew_nor_record(store: Store, envelopes
     assert not ledger.record(paused, result(env, "paused"))
     assert ledger.requeue(app, paused, env, "late failure", max_attempts=3) == "fenced"
     assert not ledger.give_up(paused, env, "late give-up", 1)
+    # Nor can it write its run's progress over the state of the run that replaced it.
+    assert store.update_progress(env.job_id, generation=rightful.generation, epoch=1, heartbeat_at=1.0)
+    assert not store.update_progress(env.job_id, generation=paused.generation, epoch=7, heartbeat_at=2.0)
+    state = store.state(env.job_id)
+    assert (state["epoch"], state["heartbeat_at"]) == ("1", "1.0")
     assert store.r.sismember(store.k("running"), env.job_id)  # the rightful run is still accounted for
     ledger.release(paused)
     assert ledger.holder(env.job_id) == rightful.token  # releasing a stale lease leaves the new one
