@@ -15,15 +15,24 @@ lab's CPU workers do.
 
 Per N it measures, from ``INFO commandstats`` and ``INFO cpu`` deltas and the workers' own CPU (psutil):
 
-1. **Idle**: Redis commands/s (total, per worker, the top commands) and Redis' CPU with every worker waiting.
-2. **Dispatch latency**: N/2 short jobs submitted at once to idle workers; enqueue→start is the job's
-   ``started_at`` (lease taken, state running) less its ``sent_at`` (message published): p50 and p99.
+1. **Idle**: Redis commands/s (total, per worker, the top commands), Redis' CPU, Redis' own time per PUBLISH
+   and BRPOP (each worker holds a pattern subscription, which every PUBLISH is matched against), the workers'
+   CPU and memory of their own (USS).
+2. **Dispatch latency**: enqueue→start is a job's ``started_at`` (lease taken, state running) less its
+   ``sent_at`` (message published). Measured for ``--trickle`` single jobs submitted one after another (the
+   control plane's own latency) and for N/2 jobs submitted at once to idle workers (N/2 workers waking
+   together: on 2 cores, mostly their Python CPU): p50 and p99.
 3. **Draining**: ``--drain-per-worker`` × N short jobs (``--job-s`` each): jobs/s from the first message to the
-   last result, commands per job (gross, and net of the idle rate), Redis CPU per job.
+   last result, commands per job (submit and worker together, net of the idle rate), Redis CPU per job and
+   Redis memory per recorded job, queue wait p50/p99.
 4. **Running**: N long jobs, one per worker: commands/s per running job (lease renewals, progress, cancel
-   checks) and one reaper pass over N running jobs (wall time and round trips; ``Ledger.reap`` from here).
+   checks), one reaper pass over N running jobs (wall time, round trips and commands, by ``Ledger.reap`` from
+   here), and Redis connections per worker.
 5. **Reading**: ``farm workers`` and ``farm status SWEEP`` as a user runs them (a fresh process each, median
-   of 3), and the store calls behind them in this process.
+   of 3), and ``Store.live_workers`` in this process.
+6. **History**: ``--history-keys`` keys added under the farm's prefix (``DEBUG POPULATE``), as a Redis that has
+   recorded a farm's results for years looks; then the reads, a reaper pass and a look for queued messages
+   again: none of them may grow with the history.
 
 Nothing here asserts; it prints a table per N (quoted in README.md, "Operating a farm of hundreds").
 """
@@ -385,6 +394,7 @@ def one_n(n: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
 
         # 3. draining short jobs
         jobs = args.drain_per_worker * n
+        memory_before = int(client.info("memory")["used_memory"])
         a = meter.snapshot()
         ids, took = submit_and_wait(submitter, store, settings, directory, "drain", jobs, 300 + 2 * n)
         b = meter.snapshot()
@@ -402,6 +412,7 @@ def one_n(n: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "cmds_per_job_net": net / jobs,
             "redis_cpu_ms_per_job_net": 1000 * (drained["cpu_s"] - idle_cpu_rate * drained["seconds"]) / jobs,
             "redis_cmd_us_per_job": 1e6 * drained["cmd_s"] / jobs,
+            "redis_kb_per_job": (int(client.info("memory")["used_memory"]) - memory_before) / jobs / 1024,
             "wait_p50_s": percentile(lat, 0.5),
             "wait_p99_s": percentile(lat, 0.99),
             "top_per_job": {
@@ -517,6 +528,7 @@ def table(results: list[dict[str, Any]]) -> str:
         ("drain: jobs/s", lambda r: f"{r['drain']['jobs_per_s']:.1f}"),
         ("drain: commands per job (net of idle)", lambda r: f"{r['drain']['cmds_per_job_net']:.0f}"),
         ("drain: Redis CPU per job, ms (net)", lambda r: f"{r['drain']['redis_cpu_ms_per_job_net']:.2f}"),
+        ("drain: Redis memory per recorded job, KB", lambda r: f"{r['drain']['redis_kb_per_job']:.1f}"),
         (
             "drain: queue wait p50 / p99, s",
             lambda r: f"{r['drain']['wait_p50_s']:.2f} / {r['drain']['wait_p99_s']:.2f}",

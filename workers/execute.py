@@ -142,12 +142,8 @@ class JobExecutor:
         renewed = [time.monotonic()]
 
         def heartbeat() -> None:
-            """Renew the lease and tell the child its worker is alive and still holds the job. If this thread
-            stops (the worker is paused or hung), or cannot renew for a whole lease (the worker is cut off from
-            Redis, or Redis is down), the keep-alives stop and the child stops itself a keep-alive timeout
-            later: a cut-off run is over within about two leases, not whenever the link comes back. A Redis
-            restart shorter than that costs nothing: the renewal that then succeeds takes the lease back if
-            nobody took the job meanwhile."""
+            """Renew the lease. A Redis restart shorter than a lease costs nothing: the renewal that then
+            succeeds takes the lease back if nobody took the job meanwhile."""
             while not stop.wait(self.settings.heartbeat_s):
                 try:
                     if not self.ledger.renew(lease, self.settings.lease_ttl_s):
@@ -157,12 +153,24 @@ class JobExecutor:
                     self.store.update_progress(job_id, heartbeat_at=time.time(), generation=lease.generation)
                 except Exception as e:  # noqa: BLE001 - Redis restarting: keep training, keep trying
                     log.warning("heartbeat for job %s failed: %s", job_id, e)
+
+        def keep_child_alive() -> None:
+            """Tell the child its worker is alive and holds the job, every heartbeat, on a thread of its own so
+            that a slow Redis reply never delays a ping. If the worker is paused or hung, or the lease has not
+            been renewed for a whole lease (the worker is cut off from Redis, or Redis is down), the pings stop
+            and the child stops itself a keep-alive timeout later: a cut-off run is over within about two
+            leases, not whenever the link comes back."""
+            while not stop.wait(self.settings.heartbeat_s):
+                if lost_lease:
+                    return
                 if time.monotonic() - renewed[0] < self.settings.lease_ttl_s:
                     for ping in keepalive:
                         ping()
 
         beat = threading.Thread(target=heartbeat, daemon=True)
+        pinger = threading.Thread(target=keep_child_alive, daemon=True)
         beat.start()
+        pinger.start()
 
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("event")
@@ -209,6 +217,7 @@ class JobExecutor:
         finally:
             stop.set()
             beat.join(timeout=5)
+            pinger.join(timeout=5)
             self.on_busy(None)
         if outcome.status != "lease_lost" and not self._resilient(lambda: self.ledger.holds(lease), "check the lease"):
             outcome.status = "lease_lost"  # e.g. this worker was paused past its lease: its child stopped itself

@@ -131,3 +131,57 @@ def test_claim_owes_each_message_until_it_is_sent(store: Store, envelopes: list[
     ledger.settle({envelopes[0].job_id: time.time()})
     assert envelopes[0].job_id not in ledger.debts()
     assert store.state(envelopes[0].job_id).get("sent_at")
+
+
+def test_a_reaper_pass_puts_back_only_the_runs_whose_lease_expired(
+    store: Store, envelopes: list[JobEnvelope], app
+) -> None:
+    """The pass reads every running job's lease in one round trip, then seizes only the expired ones."""
+    ledger = Ledger(store)
+    leases = [ledger.take(e.job_id, f"w{i}", 30) for i, e in enumerate(envelopes[:4])]
+    assert all(isinstance(lease, Lease) for lease in leases)
+    dead = {envelopes[1].job_id, envelopes[3].job_id}
+    for job_id in dead:
+        expire(store, job_id)
+    requeued = ledger.reap(app, "reaper", lease_ttl_s=30, interval_s=1, max_attempts=3, outbox_grace_s=30)
+    assert set(requeued) == dead
+    assert store.r.smembers(store.k("running")) == {envelopes[0].job_id, envelopes[2].job_id}
+    assert all(store.state(j)["state"] == "lost" for j in dead)
+    assert [ledger.holds(lease) for lease in leases if isinstance(lease, Lease)] == [True, False, True, False]
+
+
+def test_messages_are_found_on_the_queues_the_farm_noted(store: Store, envelopes: list[JobEnvelope], app) -> None:
+    """A sent job's queue is noted before its message goes, so looking for messages reads the noted queues
+    rather than scanning every key; data from before the farm noted queues is scanned for them."""
+    ledger = Ledger(store)
+    env = envelopes[0]
+    ledger.claim([(env.job_id, "farm.cpu")])
+    ledger.send(app, [env])
+    queue = next(q for q in ("farm.cpu", "farm.gpu") if store.r.llen(q))
+    assert queue in (store.known_queues() or [])
+    assert ledger.pending_messages(include_unacked=False) == {env.job_id}
+    store.r.delete(store.k("queues"))  # as a Redis written by an older farm looks
+    assert store.known_queues() is None
+    assert ledger.pending_messages(include_unacked=False) == {env.job_id}
+    assert ledger.withdraw_messages([env.job_id]) == 1
+    assert ledger.pending_messages(include_unacked=False) == set()
+
+
+def test_live_workers_are_read_from_the_registry_index(store: Store) -> None:
+    store.register_worker("a", {"name": "a"}, ttl_s=30)
+    store.register_worker("b", {"name": "b"}, ttl_s=30)
+    store.register_worker("gone", {"name": "gone"}, ttl_s=0.05)
+    time.sleep(0.1)
+    assert [w["name"] for w in store.live_workers()] == ["a", "b"]
+    store.unregister_worker("b")
+    assert [w["name"] for w in store.live_workers()] == ["a"]
+    assert store.r.zscore(store.k("workers"), "b") is None
+    # Only the index counts once there is one: a stray key that looks like an entry is not a worker.
+    store.r.set(store.k("worker", "stray"), '{"name": "stray"}')
+    assert [w["name"] for w in store.live_workers()] == ["a"]
+
+
+def test_live_workers_without_an_index_are_scanned_for(store: Store) -> None:
+    """Workers of a farm from before the index (entries only): still listed."""
+    store.r.set(store.k("worker", "old"), '{"name": "old"}', px=30_000)
+    assert [w["name"] for w in store.live_workers()] == ["old"]
