@@ -24,7 +24,8 @@ Per N it measures, from ``INFO commandstats`` and ``INFO cpu`` deltas and the wo
    together: on 2 cores, mostly their Python CPU): p50 and p99.
 3. **Draining**: ``--drain-per-worker`` × N short jobs (``--job-s`` each): jobs/s from the first message to the
    last result, commands per job (submit and worker together, net of the idle rate), Redis CPU per job and
-   Redis memory per recorded job, queue wait p50/p99.
+   Redis memory per recorded job (``used_memory`` growth, and the job's own keys by ``MEMORY USAGE``), queue
+   wait p50/p99.
 4. **Running**: N long jobs, one per worker: commands/s per running job (lease renewals, progress, cancel
    checks), one reaper pass over N running jobs (wall time, round trips and commands, by ``Ledger.reap`` from
    here), and Redis connections per worker.
@@ -308,6 +309,15 @@ def submit_and_wait(
     return ids, time.time() - t0
 
 
+def job_keys_bytes(client: redis.Redis, job_id: str) -> dict[str, int]:
+    """What one recorded job keeps in Redis, key by key (``MEMORY USAGE``, the key's own overhead included),
+    named by the key with the job id taken out: where the memory per job goes."""
+    out: dict[str, int] = {}
+    for key in client.scan_iter(match=f"*{job_id}*", count=1000):
+        out[key.replace(job_id, "JOB")] = int(client.memory_usage(key, samples=0) or 0)
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 def latencies(store: Store, ids: list[str]) -> list[float]:
     out = []
     for state in store.states(ids):
@@ -413,6 +423,7 @@ def one_n(n: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
             "redis_cpu_ms_per_job_net": 1000 * (drained["cpu_s"] - idle_cpu_rate * drained["seconds"]) / jobs,
             "redis_cmd_us_per_job": 1e6 * drained["cmd_s"] / jobs,
             "redis_kb_per_job": (int(client.info("memory")["used_memory"]) - memory_before) / jobs / 1024,
+            "job_keys_bytes": job_keys_bytes(client, ids[0]),
             "wait_p50_s": percentile(lat, 0.5),
             "wait_p99_s": percentile(lat, 0.99),
             "top_per_job": {
@@ -529,6 +540,7 @@ def table(results: list[dict[str, Any]]) -> str:
         ("drain: commands per job (net of idle)", lambda r: f"{r['drain']['cmds_per_job_net']:.0f}"),
         ("drain: Redis CPU per job, ms (net)", lambda r: f"{r['drain']['redis_cpu_ms_per_job_net']:.2f}"),
         ("drain: Redis memory per recorded job, KB", lambda r: f"{r['drain']['redis_kb_per_job']:.1f}"),
+        ("drain: a recorded job's own keys, KB", lambda r: f"{sum(r['drain']['job_keys_bytes'].values()) / 1024:.1f}"),
         (
             "drain: queue wait p50 / p99, s",
             lambda r: f"{r['drain']['wait_p50_s']:.2f} / {r['drain']['wait_p99_s']:.2f}",
