@@ -7,7 +7,7 @@ Rounds interleave the sides, and the order within a round turns every round, as 
 state excludes the first epoch (in inference: the first ``predict`` pass). Both sides feed numpy arrays.
 
     python benchmarks/workloads_vs_bare.py [--rounds 8] [--backend jax] [--workloads resnet50,text_transformer]
-        [--modes train,inference]
+        [--modes train,inference] [--epochs N]
 
 Prints, per workload and mode, the median steady epoch of each side and farm ÷ bare: the geometric mean of the
 per-round ratios with a 95% CI by resampling rounds (rounds where either side was contended left out).
@@ -74,6 +74,9 @@ def main() -> None:
     ap.add_argument("--backend", default="jax")
     ap.add_argument("--workloads", default="resnet50,text_transformer")
     ap.add_argument("--modes", default="train,inference")
+    ap.add_argument(
+        "--epochs", type=int, default=0, help="epochs (inference: predict passes) per run; 0: each workload's own"
+    )
     args = ap.parse_args()
     names, modes = args.workloads.split(","), args.modes.split(",")
     per_round: dict[tuple[str, str, str], list[float]] = {}
@@ -81,7 +84,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="farm-bench-") as d, FarmSide(Path(d), "cpu") as farm:
         for rnd in range(args.rounds):
             for name in names:
-                cfg = CONFIGS[name]
+                cfg = {**CONFIGS[name], **({"epochs": args.epochs} if args.epochs else {})}
                 for mode in modes:
                     sides = ["bare", "farm"] if rnd % 2 == 0 else ["farm", "bare"]
                     counts = {}
