@@ -36,18 +36,19 @@ HOSTS = ("lab-w1", "lab-w2")
 """The two worker hosts of the scenario (the lab must have them)."""
 
 REGIMES: dict[str, dict[str, str]] = {
-    # The farm's defaults scaled down (30 s lease, 5 s heartbeat, 5 s Redis timeout): a renewal that fails on a
-    # dead link gives up (a 2 s read timeout, then up to two 3 s connects) well within the training process'
-    # keep-alive timeout (the lease less a heartbeat: 14 s), so the worker keeps its child alive while cut off,
-    # and the child trains on until the link comes back and the worker hears it lost the lease.
+    # The farm's defaults scaled down (30 s lease, 5 s heartbeat, 5 s Redis timeout). The cut-off worker goes on
+    # pinging its child until its last renewal is a lease old (15 s), and the child stops itself a keep-alive
+    # timeout (the lease less a heartbeat: 14 s) later, about 29 s after the cut; the heal comes sooner (the job
+    # runs elsewhere after about 16 s), so the cut-off run is stopped by its worker once a renewal is refused.
     "defaults-scaled": {
         "FARM_LEASE_TTL_S": "15",
         "FARM_HEARTBEAT_S": "1",
         "FARM_REAP_INTERVAL_S": "1",
         "FARM_REDIS_TIMEOUT_S": "2",
     },
-    # tests/faults' FAST leases with the default 5 s Redis timeout: the heartbeat blocks on the dead link longer
-    # than the child's 3 s keep-alive timeout, so the child stops itself before the job is taken over.
+    # tests/faults' FAST leases (4 s, a heartbeat a second) with the default 5 s Redis timeout: the pings stop
+    # 4 s after the last renewal and the child 3 s later, about 7 s after the cut. The heal (a second after the
+    # job runs elsewhere, about 5 s after the cut) and the child's own stop race: either ends the run.
     "fast": {**FAST, "FARM_REDIS_TIMEOUT_S": "5"},
 }
 """Lease settings the scenario runs under; both keep the ledger right, they differ in when the cut-off run's
