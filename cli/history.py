@@ -10,7 +10,16 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cli.common import EXIT_UNAVAILABLE, BrokerOption, console, fail, friendly_errors, open_store
+from cli.common import (
+    EXIT_UNAVAILABLE,
+    BrokerOption,
+    JsonOption,
+    console,
+    fail,
+    friendly_errors,
+    open_store,
+    print_json,
+)
 from cli.compare import EXIT_REGRESSION
 
 if TYPE_CHECKING:
@@ -186,6 +195,7 @@ def history_cmd(
         "--fail-on-regression",
         help=f"Exit {EXIT_REGRESSION} when the newest sweep of any cell is a flagged slowdown (for CI).",
     ),
+    as_json: bool = JsonOption,
     broker: str = BrokerOption,
 ) -> None:
     """Line up the matching cells of many sweeps (per hardware) in time order, and flag the sweep where a
@@ -228,7 +238,10 @@ def history_cmd(
         history = history_frame(frames, threshold=threshold, window=window)
     except ValueError as e:
         fail(str(e))
-    if history.empty:
+    slower = regressions(history)
+    if as_json:
+        _print_json(history, ids, threshold=threshold, window=window, regressions=len(slower))
+    elif history.empty:
         console.print(f"no succeeded results in the {len(ids)} selected sweep(s): nothing to line up")
     else:
         title = history_title(threshold, window, sorted(set(history["unit"].astype(str))))
@@ -240,13 +253,31 @@ def history_cmd(
         from farm.output import write_atomic
 
         write_atomic(csv, lambda tmp: history.to_csv(tmp, index=False))
-        console.print(f"wrote {len(history)} rows to {csv}", highlight=False)
+        if not as_json:
+            console.print(f"wrote {len(history)} rows to {csv}", highlight=False)
     if html is not None:
-        _write_html(history, html, ids)
-    slower = regressions(history)
+        _write_html(history, html, ids, quiet=as_json)
     if fail_on_regression and len(slower):
-        console.print(f"[bold red]{len(slower)} cell(s) regressed in their newest sweep[/]")
+        if not as_json:
+            console.print(f"[bold red]{len(slower)} cell(s) regressed in their newest sweep[/]")
         raise typer.Exit(EXIT_REGRESSION)
+
+
+def _print_json(history: pd.DataFrame, ids: list[str], *, threshold: float, window: int, regressions: int) -> None:
+    """The history for scripts: the rule's settings, the sweeps lined up, one record per cell × sweep (the CSV's
+    columns; missing values as null) and how many cells regressed in their newest sweep."""
+    import json
+
+    print_json(
+        {
+            "sweeps": ids,
+            "threshold": threshold,
+            "window": window,
+            "rows": json.loads(history.to_json(orient="records")) if not history.empty else [],
+            "changes_flagged": int(history["change"].astype(bool).sum()) if not history.empty else 0,
+            "regressions": regressions,
+        }
+    )
 
 
 def _summary(history: pd.DataFrame, n_sweeps: int) -> None:
@@ -262,7 +293,7 @@ def _summary(history: pd.DataFrame, n_sweeps: int) -> None:
     )
 
 
-def _write_html(history: pd.DataFrame, path: Path, ids: list[str]) -> None:
+def _write_html(history: pd.DataFrame, path: Path, ids: list[str], *, quiet: bool = False) -> None:
     """The history as HTML, drawn by :func:`farm.html_report.write_history_html` (imported here: the plotting
     library is an optional extra, and only this option needs it)."""
     import importlib
@@ -273,4 +304,5 @@ def _write_html(history: pd.DataFrame, path: Path, ids: list[str]) -> None:
         fail(f"cannot write {path}: the HTML report is not available ({e})", code=EXIT_UNAVAILABLE)
     title = f"benchfarm history: {len(ids)} sweep(s), {ids[0]} … {ids[-1]}" if len(ids) > 1 else ids[0]
     write_history_html(history, path, title=title)
-    console.print(f"wrote {path}", highlight=False)
+    if not quiet:
+        console.print(f"wrote {path}", highlight=False)

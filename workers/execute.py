@@ -348,6 +348,35 @@ def fingerprint(
     }
 
 
+COPIED_FROM_CHILD = (
+    "device_name",
+    "dataset_digest",
+    "train_samples_used",
+    "test_samples_used",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "steps_per_epoch",
+    "step_p50_s",
+    "step_p90_s",
+    "step_p99_s",
+    "epochs_to_target",
+    "time_to_target_s",
+    "unit",
+    "tokens_per_sample",
+    "param_count",
+    "flops_per_sample",
+    "latency_requests",
+    "latency_p50_s",
+    "latency_p90_s",
+    "latency_p99_s",
+    "latency_mean_s",
+)
+"""Result fields the training process measures and the worker records as they are (each None when absent);
+the rest are built here from the child's figures and the worker's own facts. ``JobResult`` validates them all."""
+
+
 def build_result(
     envelope: JobEnvelope,
     outcome: ChildOutcome,
@@ -380,21 +409,13 @@ def build_result(
         attempt=attempt,
         worker=worker,
         host=facts.get("host"),
-        device_name=res.get("device_name"),
         started_at=datetime.fromtimestamp(outcome.started_at, UTC) if outcome.started_at else None,
         versions=ready.get("versions", {}),
         environment=environment,
-        dataset_digest=res.get("dataset_digest"),
-        train_samples_used=res.get("train_samples_used"),
-        test_samples_used=res.get("test_samples_used"),
         epochs=[
             EpochRecord(**{k: v for k, v in e.items() if k in EpochRecord.model_fields}) for e in res.get("epochs", [])
         ],
         phases=Phases(**{k: v for k, v in phases.items() if k in Phases.model_fields}),
-        train_loss=res.get("train_loss"),
-        train_accuracy=res.get("train_accuracy"),
-        test_loss=res.get("test_loss"),
-        test_accuracy=res.get("test_accuracy"),
         stalls=res.get("stalls", []),
         timeline={
             **res.get("timeline", {}),
@@ -402,23 +423,9 @@ def build_result(
             "job_started_at": outcome.job_started_at or None,
             "exited_at": (outcome.started_at + outcome.total_s) if outcome.started_at else None,
         },
-        steps_per_epoch=res.get("steps_per_epoch"),
-        step_p50_s=res.get("step_p50_s"),
-        step_p90_s=res.get("step_p90_s"),
-        step_p99_s=res.get("step_p99_s"),
-        epochs_to_target=res.get("epochs_to_target"),
-        time_to_target_s=res.get("time_to_target_s"),
         contention=contention.get("figures", {}),
         contended=bool(contention.get("contended")),
         contended_reasons=contention.get("reasons", []),
         throttled=bool(contention.get("throttled")),
-        unit=res.get("unit"),
-        tokens_per_sample=res.get("tokens_per_sample"),
-        param_count=res.get("param_count"),
-        flops_per_sample=res.get("flops_per_sample"),
-        latency_requests=res.get("latency_requests"),
-        latency_p50_s=res.get("latency_p50_s"),
-        latency_p90_s=res.get("latency_p90_s"),
-        latency_p99_s=res.get("latency_p99_s"),
-        latency_mean_s=res.get("latency_mean_s"),
+        **{name: res.get(name) for name in COPIED_FROM_CHILD},
     )

@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
 from farm.workloads import DataSpec, Workload, register
-from farm.workloads._mlp import FLOAT32, OPTIMIZER_SLOTS, Optimizer, make_optimizer, scale_images
+from farm.workloads._images import prepare_images, square_images, weights_memory, with_float32_softmax
+from farm.workloads._mlp import Optimizer, make_optimizer
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 """The width multipliers MobileNetV2 was published (and Keras ships weights) for: the table below holds the
@@ -63,39 +64,23 @@ def parameter_count(params: MobileNetV2Params) -> tuple[int, int]:
 
 
 def memory_estimate(params: MobileNetV2Params, batch_size: int) -> int:
-    """Bytes training needs at the least: float32 weights, gradients and optimizer state of every trainable
-    parameter, and the frozen statistics. Activations are left out (a lower bound: they come on top)."""
-    trainable, frozen = parameter_count(params)
-    return (trainable * (2 + OPTIMIZER_SLOTS.get(params.optimizer, 2)) + frozen) * FLOAT32
+    """Weights, gradients and optimizer state (a lower bound: activations come on top)."""
+    return weights_memory(*parameter_count(params), params.optimizer)
 
 
 def data(params: MobileNetV2Params) -> DataSpec:
-    """Square RGB images; CIFAR-10 itself when the shapes are CIFAR-10's, so ``data: real`` can train on it."""
-    if (params.image_size, params.classes) == (32, 10):
-        return DataSpec.of_real("cifar10")
-    shape = (params.image_size, params.image_size, 3)
-    return DataSpec(sample_shape=shape, num_classes=params.classes, train_size=50_000, test_size=10_000)
+    return square_images(params.image_size, params.classes)
 
 
 def build(params: MobileNetV2Params, input_shape: tuple[int, ...], num_classes: int) -> tuple[Any, Any, str]:
-    """Keras' MobileNetV2 with its classifier's softmax moved to a float32 layer of its own, so that under mixed
-    precision the probabilities and the loss stay float32 (the same weights and FLOPs as the stock model)."""
+    """Keras' MobileNetV2, its softmax a float32 layer of its own (``with_float32_softmax``)."""
     import keras
 
     base = keras.applications.MobileNetV2(
         weights=None, input_shape=input_shape, classes=num_classes, alpha=params.alpha, classifier_activation=None
     )
-    outputs = keras.layers.Activation("softmax", dtype="float32", name="probabilities")(base.output)
-    model = keras.Model(base.input, outputs, name="mobilenet_v2")
+    model = with_float32_softmax(base, "mobilenet_v2")
     return model, make_optimizer(params.optimizer, params.learning_rate), "sparse_categorical_crossentropy"
-
-
-def prepare(x: Any, y: Any) -> tuple[Any, Any]:
-    """Pixels scaled by 1/255 to float32 (with ``weights=None`` the model has no preprocessing of its own);
-    integer labels as int32."""
-    import numpy as np
-
-    return scale_images(x), np.asarray(y, dtype=np.int32).reshape(-1)
 
 
 WORKLOAD = register(
@@ -104,7 +89,7 @@ WORKLOAD = register(
         dataset=None,
         params_model=MobileNetV2Params,
         build_model=build,
-        prepare=prepare,
+        prepare=prepare_images,
         description="MobileNetV2 (Keras Applications, untrained) on square RGB images",
         memory_estimate=memory_estimate,
         unit="images",

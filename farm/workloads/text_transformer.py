@@ -14,10 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model
 
 from farm.workloads import MAX_PARAMETERS, DataSpec, Workload, register
 from farm.workloads._mlp import FLOAT32, OPTIMIZER_SLOTS, Optimizer, make_optimizer
-
-ACTIVATION_BYTES = 2
-"""Bytes of one activation at the least: float16/bfloat16 under mixed precision (float32 otherwise, which the
-lower bound does not assume)."""
+from farm.workloads._tokens import ACTIVATION_BYTES, prepare_tokens, token_sequences
 
 
 class TextTransformerParams(BaseModel):
@@ -82,15 +79,7 @@ def memory_estimate(params: TextTransformerParams, batch_size: int) -> int:
 
 
 def data(params: TextTransformerParams) -> DataSpec:
-    """Token sequences of ``seq_len`` ids; synthetic only (no real token dataset is shipped)."""
-    return DataSpec(
-        sample_shape=(params.seq_len,),
-        num_classes=params.classes,
-        kind="tokens",
-        vocab_size=params.vocab_size,
-        train_size=25_000,
-        test_size=25_000,
-    )
+    return token_sequences(params.seq_len, params.vocab_size, params.classes)
 
 
 def build(params: TextTransformerParams, input_shape: tuple[int, ...], num_classes: int) -> tuple[Any, Any, str]:
@@ -122,20 +111,13 @@ def build(params: TextTransformerParams, input_shape: tuple[int, ...], num_class
     return model, make_optimizer(params.optimizer, params.learning_rate), "sparse_categorical_crossentropy"
 
 
-def prepare(x: Any, y: Any) -> tuple[Any, Any]:
-    """Token ids and labels as int32 (the embedding looks the ids up as they are)."""
-    import numpy as np
-
-    return np.asarray(x, dtype=np.int32), np.asarray(y, dtype=np.int32).reshape(-1)
-
-
 WORKLOAD = register(
     Workload(
         name="text_transformer",
         dataset=None,
         params_model=TextTransformerParams,
         build_model=build,
-        prepare=prepare,
+        prepare=prepare_tokens,
         description="A Transformer encoder text classifier on token sequences",
         memory_estimate=memory_estimate,
         unit="sequences",

@@ -4,6 +4,7 @@ nightly sweeps (nothing trains): the table, the CSV, sweep selection, exit codes
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -144,6 +145,31 @@ def test_csv_holds_every_cell_and_sweep(farm_store: dict[str, Any], invoke: Any,
     assert not tf["change"].any()
     assert tf.iloc[-1]["changed"] == "keras 3.15.1 → 3.16.0"  # named, not flagged: its speed did not move
     assert np.all(tf["ci_low"] <= tf["median"])
+
+
+def test_json_is_the_history_for_scripts(farm_store: dict[str, Any], invoke: Any, tmp_path: Any) -> None:
+    """``--json``: only JSON on standard output (a script parses it whole), the same rows as the CSV, and
+    ``--fail-on-regression`` still exits 3 without a word outside the JSON."""
+    path = tmp_path / "history.csv"
+    res = invoke("history", "nightly", "--broker", farm_store["url"], "--json", "--csv", str(path))
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["sweeps"] == farm_store["ids"] and doc["threshold"] == 0.05 and doc["window"] == 5
+    assert doc["changes_flagged"] == 1 and doc["regressions"] == 1
+    rows = pd.DataFrame(doc["rows"])
+    assert list(rows.columns) == HISTORY_COLUMNS
+    assert len(rows) == len(pd.read_csv(path)) == 2 * NIGHTS
+    flagged = rows[rows["change"]]
+    assert list(flagged["backend"]) == ["jax"] and list(flagged["changed"]) == ["keras 3.15.1 → 3.16.0"]
+    assert flagged.iloc[0]["sweep_id"] == farm_store["ids"][-1]
+    res = invoke("history", "nightly", "--broker", farm_store["url"], "--json", "--fail-on-regression")
+    assert res.exit_code == 3
+    assert json.loads(res.stdout)["regressions"] == 1
+    # one sweep: each cell's baseline, nothing flagged
+    res = invoke("history", "nightly-2026-11-01", "--broker", farm_store["url"], "--json")
+    assert res.exit_code == 0, res.output
+    one = json.loads(res.stdout)
+    assert len(one["rows"]) == 2 and one["changes_flagged"] == 0 and one["regressions"] == 0
 
 
 def test_every_sweep_by_default_and_other_hardware_apart(farm_store: dict[str, Any], invoke: Any) -> None:
