@@ -1,5 +1,5 @@
 """What the image classifiers from Keras Applications share (``resnet50``, ``mobilenet_v2``): square RGB images
-(CIFAR-10 itself at its shapes), the seed's pixel scaling, the memory of their weights, and a float32 softmax.
+(CIFAR-10 itself at its shapes), the seed's pixel scaling and a float32 softmax.
 
 Keras is imported inside the functions: this module is imported on the submit side too.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from farm.workloads import DataSpec
-from farm.workloads._mlp import FLOAT32, OPTIMIZER_SLOTS, scale_images
+from farm.workloads._mlp import scale_images
 
 
 def square_images(image_size: int, classes: int) -> DataSpec:
@@ -27,12 +27,6 @@ def prepare_images(x: Any, y: Any) -> tuple[Any, Any]:
     import numpy as np
 
     return scale_images(x), np.asarray(y, dtype=np.int32).reshape(-1)
-
-
-def weights_memory(trainable: int, frozen: int, optimizer: str) -> int:
-    """Bytes training needs at the least: float32 weights, gradients and optimizer state of every trainable
-    parameter, and the frozen statistics. Activations are left out (a lower bound: they come on top)."""
-    return (trainable * (2 + OPTIMIZER_SLOTS.get(optimizer, 2)) + frozen) * FLOAT32
 
 
 def with_float32_softmax(base: Any, name: str) -> Any:

@@ -1,4 +1,5 @@
-"""What the two seed MLPs share: the optimizer choice, a Keras Sequential builder and their size in memory.
+"""What the two seed MLPs share (the optimizer choice, a Keras Sequential builder, their size in memory), and
+what every shipped workload takes from them: the optimizers and the bytes of a model's training state.
 
 Keras is imported inside the functions: this module is imported on the submit side too, where the parameter
 count and the memory estimate are plain arithmetic on the layer sizes.
@@ -35,6 +36,13 @@ mean square, Adam and AdamW two moments."""
 FLOAT32 = 4
 
 
+def training_state_bytes(trainable: int, optimizer: str, frozen: int = 0) -> int:
+    """Bytes of a model's training state, in float32: weights, gradients and optimizer state of every trainable
+    parameter, and ``frozen`` parameters held but never trained (batch normalization's statistics). Every
+    shipped workload's memory estimate starts from this; activations come on top."""
+    return (trainable * (2 + OPTIMIZER_SLOTS.get(optimizer, 2)) + frozen) * FLOAT32
+
+
 def dense_parameters(sizes: list[int]) -> int:
     """Weights and biases of Dense layers chaining ``sizes`` (input size first, output size last)."""
     return sum((a + 1) * b for a, b in pairwise(sizes))
@@ -57,10 +65,8 @@ def mlp_memory_bytes(sizes: list[int], optimizer: str, batch_size: int) -> int:
     A lower bound (the framework, the data and its buffers come on top): a job above a machine's memory
     cannot run there, a job below it still might not.
     """
-    params = dense_parameters(sizes)
-    state = params * (2 + OPTIMIZER_SLOTS.get(optimizer, 2))
     activations = sum(sizes) * batch_size * 2
-    return (state + activations) * FLOAT32
+    return training_state_bytes(dense_parameters(sizes), optimizer) + activations * FLOAT32
 
 
 def make_optimizer(name: str, learning_rate: float | None) -> Any:

@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
 from farm.workloads import DataSpec, Workload, register
-from farm.workloads._images import prepare_images, square_images, weights_memory, with_float32_softmax
-from farm.workloads._mlp import Optimizer, make_optimizer
+from farm.workloads._images import prepare_images, square_images, with_float32_softmax
+from farm.workloads._mlp import Optimizer, make_optimizer, training_state_bytes
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 """The width multipliers MobileNetV2 was published (and Keras ships weights) for: the table below holds the
@@ -65,7 +65,8 @@ def parameter_count(params: MobileNetV2Params) -> tuple[int, int]:
 
 def memory_estimate(params: MobileNetV2Params, batch_size: int) -> int:
     """Weights, gradients and optimizer state (a lower bound: activations come on top)."""
-    return weights_memory(*parameter_count(params), params.optimizer)
+    trainable, frozen = parameter_count(params)
+    return training_state_bytes(trainable, params.optimizer, frozen)
 
 
 def data(params: MobileNetV2Params) -> DataSpec:

@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from farm.workloads import DataSpec, Workload, register
-from farm.workloads._images import prepare_images, square_images, weights_memory, with_float32_softmax
-from farm.workloads._mlp import Optimizer, make_optimizer
+from farm.workloads._images import prepare_images, square_images, with_float32_softmax
+from farm.workloads._mlp import Optimizer, make_optimizer, training_state_bytes
 
 BASE_TRAINABLE = 23_534_592
 """Trainable parameters of ResNet-50 below its classifier: they do not depend on the image size (the
@@ -45,7 +45,8 @@ def parameter_count(params: ResNet50Params) -> tuple[int, int]:
 
 def memory_estimate(params: ResNet50Params, batch_size: int) -> int:
     """Weights, gradients and optimizer state (a lower bound: activations come on top)."""
-    return weights_memory(*parameter_count(params), params.optimizer)
+    trainable, frozen = parameter_count(params)
+    return training_state_bytes(trainable, params.optimizer, frozen)
 
 
 def data(params: ResNet50Params) -> DataSpec:

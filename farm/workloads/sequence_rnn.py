@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from farm.workloads import MAX_PARAMETERS, DataSpec, Workload, register
-from farm.workloads._mlp import FLOAT32, OPTIMIZER_SLOTS, Optimizer, make_optimizer
+from farm.workloads._mlp import Optimizer, make_optimizer, training_state_bytes
 from farm.workloads._tokens import ACTIVATION_BYTES, prepare_tokens, token_sequences
 
 GATES: dict[str, int] = {"lstm": 4, "gru": 3}
@@ -65,7 +65,7 @@ def parameter_count(params: SequenceRNNParams) -> int:
 def memory_estimate(params: SequenceRNNParams, batch_size: int) -> int:
     """Bytes training needs at the least: float32 weights, gradients and optimizer state, plus the sequences the
     backward pass must keep (the embedding's and each recurrent layer's state at every step, at 2 bytes)."""
-    state = parameter_count(params) * (2 + OPTIMIZER_SLOTS.get(params.optimizer, 2)) * FLOAT32
+    state = training_state_bytes(parameter_count(params), params.optimizer)
     kept = params.seq_len * (params.embed_dim + params.layers * params.units)
     return state + kept * batch_size * ACTIVATION_BYTES
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 from farm.workloads import MAX_PARAMETERS, DataSpec, Workload, register
-from farm.workloads._mlp import FLOAT32, OPTIMIZER_SLOTS, Optimizer, make_optimizer
+from farm.workloads._mlp import Optimizer, make_optimizer, training_state_bytes
 from farm.workloads._tokens import ACTIVATION_BYTES, prepare_tokens, token_sequences
 
 
@@ -73,7 +73,7 @@ def memory_estimate(params: TextTransformerParams, batch_size: int) -> int:
     the backward pass must keep, counted narrowly: per block the input of the attention's projections and the
     feed-forward's hidden layer (seq_len × width and seq_len × ff per sample), at 2 bytes each. The attention
     scores are left out (flash attention never holds them)."""
-    state = parameter_count(params) * (2 + OPTIMIZER_SLOTS.get(params.optimizer, 2)) * FLOAT32
+    state = training_state_bytes(parameter_count(params), params.optimizer)
     kept = params.depth * params.seq_len * (params.width + params.ff)
     return state + kept * batch_size * ACTIVATION_BYTES
 
