@@ -77,7 +77,9 @@ def main() -> None:
     ap.add_argument(
         "--epochs", type=int, default=0, help="epochs (inference: predict passes) per run; 0: each workload's own"
     )
+    ap.add_argument("--json", type=Path, help="also write every run's epochs and contention here")
     args = ap.parse_args()
+    raw: list[dict] = []
     names, modes = args.workloads.split(","), args.modes.split(",")
     per_round: dict[tuple[str, str, str], list[float]] = {}
     flags: dict[tuple[str, str, str], list[bool]] = {}
@@ -105,6 +107,9 @@ def main() -> None:
                             )
                         counts[side] = out["param_count"]
                         key = (name, mode, side)
+                        raw.append({"round": rnd + 1, "workload": name, "mode": mode, "side": side, **out})
+                        if args.json:
+                            args.json.write_text(json.dumps(raw, default=str))
                         per_round.setdefault(key, []).append(statistics.median(out["epochs"][1:]))
                         flags.setdefault(key, []).append(bool(out["contended"]))
                         print(
@@ -117,8 +122,12 @@ def main() -> None:
                     if counts["bare"] != counts["farm"]:
                         raise SystemExit(f"{name}: the two sides built different models: {counts}")
     print(f"\n{args.backend} on CPU, {args.rounds} rounds, interleaved; the farm side through a real worker and Redis")
+    print(
+        "farm/bare = geometric mean of the per-round ratios of median steady epochs; median = their median "
+        "(a burst on the host that slows one side of a few rounds does not move it); 95% CIs by resampling rounds"
+    )
     head = f"{'workload':16s} {'mode':9s} {'bare s':>8s} {'farm s':>8s} {'farm/bare':>9s} {'95% CI':>17s}"
-    print(f"{head} {'rounds':>6s}")
+    print(f"{head} {'median':>7s} {'95% CI':>17s} {'rounds':>6s}")
     for name in names:
         for mode in modes:
             farm_r, bare_r = per_round[(name, mode, "farm")], per_round[(name, mode, "bare")]
@@ -127,10 +136,13 @@ def main() -> None:
                 for i, (a, b) in enumerate(zip(flags[(name, mode, "farm")], flags[(name, mode, "bare")], strict=True))
                 if not (a or b)
             ]
-            ratio, low, high = paired_ratio_ci([farm_r[i] for i in clean], [bare_r[i] for i in clean])
+            pair = [farm_r[i] for i in clean], [bare_r[i] for i in clean]
+            ratio, low, high = paired_ratio_ci(*pair)
+            mid, m_low, m_high = paired_ratio_ci(*pair, center="median")
             print(
                 f"{name:16s} {mode:9s} {statistics.median(bare_r):8.4f} {statistics.median(farm_r):8.4f} "
-                f"{ratio:9.3f}   [{low:.3f}, {high:.3f}] {len(clean):3d}/{len(farm_r):<2d}"
+                f"{ratio:9.3f}   [{low:.3f}, {high:.3f}] {mid:7.3f}   [{m_low:.3f}, {m_high:.3f}] "
+                f"{len(clean):3d}/{len(farm_r):<2d}"
             )
 
 

@@ -1,0 +1,151 @@
+"""What the farm's in-process extras cost a training step, measured inside one process so the machine's drift
+and the process' own state (thread placement, memory layout) cancel.
+
+Comparing whole runs (``farm_vs_bare.py``) on a shared 2-core VM leaves a round-to-round spread of 6–20%,
+because each run lands in its own state and the host's load moves between runs. Here one process builds the
+seed's CIFAR-10 MLP once and calls ``fit`` in blocks of a few epochs, alternating blocks with and without the
+farm's extras (ABBA order, so a trend cancels too):
+
+- **bare**: ``fit`` with a plain epoch clock, as ``bare_fit.py`` times;
+- **farm**: the same, plus what the training child adds while it trains: its timing callback
+  (``workers.timing.epoch_callback``, with an event sink like the child's pipe), the idle sampler
+  (``IdleSampler``) and the contention sampler (``ContentionSampler``) running, and a keep-alive checker
+  thread as ``workers.child.watch_worker`` runs.
+
+The input is the farm's own pipeline for the job (``workers.training.tf_dataset`` under TensorFlow's
+``input_pipeline: farm``; numpy arrays into ``fit`` otherwise), on both sides. Prints the median epoch of each
+block pair and farm ÷ bare as the geometric mean over pairs with a 95% bootstrap CI.
+
+    KERAS_BACKEND=tensorflow python benchmarks/harness_ablation.py [--pipeline farm] [--pairs 40] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import threading
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import keras  # after the environment above (ruff does not flag it: E402 is off here)
+import numpy as np
+from farm_vs_bare import paired_ratio_ci
+
+from workers.contention import ContentionSampler
+from workers.timing import IdleSampler, epoch_callback
+from workers.training import tf_dataset
+
+
+class Clock(keras.callbacks.Callback):
+    """The bare script's epoch clock (``bare_fit.py``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.times: list[float] = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.times.append(time.perf_counter() - self.t0)
+
+
+class Extras:
+    """The farm child's threads and sink while it trains, started and stopped around a block."""
+
+    def __init__(self) -> None:
+        self.sink = io.StringIO()
+
+    def emit(self, event: dict) -> None:
+        self.sink.write(json.dumps(event, default=str) + "\n")  # the child writes each event to a pipe
+
+    def __enter__(self) -> Extras:
+        self.idle = IdleSampler().start()
+        self.watch = ContentionSampler().start()
+        self.stop = threading.Event()
+
+        def check() -> None:  # workers.child.watch_worker's checker
+            last = time.monotonic()
+            while not self.stop.wait(1.0):
+                _ = time.monotonic() - last
+
+        self.checker = threading.Thread(target=check, daemon=True)
+        self.checker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.watch.stop()
+        self.idle.stop()
+        self.stop.set()
+        self.checker.join()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pipeline", default="keras", help="the farm's input_pipeline: keras or farm (TensorFlow)")
+    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=3, help="epochs per block")
+    ap.add_argument("--pairs", type=int, default=40, help="block pairs (each: one bare, one farm block)")
+    args = ap.parse_args()
+    backend = keras.backend.backend()
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(args.samples, 32, 32, 3), dtype=np.uint8).astype("float32") / 255.0
+    y = keras.utils.to_categorical(rng.integers(0, 10, size=args.samples), 10).astype("float32")
+    model = keras.Sequential(
+        [
+            keras.Input((32, 32, 3)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3000, activation="relu"),
+            keras.layers.Dense(1000, activation="relu"),
+            keras.layers.Dense(10, activation="sigmoid"),
+        ]
+    )
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    tf_pipeline = backend == "tensorflow" and args.pipeline == "farm"
+    data = tf_dataset(x, y, args.batch, 0) if tf_pipeline else None
+
+    def block(farm: bool) -> float:
+        clock = Clock()
+        callbacks: list = [clock]
+        if farm:
+            extras = Extras()
+            callbacks.append(epoch_callback(extras.emit, args.epochs))
+        fit_args = {"epochs": args.epochs, "verbose": 0, "callbacks": callbacks}
+        run = (
+            (lambda: model.fit(data, shuffle=False, **fit_args))
+            if tf_pipeline
+            else (lambda: model.fit(x, y, batch_size=args.batch, shuffle=True, **fit_args))
+        )
+        if farm:
+            with extras:
+                run()
+        else:
+            run()
+        return statistics.median(clock.times)
+
+    block(False)  # traces and compiles; not counted
+    farm_s: list[float] = []
+    bare_s: list[float] = []
+    for i in range(args.pairs):
+        order = (False, True) if i % 2 == 0 else (True, False)  # ABBA: a trend within a pair cancels
+        got = {side: block(side) for side in order}
+        bare_s.append(got[False])
+        farm_s.append(got[True])
+        print(f"pair {i + 1}: bare {got[False]:.4f} s  farm {got[True]:.4f} s  ratio {got[True] / got[False]:.3f}")
+    ratio, low, high = paired_ratio_ci(farm_s, bare_s)
+    print(
+        f"\n{backend}, pipeline {args.pipeline}, {args.pairs} pairs of {args.epochs}-epoch blocks, one process: "
+        f"farm extras ÷ bare = {ratio:.4f} (95% CI {low:.4f}–{high:.4f}); median epoch bare "
+        f"{statistics.median(bare_s):.4f} s, farm {statistics.median(farm_s):.4f} s"
+    )
+
+
+if __name__ == "__main__":
+    main()
