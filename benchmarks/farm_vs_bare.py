@@ -10,7 +10,12 @@ tf.data pipeline. The worker is
 started once, before the first round, and reused, as a lab's is. Steady state excludes the first epoch.
 
     python benchmarks/farm_vs_bare.py [--samples 2000] [--epochs 4] [--rounds 16]
-        [--backends jax,tensorflow] [--pipelines keras,farm] [--device cpu]
+        [--backends jax,tensorflow] [--pipelines keras,farm] [--device cpu] [--json runs.json]
+    python benchmarks/farm_vs_bare.py --pool runs1.json runs2.json   # rounds of several runs, summarised together
+
+On a shared VM one round's ratio moves 6-20% with the host's load, so a CI inside ±2% takes a hundred rounds or
+more; ``--json`` keeps each run's rounds (with the settings and framework versions) so that runs on several
+days can be pooled: each round pairs its own two sides, so rounds from different runs combine as they are.
 
 Prints, per backend and input pipeline, the median steady epoch of each side and farm ÷ bare with a 95%
 bootstrap CI of the ratio of medians, and the contention the farm measured (another process on the machine
@@ -166,15 +171,34 @@ def main() -> None:
         help="the farm's input pipelines to measure (both are "
         "numpy into fit under JAX; under TensorFlow, 'farm' is its tf.data pipeline)",
     )
-    ap.add_argument("--json", type=Path, help="also write every run's epochs and contention here")
+    ap.add_argument("--json", type=Path, help="also write the settings and every run (epochs, contention) here")
+    ap.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        help="measure nothing: summarise the rounds of these --json files together (same settings only)",
+    )
+    ap.add_argument(
+        "--per-run",
+        choices=["median", "mean"],
+        default="median",
+        help="each run's figure: its median steady epoch (the report's steady_epoch_s) or their mean "
+        "(steady throughput), which a run whose epochs split between two speeds does not flip between",
+    )
     args = ap.parse_args()
+    if args.pool:
+        config, raw = pool(args.pool)
+        summarise(config, raw, args.per_run)
+        return
+    config = {
+        "samples": args.samples,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "device": args.device,
+        "versions": versions(args.backends.split(",")),
+    }
     raw: list[dict] = []
     backends, pipelines = args.backends.split(","), args.pipelines.split(",")
-    steady: dict[tuple[str, str], list[float]] = {}
-    per_round: dict[tuple[str, str], list[float]] = {}  # each round's median steady epoch
-    cpu_round: dict[tuple[str, str], list[float]] = {}  # each round's median steady epoch's process CPU seconds
-    contention: dict[tuple[str, str], list[float]] = {}
-    flags: dict[tuple[str, str], list[bool]] = {}  # each round: was that side's run contended?
     with tempfile.TemporaryDirectory(prefix="farm-bench-") as d, FarmSide(Path(d), args.device) as farm:
         for rnd in range(args.rounds):
             for backend in backends:
@@ -187,60 +211,103 @@ def main() -> None:
                         out = bare(args.samples, args.epochs, args.batch, backend, args.device, side[5:])
                     else:
                         out = farm.run(args.samples, args.epochs, args.batch, backend, side)
-                    epochs = out["epochs"]
                     raw.append({"round": rnd + 1, "backend": backend, "side": side, **out})
                     if args.json:
-                        args.json.write_text(json.dumps(raw, default=str))
-                    contention.setdefault((backend, side), []).append(out["contention"].get("cpu_others", 0.0))
-                    flags.setdefault((backend, side), []).append(bool(out["contended"]))
-                    steady.setdefault((backend, side), []).extend(epochs[1:])
-                    per_round.setdefault((backend, side), []).append(statistics.median(epochs[1:]))
-                    cpu_round.setdefault((backend, side), []).append(statistics.median(out["cpu"][1:]))
+                        args.json.write_text(json.dumps({"config": config, "runs": raw}, default=str))
                     print(
                         f"round {rnd + 1}: {backend:10s} {side:11s} epochs (s): "
-                        + " ".join(f"{t:.3f}" for t in epochs)
+                        + " ".join(f"{t:.3f}" for t in out["epochs"])
                         + f"   others' CPU {out['contention'].get('cpu_others', 0.0):.1%}"
                         + ("  CONTENDED" if out["contended"] else ""),
                         flush=True,
                     )
+    summarise(config, raw, args.per_run)
+
+
+def versions(backends: list[str]) -> dict[str, str | None]:
+    """What the figures depend on, read from package metadata (nothing imported): rounds pooled from several
+    files must come from the same software."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from farm.fingerprint import git_commit
+
+    out: dict[str, str | None] = {"benchfarm_commit": git_commit()}
+    for name in ["benchfarm", "keras", *backends]:
+        out[name] = None
+        for dist in (name, f"{name}-cpu"):  # TensorFlow installs as tensorflow or tensorflow-cpu
+            try:
+                out[name] = version(dist)
+                break
+            except PackageNotFoundError:
+                continue
+    return out
+
+
+def pool(paths: list[Path]) -> tuple[dict, list[dict]]:
+    """The runs of several ``--json`` files as one set of rounds (renumbered so rounds of different files never
+    pair); refuses files whose settings or framework versions differ."""
+    config: dict | None = None
+    raw: list[dict] = []
+    offset = 0
+    for path in paths:
+        data = json.loads(path.read_text())
+        mine = {k: v for k, v in data["config"].items() if k != "versions"}
+        frameworks = {k: v for k, v in data["config"]["versions"].items() if k not in ("benchfarm", "benchfarm_commit")}
+        if config is None:
+            config = {**mine, "frameworks": frameworks, "files": []}
+        elif {k: config[k] for k in mine} != mine or config["frameworks"] != frameworks:
+            raise SystemExit(f"{path}: other settings or versions than {paths[0]}: {data['config']}")
+        config["files"].append({"file": str(path), "versions": data["config"]["versions"]})
+        raw += [{**run, "round": run["round"] + offset} for run in data["runs"]]
+        offset = max(run["round"] for run in raw)
+    assert config is not None
+    return config, raw
+
+
+def summarise(config: dict, raw: list[dict], per_run: str = "median") -> None:
+    """farm ÷ bare per backend and pipeline, paired by round, contended rounds left out."""
+    figure = statistics.median if per_run == "median" else statistics.mean
+    per_round: dict[tuple[str, str], dict[int, tuple[float, float, bool]]] = {}
+    for run in raw:
+        per_round.setdefault((run["backend"], run["side"]), {})[run["round"]] = (
+            figure(run["epochs"][1:]),
+            figure(run["cpu"][1:]),
+            bool(run["contended"]),
+        )
+    rounds = max(run["round"] for run in raw)
     print(
-        f"\ncifar10_mlp on {args.device}, batch {args.batch}, {args.samples} synthetic samples, {args.rounds} "
-        f"rounds x {args.epochs - 1} steady epochs, interleaved; the farm side through a real worker and Redis"
+        f"\ncifar10_mlp on {config['device']}, batch {config['batch']}, {config['samples']} synthetic samples, "
+        f"{rounds} rounds x {config['epochs'] - 1} steady epochs, interleaved; the farm side through a real worker "
+        "and Redis"
     )
     print(
-        "paired = geometric mean over rounds of (farm's median steady epoch / bare's, same round), 95% CI by "
+        f"paired = geometric mean over rounds of (farm's {per_run} steady epoch / bare's, same round), 95% CI by "
         "resampling rounds: the machine's drift between rounds cancels; rounds where either side was contended "
         "(another process used the machine: the farm's own sampler, and the same sampler around the bare run) "
         "are left out. median = the median of the same per-round ratios, 95% CI by resampling rounds: a burst "
-        "on the host that slows one side of a few rounds does not move it. "
-        "cpu = paired like 'paired', of the training process' CPU seconds per steady epoch (all its threads): "
-        "work the harness adds shows there, waiting does not. 1.000 = no overhead; < 1: the farm was faster."
+        "on the host that slows one side of a few rounds does not move it. cpu = paired like 'paired', of the "
+        "training process' CPU seconds per steady epoch (all its threads): work the harness adds shows there, "
+        "waiting does not. 1.000 = no overhead; < 1: the farm was faster."
     )
     print(
         f"{'backend':10s} {'pipeline':9s} {'bare s':>8s} {'farm s':>8s} {'paired':>7s} {'95% CI':>17s} "
-        f"{'rounds':>6s} {'median':>7s} {'95% CI':>17s} {'cpu':>7s} {'95% CI':>17s}"
+        f"{'rounds':>7s} {'median':>7s} {'95% CI':>17s} {'cpu':>7s} {'95% CI':>17s}"
     )
-    for backend in backends:
-        for p in pipelines:
-            yard = f"bare-{yardstick(backend, p)}"
-            bare_s, farm_s = steady[(backend, yard)], steady[(backend, p)]
-            clean = [
-                i
-                for i, (a, b) in enumerate(zip(flags[(backend, p)], flags[(backend, yard)], strict=True))
-                if not (a or b)
-            ]
-            farm_r = [per_round[(backend, p)][i] for i in clean]
-            bare_r = [per_round[(backend, yard)][i] for i in clean]
-            paired, p_low, p_high = paired_ratio_ci(farm_r, bare_r)
-            ratio, low, high = paired_ratio_ci(farm_r, bare_r, center="median")
-            cpu, c_low, c_high = paired_ratio_ci(
-                [cpu_round[(backend, p)][i] for i in clean], [cpu_round[(backend, yard)][i] for i in clean]
-            )
-            print(
-                f"{backend:10s} {p:9s} {statistics.median(bare_s):8.4f} {statistics.median(farm_s):8.4f} "
-                f"{paired:7.3f}   [{p_low:.3f}, {p_high:.3f}] {len(clean):3d}/{len(flags[(backend, p)]):<2d} "
-                f"{ratio:7.3f}   [{low:.3f}, {high:.3f}] {cpu:7.3f}   [{c_low:.3f}, {c_high:.3f}]"
-            )
+    for (backend, side), farm_runs in per_round.items():
+        if side.startswith("bare-"):
+            continue
+        bare_runs = per_round[(backend, f"bare-{yardstick(backend, side)}")]
+        clean = [r for r in farm_runs if r in bare_runs and not (farm_runs[r][2] or bare_runs[r][2])]
+        wall = [farm_runs[r][0] for r in clean], [bare_runs[r][0] for r in clean]
+        cpu = [farm_runs[r][1] for r in clean], [bare_runs[r][1] for r in clean]
+        paired, p_low, p_high = paired_ratio_ci(*wall)
+        mid, m_low, m_high = paired_ratio_ci(*wall, center="median")
+        c_mid, c_low, c_high = paired_ratio_ci(*cpu)
+        print(
+            f"{backend:10s} {side:9s} {statistics.median(wall[1]):8.4f} {statistics.median(wall[0]):8.4f} "
+            f"{paired:7.3f}   [{p_low:.3f}, {p_high:.3f}] {len(clean):3d}/{len(farm_runs):<3d} "
+            f"{mid:7.3f}   [{m_low:.3f}, {m_high:.3f}] {c_mid:7.3f}   [{c_low:.3f}, {c_high:.3f}]"
+        )
 
 
 def yardstick(backend: str, pipeline: str) -> str:

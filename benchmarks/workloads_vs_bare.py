@@ -7,7 +7,8 @@ Rounds interleave the sides, and the order within a round turns every round, as 
 state excludes the first epoch (in inference: the first ``predict`` pass). Both sides feed numpy arrays.
 
     python benchmarks/workloads_vs_bare.py [--rounds 8] [--backend jax] [--workloads resnet50,text_transformer]
-        [--modes train,inference] [--epochs N]
+        [--modes train,inference] [--epochs N] [--json runs.json]
+    python benchmarks/workloads_vs_bare.py --pool runs1.json runs2.json   # several runs' rounds together
 
 Prints, per workload and mode, the median steady epoch of each side and farm ÷ bare: the geometric mean of the
 per-round ratios with a 95% CI by resampling rounds (rounds where either side was contended left out).
@@ -29,7 +30,7 @@ from farm.settings import FarmSettings
 from workers.contention import ContentionSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from farm_vs_bare import FarmSide, paired_ratio_ci
+from farm_vs_bare import FarmSide, paired_ratio_ci, pool, versions
 
 HERE = Path(__file__).resolve().parent
 
@@ -77,16 +78,26 @@ def main() -> None:
     ap.add_argument(
         "--epochs", type=int, default=0, help="epochs (inference: predict passes) per run; 0: each workload's own"
     )
-    ap.add_argument("--json", type=Path, help="also write every run's epochs and contention here")
+    ap.add_argument("--json", type=Path, help="also write the settings and every run (epochs, contention) here")
+    ap.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        help="measure nothing: summarise the rounds of these --json files together (same settings only)",
+    )
     args = ap.parse_args()
-    raw: list[dict] = []
+    if args.pool:
+        config, raw = pool(args.pool)
+        summarise(config, raw)
+        return
     names, modes = args.workloads.split(","), args.modes.split(",")
-    per_round: dict[tuple[str, str, str], list[float]] = {}
-    flags: dict[tuple[str, str, str], list[bool]] = {}
+    configs = {name: {**CONFIGS[name], **({"epochs": args.epochs} if args.epochs else {})} for name in names}
+    config = {"backend": args.backend, "device": "cpu", "configs": configs, "versions": versions([args.backend])}
+    raw: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="farm-bench-") as d, FarmSide(Path(d), "cpu") as farm:
         for rnd in range(args.rounds):
             for name in names:
-                cfg = {**CONFIGS[name], **({"epochs": args.epochs} if args.epochs else {})}
+                cfg = configs[name]
                 for mode in modes:
                     sides = ["bare", "farm"] if rnd % 2 == 0 else ["farm", "bare"]
                     counts = {}
@@ -106,12 +117,9 @@ def main() -> None:
                                 test_samples=16,
                             )
                         counts[side] = out["param_count"]
-                        key = (name, mode, side)
                         raw.append({"round": rnd + 1, "workload": name, "mode": mode, "side": side, **out})
                         if args.json:
-                            args.json.write_text(json.dumps(raw, default=str))
-                        per_round.setdefault(key, []).append(statistics.median(out["epochs"][1:]))
-                        flags.setdefault(key, []).append(bool(out["contended"]))
+                            args.json.write_text(json.dumps({"config": config, "runs": raw}, default=str))
                         print(
                             f"round {rnd + 1}: {name:16s} {mode:9s} {side:4s} epochs (s): "
                             + " ".join(f"{t:.3f}" for t in out["epochs"])
@@ -121,29 +129,36 @@ def main() -> None:
                         )
                     if counts["bare"] != counts["farm"]:
                         raise SystemExit(f"{name}: the two sides built different models: {counts}")
-    print(f"\n{args.backend} on CPU, {args.rounds} rounds, interleaved; the farm side through a real worker and Redis")
+    summarise(config, raw)
+
+
+def summarise(config: dict, raw: list[dict]) -> None:
+    """farm ÷ bare per workload and mode, paired by round, contended rounds left out."""
+    per_round: dict[tuple[str, str, str], dict[int, tuple[float, bool]]] = {}
+    for run in raw:
+        key = (run["workload"], run["mode"], run["side"])
+        per_round.setdefault(key, {})[run["round"]] = (statistics.median(run["epochs"][1:]), bool(run["contended"]))
+    rounds = max(run["round"] for run in raw)
+    print(f"\n{config['backend']} on CPU, {rounds} rounds, interleaved; the farm side through a real worker and Redis")
     print(
         "farm/bare = geometric mean of the per-round ratios of median steady epochs; median = their median "
         "(a burst on the host that slows one side of a few rounds does not move it); 95% CIs by resampling rounds"
     )
     head = f"{'workload':16s} {'mode':9s} {'bare s':>8s} {'farm s':>8s} {'farm/bare':>9s} {'95% CI':>17s}"
-    print(f"{head} {'median':>7s} {'95% CI':>17s} {'rounds':>6s}")
-    for name in names:
-        for mode in modes:
-            farm_r, bare_r = per_round[(name, mode, "farm")], per_round[(name, mode, "bare")]
-            clean = [
-                i
-                for i, (a, b) in enumerate(zip(flags[(name, mode, "farm")], flags[(name, mode, "bare")], strict=True))
-                if not (a or b)
-            ]
-            pair = [farm_r[i] for i in clean], [bare_r[i] for i in clean]
-            ratio, low, high = paired_ratio_ci(*pair)
-            mid, m_low, m_high = paired_ratio_ci(*pair, center="median")
-            print(
-                f"{name:16s} {mode:9s} {statistics.median(bare_r):8.4f} {statistics.median(farm_r):8.4f} "
-                f"{ratio:9.3f}   [{low:.3f}, {high:.3f}] {mid:7.3f}   [{m_low:.3f}, {m_high:.3f}] "
-                f"{len(clean):3d}/{len(farm_r):<2d}"
-            )
+    print(f"{head} {'median':>7s} {'95% CI':>17s} {'rounds':>7s}")
+    for (name, mode, side), farm_runs in per_round.items():
+        if side != "farm":
+            continue
+        bare_runs = per_round[(name, mode, "bare")]
+        clean = [r for r in farm_runs if r in bare_runs and not (farm_runs[r][1] or bare_runs[r][1])]
+        pair = [farm_runs[r][0] for r in clean], [bare_runs[r][0] for r in clean]
+        ratio, low, high = paired_ratio_ci(*pair)
+        mid, m_low, m_high = paired_ratio_ci(*pair, center="median")
+        print(
+            f"{name:16s} {mode:9s} {statistics.median(pair[1]):8.4f} {statistics.median(pair[0]):8.4f} "
+            f"{ratio:9.3f}   [{low:.3f}, {high:.3f}] {mid:7.3f}   [{m_low:.3f}, {m_high:.3f}] "
+            f"{len(clean):3d}/{len(farm_runs):<3d}"
+        )
 
 
 if __name__ == "__main__":
