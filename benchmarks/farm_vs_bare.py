@@ -171,13 +171,7 @@ def main() -> None:
         help="the farm's input pipelines to measure (both are "
         "numpy into fit under JAX; under TensorFlow, 'farm' is its tf.data pipeline)",
     )
-    ap.add_argument("--json", type=Path, help="also write the settings and every run (epochs, contention) here")
-    ap.add_argument(
-        "--pool",
-        type=Path,
-        nargs="+",
-        help="measure nothing: summarise the rounds of these --json files together (same settings only)",
-    )
+    add_raw_arguments(ap)
     ap.add_argument(
         "--per-run",
         choices=["median", "mean"],
@@ -222,6 +216,17 @@ def main() -> None:
                         flush=True,
                     )
     summarise(config, raw, args.per_run)
+
+
+def add_raw_arguments(ap: argparse.ArgumentParser) -> None:
+    """``--json`` and ``--pool``: keep a run's rounds, and summarise several runs' rounds together."""
+    ap.add_argument("--json", type=Path, help="also write the settings and every run (epochs, contention) here")
+    ap.add_argument(
+        "--pool",
+        type=Path,
+        nargs="+",
+        help="measure nothing: summarise the rounds of these --json files together (same settings only)",
+    )
 
 
 def versions(backends: list[str]) -> dict[str, str | None]:

@@ -30,7 +30,7 @@ from farm.settings import FarmSettings
 from workers.contention import ContentionSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from farm_vs_bare import FarmSide, paired_ratio_ci, pool, versions
+from farm_vs_bare import FarmSide, add_raw_arguments, paired_ratio_ci, pool, versions
 
 HERE = Path(__file__).resolve().parent
 
@@ -78,13 +78,7 @@ def main() -> None:
     ap.add_argument(
         "--epochs", type=int, default=0, help="epochs (inference: predict passes) per run; 0: each workload's own"
     )
-    ap.add_argument("--json", type=Path, help="also write the settings and every run (epochs, contention) here")
-    ap.add_argument(
-        "--pool",
-        type=Path,
-        nargs="+",
-        help="measure nothing: summarise the rounds of these --json files together (same settings only)",
-    )
+    add_raw_arguments(ap)
     args = ap.parse_args()
     if args.pool:
         config, raw = pool(args.pool)
