@@ -57,7 +57,7 @@ def main() -> None:
             for rnd in range(args.rounds):
                 for side in sides[rnd % 3 :] + sides[: rnd % 3]:
                     if side == "bare":
-                        epochs = _bare(
+                        epochs, _cpu = _bare(
                             args.samples,
                             args.epochs,
                             args.batch,

@@ -17,9 +17,10 @@ On a shared VM one round's ratio moves 6-20% with the host's load, so a CI insid
 more; ``--json`` keeps each run's rounds (with the settings and framework versions) so that runs on several
 days can be pooled: each round pairs its own two sides, so rounds from different runs combine as they are.
 
-Prints, per backend and input pipeline, the median steady epoch of each side and farm ÷ bare with a 95%
-bootstrap CI of the ratio of medians, and the contention the farm measured (another process on the machine
-would make both sides slower at random; the farm's own sampler says whether that happened).
+Prints each run's epochs and the contention measured around it (another process on the machine would make
+both sides slower at random; the farm's own sampler says whether that happened), then, per backend and input
+pipeline, each side's typical steady epoch and farm ÷ bare paired by round: the geometric mean and the median
+of the per-round ratios and the ratio of process CPU, each with a 95% CI by resampling rounds.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu
     is this process's child, so its CPU counts as its own and everything else as others')."""
     watch = ContentionSampler().start()
     try:
-        epochs_s, cpu_s = _bare_with_cpu(samples, epochs, batch, backend, device, pipeline)
+        epochs_s, cpu_s = _bare(samples, epochs, batch, backend, device, pipeline)
     finally:
         watch.stop()
     verdict = watch.window(watch.samples[0].at, watch.samples[-1].at, FarmSettings().contention_cpu_threshold)
@@ -58,13 +59,6 @@ def bare(samples: int, epochs: int, batch: int, backend: str, device: str = "cpu
 
 
 def _bare(
-    samples: int, epochs: int, batch: int, backend: str, device: str = "cpu", pipeline: str = "numpy"
-) -> list[float]:
-    """Each epoch's wall seconds of one run of the bare script."""
-    return _bare_with_cpu(samples, epochs, batch, backend, device, pipeline)[0]
-
-
-def _bare_with_cpu(
     samples: int, epochs: int, batch: int, backend: str, device: str = "cpu", pipeline: str = "numpy"
 ) -> tuple[list[float], list[float]]:
     """Each epoch's wall and process CPU seconds of one run of the bare script."""

@@ -6,7 +6,7 @@ because each run lands in its own state and the host's load moves between runs. 
 seed's CIFAR-10 MLP once and calls ``fit`` in blocks of a few epochs, alternating blocks with and without the
 farm's extras (ABBA order, so a trend cancels too):
 
-- **bare**: ``fit`` with a plain epoch clock, as ``bare_fit.py`` times;
+- **bare**: ``fit`` with ``bare_fit.py``'s epoch clock, on its data and model;
 - **farm**: the same, plus what the training child adds while it trains: its timing callback
   (``workers.timing.epoch_callback``, with an event sink like the child's pipe), the idle sampler
   (``IdleSampler``) and the contention sampler (``ContentionSampler``) running, and a keep-alive checker
@@ -22,6 +22,7 @@ block pair and farm ÷ bare as the geometric mean over pairs with a 95% bootstra
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -34,26 +35,12 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import keras  # after the environment above (ruff does not flag it: E402 is off here)
-import numpy as np
+from bare_fit import Clock, data, mlp
 from farm_vs_bare import paired_ratio_ci
 
 from workers.contention import ContentionSampler
 from workers.timing import IdleSampler, epoch_callback
 from workers.training import tf_dataset
-
-
-class Clock(keras.callbacks.Callback):
-    """The bare script's epoch clock (``bare_fit.py``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.times.append(time.perf_counter() - self.t0)
 
 
 class Extras:
@@ -95,39 +82,19 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=40, help="block pairs (each: one bare, one farm block)")
     args = ap.parse_args()
     backend = keras.backend.backend()
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, size=(args.samples, 32, 32, 3), dtype=np.uint8).astype("float32") / 255.0
-    y = keras.utils.to_categorical(rng.integers(0, 10, size=args.samples), 10).astype("float32")
-    model = keras.Sequential(
-        [
-            keras.Input((32, 32, 3)),
-            keras.layers.Flatten(),
-            keras.layers.Dense(3000, activation="relu"),
-            keras.layers.Dense(1000, activation="relu"),
-            keras.layers.Dense(10, activation="sigmoid"),
-        ]
-    )
-    model.compile(optimizer="sgd", loss="categorical_crossentropy", metrics=["accuracy"])
+    x, y = data(args.samples)
+    model = mlp()
     tf_pipeline = backend == "tensorflow" and args.pipeline == "farm"
-    data = tf_dataset(x, y, args.batch, 0) if tf_pipeline else None
+    batches = tf_dataset(x, y, args.batch, 0) if tf_pipeline else None
 
     def block(farm: bool) -> float:
-        clock = Clock()
-        callbacks: list = [clock]
-        if farm:
-            extras = Extras()
-            callbacks.append(epoch_callback(extras.emit, args.epochs))
-        fit_args = {"epochs": args.epochs, "verbose": 0, "callbacks": callbacks}
-        run = (
-            (lambda: model.fit(data, shuffle=False, **fit_args))
-            if tf_pipeline
-            else (lambda: model.fit(x, y, batch_size=args.batch, shuffle=True, **fit_args))
-        )
-        if farm:
-            with extras:
-                run()
-        else:
-            run()
+        clock, extras = Clock(), Extras() if farm else None
+        callbacks = [clock, *([epoch_callback(extras.emit, args.epochs)] if extras else [])]
+        with extras or contextlib.nullcontext():
+            if tf_pipeline:
+                model.fit(batches, epochs=args.epochs, verbose=0, shuffle=False, callbacks=callbacks)
+            else:
+                model.fit(x, y, batch_size=args.batch, epochs=args.epochs, verbose=0, shuffle=True, callbacks=callbacks)
         return statistics.median(clock.times)
 
     block(False)  # traces and compiles; not counted

@@ -10,8 +10,9 @@ state excludes the first epoch (in inference: the first ``predict`` pass). Both 
         [--modes train,inference] [--epochs N] [--json runs.json]
     python benchmarks/workloads_vs_bare.py --pool runs1.json runs2.json   # several runs' rounds together
 
-Prints, per workload and mode, the median steady epoch of each side and farm ÷ bare: the geometric mean of the
-per-round ratios with a 95% CI by resampling rounds (rounds where either side was contended left out).
+Prints, per workload and mode, the median steady epoch of each side and farm ÷ bare: the geometric mean and the
+median of the per-round ratios, each with a 95% CI by resampling rounds (rounds where either side was contended
+left out).
 """
 
 from __future__ import annotations
