@@ -184,6 +184,7 @@ def main() -> None:
         "batch": args.batch,
         "device": args.device,
         "versions": versions(args.backends.split(",")),
+        **farm_env(),
     }
     raw: list[dict] = []
     backends, pipelines = args.backends.split(","), args.pipelines.split(",")
@@ -242,6 +243,13 @@ def versions(backends: list[str]) -> dict[str, str | None]:
     return out
 
 
+def farm_env() -> dict[str, dict[str, str]]:
+    """The farm settings this run changed through the environment (``FARM_WARM_START=false``, ...), as
+    ``{"farm_env": {...}}``, or nothing: a run that changes none pools with older files, which had no such key."""
+    changed = {k: v for k, v in sorted(os.environ.items()) if k.startswith("FARM_")}
+    return {"farm_env": changed} if changed else {}
+
+
 def pool(paths: list[Path]) -> tuple[dict, list[dict]]:
     """The runs of several ``--json`` files as one set of rounds (renumbered so rounds of different files never
     pair); refuses files whose settings or framework versions differ."""
@@ -254,7 +262,9 @@ def pool(paths: list[Path]) -> tuple[dict, list[dict]]:
         frameworks = {k: v for k, v in data["config"]["versions"].items() if k not in ("benchfarm", "benchfarm_commit")}
         if config is None:
             config = {**mine, "frameworks": frameworks, "files": []}
-        elif {k: config[k] for k in mine} != mine or config["frameworks"] != frameworks:
+        elif any(config.get(k) != mine.get(k) for k in {*mine, *config} - {"frameworks", "files"}) or (
+            config["frameworks"] != frameworks
+        ):
             raise SystemExit(f"{path}: other settings or versions than {paths[0]}: {data['config']}")
         config["files"].append({"file": str(path), "versions": data["config"]["versions"]})
         raw += [{**run, "round": run["round"] + offset} for run in data["runs"]]
@@ -279,6 +289,8 @@ def summarise(config: dict, raw: list[dict], per_run: str = "median") -> None:
         f"{rounds} rounds x {config['epochs'] - 1} steady epochs, interleaved; the farm side through a real worker "
         "and Redis"
     )
+    if config.get("farm_env"):
+        print(f"farm settings changed for this run: {config['farm_env']}")
     print(
         f"paired = geometric mean over rounds of (farm's {per_run} steady epoch / bare's, same round), 95% CI by "
         "resampling rounds: the machine's drift between rounds cancels; rounds where either side was contended "

@@ -31,7 +31,7 @@ from farm.settings import FarmSettings
 from workers.contention import ContentionSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from farm_vs_bare import FarmSide, add_raw_arguments, paired_ratio_ci, pool, versions
+from farm_vs_bare import FarmSide, add_raw_arguments, farm_env, paired_ratio_ci, pool, versions
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,7 +87,13 @@ def main() -> None:
         return
     names, modes = args.workloads.split(","), args.modes.split(",")
     configs = {name: {**CONFIGS[name], **({"epochs": args.epochs} if args.epochs else {})} for name in names}
-    config = {"backend": args.backend, "device": "cpu", "configs": configs, "versions": versions([args.backend])}
+    config = {
+        "backend": args.backend,
+        "device": "cpu",
+        "configs": configs,
+        "versions": versions([args.backend]),
+        **farm_env(),
+    }
     raw: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="farm-bench-") as d, FarmSide(Path(d), "cpu") as farm:
         for rnd in range(args.rounds):
@@ -135,6 +141,8 @@ def summarise(config: dict, raw: list[dict]) -> None:
         per_round.setdefault(key, {})[run["round"]] = (statistics.median(run["epochs"][1:]), bool(run["contended"]))
     rounds = max(run["round"] for run in raw)
     print(f"\n{config['backend']} on CPU, {rounds} rounds, interleaved; the farm side through a real worker and Redis")
+    if config.get("farm_env"):
+        print(f"farm settings changed for this run: {config['farm_env']}")
     print(
         "farm/bare = geometric mean of the per-round ratios of median steady epochs; median = their median "
         "(a burst on the host that slows one side of a few rounds does not move it); 95% CIs by resampling rounds"
