@@ -2,6 +2,7 @@
 worker, Redis or queue in the path, once as a fresh interpreter and once forked from a fork server.
 
     .venv/bin/python benchmarks/child_vs_bare.py [--backend jax] [--pipeline keras] [--rounds 8]
+    .venv/bin/python benchmarks/child_vs_bare.py --workload text_transformer [--mode inference]   # vs bare_workload.py
 
 If ``farm_vs_bare.py`` (through a real worker) shows an overhead and this does not, it is in the worker's path
 (its processes, its environment); if this shows it too, it is inside the child (``workers.training``).
@@ -18,6 +19,7 @@ from pathlib import Path
 
 # The sibling benchmark (a script's own folder is on sys.path when it is run): its bare side and statistics.
 from farm_vs_bare import _bare, paired_ratio_ci, yardstick
+from workloads_vs_bare import CONFIGS, bare
 
 from farm.settings import FarmSettings
 from farm.sweep import load_sweep_data
@@ -28,11 +30,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backend", default="jax")
     ap.add_argument("--pipeline", default="keras", help="the farm's input_pipeline (keras or farm)")
-    ap.add_argument("--samples", type=int, default=1000)
+    ap.add_argument("--workload", default="cifar10_mlp", choices=["cifar10_mlp", *sorted(CONFIGS)])
+    ap.add_argument("--mode", default="train", choices=["train", "inference"])
+    ap.add_argument("--samples", type=int, default=0, help="0: 1000 for cifar10_mlp, else workloads_vs_bare.py's")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=8)
     args = ap.parse_args()
+    cfg = {**CONFIGS.get(args.workload, {"params": {}, "samples": 1000}), "epochs": args.epochs, "batch": args.batch}
+    args.samples = args.samples or cfg["samples"]
+    cfg["samples"] = args.samples
     with tempfile.TemporaryDirectory(prefix="farm-child-") as d:
         settings = FarmSettings(cache_dir=Path(d) / "cache")
         spec = {
@@ -44,10 +51,11 @@ def main() -> None:
                 "epochs": args.epochs,
                 "batch_size": args.batch,
                 "train_samples": args.samples,
-                "test_samples": 256,
+                "test_samples": 256 if args.workload == "cifar10_mlp" else 16,
                 "input_pipeline": args.pipeline,
+                "mode": args.mode,
             },
-            "jobs": [{"workload": "cifar10_mlp"}],
+            "jobs": [{"workload": args.workload, "params": cfg["params"]}],
         }
         envelope = load_sweep_data(spec, "benchmark").envelopes()[0]
         pool = WarmPool()
@@ -56,7 +64,9 @@ def main() -> None:
         try:
             for rnd in range(args.rounds):
                 for side in sides[rnd % 3 :] + sides[: rnd % 3]:
-                    if side == "bare":
+                    if side == "bare" and args.workload != "cifar10_mlp":
+                        epochs = bare(args.workload, args.mode, args.backend, cfg)["epochs"]
+                    elif side == "bare":
                         epochs, _cpu = _bare(
                             args.samples,
                             args.epochs,
@@ -77,7 +87,7 @@ def main() -> None:
         finally:
             pool.close()
     print(
-        f"\ncifar10_mlp, {args.backend}, pipeline {args.pipeline}, {args.rounds} rounds: "
+        f"\n{args.workload} {args.mode}, {args.backend}, pipeline {args.pipeline}, {args.rounds} rounds: "
         "child ÷ bare, median steady epoch"
     )
     for side in ("fresh", "forked"):
