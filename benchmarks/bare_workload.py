@@ -4,8 +4,9 @@ plain ``model.fit`` or served with a plain ``model.predict`` on numpy arrays.
 It is the yardstick for the farm's figures on these workloads, so no farm code runs here: the models are built
 from Keras alone (the Transformer written out again, layer by layer, from its description in the README; the
 script prints its parameter count so the benchmark can check both sides built the same model). Prints one JSON
-line with each epoch's (or, in inference, each ``predict`` pass's) wall time. ``workload_ablation.py`` imports
-the data, the models and the timed loops from here, so both yardsticks run the same thing.
+line with each epoch's (or, in inference, each ``predict`` pass's) wall and process CPU time.
+``workload_ablation.py`` imports the data, the models and the timed loops from here, so both yardsticks run the
+same thing.
 
     python benchmarks/bare_workload.py resnet50|text_transformer train|inference SAMPLES EPOCHS BATCH PARAMS_JSON
 """
@@ -62,31 +63,34 @@ def build(workload, params):
 
 
 class Clock(keras.callbacks.Callback):
-    """Each epoch's wall seconds."""
+    """Each epoch's wall and process CPU seconds."""
 
     def __init__(self):
         super().__init__()
-        self.times = []
+        self.times, self.cpu = [], []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.t0 = time.perf_counter()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self.t0)
+        self.cpu.append(time.process_time() - self.c0)
 
 
-def run(model, x, y, mode, epochs, batch):
-    """``epochs`` epochs of ``fit`` (or passes of ``predict``); each one's wall seconds."""
+def run(model, x, y, mode, epochs, batch, cpu=None):
+    """``epochs`` epochs of ``fit`` (or passes of ``predict``); each one's wall seconds (and, into ``cpu`` when
+    given, its process CPU seconds)."""
+    clock = Clock()
     if mode == "train":
-        clock = Clock()
         model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[clock])
-        return clock.times
-    times = []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        model.predict(x, batch_size=batch, verbose=0)
-        times.append(time.perf_counter() - t0)
-    return times
+    else:
+        for i in range(epochs):
+            clock.on_epoch_begin(i)
+            model.predict(x, batch_size=batch, verbose=0)
+            clock.on_epoch_end(i)
+    if cpu is not None:
+        cpu.extend(clock.cpu)
+    return clock.times
 
 
 def main():
@@ -95,8 +99,9 @@ def main():
     params = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
     x, y = data(workload, samples, params)
     model = build(workload, params)
-    times = run(model, x, y, mode, epochs, batch)
-    print(json.dumps({"epoch_s": times, "param_count": int(model.count_params())}))
+    cpu = []
+    times = run(model, x, y, mode, epochs, batch, cpu)
+    print(json.dumps({"epoch_s": times, "epoch_cpu_s": cpu, "param_count": int(model.count_params())}))
 
 
 if __name__ == "__main__":

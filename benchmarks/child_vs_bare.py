@@ -61,13 +61,15 @@ def main() -> None:
         pool = WarmPool()
         sides = ["bare", "fresh", "forked"]
         medians: dict[str, list[float]] = {s: [] for s in sides}
+        cpu_medians: dict[str, list[float]] = {s: [] for s in sides}
         try:
             for rnd in range(args.rounds):
                 for side in sides[rnd % 3 :] + sides[: rnd % 3]:
                     if side == "bare" and args.workload != "cifar10_mlp":
-                        epochs = bare(args.workload, args.mode, args.backend, cfg)["epochs"]
+                        got = bare(args.workload, args.mode, args.backend, cfg)
+                        epochs, cpu = got["epochs"], got["cpu"]
                     elif side == "bare":
-                        epochs, _cpu = _bare(
+                        epochs, cpu = _bare(
                             args.samples,
                             args.epochs,
                             args.batch,
@@ -82,7 +84,9 @@ def main() -> None:
                         if out.status != "succeeded":
                             raise RuntimeError(f"{side} child {out.status}: {out.error}")
                         epochs = [e["wall_s"] for e in out.result["epochs"]]
+                        cpu = [e["cpu_s"] for e in out.result["epochs"]]
                     medians[side].append(statistics.median(epochs[1:]))
+                    cpu_medians[side].append(statistics.median(cpu[1:]))
                     print(f"round {rnd + 1}: {side:6s} " + " ".join(f"{t:.3f}" for t in epochs), flush=True)
         finally:
             pool.close()
@@ -94,6 +98,8 @@ def main() -> None:
         ratio, low, high = paired_ratio_ci(medians[side], medians["bare"])
         per_round = ", ".join(f"{a / b:.3f}" for a, b in zip(medians[side], medians["bare"], strict=True))
         print(f"  {side:6s} {ratio:.3f} [{low:.3f}, {high:.3f}]   per round: {per_round}")
+        c_ratio, c_low, c_high = paired_ratio_ci(cpu_medians[side], cpu_medians["bare"])
+        print(f"  {side:6s} process CPU per epoch {c_ratio:.3f} [{c_low:.3f}, {c_high:.3f}]")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ def bare(workload: str, mode: str, backend: str, cfg: dict) -> dict:
     line = json.loads(out.stdout.strip().splitlines()[-1])
     return {
         "epochs": line["epoch_s"],
+        "cpu": line.get("epoch_cpu_s", []),
         "param_count": line["param_count"],
         "contention": verdict["figures"],
         "contended": verdict["contended"],
