@@ -12,7 +12,11 @@ round:
 - **globals**: after what the child sets process-wide before it builds the model
   (``workers.training.seed_everything`` with the job's seed, and ``use_compile_cache`` on a cache directory kept
   for the whole benchmark, so that after the first round the compiled steps come from the cache as in a farm
-  child).
+  child);
+- **farm_code**: not the bare script but the farm's own model, data and child code path for the job
+  (``workload_ablation.FarmBlock``: the registry's model, ``load_dataset``, the child's ``fit`` or
+  ``measure_offline`` with its callback and threads), alone in a fresh process, as the training child runs it
+  but with no worker, fork server or event pipe.
 
 Prints each variant ÷ bare: the geometric mean of per-round ratios of median steady epochs, 95% CI by
 resampling rounds.
@@ -52,6 +56,7 @@ def main() -> None:
     ap.add_argument("--mode", default="train", choices=["train", "inference"])
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=14)
+    ap.add_argument("--variants", default="imports,env,globals,farm_code", help="which to run beside bare")
     args = ap.parse_args()
     cfg = CONFIGS[args.workload]
     script_args = [
@@ -87,12 +92,19 @@ def main() -> None:
         "import pathlib, workers.training as t; "
         f"t.seed_everything({envelope.job.seed_effective}, 'jax'); t.use_compile_cache('jax', pathlib.Path({cache!r}))"
     )
+    farm_code = (
+        f"import json, pathlib, sys, tempfile; sys.path.insert(0, {str(HERE)!r}); from workload_ablation import "
+        f"FarmBlock; block = FarmBlock({args.workload!r}, {cfg['params']!r}, {cfg['samples']}, {cfg['batch']}, "
+        f"{args.epochs}, {args.mode!r}, pathlib.Path(tempfile.mkdtemp())); print(json.dumps({{'epoch_s': block()}}))"
+    )
     variants = {
         "bare": (run_script, bare_env),
         "imports": (f"{CHILD_IMPORTS}\n{run_script}", bare_env),  # run from the checkout: farm and workers import
         "env": (run_script, farm_env),
         "globals": (f"{child_globals}\n{run_script}", bare_env),
+        "farm_code": (farm_code, bare_env),
     }
+    variants = {k: v for k, v in variants.items() if k == "bare" or k in args.variants.split(",")}
     medians: dict[str, list[float]] = {name: [] for name in variants}
     names = list(variants)
     for rnd in range(args.rounds):
