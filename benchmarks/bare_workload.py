@@ -13,10 +13,10 @@ same thing.
 
 import json
 import sys
-import time
 
 import keras
 import numpy as np
+from bare_fit import Clock  # the seed MLP's yardstick clocks epochs the same way
 
 
 def data(workload, samples, params):
@@ -62,24 +62,9 @@ def build(workload, params):
     return model
 
 
-class Clock(keras.callbacks.Callback):
-    """Each epoch's wall and process CPU seconds."""
-
-    def __init__(self):
-        super().__init__()
-        self.times, self.cpu = [], []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.t0, self.c0 = time.perf_counter(), time.process_time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self.t0)
-        self.cpu.append(time.process_time() - self.c0)
-
-
-def run(model, x, y, mode, epochs, batch, cpu=None):
-    """``epochs`` epochs of ``fit`` (or passes of ``predict``); each one's wall seconds (and, into ``cpu`` when
-    given, its process CPU seconds)."""
+def run(model, x, y, mode, epochs, batch):
+    """``epochs`` epochs of ``fit`` (or passes of ``predict``), timed: the clock holds each one's wall and process
+    CPU seconds."""
     clock = Clock()
     if mode == "train":
         model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[clock])
@@ -88,9 +73,7 @@ def run(model, x, y, mode, epochs, batch, cpu=None):
             clock.on_epoch_begin(i)
             model.predict(x, batch_size=batch, verbose=0)
             clock.on_epoch_end(i)
-    if cpu is not None:
-        cpu.extend(clock.cpu)
-    return clock.times
+    return clock
 
 
 def main():
@@ -99,9 +82,8 @@ def main():
     params = json.loads(sys.argv[6]) if len(sys.argv) > 6 else {}
     x, y = data(workload, samples, params)
     model = build(workload, params)
-    cpu = []
-    times = run(model, x, y, mode, epochs, batch, cpu)
-    print(json.dumps({"epoch_s": times, "epoch_cpu_s": cpu, "param_count": int(model.count_params())}))
+    clock = run(model, x, y, mode, epochs, batch)
+    print(json.dumps({"epoch_s": clock.times, "epoch_cpu_s": clock.cpu, "param_count": int(model.count_params())}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Whether what the farm's training child process has, and a bare script's process does not, slows training:
-the bare script (``bare_workload.py``) run as fresh processes three ways, interleaved, the order turning each
-round:
+fresh processes, interleaved, the order turning each round, of the bare script (``bare_workload.py``) as it is
+and with one of the child's traits added, and of the farm's own code path alone:
 
 - **bare**: as ``workloads_vs_bare.py`` runs it;
 - **imports**: the modules the training child imports (the farm's workloads, job and settings models, the
@@ -85,7 +85,9 @@ def main() -> None:
     envelope = load_sweep_data(spec, "benchmark").envelopes()[0]
     farm_env = child_env(envelope, FarmSettings())
     print("the child's environment differs in:", sorted(k for k, v in farm_env.items() if bare_env.get(k) != v))
-    run_script = f"import runpy, sys; sys.argv = ['bare_workload.py', *{script_args!r}]; "
+    run_script = (
+        f"import runpy, sys; sys.path.insert(0, {str(HERE)!r}); sys.argv = ['bare_workload.py', *{script_args!r}]; "
+    )
     run_script += f"runpy.run_path({str(HERE / 'bare_workload.py')!r}, run_name='__main__')"
     cache = tempfile.mkdtemp(prefix="farm-factors-")
     child_globals = (

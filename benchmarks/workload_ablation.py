@@ -2,9 +2,9 @@
 text classifier), in training and inference, measured inside one process so the host's drift cancels.
 
 ``workloads_vs_bare.py`` compares whole runs (a real worker against a fresh bare process). On a shared 2-core VM
-consecutive runs of these models differ by 8-22% (sd of the per-round log ratio), so a CI of ±2% would need
-hundreds of rounds. Here one process holds both sides and alternates short blocks of them (ABBA order, so a
-trend within a pair cancels too):
+consecutive runs of these models differ by 1-22% (sd of the per-round log ratio, depending on the day), so a CI
+of ±2% can need hundreds of rounds. Here one process holds both sides and alternates short blocks of them (ABBA
+order, so a trend within a pair cancels too):
 
 - **farm**: the model the farm builds (the workload registry's ``build_model``, compiled with the job's
   arguments), on the data the farm loads (``load_dataset`` of the workload's synthetic spec, then the
@@ -123,7 +123,7 @@ def main() -> None:
         raise SystemExit(f"the sides built different models: farm {counts[0]} parameters, bare {counts[1]}")
 
     def bare() -> list[float]:
-        return bare_workload.run(bare_model, x, y, args.mode, args.epochs, batch)
+        return bare_workload.run(bare_model, x, y, args.mode, args.epochs, batch).times
 
     bare(), farm()  # trace and compile both; not counted
     config = {
