@@ -217,7 +217,7 @@ def check_html_option(path: Path | None) -> None:
         fail(f"cannot write {path}: it is a directory", code=EXIT_UNAVAILABLE)
     if not path.parent.is_dir():
         fail(f"cannot write {path}: directory {path.parent} does not exist", code=EXIT_UNAVAILABLE)
-    from farm.html_report import require_plotting
+    from farm.html_page import require_plotting
 
     require_plotting()  # PlotExtraMissing is an OutputError: friendly_errors prints it in one line, exit 1
 

@@ -175,7 +175,7 @@ def compare_cmd(
     if output:
         write_frame(cmp, output)
     if html:
-        from farm.html_report import write_compare_html
+        from farm.html_compare import write_compare_html
 
         write_compare_html(cmp, html, title=f"farm compare: {sid_a} (A) → {sid_b} (B), {metric}")
     if as_json:

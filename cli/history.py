@@ -294,12 +294,12 @@ def _summary(history: pd.DataFrame, n_sweeps: int) -> None:
 
 
 def _write_html(history: pd.DataFrame, path: Path, ids: list[str], *, quiet: bool = False) -> None:
-    """The history as HTML, drawn by :func:`farm.html_report.write_history_html` (imported here: the plotting
+    """The history as HTML, drawn by :func:`farm.html_history.write_history_html` (imported here: the plotting
     library is an optional extra, and only this option needs it)."""
     import importlib
 
     try:  # looked up, not imported by name: the HTML report is its own module, with its own extra
-        write_history_html = importlib.import_module("farm.html_report").write_history_html
+        write_history_html = importlib.import_module("farm.html_history").write_history_html
     except (ImportError, AttributeError) as e:
         fail(f"cannot write {path}: the HTML report is not available ({e})", code=EXIT_UNAVAILABLE)
     title = f"benchfarm history: {len(ids)} sweep(s), {ids[0]} … {ids[-1]}" if len(ids) > 1 else ids[0]

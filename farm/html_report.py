@@ -1,32 +1,26 @@
-"""The HTML report: one self-contained file a person can read at a glance, offline, with no script at all.
+"""The HTML report of one sweep (``farm report SWEEP --html``, ``farm run``'s ``report.html``): one
+self-contained file a person can read at a glance, offline, with no script at all. It holds a plain-language
+summary, throughput per cell with its CI and every repeat, the GPU-over-CPU speedup (and ``--ratio-by``
+ratios), where each job's time went, step times, the environment, and optionally a history
+(:mod:`farm.html_history`, which also draws ``farm history --html``; ``farm compare --html`` is
+:mod:`farm.html_compare`).
 
-* :func:`write_report_html` — one sweep (``farm report SWEEP --html``, ``farm run``'s ``report.html``): a
-  plain-language summary, throughput per cell with its CI and every repeat, the GPU-over-CPU speedup (and
-  ``--ratio-by`` ratios), where each job's time went, step times, the environment, and optionally a history.
-* :func:`write_history_html` — ``farm history --html``: one line chart per cell over its sweeps.
-* :func:`write_compare_html` — ``farm compare A B --html``: the ratio B/A per cell with its CI, coloured by
-  verdict.
-
-The charts are matplotlib SVG inlined in the page (:mod:`farm.plots` says why); the page carries a
-Content-Security-Policy that forbids every fetch and every script, so even a mistake could not make it reach
-the network. Everything that comes from the data (sweep, workload, device names, errors, notes) is escaped.
+The charts are matplotlib SVG inlined in the page (:mod:`farm.plots` says why); :mod:`farm.html_page` builds
+the document, whose Content-Security-Policy forbids every fetch and every script, so even a mistake could not
+make it reach the network. Everything that comes from the data (sweep, workload, device names, errors, notes)
+is escaped.
 
 Big sweeps stay readable and small: each chart shows at most ``MAX_CELLS`` cells (in report order, said in its
 caption), at most ``MAX_DOTS`` repeats per cell (flagged repeats first), each table at most
-``MAX_TABLE_ROWS`` rows; the CSV outputs hold everything.
-
-matplotlib is the ``plot`` extra: this module imports it (through :mod:`farm.plots`) only when a page is
-written, and says what to install (:class:`PlotExtraMissing`, one line, exit 1) when it is absent, so the
-rest of ``farm report`` and ``farm compare`` works without it. Files are written whole or not at all
-(:func:`farm.output.write_atomic`).
+``MAX_TABLE_ROWS`` rows; the CSV outputs hold everything. Without matplotlib (the ``plot`` extra) a page
+cannot be drawn and :class:`PlotExtraMissing` says what to install; the rest of ``farm report`` works without
+it. Files are written whole or not at all (:func:`farm.output.write_atomic`).
 """
 
 from __future__ import annotations
 
 import html
-import json
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +29,29 @@ import numpy as np
 import pandas as pd
 
 from farm.frames import contended_mask, floats, succeeded
-from farm.output import OutputError, write_atomic
+from farm.html_history import history_section
+from farm.html_page import (
+    CELL_KEY,
+    CONFIDENCE,
+    MAX_CELLS,
+    MAX_TABLE_ROWS,
+    PLOT_EXTRA_MISSING,
+    PlotExtraMissing,
+    Raw,
+    blank,
+    ci_text,
+    esc,
+    figure_html,
+    load_plots,
+    num,
+    page_html,
+    records,
+    require_plotting,
+    row_labels,
+    table_html,
+    varying_columns,
+    write_page,
+)
 from farm.rows import CELL_COLUMNS
 from farm.stats import MAX_CV, group_medians, summarize_groups
 
@@ -47,228 +63,11 @@ __all__ = [
     "PlotExtraMissing",
     "report_summary",
     "require_plotting",
-    "write_compare_html",
-    "write_history_html",
     "write_report_html",
 ]
 
-#: What to tell a user whose install lacks matplotlib.
-PLOT_EXTRA_MISSING = "the HTML report needs the plot extra: pip install 'benchfarm[plot]'"
-#: Cells drawn per chart (in report order); the tables and CSVs hold the rest.
-MAX_CELLS = 40
 #: Repeats drawn as dots per cell (flagged ones first, then a fixed-seed sample of the others).
 MAX_DOTS = 100
-#: Rows per HTML table.
-MAX_TABLE_ROWS = 500
-#: Cells given a history chart (those with a flagged change first).
-MAX_HISTORY_CHARTS = 24
-#: The confidence of every interval shown (that of farm.report.aggregate's default).
-CONFIDENCE = 0.95
-
-#: The cell's identity in a report row: the sweep cell plus the hardware that ran it (farm.report.GROUP_COLUMNS).
-_GROUP = [*CELL_COLUMNS, "hardware_key"]
-#: Verdict colours of farm compare (the terminal's, as close as a chart allows).
-VERDICT_COLORS = {
-    "faster": "#009E73",
-    "slower": "#C0392B",
-    "no change": "#999999",
-    "inconclusive": "#E69F00",
-    "only in A": "#CC79A7",
-    "only in B": "#CC79A7",
-}
-
-
-class PlotExtraMissing(OutputError):
-    """matplotlib is not installed: the HTML cannot be drawn (an environment failure: one line, exit 1)."""
-
-
-def require_plotting() -> None:
-    """Raise :class:`PlotExtraMissing` unless matplotlib can be imported. Commands call it before any work, so
-    ``--html`` on a submit-only install fails at once, in one line that says what to install."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise PlotExtraMissing(PLOT_EXTRA_MISSING) from None
-
-
-def _plots() -> Any:
-    require_plotting()
-    from farm import plots
-
-    return plots
-
-
-# ------------------------------------------------------------------------------------------------- text
-def _blank(v: Any) -> bool:
-    if v is None or v is pd.NA or v is pd.NaT:
-        return True
-    return isinstance(v, float | np.floating) and math.isnan(v)
-
-
-def _e(v: Any) -> str:
-    """Escaped text of a value ("" for a missing one): every string from the data goes through here."""
-    return "" if _blank(v) else html.escape(str(v), quote=True)
-
-
-def _num(v: Any) -> str:
-    """A measurement for people: 4 significant digits, thousands separated; "" when missing."""
-    if _blank(v):
-        return ""
-    if isinstance(v, bool | np.bool_):
-        return str(bool(v))
-    if isinstance(v, int | np.integer):
-        return f"{int(v):,}"
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        return str(v)
-    return f"{x:,.4g}" if abs(x) < 1000 else f"{x:,.0f}"
-
-
-def _times(r: float) -> str:
-    """A ratio as people say it: 9.8, 12, 0.45."""
-    if not math.isfinite(r):
-        return "?"
-    if abs(r) >= 10:
-        return f"{r:.0f}"
-    return f"{r:.1f}" if abs(r) >= 1 else f"{r:.2f}"
-
-
-def _ci(lo: Any, hi: Any, fmt: Any = _num) -> str:
-    if _blank(lo) or _blank(hi):
-        return ""
-    return f"{fmt(lo)}–{fmt(hi)}"
-
-
-class _Raw(str):
-    """Table-cell markup built here from escaped parts: written as is."""
-
-
-def _table(
-    headers: Sequence[str], rows: Sequence[Sequence[Any]], *, caption: str = "", total: int | None = None
-) -> str:
-    """A plain <table>; cells are escaped unless they are :class:`_Raw`. ``total``: rows before the cap."""
-    head = "".join(f'<th scope="col">{html.escape(h)}</th>' for h in headers)
-    body = []
-    for row in rows[:MAX_TABLE_ROWS]:
-        cells = "".join(f"<td>{c if isinstance(c, _Raw) else _e(c)}</td>" for c in row)
-        body.append(f"<tr>{cells}</tr>")
-    total = len(rows) if total is None else total
-    note = ""
-    if total > min(len(rows), MAX_TABLE_ROWS):
-        note = f" (the first {min(len(rows), MAX_TABLE_ROWS):,} of {total:,} rows; the CSV output holds them all)"
-    cap = f"<caption>{caption}{html.escape(note)}</caption>" if caption or note else ""
-    return f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
-
-
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{caption}</figcaption></figure>"
-
-
-def _section(anchor: str, title: str, body: str) -> str:
-    head = f'<h2 id="{anchor}-h">{html.escape(title)}</h2>'
-    return f'<section id="{anchor}" aria-labelledby="{anchor}-h">{head}{body}</section>'
-
-
-_CSS = """
-:root{color-scheme:light}
-body{font-family:'DejaVu Sans',Arial,Helvetica,sans-serif;margin:0;color:#1b1b1b;background:#fff;line-height:1.45}
-main{max-width:1100px;margin:0 auto;padding:1rem 1.5rem 3rem}
-h1{font-size:1.5rem;margin:.5rem 0 1rem}h2{font-size:1.2rem;margin-top:2.2rem;border-bottom:1px solid #ddd}
-.summary{font-size:1.05rem;background:#f4f7fb;border-left:4px solid #0072B2;padding:.7rem 1rem}
-nav ul{display:flex;flex-wrap:wrap;gap:.3rem 1.2rem;padding:0;list-style:none}
-figure{margin:1rem 0}figure svg{max-width:100%;height:auto}
-figure svg text{font-family:'DejaVu Sans',Arial,Helvetica,sans-serif}
-figcaption{font-size:.9rem;color:#444;margin-top:.3rem}
-.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.85rem;margin:.8rem 0}
-caption{text-align:left;font-size:.9rem;color:#444;padding:.2rem 0}
-th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4}tbody tr:nth-child(even){background:#fafafa}
-.flag{color:#C0392B;font-weight:bold}.warn{color:#8a5300}.muted{color:#666}
-.v-faster{color:#007a5a;font-weight:bold}.v-slower{color:#C0392B;font-weight:bold}.v-inconclusive{color:#8a5300}
-.v-no-change{color:#666}.v-only-in-A,.v-only-in-B{color:#a0407d}
-code{background:#f4f4f4;padding:0 .2rem}
-"""
-#: No fetch and no script of any kind, whatever the page holds: only its own inline styles.
-_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-
-
-def _page(title: str, sections: Sequence[tuple[str, str, str]], summary: str) -> str:
-    """The whole document: head (charset, CSP, styles), the title, the summary, a contents list, the sections
-    (``(anchor, title, body)``)."""
-    nav = "".join(f'<li><a href="#{a}">{html.escape(t)}</a></li>' for a, t, _ in sections)
-    body = "".join(_section(a, t, b) for a, t, b in sections)
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-        f'<h1>{html.escape(title)}</h1>\n<p class="summary" id="summary">{summary}</p>\n'
-        f'<nav aria-label="contents"><ul>{nav}</ul></nav>\n{body}\n'
-        '<footer class="muted"><p>Written by benchfarm. Self-contained: no script, no network request; '
-        "the charts are SVG drawn with matplotlib.</p></footer>\n</main>\n</body>\n</html>\n"
-    )
-
-
-def _write(path: Path, document: str) -> None:
-    def fill(tmp: Path) -> None:
-        tmp.write_text(document, encoding="utf-8")
-
-    write_atomic(Path(path), fill)
-
-
-# ------------------------------------------------------------------------------------------------- cells
-def _varying(df: pd.DataFrame, skip: Sequence[str] = ("workload", "device")) -> list[str]:
-    """Cell columns (besides ``skip``) whose values differ between rows: what a label must show. Parameters
-    count only when they differ within a workload (each workload has its own)."""
-    out = []
-    for c in CELL_COLUMNS:
-        if c in skip or c not in df.columns or df[c].astype(str).nunique() < 2:
-            continue
-        if (
-            c == "params"
-            and "workload" in df.columns
-            and int(df[c].astype(str).groupby(df["workload"].astype(str)).nunique().max()) < 2
-        ):
-            continue
-        out.append(c)
-    return out
-
-
-def _part(column: str, v: Any) -> str:
-    if column in ("backend", "mode", "data", "input_pipeline"):
-        return str(v)
-    if column == "batch_size":
-        return f"batch {v}"
-    if column == "epochs":
-        return f"{v} epochs"
-    if column == "params" and isinstance(v, str):
-        try:
-            p = json.loads(v)
-        except ValueError:
-            return v
-        return " ".join(f"{k}={val}" for k, val in p.items()) if isinstance(p, dict) else v
-    return f"{column}={v}"
-
-
-def _labels(
-    df: pd.DataFrame, varying: Sequence[str], *, device: bool = True, hardware: str = "device_name"
-) -> list[str]:
-    """A short label per row: workload, the varying cell columns, then the device and what ran it."""
-    out = []
-    for rec in _records(df):
-        parts = [str(rec.get("workload"))] + [_part(c, rec.get(c)) for c in varying if not _blank(rec.get(c))]
-        label = " · ".join(parts)
-        if device:
-            hw = rec.get(hardware)
-            if _blank(hw):
-                hw = rec.get("hardware_key")
-            prefix = f"{rec.get('device')}:"
-            if isinstance(hw, str) and hw.startswith(prefix):  # a hardware key: "cpu:AMD EPYC x8"
-                hw = hw[len(prefix) :]
-            label += f" — {rec.get('device')}" + ("" if _blank(hw) else f": {hw}")
-        out.append(label)
-    return out
 
 
 def _series(df: pd.DataFrame) -> list[str]:
@@ -283,7 +82,7 @@ def _unit(df: pd.DataFrame) -> str | None:
     """The one unit of every row (``unit`` column), "samples" when none is named, None when they differ."""
     if "unit" not in df.columns:
         return "samples"
-    units = {str(u) for u in df["unit"] if not _blank(u)}
+    units = {str(u) for u in df["unit"] if not blank(u)}
     if len(units) > 1:
         return None
     return units.pop() if units else "samples"
@@ -296,7 +95,7 @@ def _match(report: pd.DataFrame, results: pd.DataFrame) -> tuple[pd.DataFrame, n
     ok = succeeded(results)
     if ok.empty or report.empty:
         return ok, np.full(len(ok), -1, dtype=np.intp)
-    cols = [c for c in _GROUP if c in report.columns and (c in ok.columns or c == "hardware_key")]
+    cols = [c for c in CELL_KEY if c in report.columns and (c in ok.columns or c == "hardware_key")]
     right = pd.DataFrame({c: ok[c].astype(object) for c in cols if c != "hardware_key"})
     if "hardware_key" in cols:
         hw = ok["hardware_key"] if "hardware_key" in ok.columns else pd.Series(None, index=ok.index, dtype=object)
@@ -307,6 +106,15 @@ def _match(report: pd.DataFrame, results: pd.DataFrame) -> tuple[pd.DataFrame, n
     pos = np.full(int(ids.max()) + 1, -1, dtype=np.intp)
     pos[ids[: len(report)][::-1]] = np.arange(len(report))[::-1]  # the first report row of a key wins
     return ok, pos[ids[len(report) :]]
+
+
+def _times(r: float) -> str:
+    """A ratio as people say it: 9.8, 12, 0.45."""
+    if not math.isfinite(r):
+        return "?"
+    if abs(r) >= 10:
+        return f"{r:.0f}"
+    return f"{r:.1f}" if abs(r) >= 1 else f"{r:.2f}"
 
 
 @dataclass
@@ -359,20 +167,15 @@ def _cells(report: pd.DataFrame, results: pd.DataFrame) -> _Cells:
     return _Cells(ok, cell, used, contended, outlier, stalled, stalls_per_cell)
 
 
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """The rows as dicts keyed by column name."""
-    return [{str(k): v for k, v in rec.items()} for rec in df.to_dict("records")]
-
-
 def _count(v: Any) -> int:
     """A count from a frame (NaN, None: 0)."""
-    return 0 if _blank(v) else int(v)
+    return 0 if blank(v) else int(v)
 
 
 def _flags(rec: dict[str, Any], stalls: int) -> list[str]:
     """Why a cell must be read with care, in words (shown in its chart label and the tables)."""
     flags = []
-    if bool(rec.get("unstable")) and not _blank(rec.get("unstable")):
+    if bool(rec.get("unstable")) and not blank(rec.get("unstable")):
         flags.append("unstable")
     for column, word in (("outliers", "outlier"), ("n_contended", "contended"), ("n_failed", "failed")):
         k = _count(rec.get(column))
@@ -398,9 +201,9 @@ def _cpu_names(report: pd.DataFrame) -> dict[tuple[str, ...], list[str]]:
     base = [c for c in CELL_COLUMNS if c != "device" and c in report.columns]
     out: dict[tuple[str, ...], list[str]] = {}
     cpu = report[report["device"].eq("cpu").fillna(False).to_numpy(dtype=bool)]
-    for rec in _records(cpu):
+    for rec in records(cpu):
         names = out.setdefault(tuple(str(rec.get(c)) for c in base), [])
-        name = str(rec.get("device_name") if not _blank(rec.get("device_name")) else rec.get("hardware_key"))
+        name = str(rec.get("device_name") if not blank(rec.get("device_name")) else rec.get("hardware_key"))
         if name not in names:
             names.append(name)
     return out
@@ -414,16 +217,16 @@ def report_summary(report: pd.DataFrame, results: pd.DataFrame | None = None) ->
     if report.empty:
         return "No job of this sweep succeeded yet: there is nothing to report."
     sentences: list[str] = []
-    varying = _varying(report)
+    varying = varying_columns(report)
     speed = _speedup_rows(report)
     base = [c for c in CELL_COLUMNS if c != "device" and c in report.columns]
     cpus = _cpu_names(report)
     shown = 6
     pairs: dict[tuple[str, str], list[str]] = {}  # (GPU, CPUs) -> what the GPU does how much faster
-    for rec, label in zip(_records(speed)[:shown], _labels(speed, varying, device=False)[:shown], strict=True):
+    for rec, label in zip(records(speed)[:shown], row_labels(speed, varying, device=False)[:shown], strict=True):
         r, lo, hi = (float(rec[c]) for c in ("speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"))
         verb = "runs inference on" if rec.get("mode") == "inference" else "trains"
-        gpu = str(rec.get("device_name") if not _blank(rec.get("device_name")) else rec.get("hardware_key"))
+        gpu = str(rec.get("device_name") if not blank(rec.get("device_name")) else rec.get("hardware_key"))
         cpu = " and ".join(cpus.get(tuple(str(rec.get(c)) for c in base), [])) or "the CPU"
         items = pairs.setdefault((gpu, cpu), [])
         how = f"{_times(r)}× faster" if r >= 1 else f"{_times(1 / r)}× slower"
@@ -452,7 +255,7 @@ def _extremes(report: pd.DataFrame, varying: list[str], pct: str) -> list[str]:
     """Per workload (the first three): its fastest and slowest cell, with CIs."""
     out = []
     med = report["steady_samples_per_s_median"].to_numpy(dtype=float)
-    labels = _labels(report, varying)
+    labels = row_labels(report, varying)
     workloads = list(dict.fromkeys(report["workload"].astype(str)))
     for w in workloads[:3]:
         idx = [int(i) for i in np.flatnonzero(report["workload"].astype(str).to_numpy() == w) if math.isfinite(med[i])]
@@ -462,8 +265,8 @@ def _extremes(report: pd.DataFrame, varying: list[str], pct: str) -> list[str]:
 
         def say(i: int, unit: str = unit) -> str:
             lo, hi = report["steady_samples_per_s_ci_low"].iloc[i], report["steady_samples_per_s_ci_high"].iloc[i]
-            ci = f" ({pct} CI {_ci(lo, hi)})" if _ci(lo, hi) else ""
-            return f"{labels[i]} at {_num(med[i])} {unit}/s{ci}"
+            ci = f" ({pct} CI {ci_text(lo, hi)})" if ci_text(lo, hi) else ""
+            return f"{labels[i]} at {num(med[i])} {unit}/s{ci}"
 
         fast, slow = max(idx, key=lambda i: med[i]), min(idx, key=lambda i: med[i])
         if fast == slow:
@@ -536,7 +339,7 @@ def _throughput_section(p: Any, report: pd.DataFrame, cells: _Cells, labels: lis
     series = _series(report)
     rows = []
     sampled = False
-    recs = _records(report)
+    recs = records(report)
     for i in range(shown):
         rec = recs[i]
         idx = order[starts[i] : starts[i + 1]]
@@ -562,7 +365,7 @@ def _throughput_section(p: Any, report: pd.DataFrame, cells: _Cells, labels: lis
                 high=float(rec["steady_samples_per_s_ci_high"]),
                 dots=values[idx].tolist(),
                 kinds=kinds.tolist(),
-                unstable=bool(rec.get("unstable")) and not _blank(rec.get("unstable")),
+                unstable=bool(rec.get("unstable")) and not blank(rec.get("unstable")),
                 flags=_flags(rec, int(cells.stalls_per_cell[i])),
             )
         )
@@ -577,7 +380,7 @@ def _throughput_section(p: Any, report: pd.DataFrame, cells: _Cells, labels: lis
     if sampled:
         caption += f" Cells with more than {MAX_DOTS} repeats show {MAX_DOTS}: every flagged one, then a fixed sample."
     caption += _capped(len(report))
-    return _figure(svg, html.escape(caption)) + _report_table(report, cells, labels)
+    return figure_html(svg, html.escape(caption)) + _report_table(report, cells, labels)
 
 
 def _report_table(report: pd.DataFrame, cells: _Cells, labels: list[str]) -> str:
@@ -605,27 +408,27 @@ def _report_table(report: pd.DataFrame, cells: _Cells, labels: list[str]) -> str
         "marks",
     ]
     rows = []
-    for i, rec in enumerate(_records(report)[:MAX_TABLE_ROWS]):
+    for i, rec in enumerate(records(report)[:MAX_TABLE_ROWS]):
         flags = _flags(rec, int(cells.stalls_per_cell[i]))
         r = rec.get("speedup_vs_cpu")
-        speed = "" if _blank(r) else _ratio_note(r, rec.get("speedup_vs_cpu_ci_low"), rec.get("speedup_vs_cpu_ci_high"))
+        speed = "" if blank(r) else _ratio_note(r, rec.get("speedup_vs_cpu_ci_low"), rec.get("speedup_vs_cpu_ci_high"))
         cv = rec.get("steady_samples_per_s_cv")
         rows.append(
             [
                 labels[i],
                 rec.get("hardware_key"),
-                _num(rec.get("n")),
-                _num(rec.get("steady_samples_per_s_median")),
-                _ci(rec.get("steady_samples_per_s_ci_low"), rec.get("steady_samples_per_s_ci_high")),
-                "" if _blank(cv) else f"{cv:.1%}",
-                _num(rec.get("first_epoch_s_median")),
-                _num(rec.get("test_accuracy_median")),
+                num(rec.get("n")),
+                num(rec.get("steady_samples_per_s_median")),
+                ci_text(rec.get("steady_samples_per_s_ci_low"), rec.get("steady_samples_per_s_ci_high")),
+                "" if blank(cv) else f"{cv:.1%}",
+                num(rec.get("first_epoch_s_median")),
+                num(rec.get("test_accuracy_median")),
                 speed,
-                *(_num(rec.get(c)) for c, _ in extra),
-                _Raw(f'<span class="flag">{_e(", ".join(flags))}</span>') if flags else "",
+                *(num(rec.get(c)) for c, _ in extra),
+                Raw(f'<span class="flag">{esc(", ".join(flags))}</span>') if flags else "",
             ]
         )
-    return _table(headers, rows, caption="One row per cell (the statistics rest on n repeats).", total=len(report))
+    return table_html(headers, rows, caption="One row per cell (the statistics rest on n repeats).", total=len(report))
 
 
 def _speedup_section(p: Any, report: pd.DataFrame, results: pd.DataFrame, ratios: pd.DataFrame | None) -> str:
@@ -633,7 +436,7 @@ def _speedup_section(p: Any, report: pd.DataFrame, results: pd.DataFrame, ratios
     parts = []
     if len(speed):
         shown = speed.iloc[:MAX_CELLS]
-        labels = _labels(shown, _varying(report), device=False)
+        labels = row_labels(shown, varying_columns(report), device=False)
         rows = [
             p.IntervalRow(
                 label=f"{lbl} — {rec.get('device_name')}",
@@ -643,7 +446,7 @@ def _speedup_section(p: Any, report: pd.DataFrame, results: pd.DataFrame, ratios
                 series=str(rec.get("backend")),
                 note=_ratio_note(rec["speedup_vs_cpu"], rec["speedup_vs_cpu_ci_low"], rec["speedup_vs_cpu_ci_high"]),
             )
-            for lbl, rec in zip(labels, _records(shown), strict=True)
+            for lbl, rec in zip(labels, records(shown), strict=True)
         ]
         svg = p.intervals_svg(
             rows,
@@ -655,7 +458,7 @@ def _speedup_section(p: Any, report: pd.DataFrame, results: pd.DataFrame, ratios
             f"How many times faster the GPU runs each cell than the CPU, with the {CONFIDENCE:.0%} CI of the ratio "
             "(both sides bootstrapped); the dashed line is no difference. Colour: backend." + _capped(len(speed))
         )
-        parts.append(_figure(svg, html.escape(caption)))
+        parts.append(figure_html(svg, html.escape(caption)))
     else:
         parts.append('<p class="muted">No GPU cell has a CPU counterpart in this sweep: no speedup to show.</p>')
     if ratios is not None and len(ratios):
@@ -664,9 +467,9 @@ def _speedup_section(p: Any, report: pd.DataFrame, results: pd.DataFrame, ratios
 
 
 def _ratio_note(r: Any, lo: Any, hi: Any) -> str:
-    if _blank(r):
+    if blank(r):
         return ""
-    ci = _ci(lo, hi, _times)
+    ci = ci_text(lo, hi, _times)
     return f"{_times(float(r))}×" + (f" [{ci}]" if ci else " (no CI)")
 
 
@@ -694,17 +497,17 @@ def _ratios_part(p: Any, ratios: pd.DataFrame, results: pd.DataFrame) -> str:
     metric = str(ratios["metric"].iloc[0]) if "metric" in ratios else "steady_samples_per_s"
     by = _ratio_by(ratios, results, baseline)
     shown = ratios.iloc[:MAX_CELLS]
-    labels = _labels(shown, _varying(ratios), hardware="hardware")
+    labels = row_labels(shown, varying_columns(ratios), hardware="hardware")
     rows = [
         p.IntervalRow(
             label=lbl,
-            value=float(rec["ratio"]) if not _blank(rec["ratio"]) else math.nan,
-            low=float(rec["ratio_ci_low"]) if not _blank(rec["ratio_ci_low"]) else math.nan,
-            high=float(rec["ratio_ci_high"]) if not _blank(rec["ratio_ci_high"]) else math.nan,
+            value=float(rec["ratio"]) if not blank(rec["ratio"]) else math.nan,
+            low=float(rec["ratio_ci_low"]) if not blank(rec["ratio_ci_low"]) else math.nan,
+            high=float(rec["ratio_ci_high"]) if not blank(rec["ratio_ci_high"]) else math.nan,
             series=str(rec.get(by)),
             note=_ratio_note(rec["ratio"], rec["ratio_ci_low"], rec["ratio_ci_high"]),
         )
-        for lbl, rec in zip(labels, _records(shown), strict=True)
+        for lbl, rec in zip(labels, records(shown), strict=True)
     ]
     direction = "> 1: faster" if metric.endswith("_per_s") else "< 1: faster"
     svg = p.intervals_svg(
@@ -722,19 +525,21 @@ def _ratios_part(p: Any, ratios: pd.DataFrame, results: pd.DataFrame) -> str:
         [
             lbl,
             rec.get(by),
-            _num(rec.get("n")),
-            _num(rec.get("median")),
-            _num(rec.get("n_baseline")),
-            _num(rec.get("baseline_median")),
-            _num(rec.get("ratio")),
-            _ci(rec.get("ratio_ci_low"), rec.get("ratio_ci_high")),
+            num(rec.get("n")),
+            num(rec.get("median")),
+            num(rec.get("n_baseline")),
+            num(rec.get("baseline_median")),
+            num(rec.get("ratio")),
+            ci_text(rec.get("ratio_ci_low"), rec.get("ratio_ci_high")),
         ]
-        for lbl, rec in zip(_labels(ratios, _varying(ratios), hardware="hardware"), _records(ratios), strict=True)
+        for lbl, rec in zip(
+            row_labels(ratios, varying_columns(ratios), hardware="hardware"), records(ratios), strict=True
+        )
     ]
     return (
         f"<h3>Ratios over {html.escape(by)} = {html.escape(baseline)}</h3>"
-        + _figure(svg, html.escape(caption))
-        + _table(headers, table_rows, total=len(ratios))
+        + figure_html(svg, html.escape(caption))
+        + table_html(headers, table_rows, total=len(ratios))
     )
 
 
@@ -782,7 +587,7 @@ def _phases_section(p: Any, report: pd.DataFrame, cells: _Cells, labels: list[st
         "importing Keras and its backend, loading the data, building the model, the first epoch (tracing and "
         "compilation happen there), the steady epochs, and the evaluation." + _capped(n)
     )
-    return _figure(svg, html.escape(caption))
+    return figure_html(svg, html.escape(caption))
 
 
 def _steps_section(p: Any, report: pd.DataFrame, cells: _Cells, labels: list[str]) -> str:
@@ -805,7 +610,7 @@ def _steps_section(p: Any, report: pd.DataFrame, cells: _Cells, labels: list[str
             f"{what}: per cell, the median over repeats of each repeat's p50, p90 and p99 (ms). A long way from p50 to "
             "p99 means occasional slow steps (input stalls, garbage collection, recompiles)." + _capped(n)
         )
-        parts.append(_figure(svg, html.escape(caption)))
+        parts.append(figure_html(svg, html.escape(caption)))
     return "".join(parts)
 
 
@@ -847,7 +652,7 @@ def _environment_section(report: pd.DataFrame, results: pd.DataFrame) -> str:
                 ]
             )
         parts.append("<h3>Hardware</h3>")
-        parts.append(_table(["hardware key", "device name", "device", "results", "hosts", *gpu_cols], rows))
+        parts.append(table_html(["hardware key", "device name", "device", "results", "hosts", *gpu_cols], rows))
         if not gpu_cols:
             parts.append(
                 '<p class="muted">The result rows do not carry the GPU driver and CUDA versions; each job\'s full '
@@ -871,117 +676,21 @@ def _environment_section(report: pd.DataFrame, results: pd.DataFrame) -> str:
                 ]
             )
         parts.append("<h3>Software</h3>")
-        parts.append(_table(["software key", "results", *(t for _, t in cols)], rows))
+        parts.append(table_html(["software key", "results", *(t for _, t in cols)], rows))
     # Cells that pool several software stacks.
     if "software_keys" in report.columns:
         pooled = report[report["software_keys"].fillna(0) > 1]
         if len(pooled):
             items = "".join(
-                f"<li>{_e(lbl)} pools results from {int(rec['software_keys'])} software stacks: "
-                f"<code>{_e(rec.get('software_key'))}</code></li>"
-                for lbl, rec in zip(_labels(pooled, _varying(report)), _records(pooled), strict=True)
+                f"<li>{esc(lbl)} pools results from {int(rec['software_keys'])} software stacks: "
+                f"<code>{esc(rec.get('software_key'))}</code></li>"
+                for lbl, rec in zip(row_labels(pooled, varying_columns(report)), records(pooled), strict=True)
             )
             parts.append(
                 '<p class="warn"><strong>Warning:</strong> these cells pool repeats that ran on different software; '
                 f"their spread may be the software's, not the machine's:</p><ul class=\"warn\">{items}</ul>"
             )
     return "".join(parts) or '<p class="muted">No succeeded result: nothing is known about the environment.</p>'
-
-
-def _history_section(p: Any, history: pd.DataFrame) -> str:
-    if history.empty:
-        return '<p class="muted">No history: no cell ran in more than one sweep here.</p>'
-    key_cols = [c for c in _GROUP if c in history.columns]
-    groups = list(history.groupby(key_cols, dropna=False, sort=False).indices.values())
-    changed = [bool(history["change"].iloc[g].astype(bool).any()) for g in groups]
-    order = sorted(range(len(groups)), key=lambda i: (not changed[i], i))  # flagged cells first, else as given
-    varying = _varying(history)
-    parts = []
-    for i in order[:MAX_HISTORY_CHARTS]:
-        h = history.iloc[groups[i]]
-        first = h.iloc[[0]]
-        title = _labels(first, varying, hardware="hardware_key")[0]
-        unit = next((str(u) for u in h["unit"] if not _blank(u)), "samples") if "unit" in h else "samples"
-        points = []
-        for rec in _records(h):
-            pct = rec.get("change_pct")
-            note = str(rec.get("changed") or "")
-            if bool(rec.get("change")) and not _blank(pct):
-                note = f"{pct:+.1f}%: {note}" if note else f"{pct:+.1f}%"
-            tick = str(rec.get("sweep_id"))
-            when = rec.get("when")
-            if not _blank(when):
-                tick += f" ({str(when)[:10]})"
-            points.append(
-                p.HistoryPoint(
-                    tick=tick,
-                    median=float(rec["median"]) if not _blank(rec["median"]) else math.nan,
-                    low=float(rec["ci_low"]) if not _blank(rec["ci_low"]) else math.nan,
-                    high=float(rec["ci_high"]) if not _blank(rec["ci_high"]) else math.nan,
-                    change=bool(rec.get("change")) and not _blank(rec.get("change")),
-                    note=note,
-                )
-            )
-        svg = p.history_svg(points, f"{unit}/s (median)", title, salt=f"history-{i}", label=f"History of {title}")
-        flagged = [pt for pt in points if pt.change]
-        caption = (
-            f"{title}: the median steady throughput of each sweep in time order with its {CONFIDENCE:.0%} CI band."
-            + (
-                " Flagged changes: " + "; ".join(f"{pt.tick}: {pt.note}" for pt in flagged) + "."
-                if flagged
-                else " No change flagged."
-            )
-        )
-        parts.append(_figure(svg, html.escape(caption)))
-    if len(groups) > MAX_HISTORY_CHARTS:
-        parts.append(
-            f'<p class="muted">Charts for {MAX_HISTORY_CHARTS} of {len(groups)} cells (those with a flagged change '
-            "first); the table below and the CSV hold every cell.</p>"
-        )
-    flagged_rows = history[history["change"].fillna(False).astype(bool)]
-    labels = _labels(flagged_rows, varying, hardware="hardware_key")
-    rows = [
-        [
-            lbl,
-            rec.get("sweep_id"),
-            rec.get("when"),
-            _num(rec.get("median")),
-            "" if _blank(rec.get("change_pct")) else f"{rec['change_pct']:+.1f}%",
-            "" if _blank(rec.get("p_value")) else f"{rec['p_value']:.3g}",
-            rec.get("changed"),
-        ]
-        for lbl, rec in zip(labels, _records(flagged_rows), strict=True)
-    ]
-    if rows:
-        parts.append(
-            _table(["cell", "sweep", "when", "median", "change", "p", "what changed"], rows, caption="Flagged changes.")
-        )
-    else:
-        parts.append("<p>No cell changed beyond its noise.</p>")
-    return "".join(parts)
-
-
-def _history_summary(history: pd.DataFrame) -> str:
-    if history.empty:
-        return "No cell ran in more than one sweep: there is no history to show."
-    key_cols = [c for c in _GROUP if c in history.columns]
-    cells = history.groupby(key_cols, dropna=False).ngroups
-    sweeps = history["sweep_id"].nunique()
-    flagged = history[history["change"].fillna(False).astype(bool)]
-    down = int((flagged["change_pct"] < 0).sum())
-    text = f"{cells} cell(s) over {sweeps} sweep(s); {len(flagged)} change(s) flagged: {down} slower, "
-    text += f"{len(flagged) - down} faster."
-    if len(flagged):
-        rec = (
-            flagged.iloc[int(np.nanargmax(np.abs(flagged["change_pct"].to_numpy(dtype=float))))]
-            if flagged["change_pct"].notna().any()
-            else flagged.iloc[0]
-        )
-        label = _labels(rec.to_frame().T, _varying(history), hardware="hardware_key")[0]
-        pct = rec.get("change_pct")
-        text += f" The largest: {label} at sweep {rec['sweep_id']}" + ("" if _blank(pct) else f" ({pct:+.1f}%)")
-        text += f", where {rec['changed']}." if rec.get("changed") else "."
-    return text
 
 
 # --------------------------------------------------------------------------------------------------- pages
@@ -1001,9 +710,9 @@ def write_report_html(
     ``history``: :func:`farm.history.history_frame`. Raises :class:`PlotExtraMissing` without matplotlib and
     :class:`farm.output.OutputError` when the file cannot be written.
     """
-    p = _plots()
+    p = load_plots()
     cells = _cells(report, results)
-    labels = _labels(report, _varying(report))
+    labels = row_labels(report, varying_columns(report))
     sections = []
     if len(report):
         sections = [
@@ -1018,12 +727,12 @@ def write_report_html(
         ]
     sections.append(("environment", "Environment", _environment_section(report, results)))
     if history is not None:
-        sections.append(("history", "History", _history_section(p, history)))
+        sections.append(("history", "History", history_section(p, history)))
     summary = html.escape(report_summary(report, results))
     counts = _status_counts(results)
     if counts:
         summary += f' <span class="muted">({html.escape(counts)})</span>'
-    _write(path, _page(title, sections, summary))
+    write_page(path, page_html(title, sections, summary))
 
 
 def _status_counts(results: pd.DataFrame) -> str:
@@ -1031,99 +740,3 @@ def _status_counts(results: pd.DataFrame) -> str:
         return ""
     counts = results["status"].fillna("unknown").astype(str).value_counts()
     return f"{len(results):,} job(s): " + ", ".join(f"{v:,} {k}" for k, v in sorted(counts.items()))
-
-
-def write_history_html(history: pd.DataFrame, path: Path, *, title: str) -> None:
-    """Write ``farm history``'s page: one chart per cell over its sweeps (:func:`farm.history.history_frame`),
-    changes marked with what changed, and the table of flagged changes."""
-    p = _plots()
-    sections = [("history", "History", _history_section(p, history))]
-    _write(path, _page(title, sections, html.escape(_history_summary(history))))
-
-
-def write_compare_html(comparison: pd.DataFrame, path: Path, *, title: str) -> None:
-    """Write ``farm compare A B --html``: the ratio B/A of every matched cell with its CI, coloured by verdict,
-    and the table (:func:`farm.compare.compare`'s frame)."""
-    p = _plots()
-    cmp = comparison
-    metric = str(cmp["metric"].iloc[0]) if len(cmp) and "metric" in cmp else "steady_samples_per_s"
-    higher = bool(cmp["higher_is_better"].iloc[0]) if len(cmp) and "higher_is_better" in cmp else True
-    labels = _labels(cmp, _varying(cmp), hardware="hardware")
-    counts = cmp["change"].value_counts() if len(cmp) else pd.Series(dtype=int)
-    summary = ", ".join(f"{int(counts[k])} {k}" for k in VERDICT_COLORS if k in counts) or "no cells"
-    faster = "> 1" if higher else "< 1"
-    summary = f"{len(cmp)} cell(s) compared on {metric} (ratio = B/A median; {faster} is faster): {summary}."
-    slower = [lbl for lbl, c in zip(labels, cmp.get("change", []), strict=True) if c == "slower"]
-    if slower:
-        summary += (
-            " Slower: " + "; ".join(slower[:5]) + (f" and {len(slower) - 5} more" if len(slower) > 5 else "") + "."
-        )
-    body = []
-    plotted = [i for i in range(len(cmp)) if not _blank(cmp["ratio"].iloc[i])]
-    if plotted:
-        shown = plotted[:MAX_CELLS]
-        rows = []
-        for i in shown:
-            rec = cmp.iloc[i]
-            lo, hi = rec["ratio_ci_low"], rec["ratio_ci_high"]
-            note = (
-                f"{rec['ratio']:.3f}"
-                + (f" [{lo:.3f}–{hi:.3f}]" if not (_blank(lo) or _blank(hi)) else "")
-                + f" {rec['change']}"
-            )
-            rows.append(
-                p.IntervalRow(
-                    label=labels[i],
-                    value=float(rec["ratio"]),
-                    low=float(lo) if not _blank(lo) else math.nan,
-                    high=float(hi) if not _blank(hi) else math.nan,
-                    series=str(rec["change"]),
-                    note=note,
-                )
-            )
-        svg = p.intervals_svg(
-            rows,
-            f"{metric}: B/A median ({'> 1' if higher else '< 1'} is faster)",
-            colors=VERDICT_COLORS,
-            salt="compare",
-            label="Ratio B over A per cell with 95% CIs, coloured by verdict",
-        )
-        caption = (
-            f"Each cell's median on B over its median on A, with the {CONFIDENCE:.0%} bootstrap CI; the dashed line is "
-            "no change. Colour: the verdict (faster/slower need p < 0.05 in a Mann-Whitney test AND a change beyond "
-            "the "
-            "threshold). Cells on one side only have no ratio and are listed in the table."
-            + (
-                f" Showing the first {MAX_CELLS} of {len(plotted):,} cells with a ratio."
-                if len(plotted) > MAX_CELLS
-                else ""
-            )
-        )
-        body.append(_figure(svg, html.escape(caption)))
-    else:
-        body.append('<p class="muted">No cell ran on both sides: no ratio to draw.</p>')
-    table_rows = []
-    for lbl, row in zip(labels, _records(cmp), strict=True):
-        change = str(row.get("change"))
-        css = "v-" + change.replace(" ", "-")
-        table_rows.append(
-            [
-                lbl,
-                f"{row.get('n_a')}/{row.get('n_b')}",
-                _num(row.get("median_a")),
-                _num(row.get("median_b")),
-                "" if _blank(row.get("ratio")) else f"{row['ratio']:.3f}",
-                _ci(row.get("ratio_ci_low"), row.get("ratio_ci_high"), lambda v: f"{v:.3f}"),
-                "" if _blank(row.get("p_value")) else f"{row['p_value']:.3g}",
-                _Raw(f'<span class="{_e(css)}">{_e(change)}</span>'),
-                row.get("note"),
-            ]
-        )
-    body.append(
-        _table(
-            ["cell", "n A/B", "median A", "median B", "ratio B/A", f"{CONFIDENCE:.0%} CI", "p", "change", "note"],
-            table_rows,
-            total=len(cmp),
-        )
-    )
-    _write(path, _page(title, [("comparison", "B against A, cell by cell", "".join(body))], html.escape(summary)))

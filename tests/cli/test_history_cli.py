@@ -3,7 +3,6 @@ nightly sweeps (nothing trains): the table, the CSV, sweep selection, exit codes
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -217,12 +216,6 @@ def test_an_empty_store_and_the_helper_store(redis_url: str, invoke: Any) -> Non
 
 
 def test_html_goes_to_the_html_report(farm_store: dict[str, Any], invoke: Any, tmp_path: Any) -> None:
-    try:
-        html_report = importlib.import_module("farm.html_report")
-    except ImportError as e:
-        pytest.skip(f"farm.html_report is not there yet (written by another change): {e}")
-    if not hasattr(html_report, "write_history_html"):
-        pytest.skip("farm.html_report has no write_history_html yet (written by another change)")
     path = tmp_path / "history.html"
     res = invoke("history", "nightly", "--broker", farm_store["url"], "--html", str(path))
     assert res.exit_code == 0, res.output

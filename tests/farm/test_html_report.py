@@ -1,6 +1,6 @@
-"""The HTML report (farm.html_report) built from hand-made results frames: what it says, what it marks, that it
-escapes what comes from the data, never refers to anything outside itself, and is the same bytes for the same
-input. Nothing trains; matplotlib draws real charts."""
+"""The HTML pages (farm.html_report, farm.html_history, farm.html_compare) built from hand-made results frames:
+what they say, what they mark, that they escape what comes from the data, never refer to anything outside
+themselves, and are the same bytes for the same input. Nothing trains; matplotlib draws real charts."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ import pytest
 
 from farm.compare import compare
 from farm.history import history_frame
+from farm.html_compare import write_compare_html
+from farm.html_history import write_history_html
 from farm.html_report import (
     MAX_CELLS,
     MAX_DOTS,
     PLOT_EXTRA_MISSING,
     PlotExtraMissing,
     report_summary,
-    write_compare_html,
-    write_history_html,
     write_report_html,
 )
 from farm.output import OutputError
@@ -259,7 +259,7 @@ def test_without_matplotlib_the_message_says_what_to_install() -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
         "from pathlib import Path\n"
-        "import farm.html_report as h\n"
+        "import farm.html_compare as h\n"
         "from farm.output import OutputError\n"
         "import pandas as pd\n"
         "try:\n"
