@@ -1,10 +1,13 @@
-"""``farm cancel`` and ``farm resume``: stop a sweep; run again exactly what has no successful result."""
+"""``farm cancel``, ``farm resume`` and ``farm forget``: stop a sweep; run again exactly what has no successful
+result; delete a finished sweep for good."""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from cli.common import BrokerOption, JsonOption, console, friendly_errors, open_store, print_json, settings
+from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, open_store, print_json, settings
 from cli.status import resolve
 
 
@@ -75,3 +78,40 @@ def resume_cmd(
         f"{'clean successes kept' if contended else 'already succeeded'}, {out.in_flight} still queued "
         "or running"
     )
+
+
+@friendly_errors
+def forget_cmd(
+    sweep_id: str = typer.Argument(..., help="Sweep id, prefix or name (a name means its latest sweep)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask: delete at once (needed without a terminal)."),
+    broker: str = BrokerOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete a finished sweep for good: its jobs, results, histories and runs (export them first with
+    `farm results SWEEP -o sweep.parquet`). Jobs another sweep of the same name lists are kept. Refused while
+    any of its jobs is queued or running (`farm cancel` it first)."""
+    from farm.lifecycle import SweepBusy, forget_sweep
+
+    store = open_store(broker)
+    sid = resolve(store, sweep_id)
+    if not yes:
+        if not interactive():
+            fail(f"farm forget deletes sweep {sid} and its results for good: add --yes to confirm")
+        jobs = len(store.sweep_job_ids(sid))
+        if not typer.confirm(f"Delete sweep {sid}, its {jobs} job(s) and their results, for good?"):
+            fail(f"sweep {sid} was left as it is")
+    try:
+        out = forget_sweep(store, sid)
+    except SweepBusy as e:
+        fail(str(e))
+    if as_json:
+        print_json({"sweep_id": sid, "deleted": out.deleted, "kept": out.kept, "withdrawn_messages": out.withdrawn})
+        return
+    kept = f"; {out.kept} kept (another sweep of the same name lists them)" if out.kept else ""
+    stray = f"; {out.withdrawn} leftover message(s) taken off the queues" if out.withdrawn else ""
+    console.print(f"forgot {sid}: {out.deleted} job(s) deleted with their results{kept}{stray}")
+
+
+def interactive() -> bool:
+    """Whether a person can answer a question here (standard input is a terminal)."""
+    return sys.stdin.isatty()

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "history": ("cli.history", "history_cmd"),
     "cancel": ("cli.lifecycle", "cancel_cmd"),
     "resume": ("cli.lifecycle", "resume_cmd"),
+    "forget": ("cli.lifecycle", "forget_cmd"),
     "run": ("cli.run", "run_cmd"),
     "config": ("cli.config", "config_cmd"),
 }

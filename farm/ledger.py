@@ -62,6 +62,7 @@ class Outcome(str, enum.Enum):
     rejected = "rejected"  # the message was not a valid farm job
     handed_back = "handed_back"  # this worker stopped taking jobs and put the job back
     abandoned = "abandoned"  # this worker lost the lease mid-run: its run was stopped and not recorded
+    unknown = "unknown"  # the job is not in the store (its sweep was forgotten): nothing ran
 
 
 @dataclass(frozen=True)

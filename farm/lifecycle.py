@@ -1,4 +1,4 @@
-"""A user's decisions about a whole sweep: cancel it, resume it.
+"""A user's decisions about a whole sweep: cancel it, resume it, forget it.
 
 What happens to one job between runs (leases, attempts, putting back, the outbox) is the ledger's
 (``farm.ledger``); this module applies the user's decisions to every job of a sweep, in batches, so a sweep of
@@ -108,6 +108,59 @@ def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str, *, contend
         ledger.send(make_app(settings, {job_queue(e.job) for e in sendable}), sendable)
     outcome.enqueued = len(sendable)
     return outcome
+
+
+@dataclass
+class ForgetOutcome:
+    deleted: int  # jobs whose keys were deleted
+    kept: int  # jobs another sweep of the same name also lists: left as they are
+    withdrawn: int  # leftover messages taken off the queues
+
+
+class SweepBusy(Exception):
+    """The sweep still has jobs that may run or record: forgetting it now would lose or resurrect them."""
+
+
+def forget_sweep(store: Store, sweep_id: str) -> ForgetOutcome:
+    """Delete a finished sweep from the store: its manifest and, for each of its jobs that no other sweep lists,
+    the envelope, state, result, history and runs. Raises :class:`SweepBusy`, deleting nothing, while any such
+    job has no result (queued or running: ``farm cancel`` first) or a live lease (a cancelled job whose worker
+    is still stopping it).
+
+    Jobs are identified by their content, sweep name included, so sweeps of the same name can share jobs (and
+    their results): those stay. Running it again after an interruption finishes the work; a job's keys go in
+    one transaction. A message for a forgotten job that is still in a worker's hands is dropped by the worker,
+    which runs only jobs the store knows (``JobExecutor.handle``)."""
+    ledger = Ledger(store)
+    ids = store.sweep_job_ids(sweep_id)
+    name = sweep_id.rsplit("-", 1)[0]
+    shared: set[str] = set()
+    for other in store.sweep_ids():
+        if other != sweep_id and other.rsplit("-", 1)[0] == name:
+            shared.update(store.sweep_job_ids(other))
+    own = [j for j in ids if j not in shared]
+    unfinished = leased = 0
+    for start in range(0, len(own), BATCH):
+        part = own[start : start + BATCH]
+        known = store.knows_jobs(part)
+        results = store.have_results(part)
+        unfinished += sum(1 for k, has in zip(known, results, strict=True) if k and not has)
+        leased += sum(ledger.leased(part))
+    if unfinished:
+        raise SweepBusy(
+            f"sweep {sweep_id} has {unfinished} job(s) without a result (queued or running): "
+            f"`farm cancel {sweep_id}` first, or let them finish; nothing was deleted"
+        )
+    if leased:
+        raise SweepBusy(
+            f"sweep {sweep_id} has {leased} job(s) whose worker is still stopping them: try again in a few "
+            "seconds; nothing was deleted"
+        )
+    ledger.forget_debts(own)
+    withdrawn = ledger.withdraw_messages(own) if own else 0
+    store.delete_jobs(own)
+    store.delete_sweep(sweep_id)
+    return ForgetOutcome(deleted=len(own), kept=len(ids) - len(own), withdrawn=withdrawn)
 
 
 def reap_lost(store: Store, app: Celery, settings: FarmSettings, reaper: str) -> list[str]:

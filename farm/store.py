@@ -48,6 +48,9 @@ from farm.rows import result_row
 from farm.rowstore import compact_row
 from farm.settings import FarmSettings, mask_url
 
+#: A job's own keys, deleted together by ``farm forget`` (:meth:`Store.delete_jobs`).
+FORGET_KINDS = ("state", "result", "row", "history", "runs", "attempts", "cancel", "job")
+
 
 def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_TIMEOUT_S) -> redis.Redis:
     """A client for the farm's Redis that fails fast and clearly when the server is not there.
@@ -175,6 +178,7 @@ class Store:
         self.r = client
         self.p = prefix
         self._fenced_hset = client.register_script(_FENCED_HSET)
+        self._bump_generations = client.register_script(_BUMP_GENERATIONS)
 
     @classmethod
     def from_settings(cls, settings: FarmSettings) -> Store:
@@ -427,6 +431,37 @@ class Store:
             moved += int(script(keys=keys))
         return moved
 
+    # -- forgetting -------------------------------------------------------------------------------------------
+    def knows_jobs(self, job_ids: list[str]) -> list[bool]:
+        """Whether each job's envelope is stored (a job of a sweep that ``farm forget`` deleted is not), in
+        order (pipelined)."""
+        out: list[bool] = []
+        for chunk in _chunks(job_ids, 5000):
+            pipe = self.r.pipeline(transaction=False)
+            for j in chunk:
+                pipe.exists(self.k("job", j))
+            out.extend(bool(n) for n in pipe.execute())
+        return out
+
+    def delete_jobs(self, job_ids: list[str], chunk: int = 2000) -> None:
+        """Delete everything stored of these jobs: envelope, state, result and its row, history, runs, attempts
+        and cancel mark. Each chunk is one transaction, so a job is gone whole or not at all. A job's generation
+        counter stays, one higher, as a takeover leaves it: a worker paused since it held the job's lease can
+        no longer record it, even if the same job is submitted again later."""
+        for part in _chunks(job_ids, chunk):
+            pipe = self.r.pipeline(transaction=True)
+            self._bump_generations(keys=[self.k("gen", j) for j in part], client=pipe)
+            pipe.delete(*(self.k(kind, j) for j in part for kind in FORGET_KINDS))
+            pipe.srem(self.k("running"), *part)
+            pipe.execute()
+
+    def delete_sweep(self, sweep_id: str) -> None:
+        """Delete the sweep's own keys (manifest, job list, cancel mark) and its entry in the list of sweeps."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.delete(self.k("sweep", sweep_id), self.k("sweep", sweep_id, "jobs"), self.k("cancel", sweep_id))
+        pipe.zrem(self.k("sweeps"), sweep_id)
+        pipe.execute()
+
     def log_run(self, job_id: str, **fields: Any) -> None:
         self.r.rpush(self.k("runs", job_id), json.dumps(fields))
 
@@ -560,6 +595,14 @@ class Store:
         pipe.incr(self.k("rejected", "count"))
         return int(pipe.execute()[-1])
 
+
+# KEYS: generation counters. Each that exists goes one up (a job never leased has none and needs none).
+_BUMP_GENERATIONS = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCR', KEYS[i]) end
+end
+return 0
+"""
 
 # KEYS: (result, history, row, attempts) per job. Moves each present result to its history, with its row.
 _ARCHIVE = """

@@ -96,6 +96,11 @@ class JobExecutor:
             if self.app is not None:
                 self._resilient(lambda: self.ledger.send(self.app, [envelope]), "hand back a job")
             return Outcome.handed_back.value
+        if not self.store.knows_jobs([job_id])[0]:
+            # Submit stores a job before its message goes out, so only a job deleted since (``farm forget``)
+            # is unknown: running it would bring back keys of a sweep that no longer exists.
+            log.warning("job %s belongs to no sweep in the store (forgotten?): dropped", job_id)
+            return Outcome.unknown.value
         if self.store.has_result(job_id):
             log.info("job %s already has a result: skipped", job_id)
             return Outcome.duplicate.value
