@@ -72,6 +72,7 @@ def test_commands_registered() -> None:
         "compare",
         "cancel",
         "resume",
+        "forget",
     }
 
 
