@@ -435,13 +435,7 @@ class Store:
     def knows_jobs(self, job_ids: list[str]) -> list[bool]:
         """Whether each job's envelope is stored (a job of a sweep that ``farm forget`` deleted is not), in
         order (pipelined)."""
-        out: list[bool] = []
-        for chunk in _chunks(job_ids, 5000):
-            pipe = self.r.pipeline(transaction=False)
-            for j in chunk:
-                pipe.exists(self.k("job", j))
-            out.extend(bool(n) for n in pipe.execute())
-        return out
+        return self._exist("job", job_ids)
 
     def delete_jobs(self, job_ids: list[str], chunk: int = 2000) -> None:
         """Delete everything stored of these jobs: envelope, state, result and its row, history, runs, attempts
@@ -484,11 +478,15 @@ class Store:
 
     def have_results(self, job_ids: list[str]) -> list[bool]:
         """Whether each job has a result, in order (pipelined)."""
+        return self._exist("result", job_ids)
+
+    def _exist(self, kind: str, job_ids: list[str]) -> list[bool]:
+        """Whether each job's ``kind`` key exists, in order, 5,000 a round trip."""
         out: list[bool] = []
         for chunk in _chunks(job_ids, 5000):
             pipe = self.r.pipeline(transaction=False)
             for j in chunk:
-                pipe.exists(self.k("result", j))
+                pipe.exists(self.k(kind, j))
             out.extend(bool(n) for n in pipe.execute())
         return out
 
