@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 BATCH = 5000
 """Jobs handled per round of reads and writes by cancel and resume."""
+FORGET_ATTEMPTS = 5
+"""How often ``farm forget`` starts over when sweeps of the same name are saved while it deletes."""
 
 
 @dataclass
@@ -128,17 +130,35 @@ def forget_sweep(store: Store, sweep_id: str) -> ForgetOutcome:
     is still stopping it).
 
     Jobs are identified by their content, sweep name included, so sweeps of the same name can share jobs (and
-    their results): those stay. Running it again after an interruption finishes the work; a job's keys go in
-    one transaction. A message for a forgotten job that is still in a worker's hands is dropped by the worker,
-    which runs only jobs the store knows (``JobExecutor.handle``)."""
+    their results): those stay, and a sweep of the same name submitted meanwhile makes the deletion start over
+    with its jobs set aside (``Store.delete_jobs`` checks a count that saving a sweep increments; submit restores
+    an envelope deleted before that). Running it again after an interruption finishes the work; a job's keys go
+    in one atomic step. A message for a forgotten job that is still in a worker's hands is dropped by the
+    worker, which runs only jobs the store knows (``JobExecutor.handle``)."""
     ledger = Ledger(store)
     ids = store.sweep_job_ids(sweep_id)
     name = sweep_id.rsplit("-", 1)[0]
-    shared: set[str] = set()
-    for other in store.sweep_ids():
-        if other != sweep_id and other.rsplit("-", 1)[0] == name:
-            shared.update(store.sweep_job_ids(other))
-    own = [j for j in ids if j not in shared]
+    withdrawn = 0
+    for _ in range(FORGET_ATTEMPTS):
+        version = store.sweeps_named(name)  # a sweep of this name saved after this stops the deletion
+        shared: set[str] = set()
+        for other in store.sweep_ids():
+            if other != sweep_id and other.rsplit("-", 1)[0] == name:
+                shared.update(store.sweep_job_ids(other))
+        own = [j for j in ids if j not in shared]
+        _refuse_if_busy(store, ledger, sweep_id, own)
+        ledger.forget_debts(own)
+        withdrawn += ledger.withdraw_messages(own) if own else 0
+        if store.delete_jobs(own, name=name, version=version):
+            store.delete_sweep(sweep_id)
+            return ForgetOutcome(deleted=len(own), kept=len(ids) - len(own), withdrawn=withdrawn)
+    raise SweepBusy(
+        f"sweeps named {name!r} kept being submitted while {sweep_id} was being forgotten; run `farm forget` again"
+    )
+
+
+def _refuse_if_busy(store: Store, ledger: Ledger, sweep_id: str, own: list[str]) -> None:
+    """Raise :class:`SweepBusy` if any of these jobs may still run or record."""
     unfinished = leased = 0
     for start in range(0, len(own), BATCH):
         part = own[start : start + BATCH]
@@ -156,11 +176,6 @@ def forget_sweep(store: Store, sweep_id: str) -> ForgetOutcome:
             f"sweep {sweep_id} has {leased} job(s) whose worker is still stopping them: try again in a few "
             "seconds; nothing was deleted"
         )
-    ledger.forget_debts(own)
-    withdrawn = ledger.withdraw_messages(own) if own else 0
-    store.delete_jobs(own)
-    store.delete_sweep(sweep_id)
-    return ForgetOutcome(deleted=len(own), kept=len(ids) - len(own), withdrawn=withdrawn)
 
 
 def reap_lost(store: Store, app: Celery, settings: FarmSettings, reaper: str) -> list[str]:

@@ -178,7 +178,7 @@ class Store:
         self.r = client
         self.p = prefix
         self._fenced_hset = client.register_script(_FENCED_HSET)
-        self._bump_generations = client.register_script(_BUMP_GENERATIONS)
+        self._delete_jobs = client.register_script(_DELETE_JOBS)
 
     @classmethod
     def from_settings(cls, settings: FarmSettings) -> Store:
@@ -202,6 +202,9 @@ class Store:
             ids = [e.job_id for e in envelopes]
             for i in range(0, len(ids), 10_000):
                 self.r.rpush(jobs_key, *ids[i : i + 10_000])
+        # After the list, before any claim: a `farm forget` of a sweep of the same name deletes nothing from here
+        # on without first reading this list (see delete_jobs), and what it deleted before, submit restores.
+        self.r.incr(self.k("named", sweep_id.rsplit("-", 1)[0]))
 
     def sweep_manifest(self, sweep_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.k("sweep", sweep_id))
@@ -437,17 +440,37 @@ class Store:
         order (pipelined)."""
         return self._exist("job", job_ids)
 
-    def delete_jobs(self, job_ids: list[str], chunk: int = 2000) -> None:
-        """Delete everything stored of these jobs: envelope, state, result and its row, history, runs, attempts
-        and cancel mark. Each chunk is one transaction, so a job is gone whole or not at all. A job's generation
-        counter stays, one higher, as a takeover leaves it: a worker paused since it held the job's lease can
-        no longer record it, even if the same job is submitted again later."""
-        for part in _chunks(job_ids, chunk):
-            pipe = self.r.pipeline(transaction=True)
-            self._bump_generations(keys=[self.k("gen", j) for j in part], client=pipe)
-            pipe.delete(*(self.k(kind, j) for j in part for kind in FORGET_KINDS))
-            pipe.srem(self.k("running"), *part)
+    def restore_envelopes(self, envelopes: list[JobEnvelope]) -> int:
+        """Store again the envelopes of these jobs that are missing (a `farm forget` of a sweep of the same name
+        deleted them while this sweep was being saved); how many were missing."""
+        known = self.knows_jobs([e.job_id for e in envelopes])
+        missing = [e for e, k in zip(envelopes, known, strict=True) if not k]
+        if missing:
+            pipe = self.r.pipeline(transaction=False)
+            for env in missing:
+                pipe.set(self.k("job", env.job_id), env.model_dump_json(), nx=True)
             pipe.execute()
+        return len(missing)
+
+    def sweeps_named(self, name: str) -> int:
+        """How many times a sweep named ``name`` was saved: :meth:`delete_jobs` deletes only while the count
+        stays what it read, so a sweep of that name saved meanwhile (which may share jobs) is seen first."""
+        return int(self.r.get(self.k("named", name)) or 0)
+
+    def delete_jobs(self, job_ids: list[str], *, name: str = "", version: int = 0, chunk: int = 500) -> bool:
+        """Delete everything stored of these jobs: envelope, state, result and its row, history, runs, attempts
+        and cancel mark. Returns False, leaving the rest, as soon as the count of sweeps named ``name`` is no
+        longer ``version`` (:meth:`sweeps_named`: a sweep of that name was saved since, and may list some of
+        these jobs). Each chunk is one atomic script, so a job is gone whole or not at all. A job's generation
+        counter stays, one higher, as a takeover leaves it: a worker paused since it held the job's lease can no
+        longer record it, even if the same job is submitted again later."""
+        guard = self.k("named", name) if name else self.k("named")
+        for part in _chunks(job_ids, chunk):
+            keys = [guard, self.k("running")]
+            keys += [k for j in part for k in (self.k("gen", j), *(self.k(kind, j) for kind in FORGET_KINDS))]
+            if not int(self._delete_jobs(keys=keys, args=[version if name else "", *part])):
+                return False
+        return True
 
     def delete_sweep(self, sweep_id: str) -> None:
         """Delete the sweep's own keys (manifest, job list, cancel mark) and its entry in the list of sweeps."""
@@ -594,12 +617,16 @@ class Store:
         return int(pipe.execute()[-1])
 
 
-# KEYS: generation counters. Each that exists goes one up (a job never leased has none and needs none).
-_BUMP_GENERATIONS = """
-for i = 1, #KEYS do
+# KEYS: the counter of sweeps of a name, the running set, then per job its generation and its FORGET_KINDS keys.
+# ARGV: the counter's expected value ("" for no check), then the job ids. Nothing is deleted if the counter moved.
+_DELETE_JOBS = f"""
+if ARGV[1] ~= '' and (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return 0 end
+for i = 3, #KEYS, {1 + len(FORGET_KINDS)} do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('INCR', KEYS[i]) end
+  redis.call('DEL', unpack(KEYS, i + 1, i + {len(FORGET_KINDS)}))
 end
-return 0
+if #ARGV > 1 then redis.call('SREM', KEYS[2], unpack(ARGV, 2)) end
+return 1
 """
 
 # KEYS: (result, history, row, attempts) per job. Moves each present result to its history, with its row.

@@ -112,6 +112,7 @@ def _send_all(
         todo = [e for e in part if e.job_id in claimed]
         if not todo:
             continue
+        store.restore_envelopes(todo)  # a concurrent `farm forget` of a same-name sweep may have taken some
         if app is None:
             app = _app(settings, queues, wanted)
         sent = ledger.send(app, todo)  # raises if Redis went away: the unsent stay owed, not lost

@@ -198,3 +198,51 @@ def test_a_forgotten_sweep_submitted_again_runs_again_from_scratch(store: Store,
     assert store.sweep_ids() == [s.sweep_id]
     assert not any(store.have_results([e.job_id for e in envs]))
     assert sorted(queued_job_ids(store)) == sorted(e.job_id for e in envs)
+
+
+def test_a_same_name_sweep_saved_while_forgetting_makes_it_start_over_and_keep_the_shared_jobs(
+    store: Store, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = sweep("race", repeats=1)
+    big = sweep("race", repeats=2)
+    envs_small = submitted(store, redis_url, small)
+    real = Store.delete_jobs
+    calls: list[int] = []
+
+    def submit_meanwhile(self: Store, job_ids: list[str], **kw: Any) -> bool:
+        if not calls:  # the other sweep is saved after forget read the sweeps, before it deleted a thing
+            submit(big, FarmSettings(broker_url=redis_url), store=store)
+        calls.append(len(job_ids))
+        return real(self, job_ids, **kw)
+
+    monkeypatch.setattr(Store, "delete_jobs", submit_meanwhile)
+    out = forget_sweep(store, small.sweep_id)
+
+    assert calls == [len(envs_small), 0]  # the first pass was stopped; the second had nothing of its own
+    assert (out.deleted, out.kept) == (0, len(envs_small))
+    assert all(store.have_results([e.job_id for e in envs_small]))
+    assert all(store.knows_jobs([e.job_id for e in big.envelopes()]))
+
+
+def test_submit_restores_an_envelope_deleted_while_it_was_saving(
+    store: Store, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A forget's delete that lands between a same-name submit's save and its claim: the claim finds the job
+    without a result, and submit stores its envelope again before it sends, so the worker runs it."""
+    small = sweep("late", repeats=1)
+    big = sweep("late", repeats=2)
+    envs_small = submitted(store, redis_url, small)
+    store.r.delete("farm.cpu")
+    real = Ledger.claim
+
+    def deleted_first(self: Ledger, jobs: list[tuple[str, str]], chunk: int = 1000) -> set[str]:
+        store.delete_jobs([e.job_id for e in envs_small])
+        return real(self, jobs, chunk)
+
+    monkeypatch.setattr(Ledger, "claim", deleted_first)
+    out = submit(big, FarmSettings(broker_url=redis_url), store=store)
+
+    ids = [e.job_id for e in big.envelopes()]
+    assert out.enqueued == len(ids)
+    assert all(store.knows_jobs(ids))
+    assert sorted(queued_job_ids(store)) == sorted(ids)
