@@ -10,8 +10,8 @@ compiles, a second block is counted:
   callback pool); the main thread's count is exact and repeatable, the others' grow with the block's length;
 - **page faults and context switches** (``getrusage``): JAX's CPU steps allocate their temporaries afresh, so
   minor faults measure the memory work of a step;
-- **the XLA program** of the model's forward pass: its number of operations and a digest of how many of
-  each kind, which match when the two models compute the same thing;
+- **the XLA program** of the model's forward pass (in inference mode): its number of operations and a digest
+  of how many of each kind, which match when the two models compute the same thing;
 - **CPU and wall seconds** of a second, unprofiled block, for scale.
 
 Figures are per epoch. A farm side that adds no work shows the bare side's counts plus its timing callback's
@@ -67,14 +67,15 @@ def usage() -> tuple[int, int, int, int]:
 
 
 def xla_ops(model: Any, x: Any, batch: int) -> dict[str, Any]:
-    """The model's forward pass (training mode) as XLA sees it: how many StableHLO operations, and a digest of
+    """The model's forward pass (inference mode: a jitted training-mode call would update batch statistics in
+    place, which JAX refuses) as XLA sees it: how many StableHLO operations, and a digest of
     how many of each kind (layer names and constants aside), so two models that compute the same thing match."""
     import hashlib
     import re
 
     import jax
 
-    text = jax.jit(lambda v: model(v, training=True)).lower(x[:batch]).as_text()
+    text = jax.jit(lambda v: model(v, training=False)).lower(x[:batch]).as_text()
     kinds = Counter(re.findall(r"stablehlo\.(\w+)", text))
     digest = hashlib.sha256(json.dumps(sorted(kinds.items())).encode()).hexdigest()[:12]
     return {"ops": sum(kinds.values()), "digest": digest}
@@ -149,8 +150,9 @@ def main() -> None:
                 cwd=HERE.parent,
                 capture_output=True,
                 text=True,
-                check=True,
             )
+            if out.returncode:
+                raise SystemExit(f"the {side} side failed:\n{out.stderr[-3000:]}")
             rows[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"{args.workload} {args.mode}, JAX on CPU, per epoch, {args.rounds} fresh process(es) a side:")
     print(f"  {'':16s}" + "".join(f"{side:>26s}" for side in rows) + f"{'farm - bare':>14s}{'farm ÷ bare':>13s}")
