@@ -82,7 +82,7 @@ def resume_cmd(
 
 @friendly_errors
 def forget_cmd(
-    sweep_id: str = typer.Argument(..., help="Sweep id, prefix or name (a name means its latest sweep)."),
+    sweep_id: str = typer.Argument(..., help="Sweep id, or a prefix or name that only one sweep has."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask: delete at once (needed without a terminal)."),
     broker: str = BrokerOption,
     as_json: bool = JsonOption,
@@ -94,6 +94,10 @@ def forget_cmd(
 
     store = open_store(broker)
     sid = resolve(store, sweep_id)
+    matches = [s for s in store.sweep_ids() if s.startswith(sweep_id)]
+    if sweep_id != sid and len(matches) > 1:  # other commands take the latest; a deletion must not guess
+        shown = ", ".join(matches[-3:]) + (f" and {len(matches) - 3} more" if len(matches) > 3 else "")
+        fail(f"{sweep_id!r} matches {len(matches)} sweeps ({shown}): give the id of the one to forget")
     if not yes:
         if not interactive():
             fail(f"farm forget deletes sweep {sid} and its results for good: add --yes to confirm")

@@ -96,3 +96,21 @@ def test_an_unknown_sweep_is_one_line_and_exit_2(redis_url: str, invoke: Any) ->
     res = invoke("forget", "nothing-like-it", "--broker", redis_url, "--yes")
     assert res.exit_code == 2
     assert "no sweep matches 'nothing-like-it'" in one_line(res.output)
+
+
+def test_a_name_that_several_sweeps_have_is_refused_naming_them(store: Store, redis_url: str, invoke: Any) -> None:
+    """Other commands take a name's latest sweep; a deletion does not guess."""
+    from farm.job import JobEnvelope, JobSpec
+
+    first = store_finished_sweep(store, "twice", {("cpu", "jax"): [100.0]})
+    job = JobSpec(sweep="twice", workload="fashion_mnist_mlp", epochs=2)
+    store.save_sweep("twice-fedcba98", {"name": "twice"}, [JobEnvelope.for_job(job, "twice-fedcba98")])
+    keys = sorted(store.r.keys("*"))
+
+    res = invoke("forget", "twice", "--broker", redis_url, "--yes")
+
+    assert res.exit_code == 2
+    line = one_line(res.output)
+    assert "matches 2 sweeps" in line and first in line and "twice-fedcba98" in line
+    assert sorted(store.r.keys("*")) == keys
+    assert invoke("forget", first, "--broker", redis_url, "--yes").exit_code == 0
