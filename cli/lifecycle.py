@@ -92,6 +92,8 @@ def forget_cmd(
     any of its jobs is queued or running (`farm cancel` it first)."""
     from farm.lifecycle import SweepBusy, forget_sweep
 
+    if not sweep_id.strip():
+        fail("farm forget needs the id of the sweep to forget")
     store = open_store(broker)
     sid = resolve(store, sweep_id)
     matches = [s for s in store.sweep_ids() if s.startswith(sweep_id)]

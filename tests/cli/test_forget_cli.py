@@ -98,6 +98,16 @@ def test_an_unknown_sweep_is_one_line_and_exit_2(redis_url: str, invoke: Any) ->
     assert "no sweep matches 'nothing-like-it'" in one_line(res.output)
 
 
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_a_blank_sweep_argument_forgets_nothing(store: Store, redis_url: str, invoke: Any, blank: str) -> None:
+    """Elsewhere an empty prefix would pick the latest sweep; here it is refused."""
+    store_finished_sweep(store, "only", {("cpu", "jax"): [100.0]})
+    keys = sorted(store.r.keys("*"))
+    res = invoke("forget", blank, "--broker", redis_url, "--yes")
+    assert res.exit_code == 2 and "needs the id" in one_line(res.output)
+    assert sorted(store.r.keys("*")) == keys
+
+
 def test_a_name_that_several_sweeps_have_is_refused_naming_them(store: Store, redis_url: str, invoke: Any) -> None:
     """Other commands take a name's latest sweep; a deletion does not guess."""
     from farm.job import JobEnvelope, JobSpec
