@@ -9,23 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from farm.html_page import (
-    CONFIDENCE,
-    MAX_CELLS,
-    Raw,
-    blank,
-    ci_text,
-    esc,
-    figure_html,
-    load_plots,
-    num,
-    page_html,
-    records,
-    row_labels,
-    table_html,
-    varying_columns,
-    write_page,
-)
+from farm import html_page as page
 
 VERDICT_COLORS = {
     "faster": "#009E73",
@@ -40,11 +24,11 @@ VERDICT_COLORS = {
 def write_compare_html(comparison: pd.DataFrame, path: Path, *, title: str) -> None:
     """Write ``farm compare A B --html``: the ratio B/A of every matched cell with its CI, coloured by verdict,
     and the table (:func:`farm.compare.compare`'s frame)."""
-    p = load_plots()
+    p = page.load_plots()
     cmp = comparison
     metric = str(cmp["metric"].iloc[0]) if len(cmp) and "metric" in cmp else "steady_samples_per_s"
     higher = bool(cmp["higher_is_better"].iloc[0]) if len(cmp) and "higher_is_better" in cmp else True
-    labels = row_labels(cmp, varying_columns(cmp), hardware="hardware")
+    labels = page.row_labels(cmp, page.varying_columns(cmp), hardware="hardware")
     counts = cmp["change"].value_counts() if len(cmp) else pd.Series(dtype=int)
     summary = ", ".join(f"{int(counts[k])} {k}" for k in VERDICT_COLORS if k in counts) or "no cells"
     faster = "> 1" if higher else "< 1"
@@ -55,24 +39,24 @@ def write_compare_html(comparison: pd.DataFrame, path: Path, *, title: str) -> N
             " Slower: " + "; ".join(slower[:5]) + (f" and {len(slower) - 5} more" if len(slower) > 5 else "") + "."
         )
     body = []
-    plotted = [i for i in range(len(cmp)) if not blank(cmp["ratio"].iloc[i])]
+    plotted = [i for i in range(len(cmp)) if not page.blank(cmp["ratio"].iloc[i])]
     if plotted:
-        shown = plotted[:MAX_CELLS]
+        shown = plotted[: page.MAX_CELLS]
         rows = []
         for i in shown:
             rec = cmp.iloc[i]
             lo, hi = rec["ratio_ci_low"], rec["ratio_ci_high"]
             note = (
                 f"{rec['ratio']:.3f}"
-                + (f" [{lo:.3f}–{hi:.3f}]" if not (blank(lo) or blank(hi)) else "")
+                + (f" [{lo:.3f}–{hi:.3f}]" if not (page.blank(lo) or page.blank(hi)) else "")
                 + f" {rec['change']}"
             )
             rows.append(
                 p.IntervalRow(
                     label=labels[i],
                     value=float(rec["ratio"]),
-                    low=float(lo) if not blank(lo) else math.nan,
-                    high=float(hi) if not blank(hi) else math.nan,
+                    low=float(lo) if not page.blank(lo) else math.nan,
+                    high=float(hi) if not page.blank(hi) else math.nan,
                     series=str(rec["change"]),
                     note=note,
                 )
@@ -85,43 +69,42 @@ def write_compare_html(comparison: pd.DataFrame, path: Path, *, title: str) -> N
             label="Ratio B over A per cell with 95% CIs, coloured by verdict",
         )
         caption = (
-            f"Each cell's median on B over its median on A, with the {CONFIDENCE:.0%} bootstrap CI; the dashed line is "
-            "no change. Colour: the verdict (faster/slower need p < 0.05 in a Mann-Whitney test AND a change beyond "
-            "the "
-            "threshold). Cells on one side only have no ratio and are listed in the table."
+            f"Each cell's median on B over its median on A, with the {page.CONFIDENCE:.0%} bootstrap CI; the dashed "
+            "line is no change. Colour: the verdict (faster/slower need p < 0.05 in a Mann-Whitney test AND a change "
+            "beyond the threshold). Cells on one side only have no ratio and are listed in the table."
             + (
-                f" Showing the first {MAX_CELLS} of {len(plotted):,} cells with a ratio."
-                if len(plotted) > MAX_CELLS
+                f" Showing the first {page.MAX_CELLS} of {len(plotted):,} cells with a ratio."
+                if len(plotted) > page.MAX_CELLS
                 else ""
             )
         )
-        body.append(figure_html(svg, html.escape(caption)))
+        body.append(page.figure_html(svg, html.escape(caption)))
     else:
         body.append('<p class="muted">No cell ran on both sides: no ratio to draw.</p>')
     table_rows = []
-    for lbl, row in zip(labels, records(cmp), strict=True):
+    for lbl, row in zip(labels, page.records(cmp), strict=True):
         change = str(row.get("change"))
         css = "v-" + change.replace(" ", "-")
         table_rows.append(
             [
                 lbl,
                 f"{row.get('n_a')}/{row.get('n_b')}",
-                num(row.get("median_a")),
-                num(row.get("median_b")),
-                "" if blank(row.get("ratio")) else f"{row['ratio']:.3f}",
-                ci_text(row.get("ratio_ci_low"), row.get("ratio_ci_high"), lambda v: f"{v:.3f}"),
-                "" if blank(row.get("p_value")) else f"{row['p_value']:.3g}",
-                Raw(f'<span class="{esc(css)}">{esc(change)}</span>'),
+                page.num(row.get("median_a")),
+                page.num(row.get("median_b")),
+                "" if page.blank(row.get("ratio")) else f"{row['ratio']:.3f}",
+                page.ci_text(row.get("ratio_ci_low"), row.get("ratio_ci_high"), lambda v: f"{v:.3f}"),
+                "" if page.blank(row.get("p_value")) else f"{row['p_value']:.3g}",
+                page.Raw(f'<span class="{page.esc(css)}">{page.esc(change)}</span>'),
                 row.get("note"),
             ]
         )
     body.append(
-        table_html(
-            ["cell", "n A/B", "median A", "median B", "ratio B/A", f"{CONFIDENCE:.0%} CI", "p", "change", "note"],
+        page.table_html(
+            ["cell", "n A/B", "median A", "median B", "ratio B/A", f"{page.CONFIDENCE:.0%} CI", "p", "change", "note"],
             table_rows,
             total=len(cmp),
         )
     )
-    write_page(
-        path, page_html(title, [("comparison", "B against A, cell by cell", "".join(body))], html.escape(summary))
+    page.write_page(
+        path, page.page_html(title, [("comparison", "B against A, cell by cell", "".join(body))], html.escape(summary))
     )

@@ -12,20 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from farm.html_page import (
-    CELL_KEY,
-    CONFIDENCE,
-    blank,
-    figure_html,
-    load_plots,
-    num,
-    page_html,
-    records,
-    row_labels,
-    table_html,
-    varying_columns,
-    write_page,
-)
+from farm import html_page as page
 
 #: Cells given a history chart (those with a flagged change first).
 MAX_HISTORY_CHARTS = 24
@@ -34,70 +21,70 @@ MAX_HISTORY_CHARTS = 24
 def history_section(p: Any, history: pd.DataFrame) -> str:
     if history.empty:
         return '<p class="muted">No history: no cell ran in more than one sweep here.</p>'
-    key_cols = [c for c in CELL_KEY if c in history.columns]
+    key_cols = [c for c in page.CELL_KEY if c in history.columns]
     groups = list(history.groupby(key_cols, dropna=False, sort=False).indices.values())
     changed = [bool(history["change"].iloc[g].astype(bool).any()) for g in groups]
     order = sorted(range(len(groups)), key=lambda i: (not changed[i], i))  # flagged cells first, else as given
-    varying = varying_columns(history)
+    varying = page.varying_columns(history)
     parts = []
     for i in order[:MAX_HISTORY_CHARTS]:
         h = history.iloc[groups[i]]
         first = h.iloc[[0]]
-        title = row_labels(first, varying, hardware="hardware_key")[0]
-        unit = next((str(u) for u in h["unit"] if not blank(u)), "samples") if "unit" in h else "samples"
+        title = page.row_labels(first, varying, hardware="hardware_key")[0]
+        unit = next((str(u) for u in h["unit"] if not page.blank(u)), "samples") if "unit" in h else "samples"
         points = []
-        for rec in records(h):
+        for rec in page.records(h):
             pct = rec.get("change_pct")
             note = str(rec.get("changed") or "")
-            if bool(rec.get("change")) and not blank(pct):
+            if bool(rec.get("change")) and not page.blank(pct):
                 note = f"{pct:+.1f}%: {note}" if note else f"{pct:+.1f}%"
             tick = str(rec.get("sweep_id"))
             when = rec.get("when")
-            if not blank(when):
+            if not page.blank(when):
                 tick += f" ({str(when)[:10]})"
             points.append(
                 p.HistoryPoint(
                     tick=tick,
-                    median=float(rec["median"]) if not blank(rec["median"]) else math.nan,
-                    low=float(rec["ci_low"]) if not blank(rec["ci_low"]) else math.nan,
-                    high=float(rec["ci_high"]) if not blank(rec["ci_high"]) else math.nan,
-                    change=bool(rec.get("change")) and not blank(rec.get("change")),
+                    median=float(rec["median"]) if not page.blank(rec["median"]) else math.nan,
+                    low=float(rec["ci_low"]) if not page.blank(rec["ci_low"]) else math.nan,
+                    high=float(rec["ci_high"]) if not page.blank(rec["ci_high"]) else math.nan,
+                    change=bool(rec.get("change")) and not page.blank(rec.get("change")),
                     note=note,
                 )
             )
         svg = p.history_svg(points, f"{unit}/s (median)", title, salt=f"history-{i}", label=f"History of {title}")
         flagged = [pt for pt in points if pt.change]
         caption = (
-            f"{title}: the median steady throughput of each sweep in time order with its {CONFIDENCE:.0%} CI band."
+            f"{title}: the median steady throughput of each sweep in time order with its {page.CONFIDENCE:.0%} CI band."
             + (
                 " Flagged changes: " + "; ".join(f"{pt.tick}: {pt.note}" for pt in flagged) + "."
                 if flagged
                 else " No change flagged."
             )
         )
-        parts.append(figure_html(svg, html.escape(caption)))
+        parts.append(page.figure_html(svg, html.escape(caption)))
     if len(groups) > MAX_HISTORY_CHARTS:
         parts.append(
             f'<p class="muted">Charts for {MAX_HISTORY_CHARTS} of {len(groups)} cells (those with a flagged change '
             "first); the table below and the CSV hold every cell.</p>"
         )
     flagged_rows = history[history["change"].fillna(False).astype(bool)]
-    labels = row_labels(flagged_rows, varying, hardware="hardware_key")
+    labels = page.row_labels(flagged_rows, varying, hardware="hardware_key")
     rows = [
         [
             lbl,
             rec.get("sweep_id"),
             rec.get("when"),
-            num(rec.get("median")),
-            "" if blank(rec.get("change_pct")) else f"{rec['change_pct']:+.1f}%",
-            "" if blank(rec.get("p_value")) else f"{rec['p_value']:.3g}",
+            page.num(rec.get("median")),
+            "" if page.blank(rec.get("change_pct")) else f"{rec['change_pct']:+.1f}%",
+            "" if page.blank(rec.get("p_value")) else f"{rec['p_value']:.3g}",
             rec.get("changed"),
         ]
-        for lbl, rec in zip(labels, records(flagged_rows), strict=True)
+        for lbl, rec in zip(labels, page.records(flagged_rows), strict=True)
     ]
     if rows:
         parts.append(
-            table_html(
+            page.table_html(
                 ["cell", "sweep", "when", "median", "change", "p", "what changed"], rows, caption="Flagged changes."
             )
         )
@@ -109,7 +96,7 @@ def history_section(p: Any, history: pd.DataFrame) -> str:
 def _history_summary(history: pd.DataFrame) -> str:
     if history.empty:
         return "No cell ran in more than one sweep: there is no history to show."
-    key_cols = [c for c in CELL_KEY if c in history.columns]
+    key_cols = [c for c in page.CELL_KEY if c in history.columns]
     cells = history.groupby(key_cols, dropna=False).ngroups
     sweeps = history["sweep_id"].nunique()
     flagged = history[history["change"].fillna(False).astype(bool)]
@@ -122,9 +109,9 @@ def _history_summary(history: pd.DataFrame) -> str:
             if flagged["change_pct"].notna().any()
             else flagged.iloc[0]
         )
-        label = row_labels(rec.to_frame().T, varying_columns(history), hardware="hardware_key")[0]
+        label = page.row_labels(rec.to_frame().T, page.varying_columns(history), hardware="hardware_key")[0]
         pct = rec.get("change_pct")
-        text += f" The largest: {label} at sweep {rec['sweep_id']}" + ("" if blank(pct) else f" ({pct:+.1f}%)")
+        text += f" The largest: {label} at sweep {rec['sweep_id']}" + ("" if page.blank(pct) else f" ({pct:+.1f}%)")
         text += f", where {rec['changed']}." if rec.get("changed") else "."
     return text
 
@@ -132,6 +119,6 @@ def _history_summary(history: pd.DataFrame) -> str:
 def write_history_html(history: pd.DataFrame, path: Path, *, title: str) -> None:
     """Write ``farm history``'s page: one chart per cell over its sweeps (:func:`farm.history.history_frame`),
     changes marked with what changed, and the table of flagged changes."""
-    p = load_plots()
+    p = page.load_plots()
     sections = [("history", "History", history_section(p, history))]
-    write_page(path, page_html(title, sections, html.escape(_history_summary(history))))
+    page.write_page(path, page.page_html(title, sections, html.escape(_history_summary(history))))
