@@ -218,3 +218,9 @@ class JobEnvelope(BaseModel):
         return cls(
             job_id=job.job_id, sweep_id=sweep_id, job=job, time_limit_s=time_limit_s or job.default_time_limit_s()
         )
+
+
+def sweep_name(sweep_id: str) -> str:
+    """The name part of a sweep id (``NAME-DIGEST``, made by :func:`farm.sweep.load_sweep_data`): sweeps of one
+    name may share jobs, since a job's id includes its sweep's name."""
+    return sweep_id.rsplit("-", 1)[0]

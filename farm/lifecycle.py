@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from farm import defaults
-from farm.job import JobEnvelope
+from farm.job import JobEnvelope, sweep_name
 from farm.ledger import Ledger
 from farm.queue import job_queue
 from farm.result import JobResult, JobStatus
@@ -137,13 +137,13 @@ def forget_sweep(store: Store, sweep_id: str) -> ForgetOutcome:
     worker, which runs only jobs the store knows (``JobExecutor.handle``)."""
     ledger = Ledger(store)
     ids = store.sweep_job_ids(sweep_id)
-    name = sweep_id.rsplit("-", 1)[0]
+    name = sweep_name(sweep_id)
     withdrawn = 0
     for _ in range(FORGET_ATTEMPTS):
         version = store.sweeps_named(name)  # a sweep of this name saved after this stops the deletion
         shared: set[str] = set()
         for other in store.sweep_ids():
-            if other != sweep_id and other.rsplit("-", 1)[0] == name:
+            if other != sweep_id and sweep_name(other) == name:
                 shared.update(store.sweep_job_ids(other))
         own = [j for j in ids if j not in shared]
         _refuse_if_busy(store, ledger, sweep_id, own)

@@ -42,7 +42,7 @@ from redis.typing import EncodableT, FieldT
 
 from farm import defaults
 from farm.errors import FarmUnavailable
-from farm.job import JobEnvelope
+from farm.job import JobEnvelope, sweep_name
 from farm.result import JobResult, JobStatus
 from farm.rows import result_row
 from farm.rowstore import compact_row
@@ -204,7 +204,7 @@ class Store:
                 self.r.rpush(jobs_key, *ids[i : i + 10_000])
         # After the list, before any claim: a `farm forget` of a sweep of the same name deletes nothing from here
         # on without first reading this list (see delete_jobs), and what it deleted before, submit restores.
-        self.r.incr(self.k("named", sweep_id.rsplit("-", 1)[0]))
+        self.r.incr(self.k("named", sweep_name(sweep_id)))
 
     def sweep_manifest(self, sweep_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.k("sweep", sweep_id))
@@ -464,9 +464,8 @@ class Store:
         these jobs). Each chunk is one atomic script, so a job is gone whole or not at all. A job's generation
         counter stays, one higher, as a takeover leaves it: a worker paused since it held the job's lease can no
         longer record it, even if the same job is submitted again later."""
-        guard = self.k("named", name) if name else self.k("named")
         for part in _chunks(job_ids, chunk):
-            keys = [guard, self.k("running")]
+            keys = [self.k("named", name), self.k("running")]
             keys += [k for j in part for k in (self.k("gen", j), *(self.k(kind, j) for kind in FORGET_KINDS))]
             if not int(self._delete_jobs(keys=keys, args=[version if name else "", *part])):
                 return False
