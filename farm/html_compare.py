@@ -11,6 +11,7 @@ import pandas as pd
 
 from farm import html_page as page
 
+#: Verdict colours of farm compare (the terminal's, as close as a chart allows).
 VERDICT_COLORS = {
     "faster": "#009E73",
     "slower": "#C0392B",

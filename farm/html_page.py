@@ -31,14 +31,11 @@ PLOT_EXTRA_MISSING = "the HTML report needs the plot extra: pip install 'benchfa
 MAX_CELLS = 40
 #: Rows per HTML table.
 MAX_TABLE_ROWS = 500
-#: Cells given a history chart (those with a flagged change first).
-MAX_HISTORY_CHARTS = 24
 #: The confidence of every interval shown (that of farm.report.aggregate's default).
 CONFIDENCE = 0.95
 
 #: The cell's identity in a report row: the sweep cell plus the hardware that ran it (farm.report.GROUP_COLUMNS).
 CELL_KEY = [*CELL_COLUMNS, "hardware_key"]
-#: Verdict colours of farm compare (the terminal's, as close as a chart allows).
 
 
 class PlotExtraMissing(OutputError):
