@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 from farm_vs_bare import paired_ratio_ci
-from workloads_vs_bare import CONFIGS
+from workloads_vs_bare import CONFIGS, bare_env
 
 from farm.settings import FarmSettings
 from farm.sweep import load_sweep_data
@@ -80,11 +79,10 @@ def main() -> None:
         },
         "jobs": [{"workload": args.workload, "params": cfg["params"]}],
     }
-    bare_env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    bare_env.update(KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+    plain = bare_env("jax")
     envelope = load_sweep_data(spec, "benchmark").envelopes()[0]
     farm_env = child_env(envelope, FarmSettings())
-    print("the child's environment differs in:", sorted(k for k, v in farm_env.items() if bare_env.get(k) != v))
+    print("the child's environment differs in:", sorted(k for k, v in farm_env.items() if plain.get(k) != v))
     run_script = (
         f"import runpy, sys; sys.path.insert(0, {str(HERE)!r}); sys.argv = ['bare_workload.py', *{script_args!r}]; "
     )
@@ -100,11 +98,11 @@ def main() -> None:
         f"{args.epochs}, {args.mode!r}, pathlib.Path(tempfile.mkdtemp())); print(json.dumps({{'epoch_s': block()}}))"
     )
     variants = {
-        "bare": (run_script, bare_env),
-        "imports": (f"{CHILD_IMPORTS}\n{run_script}", bare_env),  # run from the checkout: farm and workers import
+        "bare": (run_script, plain),
+        "imports": (f"{CHILD_IMPORTS}\n{run_script}", plain),  # run from the checkout: farm and workers import
         "env": (run_script, farm_env),
-        "globals": (f"{child_globals}\n{run_script}", bare_env),
-        "farm_code": (farm_code, bare_env),
+        "globals": (f"{child_globals}\n{run_script}", plain),
+        "farm_code": (farm_code, plain),
     }
     variants = {k: v for k, v in variants.items() if k == "bare" or k in args.variants.split(",")}
     medians: dict[str, list[float]] = {name: [] for name in variants}

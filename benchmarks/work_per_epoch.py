@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import resource
 import statistics
@@ -36,8 +35,9 @@ import time
 from collections import Counter
 from typing import Any
 
+from workloads_vs_bare import CONFIGS, bare_env  # the sibling benchmark: its sizes and bare environment
+
 HERE = pathlib.Path(__file__).resolve().parent
-ENV = {"KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"}
 
 
 class CallCounter:
@@ -83,9 +83,6 @@ def xla_ops(model: Any, x: Any, batch: int) -> dict[str, Any]:
 
 def side_process(side: str, workload: str, mode: str, epochs: int) -> dict[str, Any]:
     """Runs in the fresh process: build one side, warm it, count a block, time a block."""
-    sys.path.insert(0, str(HERE))
-    from workloads_vs_bare import CONFIGS
-
     cfg = CONFIGS[workload]
     if side == "bare":
         import bare_workload
@@ -130,7 +127,7 @@ def side_process(side: str, workload: str, mode: str, epochs: int) -> dict[str, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workload", default="text_transformer", choices=["text_transformer", "resnet50"])
+    ap.add_argument("--workload", default="text_transformer", choices=sorted(CONFIGS))
     ap.add_argument("--mode", default="train", choices=["train", "inference"])
     ap.add_argument("--epochs", type=int, default=3, help="epochs (inference: predict passes) per block")
     ap.add_argument("--rounds", type=int, default=2, help="fresh processes per side")
@@ -139,7 +136,7 @@ def main() -> None:
     if args.side:
         print(json.dumps(side_process(args.side, args.workload, args.mode, args.epochs)))
         return
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")} | ENV
+    env = bare_env("jax")
     rows: dict[str, list[dict[str, float]]] = {"bare": [], "farm": []}
     for _ in range(args.rounds):
         for side in rows:

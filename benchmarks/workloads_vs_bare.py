@@ -48,9 +48,15 @@ CONFIGS: dict[str, dict] = {
 }
 
 
-def bare(workload: str, mode: str, backend: str, cfg: dict) -> dict:
+def bare_env(backend: str = "jax") -> dict[str, str]:
+    """The bare script's environment: this one without the farm's settings, on the CPU, with ``backend``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+    return env
+
+
+def bare(workload: str, mode: str, backend: str, cfg: dict) -> dict:
+    env = bare_env(backend)
     args = [workload, mode, str(cfg["samples"]), str(cfg["epochs"]), str(cfg["batch"]), json.dumps(cfg["params"])]
     watch = ContentionSampler().start()
     try:
