@@ -5,6 +5,8 @@ forgotten job without writing anything."""
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 import pytest
@@ -85,9 +87,6 @@ def mentions(store: Store, ids: list[str]) -> list[str]:
 
 
 def queued_job_ids(store: Store) -> list[str]:
-    import base64
-    import json
-
     out = []
     for raw in store.r.lrange("farm.cpu", 0, -1):
         body = json.loads(base64.b64decode(json.loads(raw)["body"]))
