@@ -251,8 +251,9 @@ def history_cmd(
         _summary(history, len(ids))
     if csv is not None:
         from farm.output import write_atomic
+        from farm.safe_text import csv_safe  # no text cell a spreadsheet would run as a formula
 
-        write_atomic(csv, lambda tmp: history.to_csv(tmp, index=False))
+        write_atomic(csv, lambda tmp: csv_safe(history).to_csv(tmp, index=False))
         if not as_json:
             console.print(f"wrote {len(history)} rows to {csv}", highlight=False)
     if html is not None:

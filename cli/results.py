@@ -284,9 +284,12 @@ def results_cmd(
         write_frame(df, output)
         console.print(f"wrote {len(df)} rows to {output}")
     else:
+        from farm.errors import escape
         from farm.output import integer_counts
+        from farm.safe_text import csv_safe  # no text cell a spreadsheet would run as a formula
 
-        typer.echo(integer_counts(df).to_csv(index=False), nl=False)
+        text = csv_safe(integer_counts(df)).to_csv(index=False)
+        typer.echo(escape(text, keep="\n\t"), nl=False)  # no ESC/OSC from a job's error reaches the terminal
 
 
 @friendly_errors

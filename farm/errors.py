@@ -12,15 +12,19 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
-def escape(text: str) -> str:
-    """``text`` with every non-printable character written as its escape (``\\x1b``, ``\\u202e``, ``\\n``).
+def escape(text: str, keep: str = "") -> str:
+    """``text`` with every non-printable character written as its escape (``\\x1b``, ``\\u202e``, ``\\n``),
+    except those in ``keep`` (say ``"\\n"`` for text shown on several lines).
 
-    Keys, values and file names in errors come from the user's file: printed raw, an ESC could drive the
-    terminal, a bidi override could reorder what is shown, a newline could forge a second error line.
+    Keys, values and file names in errors come from the user's file, and errors, descriptions, host names from
+    workers and plugins: printed raw, an ESC or OSC sequence could drive the terminal (clear it, forge a link,
+    write the clipboard), a ``\\r`` overwrite what is shown, a bidi override reorder it, a newline forge a
+    second error line. This is the one sanitiser of text for the terminal (C0 and C1 controls, DEL, format and
+    separator characters: everything ``str.isprintable`` refuses).
     """
     if text.isprintable():
         return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+    return "".join(ch if ch.isprintable() or ch in keep else ascii(ch)[1:-1] for ch in text)
 
 
 @dataclass(frozen=True)

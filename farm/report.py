@@ -462,12 +462,17 @@ def _cell_text(v: Any) -> str:
         return ""
     if isinstance(v, (float, np.floating)):
         return f"{v:.6g}"
-    return str(v).replace("|", "\\|").replace("\n", " ")
+    from farm.safe_text import md_escape  # workload names, params, units, errors: strangers' text
+
+    return md_escape(v)
 
 
 def markdown_table(df: pd.DataFrame) -> str:
-    """A plain pipe table (what :func:`write_frame` uses when ``tabulate`` is not installed)."""
-    cols = [str(c) for c in df.columns]
+    """A plain pipe table (what :func:`write_frame` uses when ``tabulate`` is not installed); every text cell and
+    column name escaped (farm.safe_text.md_escape)."""
+    from farm.safe_text import md_escape
+
+    cols = [md_escape(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for row in df.itertuples(index=False, name=None):
         lines.append("| " + " | ".join(_cell_text(v) for v in row) + " |")
@@ -480,12 +485,17 @@ def write_frame(df: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in ("", ".csv"):
-        df.to_csv(path, index=False)
+        from farm.safe_text import csv_safe  # no text cell a spreadsheet would run as a formula
+
+        csv_safe(df).to_csv(path, index=False)
     elif suffix == ".json":
         df.to_json(path, orient="records", indent=2)
     elif suffix == ".md":
         if importlib.util.find_spec("tabulate") is not None:
-            text = df.to_markdown(index=False) + "\n"
+            from farm.safe_text import md_escape
+
+            escaped = df.map(lambda v: md_escape(v) if isinstance(v, str) else v)
+            text = escaped.rename(columns=md_escape).to_markdown(index=False) + "\n"
         else:
             text = markdown_table(df)
         path.write_text(text, encoding="utf-8")

@@ -280,7 +280,11 @@ def _speedup(rec: Mapping[Any, Any]) -> str:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A table cell's text as inert Markdown: workload names, parameters, units and device names come from users,
+    plugins and results (farm.safe_text)."""
+    from farm.safe_text import md_escape
+
+    return md_escape(text)
 
 
 #: Summary columns that hold numbers (aligned right); so does the throughput's, whatever its unit.
@@ -329,7 +333,9 @@ def summary_markdown(
 ) -> str:
     """The whole ``report.md``: a heading, one sentence on what the sweep ran, the summary table, ``note`` (say,
     that contended repeats were left out) and "How to read this"."""
-    lines = [f"# {title or 'Benchmark report'}", ""]
+    from farm.safe_text import md_escape
+
+    lines = [f"# {md_escape(title or 'Benchmark report')}", ""]
     n_cells = len(report)
     if n_cells == 0:
         lines += ["No cell has a succeeded repeat yet: there is nothing to report.", ""]
@@ -337,7 +343,7 @@ def summary_markdown(
         data = sorted({str(d) for d in report["data"].dropna()}) if "data" in report.columns else []
         said = f"{n_cells} cell{'s' if n_cells != 1 else ''}"
         if data:
-            said += f", {' and '.join(data)} data"
+            said += f", {' and '.join(md_escape(d) for d in data)} data"
         lines += [f"{said}; every statistic of every cell is in `report.csv`.", ""]
         lines.append(markdown_table(summary_frame(report, results)))
     if note:
