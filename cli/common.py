@@ -130,12 +130,12 @@ def settings(**overrides: Any) -> FarmSettings:
     # Imported here, not at the top: `farm --help` must not pay for pydantic-settings and the Redis client.
     from pydantic import ValidationError
 
-    from farm.settings import config_path, load_settings
+    from farm.settings import config_path, load_settings, settings_problem
 
     try:
         return load_settings(**overrides)
-    except ValidationError as e:
-        raise SpecError(problems_from_validation(e), "settings") from None
+    except ValidationError as e:  # one line naming the flag, variable or config key; never the broker's password
+        fail(settings_problem(e, [k for k, v in overrides.items() if v is not None]))
     except tomllib.TOMLDecodeError as e:
         raise SpecError.one("", f"malformed TOML: {e}", str(config_path())) from None
 
@@ -182,8 +182,8 @@ def outage(e: BaseException) -> str | None:
     kombu_errors = sys.modules.get("kombu.exceptions")
     if redis_errors and isinstance(e, redis_errors.InvalidResponse):
         return f"the broker's replies stopped making sense mid-command (is it still Redis?): {e}"
-    if redis_errors and isinstance(e, redis_errors.ResponseError) and str(e).startswith(_REFUSALS):
-        return f"Redis refused the farm's command (credentials or permissions): {e}"
+    if redis_errors and isinstance(e, redis_errors.ResponseError):
+        return refusal(e, redis_errors)
     if redis_errors and isinstance(e, redis_errors.TimeoutError):
         return f"Redis did not answer in time, mid-command ({e}); is the server stopped or overloaded?"
     if redis_errors and isinstance(e, redis_errors.ConnectionError):
@@ -194,6 +194,38 @@ def outage(e: BaseException) -> str | None:
 
 
 _REFUSALS = ("NOAUTH", "WRONGPASS", "NOPERM", "Authentication")
+
+NEEDED_PERMISSIONS = (
+    "the farm needs Redis' read, write, keyspace and Lua script commands (ACL: +@read +@write +@keyspace "
+    "+@scripting, or +@all; read-only users can only read: status, results, reports)"
+)
+
+
+def refusal(e: BaseException, errors: Any) -> str | None:
+    """One line for an error reply of Redis that the environment caused, by its class: a user the ACL refuses a
+    command (the command named), a full Redis (``maxmemory``), a read-only replica, a key of the wrong type,
+    scripts flushed mid-command, a refused login; None for any other. The reply only, never the command that a
+    pipeline's error repeats (it may hold data)."""
+    reply = str(e).split(" caused error: ", 1)[-1].strip()
+    if isinstance(e, errors.NoPermissionError):
+        return f"Redis refused this user a command the farm needs: {reply}; {NEEDED_PERMISSIONS}"
+    if isinstance(e, errors.OutOfMemoryError):
+        return (
+            f"Redis is full and refuses writes ({reply}): raise its maxmemory or free memory (farm forget of old "
+            "sweeps), then run the command again"
+        )
+    if isinstance(e, errors.ReadOnlyError):
+        return f"Redis refuses writes: it is a read-only replica ({reply}); point the farm at the primary"
+    if "WRONGTYPE" in reply:
+        return (
+            f"a key of the farm's Redis holds the wrong type ({reply}); a worker moves such keys aside to "
+            "<prefix>:quarantined:..., or delete the key by hand"
+        )
+    if isinstance(e, errors.NoScriptError):
+        return f"Redis lost the farm's Lua scripts mid-command ({reply}); run the command again"
+    if reply.startswith(_REFUSALS):
+        return f"Redis refused the farm's command (credentials or permissions): {reply}"
+    return None  # any other error reply is the farm's bug (a malformed command): its traceback is wanted
 
 
 def error_line(msg: str) -> None:

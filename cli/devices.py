@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import typer
 from rich.table import Table
 
@@ -54,7 +52,7 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
     table = Table(title=f"{len(workers)} live worker(s)", title_justify="left")
     for col in ("name", "host", "tags", "workloads", "job", "heartbeat"):
         table.add_column(col)
-    now = time.time()
+    now = store.now()  # registry entries are stamped on the Redis server's clock, whatever this host's says
     for w in workers:
         doing = f"[red]stopped: {w['quarantined']}[/]" if w.get("quarantined") else (w.get("job") or "idle")
         table.add_row(

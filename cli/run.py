@@ -146,7 +146,7 @@ def run_cmd(
     host = socket.gethostname()
     plugins = workloads.plugin_names()  # the local workers have them too
     tags = cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]
-    local_queues = {tag_queue(t) for t in with_plugins(tags, plugins)}
+    local_queues = {tag_queue(t, cfg.key_prefix) for t in with_plugins(tags, plugins)}
     started = time.time()
     warning = shared_machine_warning(workers, len(gpus))
     if warning:

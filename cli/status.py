@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, open_store, print_json
+from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, print_json, settings
 from farm import defaults
 
 STATE_STYLE = {
@@ -23,7 +23,10 @@ STATE_STYLE = {
     "lost": "magenta",
 }
 MAX_ROWS = 40
-STALE_HEARTBEAT_S = 3 * defaults.WORKER_HEARTBEAT_S
+STALE_HEARTBEATS = 3
+"""A running job whose last heartbeat is older than this many heartbeat periods (the farm's ``heartbeat_s``) is
+shown as having none."""
+STALE_HEARTBEAT_S = STALE_HEARTBEATS * defaults.WORKER_HEARTBEAT_S
 
 if TYPE_CHECKING:
     from farm.progress import SweepProgress
@@ -39,9 +42,15 @@ def clock(seconds: float | None) -> str:
 
 
 def elapsed_since(progress: SweepProgress, started: float | None = None) -> float | None:
-    """Seconds since ``started`` (a ``time.time()``), else since the sweep was submitted; None if unknown."""
-    since = started if started is not None else progress.submitted_at
-    return None if since is None else max(0.0, time.time() - since)
+    """Seconds since ``started`` (a ``time.time()`` of this host), else since the sweep was submitted (a moment
+    on the Redis server's clock, as is ``progress.read_at``: the submitter may have been another host, its clock
+    off); None if unknown."""
+    if started is not None:
+        return max(0.0, time.time() - started)
+    if progress.submitted_at is None:
+        return None
+    now = progress.read_at if progress.read_at is not None else time.time()
+    return max(0.0, now - progress.submitted_at)
 
 
 def timing(progress: SweepProgress, elapsed_s: float | None) -> str:
@@ -68,10 +77,11 @@ def progress_line(progress: SweepProgress, elapsed_s: float | None) -> str:
     return line
 
 
-def render(progress: SweepProgress, elapsed_s: float | None = None) -> Group:
+def render(progress: SweepProgress, elapsed_s: float | None = None, stale_after_s: float = STALE_HEARTBEAT_S) -> Group:
     """The sweep's table of jobs, its counts and what waits for whom, and a bar of the jobs that can run (those
     never sent to a queue, like the GPU jobs ``farm run`` skips on a CPU machine, are not counted against it)
-    with the time elapsed (``elapsed_s``; default: since the sweep was submitted) and an ETA."""
+    with the time elapsed (``elapsed_s``; default: since the sweep was submitted) and an ETA. A running job
+    without a heartbeat for ``stale_after_s`` (``STALE_HEARTBEATS`` of the farm's heartbeat periods) says so."""
     if elapsed_s is None:
         elapsed_s = elapsed_since(progress)
     table = Table(
@@ -91,7 +101,7 @@ def render(progress: SweepProgress, elapsed_s: float | None = None) -> Group:
         state = f"[{style}]{j.state}[/]" if style else j.state
         if j.state in ("queued", "lost") and j.queue in progress.unserved_queues:
             state += " [yellow](no live worker)[/]"
-        elif j.state == "running" and j.heartbeat_age_s is not None and j.heartbeat_age_s > STALE_HEARTBEAT_S:
+        elif j.state == "running" and j.heartbeat_age_s is not None and j.heartbeat_age_s > stale_after_s:
             state += f" [magenta](no heartbeat for {j.heartbeat_age_s:.0f} s)[/]"
         table.add_row(
             j.job_id[:10],
@@ -157,14 +167,17 @@ def status_cmd(
 ) -> None:
     """Show a sweep's progress: each job's state and epoch k/N, overall bar, jobs no live worker can take."""
     from farm.progress import sweep_progress
+    from farm.store import Store
 
-    store = open_store(broker)
+    cfg = settings(broker_url=broker)
+    store = Store.from_settings(cfg)
+    stale_s = STALE_HEARTBEATS * cfg.heartbeat_s
     sid = resolve(store, sweep_id)
     if as_json:
         print_json(sweep_progress(store, sid).to_json())
         return
     if not watch:
-        console.print(render(sweep_progress(store, sid)))
+        console.print(render(sweep_progress(store, sid), stale_after_s=stale_s))
         return
     import gc
 
@@ -172,9 +185,9 @@ def status_cmd(
 
     gc.enable()  # `farm` runs short commands without the collector (cli.main); watching may last hours
     if not console.is_terminal:  # a log: a progress line every few seconds, then the final view
-        watch_lines(store, sid, interval)
+        watch_lines(store, sid, interval, stale_s)
         return
-    with Live(render(sweep_progress(store, sid)), console=console, refresh_per_second=4) as live:
+    with Live(render(sweep_progress(store, sid), stale_after_s=stale_s), console=console, refresh_per_second=4) as live:
         while True:
             try:
                 progress = sweep_progress(store, sid)
@@ -182,13 +195,13 @@ def status_cmd(
                 live.console.print(f"[yellow]lost the store ({e}); retrying…[/]")
                 time.sleep(interval)
                 continue
-            live.update(render(progress))
+            live.update(render(progress, stale_after_s=stale_s))
             if progress.settled():
                 break
             time.sleep(interval)
 
 
-def watch_lines(store: Store, sid: str, interval: float) -> None:
+def watch_lines(store: Store, sid: str, interval: float, stale_after_s: float = STALE_HEARTBEAT_S) -> None:
     """``farm status --watch`` off a terminal: a progress line at most every PROGRESS_LINE_S seconds (and when a
     job finishes) until the sweep has settled, then the sweep's view once, plain."""
     from farm.progress import PROGRESS_LINE_S, sweep_progress
@@ -208,7 +221,7 @@ def watch_lines(store: Store, sid: str, interval: float) -> None:
         if settled:
             break
         time.sleep(interval)
-    console.print(render(progress))
+    console.print(render(progress, stale_after_s=stale_after_s))
 
 
 def resolve(store: Store, sweep_id: str | None) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
+from farm import defaults
 from farm.errors import FarmUnavailable, Problem, SpecError
 
 if TYPE_CHECKING:
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
     from farm.sweep import Sweep
 
 
-def matrix_table(sweep: Sweep) -> Table:
+def matrix_table(sweep: Sweep, key_prefix: str = defaults.KEY_PREFIX) -> Table:
     from rich.table import Table
 
     from farm import workloads
@@ -46,7 +47,7 @@ def matrix_table(sweep: Sweep) -> Table:
             str(job.train_samples or "all"),
             params,
             "?" if need is None else describe(need),
-            job_queue(job),
+            job_queue(job, key_prefix),
         )
     return table
 
@@ -78,8 +79,8 @@ def submit_cmd(
     from farm.store import Store
     from farm.submit import plan, submit, unserved  # Celery: imported only if there is something to send
 
-    per_queue = plan(sweep)
     cfg = settings(broker_url=broker)
+    per_queue = plan(sweep, cfg.key_prefix)
     if dry_run:
         big: list[Problem] | None
         try:
@@ -105,7 +106,7 @@ def submit_cmd(
                 }
             )
             return
-        console.print(matrix_table(sweep))
+        console.print(matrix_table(sweep, cfg.key_prefix))
         console.print("jobs per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(per_queue.items())))
         if missing is None:
             console.print(f"live workers not checked: {reason}", style="yellow", markup=False, highlight=False)

@@ -81,6 +81,7 @@ def worker_cmd(
             name=cfg.worker_name,
             info=info,
             plugins=plugins,
+            key_prefix=cfg.key_prefix,
         )
     except PlanError as e:
         fail(str(e))

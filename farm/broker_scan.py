@@ -13,9 +13,12 @@ from collections.abc import Iterable, Iterator
 
 import redis
 
-from farm.queue import QUEUE_PREFIX
+from farm import defaults
+from farm.queue import is_farm_queue, queue_prefix, unacked_keys
 
 UNACKED_KEY = "unacked"
+"""kombu's hash of delivered, unacknowledged messages, for a farm with the default key prefix
+(``farm.queue.unacked_keys`` names every prefix's)."""
 
 
 def _task_id(raw: str | bytes) -> str | None:
@@ -26,15 +29,18 @@ def _task_id(raw: str | bytes) -> str | None:
         return None
 
 
-def queue_keys(client: redis.Redis, known: Iterable[str] | None = None) -> list[str]:
-    """The farm queues that exist now: among ``known`` names (``Store.known_queues``), or found by scanning every
-    key when the farm noted none (a scan reads the whole keyspace, a page at a time)."""
+def queue_keys(
+    client: redis.Redis, known: Iterable[str] | None = None, key_prefix: str = defaults.KEY_PREFIX
+) -> list[str]:
+    """The queues of the farm with ``key_prefix`` that exist now: among ``known`` names (``Store.known_queues``),
+    or found by scanning every key when the farm noted none (a scan reads the whole keyspace, a page at a time).
+    Another farm's queues on the same Redis are never among them (``farm.queue.is_farm_queue``)."""
     if known is None:
-        candidates = [
-            k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match=f"{QUEUE_PREFIX}*", count=1000)
-        ]
+        pattern = f"{queue_prefix(key_prefix)}*"
+        candidates = [k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(match=pattern, count=1000)]
     else:
-        candidates = [k for k in known if k.startswith(QUEUE_PREFIX)]
+        candidates = list(known)
+    candidates = [k for k in candidates if is_farm_queue(k, key_prefix)]
     if not candidates:
         return []
     pipe = client.pipeline(transaction=False)
@@ -50,17 +56,21 @@ def _list_entries(client: redis.Redis, key: str, page: int = 5000) -> Iterator[s
 
 
 def pending_job_ids(
-    client: redis.Redis, *, include_unacked: bool = True, queues: Iterable[str] | None = None
+    client: redis.Redis,
+    *,
+    include_unacked: bool = True,
+    queues: Iterable[str] | None = None,
+    key_prefix: str = defaults.KEY_PREFIX,
 ) -> set[str]:
-    """Job ids with a message on a farm queue (and, with ``include_unacked``, delivered and not yet
-    acknowledged: a delivery to a worker that died stays there until the visibility timeout). ``queues``: the
-    queue names to look in (None: scan for them)."""
+    """Job ids with a message on a queue of the farm with ``key_prefix`` (and, with ``include_unacked``,
+    delivered and not yet acknowledged: a delivery to a worker that died stays there until the visibility
+    timeout). ``queues``: the queue names to look in (None: scan for them)."""
     ids: set[str] = set()
-    for key in queue_keys(client, queues):
+    for key in queue_keys(client, queues, key_prefix):
         ids.update(i for i in map(_task_id, _list_entries(client, key)) if i)
     if not include_unacked:
         return ids
-    for raw in client.hvals(UNACKED_KEY):
+    for raw in client.hvals(unacked_keys(key_prefix)["unacked_key"]):
         try:
             message = json.loads(raw)[0]
             ids.add(message["headers"]["id"])
@@ -92,11 +102,16 @@ return removed
 """
 
 
-def remove_messages(client: redis.Redis, job_ids: Iterable[str], queues: Iterable[str] | None = None) -> int:
-    """Take the queued messages of these jobs off every farm queue (among ``queues``; None: scan for them);
-    returns how many were removed."""
+def remove_messages(
+    client: redis.Redis,
+    job_ids: Iterable[str],
+    queues: Iterable[str] | None = None,
+    key_prefix: str = defaults.KEY_PREFIX,
+) -> int:
+    """Take the queued messages of these jobs off every queue of the farm with ``key_prefix`` (among ``queues``;
+    None: scan for them); returns how many were removed."""
     wanted = list(set(job_ids))
     if not wanted:
         return 0
     script = client.register_script(_REMOVE)
-    return sum(int(script(keys=[key], args=wanted)) for key in queue_keys(client, queues))
+    return sum(int(script(keys=[key], args=wanted)) for key in queue_keys(client, queues, key_prefix))

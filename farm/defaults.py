@@ -88,6 +88,9 @@ STALL_GAP_S = 2.0
 QUARANTINE_AFTER = 3
 """A worker whose jobs fail this many times in a row stops taking jobs (a bad machine must not burn a sweep)."""
 
+QUARANTINE_COOLDOWN_S = 1800.0
+"""A worker that stopped taking jobs takes them again after this long (a machine's trouble is often passing)."""
+
 STORE_RETRY_S = 600.0
 """A worker retries writing a result this long while Redis is unreachable (a restart takes seconds)."""
 
@@ -107,6 +110,10 @@ INFLIGHT_RECHECK_S = 120.0
 so that a message popped by a worker and lost before it took the job (Redis or the worker killed in between)
 is sent again. Messages on no queue are sent again after ``OUTBOX_GRACE_S``."""
 
+CLOCK_REFRESH_S = 30.0
+"""A process measures the offset between its host's clock and the Redis server's (one ``TIME``) again after
+this: the farm stamps what other hosts compare on the server's clock (see ``farm.clock``)."""
+
 REDIS_TIMEOUT_S = 5.0
 """A Redis reply awaited longer than this fails the command: a stopped (SIGSTOP) or wedged server still accepts
 connections but never answers, and without a bound every command hangs. Above kombu's 1 s BRPOP wait, which
@@ -116,3 +123,43 @@ CONTENTION_CPU_THRESHOLD = 0.2
 """A job is marked contended when other processes used more than this share of its cores (or the hypervisor
 stole it) over its steady window: one busy core of a 2-core job is 0.5; a quiet machine's daemons stay near
 0.01. Reports leave contended repeats out of their statistics by default."""
+
+ERROR_MAX_CHARS = 8192
+"""A result keeps at most this many characters of a job's error message (then says how many more there were):
+a job can raise an exception of any size, and the result, its row and the CSV must stay small."""
+
+STDERR_TAIL_BYTES = 65536
+"""The supervisor keeps only the last this many bytes of a child's stderr, read in fixed chunks: a child that
+writes gigabytes (with or without newlines) cannot grow its worker."""
+
+EVENT_MAX_BYTES = 4 * 2**20
+"""Longest event line a child may send (a result with thousands of epochs fits); a longer one is dropped with
+a note, read in bounded pieces so it never sits whole in the worker's memory."""
+
+JOB_MEMORY_FRACTION = 0.9
+"""Share of the memory available when the worker starts that its job's process may use (divided among its
+concurrent jobs: one), when ``job_memory_limit_mb`` is not set: an over-large job fails, the host stays up."""
+
+DESCENDANT_SCAN_S = 2.0
+"""How often the supervisor notes the processes a running job started, so that whatever escaped the job's
+process group is still killed at its end even if the job's own process died first."""
+
+WRONG_TYPE_RECHECK_S = 60.0
+"""A queue key of the wrong Redis type that the worker could not move aside (an ACL forbids RENAME) is left out
+of its poll this long, then looked at again: the worker keeps serving its other queues meanwhile."""
+
+REDIS_ERROR_LOG_S = 60.0
+"""A Redis error reply that a worker waits out (a full Redis, a refused command) is logged once per this many
+seconds per kind, not once per poll."""
+
+REDIS_ERROR_PAUSE_S = 1.0
+"""A worker's poll that Redis answered with an error waits this long before the next one (kombu's own BRPOP
+wait): the same error at once, in a loop, would only burn CPU and fill the log."""
+
+SPOOL_REPLAY_S = 60.0
+"""How often a worker tries again to record the results left in its spool (JSON on its disk: Redis refused them
+past ``STORE_RETRY_S``, full or away) until Redis takes them."""
+
+LOCAL_STOP_S = 30.0
+"""``farm run``'s local workers get this long to finish on their own once the sweep has ended (idle, they exit at
+once); then they are killed."""

@@ -22,9 +22,14 @@ Celery delivers at least once; the ledger turns that into one recorded run per j
   period: one still on a queue is looked at again later, one with a lease or a result is done, and one that is
   nowhere is sent again. A message sent twice is harmless: the lease and ``SET NX`` run and record it once.
 
-Keys (``P`` is the store's prefix): ``gen:JID``, ``lease:JID``, ``attempts:JID``, ``running``, ``outbox``,
+Keys (``P`` is the store's prefix): ``gen:JID``, ``lease:JID``, ``attempts:JID``, ``failures:JID`` (worker ->
+where and how the job failed there), ``running``, ``outbox``,
 ``inflight``, ``reaper``; the job's ``state:JID`` hash and ``result:JID`` belong to the store and are only read or
 set here within the same atomic steps.
+
+Time: leases and the reaper's lock are server-side TTLs. The outbox's and the in-flight set's scores, and the
+``lost_at`` / ``queued_at`` of a job's state, are written by one host (a submitter, a worker) and compared by
+another's reaper, so they are on the Redis server's clock (``Store.now``, see ``farm.clock``), never a host's.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class Outcome(str, enum.Enum):
     handed_back = "handed_back"  # this worker stopped taking jobs and put the job back
     abandoned = "abandoned"  # this worker lost the lease mid-run: its run was stopped and not recorded
     unknown = "unknown"  # the job is not in the store (its sweep was forgotten): nothing ran
+    spooled = "spooled"  # Redis refused the result (full, away) past the retries: it waits in the worker's spool
 
 
 @dataclass(frozen=True)
@@ -221,13 +227,15 @@ class Ledger:
         """Job ids with a message on a farm queue (and, with ``include_unacked``, delivered, unacknowledged)."""
         from farm.broker_scan import pending_job_ids
 
-        return pending_job_ids(self.r, include_unacked=include_unacked, queues=self.store.known_queues())
+        return pending_job_ids(
+            self.r, include_unacked=include_unacked, queues=self.store.known_queues(), key_prefix=self.store.p
+        )
 
     def withdraw_messages(self, job_ids: list[str]) -> int:
         """Take these jobs' queued messages off every farm queue; how many were removed."""
         from farm.broker_scan import remove_messages
 
-        return remove_messages(self.r, job_ids, self.store.known_queues())
+        return remove_messages(self.r, job_ids, self.store.known_queues(), self.store.p)
 
     def leased(self, job_ids: list[str]) -> list[bool]:
         """Whether each job's lease is held right now (its run is alive), in order."""
@@ -240,11 +248,29 @@ class Ledger:
         """Forget finished jobs' run state (state, attempts, their own cancel marks) so they can be claimed and
         run again (``farm resume``). Generation counters stay: a late writer from before stays fenced out."""
         for start in range(0, len(job_ids), 5000):
-            keys = [self._k(kind, j) for j in job_ids[start : start + 5000] for kind in ("state", "attempts", "cancel")]
+            kinds = ("state", "attempts", "cancel", "failures")
+            keys = [self._k(kind, j) for j in job_ids[start : start + 5000] for kind in kinds]
             self.r.delete(*keys)
 
     def attempts(self, job_id: str) -> int:
         return int(self.r.get(self._k("attempts", job_id)) or 0)
+
+    # -- failures across workers ------------------------------------------------------------------------------
+    def note_failure(self, job_id: str, worker: str, signature: str) -> list[str]:
+        """Record that the job failed on ``worker`` with ``signature`` (where and how it failed); returns the
+        other workers on which it failed with the same signature, in the order they are stored. One of them is
+        enough to say the job, not the machine, is broken: two machines do not break the same way at once."""
+        key = self._k("failures", job_id)
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(key, worker, signature)
+        pipe.hgetall(key)
+        _, seen = pipe.execute()
+        return sorted(w for w, sig in cast("dict[str, str]", seen).items() if w != worker and sig == signature)
+
+    def failed_elsewhere(self, job_id: str, worker: str, signature: str) -> bool:
+        """Whether the job failed with ``signature`` on a worker other than ``worker``."""
+        seen = cast("dict[str, str]", self.r.hgetall(self._k("failures", job_id)))
+        return any(w != worker and sig == signature for w, sig in seen.items())
 
     # -- recording and putting back ---------------------------------------------------------------------------
     def record(self, lease: Lease, result: JobResult) -> bool:
@@ -282,7 +308,7 @@ class Ledger:
                 self._k("outbox"),
                 self._k("result", job_id),
             ],
-            args=[lease.generation, job_id, time.time(), job_queue(envelope.job), error[:2000]],
+            args=[lease.generation, job_id, self.store.now(), job_queue(envelope.job, self.store.p), error[:2000]],
         )
         if reply != "requeued":
             return str(reply)
@@ -325,7 +351,7 @@ class Ledger:
                 event="end",
                 worker=worker,
                 attempt=int(state.get("attempt") or 0),
-                at=time.time(),
+                at=self.store.now(),
                 ended="lost",
                 found_by=reaper,
             )
@@ -351,7 +377,7 @@ class Ledger:
         for start in range(0, len(jobs), chunk):
             part = jobs[start : start + chunk]
             keys: list[str] = []
-            args: list[str | float] = [time.time()]
+            args: list[str | float] = [self.store.now()]
             for job_id, queue in part:
                 keys += [self._k("result", job_id), self._k("state", job_id), outbox]
                 args += [job_id, queue]
@@ -362,7 +388,7 @@ class Ledger:
         """Jobs whose message is owed: all (older than ``older_than_s``), or those among ``job_ids``."""
         outbox = self._k("outbox")
         if job_ids is None:
-            return list(cast("list[str]", self.r.zrangebyscore(outbox, "-inf", time.time() - older_than_s)))
+            return list(cast("list[str]", self.r.zrangebyscore(outbox, "-inf", self.store.now() - older_than_s)))
         ids = list(job_ids)
         owed: list[str] = []
         for start in range(0, len(ids), 10_000):
@@ -388,10 +414,10 @@ class Ledger:
         from farm.queue import publish
 
         # Noted before any message goes: a message is never on a queue that the farm's scans do not read.
-        self.store.note_queues(job_queue(e.job) for e in envelopes)
+        self.store.note_queues(job_queue(e.job, self.store.p) for e in envelopes)
         sent: dict[str, float] = {}
         try:
-            publish(app, envelopes, sent)
+            publish(app, envelopes, sent, clock=self.store.now)
         finally:
             self.settle(sent)
         return sent
@@ -403,7 +429,7 @@ class Ledger:
         if not owed:
             return []
         pending = self.pending_messages(include_unacked=True)
-        paid: dict[str, float] = {}
+        paid: list[str] = []
         todo: list[JobEnvelope] = []
         for job_id, envelope in zip(owed, self.store.envelopes(owed), strict=True):
             if (
@@ -412,7 +438,7 @@ class Ledger:
                 or self.store.has_result(job_id)
                 or self.r.exists(self._k("lease", job_id))
             ):
-                paid[job_id] = time.time()
+                paid.append(job_id)
             else:
                 todo.append(envelope)
         if paid:
@@ -443,11 +469,12 @@ class Ledger:
         job took its lease within milliseconds of the pop, so one without a lease this late was dropped (its
         worker failed before the lease, with Redis down) and would otherwise wait for the visibility timeout."""
         inflight = self._k("inflight")
-        due = cast("list[str]", self.r.zrangebyscore(inflight, "-inf", time.time() - older_than_s))
+        now = self.store.now()
+        due = cast("list[str]", self.r.zrangebyscore(inflight, "-inf", now - older_than_s))
         if not due:
             return []
         waiting = self.pending_messages(include_unacked=False)
-        later = time.time() + recheck_s - older_than_s
+        later = now + recheck_s - older_than_s
         done: list[str] = []
         wait: dict[str, float] = {}
         vanished: list[str] = []
@@ -470,7 +497,7 @@ class Ledger:
         if wait:
             pipe.zadd(inflight, wait, xx=True)
         if todo:  # owed again, in the same way as a claim: a failed send below leaves a debt, not a loss
-            pipe.zadd(self._k("outbox"), {e.job_id: time.time() for e in todo})
+            pipe.zadd(self._k("outbox"), dict.fromkeys((e.job_id for e in todo), now))
         pipe.execute()
         if not todo:
             return []

@@ -102,12 +102,12 @@ def resume_sweep(store: Store, settings: FarmSettings, sweep_id: str, *, contend
             todo.append(env)
     store.archive_results([e.job_id for e in todo])
     ledger.reset([e.job_id for e in todo])
-    claimed = ledger.claim([(e.job_id, job_queue(e.job)) for e in todo])
+    claimed = ledger.claim([(e.job_id, job_queue(e.job, store.p)) for e in todo])
     sendable = [e for e in todo if e.job_id in claimed]
     if sendable:
         from farm.queue import make_app
 
-        ledger.send(make_app(settings, {job_queue(e.job) for e in sendable}), sendable)
+        ledger.send(make_app(settings, {job_queue(e.job, store.p) for e in sendable}), sendable)
     outcome.enqueued = len(sendable)
     return outcome
 

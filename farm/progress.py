@@ -7,7 +7,6 @@ only CPU workers right now): they wait for such a worker to come.
 from __future__ import annotations
 
 import collections
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,7 +53,9 @@ class SweepProgress:
     latest_rejection: dict[str, Any] | None = None
     """The newest refusal kept in the store: at, worker, queue, reason, size, raw (an excerpt)."""
     submitted_at: float | None = None
-    """When the sweep was first submitted (epoch seconds, from its manifest), if the manifest says."""
+    """When the sweep was first submitted (epoch seconds, from its manifest, on the Redis server's clock)."""
+    read_at: float | None = None
+    """When this was read, on the Redis server's clock (what ``submitted_at`` and heartbeats are aged against)."""
 
     @property
     def total(self) -> int:
@@ -126,7 +127,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
     results_present = store.have_results(ids)
     workers = store.live_workers()
     served = {q for w in workers if not w.get("quarantined") for q in w.get("queues", [])}
-    now = time.time()
+    now = store.now()  # heartbeats are stamped on the server's clock: so is the age they are read at
     jobs: list[JobProgress] = []
     for job_id, env, st, has_result in zip(ids, envelopes, states, results_present, strict=True):
         if env is None:
@@ -143,7 +144,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
                 device=job.device,
                 backend=job.backend,
                 repeat=job.repeat,
-                queue=st.get("queue") or job_queue(job),
+                queue=st.get("queue") or job_queue(job, store.p),
                 state=state,
                 worker=st.get("worker", ""),
                 epoch=int(_num(st.get("epoch")) or 0),
@@ -166,6 +167,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
         live_workers=len(workers),
         quarantined={w["name"]: w["quarantined"] for w in workers if w.get("quarantined")},
         submitted_at=_num(str(manifest.get("submitted_at", ""))),
+        read_at=now,
         **rejections(store),
     )
 

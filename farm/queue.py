@@ -10,8 +10,9 @@ live in the farm's own store.
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -28,21 +29,59 @@ TASK_NAME = "farm.run_job"
 """The only task a farm worker runs."""
 
 QUEUE_PREFIX = "farm."
-"""Every farm queue's name starts with this (``farm.cpu``, ``farm.gpu.model-h100``)."""
+"""Every queue of a farm with the default key prefix starts with this (``farm.cpu``, ``farm.gpu.model-h100``);
+another prefix's queues start with that prefix and a dot (:func:`queue_prefix`)."""
 
 PUBLISH_BATCH = 1000
 """Messages sent to Redis in one pipelined round trip (kombu's publish batches)."""
 
-
-def job_queue(job: JobSpec) -> str:
-    """The queue a job's message goes to: named by the tag of what the job requires (device, GPU model,
-    memory, host). The one place a job's queue is named."""
-    return QUEUE_PREFIX + required_tag(job)
+_TAG = re.compile(r"(cpu|gpu)(\.(model|mem|host|wl)-[^.]+)*")
+"""The grammar of a requirement tag (``farm.routing.compose_tag``)."""
 
 
-def tag_queue(tag: str) -> str:
+def queue_prefix(key_prefix: str = defaults.KEY_PREFIX) -> str:
+    """What every queue of the farm whose keys start with ``key_prefix`` starts with: the prefix and a dot
+    (``farm.`` by default, so the default farm's queues are ``farm.cpu``, …). Two farms with different prefixes on
+    one Redis therefore never share a queue, and neither takes (and drops) the other's messages."""
+    return f"{key_prefix}."
+
+
+def job_queue(job: JobSpec, key_prefix: str = defaults.KEY_PREFIX) -> str:
+    """The queue a job's message goes to, hence the one queue it may be taken from: named by the farm's key
+    prefix and the tag of what the job requires (device, GPU model, memory, host). The one place a job's queue
+    is named."""
+    return queue_prefix(key_prefix) + required_tag(job)
+
+
+def tag_queue(tag: str, key_prefix: str = defaults.KEY_PREFIX) -> str:
     """The queue of a worker tag (a worker consumes the queue of every tag its hardware satisfies)."""
-    return QUEUE_PREFIX + tag
+    return queue_prefix(key_prefix) + tag
+
+
+def is_farm_queue(name: str, key_prefix: str = defaults.KEY_PREFIX) -> bool:
+    """Whether ``name`` is a queue of the farm with this key prefix: its prefix, then a whole requirement tag.
+    The tag's grammar keeps farms apart even when one prefix starts with another's (``farm.x.cpu`` is no queue
+    of the farm ``farm``: ``x.cpu`` is no tag)."""
+    start = queue_prefix(key_prefix)
+    return name.startswith(start) and _TAG.fullmatch(name[len(start) :]) is not None
+
+
+def unacked_keys(key_prefix: str = defaults.KEY_PREFIX) -> dict[str, str]:
+    """kombu's keys for messages delivered and not yet acknowledged (the hash, its index by time, the restore
+    lock), as its transport options name them: kombu's own names for the default prefix, the prefix's own
+    otherwise, so that a farm neither restores nor counts as its own another farm's deliveries."""
+    if key_prefix == defaults.KEY_PREFIX:
+        return {"unacked_key": "unacked", "unacked_index_key": "unacked_index", "unacked_mutex_key": "unacked_mutex"}
+    return {
+        "unacked_key": f"{key_prefix}.unacked",
+        "unacked_index_key": f"{key_prefix}.unacked_index",
+        "unacked_mutex_key": f"{key_prefix}.unacked_mutex",
+    }
+
+
+def app_key_prefix(app: Celery) -> str:
+    """The key prefix of the farm an app was made for (:func:`make_app`)."""
+    return str(app.conf.get("farm_key_prefix") or defaults.KEY_PREFIX)
 
 
 def kombu_url(url: str) -> str:
@@ -79,11 +118,18 @@ def kombu_url(url: str) -> str:
 def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> Celery:
     """A Celery app for the farm's broker, knowing exactly the given queues (a typo'd queue fails loudly).
 
+    Everything of the broker's that a farm uses is the farm's own when its key prefix is not the default: its
+    queues (:func:`queue_prefix`), hence their bindings, the unacknowledged deliveries kombu restores
+    (:func:`unacked_keys`) and Celery's control exchange (a command to a worker of one farm never reaches a
+    worker of the same name of another). Task events stay on Celery's one exchange, so one Flower watches
+    every farm on a Redis.
+
     Celery is imported here, not at the top: naming queues and planning a submit must not cost its import."""
     from celery import Celery
     from kombu import Queue
 
     app = Celery("benchfarm", broker=kombu_url(settings.broker_url), set_as_current=False)
+    prefix = settings.key_prefix
     declared = sorted(set(queues))
     app.conf.update(
         task_serializer="json",
@@ -103,13 +149,16 @@ def make_app(settings: FarmSettings, queues: Iterable[str] = ()) -> Celery:
             "visibility_timeout": settings.visibility_timeout_s,
             "socket_timeout": settings.redis_timeout_s,
             "socket_connect_timeout": defaults.BROKER_CONNECT_TIMEOUT_S,
+            **unacked_keys(prefix),
         },
         broker_connection_timeout=defaults.BROKER_CONNECT_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
         task_create_missing_queues=False,
         task_queues=[Queue(q, routing_key=q) for q in declared],
-        task_default_queue=declared[0] if declared else "farm.cpu",
+        task_default_queue=declared[0] if declared else tag_queue("cpu", prefix),
+        control_exchange="celery" if prefix == defaults.KEY_PREFIX else f"{prefix}.celery",
+        farm_key_prefix=prefix,
         worker_send_task_events=True,
         # No "task-sent" event per job: it doubles the cost of submitting a sweep; Flower and `celery events`
         # still see every task from the worker's received/started/succeeded events.
@@ -149,7 +198,7 @@ def send_one(app: Celery, envelope: JobEnvelope, producer: Any, *, retry: bool =
     message, without per-call routing. ``argsrepr`` is given so Celery does not build a repr of the whole spec
     for the headers. ``declare=False`` skips declaring a queue the producer has already declared.
     """
-    queue = job_queue(envelope.job)
+    queue = job_queue(envelope.job, app_key_prefix(app))
     message = app.amqp.create_task_message(
         envelope.job_id,
         TASK_NAME,
@@ -170,8 +219,12 @@ def send_one(app: Celery, envelope: JobEnvelope, producer: Any, *, retry: bool =
     )
 
 
-def publish(app: Celery, envelopes: list[JobEnvelope], sent: dict[str, float]) -> None:
-    """Send each envelope to its queue, recording in ``sent`` (job id -> time) each one that surely went.
+def publish(
+    app: Celery, envelopes: list[JobEnvelope], sent: dict[str, float], clock: Callable[[], float] = time.time
+) -> None:
+    """Send each envelope to its queue, recording in ``sent`` (job id -> ``clock()``) each one that surely went.
+    The ledger passes the store's clock (the Redis server's, ``Store.now``): a reaper on another host compares
+    these moments with its own "now".
 
     Where kombu can batch (its Redis transport, without write retries), the messages go PUBLISH_BATCH at a
     time in one pipelined round trip each. A batch that fails counts as not sent as a whole (some of it may
@@ -179,11 +232,12 @@ def publish(app: Celery, envelopes: list[JobEnvelope], sent: dict[str, float]) -
     lost). Elsewhere messages go one by one.
     """
     declared: set[str] = set()
+    prefix = app_key_prefix(app)
     with app.producer_or_acquire() as producer:
         if not getattr(producer, "supports_batch_publish", False):
             for env in envelopes:
-                queue = job_queue(env.job)
-                at = time.time()
+                queue = job_queue(env.job, prefix)
+                at = clock()
                 send_one(app, env, producer, declare=queue not in declared)
                 declared.add(queue)
                 sent[env.job_id] = at
@@ -193,9 +247,9 @@ def publish(app: Celery, envelopes: list[JobEnvelope], sent: dict[str, float]) -
             # max_size above what the chunk buffers (a message is one command): kombu never flushes on its own.
             with producer.batch(max_size=2 * len(chunk) + 1) as batch:
                 for env in chunk:
-                    queue = job_queue(env.job)
+                    queue = job_queue(env.job, prefix)
                     send_one(app, env, producer, declare=queue not in declared)
                     declared.add(queue)
-                at = time.time()
+                at = clock()
                 batch.flush()
                 sent.update(dict.fromkeys((env.job_id for env in chunk), at))

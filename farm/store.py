@@ -41,6 +41,7 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 from farm import defaults
+from farm.clock import ServerClock
 from farm.errors import FarmUnavailable
 from farm.job import JobEnvelope, sweep_name
 from farm.result import JobResult, JobStatus
@@ -174,9 +175,12 @@ class Store:
     The client decodes replies (``decode_responses=True``), which redis-py's types cannot express: they say
     ``bytes | str``. Replies are cast to ``str`` where they leave this class."""
 
-    def __init__(self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str = defaults.KEY_PREFIX, *, local_clock: Callable[[], float] = time.time
+    ) -> None:
         self.r = client
         self.p = prefix
+        self.clock = ServerClock(client, local=local_clock)
         self._fenced_hset = client.register_script(_FENCED_HSET)
         self._delete_jobs = client.register_script(_DELETE_JOBS)
 
@@ -188,12 +192,17 @@ class Store:
     def k(self, *parts: str) -> str:
         return ":".join((self.p, *parts))
 
+    def now(self) -> float:
+        """The Redis server's time (epoch seconds): every moment that another host compares with its own "now"
+        is stamped and read on it, never on this host's clock (see ``farm.clock``)."""
+        return self.clock.now()
+
     # -- sweeps -----------------------------------------------------------------------------------------------
     def save_sweep(self, sweep_id: str, manifest: dict[str, Any], envelopes: list[JobEnvelope]) -> None:
         """Record a sweep and its jobs; idempotent (a re-submitted sweep keeps its first manifest)."""
         pipe = self.r.pipeline()
         pipe.set(self.k("sweep", sweep_id), json.dumps(manifest), nx=True)
-        pipe.zadd(self.k("sweeps"), {sweep_id: time.time()}, nx=True)
+        pipe.zadd(self.k("sweeps"), {sweep_id: self.now()}, nx=True)  # the order of sweeps of every submitter
         for env in envelopes:
             pipe.set(self.k("job", env.job_id), env.model_dump_json(), nx=True)
         pipe.execute()
@@ -541,8 +550,9 @@ class Store:
         """The worker's registry entry (its info, expiring unless renewed) and its place in the registry's index
         (``P:workers``, scored by when the entry expires), in one round trip. The index lets ``farm workers``
         read the live workers in O(workers) whatever the size of the farm's history; entries that expired an
-        hour ago leave it here."""
-        now = time.time()
+        hour ago leave it here. Scored and stamped on the server's clock: a reader on another host compares them
+        with its own "now", and a worker whose host clock is off must not look dead (or immortal) to it."""
+        now = self.now()
         pipe = self.r.pipeline(transaction=False)
         pipe.set(self.k("worker", name), json.dumps({**info, "heartbeat_at": now}), px=int(ttl_s * 1000))
         pipe.zadd(self.k("workers"), {name: now + ttl_s})
@@ -557,9 +567,10 @@ class Store:
 
     def live_workers(self) -> list[dict[str, Any]]:
         """Every live worker's entry, by name. From the registry's index; a Redis that has none (its workers all
-        predate it) is scanned for entries instead."""
+        predate it) is scanned for entries instead. Expiries are on the server's clock (:meth:`register_worker`),
+        and so is the "now" they are compared with."""
         index = self.k("workers")
-        names = cast("list[str]", self.r.zrangebyscore(index, time.time(), "+inf"))
+        names = cast("list[str]", self.r.zrangebyscore(index, self.now(), "+inf"))
         if names or self.r.exists(index):
             keys = [self.k("worker", n) for n in sorted(names)]
         else:

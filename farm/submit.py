@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import collections
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from farm import defaults
 from farm.errors import FarmUnavailable
 from farm.ledger import Ledger
 from farm.queue import job_queue
@@ -41,15 +41,15 @@ class SubmitOutcome:
     repaired: int = 0  # messages an interrupted earlier submit of this sweep still owed, sent now
 
 
-def plan(sweep: Sweep) -> dict[str, int]:
-    """Jobs per queue, for the dry run."""
-    return dict(collections.Counter(job_queue(j) for j in sweep.jobs))
+def plan(sweep: Sweep, key_prefix: str = defaults.KEY_PREFIX) -> dict[str, int]:
+    """Jobs per queue (of the farm with ``key_prefix``), for the dry run."""
+    return dict(collections.Counter(job_queue(j, key_prefix) for j in sweep.jobs))
 
 
 def unserved(sweep: Sweep, store: Store) -> dict[str, int]:
     """Jobs per queue that no live worker (not stopped for failures) consumes right now."""
     served = {q for w in store.live_workers() if not w.get("quarantined") for q in w.get("queues", [])}
-    return {q: n for q, n in plan(sweep).items() if q not in served}
+    return {q: n for q, n in plan(sweep, store.p).items() if q not in served}
 
 
 def submit(
@@ -70,9 +70,9 @@ def submit(
         "source": sweep.source,
         "spec": sweep.spec.model_dump(mode="json"),
         "jobs": len(envelopes),
-        "submitted_at": time.time(),
+        "submitted_at": store.now(),  # the server's clock: `farm status` on another host counts from it
     }
-    queues = {e.job_id: job_queue(e.job) for e in envelopes}
+    queues = {e.job_id: job_queue(e.job, store.p) for e in envelopes}
     outcome = SubmitOutcome(sweep.sweep_id, len(envelopes), 0, 0)
     wanted = [e for e in envelopes if accept is None or accept(queues[e.job_id])]
     outcome.skipped = len(envelopes) - len(wanted)

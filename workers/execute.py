@@ -7,11 +7,14 @@ result is written with SET NX. A job whose process keeps dying is given up on af
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -29,6 +32,8 @@ from farm.result import EpochRecord, JobResult, JobStatus, Phases
 from farm.rows import benchfarm_version
 from farm.settings import FarmSettings
 from farm.store import Store
+from workers import key_types
+from workers.blame import Blame, blame, signature, where
 from workers.supervisor import ChildOutcome, WarmPool, run_child
 
 log = logging.getLogger("farm.worker")
@@ -57,12 +62,17 @@ class JobExecutor:
         self.gpus = [g for g in (gpus or []) if gpu_ids is None or str(g.index) in gpu_ids]
         self.app: Celery | None = app
         self.consecutive_failures = 0
-        self.failed_jobs: set[str] = set()
+        self.failed_jobs: dict[str, str] = {}  # job id -> failure signature, of the failures blamed on this machine
+        self.quarantined_at = 0.0
+        self.stopped_consuming = False  # the worker's consumers were cancelled for its quarantine
+        self.backends: set[str] | None = None  # the Keras backends this worker offers (None: not told)
         self.pool = WarmPool(enabled=settings.warm_start)
         self.received_at = 0.0
         self.quarantined: str | None = None
         self.on_busy = on_busy
         self.facts = host_facts()
+        self.spool = Spool(Path(settings.cache_dir) / "spool" / worker_name.replace("/", "_"))
+        self.job_in_hand: str | None = None  # whose keys a step that met a wrong-typed key repairs
 
     # -- message intake ---------------------------------------------------------------------------------------
     def validate(self, payload: Any) -> JobEnvelope | None:
@@ -91,8 +101,14 @@ class JobExecutor:
         if envelope is None:
             return Outcome.rejected.value
         job_id = envelope.job_id
-        if self.quarantined:
-            # This worker stopped taking jobs; hand this one back for another worker.
+        self.check_keys(job_id)
+        lacks = self.backends is not None and envelope.job.backend not in self.backends
+        if lacks:
+            # Routing keeps such jobs away from this worker; one that comes anyway (a message sent by hand, a
+            # worker restarted with fewer backends) is not this machine's failure: it goes back for another.
+            log.warning("job %s needs the %s backend, which this worker does not offer", job_id, envelope.job.backend)
+        if self.quarantined or lacks:
+            # This worker stopped taking jobs (or cannot run this one); hand it back for another worker.
             if self.app is not None:
                 self._resilient(lambda: self.ledger.send(self.app, [envelope]), "hand back a job")
             return Outcome.handed_back.value
@@ -124,7 +140,7 @@ class JobExecutor:
     # -- running ----------------------------------------------------------------------------------------------
     def _run(self, envelope: JobEnvelope, lease: Lease) -> str:
         job_id, attempt = envelope.job_id, lease.attempt
-        started = time.time()
+        started = self.store.now()  # the server's clock, as every heartbeat: `farm status` elsewhere ages them
         self.store.set_state(
             job_id,
             JobStatus.running,
@@ -155,7 +171,7 @@ class JobExecutor:
                         lost_lease.append(self.ledger.holder(job_id) or "the reaper")
                         return  # taken over: stop, record nothing
                     renewed[0] = time.monotonic()
-                    self.store.update_progress(job_id, heartbeat_at=time.time(), generation=lease.generation)
+                    self.store.update_progress(job_id, heartbeat_at=self.store.now(), generation=lease.generation)
                 except Exception as e:  # noqa: BLE001 - Redis restarting: keep training, keep trying
                     log.warning("heartbeat for job %s failed: %s", job_id, e)
 
@@ -179,7 +195,7 @@ class JobExecutor:
 
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("event")
-            fields: dict[str, Any] = {"heartbeat_at": time.time()}
+            fields: dict[str, Any] = {"heartbeat_at": self.store.now()}
             if kind == "epoch":
                 fields.update(
                     epoch=event["epoch"], epochs=event["epochs"], loss=event.get("loss"), accuracy=event.get("accuracy")
@@ -233,7 +249,7 @@ class JobExecutor:
                 event="end",
                 worker=self.worker,
                 attempt=attempt,
-                at=time.time(),
+                at=self.store.now(),
                 ended=outcome.status,
                 generation=lease.generation,
             ),
@@ -250,18 +266,29 @@ class JobExecutor:
         return self._record(envelope, outcome, lease)
 
     def _failed(self, envelope: JobEnvelope, outcome: ChildOutcome, lease: Lease) -> str:
-        """A failed run: try again (on any worker) while attempts remain; count it against this machine.
-
-        Only distinct jobs count towards quarantine: one broken job retried here is not a broken machine."""
-        if envelope.job_id not in self.failed_jobs:
-            self.failed_jobs.add(envelope.job_id)
-            self.consecutive_failures += 1
-        if self.consecutive_failures >= self.settings.quarantine_after:
-            self.quarantined = (
-                f"{self.consecutive_failures} jobs in a row failed here; the last: "
-                f"{(outcome.error or '').splitlines()[0][:300]}"
+        """A failed run: blamed on the job or on this machine (:mod:`workers.blame`), then tried again (on any
+        worker) while attempts remain. A job that already failed the same way on another worker is broken, not
+        the machines: it is recorded failed now, saying where, rather than sent round the farm again."""
+        job_id, sig = envelope.job_id, signature(outcome)
+        others: list[str] = self._resilient(
+            lambda: self.ledger.note_failure(job_id, self.worker, sig), "note where the job failed"
+        )
+        if others or blame(outcome) is Blame.job:
+            log.warning(
+                "job %s failed in %s: the job's fault, not counted against worker %s",
+                job_id,
+                where(outcome),
+                self.worker,
             )
-            log.error("worker %s stops taking jobs: %s", self.worker, self.quarantined)
+        else:
+            self._count_against_machine(job_id, sig, outcome)
+        if others:
+            first = (outcome.error or "failed").splitlines()[0]
+            rest = "\n".join((outcome.error or "").splitlines()[1:])
+            outcome.error = f"failed the same way on {' and '.join([*others, self.worker])}: {first}" + (
+                f"\n{rest}" if rest else ""
+            )
+            return self._record(envelope, outcome, lease)
         if lease.attempt < self.settings.max_attempts and self.app is not None:
             app = self.app
             error = (outcome.error or "failed").splitlines()[0]
@@ -279,13 +306,85 @@ class JobExecutor:
             return Outcome.retrying.value
         return self._record(envelope, outcome, lease)
 
+    def _count_against_machine(self, job_id: str, sig: str, outcome: ChildOutcome) -> None:
+        """Count a failure blamed on this machine; stop taking jobs after ``quarantine_after`` distinct jobs in a
+        row (one broken job retried here is not a broken machine). Before stopping, the failures whose job has
+        since failed the same way on another worker are forgiven: those jobs were broken, not this machine."""
+        self.failed_jobs.setdefault(job_id, sig)
+        if len(self.failed_jobs) >= self.settings.quarantine_after:
+            forgiven = self._resilient(lambda: self._failed_elsewhere(self.failed_jobs), "read where jobs failed")
+            for other in forgiven:
+                del self.failed_jobs[other]
+        self.consecutive_failures = len(self.failed_jobs)
+        if self.consecutive_failures < self.settings.quarantine_after:
+            return
+        self.quarantined_at = time.time()
+        cooldown = self.settings.quarantine_cooldown_s
+        lift = (
+            f"lifted at {datetime.fromtimestamp(self.quarantined_at + cooldown, UTC):%H:%M:%S} UTC or by restarting "
+            "the worker"
+            if cooldown
+            else "restart the worker to lift it"
+        )
+        self.quarantined = (
+            f"{self.consecutive_failures} jobs in a row failed here ({where(outcome)}); the last: "
+            f"{(outcome.error or 'failed').splitlines()[0][:300]}; {lift}"
+        )
+        log.error("worker %s stops taking jobs: %s", self.worker, self.quarantined)
+
+    def _failed_elsewhere(self, failures: dict[str, str]) -> list[str]:
+        """The jobs among ``failures`` (job id -> signature) that failed the same way on another worker too."""
+        return [j for j, sig in failures.items() if self.ledger.failed_elsewhere(j, self.worker, sig)]
+
+    def lift_quarantine(self, now: float | None = None) -> bool:
+        """Take jobs again once the quarantine's cool-down has passed (a machine's trouble is often passing: a
+        full disk cleaned, a driver reloaded); the count starts afresh, so a still-broken machine stops again
+        after ``quarantine_after`` more failures. Returns whether it was lifted now."""
+        cooldown = self.settings.quarantine_cooldown_s
+        if not self.quarantined or not cooldown or (now or time.time()) < self.quarantined_at + cooldown:
+            return False
+        log.warning(
+            "worker %s takes jobs again after a cool-down of %g s (%s)", self.worker, cooldown, self.quarantined
+        )
+        self.quarantined = None
+        self.failed_jobs.clear()
+        self.consecutive_failures = 0
+        return True
+
     def _cancelled(self, envelope: JobEnvelope) -> str | None:
         return "cancelled" if self.ledger.cancelled(envelope.sweep_id, envelope.job_id) else None
 
     def _record(self, envelope: JobEnvelope, outcome: ChildOutcome, lease: Lease) -> str:
+        """Record the run's result, once. The result goes to the worker's spool (JSON on its disk) first and
+        leaves it once Redis has it (or has another run's): a Redis that is full, read-only or away for longer
+        than the retries last, or a worker killed meanwhile, loses no trained result; a later start (or this
+        worker's housekeeping) records it. The job's state says ``running`` until then, never a result that is
+        not there."""
         result = build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus)
         result.timeline.update(received_at=self.received_at or None, recorded_at=time.time())
-        if self._resilient(lambda: self.ledger.record(lease, result), "record the result"):
+        spooled = self.spool.put(result)
+
+        def keep_lease(e: Exception) -> None:
+            """While Redis refuses the write, keep the lease (nothing else may take the job over meanwhile)."""
+            log.warning("could not record the result of job %s (%s); retrying", envelope.job_id, e)
+            with contextlib.suppress(Exception):  # Redis down or full: the next try renews again
+                self.ledger.renew(lease, self.settings.lease_ttl_s)
+
+        try:
+            written = self._resilient(lambda: self.ledger.record(lease, result), "record the result", keep_lease)
+        except redis.RedisError as e:
+            log.error(
+                "job %s: Redis still refuses its result after %.0f s (%s: %s); it stays in %s and is recorded "
+                "when Redis takes it",
+                envelope.job_id,
+                self.settings.store_retry_s,
+                type(e).__name__,
+                e,
+                spooled,
+            )
+            return Outcome.spooled.value
+        self.spool.drop(result.job_id)
+        if written:
             log.info(
                 "job %s %s%s",
                 envelope.job_id,
@@ -301,20 +400,131 @@ class JobExecutor:
         log.warning("job %s already had a result: this run's record was dropped", envelope.job_id)
         return Outcome.duplicate.value
 
-    def _resilient(self, action: Callable[[], Any], what: str) -> Any:
+    def replay_spool(self) -> int:
+        """Record the results left in the spool by an earlier run of this worker (Redis full or away until the
+        retries ran out, or the worker killed while it retried); returns how many were recorded. A result is
+        written only if its job has none yet (``SET NX``), without the lease's fencing: its run ended long ago,
+        its lease is gone, and a trained result must not be lost; a run of the same job that another worker
+        started meanwhile then finds a result and records nothing. Never raises."""
+        recorded = 0
+        for result in self.spool.results():
+            try:
+                if self.store.record_result(result):
+                    recorded += 1
+                    log.warning("job %s: recorded its result from the spool", result.job_id)
+            except redis.RedisError as e:
+                log.warning("the spool's results wait: Redis refuses them (%s: %s)", type(e).__name__, e)
+                return recorded
+            self.spool.drop(result.job_id)
+        return recorded
+
+    def check_keys(self, job_id: str | None = None) -> None:
+        """Move out of the way the farm's keys this job's run reads and writes that hold the wrong Redis type
+        (see ``workers.key_types``). Never raises: a Redis that is away is met by the steps that follow."""
+        if job_id is not None:
+            self.job_in_hand = job_id
+        jobs = [self.job_in_hand] if self.job_in_hand else []
+        try:
+            key_types.repair(
+                self.store,
+                key_types.expected_types(self.store, jobs),
+                lambda reason, key: self.store.record_rejection(reason, worker=self.worker, queue=key),
+            )
+        except redis.RedisError as e:
+            log.warning("could not check the farm's keys (%s: %s)", type(e).__name__, e)
+
+    def _resilient(
+        self, action: Callable[[], Any], what: str, on_error: Callable[[Exception], None] | None = None
+    ) -> Any:
         """Run a whole step the farm must not lose through a Redis restart again until it goes through, with
         redis-py's exponential backoff (0.2 s doubling to 5 s) for about ``store_retry_s``. The whole step, not
-        each command: a watched transaction cannot be resumed half-way, and every step here is safe to repeat."""
-        return self.retry.call_with_retry(action, lambda e: log.warning("could not %s (%s); retrying", what, e))
+        each command: a watched transaction cannot be resumed half-way, and every step here is safe to repeat.
+
+        Also retried: a full Redis (``OOM``: room comes back when someone prunes or raises ``maxmemory``), a
+        read-only replica (a failover in progress) and a key of the wrong type, moved out of the way first
+        (:meth:`check_keys`). Any other error reply (a refused command) is raised at once."""
+
+        def attempt() -> Any:
+            try:
+                return action()
+            except redis.ResponseError as e:
+                if not key_types.wrong_type(e):
+                    raise
+                self.check_keys()
+                raise WrongTypeRepaired(str(e)) from None
+
+        def failed(e: Exception) -> None:
+            if on_error is not None:
+                on_error(e)
+            else:
+                log.warning("could not %s (%s); retrying", what, e)
+
+        return self.retry.call_with_retry(attempt, failed)
+
+
+class WrongTypeRepaired(redis.RedisError):
+    """A step met a key of the wrong type, which was moved away: the step is tried again."""
+
+
+class Spool:
+    """Trained results not yet in Redis: one JSON file per job under the worker's cache directory, written
+    before the first try to record and removed once Redis holds the job's result."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def path(self, job_id: str) -> Path:
+        return self.dir / f"{job_id}.json"
+
+    def put(self, result: JobResult) -> Path:
+        """Write the result (atomically: a file either holds a whole result or is not there); returns its path.
+        A disk that refuses is logged: recording to Redis goes on as before."""
+        target = self.path(result.job_id)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            tmp.write_text(result.model_dump_json())
+            os.replace(tmp, target)
+        except OSError as e:
+            log.warning("could not spool the result of job %s to %s: %s", result.job_id, target, e)
+        return target
+
+    def drop(self, job_id: str) -> None:
+        try:
+            self.path(job_id).unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("could not remove %s from the spool: %s", job_id, e)
+
+    def results(self) -> list[JobResult]:
+        """The spooled results (an unreadable file is logged and left for the operator)."""
+        out = []
+        for path in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
+            try:
+                out.append(JobResult.model_validate_json(path.read_bytes()))
+            except (OSError, ValueError) as e:
+                log.error("spooled result %s cannot be read (%s): left there", path, e)
+        return out
 
 
 def durable_retry(seconds: float) -> Retry:
-    """redis-py's Retry for steps that must outlast a Redis restart: about ``seconds`` of attempts."""
+    """redis-py's Retry for steps that must outlast a Redis restart, a full Redis or a failover: about
+    ``seconds`` of attempts."""
     backoff = ExponentialBackoff(cap=5.0, base=0.2)
     retries = max(1, int(seconds / 5.0) + 5)  # 0.2 + 0.4 + ... reaches the 5 s cap after five tries
-    return Retry(
-        backoff, retries, supported_errors=(redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
-    )
+    return Retry(backoff, retries, supported_errors=RETRIED)
+
+
+RETRIED = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    redis.OutOfMemoryError,
+    redis.ReadOnlyError,
+    WrongTypeRepaired,
+    OSError,
+)
+"""What a step the farm must not lose waits out: Redis away, loading, full, read-only (a failover), or a key of
+the wrong type that was just moved away."""
 
 
 def fingerprint(

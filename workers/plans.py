@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from farm import defaults
 from farm.fingerprint import GPUInfo
 from farm.queue import tag_queue
 from farm.routing import cpu_tags, gpu_tags, with_plugins
@@ -22,16 +23,18 @@ class PlanError(ValueError):
 
 @dataclass
 class WorkerPlan:
-    """What one worker process serves: its name, tags (hence queues) and, when pinned, its GPU ids."""
+    """What one worker process serves: its name, tags (hence queues: the farm's ``key_prefix`` names them) and,
+    when pinned, its GPU ids."""
 
     name: str
     tags: list[str]
     gpu_ids: list[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    key_prefix: str = defaults.KEY_PREFIX
 
     @property
     def queues(self) -> list[str]:
-        return [tag_queue(t) for t in self.tags]
+        return [tag_queue(t, self.key_prefix) for t in self.tags]
 
     @property
     def kind(self) -> str:
@@ -62,9 +65,11 @@ def plan_workers(
     host: str | None = None,
     info: dict[str, Any] | None = None,
     plugins: list[str] | None = None,
+    key_prefix: str = defaults.KEY_PREFIX,
 ) -> list[WorkerPlan]:
     """One plan per worker process this machine runs. ``plugins``: the plugin workloads installed here; each
-    worker also consumes their queues (see :func:`farm.routing.with_plugins`)."""
+    worker also consumes their queues (see :func:`farm.routing.with_plugins`). ``key_prefix``: the farm's, which
+    names its queues (see :func:`farm.queue.queue_prefix`)."""
     host = host or socket.gethostname()
     extra = plugins or []
     info = info or {}
@@ -73,6 +78,7 @@ def plan_workers(
         name=name if (name and (cpu_only or not gpus)) else f"cpu@{base}" if not name else f"{name}-cpu",
         tags=with_plugins(cpu_tags(host), extra),
         info={**info, "gpus": []},
+        key_prefix=key_prefix,
     )
     if cpu_only or not gpus:
         return [cpu]
@@ -82,6 +88,7 @@ def plan_workers(
             tags=with_plugins(gpu_tags(g, host), extra),
             gpu_ids=[str(g.index)],
             info={**info, "gpus": [g.model_dump()]},
+            key_prefix=key_prefix,
         )
         for g in select_gpus(gpus, selection)
     ]

@@ -11,18 +11,21 @@ ends with Celery's exit code: non-zero when its consumer died, so a supervisor (
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
 
+import redis
 from celery import Celery
 from celery.utils.nodenames import default_nodename, host_format
 
-from farm import __version__
+from farm import __version__, defaults
 from farm.errors import FarmUnavailable
 from farm.fingerprint import GPUInfo
 from farm.lifecycle import reap_lost
@@ -78,12 +81,73 @@ def connect_with_backoff(
         return store
 
 
+PERMISSIONS_HINT = (
+    "a worker needs Redis' read, write, keyspace, Lua script and pub/sub commands "
+    "(ACL: +@read +@write +@keyspace +@scripting +@pubsub +@connection, or +@all)"
+)
+
+
+def check_permissions(store: Store, settings: FarmSettings, name: str) -> None:
+    """Fail at start, in one line naming the refused command, when the broker URL's Redis user may not run what
+    a worker runs (an ACL user without ``EVAL``/``EVALSHA``, a read-only user); a worker that started anyway would
+    fail every job and every heartbeat. A full Redis (``OOM``) is not a refusal: the worker starts and waits."""
+    probe = store.k("probe", name)
+    steps: list[Callable[[], object]] = [
+        lambda: store.r.register_script("return 1")(),  # EVALSHA, then EVAL: the ledger's scripts
+        lambda: store.r.set(probe, "1", px=1000),
+        lambda: store.r.delete(probe),
+    ]
+    for step in steps:
+        try:
+            step()
+        except redis.exceptions.NoPermissionError as e:
+            where = mask_url(settings.broker_url)
+            raise FarmUnavailable(f"Redis at {where} refused this user a command: {e}; {PERMISSIONS_HINT}") from None
+        except (redis.OutOfMemoryError, redis.ReadOnlyError):
+            return
+
+
+def name_taken(store: Store, name: str) -> str | None:
+    """Why this worker may not start under ``name``: a live worker has it (one line), or None. Two workers of
+    one name would share one registry entry and one quarantine count, and ``farm workers`` would show one. An
+    entry left by a worker of this name that died on this host (its pid is gone) does not count."""
+    raw = store.r.get(store.k("worker", name))
+    if raw is None:
+        return None
+    try:
+        entry = json.loads(raw)
+        host, pid = str(entry.get("host") or "?"), int(entry.get("pid") or 0)
+    except (ValueError, TypeError, AttributeError):
+        return None  # not a worker's entry: this worker's first heartbeat replaces it
+    if host == socket.gethostname() and (pid == os.getpid() or not pid_alive(pid)):
+        return None
+    return f"a live worker named {name} already runs on host {host} (pid {pid}); choose another --name"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INFO") -> int:
     """Run a Celery worker for ``plan`` until it shuts down (Ctrl-C / SIGTERM, or its consumer died); returns
     its exit code (0 after a requested shutdown)."""
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     poison.install_transport_guard()  # before this process opens any kombu connection
     store = connect_with_backoff(settings)
+    check_permissions(store, settings, plan.name)
+    taken = name_taken(store, plan.name)
+    if taken:
+        print(f"error: {taken}", file=sys.stderr)
+        return 2
     current: dict[str, str | None] = {"job": None}
     info = {
         **plan.info,
@@ -97,6 +161,9 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
     }
     app = make_app(settings, plan.queues)
     app.conf.worker_consumer = "workers.poison:FarmConsumer"
+    # Any error reply of Redis that still reaches Celery's consumer (the guarded channel handles the known ones)
+    # restarts the consumer, as a lost connection does, instead of ending the worker ("Unrecoverable error").
+    app.conf.broker_channel_error_retry = True
     gpus = [GPUInfo.model_validate(g) for g in plan.info.get("gpus", [])]
 
     def beat() -> None:
@@ -114,10 +181,13 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
             log.warning("registry update failed: %s", e)
 
     executor = JobExecutor(store, settings, plan.name, gpu_ids=plan.gpu_ids, gpus=gpus, app=app, on_busy=set_busy)
+    if isinstance(plan.info.get("backends"), dict):
+        executor.backends = set(plan.info["backends"])
     poison.set_recorder(
         lambda refusal: store.record_rejection(
             refusal.reason, worker=plan.name, queue=refusal.queue, raw=refusal.excerpt, size=refusal.size
-        )
+        ),
+        prefix=settings.key_prefix,
     )
     register(app, executor)
     stop = threading.Event()
@@ -125,9 +195,16 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
     def housekeeping() -> None:
         """Heartbeat in the registry, and (one worker at a time) put back the jobs of dead workers."""
         next_reap = 0.0
+        next_spool = time.monotonic() + defaults.SPOOL_REPLAY_S
         while not stop.wait(settings.heartbeat_s):
             try:
+                if executor.lift_quarantine():
+                    resume_consuming(app, plan)
+                    executor.stopped_consuming = False
                 beat()
+                if time.monotonic() >= next_spool:
+                    next_spool = time.monotonic() + defaults.SPOOL_REPLAY_S
+                    executor.replay_spool()
                 if time.monotonic() >= next_reap:
                     next_reap = time.monotonic() + settings.reap_interval_s
                     for job_id in reap_lost(store, app, settings, plan.name):
@@ -135,8 +212,12 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
             except Exception as e:  # noqa: BLE001 - Redis may be restarting; keep trying
                 log.warning("housekeeping failed: %s", e)
 
-    beat()
-    store.note_queues(plan.queues)
+    try:
+        beat()
+        store.note_queues(plan.queues)
+    except redis.ResponseError as e:  # a full Redis: serve anyway; housekeeping registers as soon as it has room
+        log.error("could not register this worker (%s: %s); trying again every heartbeat", type(e).__name__, e)
+    executor.replay_spool()
     threading.Thread(target=housekeeping, daemon=True, name="farm-housekeeping").start()
     threading.Thread(
         target=warn_if_busy, args=(settings.contention_cpu_threshold,), daemon=True, name="farm-busy-check"
@@ -149,6 +230,14 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
         executor.pool.close()
         with contextlib.suppress(Exception):  # best effort on the way out: Redis may be gone; the entry expires
             store.unregister_worker(plan.name)
+
+
+def resume_consuming(app: Celery, plan: WorkerPlan) -> None:
+    """Consume this worker's queues again (its quarantine was lifted): the counterpart of the consumer
+    cancellation in ``workers.task``, sent the same way, to this worker alone."""
+    destination = [host_format(default_nodename(plan.name))]
+    for queue in plan.queues:
+        app.control.add_consumer(queue, destination=destination)
 
 
 def warn_if_busy(threshold: float, seconds: float = 2.0) -> float:
