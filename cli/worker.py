@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import BrokerOption, console, fail, friendly_errors, settings
+from cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, BrokerOption, console, fail, friendly_errors, settings
 
 
 @friendly_errors
@@ -53,12 +53,20 @@ def worker_cmd(
         console.print(f"[yellow]workload plugin {entry} not loaded (its jobs go to other workers): {why}[/]")
 
     from farm.fingerprint import query_nvidia_smi
-    from workers.devices import probe
+    from workers.devices import BackendInfo, offered_backends, probe
     from workers.fleet import run_fleet
 
     found = [] if cpu_only else query_nvidia_smi()
     check = bool(found) if check_backends is None else check_backends
     report = probe(check_gpu_visibility=check, gpus=found)
+    offered = offered_backends(report, cfg.backends)
+    if not offered:
+        installed = ", ".join(b.name for b in report.backends if b.installed) or "none"
+        keras = "" if report.keras_version else ", and Keras is missing"
+        fail(
+            f"no Keras backend to offer here (installed: {installed}{keras}; FARM_BACKENDS={cfg.backends or 'unset'})",
+            EXIT_USAGE if cfg.backends else EXIT_UNAVAILABLE,
+        )
     if found and check and not report.gpu_backends:
         console.print("[yellow]GPUs found but no installed Keras backend sees them: serving CPU jobs only[/]")
         found = []
@@ -67,7 +75,8 @@ def worker_cmd(
         "cpu_cores": report.host.get("cpu_cores_logical"),
         "ram_gb": report.host.get("ram_gb"),
         "keras": report.keras_version,
-        "backends": {b.name: b.version for b in report.backends if b.installed},
+        # The backends this worker offers (FARM_BACKENDS may hide installed ones): submit and routing respect them.
+        "backends": {b: (report.backend(b) or BackendInfo(name=b, installed=True)).version for b in offered},
     }
     info["workloads"] = workloads.advertised()
     info["workload_errors"] = broken

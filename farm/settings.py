@@ -6,17 +6,26 @@ honoured). Secrets (the password inside the broker URL) are masked whenever sett
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
-from redis.connection import parse_url
 
 from farm import defaults
+from farm.errors import escape
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+"""What a worker's name may hold: it is part of Redis keys (``P:worker:NAME``) and of Celery's node name."""
 
 
 def config_path() -> Path:
@@ -58,6 +67,16 @@ class FarmSettings(BaseSettings):
         le=1000,
         description="A worker whose jobs fail this many times in a row stops taking jobs.",
     )
+    quarantine_cooldown_s: float = Field(
+        default=defaults.QUARANTINE_COOLDOWN_S,
+        ge=0,
+        description="A worker that stopped taking jobs takes them again after this long (0: only a restart lifts it).",
+    )
+    backends: str | None = Field(
+        default=None,
+        description="The Keras backends this worker offers, comma-separated (tensorflow, jax, torch); "
+        "default: every one installed. One left out is never sent here.",
+    )
     store_retry_s: float = Field(
         default=defaults.STORE_RETRY_S,
         gt=0,
@@ -83,6 +102,12 @@ class FarmSettings(BaseSettings):
         description="Share of a job's cores that other processes may use "
         "during its steady window before the job is marked contended.",
     )
+    job_memory_limit_mb: int | None = Field(
+        default=None,
+        ge=0,
+        description="Memory (MiB) a job's process may use: past it the job fails as out of memory and the host "
+        "stays up. Unset: 90% of the memory available when the worker starts; 0: no limit.",
+    )
     reap_interval_s: float = Field(
         default=defaults.REAP_INTERVAL_S, gt=0, description="How often workers look for jobs whose worker died."
     )
@@ -97,14 +122,36 @@ class FarmSettings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _known_scheme(cls, v: str) -> str:
-        scheme = urlsplit(v).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ValueError(f"must be a redis://, rediss:// or unix:// URL, not {mask_url(v)!r}")
-        try:
-            parse_url(v)  # what the Redis client will do with it: port range, db number, options
-        except ValueError as e:
-            raise ValueError(f"{mask_url(v)!r} is not a usable Redis URL: {e}") from None
+        check_broker_url(v)
         return v
+
+    @field_validator("worker_name")
+    @classmethod
+    def _plain_name(cls, v: str | None) -> str | None:
+        if v is not None and not WORKER_NAME.fullmatch(v):
+            raise ValueError(
+                f"{escape(ascii(v)[:60])} is not a worker name: 1 to 100 ASCII letters, digits and . _ @ + - "
+                "(it becomes part of Redis keys and of Celery's node name)"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _timings_agree(self) -> FarmSettings:
+        """The timings a worker lives by, checked together: each is fine alone and harmful in some company."""
+        for problem in timing_problems(self):
+            raise ValueError(problem)
+        return self
+
+    @field_validator("backends")
+    @classmethod
+    def _known_backends(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        names = [b.strip() for b in v.split(",") if b.strip()]
+        unknown = [b for b in names if b not in KERAS_BACKENDS]
+        if unknown or not names:
+            raise ValueError(f"expected a comma-separated list of {', '.join(KERAS_BACKENDS)}, got {v!r}")
+        return ",".join(names)
 
     @classmethod
     def settings_customise_sources(
@@ -123,6 +170,9 @@ class FarmSettings(BaseSettings):
         d["broker_url"] = mask_url(self.broker_url)
         return d
 
+
+KERAS_BACKENDS = ("tensorflow", "jax", "torch")
+"""The Keras backends a job may ask for and a worker may offer."""
 
 MASK = "***"
 
@@ -144,6 +194,13 @@ _URL_OPTIONS = (
     "ssl_certfile",
     "ssl_keyfile",
     "ssl_check_hostname",
+    "ssl_ca_path",
+    "ssl_validate_ocsp",
+    "ssl_validate_ocsp_stapled",
+    "ssl_min_version",
+    "socket_read_size",
+    "retry_on_error",
+    "legacy_responses",
 )
 _USERNAME = re.compile(r"[\w.~!$&'()*+,;=%-]*")
 """What a user name may hold unencoded (RFC 3986 userinfo); anything else means a mangled URL: mask it all."""
@@ -172,6 +229,206 @@ def mask_url(url: str) -> str:
     if colon and _USERNAME.fullmatch(user):
         return f"{scheme}{sep}{user}:{MASK}{rest[at:]}"
     return f"{scheme}{sep}{MASK}{rest[at:]}"
+
+
+SCHEMES = ("redis", "rediss", "unix")
+_USERINFO = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})*")
+"""What a user name and password may hold (RFC 3986 userinfo): anything else must be percent-encoded."""
+_HOST = re.compile(r"[A-Za-z0-9._~%-]*")
+_IPV6 = re.compile(r"\[([^\[\]]*)\](?::(.*))?")
+_ENCODE = "percent-encode it (/ as %2F, # as %23, ? as %3F, @ as %40, % as %25, a space as %20)"
+_COMMON_OPTIONS = frozenset(
+    {
+        "db",
+        "username",
+        "password",
+        "client_name",
+        "protocol",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_read_size",
+        "retry_on_timeout",
+        "retry_on_error",
+        "max_connections",
+        "health_check_interval",
+        "legacy_responses",
+    }
+)
+_TLS_OPTIONS = frozenset(
+    {
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_ca_path",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_check_hostname",
+        "ssl_validate_ocsp",
+        "ssl_validate_ocsp_stapled",
+        "ssl_min_version",
+    }
+)
+URL_OPTIONS = {
+    "redis": _COMMON_OPTIONS | {"socket_keepalive"},
+    "rediss": _COMMON_OPTIONS | {"socket_keepalive"} | _TLS_OPTIONS,
+    "unix": _COMMON_OPTIONS,
+}
+"""The query options a broker URL may carry, per scheme: what redis-py's connection of that kind accepts."""
+
+
+def check_broker_url(url: str) -> None:
+    """Refuse, with a ValueError whose text never holds the password or any piece of the user name or password,
+    a broker URL that the Redis client or kombu would misread or choke on later (when its error would show the
+    piece of the password it took for a port, a host or a database).
+
+    Checked in this order, so that each later message may name what it saw: the scheme; a query ``password``
+    holding an unencoded ``&`` or ``#``; an ``@`` anywhere but the one ending the user info (the sign of a raw
+    ``/``, ``?``, ``#`` or ``@`` in the user name or password); characters the user info may not hold raw; the
+    host (an IPv6 address in brackets) and port; the database in the path; the query's option names for the
+    scheme; then the client itself builds a connection from it (option values).
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in SCHEMES:
+        shown = f", not {scheme}://" if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,15}", scheme) else ""
+        raise ValueError(f"must be a redis://, rediss:// or unix:// URL{shown} (as redis://:PASSWORD@host:6379/0)")
+    scheme = scheme.lower()
+    for found in _QUERY_PASSWORD.finditer(url):
+        if "&" in found.group() or "#" in found.group():
+            raise ValueError(f"the password in its query holds an unencoded '&' or '#': {_ENCODE}")
+    rest = _QUERY_PASSWORD.sub("", rest)  # the query password's value, checked: nothing below may show it
+    end = re.search(r"[/?#]", rest)
+    authority, tail = (rest[: end.start()], rest[end.start() :]) if end else (rest, "")
+    if "@" in tail or authority.count("@") > 1:
+        raise ValueError(f"its user name or password holds an unencoded '/', '#', '?' or '@': {_ENCODE}")
+    userinfo, at, hostport = authority.rpartition("@")
+    if at and not _USERINFO.fullmatch(userinfo):
+        raise ValueError(f"its user name or password holds a character that must be percent-encoded: {_ENCODE}")
+    if "#" in tail:
+        raise ValueError("it has a '#' fragment, which no Redis URL has: a '#' anywhere in it must be written %23")
+    path, _, query = tail.partition("?")
+    _check_host(scheme, hostport, path)
+    options = [name for name, _ in parse_qsl(query, keep_blank_values=True)]
+    for name in options:
+        if name not in URL_OPTIONS[scheme]:
+            where = " (TLS options need rediss://)" if name in _TLS_OPTIONS else ""
+            raise ValueError(
+                f"unknown option {name[:40]!r} in its query{where}; "
+                f"known: {', '.join(sorted(URL_OPTIONS[scheme]))}"
+            )
+    _client_accepts(url)
+
+
+def _check_host(scheme: str, hostport: str, path: str) -> None:
+    """The host, port and path of a URL whose user info is well-formed (so none of them is a piece of it)."""
+    if scheme == "unix":
+        if hostport:
+            raise ValueError("a unix:// URL names a socket file and no host: unix:///run/redis.sock?db=0")
+        if len(path) < 2:
+            raise ValueError("a unix:// URL needs the socket file's path: unix:///run/redis.sock?db=0")
+        return
+    if hostport.startswith("["):
+        bracketed = _IPV6.fullmatch(hostport)
+        try:
+            ipaddress.IPv6Address(bracketed.group(1) if bracketed else "")
+        except ValueError:
+            raise ValueError(
+                f"its host {hostport[:60]!r} is not an IPv6 address in brackets, as redis://[::1]:6379/0"
+            ) from None
+        port = bracketed.group(2) if bracketed else None
+    else:
+        if hostport.count(":") > 1:
+            raise ValueError("an IPv6 address must be in brackets, as redis://[::1]:6379/0")
+        host, colon, port_text = hostport.partition(":")
+        if not _HOST.fullmatch(host):
+            raise ValueError(f"its host {host[:60]!r} is not a host name or address")
+        port = port_text if colon else None
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) <= 65535):
+        raise ValueError(f"its port must be a number from 1 to 65535, not {port[:20]!r}")
+    if path not in ("", "/") and not (path[1:].isascii() and path[1:].isdigit()):
+        raise ValueError(f"its path must be the database number, as /0, not {path[:40]!r}")
+
+
+def _client_accepts(url: str) -> None:
+    """The Redis client builds a connection from the URL (nothing is opened): option values are its to judge.
+    Its message is shown only if it holds no piece of the user info or query password."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url).connection_pool.make_connection()
+    except Exception as e:  # noqa: BLE001 - whatever the client says, it becomes one safe line
+        text = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+        raise ValueError(f"the Redis client cannot use it: {text if _no_secret(text, url) else type(e).__name__}")
+
+
+def _no_secret(text: str, url: str) -> bool:
+    """Whether ``text`` holds no run of 4 characters of the URL's user info or query password (raw or decoded)."""
+    rest = url.partition("://")[2]
+    secrets = [rest.rpartition("@")[0], *(m.group() for m in _QUERY_PASSWORD.finditer(url))]
+    secrets += [unquote(s) for s in secrets]
+    return not any(s[i : i + 4] in text for s in secrets for i in range(max(len(s) - 3, 0)))
+
+
+MIN_HEARTBEAT_S = 0.1
+"""A worker's heartbeat below this would keep Redis busy renewing, and expiries in whole milliseconds turn 0."""
+
+
+def timing_problems(s: FarmSettings) -> list[str]:
+    """What is wrong with the timing settings taken together, one sentence each naming where each value came from:
+
+    - the lease must outlast three heartbeats: one late heartbeat keeps it, and the job's process, which stops
+      itself after ``max(2 heartbeats, lease - heartbeat)`` without word from its worker (the keep-alive), is
+      gone before the lease expires and another worker may take the job. ``heartbeat_s >= lease_ttl_s`` made a
+      worker reap its own running job;
+    - the reaper runs on the worker's heartbeat, so a shorter reap interval is not possible;
+    - the broker's visibility timeout must exceed the lease: Redis must not hand a running job's message to another
+      worker before the farm could even tell that its worker died.
+    """
+    beat, lease = setting_origin("heartbeat_s"), setting_origin("lease_ttl_s")
+    problems = []
+    if s.heartbeat_s < MIN_HEARTBEAT_S:
+        problems.append(f"{beat} is {s.heartbeat_s:g}: at least {MIN_HEARTBEAT_S:g} s")
+    if 3 * s.heartbeat_s > s.lease_ttl_s:
+        problems.append(
+            f"{lease} ({s.lease_ttl_s:g} s) must be at least three heartbeats ({beat} = {s.heartbeat_s:g} s): "
+            "a shorter lease expires while its worker is alive and the job is taken from it (and its process "
+            "outlives the lease)"
+        )
+    if s.reap_interval_s < s.heartbeat_s:
+        problems.append(
+            f"{setting_origin('reap_interval_s')} ({s.reap_interval_s:g} s) is shorter than the heartbeat "
+            f"({beat} = {s.heartbeat_s:g} s), on which the reaper runs"
+        )
+    if s.visibility_timeout_s <= s.lease_ttl_s:
+        problems.append(
+            f"{setting_origin('visibility_timeout_s')} ({s.visibility_timeout_s:g} s) must exceed {lease} "
+            f"({s.lease_ttl_s:g} s), and the longest job: Redis would hand a running job's message to another worker"
+        )
+    return problems
+
+
+_FLAGS = {"broker_url": "--broker", "worker_name": "--name", "data_dir": "--data-dir", "cache_dir": "--cache-dir"}
+
+
+def setting_origin(name: str, flags: Iterable[str] = ()) -> str:
+    """Where the value of setting ``name`` came from, as the user wrote it: the flag, ``FARM_NAME``, or the
+    config file's key (the order in which settings win)."""
+    if name in flags:
+        return _FLAGS.get(name, name)
+    env = f"FARM_{name.upper()}"
+    if any(key.upper() == env for key in os.environ):
+        return env
+    return f"{name} in {config_path()}" if config_path().is_file() else name
+
+
+def settings_problem(err: ValidationError, flags: Iterable[str] = ()) -> str:
+    """A settings error as one line, each problem located at its origin (:func:`setting_origin`). Pydantic's
+    own rendering is never used: it repeats the input, the broker URL's password included."""
+    given = set(flags)
+    lines = []
+    for e in err.errors(include_url=False):
+        msg = e["msg"].removeprefix("Value error, ")
+        loc = [str(p) for p in e["loc"]]
+        lines.append(f"{setting_origin(loc[0], given)}{''.join('.' + p for p in loc[1:])}: {msg}" if loc else msg)
+    return escape("; ".join(lines))
 
 
 def load_settings(**overrides: Any) -> FarmSettings:

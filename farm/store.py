@@ -15,6 +15,8 @@ Keys (``P`` is the key prefix, ``farm`` by default); nothing here expires except
 - ``P:history:JID``            earlier results that ``farm resume`` replaced (failed, timed out, cancelled)
 - ``P:runs:JID``               one entry per run of the job: worker, attempt, start, end, how it ended
 - ``P:attempts:JID``           how many times the job has been started (survives crashes; reset by resume)
+- ``P:failures:JID``           hash: worker -> where and how the job failed there (a job failing the same way
+                               on two workers is blamed, not the workers; reset by resume)
 - ``P:lease:JID``              ``worker#generation`` of the run holding the job; expires unless renewed
 - ``P:gen:JID``                the job's lease generation (fencing token): results are written only by its holder
 - ``P:outbox``                 zset of jobs whose message is owed to a queue (claimed, not yet published)
@@ -31,18 +33,20 @@ Results are written with ``SET NX`` so a job that ran twice (at-least-once deliv
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import redis
 from redis.typing import EncodableT, FieldT
 
 from farm import defaults
 from farm.clock import ServerClock
-from farm.errors import FarmUnavailable
+from farm.errors import FarmUnavailable, escape
 from farm.job import JobEnvelope, sweep_name
 from farm.result import JobResult, JobStatus
 from farm.rows import result_row
@@ -50,7 +54,7 @@ from farm.rowstore import compact_row
 from farm.settings import FarmSettings, mask_url
 
 #: A job's own keys, deleted together by ``farm forget`` (:meth:`Store.delete_jobs`).
-FORGET_KINDS = ("state", "result", "row", "history", "runs", "attempts", "cancel", "job")
+FORGET_KINDS = ("state", "result", "row", "history", "runs", "attempts", "failures", "cancel", "job")
 
 
 def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_TIMEOUT_S) -> redis.Redis:
@@ -65,6 +69,9 @@ def connect(settings: FarmSettings, *, timeout: float = defaults.BROKER_CONNECT_
     from redis.retry import Retry
 
     where = mask_url(settings.broker_url)
+    missing = tls_files_missing(settings.broker_url)
+    if missing:
+        raise FarmUnavailable(f"cannot connect to Redis at {where}: {missing}")
     retry = Retry(NoBackoff(), 1)  # what redis-py's from_url gives with retry_on_timeout: one more try
     client = redis.Redis.from_url(
         settings.broker_url,
@@ -132,6 +139,27 @@ def not_redis(where: str, e: BaseException) -> str:
         f"the service at {where} does not speak the Redis protocol ({str(e).splitlines()[0][:200]}): "
         "is it the right host and port? Set FARM_BROKER_URL or pass --broker"
     )
+
+
+TLS_FILES = {"ssl_ca_certs": "CA file", "ssl_certfile": "client certificate", "ssl_keyfile": "client key"}
+"""The files a ``rediss://`` URL may name, as its query names them and as the user reads them."""
+
+
+def tls_files_missing(url: str) -> str | None:
+    """Which file a ``rediss://`` URL names that cannot be read, in words; None when all can. Checked before
+    connecting: the TLS library's own error on a missing file reads as an unreachable server."""
+    if not url.startswith("rediss://"):
+        return None
+    for key, value in parse_qsl(urlsplit(url).query):
+        what = TLS_FILES.get(key)
+        if what is None:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_file():
+            return f"the TLS {what} {escape(value)} ({key} in the broker URL) does not exist or is not a file"
+        if not os.access(path, os.R_OK):
+            return f"the TLS {what} {escape(value)} ({key} in the broker URL) cannot be read by this user"
+    return None
 
 
 def tls_trouble(url: str, e: BaseException) -> str | None:

@@ -10,13 +10,13 @@ import collections
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from farm import defaults
 from farm.errors import FarmUnavailable
 from farm.ledger import Ledger
 from farm.queue import job_queue
-from farm.settings import mask_url
+from farm.settings import KERAS_BACKENDS, mask_url
 from farm.store import Store
 
 if TYPE_CHECKING:
@@ -47,9 +47,27 @@ def plan(sweep: Sweep, key_prefix: str = defaults.KEY_PREFIX) -> dict[str, int]:
 
 
 def unserved(sweep: Sweep, store: Store) -> dict[str, int]:
-    """Jobs per queue that no live worker (not stopped for failures) consumes right now."""
-    served = {q for w in store.live_workers() if not w.get("quarantined") for q in w.get("queues", [])}
-    return {q: n for q, n in plan(sweep, store.p).items() if q not in served}
+    """Jobs per queue that no live worker (not stopped for failures) consumes right now with the job's Keras
+    backend. Jobs whose queue is served, but only by workers without their backend, are counted under the queue
+    and the backend: ``farm.cpu (jax backend)``."""
+    workers = [w for w in store.live_workers() if not w.get("quarantined")]
+    served = {q for w in workers for q in w.get("queues", [])}
+    with_backend = {(q, b) for w in workers for q in w.get("queues", []) for b in offered(w)}
+    missing: collections.Counter[str] = collections.Counter()
+    for job in sweep.jobs:
+        queue = job_queue(job, store.p)
+        if queue not in served:
+            missing[queue] += 1
+        elif (queue, job.backend) not in with_backend:
+            missing[f"{queue} ({job.backend} backend)"] += 1
+    return dict(missing)
+
+
+def offered(worker: dict[str, Any]) -> tuple[str, ...]:
+    """The Keras backends a live worker offers, from its registry entry (``backends``: name -> version); a
+    worker that does not say (an older one) is taken to offer them all, as it did before it could say."""
+    backends = worker.get("backends")
+    return tuple(backends) if isinstance(backends, dict) else KERAS_BACKENDS
 
 
 def submit(

@@ -16,6 +16,8 @@ import time
 import traceback
 from typing import Any
 
+from workers.jobtree import become_subreaper, kill_own_descendants
+
 
 def _event_stream() -> Any:
     stream = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
@@ -50,6 +52,32 @@ def import_framework(backend: str) -> dict[str, Any]:
     }
 
 
+STAGE_AFTER = {"ready": "job", "started": "data", "trained": "eval"}
+"""Where the child is once it announced an event: reading its job, loading data, evaluating. Each ``phase``
+event ends a phase: after ``data`` comes ``build``, after ``build`` the training steps."""
+
+PHASE_AFTER = {"data": "build", "build": "train"}
+
+
+def next_stage(stage: str, event: dict[str, Any]) -> str:
+    """The stage the child is in after emitting ``event``. An error is reported with it, so the worker can tell
+    a broken job (its parameters, its data, its model) from a broken machine (the framework does not import)."""
+    kind = event.get("event")
+    if kind == "phase":
+        return PHASE_AFTER.get(str(event.get("phase")), stage)
+    return STAGE_AFTER.get(str(kind), stage)
+
+
+_OOM_MARKERS = ("out of memory", "resource_exhausted", "resourceexhausted", "oom when allocating")
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Whether the job ran out of memory (host or device): the job is too large for this machine, the machine
+    is not broken. Frameworks raise their own types for it, so their messages are read too."""
+    text = f"{type(e).__name__}: {e}".lower()
+    return isinstance(e, MemoryError) or any(marker in text for marker in _OOM_MARKERS)
+
+
 def watch_worker(timeout_s: float, emit: Any) -> None:
     """Stop this process (and anything it started) when its worker goes quiet for ``timeout_s``.
 
@@ -67,6 +95,7 @@ def watch_worker(timeout_s: float, emit: Any) -> None:
         # The kill does not wait on the event: a paused worker reads nothing, so the pipe may be full.
         threading.Timer(1.0, os.killpg, (os.getpgrp(), signal.SIGKILL)).start()
         emit({"event": "error", "error": f"stopped: {why}"})
+        kill_own_descendants()
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
     def read() -> None:
@@ -92,8 +121,14 @@ def main() -> int:
     t_main = time.time()
     spawn_t = float(os.environ.get("FARM_SPAWN_T", t_main))
     events = _event_stream()
+    become_subreaper()  # what the job starts stays in this process's tree, to be killed with it (workers.jobtree)
+
+    stage = ["import"]
 
     def emit(event: dict[str, Any]) -> None:
+        stage[0] = next_stage(stage[0], event)
+        if event.get("event") == "error":
+            event.setdefault("stage", stage[0])
         events.write(json.dumps(event, default=str) + "\n")
 
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
@@ -117,6 +152,11 @@ def main() -> int:
         return 0  # the supervisor had no job for this pre-started child
     if os.environ.get("FARM_KEEPALIVE_TIMEOUT_S"):
         watch_worker(float(os.environ["FARM_KEEPALIVE_TIMEOUT_S"]), emit)
+    from workers import memory
+
+    # The job's own allocations, not the import's, count against its limit: it is set once the job is here.
+    limit = memory.limit_from_env()
+    emit({"event": "memory", "limit_bytes": limit if memory.apply_limit(limit) else None})
     try:
         from farm.job import JobEnvelope
         from farm.settings import FarmSettings
@@ -130,13 +170,22 @@ def main() -> int:
 
         out = train(envelope, settings, emit)
     except Exception as e:  # noqa: BLE001 - every failure becomes a recorded result
-        emit({"event": "error", "error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+        from farm.result import cap_error
+        from workers.memory import describe_exception
+
+        text = cap_error(describe_exception(e) or f"{type(e).__name__}: {e}")
+        error = {"event": "error", "error": text, "traceback": cap_error(traceback.format_exc())}
+        if out_of_memory(e):
+            error["stage"] = "memory"
+        emit(error)
+        kill_own_descendants()
         return 4
     out["phases"]["wait_s"] = wait_s
     out["total_s"] = time.time() - spawn_t
     emit({"event": "result", **out})
     events.flush()
     sys.stderr.flush()
+    kill_own_descendants()
     # Nothing is left to do: skip the interpreter's teardown (frameworks' exit handlers take a second or more),
     # so the device is free and the next job can start sooner.
     os._exit(0)

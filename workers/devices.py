@@ -261,6 +261,16 @@ def probe(check_gpu_visibility: bool = True, gpus: list[GPUInfo] | None = None) 
     )
 
 
+def offered_backends(report: DeviceReport, allowed: str | None = None) -> list[str]:
+    """The Keras backends this worker offers: installed (found without importing them) beside Keras itself, and
+    among ``allowed`` (the ``FARM_BACKENDS`` setting) when given. It advertises them in the registry: submit
+    refuses a job whose backend no live worker offers, and a job never reaches a worker without its backend."""
+    if report.keras_version is None:
+        return []
+    wanted = set(allowed.split(",")) if allowed else set(BACKENDS)
+    return [b.name for b in report.backends if b.installed and b.name in wanted]
+
+
 __all__ = [
     "BACKENDS",
     "BackendInfo",
@@ -271,5 +281,6 @@ __all__ = [
     "host_slug",
     "installed_backends",
     "keras_version",
+    "offered_backends",
     "probe",
 ]

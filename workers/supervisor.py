@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import json
 import logging
 import os
@@ -21,12 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from farm import defaults
 from farm.job import JobEnvelope
+from farm.result import cap_error
 from farm.settings import FarmSettings
+from workers import jobtree, memory
+from workers.bounded import BoundedTail, bounded_lines, read_chunk
+from workers.child import next_stage
 from workers.forking import ForkedProc, Zygote
 from workers.processes import describe_exit, die_with_parent, kill_group
 
-STDERR_TAIL_LINES = 60
+NOTES_KEPT = 20
+"""Tracebacks and notes about dropped events kept beside a child's stderr tail."""
 log = logging.getLogger(__name__)
 
 
@@ -40,9 +47,12 @@ class ChildOutcome:
     result: dict[str, Any] = field(default_factory=dict)
     returncode: int | None = None
     stderr_tail: str = ""
+    memory: dict[str, Any] = field(default_factory=dict)
+    """The child's ``memory`` event: its estimate of what the job needs and the limit it runs under."""
     total_s: float = 0.0
     started_at: float = 0.0
     job_started_at: float = 0.0
+    stage: str = "import"  # where the child was when it ended (workers.child.next_stage); said by a failure
 
 
 def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] | None = None) -> dict[str, str]:
@@ -59,6 +69,7 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
         FARM_KEEPALIVE_TIMEOUT_S=repr(keepalive_timeout_s(settings)),
         FARM_CONTENTION_CPU_THRESHOLD=repr(settings.contention_cpu_threshold),
     )
+    env[memory.LIMIT_ENV] = str(job_memory_limit(settings) or 0)
     if settings.data_dir:
         env["FARM_DATA_DIR"] = str(settings.data_dir)
     if job.device == "cpu":
@@ -74,6 +85,22 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
         # which a forked child cannot use CUDA; NVML answers the same question without initialising CUDA.
         env.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     return env
+
+
+def job_memory_limit(settings: FarmSettings) -> int | None:
+    """Bytes of memory a job's process may use (None: no limit): ``job_memory_limit_mb`` when set (0 turns the
+    limit off), else ``JOB_MEMORY_FRACTION`` of the memory available when this worker first asked (it runs one
+    job at a time), so an over-large job fails as out of memory instead of taking the host down."""
+    if settings.job_memory_limit_mb is not None:
+        return settings.job_memory_limit_mb * 2**20 or None
+    return _available_at_start()
+
+
+@functools.cache
+def _available_at_start() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available * defaults.JOB_MEMORY_FRACTION)
 
 
 def keepalive_timeout_s(settings: FarmSettings) -> float:
@@ -122,7 +149,9 @@ class Child:
                 errors="replace",
             )
         self.outcome = ChildOutcome(status="failed", started_at=self.spawned_at)
-        self.tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self.tail = BoundedTail(defaults.STDERR_TAIL_BYTES)
+        self._oom_kills_at_start = memory.oom_kills()
+        self.notes: collections.deque[str] = collections.deque(maxlen=NOTES_KEPT)
         self._lock = threading.Lock()
         self._stdin_lock = threading.Lock()
         self._on_event: Callable[[dict[str, Any]], None] | None = None
@@ -138,28 +167,36 @@ class Child:
         return self.proc.poll() is None
 
     def _read_stderr(self) -> None:
+        """Keep the last bytes of the child's stderr, read in fixed chunks (never by lines: a child that writes
+        800 MB without a newline must not grow the worker)."""
         assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.tail.append(line.rstrip("\n"))
+        fd = self.proc.stderr.fileno()
+        while chunk := read_chunk(fd):
+            self.tail.add(chunk)
 
     def _read_events(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
+        for line in bounded_lines(self.proc.stdout, defaults.EVENT_MAX_BYTES, self.notes.append):
             try:
                 event = json.loads(line)
-            except json.JSONDecodeError:
-                self.tail.append(f"[unparsable event] {line.strip()[:200]}")
+                if not isinstance(event, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                self.notes.append(f"[unparsable event] {line.strip()[:200]}")
                 continue
             kind = event.get("event")
+            self.outcome.stage = str(event.get("stage") or next_stage(self.outcome.stage, event))
             if kind == "ready":
                 event["import_s"] = (event.get("import_s") or 0.0) + self.import_wait_s
                 self.outcome.ready = event
             elif kind == "result":
                 self.outcome.result = event
             elif kind == "error":
-                self.outcome.error = event.get("error")
+                self.outcome.error = cap_error(str(event.get("error")))
                 if event.get("traceback"):
-                    self.tail.append(event["traceback"])
+                    self.notes.append(str(event["traceback"])[-defaults.ERROR_MAX_CHARS :])
+            elif kind == "memory":
+                self.outcome.memory.update(event)
             with self._lock:
                 if self._on_event is None:
                     self._early.append(event)
@@ -206,24 +243,31 @@ class Child:
         job_start = time.time()
         deadline = job_start + envelope.time_limit_s
         stop_reason: str | None = None
+        started: dict[int, float] = {}  # what the job started, by pid, with start times (workers.jobtree)
+        next_scan = 0.0
         while True:
             try:
                 self.proc.wait(timeout=poll_s)  # returns as soon as the child ends
                 break
             except subprocess.TimeoutExpired:
                 pass
+            if time.monotonic() >= next_scan:
+                started.update(jobtree.descendants(self.proc.pid))
+                next_scan = time.monotonic() + defaults.DESCENDANT_SCAN_S
             stop_reason = "timed_out" if time.time() > deadline else should_stop()
             if stop_reason:
+                started.update(jobtree.descendants(self.proc.pid))
                 kill_group(self.proc)
                 break
         returncode = self.proc.wait()
+        jobtree.kill_all(started)  # whatever escaped the job's process group dies with the job
         self._close_stdin()
         for t in self._threads:
             t.join(timeout=5)
         outcome.returncode = returncode
         outcome.total_s = time.time() - self.spawned_at
         outcome.job_started_at = job_start
-        outcome.stderr_tail = "\n".join(self.tail)[-8000:]
+        outcome.stderr_tail = "\n".join([*self.notes, self.tail.text()])[-8000:]
         if stop_reason == "timed_out":
             outcome.status, outcome.error = "timed_out", f"exceeded its time limit of {envelope.time_limit_s:g} s"
         elif stop_reason:
@@ -232,8 +276,20 @@ class Child:
             outcome.status = "succeeded"
         else:
             outcome.status = "failed"
-            outcome.error = outcome.error or getattr(self.proc, "exit_reason", None) or _describe_exit(returncode)
+            outcome.error = (
+                outcome.error
+                or getattr(self.proc, "exit_reason", None)
+                or memory.describe_exit(returncode, outcome.stderr_tail, self._oom_killed())
+                or _describe_exit(returncode)
+            )
+            outcome.error = memory.with_estimate(outcome.error, outcome.memory)
         return outcome
+
+    def _oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed anything while this child lived (its SIGKILL, then, is likely
+        the OOM killer's rather than someone else's)."""
+        now = memory.oom_kills()
+        return now is not None and self._oom_kills_at_start is not None and now > self._oom_kills_at_start
 
     def discard(self) -> None:
         """A child nobody will use: kill it (it has touched no device, so nothing is lost)."""
