@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from farm import defaults
 from farm.job import JobSpec
 
 RESULT_SCHEMA_VERSION = 1
@@ -42,6 +43,14 @@ TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.timed_out
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def cap_error(error: str | None, limit: int = defaults.ERROR_MAX_CHARS) -> str | None:
+    """An error message of at most about ``limit`` characters: its head, then how many were left out. A job may
+    raise an exception of any size (20 MB seen); the result, its row and every CSV hold this bounded form."""
+    if error is None or len(error) <= limit:
+        return error
+    return f"{error[:limit]}… ({len(error) - limit} more characters)"
 
 
 class EpochRecord(BaseModel):
@@ -150,6 +159,11 @@ class JobResult(BaseModel):
     latency_p90_s: float | None = None
     latency_p99_s: float | None = None
     latency_mean_s: float | None = None
+
+    @field_validator("error")
+    @classmethod
+    def _bounded_error(cls, value: str | None) -> str | None:
+        return cap_error(value)
 
     # Derived figures: computed from ``epochs`` so they can never disagree with it.
     @property

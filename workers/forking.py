@@ -17,7 +17,11 @@ import threading
 import time
 from typing import IO, Any
 
+from workers.bounded import BoundedTail, read_chunk
 from workers.processes import die_with_parent
+
+STDERR_TAIL_BYTES = 16384
+"""What is kept of a fork server's own stderr (its import's warnings, its death's traceback)."""
 
 ZYGOTE_DIED = -9  # what a child is reported as when its zygote vanished (PR_SET_PDEATHSIG sent SIGKILL)
 
@@ -73,7 +77,7 @@ class Zygote:
             preexec_fn=die_with_parent,
         )
         theirs.close()
-        self.stderr_tail: list[str] = []
+        self._stderr = BoundedTail(STDERR_TAIL_BYTES)
         self._threads = [
             threading.Thread(target=self._read_control, daemon=True, name="farm-zygote-control"),
             threading.Thread(target=self._read_stderr, daemon=True, name="farm-zygote-stderr"),
@@ -85,8 +89,14 @@ class Zygote:
     # -- the zygote's messages ------------------------------------------------------------------------------
     def _read_stderr(self) -> None:
         assert self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            self.stderr_tail = [*self.stderr_tail, raw.decode("utf-8", "replace").rstrip("\n")][-40:]
+        fd = self.proc.stderr.fileno()
+        while chunk := read_chunk(fd):
+            self._stderr.add(chunk)
+
+    @property
+    def stderr_tail(self) -> list[str]:
+        """The last lines of the fork server's stderr (a bounded tail, read in chunks)."""
+        return self._stderr.lines()[-40:]
 
     def _read_control(self) -> None:
         for line in self._sock.makefile("rb"):

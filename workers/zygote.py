@@ -16,7 +16,8 @@ so nothing but JSON crosses it:
 - zygote → supervisor: ``{"exit": PID, "code": C}`` when a child ends (``C`` < 0: killed by signal ``-C``).
 
 The child calls ``setsid`` (its own process group, so a time limit kills it and whatever it started) and
-asks to be killed with the zygote, which asks to be killed with the worker.
+asks to be killed with the zygote, which asks to be killed with the worker. The zygote is a child subreaper: a
+process a job started and left behind when its own process died comes to it, and is killed (``workers.jobtree``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sys
 import traceback
 from typing import Any
 
+from workers.jobtree import become_subreaper, kill_adopted
 from workers.processes import die_with_parent
 
 MAX_FDS = 3
@@ -114,6 +116,23 @@ def _become_child(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int],
         os._exit(code)
 
 
+def reap(sock: socket.socket, children: set[int]) -> None:
+    """Collect every ended child: a job's process is reported to the supervisor, and then whatever it left
+    behind (descendants adopted here, as this process is a subreaper) is killed; an adopted orphan is only
+    reaped."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if pid in children:
+            children.discard(pid)
+            _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+            kill_adopted(children)
+
+
 def serve(sock: socket.socket) -> int:
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     from workers.child import import_framework
@@ -132,6 +151,7 @@ def serve(sock: socket.socket) -> int:
         return 3
     _send(sock, {"ready": ready})
 
+    become_subreaper()  # a job's descendants orphaned by its abrupt death come here, to be killed (workers.jobtree)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -144,12 +164,7 @@ def serve(sock: socket.socket) -> int:
         readable, _, _ = select.select(watched, [], [])
         if wake_r in readable:
             os.read(wake_r, 4096)
-        while children:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                break
-            children.discard(pid)
-            _send(sock, {"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+        reap(sock, children)
         if sock not in readable:
             continue
         data, fds, _, _ = socket.recv_fds(sock, 65536, MAX_FDS)

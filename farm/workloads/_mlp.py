@@ -35,6 +35,10 @@ mean square, Adam and AdamW two moments."""
 
 FLOAT32 = 4
 
+ACTIVATION_MARGIN = 0.98
+"""Activation counts measured at one image size and scaled by area to another are taken 2% low: padding and
+rounding make the true count a little larger at some sizes, and an estimate must stay a lower bound."""
+
 
 def training_state_bytes(trainable: int, optimizer: str, frozen: int = 0) -> int:
     """Bytes of a model's training state, in float32: weights, gradients and optimizer state of every trainable

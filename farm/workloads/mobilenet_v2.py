@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field
 
 from farm.workloads import DataSpec, Workload, register
 from farm.workloads._images import prepare_images, square_images, with_float32_softmax
-from farm.workloads._mlp import Optimizer, make_optimizer, training_state_bytes
+from farm.workloads._mlp import ACTIVATION_MARGIN, Optimizer, make_optimizer, training_state_bytes
+from farm.workloads._tokens import ACTIVATION_BYTES
 
 ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 """The width multipliers MobileNetV2 was published (and Keras ships weights) for: the table below holds the
@@ -63,10 +64,30 @@ def parameter_count(params: MobileNetV2Params) -> tuple[int, int]:
     return trainable + (features + 1) * params.classes, frozen
 
 
+ACTIVATIONS_224: dict[float, int] = {
+    0.35: 9_475_764,
+    0.5: 11_952_004,
+    0.75: 19_293_780,
+    1.0: 21_814_980,
+    1.3: 29_432_148,
+    1.4: 31_245_092,
+}
+"""Per ``alpha``: values every layer outputs for one 224×224 image (Keras' layer output shapes, summed), what
+the backward pass keeps; they scale with the image's area. Checked against Keras in
+``tests/workers/test_memory_estimates.py``."""
+
+
+def activations_per_sample(params: MobileNetV2Params) -> int:
+    """Layer outputs of one image, scaled by area from 224 pixels, 2% under it so it stays a lower bound."""
+    return int(ACTIVATIONS_224[params.alpha] * params.image_size**2 / 224**2 * ACTIVATION_MARGIN)
+
+
 def memory_estimate(params: MobileNetV2Params, batch_size: int) -> int:
-    """Weights, gradients and optimizer state (a lower bound: activations come on top)."""
+    """Weights, gradients and optimizer state, plus the activations the backward pass keeps for one batch (at
+    2 bytes each, as under mixed precision: a lower bound)."""
     trainable, frozen = parameter_count(params)
-    return training_state_bytes(trainable, params.optimizer, frozen)
+    kept = activations_per_sample(params) * batch_size * ACTIVATION_BYTES
+    return training_state_bytes(trainable, params.optimizer, frozen) + kept
 
 
 def data(params: MobileNetV2Params) -> DataSpec:

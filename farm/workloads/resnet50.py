@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from farm.workloads import DataSpec, Workload, register
 from farm.workloads._images import prepare_images, square_images, with_float32_softmax
-from farm.workloads._mlp import Optimizer, make_optimizer, training_state_bytes
+from farm.workloads._mlp import ACTIVATION_MARGIN, Optimizer, make_optimizer, training_state_bytes
+from farm.workloads._tokens import ACTIVATION_BYTES
 
 BASE_TRAINABLE = 23_534_592
 """Trainable parameters of ResNet-50 below its classifier: they do not depend on the image size (the
@@ -43,10 +44,24 @@ def parameter_count(params: ResNet50Params) -> tuple[int, int]:
     return BASE_TRAINABLE + (FEATURES + 1) * params.classes, BASE_NON_TRAINABLE
 
 
+ACTIVATIONS_224 = 37_119_232
+"""Values every layer of the model outputs for one 224×224 image (Keras' layer output shapes, summed): what the
+backward pass keeps. Every feature map scales with the image's area. Checked against Keras in
+``tests/workers/test_memory_estimates.py``."""
+
+
+def activations_per_sample(image_size: int) -> int:
+    """Layer outputs of one image: the 224-pixel count scaled by area, 2% under it (the convolutions' padding and
+    rounding make small sizes a little larger), so it stays a lower bound."""
+    return int(ACTIVATIONS_224 * image_size**2 / 224**2 * ACTIVATION_MARGIN)
+
+
 def memory_estimate(params: ResNet50Params, batch_size: int) -> int:
-    """Weights, gradients and optimizer state (a lower bound: activations come on top)."""
+    """Weights, gradients and optimizer state, plus the activations the backward pass keeps for one batch (at
+    2 bytes each, as under mixed precision: a lower bound). At 512 pixels and batch 4,096 that is terabytes."""
     trainable, frozen = parameter_count(params)
-    return training_state_bytes(trainable, params.optimizer, frozen)
+    kept = activations_per_sample(params.image_size) * batch_size * ACTIVATION_BYTES
+    return training_state_bytes(trainable, params.optimizer, frozen) + kept
 
 
 def data(params: ResNet50Params) -> DataSpec:

@@ -70,11 +70,12 @@ def parameter_count(params: TextTransformerParams) -> int:
 
 def memory_estimate(params: TextTransformerParams, batch_size: int) -> int:
     """Bytes training needs at the least: float32 weights, gradients and optimizer state, plus the activations
-    the backward pass must keep, counted narrowly: per block the input of the attention's projections and the
-    feed-forward's hidden layer (seq_len × width and seq_len × ff per sample), at 2 bytes each. The attention
-    scores are left out (flash attention never holds them)."""
+    the backward pass must keep, counted narrowly: per block the input of the attention's projections, the
+    feed-forward's hidden layer (seq_len × width and seq_len × ff per sample) and the attention's scores
+    (heads × seq_len² per sample: :func:`build` leaves Keras' flash attention off, so they are materialised, and
+    at long sequences they dominate), at 2 bytes each."""
     state = training_state_bytes(parameter_count(params), params.optimizer)
-    kept = params.depth * params.seq_len * (params.width + params.ff)
+    kept = params.depth * (params.seq_len * (params.width + params.ff) + params.heads * params.seq_len**2)
     return state + kept * batch_size * ACTIVATION_BYTES
 
 

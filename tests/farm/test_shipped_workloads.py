@@ -184,9 +184,11 @@ def test_memory_estimates_are_lower_bounds_that_grow_with_the_job() -> None:
         params = wl.validate_params({})
         small, large = wl.memory_estimate(params, 1), wl.memory_estimate(params, 256)
         assert 0 < small <= large
-    # ResNet-50 with SGD: weights and gradients of 25.6M float32 parameters, and the frozen statistics.
+    # ResNet-50 with SGD: weights and gradients of 25.6M float32 parameters, the frozen statistics, and the
+    # activations of a batch of 32 at 2 bytes.
     r = resnet50.ResNet50Params()
-    assert resnet50.memory_estimate(r, 32) == ((25_636_712 - 53_120) * 2 + 53_120) * 4
+    state = ((25_636_712 - 53_120) * 2 + 53_120) * 4
+    assert resnet50.memory_estimate(r, 32) == state + resnet50.activations_per_sample(224) * 32 * 2
     adam = r.model_copy(update={"optimizer": "adam"})
     assert resnet50.memory_estimate(adam, 32) > resnet50.memory_estimate(r, 32)
     # Longer sequences keep more activations.
