@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import typer
@@ -12,6 +18,7 @@ from rich.live import Live
 from cli.common import BrokerOption, console, err_console, fail, friendly_errors, settings
 from cli.results import contended_line, frames_for, print_report
 from cli.status import progress_line, render
+from farm import defaults
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -100,6 +107,63 @@ def watch(store: Store, sweep_id: str, local_queues: set[str], farm: LocalFarm, 
             live.stop()  # on a terminal, rich ends the view's last line: the report starts on a line of its own
 
 
+class Interrupted(KeyboardInterrupt):
+    """``farm run`` was told to stop (SIGINT, SIGTERM, SIGHUP) while it ran the sweep."""
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops ``farm run``: Ctrl-C, a service manager, a closed terminal. Each stops the local farm cleanly."""
+
+
+class Stopper:
+    """``farm run``'s signal handling: the first signal says what happens and ends the run (the local workers
+    finish their running job, then the embedded Redis stops); a second one stops them at once. Either way the
+    workers and Redis are stopped before ``farm run`` exits, with code 128 + the first signal's number."""
+
+    FIRST = "stopping: waiting for the running job to end; press Ctrl-C again to stop at once"
+    SECOND = "stopping at once: the running jobs are killed and run again when the sweep resumes"
+
+    def __init__(self, farm: LocalFarm) -> None:
+        self.farm = farm
+        self.signum = 0
+        self.count = 0
+        self.stopping = False
+
+    def handle(self, signum: int, _frame: FrameType | None) -> None:
+        self.count += 1
+        if self.count == 1:
+            self.signum = signum
+            _say(self.FIRST)
+            if not (self.stopping or self.farm.stopping):  # a stop under way is never cut short: it goes on
+                raise Interrupted
+            return
+        if self.count == 2:
+            _say(self.SECOND)
+        self.farm.hurry()
+
+    @contextmanager
+    def installed(self) -> Iterator[Stopper]:
+        """These handlers for :data:`STOP_SIGNALS` inside the block, the previous ones after it."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self.handle) for sig in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def _say(line: str) -> None:
+    """One line on stderr from a signal handler; a terminal that is gone (SIGHUP) is not an error."""
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
 @friendly_errors
 def run_cmd(
     sweep_file: Path = typer.Argument(..., help="Sweep file (YAML, TOML or JSON)."),
@@ -151,16 +215,33 @@ def run_cmd(
     warning = shared_machine_warning(workers, len(gpus))
     if warning:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    with LocalFarm(output, cfg, embedded=embedded, cpu_workers=workers, gpu_workers=len(gpus)) as farm:
-        store = Store.from_settings(farm.settings)
-        outcome = submit(sweep, farm.settings, store=store, accept=lambda q: q in local_queues)
-        console.print(
-            f"sweep [bold]{outcome.sweep_id}[/]: {outcome.jobs} jobs, {outcome.enqueued} enqueued"
-            + (f", {outcome.already} already queued or done" if outcome.already else "")
-            + (f", {outcome.skipped} skipped (no such device here)" if outcome.skipped else "")
-        )
-        watch(store, outcome.sweep_id, local_queues, farm, output, started)
-        df = frames_for(store, outcome.sweep_id)
+    farm = LocalFarm(output, cfg, embedded=embedded, cpu_workers=workers, gpu_workers=len(gpus))
+    stopper = Stopper(farm)
+    with stopper.installed():
+        try:
+            farm.start()
+            store = Store.from_settings(farm.settings)
+            outcome = submit(sweep, farm.settings, store=store, accept=lambda q: q in local_queues)
+            console.print(
+                f"sweep [bold]{outcome.sweep_id}[/]: {outcome.jobs} jobs, {outcome.enqueued} enqueued"
+                + (f", {outcome.already} already queued or done" if outcome.already else "")
+                + (f", {outcome.skipped} skipped (no such device here)" if outcome.skipped else "")
+            )
+            watch(store, outcome.sweep_id, local_queues, farm, output, started)
+            df = frames_for(store, outcome.sweep_id)
+        except Interrupted:
+            pass  # told below, once the farm has stopped
+        finally:
+            stopper.stopping = True  # a signal from here on is told, never raised: the stop below must finish
+            farm.stop(timeout=None if stopper.signum else defaults.LOCAL_STOP_S)
+        if stopper.signum:  # still inside: a late second signal is told, not raised as a traceback
+            err_console.print(
+                f"stopped; the sweep's state is kept in {output / 'redis'}: the same command resumes it",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(128 + stopper.signum)
     report = aggregate(df)  # contended repeats left out: `farm report --include-contended` keeps them
     keep = f"`farm report {outcome.sweep_id} --include-contended`"
     note = contended_line(int(report["n_contended"].sum()), included=False, keep=keep, sweeps=[outcome.sweep_id])

@@ -176,16 +176,25 @@ class EmbeddedRedis:
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        deadline = time.monotonic() + timeout
+        try:
+            self._wait_ready(self.proc, time.monotonic() + timeout)
+        except BaseException:  # not ready, or a Ctrl-C while it loads: no server left behind
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
+        """Until the server answers with its append-only file loaded; RuntimeError if it exits or is too slow."""
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         while True:
-            if self.proc.poll() is not None:
+            if proc.poll() is not None:
                 log = (
                     (self.dir / "redis.log").read_text(errors="replace")[-2000:]
                     if (self.dir / "redis.log").exists()
                     else ""
                 )
-                raise RuntimeError(f"redis-server exited with code {self.proc.returncode}: {log}")
+                client.close()
+                raise RuntimeError(f"redis-server exited with code {proc.returncode}: {log}")
             try:
                 # Wait until the append-only file is loaded, so no command sees an empty store.
                 if client.ping() and client.info("persistence").get("loading", 0) == 0:
@@ -193,21 +202,26 @@ class EmbeddedRedis:
             except (redis.ConnectionError, redis.BusyLoadingError, OSError):
                 pass
             if time.monotonic() > deadline:
-                self.stop()
+                client.close()
                 raise RuntimeError("redis-server did not become ready in time")
             time.sleep(0.05)
         client.close()
-        return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: redis flushes its append-only file and exits
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        """SIGTERM (redis flushes its append-only file and exits), SIGKILL after ``timeout``; and SIGKILL too when
+        the wait is cut short (a Ctrl-C, any exception): the server never outlives its owner's stop."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            proc.terminate()
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     def kill(self) -> None:
         """Stop the server abruptly, as a crash would (for fault tests)."""

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from farm import defaults
 from farm.embedded import EmbeddedRedis
 from farm.settings import FarmSettings
 
@@ -55,8 +56,20 @@ class LocalFarm:
         self.gpu_workers = gpu_workers
         self.worker_args = worker_args or []
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.hurried = False
+        self.stopping = False
+        """Set once :meth:`stop` has begun: a signal handler must then let it finish, not raise into it."""
 
     def start(self) -> LocalFarm:
+        """Start Redis, then the workers; if anything fails or is interrupted half-way (a Ctrl-C while Redis loads),
+        whatever was started is stopped again before the error goes on."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop(timeout=0.0)
+            raise
+
+    def _start(self) -> LocalFarm:
         if self.redis:
             self.redis.start()
             self.settings = self.settings.model_copy(update={"broker_url": self.redis.url})
@@ -78,29 +91,58 @@ class LocalFarm:
                 *extra,
                 *self.worker_args,
             ]
+            # A session of its own: a Ctrl-C on the terminal reaches `farm run` alone, which decides what the
+            # workers are told (stop after the job, or at once); and the worker's group can be killed whole.
             self.procs.append(
-                subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                subprocess.Popen(
+                    cmd,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             )
+            log.close()
         return self
 
     def check_workers(self) -> list[str]:
         """Names of the workers that have died (their logs say why)."""
         return [f"worker {i} exited with code {p.returncode}" for i, p in enumerate(self.procs) if p.poll() is not None]
 
-    def stop(self, timeout: float = 30.0) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for p in self.procs:
+    def hurry(self) -> None:
+        """Stop at once rather than after the running jobs (a second Ctrl-C): safe to call from a signal handler
+        while :meth:`stop` waits, which then kills the workers' process groups (as ``farm worker``'s fleet does
+        on a second signal: the jobs they held come back through the lease reaper when the farm runs again)."""
+        self.hurried = True
+
+    def stop(self, timeout: float | None = defaults.LOCAL_STOP_S) -> None:
+        """Stop the workers (SIGTERM: each finishes its running job), then Redis. ``timeout`` None waits for the
+        jobs as long as they last, unless :meth:`hurry` is called; past the timeout, or at once after a hurry,
+        a worker's process group is killed. Redis is stopped whatever happens on the way (an exception, a
+        signal), so no redis-server of this farm outlives it."""
+        self.stopping = True
+        try:
+            self._stop_workers(timeout)
+        finally:
             try:
-                p.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        self.procs.clear()
-        if self.redis:
-            self.redis.stop()
+                for p in self.procs:
+                    _kill_group(p)  # nothing was left running if the workers stopped: this only reaps
+            finally:
+                self.procs.clear()
+                if self.redis:
+                    self.redis.stop()
+
+    def _stop_workers(self, timeout: float | None) -> None:
+        """SIGTERM to each worker, then wait until they have all exited, the timeout has passed or :meth:`hurry`
+        was called; :meth:`stop` kills what is left."""
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)  # a no-op for one that has exited
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(p.poll() is None for p in self.procs) and not self.hurried:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(0.1)
 
     def __enter__(self) -> LocalFarm:
         return self.start()
@@ -109,3 +151,14 @@ class LocalFarm:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _kill_group(p: subprocess.Popen[bytes]) -> None:
+    """Kill a worker and its process group (it leads one: started in a session of its own) if it still runs, and
+    reap it. Its job's process, in a group of its own, dies with it (PR_SET_PDEATHSIG)."""
+    if p.poll() is None:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            p.kill()
+    p.wait()
