@@ -6,7 +6,7 @@ import functools
 import json
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
@@ -14,10 +14,12 @@ import typer
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress import Progress
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from farm.errors import FarmUnavailable, SpecError, problems_from_validation
+from farm.errors import FarmUnavailable, SpecError
+from farm.errors import escape as escape_text
 from farm.output import OutputError
 
 if TYPE_CHECKING:
@@ -25,7 +27,19 @@ if TYPE_CHECKING:
     from farm.store import Store
 
 
-class FarmConsole(Console):
+class SafeConsole(Console):
+    """rich's Console that prints no stranger's control characters (any console the CLI prints with is one)."""
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        """The one place every printed character passes (rich's renderer, overridden): text that is not rich's own
+        control codes (a live view's cursor moves) has every non-printable character written as its escape
+        (``farm.errors.escape``: ESC/OSC sequences, ``\\r``, C1, bidi overrides from a job's error, a plugin's
+        description, a host name), newlines and tabs excepted; styles are rendered after, so rich's own pass."""
+        safe = (seg if seg.control else Segment(escape_text(seg.text, keep="\n\t"), seg.style) for seg in buffer)
+        return super()._render_buffer(safe)
+
+
+class FarmConsole(SafeConsole):
     """rich's Console, plain and complete off a terminal.
 
     On a terminal it is rich as usual, except that a table's long value is folded onto more lines instead of cut
@@ -267,6 +281,13 @@ def check_output_option(path: Path | None) -> None:
         fail(str(e))
     except OutputError as e:
         fail(str(e), code=EXIT_UNAVAILABLE)
+
+
+def untrusted(value: object) -> str:
+    """A stranger's text (a job's error, a plugin's description, a worker's or device's name) for a rich markup
+    string or a table cell: its markup escaped, so ``[red]`` or ``[link=…]`` in it is shown, never obeyed. Its
+    control characters are escaped where everything printed passes (:meth:`FarmConsole._render_buffer`)."""
+    return escape("" if value is None else str(value))
 
 
 def print_json(data: Any) -> None:

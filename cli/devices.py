@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from cli.common import BrokerOption, JsonOption, console, friendly_errors, open_store, print_json
+from cli.common import BrokerOption, JsonOption, console, friendly_errors, open_store, print_json, untrusted
 
 
 @friendly_errors
@@ -29,14 +29,16 @@ def devices_cmd(
     for col in ("index", "name", "memory GB", "driver", "CUDA"):
         gpus.add_column(col)
     for g in report.gpus:
-        gpus.add_row(str(g.index), g.name, f"{g.memory_gb:g}", g.driver or "", g.cuda or "")
+        gpus.add_row(str(g.index), untrusted(g.name), f"{g.memory_gb:g}", untrusted(g.driver), untrusted(g.cuda))
     console.print(gpus if report.gpus else "GPUs: none found (nvidia-smi absent or lists none)")
     backends = Table(title=f"Keras {report.keras_version or 'not installed'} backends", title_justify="left")
     for col in ("backend", "installed", "version", "sees GPU", "note"):
         backends.add_column(col)
     for b in report.backends:
         sees = "" if b.sees_gpu is None else ("yes" if b.sees_gpu else "no")
-        backends.add_row(b.name, "yes" if b.installed else "no", b.version or "", sees, (b.error or "")[:80])
+        backends.add_row(
+            b.name, "yes" if b.installed else "no", untrusted(b.version), sees, untrusted((b.error or "")[:80])
+        )
     console.print(backends)
     console.print("worker tags: " + ", ".join(report.tags))
 
@@ -54,11 +56,14 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
         table.add_column(col)
     now = store.now()  # registry entries are stamped on the Redis server's clock, whatever this host's says
     for w in workers:
-        doing = f"[red]stopped: {w['quarantined']}[/]" if w.get("quarantined") else (w.get("job") or "idle")
+        # Everything a worker registered is a stranger's text: shown, its markup never read.
+        doing = untrusted(w.get("job") or "idle")
+        if w.get("quarantined"):
+            doing = f"[red]stopped: {untrusted(w['quarantined'])}[/]"
         table.add_row(
-            w.get("name", ""),
-            w.get("host", ""),
-            ", ".join(t for t in w.get("tags", []) if ".wl-" not in t),
+            untrusted(w.get("name", "")),
+            untrusted(w.get("host", "")),
+            untrusted(", ".join(str(t) for t in w.get("tags", []) if ".wl-" not in str(t))),
             workloads_cell(w),
             doing,
             f"{now - w.get('heartbeat_at', now):.0f} s ago",
@@ -72,9 +77,9 @@ def workloads_cell(worker: dict) -> str:
     have = worker.get("workloads") or {}
     shipped = [n for n, w in have.items() if isinstance(w, dict) and w.get("package") == "benchfarm"]
     plugins = [
-        f"{n} ({w.get('package')} {w.get('version')})"
+        untrusted(f"{n} ({w.get('package')} {w.get('version')})")
         for n, w in sorted(have.items())
         if isinstance(w, dict) and w.get("package") != "benchfarm"
     ]
-    broken = [f"[red]{n}: not loaded[/]" for n in sorted(worker.get("workload_errors") or {})]
+    broken = [f"[red]{untrusted(n)}: not loaded[/]" for n in sorted(worker.get("workload_errors") or {})]
     return ", ".join([f"{len(shipped)} built-in", *plugins, *broken]) if have else "?"

@@ -126,7 +126,8 @@ def history_tables(history: pd.DataFrame) -> list[Table]:
         name = [str(first["workload"]), str(first["device"]), str(first["backend"]), f"batch {first['batch_size']}"]
         name += [f"{c}={first[c]}" for c in extra]
         unit = f"{first['unit']}/s"
-        table = Table(title=f"{' · '.join(name)} on {first['hardware_key']}", title_justify="left")
+        title = escape(f"{' · '.join(name)} on {first['hardware_key']}")  # strangers' names: markup not read
+        table = Table(title=title, title_justify="left")
         for title in ("sweep", "finished (UTC)", "n", f"median {unit} [95% CI]", "change", "p", "what changed"):
             table.add_column(escape(title), justify="right" if title in ("n", "p") or "median" in title else "left")
         for k, rec in enumerate(cell.to_dict("records")):
@@ -149,15 +150,16 @@ def print_whole(renderable: Any) -> None:
     if console.is_terminal:
         console.print(renderable)
         return
-    from rich.console import Console
     from rich.measure import Measurement
+
+    from cli.common import SafeConsole
 
     width = Measurement.get(console, console.options.update(max_width=10_000), renderable).maximum
     if width <= console.width:
         console.print(renderable)
         return
     # Console.print(width=) cannot exceed the console's width: a console of the table's width, same stream.
-    wide = Console(file=console.file, width=width, color_system=console.color_system, highlight=False)  # type: ignore[arg-type]
+    wide = SafeConsole(file=console.file, width=width, color_system=console.color_system, highlight=False)  # type: ignore[arg-type]
     wide.print(renderable)
 
 

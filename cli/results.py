@@ -16,6 +16,7 @@ from cli.common import (
     err_console,
     friendly_errors,
     open_store,
+    untrusted,
 )
 from cli.status import resolve
 
@@ -60,7 +61,7 @@ def _fmt(v: object) -> str:
         if v != v:  # NaN
             return ""
         return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return str(v)
+    return untrusted(v)  # a table cell: a workload's, device's or unit's name is shown, its markup not read
 
 
 def contended_marker(rec: dict, included: bool) -> str:
@@ -118,7 +119,7 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
                 lat = rec.get(col)
                 row.append(f"{1000 * lat:.3g}" if isinstance(lat, (int, float)) and lat == lat else "")
             elif col == "steady_samples_per_s_median" and unit is None and rec.get("unit"):
-                row.append(f"{_fmt(rec.get(col))} {rec['unit']}/s" if _fmt(rec.get(col)) else "")
+                row.append(f"{_fmt(rec.get(col))} {untrusted(rec['unit'])}/s" if _fmt(rec.get(col)) else "")
             else:
                 row.append(_fmt(rec.get(col)))
             if marked and col == "n":
@@ -189,9 +190,9 @@ def warn_pooled_software(report: pd.DataFrame) -> None:
         return
     for rec in report[report["software_keys"] > 1].to_dict("records"):
         err_console.print(
-            f"[yellow]warning:[/] {rec['workload']} on {rec['device']} ({rec['backend']}, batch "
-            f"{rec['batch_size']}) pools results from {rec['software_keys']} software stacks: "
-            f"{rec['software_key']}",
+            f"[yellow]warning:[/] {untrusted(rec['workload'])} on {untrusted(rec['device'])} "
+            f"({untrusted(rec['backend'])}, batch {rec['batch_size']}) pools results from {rec['software_keys']} "
+            f"software stacks: {untrusted(rec['software_key'])}",
             highlight=False,
         )
 
@@ -282,7 +283,7 @@ def results_cmd(
     df = frames_for(store, resolve(store, sweep_id))
     if output:
         write_frame(df, output)
-        console.print(f"wrote {len(df)} rows to {output}")
+        console.print(f"wrote {len(df)} rows to {output}", markup=False, highlight=False)
     else:
         from farm.errors import escape
         from farm.output import integer_counts
@@ -348,7 +349,7 @@ def report_cmd(
             write_summary_md(output, report, frame, title=report_title(frame))
         else:
             write_frame(report, output)
-        console.print(f"wrote {len(report)} cells to {output}")
+        console.print(f"wrote {len(report)} cells to {output}", markup=False, highlight=False)
     if html:
         from farm.html_report import write_report_html
         from farm.summary_md import report_title
@@ -377,7 +378,9 @@ def report_cmd(
             shown[shown.index("baseline_median") + 1 : shown.index("baseline_median") + 1] = busy
         console.print(
             f"ratios of steady_samples_per_s medians over {ratio_by} = {baseline} "
-            f"({len(ratio_table)} cells with a baseline counterpart)"
+            f"({len(ratio_table)} cells with a baseline counterpart)",
+            markup=False,
+            highlight=False,
         )
         if len(ratio_table):
             console.print(ratio_table[shown].to_string(index=False), markup=False, highlight=False)

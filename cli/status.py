@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, print_json, settings
+from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, print_json, settings, untrusted
 from farm import defaults
 
 STATE_STYLE = {
@@ -103,17 +103,17 @@ def render(progress: SweepProgress, elapsed_s: float | None = None, stale_after_
             state += " [yellow](no live worker)[/]"
         elif j.state == "running" and j.heartbeat_age_s is not None and j.heartbeat_age_s > stale_after_s:
             state += f" [magenta](no heartbeat for {j.heartbeat_age_s:.0f} s)[/]"
-        table.add_row(
-            j.job_id[:10],
-            j.workload,
-            j.device,
-            j.backend,
+        table.add_row(  # workload, worker, error: strangers' text, its markup not read
+            untrusted(j.job_id[:10]),
+            untrusted(j.workload),
+            untrusted(j.device),
+            untrusted(j.backend),
             str(j.repeat),
             state,
             f"{j.epoch}/{j.epochs}",
             f"{j.loss:.4f}" if j.loss is not None else "",
             f"{j.accuracy:.3f}" if j.accuracy is not None else "",
-            j.worker,
+            untrusted(j.worker),
         )
     parts: list = [table]
     if len(order) > MAX_ROWS:
@@ -123,9 +123,9 @@ def render(progress: SweepProgress, elapsed_s: float | None = None, stale_after_
     if progress.not_enqueued:
         parts.append(f"{progress.not_enqueued} job(s) not sent to any queue (no device for them here): not counted")
     for queue, n in sorted(progress.unserved_queues.items()):
-        parts.append(f"[yellow]{n} job(s) on {queue} wait: no live worker serves {queue}[/]")
+        parts.append(f"[yellow]{n} job(s) on {untrusted(queue)} wait: no live worker serves {untrusted(queue)}[/]")
     for name, reason in sorted(progress.quarantined.items()):
-        parts.append(f"[red]worker {name} stopped taking jobs: {reason}[/]")
+        parts.append(f"[red]worker {untrusted(name)} stopped taking jobs: {untrusted(reason)}[/]")
     if progress.rejected_messages:
         parts.append(rejected_line(progress))
     bar = Progress(TextColumn("sweep"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[timing]}"))
@@ -133,7 +133,7 @@ def render(progress: SweepProgress, elapsed_s: float | None = None, stale_after_
     parts.append(bar)
     errors = [j for j in progress.jobs if j.error and j.state in ("failed", "timed_out")][:5]
     for j in errors:
-        parts.append(f"[red]{j.job_id[:10]} {j.state}: {j.error}[/]")
+        parts.append(f"[red]{untrusted(j.job_id[:10])} {j.state}: {untrusted(j.error)}[/]")
     return Group(*parts)
 
 
@@ -192,7 +192,7 @@ def status_cmd(
             try:
                 progress = sweep_progress(store, sid)
             except Exception as e:  # noqa: BLE001 - Redis restarting: keep watching, reconnect by itself
-                live.console.print(f"[yellow]lost the store ({e}); retrying…[/]")
+                live.console.print(f"[yellow]lost the store ({untrusted(e)}); retrying…[/]")
                 time.sleep(interval)
                 continue
             live.update(render(progress, stale_after_s=stale_s))

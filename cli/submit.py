@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings
+from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings, untrusted
 from farm import defaults
 from farm.errors import FarmUnavailable, Problem, SpecError
 
@@ -38,14 +38,14 @@ def matrix_table(sweep: Sweep, key_prefix: str = defaults.KEY_PREFIX) -> Table:
         params = ", ".join(f"{k}={v}" for k, v in job.params.items() if base.get(k) != v) or "defaults"
         need = estimate_bytes(job)
         table.add_row(
-            job.workload,
+            untrusted(job.workload),
             job.device,
             job.backend,
             str(job.epochs),
             str(job.batch_size),
-            job.data,
+            untrusted(job.data),
             str(job.train_samples or "all"),
-            params,
+            untrusted(params),  # a parameter's value is the user's (or a plugin's default): markup not read
             "?" if need is None else describe(need),
             job_queue(job, key_prefix),
         )

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from cli.common import JsonOption, console, fail, friendly_errors, print_json
+from cli.common import JsonOption, console, fail, friendly_errors, print_json, untrusted
 
 
 def parameter_rows(schema: dict[str, Any]) -> list[dict[str, Any]]:
@@ -96,10 +96,12 @@ def workloads_cmd(
             print_json(info)
             return
         data = info["data"]
+        provider = f"{info['provider']['package']} {info['provider']['version']}"
+        # A plugin's words (description, unit, package): shown as they are, their markup never read.
         console.print(
-            f"[bold]{info['name']}[/] ({info['provider']['package']} {info['provider']['version']}): "
-            f"{info['description']}\nthroughput in {info['unit']}/s; data at the defaults: {data['default']}"
-            + (f" (real: {data['real']}, or synthetic)" if data["real"] else " (synthetic only)"),
+            f"[bold]{untrusted(info['name'])}[/] ({untrusted(provider)}): {untrusted(info['description'])}\n"
+            f"throughput in {untrusted(info['unit'])}/s; data at the defaults: {untrusted(data['default'])}"
+            + (f" (real: {untrusted(data['real'])}, or synthetic)" if data["real"] else " (synthetic only)"),
             highlight=False,
             soft_wrap=True,
         )
@@ -107,10 +109,7 @@ def workloads_cmd(
         for col in ("name", "type", "default", "bounds", "description"):
             table.add_column(col, overflow="fold")
         for row in info["parameters"]:
-            table.add_row(
-                *(("" if row[c] is None else str(row[c])) for c in ("name", "type", "default", "bounds")),
-                row["description"],
-            )
+            table.add_row(*(untrusted(row[c]) for c in ("name", "type", "default", "bounds", "description")))
         console.print(table)
         return
     infos = [describe(n) for n in workloads.names()]
@@ -123,13 +122,20 @@ def workloads_cmd(
     for info in infos:
         data = info["data"]
         table.add_row(
-            info["name"],
-            f"{info['unit']}/s",
-            data["default"] + ("" if data["real"] else " (synthetic)"),
-            f"{info['provider']['package']} {info['provider']['version']}",
-            info["description"],
+            *map(
+                untrusted,
+                (
+                    info["name"],
+                    f"{info['unit']}/s",
+                    data["default"] + ("" if data["real"] else " (synthetic)"),
+                    f"{info['provider']['package']} {info['provider']['version']}",
+                    info["description"],
+                ),
+            )
         )
     console.print(table)
     for entry, error in sorted(errors.items()):
-        console.print(f"[yellow]plugin {entry} not loaded:[/] {error}", highlight=False, soft_wrap=True)
+        console.print(
+            f"[yellow]plugin {untrusted(entry)} not loaded:[/] {untrusted(error)}", highlight=False, soft_wrap=True
+        )
     console.print("`farm workloads NAME` shows a workload's parameters.", highlight=False)

@@ -10,13 +10,21 @@ no HTML or Markdown syntax in report.md, no formula in a CSV cell.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+import redis
+from pydantic import BaseModel, ConfigDict, Field
+from typer.testing import Result
 
+from farm import workloads
+from farm.job import JobEnvelope, JobSpec
+from farm.result import EpochRecord, JobResult, JobStatus
 from farm.safe_text import csv_cell, csv_safe, md_escape
+from farm.store import Store
 
 #: What a hostile tester puts in a description, a unit, an error, a host name: each must reach no output raw.
 HOSTILE = {
@@ -138,3 +146,130 @@ def test_every_csv_frame_written_is_neutralised(tmp_path: Path) -> None:
     assert list(back.columns) == ["error", "delta", "'=name"]
     assert list(back["'=name"]) == [-1, 2, "'@x"] or list(back["'=name"].astype(str)) == ["-1", "+2", "'@x"]
     assert csv_safe(frame) is not frame and list(frame["error"]) == ["=cmd()", "-x", "ok"]  # the input unchanged
+
+
+# -- the terminal, and every file, through the real commands ---------------------------------------------------
+class HostileParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    label: str = Field(default=ALL, description=f"what it is: {ALL}")
+
+
+@pytest.fixture
+def hostile_workload() -> Iterator[str]:
+    """A plugin workload whose description, unit, parameter default and parameter description are hostile."""
+    saved = (dict(workloads._REGISTRY), dict(workloads._PLUGIN_ERRORS), workloads._plugins_loaded)
+    base = workloads.get("cifar10_mlp")
+    workloads.register(
+        workloads.Workload(
+            name="hostile",
+            dataset="cifar10",
+            params_model=HostileParams,
+            build_model=lambda *a: None,
+            prepare=lambda x, y: (x, y),
+            description=f"a plugin's description: {ALL}",
+            unit=HOSTILE["html"] + HOSTILE["osc 8 link"],
+            data=base.data,
+            package=f"evil-pkg {HOSTILE['rich markup']}",
+            package_version=HOSTILE["clear screen"],
+        )
+    )
+    workloads._PLUGIN_ERRORS["broken " + HOSTILE["osc 52 clipboard"]] = f"ImportError: {ALL}"
+    try:
+        yield "hostile"
+    finally:
+        workloads._REGISTRY.clear()
+        workloads._REGISTRY.update(saved[0])
+        workloads._PLUGIN_ERRORS.clear()
+        workloads._PLUGIN_ERRORS.update(saved[1])
+        workloads._plugins_loaded = saved[2]
+
+
+def hostile_sweep(store: Store, name: str) -> str:
+    """A finished sweep of the hostile workload: three succeeded repeats per device whose unit, device name,
+    worker and host are hostile, and one failed job whose error is."""
+    sweep_id = f"{name}-0123456789"
+    envelopes, results = [], []
+    for device in ("cpu", "gpu"):
+        for i in range(4):
+            job = JobSpec(sweep=name, workload="hostile", device=device, epochs=2, repeat=i, data="synthetic")
+            env = JobEnvelope.for_job(job, sweep_id)
+            envelopes.append(env)
+            failed = device == "gpu" and i == 3
+            results.append(
+                JobResult(
+                    job_id=env.job_id,
+                    sweep_id=sweep_id,
+                    job=job,
+                    status=JobStatus.failed if failed else JobStatus.succeeded,
+                    error=f"RuntimeError: {ALL}" if failed else None,
+                    worker=f"w {HOSTILE['rich markup']} {HOSTILE['bell']}",
+                    host=HOSTILE["carriage return"],
+                    device_name=f"{HOSTILE['c1 csi']} {HOSTILE['bidi override']} {HOSTILE['rich markup']} a|b",
+                    train_samples_used=1000,
+                    unit=HOSTILE["html"],
+                    test_accuracy=0.1,
+                    epochs=[] if failed else [EpochRecord(epoch=k, wall_s=1.0 + 0.01 * i + k) for k in range(2)],
+                )
+            )
+    store.save_sweep(sweep_id, {"sweep_id": sweep_id, "name": name, "jobs": len(envelopes)}, envelopes)
+    for r in results:
+        assert store.record_result(r)
+    return sweep_id
+
+
+def test_no_command_prints_a_strangers_control_characters_or_obeys_its_markup(
+    redis_url: str, invoke: Callable[..., Result], hostile_workload: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FARM_BROKER_URL", redis_url)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    store = Store(client)
+    a, b = hostile_sweep(store, "hostile-a"), hostile_sweep(store, "hostile-b")
+    store.register_worker(
+        f"evil {HOSTILE['rich markup']}",
+        {"name": "evil", "host": ALL, "tags": [HOSTILE["clear screen"]], "quarantined": f"reason: {ALL}"},
+    )
+    commands = [
+        ["status", a],
+        ["workers"],
+        ["results", a],
+        ["report", a],
+        ["compare", a, b],
+        ["history", a, b],
+        ["workloads"],
+        ["workloads", hostile_workload],
+    ]
+    for args in commands:
+        out = invoke(*args)
+        assert out.exit_code in (0, 3), (args, out.output, out.exception)
+        assert_inert_on_terminal(out.output, " ".join(args))
+        assert HOSTILE["rich markup"] in out.output, (args, out.output)  # shown as it is: not read as markup
+    files = {
+        "report.md": ["report", a, "-o"],
+        "results.md": ["results", a, "-o"],
+        "compare.md": ["compare", a, b, "-o"],
+        "results.csv": ["results", a, "-o"],
+        "report.csv": ["report", a, "-o"],
+        "compare.csv": ["compare", a, b, "-o"],
+        "history.csv": ["history", a, b, "--csv"],
+    }
+    for name, args in files.items():
+        out = invoke(*args, str(tmp_path / name))
+        assert out.exit_code in (0, 3), (name, out.output, out.exception)
+        text = (tmp_path / name).read_text()
+        if name.endswith(".md"):
+            markdown_is_inert(text)
+        else:
+            frame = pd.read_csv(tmp_path / name, dtype=str, keep_default_na=False)
+            for column in frame.columns:
+                assert not column.startswith(("=", "+", "@")), (name, column)
+                bad = [v for v in frame[column] if v.startswith(("=", "+", "-", "@", "\t", "\r")) and not _number(v)]
+                assert not bad, (name, column, bad)
+    client.close()
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
