@@ -139,7 +139,7 @@ class WorkerProcess:
         client = redis.Redis.from_url(url)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if client.exists(f"farm:worker:{self.name}"):
+            if client.exists(f"{self.env.get('FARM_KEY_PREFIX', 'farm')}:worker:{self.name}"):
                 time.sleep(0.5)  # registration happens just before Celery starts consuming
                 return
             if self.proc.poll() is not None:
