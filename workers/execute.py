@@ -7,7 +7,6 @@ result is written with SET NX. A job whose process keeps dying is given up on af
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -73,6 +72,7 @@ class JobExecutor:
         self.facts = host_facts()
         self.spool = Spool(Path(settings.cache_dir) / "spool" / worker_name.replace("/", "_"))
         self.job_in_hand: str | None = None  # whose keys a step that met a wrong-typed key repairs
+        self.lease_in_hand: Lease | None = None  # the lease of the job being handled, kept while steps retry
 
     # -- message intake ---------------------------------------------------------------------------------------
     def validate(self, payload: Any) -> JobEnvelope | None:
@@ -124,6 +124,7 @@ class JobExecutor:
         if not isinstance(lease, Lease):
             log.warning("job %s is leased by %s: not running it twice", job_id, lease)
             return Outcome.leased.value
+        self.lease_in_hand = lease  # renewed while a step after the run waits for Redis (see _resilient)
         try:
             if lease.attempt > self.settings.max_attempts:
                 self.ledger.give_up(
@@ -135,6 +136,7 @@ class JobExecutor:
                 return Outcome.failed.value
             return self._run(envelope, lease)
         finally:
+            self.lease_in_hand = None
             self._resilient(lambda: self.ledger.release(lease), "release the lease")
 
     # -- running ----------------------------------------------------------------------------------------------
@@ -243,18 +245,23 @@ class JobExecutor:
         if outcome.status != "lease_lost" and not self._resilient(lambda: self.ledger.holds(lease), "check the lease"):
             outcome.status = "lease_lost"  # e.g. this worker was paused past its lease: its child stopped itself
             lost_lease.append(self.ledger.holder(job_id) or "another worker")
-        self._resilient(
-            lambda: self.store.log_run(
-                job_id,
-                event="end",
-                worker=self.worker,
-                attempt=attempt,
-                at=self.store.now(),
-                ended=outcome.status,
-                generation=lease.generation,
-            ),
-            "log the run",
-        )
+        if outcome.status not in ("lease_lost", "failed"):  # on disk before any step that may wait on Redis
+            self.spool.put(build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus))
+        try:
+            self._resilient(
+                lambda: self.store.log_run(
+                    job_id,
+                    event="end",
+                    worker=self.worker,
+                    attempt=attempt,
+                    at=self.store.now(),
+                    ended=outcome.status,
+                    generation=lease.generation,
+                ),
+                "log the run",
+            )
+        except redis.RedisError as e:  # the run's result matters more than its log line: record (or spool) it
+            log.error("job %s: the run log misses this run's end (%s: %s)", job_id, type(e).__name__, e)
         if outcome.status == "lease_lost":
             log.error("job %s was taken over (%s): this run is abandoned and not recorded", job_id, lost_lease[0])
             return Outcome.abandoned.value
@@ -363,15 +370,8 @@ class JobExecutor:
         result = build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus)
         result.timeline.update(received_at=self.received_at or None, recorded_at=time.time())
         spooled = self.spool.put(result)
-
-        def keep_lease(e: Exception) -> None:
-            """While Redis refuses the write, keep the lease (nothing else may take the job over meanwhile)."""
-            log.warning("could not record the result of job %s (%s); retrying", envelope.job_id, e)
-            with contextlib.suppress(Exception):  # Redis down or full: the next try renews again
-                self.ledger.renew(lease, self.settings.lease_ttl_s)
-
         try:
-            written = self._resilient(lambda: self.ledger.record(lease, result), "record the result", keep_lease)
+            written = self._resilient(lambda: self.ledger.record(lease, result), "record the result")
         except redis.RedisError as e:
             log.error(
                 "job %s: Redis still refuses its result after %.0f s (%s: %s); it stays in %s and is recorded "
@@ -408,6 +408,8 @@ class JobExecutor:
         started meanwhile then finds a result and records nothing. Never raises."""
         recorded = 0
         for result in self.spool.results():
+            if self.lease_in_hand is not None and result.job_id == self.lease_in_hand.job_id:
+                continue  # the job this worker is recording right now
             try:
                 if self.store.record_result(result):
                     recorded += 1
@@ -433,16 +435,16 @@ class JobExecutor:
         except redis.RedisError as e:
             log.warning("could not check the farm's keys (%s: %s)", type(e).__name__, e)
 
-    def _resilient(
-        self, action: Callable[[], Any], what: str, on_error: Callable[[Exception], None] | None = None
-    ) -> Any:
+    def _resilient(self, action: Callable[[], Any], what: str) -> Any:
         """Run a whole step the farm must not lose through a Redis restart again until it goes through, with
         redis-py's exponential backoff (0.2 s doubling to 5 s) for about ``store_retry_s``. The whole step, not
         each command: a watched transaction cannot be resumed half-way, and every step here is safe to repeat.
 
         Also retried: a full Redis (``OOM``: room comes back when someone prunes or raises ``maxmemory``), a
         read-only replica (a failover in progress) and a key of the wrong type, moved out of the way first
-        (:meth:`check_keys`). Any other error reply (a refused command) is raised at once."""
+        (:meth:`check_keys`). Any other error reply (a refused command) is raised at once. While it waits, the
+        lease of the job in hand is renewed (a full Redis still runs the renewal): a trained result is not
+        abandoned because recording it took longer than a lease."""
 
         def attempt() -> Any:
             try:
@@ -453,13 +455,29 @@ class JobExecutor:
                 self.check_keys()
                 raise WrongTypeRepaired(str(e)) from None
 
-        def failed(e: Exception) -> None:
-            if on_error is not None:
-                on_error(e)
-            else:
-                log.warning("could not %s (%s); retrying", what, e)
+        done = threading.Event()
+        keeper: list[threading.Thread] = []
 
-        return self.retry.call_with_retry(attempt, failed)
+        def failed(e: Exception) -> None:
+            log.warning("could not %s (%s); retrying", what, e)
+            lease = self.lease_in_hand
+            if lease is not None and not keeper:  # the backoff outgrows a lease: renew on a heartbeat of its own
+                keeper.append(threading.Thread(target=self._keep_lease, args=(lease, done), daemon=True))
+                keeper[0].start()
+
+        try:
+            return self.retry.call_with_retry(attempt, failed)
+        finally:
+            done.set()
+
+    def _keep_lease(self, lease: Lease, done: threading.Event) -> None:
+        """Renew ``lease`` every heartbeat until ``done``, or until another holder took the job over."""
+        while not done.wait(self.settings.heartbeat_s):
+            try:
+                if not self.ledger.renew(lease, self.settings.lease_ttl_s):
+                    return
+            except Exception as e:  # noqa: BLE001 - Redis away: renewed at the next heartbeat
+                log.debug("lease renewal failed: %s", e)
 
 
 class WrongTypeRepaired(redis.RedisError):
