@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from cli.common import EXIT_UNAVAILABLE, EXIT_USAGE, BrokerOption, console, fail, friendly_errors, settings
+from cli.common import (
+    EXIT_UNAVAILABLE,
+    EXIT_USAGE,
+    BrokerOption,
+    console,
+    fail,
+    friendly_errors,
+    settings,
+    untrusted,
+)
 
 
 @friendly_errors
@@ -50,7 +59,9 @@ def worker_cmd(
     except workloads.WorkloadConflict as e:
         fail(str(e))
     for entry, why in broken.items():
-        console.print(f"[yellow]workload plugin {entry} not loaded (its jobs go to other workers): {why}[/]")
+        console.print(
+            f"[yellow]workload plugin {untrusted(entry)} not loaded (its jobs go to other workers): {untrusted(why)}[/]"
+        )
 
     from farm.fingerprint import query_nvidia_smi
     from workers.devices import BackendInfo, offered_backends, probe

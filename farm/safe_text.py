@@ -3,12 +3,14 @@
 Workload names, parameters, units, descriptions, errors, host and device names, sweep names come from users,
 plugins and results. Written raw, they are markup: ``<img onerror=…>`` in a unit runs as HTML in a Markdown
 viewer, a ``|`` splits a table cell, ``[x](javascript:…)`` forges a link; ``=HYPERLINK(…)`` in a CSV cell runs
-as a formula when a spreadsheet opens the file. Each writer passes every such value through one function here:
-:func:`md_escape` for Markdown, :func:`csv_safe` for CSV. Light: no pandas at import.
+as a formula when a spreadsheet opens the file; an ESC in a logged error drives the terminal that shows the log.
+Each writer passes every such value through one function here: :func:`md_escape` for Markdown, :func:`csv_safe`
+for CSV, :class:`SafeLogFormatter` for the worker's log. Light: no pandas at import.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ from farm.errors import escape
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["csv_cell", "csv_safe", "md_escape"]
+__all__ = ["LOG_FORMAT", "SafeLogFormatter", "csv_cell", "csv_safe", "log_handler", "md_escape"]
 
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # Backslash first (so the escapes added are not escaped again), then what makes code spans, emphasis,
@@ -70,3 +72,30 @@ def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
     for c in text_columns:
         out[c] = df[c].map(csv_cell)
     return out.rename(columns=renamed) if renamed else out
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+"""The worker's log line: when, how grave, which logger, what."""
+
+
+class SafeLogFormatter(logging.Formatter):
+    """A log formatter that writes no stranger's control characters: a job's error, a refused message's reason,
+    a plugin's failure are logged by the worker, and its log is read on a terminal (``farm worker``, ``tail -f``).
+    Every non-printable character but newline and tab is written as its escape (:func:`farm.errors.escape`), in
+    the message and in a traceback alike."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record), keep="\n\t")
+
+    def formatException(self, ei: Any) -> str:
+        return escape(super().formatException(ei), keep="\n\t")
+
+    def formatStack(self, stack_info: str) -> str:
+        return escape(super().formatStack(stack_info), keep="\n\t")
+
+
+def log_handler() -> logging.Handler:
+    """A stderr handler with :class:`SafeLogFormatter` and :data:`LOG_FORMAT`, for ``logging.basicConfig``."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(SafeLogFormatter(LOG_FORMAT))
+    return handler

@@ -21,6 +21,7 @@ import time
 from dataclasses import asdict
 from types import FrameType
 
+from farm.safe_text import log_handler
 from workers.plans import WorkerPlan
 
 log = logging.getLogger("farm.worker")
@@ -43,7 +44,7 @@ def fleet_exit_code(codes: list[int | None]) -> int:
 def run_fleet(plans: list[WorkerPlan], settings_env: dict[str, str], loglevel: str = "INFO") -> int:
     """Run every plan as a child process until told to stop; returns the exit code for the command.
     ``settings_env`` (``FARM_*`` variables) carries the command's own settings (its flags) to each worker."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, handlers=[log_handler()])  # no stranger's control characters
     env = {**os.environ, **settings_env}
     procs: dict[str, subprocess.Popen] = {}
     stopping = {"signals": 0}

@@ -30,6 +30,7 @@ from farm.errors import FarmUnavailable
 from farm.fingerprint import GPUInfo
 from farm.lifecycle import reap_lost
 from farm.queue import make_app
+from farm.safe_text import log_handler
 from farm.settings import FarmSettings, mask_url
 from farm.store import Store
 from workers import poison
@@ -140,7 +141,7 @@ def pid_alive(pid: int) -> bool:
 def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INFO") -> int:
     """Run a Celery worker for ``plan`` until it shuts down (Ctrl-C / SIGTERM, or its consumer died); returns
     its exit code (0 after a requested shutdown)."""
-    logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=loglevel, handlers=[log_handler()])  # no stranger's control characters
     poison.install_transport_guard()  # before this process opens any kombu connection
     store = connect_with_backoff(settings)
     check_permissions(store, settings, plan.name)

@@ -9,7 +9,9 @@ no HTML or Markdown syntax in report.md, no formula in a CSV cell.
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from farm.job import JobEnvelope, JobSpec
 from farm.result import EpochRecord, JobResult, JobStatus
 from farm.safe_text import csv_cell, csv_safe, md_escape
 from farm.store import Store
+from tests.helpers import REPO, wait_for
 
 #: What a hostile tester puts in a description, a unit, an error, a host name: each must reach no output raw.
 HOSTILE = {
@@ -218,7 +221,11 @@ def hostile_sweep(store: Store, name: str) -> str:
 
 
 def test_no_command_prints_a_strangers_control_characters_or_obeys_its_markup(
-    redis_url: str, invoke: Callable[..., Result], hostile_workload: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis_url: str,
+    invoke: Callable[..., Result],
+    hostile_workload: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FARM_BROKER_URL", redis_url)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -273,3 +280,65 @@ def _number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@pytest.mark.slow  # a real `farm worker` process
+def test_the_workers_log_prints_no_strangers_control_characters(
+    redis_url: str, tmp_path: Path, start_worker: Callable[..., Any]
+) -> None:
+    """`farm worker`'s output (its console lines and its log): a plugin that fails to load with a hostile error,
+    and hostile messages on its queue (refused, their reasons logged), reach it only escaped."""
+    import base64
+    import json
+
+    from farm.queue import make_app, publish
+    from farm.settings import FarmSettings
+
+    site = tmp_path / "site"
+    info = site / "evil_plugin-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{workloads.ENTRY_POINT_GROUP}]\nevil = evil_plugin:WORKLOAD\n")
+    (site / "evil_plugin.py").write_text(f"raise RuntimeError({ALL!r})\n")
+
+    queue = "farm.cpu"
+    client = redis.Redis.from_url(redis_url)
+    spec = JobSpec(sweep="evil", workload="fashion_mnist_mlp", data="synthetic", train_samples=64, test_samples=16)
+    publish(make_app(FarmSettings(broker_url=redis_url), [queue]), [JobEnvelope.for_job(spec, "evil-1")], {})
+    template = json.loads(client.rpop(queue) or b"{}")  # the farm's own message, taken back: a shape to bend
+    worker = start_worker("safe-log", PYTHONPATH=f"{site}{os.pathsep}{REPO}")
+    embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+    body = json.dumps([[{ALL: ALL, "job_id": ALL}], {}, embed]).encode()
+    hostile_body = dict(template, body=base64.b64encode(body).decode())
+    hostile_task = json.loads(json.dumps(template))
+    hostile_task["headers"]["task"] = ALL
+    entries = [json.dumps(hostile_body), json.dumps(hostile_task), ALL.encode(), b"\x1b[2J\x9b\xff" + ALL.encode()]
+    for raw in entries:
+        client.lpush(queue, raw)
+    wait_for(lambda: int(client.get("farm:rejected:count") or 0) >= 2, 60, "the hostile messages refused")
+    time.sleep(1.0)  # the refusals' log lines written
+    worker.stop()
+    text = worker.text()
+    assert "not loaded" in text and "refused" in text, text[-3000:]
+    assert text.count("\\x1b") >= 2, text[-3000:]  # the hostile text did reach the output, escaped
+    assert_inert_on_terminal(text, "farm worker's output")
+    client.close()
+
+
+def test_the_worker_log_formatter_escapes_messages_and_tracebacks() -> None:
+    """What the worker logs (a job's error, a refusal's reason, a traceback quoting them) is escaped by the one
+    formatter its logging is configured with (farm.safe_text.log_handler, in workers.worker and workers.fleet)."""
+    import logging
+    import sys
+
+    from farm.safe_text import LOG_FORMAT, SafeLogFormatter, log_handler
+
+    try:
+        raise RuntimeError(ALL)
+    except RuntimeError:
+        info = sys.exc_info()
+    record = logging.LogRecord("farm.worker", logging.ERROR, __file__, 1, "job %s failed: %s", ("j1", ALL), info)
+    text = SafeLogFormatter(LOG_FORMAT).format(record)
+    assert_inert_on_terminal(text, "a log line")
+    assert "job j1 failed: \\x1b[2J" in text and "RuntimeError: \\x1b[2J" in text
+    assert isinstance(log_handler().formatter, SafeLogFormatter)
