@@ -203,7 +203,7 @@ def compare_cmd(
             sweeps=list(dict.fromkeys(sid for sid, k in ((sid_a, busy["a"]), (sid_b, busy["b"])) if k)),
         )
         if output:
-            console.print(f"wrote {len(cmp)} cells to {output}")
+            console.print(f"wrote {len(cmp)} cells to {output}", markup=False, highlight=False)
         if html:
             console.print(f"wrote {html}", markup=False, highlight=False)
     if fail_on_regression and len(slower):

@@ -15,6 +15,6 @@ def config_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
     if as_json:
         print_json({"config_file": str(path), "config_file_exists": path.exists(), "settings": shown})
         return
-    console.print(f"config file: {path} ({'found' if path.exists() else 'absent'})")
+    console.print(f"config file: {path} ({'found' if path.exists() else 'absent'})", markup=False, highlight=False)
     for key, value in shown.items():
-        console.print(f"  {key} = {value}", highlight=False)
+        console.print(f"  {key} = {value}", markup=False, highlight=False)  # the user's values: markup not read

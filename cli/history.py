@@ -257,7 +257,7 @@ def history_cmd(
 
         write_atomic(csv, lambda tmp: csv_safe(history).to_csv(tmp, index=False))
         if not as_json:
-            console.print(f"wrote {len(history)} rows to {csv}", highlight=False)
+            console.print(f"wrote {len(history)} rows to {csv}", markup=False, highlight=False)
     if html is not None:
         _write_html(history, html, ids, quiet=as_json)
     if fail_on_regression and len(slower):
@@ -308,4 +308,4 @@ def _write_html(history: pd.DataFrame, path: Path, ids: list[str], *, quiet: boo
     title = f"benchfarm history: {len(ids)} sweep(s), {ids[0]} … {ids[-1]}" if len(ids) > 1 else ids[0]
     write_history_html(history, path, title=title)
     if not quiet:
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", markup=False, highlight=False)

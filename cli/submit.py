@@ -111,7 +111,7 @@ def submit_cmd(
         if missing is None:
             console.print(f"live workers not checked: {reason}", style="yellow", markup=False, highlight=False)
         for q, n in sorted((missing or {}).items()):
-            console.print(f"[yellow]{n} job(s) on {q}: no live worker serves it[/]")
+            console.print(f"[yellow]{n} job(s) on {untrusted(q)}: no live worker serves it[/]")
         for p in big or []:
             console.print(f"too large: {p}", style="yellow", markup=False, highlight=False)
         console.print("[dim]dry run: nothing enqueued[/]")
