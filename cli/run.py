@@ -17,7 +17,7 @@ from rich.live import Live
 
 from cli.common import BrokerOption, console, err_console, fail, friendly_errors, settings
 from cli.results import contended_line, frames_for, print_report
-from cli.status import progress_line, render
+from cli.status import STALE_HEARTBEATS, progress_line, render
 from farm import defaults
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def watch(store: Store, sweep_id: str, local_queues: set[str], farm: LocalFarm, 
             local_jobs = [j for j in progress.jobs if j.queue in local_queues]
             finished = all(j.state in TERMINAL_STATES for j in local_jobs)
             if live is not None:
-                live.update(render(progress, elapsed))
+                live.update(render(progress, elapsed, stale_after_s=STALE_HEARTBEATS * farm.settings.heartbeat_s))
             elif finished or time.monotonic() - last_line >= PROGRESS_LINE_S:
                 console.print(progress_line(progress, elapsed), markup=False, highlight=False)
                 last_line = time.monotonic()

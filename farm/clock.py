@@ -68,7 +68,3 @@ class ServerClock:
     def now(self) -> float:
         """The server's time now, in epoch seconds."""
         return self.local() + self.offset
-
-    def from_local(self, moment: float) -> float:
-        """A moment read on this host's clock (``local()``), on the server's."""
-        return moment + self.offset
