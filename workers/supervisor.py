@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import json
 import logging
@@ -260,7 +261,11 @@ class Child:
                 kill_group(self.proc)
                 break
         returncode = self.proc.wait()
-        jobtree.kill_all(started)  # whatever escaped the job's process group dies with the job
+        # What the job left behind dies with it: its process group (the group's id cannot be reused while any
+        # member lives, so this kills nothing else) and whatever it started outside that group.
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        jobtree.kill_all(started)
         self._close_stdin()
         for t in self._threads:
             t.join(timeout=5)

@@ -166,7 +166,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         from workers.memory import check_fits
 
         # Before fit allocates anything: a model too large for this job's memory fails here, with its estimate.
-        check_fits(model, job.batch_size, optimizer, not inference, job.device, emit)
+        check_fits(model, min(job.batch_size, len(x_train)), optimizer, not inference, job.device, emit)
     emit({"event": "phase", "phase": "build", "s": clock.wall["build"]})
 
     timer = epoch_callback(emit, job.epochs)
