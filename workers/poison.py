@@ -335,7 +335,12 @@ class GuardedChannel(kombu_redis.Channel):
 
     def _size(self, queue: str) -> int:
         lists = {self._q_for_pri(queue, pri): "list" for pri in self.priority_steps}
-        return int(self.repaired(lambda: super(GuardedChannel, self)._size(queue), lists))
+        try:
+            return int(self.repaired(lambda: super(GuardedChannel, self)._size(queue), lists))
+        except redis.ResponseError as e:
+            # kombu counts in a MULTI, which a full Redis refuses whole: the count only informs a declaration
+            self.note_error(e, f"count the messages of {queue}")
+            return 0
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         # A job put back by this worker must not fail on a wrong-typed queue key: checked first (a worker
@@ -345,7 +350,20 @@ class GuardedChannel(kombu_redis.Channel):
 
     def _queue_bind(self, exchange: str, routing_key: str, pattern: str, queue: str) -> None:
         sets = {self.keyprefix_queue % (exchange,): "set", self.keyprefix_binding_permanent % (exchange,): "set"}
-        self.repaired(lambda: super(GuardedChannel, self)._queue_bind(exchange, routing_key, pattern, queue), sets)
+        try:
+            self.repaired(lambda: super(GuardedChannel, self)._queue_bind(exchange, routing_key, pattern, queue), sets)
+        except (redis.OutOfMemoryError, redis.exceptions.ExecAbortError) as e:
+            # A full Redis refuses even a binding that is already there (inside kombu's MULTI: EXECABORT); the
+            # farm publishes to its queues by name (the default exchange), so consuming goes on, and the next
+            # declaration (a restart) writes it.
+            self.note_error(e, f"bind queue {queue}")
+
+    def maybe_refresh_binding_expiry(self) -> None:
+        # kombu logs a full Redis' refusal here with a traceback each second; one line a minute says as much
+        try:
+            self.repaired(super().maybe_refresh_binding_expiry)
+        except redis.ResponseError as e:
+            self.note_error(e, "refresh the queues' bindings")
 
     def get_table(self, exchange: str) -> list[tuple[str, ...]]:
         sets = {self.keyprefix_queue % (exchange,): "set"}
