@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -85,10 +86,14 @@ def build(params, input_shape, num_classes):
             sys.stderr.write(chunk)
         sys.stderr.flush()
         raise RuntimeError("y" * (20 << 20))
-    if params.what in ("escape", "escape_and_die"):
+    if params.what.startswith("escape"):
         spawn_escapees(params.token)
         if params.what == "escape_and_die":
             os.kill(os.getpid(), 9)
+        if params.what == "escape_and_hang":
+            import time
+
+            time.sleep(1000)
     return tiny(input_shape, num_classes)
 
 
@@ -106,9 +111,8 @@ WORKLOAD = Workload(
 
 @pytest.fixture
 def worker_and_submit(redis_url: str, start_worker, tmp_path: Path):
-    site = write_distribution(
-        tmp_path / "site", "misbehaving-models", "0.1", {"misbehaves": "misbehaves_mod:WORKLOAD"}, {"misbehaves_mod": PLUGIN}
-    )
+    entry, module = {"misbehaves": "misbehaves_mod:WORKLOAD"}, {"misbehaves_mod": PLUGIN}
+    site = write_distribution(tmp_path / "site", "misbehaving-models", "0.1", entry, module)
     env = farm_env(redis_url, tmp_path / "cache", PYTHONPATH=str(site))
     worker = start_worker(
         "w1",
@@ -119,21 +123,23 @@ def worker_and_submit(redis_url: str, start_worker, tmp_path: Path):
     )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
 
-    def run(name: str, job: dict) -> dict:
+    def run(name: str, job: dict, while_running: Callable[[], None] = lambda: None) -> dict:
+        """Submit a sweep of this one job, call ``while_running``, and return the job's recorded result."""
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump({"name": name, "defaults": DEFAULTS, "jobs": [job]}))
         out = run_farm(["submit", str(path), "--json"], env)
         assert out.returncode == 0, out.stderr
         sid = json.loads(out.stdout)["sweep_id"]
         [job_id] = r.lrange(f"farm:sweep:{sid}:jobs", 0, -1)
+        while_running()
         wait_for(lambda: r.exists(f"farm:result:{job_id}"), 300, f"the {name} job to be recorded")
         return json.loads(r.get(f"farm:result:{job_id}") or "{}")
 
     return worker, run
 
 
-def misbehaving(what: str, token: str = "0", **extra: object) -> dict:
-    return {"workload": "misbehaves", "params": {"what": what, "token": token}, **extra}
+def misbehaving(what: str, tag: str = "0", **extra: object) -> dict:
+    return {"workload": "misbehaves", "params": {"what": what, "token": tag}, **extra}
 
 
 def test_memory_a_job_over_its_limit_fails_as_out_of_memory_and_the_worker_serves_on(worker_and_submit) -> None:
@@ -177,12 +183,22 @@ def sleepers(token: str) -> list[psutil.Process]:
     return found
 
 
-@pytest.mark.parametrize("what", ["escape", "escape_and_die"])
-def test_processes_a_job_started_die_with_it_however_they_left_its_group(worker_and_submit, what: str) -> None:
+@pytest.mark.parametrize(
+    ("what", "status"), [("escape", "succeeded"), ("escape_and_die", "failed"), ("escape_and_hang", "timed_out")]
+)
+def test_processes_a_job_started_die_with_it_however_they_left_its_group(
+    worker_and_submit, what: str, status: str
+) -> None:
     worker, run = worker_and_submit
     token = f"{os.getpid()}{len(what)}"
-    result = run(what, misbehaving(what, token))
-    assert result["status"] == ("succeeded" if what == "escape" else "failed"), result
+    job = misbehaving(what, token, **({"time_limit_s": 60.0} if what == "escape_and_hang" else {}))
+
+    def all_four_running() -> None:
+        if what == "escape_and_hang":  # they are seen alive first, so the time limit kills them and not chance
+            wait_for(lambda: len(sleepers(token)) == 4, 60, "the job's four sleep processes")
+
+    result = run(what, job, all_four_running)
+    assert result["status"] == status, result
     try:
         wait_for(lambda: not sleepers(token), 10, "the job's processes to be gone")
     finally:
