@@ -48,9 +48,13 @@ def utcnow() -> datetime:
 def cap_error(error: str | None, limit: int = defaults.ERROR_MAX_CHARS) -> str | None:
     """An error message of at most about ``limit`` characters: its head, then how many were left out. A job may
     raise an exception of any size (20 MB seen); the result, its row and every CSV hold this bounded form."""
-    if error is None or len(error) <= limit:
+    if error is None or len(error) <= limit + _CAP_SLACK:  # the slack: a capped error is left as it is
         return error
     return f"{error[:limit]}… ({len(error) - limit} more characters)"
+
+
+_CAP_SLACK = 40
+"""Room for :func:`cap_error`'s own note, so a result read back and validated again keeps its error as it was."""
 
 
 class EpochRecord(BaseModel):
