@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
 
@@ -311,10 +311,33 @@ def check_broker_url(url: str) -> None:
         if name not in URL_OPTIONS[scheme]:
             where = " (TLS options need rediss://)" if name in _TLS_OPTIONS else ""
             raise ValueError(
-                f"unknown option {name[:40]!r} in its query{where}; "
-                f"known: {', '.join(sorted(URL_OPTIONS[scheme]))}"
+                f"unknown option {name[:40]!r} in its query{where}; known: {', '.join(sorted(URL_OPTIONS[scheme]))}"
             )
     _client_accepts(url)
+    missing = tls_files_missing(url)
+    if missing:
+        raise ValueError(missing)
+
+
+TLS_FILES = {"ssl_ca_certs": "CA file", "ssl_certfile": "client certificate", "ssl_keyfile": "client key"}
+"""The files a ``rediss://`` URL may name, as its query names them and as the user reads them."""
+
+
+def tls_files_missing(url: str) -> str | None:
+    """Which file a ``rediss://`` URL names that cannot be read, in words; None when all can. Checked before
+    connecting: the TLS library's own error on a missing file reads as an unreachable server."""
+    if not url.startswith("rediss://"):
+        return None
+    for key, value in parse_qsl(url.partition("?")[2]):
+        what = TLS_FILES.get(key)
+        if what is None:
+            continue
+        path = Path(value).expanduser()
+        if not path.is_file():
+            return f"the TLS {what} {escape(value)} ({key} in the broker URL) does not exist or is not a file"
+        if not os.access(path, os.R_OK):
+            return f"the TLS {what} {escape(value)} ({key} in the broker URL) cannot be read by this user"
+    return None
 
 
 def _check_host(scheme: str, hostport: str, path: str) -> None:
@@ -356,7 +379,9 @@ def _client_accepts(url: str) -> None:
         redis.Redis.from_url(url).connection_pool.make_connection()
     except Exception as e:  # noqa: BLE001 - whatever the client says, it becomes one safe line
         text = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
-        raise ValueError(f"the Redis client cannot use it: {text if _no_secret(text, url) else type(e).__name__}")
+        raise ValueError(
+            f"the Redis client cannot use it: {text if _no_secret(text, url) else type(e).__name__}"
+        ) from None
 
 
 def _no_secret(text: str, url: str) -> bool:
@@ -412,7 +437,7 @@ def setting_origin(name: str, flags: Iterable[str] = ()) -> str:
     """Where the value of setting ``name`` came from, as the user wrote it: the flag, ``FARM_NAME``, or the
     config file's key (the order in which settings win)."""
     if name in flags:
-        return _FLAGS.get(name, name)
+        return f"{_FLAGS[name]} ({name})" if name in _FLAGS else name
     env = f"FARM_{name.upper()}"
     if any(key.upper() == env for key in os.environ):
         return env

@@ -33,25 +33,23 @@ Results are written with ``SET NX`` so a job that ran twice (at-least-once deliv
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
-from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import redis
 from redis.typing import EncodableT, FieldT
 
 from farm import defaults
 from farm.clock import ServerClock
-from farm.errors import FarmUnavailable, escape
+from farm.errors import FarmUnavailable
 from farm.job import JobEnvelope, sweep_name
 from farm.result import JobResult, JobStatus
 from farm.rows import result_row
 from farm.rowstore import compact_row
-from farm.settings import FarmSettings, mask_url
+from farm.settings import FarmSettings, mask_url, tls_files_missing
 
 #: A job's own keys, deleted together by ``farm forget`` (:meth:`Store.delete_jobs`).
 FORGET_KINDS = ("state", "result", "row", "history", "runs", "attempts", "failures", "cancel", "job")
@@ -139,27 +137,6 @@ def not_redis(where: str, e: BaseException) -> str:
         f"the service at {where} does not speak the Redis protocol ({str(e).splitlines()[0][:200]}): "
         "is it the right host and port? Set FARM_BROKER_URL or pass --broker"
     )
-
-
-TLS_FILES = {"ssl_ca_certs": "CA file", "ssl_certfile": "client certificate", "ssl_keyfile": "client key"}
-"""The files a ``rediss://`` URL may name, as its query names them and as the user reads them."""
-
-
-def tls_files_missing(url: str) -> str | None:
-    """Which file a ``rediss://`` URL names that cannot be read, in words; None when all can. Checked before
-    connecting: the TLS library's own error on a missing file reads as an unreachable server."""
-    if not url.startswith("rediss://"):
-        return None
-    for key, value in parse_qsl(urlsplit(url).query):
-        what = TLS_FILES.get(key)
-        if what is None:
-            continue
-        path = Path(value).expanduser()
-        if not path.is_file():
-            return f"the TLS {what} {escape(value)} ({key} in the broker URL) does not exist or is not a file"
-        if not os.access(path, os.R_OK):
-            return f"the TLS {what} {escape(value)} ({key} in the broker URL) cannot be read by this user"
-    return None
 
 
 def tls_trouble(url: str, e: BaseException) -> str | None:
