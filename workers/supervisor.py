@@ -288,6 +288,8 @@ class Child:
                 or _describe_exit(returncode)
             )
             outcome.error = memory.with_estimate(outcome.error, outcome.memory)
+            if outcome.error.startswith(memory.OOM_PREFIX):
+                outcome.stage = "memory"  # the job's size, wherever it was (workers.blame)
         return outcome
 
     def _oom_killed(self) -> bool:
