@@ -73,8 +73,16 @@ def progress_line(progress: SweepProgress, elapsed_s: float | None) -> str:
         + f", {progress.counts.get('running', 0)} running, {waiting} queued; {timing(progress, elapsed_s)}"
     )
     if progress.not_enqueued:
-        line += f"; {progress.not_enqueued} not sent (no device for them here)"
+        line += f"; {progress.not_enqueued} not sent ({not_sent_why(progress)})"
     return line
+
+
+def not_sent_why(progress: SweepProgress) -> str:
+    """Why the sweep's jobs that were never sent were not: a submit that stopped before claiming them (or one
+    still at it), or ``farm run`` leaving out jobs for devices its machine lacks."""
+    if progress.interrupted:
+        return "interrupted: run the same submit again"
+    return "no device for them here"
 
 
 def render(progress: SweepProgress, elapsed_s: float | None = None, stale_after_s: float = STALE_HEARTBEAT_S) -> Group:
@@ -121,7 +129,7 @@ def render(progress: SweepProgress, elapsed_s: float | None = None, stale_after_
     counts = ", ".join(f"{k} {v}" for k, v in sorted(progress.counts.items()))
     parts.append(f"states: {counts}")
     if progress.not_enqueued:
-        parts.append(f"{progress.not_enqueued} job(s) not sent to any queue (no device for them here): not counted")
+        parts.append(f"{progress.not_enqueued} job(s) not sent to any queue ({not_sent_why(progress)}): not counted")
     for queue, n in sorted(progress.unserved_queues.items()):
         parts.append(f"[yellow]{n} job(s) on {untrusted(queue)} wait: no live worker serves {untrusted(queue)}[/]")
     for name, reason in sorted(progress.quarantined.items()):

@@ -7,13 +7,25 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings, untrusted
+from cli.common import (
+    BrokerOption,
+    JsonOption,
+    console,
+    error_line,
+    friendly_errors,
+    print_json,
+    settings,
+    untrusted,
+)
 from farm import defaults
 from farm.errors import FarmUnavailable, Problem, SpecError
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from farm.settings import FarmSettings
+    from farm.store import Store
+    from farm.submit import SubmitOutcome
     from farm.sweep import Sweep
 
 
@@ -77,7 +89,7 @@ def submit_cmd(
 
     from farm.feasibility import GIB, estimate_bytes, too_big
     from farm.store import Store
-    from farm.submit import plan, submit, unserved  # Celery: imported only if there is something to send
+    from farm.submit import plan, unserved  # Celery: imported only if there is something to send
 
     cfg = settings(broker_url=broker)
     per_queue = plan(sweep, cfg.key_prefix)
@@ -130,7 +142,7 @@ def submit_cmd(
         ]
     if problems:
         raise SpecError(problems, str(sweep_file))
-    outcome = submit(sweep, cfg, store=store)
+    outcome = _submit_or_say_interrupted(sweep, cfg, store)
     if as_json:
         print_json(
             {
@@ -149,7 +161,27 @@ def submit_cmd(
     )
     if outcome.per_queue:
         console.print("per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(outcome.per_queue.items())))
+    if outcome.owed_elsewhere:
+        console.print(
+            f"[yellow]{outcome.owed_elsewhere} job(s) are being sent by another submit of them (or one that "
+            "stopped moments ago): they go out with it, or with a worker's reaper[/]"
+        )
     typer.echo(outcome.sweep_id)
+
+
+def _submit_or_say_interrupted(sweep: Sweep, cfg: FarmSettings, store: Store) -> SubmitOutcome:
+    """Submit with SIGINT and SIGTERM turned into a clean stop: what was claimed and not sent is given back, and
+    one line says to run the same submit again (exit 130 or 143), instead of a traceback or a silent death."""
+    from farm.submit import SubmitInterrupted, restore_signals, stop_on_signals, submit
+
+    previous = stop_on_signals()
+    try:
+        return submit(sweep, cfg, store=store)
+    except SubmitInterrupted as e:
+        error_line(str(e))
+        raise typer.Exit(e.exit_code) from None
+    finally:
+        restore_signals(previous)
 
 
 def plugin_hint(queue: str) -> str:

@@ -105,6 +105,11 @@ OUTBOX_GRACE_S = 30.0
 """A job's message owed this long (claimed, never published: its submitter or worker was interrupted) is sent
 by the reaper. Longer than a healthy submit needs between claiming a batch and publishing it."""
 
+SEND_LEASE_S = 15.0
+"""A debt in the outbox is its claimer's (or payer's) alone to send for this long: another submit of the same jobs
+waits for it rather than sending the same message again. Longer than publishing one batch of 1,000 messages
+takes on a busy machine; a submitter killed mid-batch leaves its debts to others after it."""
+
 INFLIGHT_RECHECK_S = 120.0
 """A job whose message waits on its queue is looked at again this often by the reaper (a scan of the queues),
 so that a message popped by a worker and lost before it took the job (Redis or the worker killed in between)

@@ -13,7 +13,10 @@ Celery delivers at least once; the ledger turns that into one recorded run per j
   it leaves the outbox only once its message was published. An interrupted submit, a killed worker or a Redis
   that died between the two steps therefore leaves a visible debt rather than a job marked ``queued`` with no
   message: the reaper (any worker) pays debts older than a grace period, and submitting the same sweep again
-  pays its own at once. Paying checks the queues first, so a message that did go out is not sent twice.
+  pays its own at once. Paying checks the queues first, so a message that did go out is not sent twice. A debt
+  is one process's to pay at a time (``P:paying``, job -> until when): its claimer's, or whoever took it to pay
+  it, for ``SEND_LEASE_S``; others leave it alone meanwhile, so two submits of the same jobs at once (one of
+  them paying what it takes for an interrupted submit's debts) never both send a job's message.
 - **In flight.** A sent message is not yet a running job: a worker pops it (``BRPOP``) and only then writes it to
   kombu's ``unacked`` hash, so a Redis killed between the two (the pop is in its append-only file, the
   ``unacked`` write never came) or a worker dying there, or failing before it took the lease, leaves a job
@@ -23,9 +26,9 @@ Celery delivers at least once; the ledger turns that into one recorded run per j
   nowhere is sent again. A message sent twice is harmless: the lease and ``SET NX`` run and record it once.
 
 Keys (``P`` is the store's prefix): ``gen:JID``, ``lease:JID``, ``attempts:JID``, ``failures:JID`` (worker ->
-where and how the job failed there), ``running``, ``outbox``,
-``inflight``, ``reaper``; the job's ``state:JID`` hash and ``result:JID`` belong to the store and are only read or
-set here within the same atomic steps.
+where and how the job failed there), ``running``, ``outbox``, ``paying``, ``inflight``, ``reaper``,
+``submitting:SWEEP`` (a submit of the sweep began and has not claimed every job yet); the job's ``state:JID`` hash
+and ``result:JID`` belong to the store and are only read or set here within the same atomic steps.
 
 Time: leases and the reaper's lock are server-side TTLs. The outbox's and the in-flight set's scores, and the
 ``lost_at`` / ``queued_at`` of a job's state, are written by one host (a submitter, a worker) and compared by
@@ -126,8 +129,8 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 return redis.call('INCR', KEYS[2])
 """
 
-# KEYS: gen, lease, running, state, outbox, result
-# ARGV: generation, job_id, now, queue, error
+# KEYS: gen, lease, running, state, outbox, result, paying
+# ARGV: generation, job_id, now, queue, error, due (until when the debt is this requeuer's to pay: see _CLAIM)
 _REQUEUE = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'fenced' end
 redis.call('INCR', KEYS[1])
@@ -137,24 +140,44 @@ if redis.call('EXISTS', KEYS[6]) == 1 then return 'recorded' end
 redis.call('HSET', KEYS[4], 'state', 'lost', 'last_error', ARGV[5], 'worker', '', 'lost_at', ARGV[3],
            'queue', ARGV[4], 'updated_at', ARGV[3])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
+redis.call('ZADD', KEYS[7], ARGV[6], ARGV[2])
 return 'requeued'
 """
 
-# KEYS: result, state, outbox (per job, repeated)   ARGV: now, then (job_id, queue) per job
+# KEYS: result, state, outbox, paying (per job, repeated)   ARGV: now, due, then (job_id, queue) per job
 # Claims each job without a result or a state: state queued, and a debt in the outbox. Returns the claimed ids.
+# The debt is its claimer's alone to pay until ``due`` (``paying``; see :meth:`Ledger.take_debts`).
 _CLAIM = """
 local claimed = {}
-local now = ARGV[1]
-for i = 0, (#KEYS / 3) - 1 do
-  local result, state, outbox = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-  local job_id, queue = ARGV[i * 2 + 2], ARGV[i * 2 + 3]
+local now, due = ARGV[1], ARGV[2]
+for i = 0, (#KEYS / 4) - 1 do
+  local result, state, outbox, paying = KEYS[i * 4 + 1], KEYS[i * 4 + 2], KEYS[i * 4 + 3], KEYS[i * 4 + 4]
+  local job_id, queue = ARGV[i * 2 + 3], ARGV[i * 2 + 4]
   if redis.call('EXISTS', result) == 0 and redis.call('HSETNX', state, 'state', 'queued') == 1 then
     redis.call('HSET', state, 'queue', queue, 'queued_at', now, 'updated_at', now)
     redis.call('ZADD', outbox, now, job_id)
+    redis.call('ZADD', paying, due, job_id)
     claimed[#claimed + 1] = job_id
   end
 end
 return claimed
+"""
+
+# KEYS: outbox, paying   ARGV: now, due, job ids...
+# Takes each debt that nobody is paying (none, or their time ran out): the taker's to pay until ``due``.
+# Returns the ids taken.
+_TAKE_DEBTS = """
+local taken = {}
+for i = 3, #ARGV do
+  if redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+    local until_ = redis.call('ZSCORE', KEYS[2], ARGV[i])
+    if not until_ or tonumber(until_) <= tonumber(ARGV[1]) then
+      redis.call('ZADD', KEYS[2], ARGV[2], ARGV[i])
+      taken[#taken + 1] = ARGV[i]
+    end
+  end
+end
+return taken
 """
 
 
@@ -170,6 +193,7 @@ class Ledger:
         self._seize = self.r.register_script(_SEIZE)
         self._requeue = self.r.register_script(_REQUEUE)
         self._claim = self.r.register_script(_CLAIM)
+        self._take_debts = self.r.register_script(_TAKE_DEBTS)
 
     def _k(self, *parts: str) -> str:
         return self.store.k(*parts)
@@ -307,8 +331,16 @@ class Ledger:
                 self._k("state", job_id),
                 self._k("outbox"),
                 self._k("result", job_id),
+                self._k("paying"),
             ],
-            args=[lease.generation, job_id, self.store.now(), job_queue(envelope.job, self.store.p), error[:2000]],
+            args=[
+                lease.generation,
+                job_id,
+                now := self.store.now(),
+                job_queue(envelope.job, self.store.p),
+                error[:2000],
+                now + defaults.SEND_LEASE_S,
+            ],
         )
         if reply != "requeued":
             return str(reply)
@@ -373,16 +405,55 @@ class Ledger:
         """Claim jobs (job id, queue) for sending: each job that has neither a result nor a state becomes
         ``queued`` with a debt in the outbox, in one atomic step per chunk. Returns the ids claimed here."""
         claimed: set[str] = set()
-        outbox = self._k("outbox")
+        outbox, paying = self._k("outbox"), self._k("paying")
         for start in range(0, len(jobs), chunk):
             part = jobs[start : start + chunk]
             keys: list[str] = []
-            args: list[str | float] = [self.store.now()]
+            now = self.store.now()
+            args: list[str | float] = [now, now + defaults.SEND_LEASE_S]
             for job_id, queue in part:
-                keys += [self._k("result", job_id), self._k("state", job_id), outbox]
+                keys += [self._k("result", job_id), self._k("state", job_id), outbox, paying]
                 args += [job_id, queue]
             claimed.update(self._claim(keys=keys, args=args))
         return claimed
+
+    def take_debts(self, job_ids: list[str]) -> list[str]:
+        """Take the debts among ``job_ids`` that nobody is paying (due): each is this caller's to send for
+        ``SEND_LEASE_S``, in one atomic step per chunk. Debts being paid (just claimed, taken or put back by
+        another process, which sends them in a moment) are left to their payer: two payers would send a job's
+        message twice (two identical submits at once put 21,000 messages on the queues for 20,000 jobs)."""
+        taken: list[str] = []
+        for start in range(0, len(job_ids), 1000):
+            now = self.store.now()
+            args: list[str | float] = [now, now + defaults.SEND_LEASE_S, *job_ids[start : start + 1000]]
+            taken += cast("list[str]", self._take_debts(keys=[self._k("outbox"), self._k("paying")], args=args))
+        return taken
+
+    def release_debts(self, job_ids: list[str]) -> None:
+        """Give back debts taken or claimed here and not paid (an interrupted sender): anyone's to pay now."""
+        for start in range(0, len(job_ids), 10_000):
+            self.r.zrem(self._k("paying"), *job_ids[start : start + 10_000])
+
+    def begin_submit(self, sweep_id: str) -> None:
+        """A submit of the sweep starts: until one has claimed every job, unclaimed jobs are an interrupted
+        submit's (``farm status`` says to run it again), not jobs left out on purpose (``farm run``'s skips)."""
+        self.r.set(self._k("submitting", sweep_id), self.store.now())
+
+    def end_submit(self, sweep_id: str) -> None:
+        """Every job of the sweep that was wanted is claimed (by this submit or another)."""
+        self.r.delete(self._k("submitting", sweep_id))
+
+    def submit_unfinished(self, sweep_id: str) -> bool:
+        """Whether a submit of the sweep began and none claimed all its jobs since: interrupted, or still going."""
+        return bool(self.r.exists(self._k("submitting", sweep_id)))
+
+    def debts_due_in(self, job_ids: list[str]) -> float | None:
+        """Seconds until the last of these jobs' debts is anyone's to pay (0 when all are now); None when none
+        is owed."""
+        if not job_ids or not self.debts(job_ids):
+            return None
+        until = [s for s in self.r.zmscore(self._k("paying"), job_ids) if s is not None]
+        return max(0.0, max(until) - self.store.now()) if until else 0.0
 
     def debts(self, job_ids: Iterable[str] | None = None, *, older_than_s: float = 0.0) -> list[str]:
         """Jobs whose message is owed: all (older than ``older_than_s``), or those among ``job_ids``."""
@@ -405,6 +476,7 @@ class Ledger:
             pipe = self.r.pipeline(transaction=False)
             pipe.zadd(self._k("inflight"), {job_id: sent[job_id] for job_id in part})
             pipe.zrem(self._k("outbox"), *part)
+            pipe.zrem(self._k("paying"), *part)
             for job_id in part:
                 pipe.hset(self._k("state", job_id), "sent_at", sent[job_id])
             pipe.execute()
@@ -422,10 +494,23 @@ class Ledger:
             self.settle(sent)
         return sent
 
-    def pay_outbox(self, app: Celery, *, older_than_s: float = 0.0, job_ids: Iterable[str] | None = None) -> list[str]:
+    def pay_outbox(
+        self,
+        app: Celery,
+        *,
+        older_than_s: float = 0.0,
+        job_ids: Iterable[str] | None = None,
+        taken: set[str] | None = None,
+    ) -> list[str]:
         """Send the owed messages that are on no queue yet; drop debts already paid some other way (a message
-        on a queue or delivered, a lease held, a result recorded). Returns the ids whose message was sent."""
-        owed = self.debts(job_ids, older_than_s=older_than_s)
+        on a queue or delivered, a lease held, a result recorded). Returns the ids whose message was sent.
+
+        Only debts that are due are paid, each taken first (:meth:`take_debts`): one that another process is
+        paying right now is left to it. ``taken`` receives the ids taken (a caller that may be interrupted gives
+        them back with :meth:`release_debts`)."""
+        owed = self.take_debts(self.debts(job_ids, older_than_s=older_than_s))
+        if taken is not None:
+            taken.update(owed)
         if not owed:
             return []
         pending = self.pending_messages(include_unacked=True)
@@ -443,6 +528,7 @@ class Ledger:
                 todo.append(envelope)
         if paid:
             self.r.zrem(self._k("outbox"), *paid)
+            self.r.zrem(self._k("paying"), *paid)
         if not todo:
             return []
         log.warning("sending %d owed message(s) that never reached a queue", len(todo))
@@ -454,6 +540,7 @@ class Ledger:
         for start in range(0, len(ids), 10_000):
             pipe = self.r.pipeline(transaction=False)
             pipe.zrem(self._k("outbox"), *ids[start : start + 10_000])
+            pipe.zrem(self._k("paying"), *ids[start : start + 10_000])
             pipe.zrem(self._k("inflight"), *ids[start : start + 10_000])
             pipe.execute()
 
@@ -496,9 +583,12 @@ class Ledger:
             pipe.zrem(inflight, *done)
         if wait:
             pipe.zadd(inflight, wait, xx=True)
-        if todo:  # owed again, in the same way as a claim: a failed send below leaves a debt, not a loss
-            pipe.zadd(self._k("outbox"), dict.fromkeys((e.job_id for e in todo), now))
         pipe.execute()
+        if todo:  # owed again, as by a claim (a failed send below leaves a debt, not a loss); one already owed is
+            # its payer's (a submit sending it again right now), not sent a second time from here
+            self.r.zadd(self._k("outbox"), dict.fromkeys((e.job_id for e in todo), now), nx=True)
+            taken = set(self.take_debts([e.job_id for e in todo]))
+            todo = [e for e in todo if e.job_id in taken]
         if not todo:
             return []
         log.warning("sending again %d message(s) that vanished before any worker took their job", len(todo))

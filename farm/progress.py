@@ -10,6 +10,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
+from farm.ledger import Ledger
 from farm.queue import job_queue
 from farm.result import JobStatus
 from farm.rows import NOT_ENQUEUED
@@ -56,6 +57,9 @@ class SweepProgress:
     """When the sweep was first submitted (epoch seconds, from its manifest, on the Redis server's clock)."""
     read_at: float | None = None
     """When this was read, on the Redis server's clock (what ``submitted_at`` and heartbeats are aged against)."""
+    interrupted: bool = False
+    """A submit of the sweep began and none has claimed all its jobs since: the jobs never sent are waiting for
+    the same submit to be run again (or for the one still running), not left out for want of a device."""
 
     @property
     def total(self) -> int:
@@ -102,6 +106,7 @@ class SweepProgress:
             "finished": self.finished,
             "runnable": self.runnable,
             "submitted_at": self.submitted_at,
+            "interrupted": self.interrupted,
             "counts": self.counts,
             "unserved_queues": self.unserved_queues,
             "live_workers": self.live_workers,
@@ -168,6 +173,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
         quarantined={w["name"]: w["quarantined"] for w in workers if w.get("quarantined")},
         submitted_at=_num(str(manifest.get("submitted_at", ""))),
         read_at=now,
+        interrupted=bool(counts.get(NOT_ENQUEUED)) and Ledger(store).submit_unfinished(sweep_id),
         **rejections(store),
     )
 

@@ -1,13 +1,18 @@
 """Submitting a sweep: record it in the store, then enqueue each job not already queued, running or done.
 
 Idempotent by job id: a job is claimed (its state set to queued) before it is sent, and only the claimer sends
-it, so submitting the same sweep twice, or two people submitting it at once, enqueues each job once.
+it, so submitting the same sweep twice, or two people submitting it at once, enqueues each job once. What an
+interrupted submit still owes is paid by the next one, but never while another process is paying it (the
+ledger's debts are each payer's alone for a while): two identical submits at once send each message once.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
+import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +31,8 @@ if TYPE_CHECKING:
     from farm.settings import FarmSettings
     from farm.sweep import Sweep
 
+log = logging.getLogger("farm.submit")
+
 PUBLISH_BATCH = 1000
 """Jobs claimed and sent per round: an interrupted submit leaves at most this many messages owed at once."""
 
@@ -39,6 +46,49 @@ class SubmitOutcome:
     per_queue: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
     repaired: int = 0  # messages an interrupted earlier submit of this sweep still owed, sent now
+    owed_elsewhere: int = 0  # debts another process was still paying when this submit stopped waiting for it
+    taken: set[str] = field(default_factory=set)  # debts claimed or taken here: given back if interrupted
+
+
+class Stop(BaseException):
+    """SIGINT or SIGTERM while submitting (a BaseException, as KeyboardInterrupt: no library swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class SubmitInterrupted(Exception):
+    """The submit was stopped by a signal; what it had claimed and not sent is anyone's to send again."""
+
+    def __init__(self, signum: int, sent: int, wanted: int) -> None:
+        super().__init__(signum)
+        self.signum, self.sent, self.wanted = signum, sent, wanted
+
+    def __str__(self) -> str:
+        return (
+            f"interrupted ({signal.Signals(self.signum).name}) after sending {self.sent} of {self.wanted} jobs: "
+            "run the same submit again, and it sends exactly the missing messages"
+        )
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stop(signum)
+
+
+def stop_on_signals() -> dict[int, Any]:
+    """SIGINT and SIGTERM stop a submit between two Redis replies (:class:`Stop`) rather than kill it, so it gives
+    back what it claimed and says so; returns the handlers it replaced (for :func:`restore_signals`)."""
+    return {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore_signals(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def plan(sweep: Sweep, key_prefix: str = defaults.KEY_PREFIX) -> dict[str, int]:
@@ -94,9 +144,17 @@ def submit(
     outcome = SubmitOutcome(sweep.sweep_id, len(envelopes), 0, 0)
     wanted = [e for e in envelopes if accept is None or accept(queues[e.job_id])]
     outcome.skipped = len(envelopes) - len(wanted)
+    ledger = Ledger(store)
     try:
+        ledger.begin_submit(sweep.sweep_id)  # until every job is claimed, `farm status` calls it interrupted
         store.save_sweep(sweep.sweep_id, manifest, envelopes)
         return _send_all(settings, store, wanted, queues, outcome)
+    except Stop as stop:
+        try:
+            ledger.release_debts(sorted(outcome.taken))  # claimed, not sent: the next submit sends them at once
+        except Exception as e:  # noqa: BLE001 - Redis may be gone too: the debts then fall due by themselves
+            log.warning("could not give back %d claimed jobs: %s", len(outcome.taken), e)
+        raise SubmitInterrupted(stop.signum, outcome.enqueued, len(wanted)) from None
     except Exception as e:
         if not _lost_broker(e):
             raise
@@ -126,6 +184,7 @@ def _send_all(
     for start in range(0, len(wanted), PUBLISH_BATCH):
         part = wanted[start : start + PUBLISH_BATCH]
         claimed = ledger.claim([(e.job_id, queues[e.job_id]) for e in part])
+        outcome.taken |= claimed
         outcome.already += len(part) - len(claimed)
         todo = [e for e in part if e.job_id in claimed]
         if not todo:
@@ -138,16 +197,34 @@ def _send_all(
             queue = queues[env.job_id]
             outcome.per_queue[queue] = outcome.per_queue.get(queue, 0) + 1
         outcome.enqueued += len(sent)
+    ledger.end_submit(outcome.sweep_id)
     # An earlier submit of this sweep that was interrupted left debts: pay them now (only those on no queue).
     owed = ledger.debts([e.job_id for e in wanted])
     if owed:
-        repaired = ledger.pay_outbox(app or _app(settings, queues, wanted), job_ids=owed)
+        repaired = _pay_owed(ledger, app or _app(settings, queues, wanted), owed, outcome)
         outcome.repaired = len(repaired)
         for job_id in repaired:
             outcome.per_queue[queues[job_id]] = outcome.per_queue.get(queues[job_id], 0) + 1
         outcome.already -= outcome.repaired
         outcome.enqueued += outcome.repaired
     return outcome
+
+
+def _pay_owed(ledger: Ledger, app: Celery, owed: list[str], outcome: SubmitOutcome) -> list[str]:
+    """Pay these debts: at once those nobody is paying; those another process is paying (a submit of the same
+    jobs running beside this one, or one killed in the last ``SEND_LEASE_S``) once it has paid them or they fall
+    due. Waits at most a little over ``SEND_LEASE_S``; what is still owed then is counted in ``owed_elsewhere``."""
+    repaired: list[str] = []
+    deadline = time.monotonic() + defaults.SEND_LEASE_S + 5
+    while owed:
+        repaired += ledger.pay_outbox(app, job_ids=owed, taken=outcome.taken)  # given back if interrupted
+        owed = ledger.debts(owed)
+        due_in = ledger.debts_due_in(owed)
+        if not owed or due_in is None or time.monotonic() >= deadline:
+            break
+        time.sleep(min(max(due_in, 0.05), 0.5))  # its payer usually settles it long before it falls due
+    outcome.owed_elsewhere = len(owed)
+    return repaired
 
 
 def _app(settings: FarmSettings, queues: dict[str, str], envelopes: list[JobEnvelope]) -> Celery:

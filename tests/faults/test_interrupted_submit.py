@@ -20,15 +20,15 @@ import yaml
 
 from farm.embedded import EmbeddedRedis
 from tests.faults.helpers import Farm
-from tests.helpers import REPO, run_farm, wait_for
+from tests.helpers import REPO, run_farm, run_farm_together, wait_for
 
 JOBS, REPEATS = 6, 500  # 3,000 jobs: three publishing rounds of 1,000
 
 
-def big_sweep(tmp_path: Path, name: str) -> Path:
+def big_sweep(tmp_path: Path, name: str, repeats: int = REPEATS) -> Path:
     spec = {
         "name": name,
-        "repeats": REPEATS,
+        "repeats": repeats,
         "defaults": {"backend": "jax", "data": "synthetic", "train_samples": 64, "test_samples": 16, "epochs": 1},
         "jobs": [
             {"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 8 + i}} for i in range(JOBS)
@@ -150,3 +150,81 @@ def test_the_reaper_pays_an_interrupted_submit_without_a_resubmit(
     start_worker("payer", FARM_LEASE_TTL_S="4", FARM_HEARTBEAT_S="1", FARM_REAP_INTERVAL_S="1")
     wait_for(lambda: all(farm.result(j) for j in claimed), 300, "the owed jobs to run")
     assert farm.r.zcard("farm:outbox") == 0
+
+
+# -- two identical submits at once, and a submit stopped by a signal (#24 item 9) ----------------------------------
+
+
+def test_two_identical_submits_at_once_send_each_message_once(farm: Farm, tmp_path: Path) -> None:
+    """No worker: every message stays on its queue, so LLEN counts exactly what was sent. Before the debts were
+    each one payer's, the submit that lost the claims paid the winner's debts while the winner was publishing
+    them (21,000 messages for 20,000 jobs)."""
+    for trial in range(4):
+        farm.r.flushdb()
+        sweep = big_sweep(tmp_path, f"twice-{trial}", repeats=50)  # 300 jobs: one claiming round each
+        args = ["submit", str(sweep), "--json", "--allow-unserved"]
+        done = run_farm_together({"a": (args, farm.env), "b": (args, farm.env)}, timeout=300)
+        assert all(out.returncode == 0 for out in done.values()), {k: v.stderr for k, v in done.items()}
+        sent = [json.loads(out.stdout)["enqueued"] for out in done.values()]
+        on_queue = queued_messages(farm.r)
+        assert sum(farm.r.llen(q) for q in ("farm.cpu", "farm.gpu")) == JOBS * 50, (trial, sent)
+        assert max(on_queue.values()) == 1 and sum(sent) == JOBS * 50, (trial, sent)
+        assert farm.r.zcard("farm:outbox") == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signalled_submit_says_to_run_it_again(farm: Farm, tmp_path: Path, sig: int) -> None:
+    """SIGINT or SIGTERM while sending: one line saying to run the same submit again, exit 128 + signal; what it
+    claimed and did not send is given back at once (the re-run does not wait for it), and `farm status` calls
+    the jobs it never claimed interrupted; the re-run sends exactly the missing messages."""
+    sweep = big_sweep(tmp_path, f"signalled-{sig}")
+    proc = start_submit(farm, sweep)
+    interrupt_when_sending(farm, proc, random.Random(sig), functools.partial(proc.send_signal, sig))  # noqa: S311
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the submit finished before the signal came")
+    assert proc.returncode == 128 + sig, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted" in lines[0] and "run the same submit again" in lines[0], err
+    assert farm.r.zcard("farm:paying") == 0  # nothing left for the re-run to wait for
+    sid = farm.r.zrange("farm:sweeps", 0, -1)[0]
+    status = farm.cli("status", sid)
+    if status["counts"].get("not_enqueued"):
+        assert status["interrupted"] is True
+        shown = run_farm(["status", sid], farm.env)
+        assert "interrupted: run the same submit again" in shown.stdout, shown.stdout
+    resubmit_and_check(farm, sweep)
+    assert farm.cli("status", sid)["interrupted"] is False
+
+
+def test_a_submit_killed_before_its_claims_is_called_interrupted(farm: Farm, tmp_path: Path) -> None:
+    """Killed between recording the sweep and claiming its jobs (as a SIGKILL leaves it): `farm status` says to
+    run the same submit again, not "no device for them here", which stays for jobs `farm run` leaves out."""
+    from farm.ledger import Ledger
+    from farm.store import Store
+    from farm.sweep import load_sweep
+
+    sweep = load_sweep(big_sweep(tmp_path, "killed-early", repeats=2))
+    store = Store(farm.r)
+    Ledger(store).begin_submit(sweep.sweep_id)
+    store.save_sweep(sweep.sweep_id, {"name": "killed-early"}, sweep.envelopes())  # ... then SIGKILL
+    shown = run_farm(["status", sweep.sweep_id], farm.env)
+    assert shown.returncode == 0, shown.stderr
+    assert "interrupted: run the same submit again" in shown.stdout and "no device" not in shown.stdout
+    resubmit = run_farm(["submit", str(tmp_path / "killed-early.yaml"), "--allow-unserved"], farm.env)
+    assert resubmit.returncode == 0, resubmit.stderr
+    assert sum(queued_messages(farm.r).values()) == JOBS * 2
+    assert "interrupted" not in run_farm(["status", sweep.sweep_id], farm.env).stdout
+
+
+def test_jobs_left_out_on_purpose_are_not_called_interrupted(farm: Farm, tmp_path: Path) -> None:
+    from farm.settings import load_settings
+    from farm.store import Store
+    from farm.submit import submit
+    from farm.sweep import load_sweep
+
+    sweep = load_sweep(big_sweep(tmp_path, "left-out", repeats=2))
+    outcome = submit(sweep, load_settings(broker_url=farm.url), store=Store(farm.r), accept=lambda q: False)
+    assert outcome.skipped == JOBS * 2
+    shown = run_farm(["status", sweep.sweep_id], farm.env)
+    assert "no device for them here" in shown.stdout and "interrupted" not in shown.stdout, shown.stdout
