@@ -52,7 +52,7 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
         print_json(workers)
         return
     table = Table(title=f"{len(workers)} live worker(s)", title_justify="left")
-    for col in ("name", "host", "tags", "workloads", "job", "heartbeat"):
+    for col in ("name", "host", "tags", "backends", "workloads", "job", "heartbeat"):
         table.add_column(col)
     now = store.now()  # registry entries are stamped on the Redis server's clock, whatever this host's says
     for w in workers:
@@ -64,6 +64,7 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
             untrusted(w.get("name", "")),
             untrusted(w.get("host", "")),
             untrusted(", ".join(str(t) for t in w.get("tags", []) if ".wl-" not in str(t))),
+            untrusted(", ".join(str(b) for b in w["backends"])) if isinstance(w.get("backends"), dict) else "?",
             workloads_cell(w),
             doing,
             f"{now - w.get('heartbeat_at', now):.0f} s ago",

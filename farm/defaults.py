@@ -91,6 +91,10 @@ QUARANTINE_AFTER = 3
 QUARANTINE_COOLDOWN_S = 1800.0
 """A worker that stopped taking jobs takes them again after this long (a machine's trouble is often passing)."""
 
+HAND_BACK_PAUSE_S = 1.0
+"""A worker sent a job whose backend it does not offer waits this long before handing it back: a job that no
+live worker can run must not spin between the workers that cannot."""
+
 STORE_RETRY_S = 600.0
 """A worker retries writing a result this long while Redis is unreachable (a restart takes seconds)."""
 

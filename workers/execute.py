@@ -104,9 +104,11 @@ class JobExecutor:
         self.check_keys(job_id)
         lacks = self.backends is not None and envelope.job.backend not in self.backends
         if lacks:
-            # Routing keeps such jobs away from this worker; one that comes anyway (a message sent by hand, a
-            # worker restarted with fewer backends) is not this machine's failure: it goes back for another.
+            # Submit refuses a job whose backend no live worker offers; one that comes anyway (queued with
+            # --allow-unserved, or beside workers that offer it on the same queue) is not this machine's failure:
+            # it goes back, after a pause, so that it does not spin between workers that cannot run it.
             log.warning("job %s needs the %s backend, which this worker does not offer", job_id, envelope.job.backend)
+            time.sleep(defaults.HAND_BACK_PAUSE_S)
         if self.quarantined or lacks:
             # This worker stopped taking jobs (or cannot run this one); hand it back for another worker.
             if self.app is not None:

@@ -302,6 +302,11 @@ def test_a_job_never_goes_to_a_worker_without_its_backend(redis_url: str, start_
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     assert list(registry(r, "tf-only")["backends"]) == ["tensorflow"]
     env = farm_env(redis_url, tmp_path / "cache")
+    listed = run_farm(["workers"], {**env, "COLUMNS": "250"})
+    assert listed.returncode == 0 and "backends" in listed.stdout, listed.stdout
+    assert [
+        line for line in listed.stdout.splitlines() if "tf-only" in line and "tensorflow" in line and "jax" not in line
+    ]
     path = write(tmp_path, "jax", [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1}}])
     refused = submit(path, env)
     assert refused.returncode == 2, refused.stderr
