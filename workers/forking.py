@@ -163,7 +163,7 @@ class Zygote:
     def alive(self) -> bool:
         return self.proc.poll() is None and self.error is None
 
-    def fork(self, spawn_t: float) -> ForkedProc:
+    def fork(self, spawn_t: float, token: str = "") -> ForkedProc:
         """A fresh child of the zygote, its stdio connected to pipes of ours."""
         if not self.wait_ready():
             raise RuntimeError(self.error or "the fork server is not ready")
@@ -171,7 +171,7 @@ class Zygote:
         theirs = [pipes[0][0], pipes[1][1], pipes[2][1]]
         try:
             with self._fork_lock:
-                message = (json.dumps({"fork": {"spawn_t": spawn_t}}) + "\n").encode()
+                message = (json.dumps({"fork": {"spawn_t": spawn_t, "token": token}}) + "\n").encode()
                 socket.send_fds(self._sock, [message], theirs)
                 reply = self._next_reply(30.0)
             if "forked" not in reply:

@@ -9,6 +9,8 @@ outlive the job: on its device, in its memory, in the next job's measurements. T
   before it exits;
 - the supervisor notes the tree while the job runs and, at the end of the job (however it ended), kills
   whatever of it is still there, checking each process's start time so a reused pid is never killed;
+- every program the job runs carries the job's token in its environment (``MARK_ENV``): at the job's end the
+  supervisor kills whatever carries it, wherever it went;
 - the fork server is a subreaper too: a descendant orphaned by a job's process that died abruptly is adopted
   by it, and it kills every child of its own that is not a job's process.
 """
@@ -22,6 +24,10 @@ import signal
 import psutil
 
 PR_SET_CHILD_SUBREAPER = 36
+
+MARK_ENV = "FARM_JOB_MARK"
+"""A value unique to one job's process, in its environment and so in that of every program it runs: what the
+supervisor looks for, at the job's end, in processes that left the job's tree before it could note them."""
 
 
 def become_subreaper() -> bool:
@@ -44,6 +50,24 @@ def descendants(pid: int) -> dict[int, float]:
     for child in children:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             found[child.pid] = child.create_time()
+    return found
+
+
+def marked(token: str) -> dict[int, float]:
+    """The processes whose environment (as they were started) holds ``MARK_ENV=token``, with start times."""
+    if not token:
+        return {}
+    needle = f"{MARK_ENV}={token}\0".encode()
+    found = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle in f.read():
+                    found[int(name)] = psutil.Process(int(name)).create_time()
+        except (OSError, psutil.Error):
+            continue
     return found
 
 

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,7 +121,7 @@ def _describe_exit(code: int) -> str:
 
 def env_key(env: dict[str, str]) -> tuple:
     """What must match for a pre-started child to take a job: its whole environment."""
-    return tuple(sorted((k, v) for k, v in env.items() if k != "FARM_SPAWN_T"))
+    return tuple(sorted((k, v) for k, v in env.items() if k not in ("FARM_SPAWN_T", jobtree.MARK_ENV)))
 
 
 class Child:
@@ -133,16 +134,17 @@ class Child:
         self.spawned_at = requested_at or time.time()
         # A job that had to wait for its fork server to import counts that wait as its import.
         self.import_wait_s = time.time() - self.spawned_at
+        self.token = uuid.uuid4().hex  # in the environment of every program the job runs (workers.jobtree)
         self.proc: subprocess.Popen | ForkedProc
         if zygote is not None:
-            self.proc = zygote.fork(time.time())
+            self.proc = zygote.fork(time.time(), self.token)
         else:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "workers.child"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                env={**env, "FARM_SPAWN_T": repr(self.spawned_at)},
+                env={**env, "FARM_SPAWN_T": repr(self.spawned_at), jobtree.MARK_ENV: self.token},
                 start_new_session=True,
                 preexec_fn=die_with_parent,
                 text=True,
@@ -265,7 +267,7 @@ class Child:
         # member lives, so this kills nothing else) and whatever it started outside that group.
         with contextlib.suppress(OSError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        jobtree.kill_all(started)
+        jobtree.kill_all({**started, **jobtree.marked(self.token)})
         self._close_stdin()
         for t in self._threads:
             t.join(timeout=5)

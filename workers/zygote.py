@@ -11,8 +11,8 @@ so nothing but JSON crosses it:
 
 - zygote → supervisor: ``{"ready": {...}}`` once imported (the fields of the child's ``ready`` event), or
   ``{"error": "..."}`` if it cannot serve (then it exits);
-- supervisor → zygote: ``{"fork": {"spawn_t": T}}`` with three file descriptors attached (the child's stdin,
-  stdout and stderr); the zygote answers ``{"forked": PID}``;
+- supervisor → zygote: ``{"fork": {"spawn_t": T, "token": K}}`` (``K``: the job's ``FARM_JOB_MARK``) with
+  three file descriptors attached (the child's stdin, stdout and stderr); the zygote answers ``{"forked": PID}``;
 - zygote → supervisor: ``{"exit": PID, "code": C}`` when a child ends (``C`` < 0: killed by signal ``-C``).
 
 The child calls ``setsid`` (its own process group, so a time limit kills it and whatever it started) and
@@ -31,7 +31,7 @@ import sys
 import traceback
 from typing import Any
 
-from workers.jobtree import become_subreaper, kill_adopted
+from workers.jobtree import MARK_ENV, become_subreaper, kill_adopted
 from workers.processes import die_with_parent
 
 MAX_FDS = 3
@@ -81,7 +81,7 @@ def _send(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall((json.dumps(message) + "\n").encode())
 
 
-def _become_child(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int], spawn_t: float) -> None:
+def _become_child(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int], spawn_t: float, token: str) -> None:
     """In the forked process: take the job's stdio, forget the zygote's plumbing, and run the child's main."""
     try:
         os.setsid()
@@ -101,6 +101,7 @@ def _become_child(sock: socket.socket, wake_r: int, wake_w: int, fds: list[int],
         sys.stdout = open(1, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115 - see above
         sys.stderr = open(2, "w", encoding="utf-8", buffering=1, closefd=False)  # noqa: SIM115 - see above
         os.environ["FARM_SPAWN_T"] = repr(spawn_t)
+        os.environ[MARK_ENV] = token  # inherited by every program the job runs (workers.jobtree)
         os.environ["FARM_FORKED"] = "1"
         from workers import child
 
@@ -175,6 +176,7 @@ def serve(sock: socket.socket) -> int:
             line, buffer = buffer.split(b"\n", 1)
             request = json.loads(line)
             spawn_t = float(request["fork"]["spawn_t"])
+            token = str(request["fork"].get("token", ""))
             if len(fds) != MAX_FDS:
                 for fd in fds:
                     os.close(fd)
@@ -182,7 +184,7 @@ def serve(sock: socket.socket) -> int:
                 continue
             pid = os.fork()
             if pid == 0:
-                _become_child(sock, wake_r, wake_w, fds, spawn_t)
+                _become_child(sock, wake_r, wake_w, fds, spawn_t, token)
             for fd in fds:
                 os.close(fd)
             fds = []

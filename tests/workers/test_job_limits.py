@@ -109,8 +109,10 @@ WORKLOAD = Workload(
 """
 
 
-@pytest.fixture
-def worker_and_submit(redis_url: str, start_worker, tmp_path: Path):
+@pytest.fixture(params=["forked"])
+def worker_and_submit(request: pytest.FixtureRequest, redis_url: str, start_worker, tmp_path: Path):
+    """A worker with the misbehaving plugin installed (its jobs' processes forked from its fork server, or fresh
+    interpreters when the test asks for ``fresh``), and a function that runs one job on it."""
     entry, module = {"misbehaves": "misbehaves_mod:WORKLOAD"}, {"misbehaves_mod": PLUGIN}
     site = write_distribution(tmp_path / "site", "misbehaving-models", "0.1", entry, module)
     env = farm_env(redis_url, tmp_path / "cache", PYTHONPATH=str(site))
@@ -119,6 +121,7 @@ def worker_and_submit(redis_url: str, start_worker, tmp_path: Path):
         FARM_MAX_ATTEMPTS="1",
         FARM_QUARANTINE_AFTER="100",
         FARM_JOB_MEMORY_LIMIT_MB=str(LIMIT_MB),
+        FARM_WARM_START=str(request.param == "forked").lower(),
         PYTHONPATH=str(site),
     )
     r = redis.Redis.from_url(redis_url, decode_responses=True)
@@ -183,6 +186,7 @@ def sleepers(token: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.parametrize("worker_and_submit", ["forked", "fresh"], indirect=True)
 @pytest.mark.parametrize(
     ("what", "status"), [("escape", "succeeded"), ("escape_and_die", "failed"), ("escape_and_hang", "timed_out")]
 )
