@@ -105,6 +105,7 @@ class FarmSettings(BaseSettings):
     job_memory_limit_mb: int | None = Field(
         default=None,
         ge=0,
+        le=2**30,
         description="Memory (MiB) a job's process may use: past it the job fails as out of memory and the host "
         "stays up. Unset: 90% of the memory available when the worker starts; 0: no limit.",
     )

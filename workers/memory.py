@@ -139,7 +139,7 @@ def apply_limit(limit: int | None) -> str | None:
         return None
     try:
         resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
-    except (ValueError, OSError):
+    except (ValueError, OverflowError, OSError):
         return None
     return f"RLIMIT_DATA of {gb(limit)} on the training process"
 

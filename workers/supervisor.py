@@ -2,7 +2,9 @@
 
 The supervisor owns the child's environment (backend, device visibility), its clock (the time limit), and
 its fate: the child is in its own process group and dies with the worker (PR_SET_PDEATHSIG), so a killed
-worker leaves no orphan training on the device.
+worker leaves no orphan training on the device; whatever the job started dies with the job (``workers.jobtree``);
+its memory is limited (``job_memory_limit``, ``workers.memory``), and what the worker keeps of its output is
+bounded (``workers.bounded``).
 """
 
 from __future__ import annotations

@@ -101,3 +101,15 @@ def test_the_stderr_tail_keeps_the_last_bytes_only() -> None:
     text = tail.text()
     assert text.startswith("[399000 earlier bytes not kept]\n") and text.endswith("0999")
     assert len(text) < 1100
+
+
+def test_the_limit_comes_from_the_settings_or_the_memory_available(isolated_env) -> None:
+    import psutil
+
+    from farm.settings import FarmSettings
+    from workers.supervisor import job_memory_limit
+
+    assert job_memory_limit(FarmSettings(job_memory_limit_mb=0)) is None
+    assert job_memory_limit(FarmSettings(job_memory_limit_mb=100)) == 100 * 2**20
+    default = job_memory_limit(FarmSettings())
+    assert default is not None and 0 < default < psutil.virtual_memory().total
