@@ -350,3 +350,73 @@ def test_a_worker_survives_hundreds_of_malformed_entries(
     assert farm.cli("status", sid)["rejected_messages"] == COUNT
     assert worker.proc.poll() is None
     wait_for(lambda: client.llen(QUEUE) == 0 and client.hlen("unacked") == 0, 30, "the job's message to be acked")
+
+
+REDIS_FAULTS = ("wrong-typed queue", "wrong-typed ack key", "connections killed", "full for a moment")
+"""The Redis-level faults of the second fuzz: a key the worker polls given another type, kombu's ``unacked``
+hash or ``unacked_index`` zset given another type, every client connection reset (``CLIENT KILL TYPE normal``:
+mid-BRPOP, mid-heartbeat, mid-record), and ``maxmemory`` reached for a moment (noeviction)."""
+
+TYPE_MAKERS: dict[str, Callable[[redis.Redis, str], object]] = {
+    "string": lambda r, k: r.set(k, "x"),
+    "hash": lambda r, k: r.hset(k, "x", "1"),
+    "set": lambda r, k: r.sadd(k, "x"),
+    "zset": lambda r, k: r.zadd(k, {"x": 1}),
+    "list": lambda r, k: r.rpush(k, "x"),
+}
+
+
+def redis_fault(rng: random.Random, r: redis.Redis, queues: list[str]) -> str:
+    """Apply one random Redis-level fault; returns what it was. A queue that holds messages is left alone (its
+    jobs' messages would only come back after the farm's in-flight grace period)."""
+    kind = rng.choice(REDIS_FAULTS)
+    if kind == "wrong-typed queue":
+        key = rng.choice(queues) + rng.choice(["", "\x06\x163", "\x06\x166", "\x06\x169"])
+        if r.exists(key):
+            return "skipped (queue not empty)"
+        TYPE_MAKERS[rng.choice(["string", "hash", "set", "zset"])](r, key)
+    elif kind == "wrong-typed ack key":
+        key, right = rng.choice([("unacked", "hash"), ("unacked_index", "zset")])
+        r.delete(key)
+        TYPE_MAKERS[rng.choice([t for t in TYPE_MAKERS if t != right])](r, key)
+    elif kind == "connections killed":
+        r.execute_command("CLIENT", "KILL", "TYPE", "normal")
+    else:
+        r.config_set("maxmemory", "1")
+        time.sleep(rng.uniform(0.2, 2.0))
+        r.config_set("maxmemory", "0")
+    return kind
+
+
+def test_a_worker_survives_redis_level_faults(redis_url: str, start_worker, farm: Farm, tmp_path: Path) -> None:
+    """Random Redis-level faults (seeded, printed) while a real worker runs a sweep: it stays up, every job is
+    recorded once and succeeded, and the same worker runs a job submitted afterwards."""
+    from tests.faults.helpers import FAST
+
+    print(f"redis fault fuzz: seed {SEED}")
+    rng = random.Random(SEED)  # noqa: S311  (reproducible fuzzing, nothing secret)
+    client = redis.Redis.from_url(redis_url)
+    client.config_set("maxmemory-policy", "noeviction")
+    worker = start_worker("cpu-1", **FAST)
+    queues = sorted(q.decode() for q in client.smembers("farm:queues"))
+    sid = farm.submit(write_sweep(tmp_path, "under-faults", jobs=4, epochs=3, samples=500))
+    done = []
+    for _ in range(40):
+        done.append(redis_fault(rng, client, queues))
+        assert worker.proc.poll() is None, (done, worker.text()[-3000:])
+        time.sleep(rng.uniform(0.05, 0.5))
+    print("redis fault fuzz:", {kind: done.count(kind) for kind in sorted(set(done))})
+    farm.wait_all_recorded(sid, 300)
+    assert farm.statuses(sid) == {"succeeded": 4}
+    assert farm.check_ledger(sid)["recorded_twice"] == 0
+    assert worker.proc.poll() is None, worker.text()[-3000:]
+    assert "Unrecoverable error" not in worker.text()
+
+    polled = [q + p for q in queues for p in ("", "\x06\x163", "\x06\x166", "\x06\x169")]
+    wait_for(
+        lambda: all(client.type(k) in (b"none", b"list") for k in polled), 30, "wrong-typed queues to be moved aside"
+    )
+    after = farm.submit(write_sweep(tmp_path, "after-faults", jobs=1, epochs=1, samples=64, units=30))
+    farm.wait_all_recorded(after, 180)
+    assert farm.statuses(after) == {"succeeded": 1}
+    assert worker.proc.poll() is None
