@@ -196,9 +196,15 @@ def send_one(app: Celery, envelope: JobEnvelope, producer: Any, *, retry: bool =
 
     Built with Celery's own message API (``app.amqp``) rather than ``send_task``: the same protocol-2 JSON
     message, without per-call routing. ``argsrepr`` is given so Celery does not build a repr of the whole spec
-    for the headers. ``declare=False`` skips declaring a queue the producer has already declared.
+    for the headers. ``declare=False`` skips declaring a queue the producer has already declared. A queue the app
+    does not know (a worker's reaper sending a GPU job back from a CPU worker, whose app knows the queues it
+    consumes) is declared as :func:`make_app` declares every queue, without the app learning it: its consumer
+    must not start taking from it.
     """
+    from kombu import Queue
+
     queue = job_queue(envelope.job, app_key_prefix(app))
+    target = app.amqp.queues[queue] if queue in app.amqp.queues else Queue(queue, routing_key=queue)
     message = app.amqp.create_task_message(
         envelope.job_id,
         TASK_NAME,
@@ -211,7 +217,7 @@ def send_one(app: Celery, envelope: JobEnvelope, producer: Any, *, retry: bool =
         producer,
         TASK_NAME,
         message,
-        queue=app.amqp.queues[queue],
+        queue=target,
         routing_key=queue,
         exchange="",
         retry=retry,

@@ -8,7 +8,11 @@ run any task the app knows (Celery's own ``celery.accumulate``, ``celery.backend
 ``eta``, ``chain`` and ``callbacks``. So the worker's transport asks :func:`admit` first, on the raw bytes,
 and hands kombu only what passes. The rule is an allow-list, not a list of known attacks: the message must be
 the one shape :func:`farm.queue.send_one` (Celery's task protocol 2, JSON, via kombu's Redis transport)
-writes, plus the two ``redelivered`` flags kombu adds when it restores an unacknowledged message.
+writes, plus the two ``redelivered`` flags kombu adds when it restores an unacknowledged message. And it must be
+on its own queue: a valid message for a ``requires.host`` job or a GPU job that someone with Redis access moved
+to another queue ran on the wrong host, or failed for good on a CPU worker. Refused there, it is not lost: its
+job is still in the ledger's in-flight set, on no queue and never leased, so the reaper's
+:meth:`farm.ledger.Ledger.resend_vanished` sends it again to its own queue after the outbox's grace period.
 
 Pure functions of (bytes, queue name); no I/O, so it is tested on hand-built cases without a worker.
 """
@@ -23,9 +27,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from farm import defaults
 from farm.errors import escape, problems_from_validation
 from farm.job import JOB_ID_RE, JobEnvelope
-from farm.queue import TASK_NAME
+from farm.queue import TASK_NAME, job_queue
 
 __all__ = ["MAX_BODY_CHARS", "MAX_RAW_BYTES", "Refused", "admit", "show"]
 
@@ -130,8 +135,9 @@ def _keys(obj: dict[str, Any], allowed: frozenset[str], where: str) -> None:
     _require(not extra, f"{where} has keys the farm never sends: {show(extra)}")
 
 
-def admit(raw: bytes | str, queue: str) -> dict[str, Any]:
-    """The message to deliver, or :class:`Refused` with the reason; ``queue`` is the queue it was popped from.
+def admit(raw: bytes | str, queue: str, key_prefix: str = defaults.KEY_PREFIX) -> dict[str, Any]:
+    """The message to deliver, or :class:`Refused` with the reason; ``queue`` is the queue it was popped from,
+    which must be the job's own (:func:`farm.queue.job_queue` of the farm whose keys start with ``key_prefix``).
 
     The size is checked before anything is decoded, so a 50 MB entry costs one read and nothing else."""
     size = len(raw)
@@ -161,7 +167,13 @@ def admit(raw: bytes | str, queue: str) -> dict[str, Any]:
     _require(isinstance(properties, dict), f"properties must be an object, not {show(properties)}")
     job_id = _check_headers(headers)
     _check_properties(properties, queue, job_id)
-    _check_body(message["body"], job_id)
+    envelope = _check_body(message["body"], job_id)
+    own = job_queue(envelope.job, key_prefix)
+    _require(
+        queue == own,
+        f"the job belongs on {show(own)}, not on {show(queue)}: a message moved between queues (its job is sent "
+        "again to its own queue by the reaper)",
+    )
     return message
 
 
@@ -229,7 +241,7 @@ def _check_properties(properties: dict[str, Any], queue: str, job_id: str) -> No
     _require(isinstance(info.get("redelivered", False), bool), "delivery_info.redelivered must be true or false")
 
 
-def _check_body(body: Any, job_id: str) -> None:
+def _check_body(body: Any, job_id: str) -> JobEnvelope:
     """The body: base64 of UTF-8 JSON ``[[envelope], {}, {callbacks, errbacks, chain, chord: null}]``."""
     _require(isinstance(body, str), f"the body must be a base64 string, not {show(type(body).__name__)}")
     _require(len(body) <= MAX_BODY_CHARS, f"the body has {len(body)} characters, more than {MAX_BODY_CHARS}")
@@ -261,3 +273,4 @@ def _check_body(body: Any, job_id: str) -> None:
             "not a valid farm job: " + "; ".join(str(p) for p in problems_from_validation(e))[:1000]
         ) from None
     _require(envelope.job_id == job_id, f"headers.id {job_id} is not the envelope's job id {envelope.job_id}")
+    return envelope

@@ -99,7 +99,7 @@ def refuse(reason: str, queue: str = "", raw: bytes | str = b"") -> None:
 def admitted(raw: bytes | str, queue: str) -> dict[str, Any] | None:
     """The message if it passes the admission check; None (refused, recorded) otherwise. Never raises."""
     try:
-        return intake.admit(raw, queue)
+        return intake.admit(raw, queue, _key_prefix)  # the farm's prefix names the job's own queue
     except intake.Refused as e:
         refuse(str(e), queue, raw)
     except Exception as e:  # noqa: BLE001 - a bug in the check must not end the worker either
