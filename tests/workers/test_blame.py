@@ -322,3 +322,32 @@ def test_a_job_never_goes_to_a_worker_without_its_backend(redis_url: str, start_
         results(r, sweep) == [None] and not r.exists(f"farm:attempts:{job}") and not r.lrange(f"farm:runs:{job}", 0, -1)
     )
     assert not registry(r, "tf-only").get("quarantined") and worker.proc.poll() is None
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_takes_jobs_again_after_its_cool_down(redis_url: str, start_worker, tmp_path: Path) -> None:
+    """A worker whose JAX does not import stops after one failure (the machine's fault), then consumes its queues
+    again once the cool-down is over: the job comes back to it for a second attempt, and it stops again."""
+    broken = tmp_path / "broken-site" / "jax"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('this machine has a broken JAX install')\n")
+    start_worker(
+        "w1",
+        PYTHONPATH=str(broken.parent),
+        FARM_QUARANTINE_AFTER="1",
+        FARM_QUARANTINE_COOLDOWN_S="3",
+        FARM_MAX_ATTEMPTS="3",
+    )
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    out = submit(
+        write(tmp_path, "jax", [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1}}]),
+        farm_env(redis_url, tmp_path / "cache"),
+    )
+    assert out.returncode == 0, out.stderr
+    sweep = json.loads(out.stdout)["sweep_id"]
+    [job] = r.lrange(f"farm:sweep:{sweep}:jobs", 0, -1)
+    wait_for(lambda: int(r.get(f"farm:attempts:{job}") or 0) >= 2, 300, "the job's second attempt on w1")
+    wait_for(lambda: all(results(r, sweep)), 300, "the job to be given up after its attempts")
+    [result] = results(r, sweep)
+    assert result is not None and result["status"] == "failed" and "broken JAX install" in result["error"], result
+    assert result["attempt"] == 3
