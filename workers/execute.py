@@ -27,6 +27,7 @@ from farm.errors import problems_from_validation
 from farm.fingerprint import GPUInfo, hardware_key, host_facts, software_key
 from farm.job import JobEnvelope
 from farm.ledger import Lease, Ledger, Outcome
+from farm.queue import job_queue
 from farm.result import EpochRecord, JobResult, JobStatus, Phases
 from farm.rows import benchfarm_version
 from farm.settings import FarmSettings
@@ -109,6 +110,11 @@ class JobExecutor:
             # it goes back, after a pause, so that it does not spin between workers that cannot run it.
             log.warning("job %s needs the %s backend, which this worker does not offer", job_id, envelope.job.backend)
             time.sleep(defaults.HAND_BACK_PAUSE_S)
+        if self.misfit(envelope):
+            # The intake refuses a message on a queue that is not its job's; should one get here all the same,
+            # it is not run on the wrong machine (host, device, GPU) nor failed there: it goes to its own queue.
+            log.warning("job %s belongs on %s, which this worker does not serve", job_id, self._own_queue(envelope))
+            lacks = True
         if self.quarantined or lacks:
             # This worker stopped taking jobs (or cannot run this one); hand it back for another worker.
             if self.app is not None:
@@ -140,6 +146,14 @@ class JobExecutor:
         finally:
             self.lease_in_hand = None
             self._resilient(lambda: self.ledger.release(lease), "release the lease")
+
+    def _own_queue(self, envelope: JobEnvelope) -> str:
+        return job_queue(envelope.job, self.store.p)
+
+    def misfit(self, envelope: JobEnvelope) -> bool:
+        """Whether the job's own queue is none that this worker consumes (the queues its app declares are those
+        its hardware satisfies: device, GPU model and memory, host). Unknown without an app: it fits."""
+        return self.app is not None and self._own_queue(envelope) not in self.app.amqp.queues
 
     # -- running ----------------------------------------------------------------------------------------------
     def _run(self, envelope: JobEnvelope, lease: Lease) -> str:

@@ -114,3 +114,24 @@ def test_a_moved_gpu_job_is_refused_by_a_cpu_worker_and_sent_back(
     wait_for(lambda: r.llen("farm.gpu") == 1, 120, "the reaper to send the job again to its own queue")
     assert json.loads(r.lindex("farm.gpu", 0))["headers"]["id"] == job_id
     assert not r.exists(f"farm:result:{job_id}") and r.llen("farm.cpu") == 0
+
+
+def test_the_executor_sends_a_job_that_does_not_fit_to_its_own_queue(redis_url: str) -> None:
+    """The second line, past the intake: a CPU worker handed a GPU job (or a job for another host) neither runs
+    it nor fails it; the job goes to its own queue, still queued."""
+    from farm.ledger import Ledger, Outcome
+    from farm.store import Store
+    from workers.execute import JobExecutor
+
+    store = Store(redis.Redis.from_url(redis_url, decode_responses=True))
+    settings = FarmSettings(broker_url=redis_url)
+    cpu, cpu_host, gpu, *_ = envelopes()
+    for env in (cpu_host, gpu):
+        store.save_sweep(env.sweep_id, {"name": "moved"}, [env])
+        Ledger(store).claim([(env.job_id, job_queue(env.job))])
+        executor = JobExecutor(store, settings, "cpu-1", app=make_app(settings, [job_queue(cpu.job)]))
+        assert executor.misfit(env) and not executor.misfit(cpu)
+        assert executor.handle(env.model_dump(mode="json")) == Outcome.handed_back.value
+        [raw] = store.r.lrange(job_queue(env.job), 0, -1)
+        assert json.loads(raw)["headers"]["id"] == env.job_id
+        assert store.state(env.job_id)["state"] == "queued" and not store.has_result(env.job_id)
