@@ -189,8 +189,8 @@ def describe_exit(returncode: int, stderr_tail: str, oom_killed: bool) -> str | 
 
 def with_estimate(error: str, memory: dict[str, Any]) -> str:
     """An out-of-memory error with the job's estimate and the limit that applied, where the child said them."""
-    if not error.startswith(OOM_PREFIX) or "(estimated" in error:
-        return error
+    if not error.startswith(OOM_PREFIX) or "(estimated" in error or "refused before training" in error:
+        return error  # the worker's own refusal says its estimate and limit already
     estimate, limit = memory.get("estimate_bytes"), memory.get("limit_bytes")
     parts = [f"estimated {gb(estimate)} at batch size {memory.get('batch_size')}"] if estimate else []
     parts.append(f"limit: RLIMIT_DATA of {gb(limit)}" if limit else "no memory limit on the job")

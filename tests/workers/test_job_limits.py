@@ -149,6 +149,7 @@ def test_memory_a_job_over_its_limit_fails_as_out_of_memory_and_the_worker_serve
     worker, run = worker_and_submit
     allocated = run("alloc", misbehaving("alloc"))
     assert allocated["status"] == "failed", allocated
+    print("over its limit:", allocated["error"].splitlines()[0])  # shown with -s: the closing note quotes it
     assert allocated["error"].startswith("out of memory: MemoryError"), allocated["error"]
     assert f"limit: RLIMIT_DATA of {LIMIT_MB / 1024:.1f} GB" in allocated["error"].splitlines()[0]
 
@@ -156,6 +157,7 @@ def test_memory_a_job_over_its_limit_fails_as_out_of_memory_and_the_worker_serve
     huge = run("huge", misbehaving("huge", batch_size=64))
     assert huge["status"] == "failed", huge
     first = huge["error"].splitlines()[0]
+    print("too big a model:", first)
     assert first.startswith("out of memory: the model needs about "), first
     assert "at batch size 64" in first and "refused before training" in first and "RLIMIT_DATA" in first
 
