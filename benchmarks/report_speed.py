@@ -1,4 +1,4 @@
-"""How long does ``farm.report.aggregate`` take on a big results frame?
+"""How long does ``farm.reports.aggregate.aggregate`` take on a big results frame?
 
 Builds a synthetic frame of 100,000 result rows (2,000 sweep cells × 50 repeats: half CPU, half GPU; the
 repeats of every 10th CPU cell split over two device names; ~1 % failed rows; some cells without a
@@ -6,7 +6,7 @@ train_samples cap) and prints the time of ``results_frame`` on the same rows as 
 them as columns, of ``aggregate`` (best of ``--runs``) and of ``speedups``. With ``--stored`` it also writes the
 rows as the store keeps them (compact rows and their shared parts) into a throwaway redis-server and times
 reading them back into the frame (``sweep_columns`` + ``columns_frame``), best of ``--runs``. Then it times
-the HTML report of the same rows (``farm.html_report.write_report_html``: matplotlib imported, charts drawn,
+the HTML report of the same rows (``farm.reports.html_sweep.write_report_html``: matplotlib imported, charts drawn,
 the page written; the first run pays the import), best of ``--runs``, and prints the page's size; without the
 plot extra (matplotlib) that line says it was skipped.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from farm.report import aggregate, columns_frame, results_frame, speedups
+from farm.reports.aggregate import aggregate, columns_frame, results_frame, speedups
 from farm.rows import RESULT_COLUMNS
 from farm.rowstore import compact_row
 
@@ -131,7 +131,7 @@ def html_build(report: pd.DataFrame, df: pd.DataFrame, runs: int) -> tuple[list[
     None without matplotlib. (CPU time says what the build costs when other work shares the machine.)"""
     import tempfile
 
-    from farm.html_report import PlotExtraMissing, write_report_html
+    from farm.reports.html_sweep import PlotExtraMissing, write_report_html
 
     times, cpu = [], []
     with tempfile.TemporaryDirectory(prefix="rs-html-") as d:

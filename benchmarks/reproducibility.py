@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from farm.local import LocalFarm
-from farm.report import aggregate, results_frame
+from farm.reports.aggregate import aggregate, results_frame
 from farm.rows import result_row
 from farm.settings import FarmSettings
 from farm.store import Store

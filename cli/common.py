@@ -20,7 +20,7 @@ from rich.text import Text
 
 from farm.errors import FarmUnavailable, SpecError
 from farm.errors import escape as escape_text
-from farm.output import OutputError
+from farm.reports.files import OutputError
 
 if TYPE_CHECKING:
     from farm.settings import FarmSettings
@@ -263,7 +263,7 @@ def check_html_option(path: Path | None) -> None:
         fail(f"cannot write {path}: it is a directory", code=EXIT_UNAVAILABLE)
     if not path.parent.is_dir():
         fail(f"cannot write {path}: directory {path.parent} does not exist", code=EXIT_UNAVAILABLE)
-    from farm.html_page import require_plotting
+    from farm.reports.html_page import require_plotting
 
     require_plotting()  # PlotExtraMissing is an OutputError: friendly_errors prints it in one line, exit 1
 
@@ -271,7 +271,7 @@ def check_html_option(path: Path | None) -> None:
 def check_output_option(path: Path | None) -> None:
     """Check an ``-o/--output`` path before any Redis access or computation: an unknown suffix is a usage
     error (exit 2), a target that cannot be written an environment failure (exit 1)."""
-    from farm.output import check_output
+    from farm.reports.files import check_output
 
     if path is None:
         return

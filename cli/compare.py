@@ -151,8 +151,8 @@ def compare_cmd(
     cell is 'slower', 2 for a usage error (unknown sweep, metric without a direction), 1 when Redis is
     unreachable, a file cannot be written, or --html lacks the plot extra.
     """
-    from farm.compare import compare, higher_is_better, regressions  # pandas: only for commands that use it
-    from farm.output import write_frame
+    from farm.reports.compare import compare, higher_is_better, regressions  # pandas: only for commands that use it
+    from farm.reports.files import write_frame
 
     try:
         higher = higher_is_better(metric)
@@ -175,7 +175,7 @@ def compare_cmd(
     if output:
         write_frame(cmp, output)
     if html:
-        from farm.html_compare import write_compare_html
+        from farm.reports.html_compare import write_compare_html
 
         write_compare_html(cmp, html, title=f"farm compare: {sid_a} (A) → {sid_b} (B), {metric}")
     if as_json:

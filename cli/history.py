@@ -104,7 +104,7 @@ def _when(iso: Any) -> str:
 
 
 def history_title(threshold: float, window: int, units: list[str]) -> str:
-    from farm.history import DEFAULT_ALPHA
+    from farm.reports.history import DEFAULT_ALPHA
 
     return (
         f"history: median steady {'|'.join(units)}/s per cell, sweeps in time order; flagged when |change| > "
@@ -226,7 +226,7 @@ def history_cmd(
         fail("no sweep has been submitted to this farm yet")
 
     from cli.results import frames_for  # pandas: only for the commands that use it
-    from farm.history import history_frame, regressions
+    from farm.reports.history import history_frame, regressions
 
     frames = []
     for sid in ids:
@@ -252,7 +252,7 @@ def history_cmd(
             print_whole(table)
         _summary(history, len(ids))
     if csv is not None:
-        from farm.output import write_atomic
+        from farm.reports.files import write_atomic
         from farm.safe_text import csv_safe  # no text cell a spreadsheet would run as a formula
 
         write_atomic(csv, lambda tmp: csv_safe(history).to_csv(tmp, index=False))
@@ -297,12 +297,12 @@ def _summary(history: pd.DataFrame, n_sweeps: int) -> None:
 
 
 def _write_html(history: pd.DataFrame, path: Path, ids: list[str], *, quiet: bool = False) -> None:
-    """The history as HTML, drawn by :func:`farm.html_history.write_history_html` (imported here: the plotting
+    """The history as HTML, drawn by :func:`farm.reports.html_history.write_history_html` (imported here: the plotting
     library is an optional extra, and only this option needs it)."""
     import importlib
 
     try:  # looked up, not imported by name: the HTML report is its own module, with its own extra
-        write_history_html = importlib.import_module("farm.html_history").write_history_html
+        write_history_html = importlib.import_module("farm.reports.html_history").write_history_html
     except (ImportError, AttributeError) as e:
         fail(f"cannot write {path}: the HTML report is not available ({e})", code=EXIT_UNAVAILABLE)
     title = f"benchfarm history: {len(ids)} sweep(s), {ids[0]} … {ids[-1]}" if len(ids) > 1 else ids[0]

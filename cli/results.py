@@ -88,7 +88,7 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
     cell's flags (unstable, outliers, stalls: counted from ``results`` when given); a ``contended`` column marks
     cells with contended repeats when there are any (``n`` is what the statistics rest on, so it reads with that
     mark)."""
-    from farm.summary_md import cell_flags, cell_stalls, throughput_unit
+    from farm.reports.markdown import cell_flags, cell_stalls, throughput_unit
 
     table = Table(
         title="report: one row per sweep cell; medians over its repeats, steady state (epochs after the first)",
@@ -220,7 +220,7 @@ def print_report(
     """The report as ``farm report`` and ``farm run`` show it, one way for both: the table of cells (flags
     counted from ``results`` when given), the line on contended repeats (``keep``: how to keep them where this
     is shown), the warning on pooled software, then the GPU-over-CPU speedups when there are any."""
-    from farm.report import speedups
+    from farm.reports.aggregate import speedups
 
     console.print(report_table(report, included, results))
     for line in reading_notes(report):
@@ -261,7 +261,7 @@ _SPEEDUP_DATA = ("cpu_samples", "gpu_samples", "speedup_vs_cpu")
 
 def frames_for(store: Store, sweep_id: str) -> pd.DataFrame:
     """The sweep's tidy results frame, read from its stored rows."""
-    from farm.report import columns_frame  # pandas: imported only by the commands that use it
+    from farm.reports.aggregate import columns_frame  # pandas: imported only by the commands that use it
     from farm.rowstore import sweep_columns
 
     return columns_frame(sweep_columns(store, sweep_id))
@@ -276,7 +276,7 @@ def results_cmd(
     broker: str = BrokerOption,
 ) -> None:
     """One row per job (tidy): the spec's fields and what was measured."""
-    from farm.output import write_frame
+    from farm.reports.files import write_frame
 
     check_output_option(output)
     store = open_store(broker)
@@ -286,7 +286,7 @@ def results_cmd(
         console.print(f"wrote {len(df)} rows to {output}", markup=False, highlight=False)
     else:
         from farm.errors import escape
-        from farm.output import integer_counts
+        from farm.reports.files import integer_counts
         from farm.safe_text import csv_safe  # no text cell a spreadsheet would run as a formula
 
         text = csv_safe(integer_counts(df)).to_csv(index=False)
@@ -325,8 +325,8 @@ def report_cmd(
     Repeats marked contended (other processes used the machine while they were measured) are left out of the
     statistics and counted per cell (n_contended); --include-contended keeps them."""
     from cli.common import fail
-    from farm.output import write_frame
-    from farm.report import aggregate, ratios
+    from farm.reports.aggregate import aggregate, ratios
+    from farm.reports.files import write_frame
 
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
@@ -344,15 +344,15 @@ def report_cmd(
             fail(str(e))
     if output:
         if output.suffix.lower() == ".md":  # a person's summary; .csv/.json/.parquet hold every statistic
-            from farm.summary_md import report_title, write_summary_md
+            from farm.reports.markdown import report_title, write_summary_md
 
             write_summary_md(output, report, frame, title=report_title(frame))
         else:
             write_frame(report, output)
         console.print(f"wrote {len(report)} cells to {output}", markup=False, highlight=False)
     if html:
-        from farm.html_report import write_report_html
-        from farm.summary_md import report_title
+        from farm.reports.html_sweep import write_report_html
+        from farm.reports.markdown import report_title
 
         write_report_html(report, frame, html, title=report_title(frame), ratios=ratio_table)
         console.print(f"wrote {html}", markup=False, highlight=False)

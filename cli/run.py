@@ -32,7 +32,7 @@ OUTPUT_FILES = ("results.csv", "report.csv", "report.md")
 
 def make_output_dir(output: Path) -> None:
     """Create the output directory up front: a path that cannot be one fails in one line before anything runs."""
-    from farm.output import OutputError
+    from farm.reports.files import OutputError
 
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -44,12 +44,12 @@ def make_output_dir(output: Path) -> None:
 
 def write_outputs(df: pd.DataFrame, report: pd.DataFrame, output: Path, note: str | None = None) -> None:
     """results.csv (one row per job) and report.csv (one row per cell, every statistic), then report.md (the
-    summary a person reads: farm.summary_md), each written whole or not at all (farm.output): a full disk never
-    leaves a truncated file that reads as a shorter sweep. ``note`` (say, that contended repeats were left out)
-    follows report.md's table, so the file read alone says what its ``n`` counts; the CSVs stay plain tables for
-    scripts."""
-    from farm.output import write_frame
-    from farm.summary_md import report_title, write_summary_md
+    summary a person reads: farm.reports.markdown), each written whole or not at all (farm.reports.files): a full
+    disk never leaves a truncated file that reads as a shorter sweep. ``note`` (say, that contended repeats were
+    left out) follows report.md's table, so the file read alone says what its ``n`` counts; the CSVs stay plain
+    tables for scripts."""
+    from farm.reports.files import write_frame
+    from farm.reports.markdown import report_title, write_summary_md
 
     for name, frame in zip(OUTPUT_FILES[:2], (df, report), strict=True):
         write_frame(frame, output / name)
@@ -57,12 +57,12 @@ def write_outputs(df: pd.DataFrame, report: pd.DataFrame, output: Path, note: st
 
 
 def write_html(df: pd.DataFrame, report: pd.DataFrame, output: Path) -> Path | None:
-    """``report.html`` beside the CSVs (farm.html_report: charts, summary, environment), whole or not at all.
+    """``report.html`` beside the CSVs (farm.reports.html_sweep: charts, summary, environment), whole or not at all.
     Without the plot extra the run still succeeds: a one-line warning says what to install; returns None."""
     from rich.markup import escape
 
-    from farm.html_report import PlotExtraMissing, write_report_html
-    from farm.summary_md import report_title
+    from farm.reports.html_sweep import PlotExtraMissing, write_report_html
+    from farm.reports.markdown import report_title
 
     path = output / "report.html"
     try:
@@ -196,7 +196,7 @@ def run_cmd(
     from farm.local import LocalFarm, shared_machine_warning
     from farm.progress import TERMINAL_STATES
     from farm.queue import tag_queue
-    from farm.report import aggregate
+    from farm.reports.aggregate import aggregate
     from farm.routing import cpu_tags, gpu_tags, with_plugins
     from farm.store import Store
     from farm.submit import submit

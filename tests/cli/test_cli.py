@@ -438,8 +438,8 @@ NOT_FOR_STATUS = (
     "cli.submit",
     "cli.devices",
     "farm.lifecycle",
-    "farm.report",
-    "farm.stats",
+    "farm.reports.aggregate",
+    "farm.reports.stats",
     "farm.sweep",
 )
 

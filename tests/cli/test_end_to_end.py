@@ -12,7 +12,7 @@ import pytest
 import redis
 import yaml
 
-from farm.frames import contended_mask
+from farm.reports.frames import contended_mask
 from farm.result import JobResult
 from tests.archives import write_cifar, write_fashion
 from tests.helpers import REPO, farm_env, run_farm, wait_for

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import redis
 
-from farm.history import HISTORY_COLUMNS, NO_SOFTWARE_CHANGE
 from farm.job import JobEnvelope, JobSpec
+from farm.reports.history import HISTORY_COLUMNS, NO_SOFTWARE_CHANGE
 from farm.result import EpochRecord, JobResult, JobStatus
 from farm.store import Store
 from tests.helpers import TRAIN, store_finished_sweep, throwaway_redis, tight
@@ -238,7 +238,7 @@ def test_off_a_terminal_the_table_is_never_cut(farm_store: dict[str, Any], monke
 
     import cli.history
     from cli.results import frames_for
-    from farm.history import history_frame
+    from farm.reports.history import history_frame
 
     out = io.StringIO()
     monkeypatch.setattr(cli.history, "console", Console(file=out, width=80))

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from farm.report import aggregate, ratios
+from farm.reports.aggregate import aggregate, ratios
 from tests.farm.test_html_report import HOSTILE, seed_like
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
@@ -65,7 +65,7 @@ def flags(profile: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A seed-like report with every section, a hostile device name and a ratio chart, written to disk."""
-    from farm.html_report import write_report_html
+    from farm.reports.html_sweep import write_report_html
 
     df = seed_like(backends=("tensorflow", "jax"), gpu_name=f"H100 {HOSTILE}")
     path = tmp_path_factory.mktemp("html") / "report.html"

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from farm.html_report import PLOT_EXTRA_MISSING
+from farm.reports.html_sweep import PLOT_EXTRA_MISSING
 from farm.store import Store
 from tests.helpers import REPO, farm_env, store_finished_sweep, tight
 

@@ -95,7 +95,7 @@ def hostile_report() -> pd.DataFrame:
 
 
 def test_report_md_escapes_every_value_from_a_result(tmp_path: Path) -> None:
-    from farm.summary_md import summary_markdown, write_summary_md
+    from farm.reports.markdown import summary_markdown, write_summary_md
 
     report = hostile_report()
     md = summary_markdown(report, title=f"Benchmark report: {ALL}")
@@ -112,10 +112,10 @@ def test_report_md_escapes_every_value_from_a_result(tmp_path: Path) -> None:
 def test_every_md_frame_written_escapes_its_cells_and_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tabulate: bool
 ) -> None:
-    """`-o x.md` of results, report and compare: farm.report.write_frame, with or without tabulate."""
+    """`-o x.md` of results, report and compare: farm.reports.aggregate.write_frame, with or without tabulate."""
     import importlib.util
 
-    from farm.output import write_frame
+    from farm.reports.files import write_frame
 
     if tabulate and importlib.util.find_spec("tabulate") is None:
         pytest.skip("tabulate is not installed")
@@ -140,7 +140,7 @@ def test_numbers_and_ordinary_text_stay_as_they_are(value: Any) -> None:
 
 
 def test_every_csv_frame_written_is_neutralised(tmp_path: Path) -> None:
-    from farm.output import write_frame
+    from farm.reports.files import write_frame
 
     frame = pd.DataFrame({"error": ["=cmd()", "-x", "ok"], "delta": [-1.5, 2.0, -3.0], "=name": ["-1", "+2", "@x"]})
     back = pd.read_csv(write_frame(frame, tmp_path / "x.csv"), keep_default_na=False)

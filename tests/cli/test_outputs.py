@@ -1,6 +1,6 @@
 """Output files (issue 10, round two): ``-o`` of results, report and compare, and ``farm run``'s files.
 
-Each is written whole or not at all (farm.output: a temporary file beside the target, fsync, rename), and each
+Each is written whole or not at all (farm.reports.files: a temporary file beside the target, fsync, rename), and each
 way of failing is one line on stderr with exit 1 — missing directory, a file where a directory should be, a
 place files cannot be created, a read-only mount, a full disk, a directory as the target — while an unknown
 suffix is a usage error (exit 2) found before Redis is touched. The commands run as real subprocesses against
@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import redis
 
-from farm.output import OutputError, write_atomic, write_frame
+from farm.reports.files import OutputError, write_atomic, write_frame
 from farm.store import Store
 from tests.helpers import REPO, farm_env, run_farm, store_finished_sweep, throwaway_redis
 
@@ -105,7 +105,7 @@ def nothing_left_behind(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("case", UNWRITABLE)
 def test_each_place_that_cannot_be_written_has_its_message(tmp_path: Path, case: str) -> None:
-    """farm.output's refusal, in this process: the message the commands below print as their one line."""
+    """farm.reports.files's refusal, in this process: the message the commands below print as their one line."""
     target, why = unwritable(tmp_path, case)
     with pytest.raises(OutputError) as info:
         write_frame(pd.DataFrame({"a": [1]}), target)
@@ -269,7 +269,7 @@ def test_every_format_and_no_suffix(tmp_path: Path) -> None:
 
 
 def test_the_output_module_is_light() -> None:
-    code = "import sys, farm.output; assert 'pandas' not in sys.modules, 'pandas imported'"
+    code = "import sys, farm.reports.files; assert 'pandas' not in sys.modules, 'pandas imported'"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60, env=dict(os.environ)
     )

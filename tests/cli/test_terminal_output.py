@@ -294,7 +294,7 @@ def test_farm_run_piped_prints_progress_lines_then_the_report(tmp_path: Path) ->
 def test_the_summary_prints_integers_as_integers_and_units_per_cell_when_they_differ() -> None:
     import pandas as pd
 
-    from farm.summary_md import summary_frame, summary_markdown
+    from farm.reports.markdown import summary_frame, summary_markdown
 
     report = pd.DataFrame(
         {
@@ -332,7 +332,7 @@ def test_the_summary_prints_integers_as_integers_and_units_per_cell_when_they_di
 
 def test_the_summary_module_is_light() -> None:
     code = (
-        "import sys, farm.summary_md; "
+        "import sys, farm.reports.markdown; "
         "heavy = [m for m in ('rich', 'redis', 'celery', 'keras', 'tensorflow', 'jax', 'torch') if m in sys.modules]; "
         "assert not heavy, heavy"
     )

@@ -1,5 +1,5 @@
-"""farm.compare and farm.report.ratios over constructed result rows, and ``farm compare`` / ``farm report
---ratio-by`` through typer's CliRunner against a real throwaway redis-server (nothing trains)."""
+"""farm.reports.compare and farm.reports.aggregate.ratios over constructed result rows, and ``farm compare`` /
+``farm report --ratio-by`` through typer's CliRunner against a real throwaway redis-server (nothing trains)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from farm.compare import (
+from farm.reports.aggregate import aggregate, ratios, results_frame
+from farm.reports.compare import (
     COMPARE_COLUMNS,
     compare,
     higher_is_better,
@@ -18,8 +19,7 @@ from farm.compare import (
     regressions,
     software_keys,
 )
-from farm.frames import hardware_keys
-from farm.report import aggregate, ratios, results_frame
+from farm.reports.frames import hardware_keys
 from tests.helpers import TRAIN, only_row, store_finished_sweep, throwaway_redis, tidy_row, tight
 
 VERSIONS = dict(python_version="3.11.7", keras_version="3.15.1", backend_version="2.21.0")

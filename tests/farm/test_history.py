@@ -1,4 +1,4 @@
-"""farm.history over constructed result frames: the step/drift detector on noise, a step and a drift, the
+"""farm.reports.history over constructed result frames: the step/drift detector on noise, a step and a drift, the
 fingerprint text at a change, time order, contended repeats left out, and cells matched as farm compare
 matches them (cell columns plus hardware key). Nothing trains and nothing touches Redis."""
 
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from farm.history import (
+from farm.reports.history import (
     HISTORY_COLUMNS,
     NO_SOFTWARE_CHANGE,
     detect_steps,

@@ -1,6 +1,6 @@
-"""The HTML pages (farm.html_report, farm.html_history, farm.html_compare) built from hand-made results frames:
-what they say, what they mark, that they escape what comes from the data, never refer to anything outside
-themselves, and are the same bytes for the same input. Nothing trains; matplotlib draws real charts."""
+"""The HTML pages (farm.reports.html_sweep, farm.reports.html_history, farm.reports.html_compare) built from
+hand-made results frames: what they say, what they mark, that they escape what comes from the data, never refer to
+anything outside themselves, and are the same bytes for the same input. Nothing trains; matplotlib draws real charts."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from farm.compare import compare
-from farm.history import history_frame
-from farm.html_compare import write_compare_html
-from farm.html_history import write_history_html
-from farm.html_report import (
+from farm.reports.aggregate import aggregate, ratios, results_frame
+from farm.reports.compare import compare
+from farm.reports.files import OutputError
+from farm.reports.history import history_frame
+from farm.reports.html_compare import write_compare_html
+from farm.reports.html_history import write_history_html
+from farm.reports.html_sweep import (
     MAX_CELLS,
     MAX_DOTS,
     PLOT_EXTRA_MISSING,
@@ -25,8 +27,6 @@ from farm.html_report import (
     report_summary,
     write_report_html,
 )
-from farm.output import OutputError
-from farm.report import aggregate, ratios, results_frame
 from tests.helpers import REPO, tidy_row, tight
 
 HOSTILE = "<script>alert(1)</script>"
@@ -259,8 +259,8 @@ def test_without_matplotlib_the_message_says_what_to_install() -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
         "from pathlib import Path\n"
-        "import farm.html_compare as h\n"
-        "from farm.output import OutputError\n"
+        "import farm.reports.html_compare as h\n"
+        "from farm.reports.files import OutputError\n"
         "import pandas as pd\n"
         "try:\n"
         "    h.write_compare_html(pd.DataFrame(), Path('x.html'), title='t')\n"

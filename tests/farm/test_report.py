@@ -1,4 +1,4 @@
-"""farm.report over hand-built result rows."""
+"""farm.reports.aggregate over hand-built result rows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from farm.report import (
+from farm.reports.aggregate import (
     REPORT_COLUMNS,
     aggregate,
     markdown_table,
@@ -17,8 +17,8 @@ from farm.report import (
     speedups,
     write_frame,
 )
+from farm.reports.stats import ratio_ci, summarize_groups
 from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
-from farm.stats import ratio_ci, summarize_groups
 from tests.helpers import TRAIN, tidy_row
 
 
@@ -298,7 +298,7 @@ def test_cells_group_by_hardware_key_and_flag_pooled_software():
 
 
 def test_columns_frame_is_results_frame_built_column_wise(rows):
-    from farm.report import columns_frame
+    from farm.reports.aggregate import columns_frame
 
     rows = [
         *rows,
@@ -320,7 +320,7 @@ def test_columns_frame_is_results_frame_built_column_wise(rows):
 
 
 def test_group_ids_are_groupby_ngroup():
-    from farm.report import _distinct_per_group, _group_ids
+    from farm.reports.aggregate import _distinct_per_group, _group_ids
 
     df = pd.DataFrame(
         {

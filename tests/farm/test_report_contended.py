@@ -16,10 +16,8 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from farm.compare import COMPARE_COLUMNS, compare
-from farm.frames import contended_mask
 from farm.job import JobEnvelope, JobSpec
-from farm.report import (
+from farm.reports.aggregate import (
     REPORT_COLUMNS,
     aggregate,
     markdown_table,
@@ -28,6 +26,8 @@ from farm.report import (
     speedups,
     write_frame,
 )
+from farm.reports.compare import COMPARE_COLUMNS, compare
+from farm.reports.frames import contended_mask
 from farm.result import EpochRecord, JobResult, JobStatus
 from farm.rows import result_row
 from tests.helpers import only_row, throwaway_redis, tight

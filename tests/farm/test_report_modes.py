@@ -8,8 +8,8 @@ import pytest
 from rich.console import Console
 
 from cli.results import report_table
-from farm.report import aggregate, results_frame
-from farm.summary_md import summary_markdown
+from farm.reports.aggregate import aggregate, results_frame
+from farm.reports.markdown import summary_markdown
 from tests.helpers import tidy_row, tight
 
 

@@ -1,4 +1,4 @@
-"""farm.stats against known samples and textbook figures."""
+"""farm.reports.stats against known samples and textbook figures."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from farm.stats import (
+from farm.reports.stats import (
     STAT_FIELDS,
     group_medians,
     mann_whitney,

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from farm.job import JobEnvelope, JobSpec
-from farm.report import aggregate, columns_frame, results_frame
+from farm.reports.aggregate import aggregate, columns_frame, results_frame
 from farm.result import EpochRecord, JobResult, JobStatus
 from farm.rows import NOT_ENQUEUED, RESULT_COLUMNS, result_row, spec_row
 from farm.rowstore import COMPACT_FORMAT, OWN_COLUMNS, SHARED_COLUMNS, sweep_columns

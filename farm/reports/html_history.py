@@ -1,5 +1,5 @@
 """``farm history --html``: one line chart per cell over its sweeps, each change marked with what changed, and
-the table of flagged changes. The sweep report (:mod:`farm.html_report`) shows the same section when asked for
+the table of flagged changes. The sweep report (:mod:`farm.reports.html_sweep`) shows the same section when asked for
 a history."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from farm import html_page as page
+from farm.reports import html_page as page
 
 #: Cells given a history chart (those with a flagged change first).
 MAX_HISTORY_CHARTS = 24
@@ -117,7 +117,7 @@ def _history_summary(history: pd.DataFrame) -> str:
 
 
 def write_history_html(history: pd.DataFrame, path: Path, *, title: str) -> None:
-    """Write ``farm history``'s page: one chart per cell over its sweeps (:func:`farm.history.history_frame`),
+    """Write ``farm history``'s page: one chart per cell over its sweeps (:func:`farm.reports.history.history_frame`),
     changes marked with what changed, and the table of flagged changes."""
     p = page.load_plots()
     sections = [("history", "History", history_section(p, history))]

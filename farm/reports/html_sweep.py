@@ -2,11 +2,11 @@
 self-contained file a person can read at a glance, offline, with no script at all. It holds a plain-language
 summary, throughput per cell with its CI and every repeat, the GPU-over-CPU speedup (and ``--ratio-by``
 ratios), where each job's time went, step times, the environment, and optionally a history
-(:mod:`farm.html_history`, which also draws ``farm history --html``; ``farm compare --html`` is
-:mod:`farm.html_compare`).
+(:mod:`farm.reports.html_history`, which also draws ``farm history --html``; ``farm compare --html`` is
+:mod:`farm.reports.html_compare`).
 
-The charts are matplotlib SVG inlined in the page (:mod:`farm.plots` says why); :mod:`farm.html_page` builds
-the document, whose Content-Security-Policy forbids every fetch and every script, so even a mistake could not
+The charts are matplotlib SVG inlined in the page (:mod:`farm.reports.plots` says why); :mod:`farm.reports.html_page`
+builds the document, whose Content-Security-Policy forbids every fetch and every script, so even a mistake could not
 make it reach the network. Everything that comes from the data (sweep, workload, device names, errors, notes)
 is escaped.
 
@@ -14,7 +14,7 @@ Big sweeps stay readable and small: each chart shows at most ``MAX_CELLS`` cells
 caption), at most ``MAX_DOTS`` repeats per cell (flagged repeats first), each table at most
 ``MAX_TABLE_ROWS`` rows; the CSV outputs hold everything. Without matplotlib (the ``plot`` extra) a page
 cannot be drawn and :class:`PlotExtraMissing` says what to install; the rest of ``farm report`` works without
-it. Files are written whole or not at all (:func:`farm.output.write_atomic`).
+it. Files are written whole or not at all (:func:`farm.reports.files.write_atomic`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from farm.frames import contended_mask, floats, succeeded
-from farm.html_history import history_section
-from farm.html_page import (
+from farm.reports.frames import contended_mask, floats, succeeded
+from farm.reports.html_history import history_section
+from farm.reports.html_page import (
     CELL_KEY,
     CONFIDENCE,
     MAX_CELLS,
@@ -52,8 +52,8 @@ from farm.html_page import (
     varying_columns,
     write_page,
 )
+from farm.reports.stats import MAX_CV, group_medians, summarize_groups
 from farm.rows import CELL_COLUMNS
-from farm.stats import MAX_CV, group_medians, summarize_groups
 
 __all__ = [
     "MAX_CELLS",
@@ -90,7 +90,7 @@ def _unit(df: pd.DataFrame) -> str | None:
 
 def _match(report: pd.DataFrame, results: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """The succeeded results and, per row, the index of its report row (-1: none), matched as
-    :func:`farm.report.aggregate` groups: the cell columns plus the hardware key (the device name where a
+    :func:`farm.reports.aggregate.aggregate` groups: the cell columns plus the hardware key (the device name where a
     row has none)."""
     ok = succeeded(results)
     if ok.empty or report.empty:
@@ -705,10 +705,10 @@ def write_report_html(
 ) -> None:
     """Write the HTML report of one sweep to ``path`` (whole or not at all).
 
-    ``report``: :func:`farm.report.aggregate` of ``results``, the tidy results frame
-    (:func:`farm.report.results_frame`); ``ratios``: :func:`farm.report.ratios` (``--ratio-by``);
-    ``history``: :func:`farm.history.history_frame`. Raises :class:`PlotExtraMissing` without matplotlib and
-    :class:`farm.output.OutputError` when the file cannot be written.
+    ``report``: :func:`farm.reports.aggregate.aggregate` of ``results``, the tidy results frame
+    (:func:`farm.reports.aggregate.results_frame`); ``ratios``: :func:`farm.reports.aggregate.ratios` (``--ratio-by``);
+    ``history``: :func:`farm.reports.history.history_frame`. Raises :class:`PlotExtraMissing` without matplotlib and
+    :class:`farm.reports.files.OutputError` when the file cannot be written.
     """
     p = load_plots()
     cells = _cells(report, results)

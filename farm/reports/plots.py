@@ -1,5 +1,5 @@
 """The charts of the HTML pages, drawn with matplotlib as inline SVG (imported only through
-:func:`farm.html_page.load_plots`).
+:func:`farm.reports.html_page.load_plots`).
 
 Why matplotlib and SVG: it is the best-kept plotting library of the Python stack, it needs no JavaScript (a
 Plotly or Vega-Lite page carries megabytes of inlined script and runs it on open), and its SVG is plain markup

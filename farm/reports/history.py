@@ -5,11 +5,11 @@ Labs run one sweep again and again (nightly, after a driver or framework upgrade
 flags the sweep at which a cell's throughput changed, naming what changed in the fingerprint there
 (:func:`fingerprint_change`, e.g. ``"keras 3.15.1 → 3.16.0"``).
 
-"The same cell" means what it means to ``farm compare`` (:mod:`farm.compare`): equal ``CELL_COLUMNS`` and equal
-hardware (:func:`farm.frames.hardware_keys`: the ``hardware_key``, or the device name for results recorded
+"The same cell" means what it means to ``farm compare`` (:mod:`farm.reports.compare`): equal ``CELL_COLUMNS`` and equal
+hardware (:func:`farm.reports.frames.hardware_keys`: the ``hardware_key``, or the device name for results recorded
 before that key existed, decided jointly over all sweeps). The sweep's name is not part of it (it is what
 differs), and neither is the software (an upgrade is exactly what a history should show). Only succeeded
-repeats count, and contended repeats (:func:`farm.frames.contended_mask`) are left out as ``farm report`` and
+repeats count, and contended repeats (:func:`farm.reports.frames.contended_mask`) are left out as ``farm report`` and
 ``farm compare`` leave them out: they measure how busy the machine was, not the code.
 
 **The detection rule** (per cell and hardware key, over its sweeps in time order; a sweep whose repeats were
@@ -18,7 +18,7 @@ form the cell's current *segment* (at first: every sweep so far). Sweep ``i`` is
 
 1. *Step*: its repeats against the pooled repeats of the last ``window`` sweeps of the segment (fewer when the
    segment is shorter). The change is ``median(sweep i) / median(window) - 1``; the sweep is flagged when
-   ``|change| > threshold`` **and** the two-sided Mann-Whitney U test (:func:`farm.stats.mann_whitney`, the
+   ``|change| > threshold`` **and** the two-sided Mann-Whitney U test (:func:`farm.reports.stats.mann_whitney`, the
    test ``farm compare`` uses: timings are skewed and carry outliers, so a rank test, not a t-test) gives
    ``p < alpha``. The threshold keeps a real but tiny shift (that many tight repeats resolve) from counting;
    the test keeps a large but noisy difference from counting. This is Bencher's "threshold over a rolling
@@ -48,9 +48,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from farm.frames import contended_mask, floats, hardware_keys, sort_key, succeeded
+from farm.reports.frames import contended_mask, floats, hardware_keys, sort_key, succeeded
+from farm.reports.stats import group_medians, mann_whitney, summarize_groups
 from farm.rows import CELL_COLUMNS
-from farm.stats import group_medians, mann_whitney, summarize_groups
 
 #: The throughput a history follows (higher is faster).
 METRIC = "steady_samples_per_s"
@@ -234,13 +234,13 @@ def history_frame(
     """One row per cell × hardware × sweep that ran it (``HISTORY_COLUMNS``), cells in report order and each
     cell's sweeps in time order, with the detector's verdicts.
 
-    ``frames``: ``(sweep_id, tidy results frame)`` pairs (see :func:`farm.report.results_frame`), in the order
-    the store lists the sweeps (it breaks ties of time). Per row:
+    ``frames``: ``(sweep_id, tidy results frame)`` pairs (see :func:`farm.reports.aggregate.results_frame`), in the
+    order the store lists the sweeps (it breaks ties of time). Per row:
 
     * ``when`` — the median ``finished_at`` of the sweep's succeeded jobs in the cell (ISO 8601, UTC); sweeps
       are ordered by it (a re-run sweep lands where it ran, not where it was first submitted).
     * ``n``, ``median``, ``ci_low``, ``ci_high`` — the uncontended succeeded repeats of ``steady_samples_per_s``
-      and the bootstrap CI of their median (:func:`farm.stats.summarize_groups`); ``unit`` — what is counted
+      and the bootstrap CI of their median (:func:`farm.reports.stats.summarize_groups`); ``unit`` — what is counted
       per second (a ``unit`` column of the results, else ``"samples"``).
     * ``change``, ``change_pct``, ``p_value`` — :func:`detect_steps`.
     * ``changed`` — :func:`fingerprint_change` from the previous sweep of the cell to this one (for a drift:

@@ -5,14 +5,14 @@
 * :func:`regressions` — the rows whose verdict is ``"slower"``.
 * :func:`software_keys` — the software a row ran on, from the ``software_key`` column when a frame has it,
   else from the python/keras/backend versions (frames written before that column existed); the hardware comes
-  from :func:`farm.frames.hardware_keys` (``hardware_key``, else ``device_name``).
+  from :func:`farm.reports.frames.hardware_keys` (``hardware_key``, else ``device_name``).
 
 Why these statistics: benchmark timings are not normal. They are skewed to the right (a GC pause, a noisy
 neighbour, a cold cache only ever make a run *slower*) and carry occasional outliers, and a sweep has few
 repeats per cell. So each side is summarized by its **median** (one slow outlier does not move it), the
 uncertainty of the ratio of medians comes from a **percentile bootstrap** (no distributional assumption;
-:func:`farm.stats.ratio_ci`), and whether the two sides differ at all is decided by a **rank test**
-(Mann-Whitney U, :func:`farm.stats.mann_whitney`) rather than a t-test, which assumes normality and is
+:func:`farm.reports.stats.ratio_ci`), and whether the two sides differ at all is decided by a **rank test**
+(Mann-Whitney U, :func:`farm.reports.stats.mann_whitney`) rather than a t-test, which assumes normality and is
 dragged around by the very outliers the median ignores.
 
 The decision rule (``change``), per matched cell, with ``ratio = median_b / median_a``:
@@ -31,7 +31,7 @@ The decision rule (``change``), per matched cell, with ``ratio = median_b / medi
 * ``"only in A"`` / ``"only in B"`` — the cell has succeeded repeats on one side only.
 
 Contended repeats (another workload on the job's cores or GPU, or a throttled GPU, during its measured window;
-see :func:`farm.frames.contended_mask`) are left out of both sides before anything is computed, unless
+see :func:`farm.reports.frames.contended_mask`) are left out of both sides before anything is computed, unless
 ``include_contended``: a verdict on them would compare how busy the machine was, not the code. They are
 counted per side (``n_contended_a``/``n_contended_b``) and named in the ``note``; a side whose repeats were
 all contended has ``n`` 0 and makes the cell "inconclusive", never "only in A/B" (the cell did run there).
@@ -51,9 +51,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from farm.frames import contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
+from farm.reports.frames import contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
+from farm.reports.stats import group_medians, mann_whitney, ratio_ci_groups
 from farm.rows import CELL_COLUMNS
-from farm.stats import group_medians, mann_whitney, ratio_ci_groups
 
 #: The column that names the software a row ran on (present once the rows carry it).
 SOFTWARE_KEY = "software_key"
@@ -151,10 +151,10 @@ def compare(
     seed: int = 0,
     include_contended: bool = False,
 ) -> pd.DataFrame:
-    """Compare two tidy results frames (see :func:`farm.report.results_frame`) cell by cell on ``metric``.
+    """Compare two tidy results frames (see :func:`farm.reports.aggregate.results_frame`) cell by cell on ``metric``.
 
     Only ``succeeded`` rows count; cells are matched on ``CELL_COLUMNS`` plus the hardware key (see
-    :func:`farm.frames.hardware_keys`). Returns ``COMPARE_COLUMNS``, one row per cell found in either frame:
+    :func:`farm.reports.frames.hardware_keys`). Returns ``COMPARE_COLUMNS``, one row per cell found in either frame:
 
     * ``hardware`` — the hardware key (or device name) the cell ran on; ``metric``, ``higher_is_better``.
     * ``n_a``, ``n_b`` — values of the metric on each side (succeeded repeats with a non-NaN value, contended

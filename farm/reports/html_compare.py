@@ -1,5 +1,5 @@
 """``farm compare A B --html``: the ratio B/A of every matched cell with its CI, coloured by verdict, and the
-table of :func:`farm.compare.compare`'s frame."""
+table of :func:`farm.reports.compare.compare`'s frame."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from farm import html_page as page
+from farm.reports import html_page as page
 
 #: Verdict colours of farm compare (the terminal's, as close as a chart allows).
 VERDICT_COLORS = {
@@ -24,7 +24,7 @@ VERDICT_COLORS = {
 
 def write_compare_html(comparison: pd.DataFrame, path: Path, *, title: str) -> None:
     """Write ``farm compare A B --html``: the ratio B/A of every matched cell with its CI, coloured by verdict,
-    and the table (:func:`farm.compare.compare`'s frame)."""
+    and the table (:func:`farm.reports.compare.compare`'s frame)."""
     p = page.load_plots()
     cmp = comparison
     metric = str(cmp["metric"].iloc[0]) if len(cmp) and "metric" in cmp else "steady_samples_per_s"

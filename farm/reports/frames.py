@@ -1,9 +1,10 @@
-"""What the report and the comparison both ask of a tidy results frame (see :func:`farm.report.results_frame`).
+"""What the report and the comparison both ask of a tidy results frame (see
+:func:`farm.reports.aggregate.results_frame`).
 
-:mod:`farm.report` (one sweep: cells, speedups, ratios) and :mod:`farm.compare` (two sweeps, cell by cell) read
-the same rows the same way: which rows succeeded, which failed, which were contended, what hardware ran them,
-their measurements as floats, and the order their tables are sorted in. Those answers live here, once, so the
-two modules cannot drift apart and neither has to import the other.
+:mod:`farm.reports.aggregate` (one sweep: cells, speedups, ratios) and :mod:`farm.reports.compare` (two sweeps,
+cell by cell) read the same rows the same way: which rows succeeded, which failed, which were contended, what
+hardware ran them, their measurements as floats, and the order their tables are sorted in. Those answers live
+here, once, so the two modules cannot drift apart and neither has to import the other.
 
 * :func:`succeeded` / :func:`failed_counts` — the rows the statistics rest on, and the failed repeats per cell.
 * :func:`contended_mask` — which rows were *contended* (another workload or a throttled GPU disturbed the

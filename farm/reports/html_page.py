@@ -2,11 +2,11 @@
 fetch and every script, inline styles), escaping and number formatting, tables, figures, the labels of cells, and
 writing a page whole or not at all.
 
-The pages are :mod:`farm.html_report` (one sweep), :mod:`farm.html_history` (``farm history --html``) and
-:mod:`farm.html_compare` (``farm compare --html``). Everything that comes from the data goes through
+The pages are :mod:`farm.reports.html_sweep` (one sweep), :mod:`farm.reports.html_history` (``farm history --html``) and
+:mod:`farm.reports.html_compare` (``farm compare --html``). Everything that comes from the data goes through
 :func:`esc` or :func:`table_html`, which escapes every cell that is not :class:`Raw` markup built here.
 
-matplotlib is the ``plot`` extra: :func:`load_plots` imports it (through :mod:`farm.plots`) only when a page
+matplotlib is the ``plot`` extra: :func:`load_plots` imports it (through :mod:`farm.reports.plots`) only when a page
 is drawn, and says what to install (:class:`PlotExtraMissing`, one line, exit 1) when it is absent.
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from farm.output import OutputError, write_atomic
+from farm.reports.files import OutputError, write_atomic
 from farm.rows import CELL_COLUMNS
 
 #: What to tell a user whose install lacks matplotlib.
@@ -31,10 +31,11 @@ PLOT_EXTRA_MISSING = "the HTML report needs the plot extra: pip install 'benchfa
 MAX_CELLS = 40
 #: Rows per HTML table.
 MAX_TABLE_ROWS = 500
-#: The confidence of every interval shown (that of farm.report.aggregate's default).
+#: The confidence of every interval shown (that of farm.reports.aggregate.aggregate's default).
 CONFIDENCE = 0.95
 
-#: The cell's identity in a report row: the sweep cell plus the hardware that ran it (farm.report.GROUP_COLUMNS).
+#: The cell's identity in a report row: the sweep cell plus the hardware that ran it
+#: (farm.reports.aggregate.GROUP_COLUMNS).
 CELL_KEY = [*CELL_COLUMNS, "hardware_key"]
 
 
@@ -53,7 +54,7 @@ def require_plotting() -> None:
 
 def load_plots() -> Any:
     require_plotting()
-    from farm import plots
+    from farm.reports import plots
 
     return plots
 

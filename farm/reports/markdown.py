@@ -360,8 +360,8 @@ def write_summary_md(
     title: str | None = None,
     note: str | None = None,
 ) -> Path:
-    """Write :func:`summary_markdown` to ``path`` whole or not at all (:func:`farm.output.write_atomic`)."""
-    from farm.output import write_atomic
+    """Write :func:`summary_markdown` to ``path`` whole or not at all (:func:`farm.reports.files.write_atomic`)."""
+    from farm.reports.files import write_atomic
 
     text = summary_markdown(report, results, title=title, note=note)
 

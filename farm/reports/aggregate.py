@@ -5,14 +5,14 @@
 * :func:`aggregate` — one row per cell (``CELL_COLUMNS`` + the ``device_name`` that ran it) over the succeeded
   repeats: median, quartiles, mean/std/cv and a bootstrap CI of the median for the steady epoch time and
   throughput, outliers, an ``unstable`` flag, and the speedup over the matching CPU cell with its CI.
-* Contended rows (:func:`farm.frames.contended_mask`: another workload or a throttled GPU disturbed the
+* Contended rows (:func:`farm.reports.frames.contended_mask`: another workload or a throttled GPU disturbed the
   measured window) say how busy the machine was, not how fast the job is, so :func:`aggregate`, :func:`ratios`
-  and :func:`farm.compare.compare` leave them out of every statistic unless ``include_contended=True``, and
+  and :func:`farm.reports.compare.compare` leave them out of every statistic unless ``include_contended=True``, and
   count them (``n_contended``) so nothing disappears silently.
 * :func:`speedups` — the headline table: one row per GPU cell that has a CPU counterpart.
 * :func:`write_frame` — CSV / JSON / Markdown / Parquet by the path's suffix.
 
-Everything is vectorized over cells (see :mod:`farm.stats`); 100,000 rows aggregate in a fraction of a second.
+Everything is vectorized over cells (see :mod:`farm.reports.stats`); 100,000 rows aggregate in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from farm.frames import HARDWARE_KEY, contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
+from farm.reports.frames import HARDWARE_KEY, contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
+from farm.reports.stats import MAX_CV, STAT_FIELDS, group_medians, ratio_ci_groups, summarize_groups, too_wide_many
 from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
-from farm.stats import MAX_CV, STAT_FIELDS, group_medians, ratio_ci_groups, summarize_groups, too_wide_many
 
 #: A report row's identity: the sweep cell plus the hardware that actually ran it (the hardware key: device
 #: name and, for CPUs, the usable cores; rows without a key fall back to the device name).
@@ -208,7 +208,7 @@ def aggregate(
     """One row per sweep cell (``CELL_COLUMNS`` + ``hardware_key``) over the rows whose status is
     ``succeeded``; columns are ``REPORT_COLUMNS``.
 
-    Contended repeats (see :func:`farm.frames.contended_mask`) are left out of every statistic, the speedup's
+    Contended repeats (see :func:`farm.reports.frames.contended_mask`) are left out of every statistic, the speedup's
     CPU side included, unless ``include_contended``: a repeat measured while another process used its cores
     reports the machine's load, not the workload's speed.
 
@@ -224,7 +224,7 @@ def aggregate(
     * ``<metric>_{median,q1,q3,iqr,mean,std,cv,ci_low,ci_high}`` for ``steady_epoch_s`` and
       ``steady_samples_per_s`` (CI: percentile bootstrap of the median at ``confidence``).
     * ``outliers`` — repeats flagged by the MAD rule on ``steady_samples_per_s``; ``unstable`` —
-      :func:`farm.stats.too_wide_many` on ``steady_samples_per_s``.
+      :func:`farm.reports.stats.too_wide_many` on ``steady_samples_per_s``.
     * ``speedup_vs_cpu`` (+ CI) — for GPU cells: median throughput over the median throughput of the CPU cell
       equal in every other cell column (CPU repeats of all device names pooled), CI by independent bootstrap of
       both sides. NaN for CPU cells and GPU cells without a CPU counterpart.
@@ -376,15 +376,15 @@ def ratios(
     Over the ``succeeded`` rows: for each cell (``CELL_COLUMNS`` + hardware key) whose ``by`` value is not
     ``baseline``, the median of ``metric`` over the median of the baseline cell that is identical in every
     other cell column and ran on the same hardware (``hardware_key`` when every row has one, else
-    ``device_name``; see :func:`farm.frames.hardware_keys`). When ``by`` is itself the hardware
+    ``device_name``; see :func:`farm.reports.frames.hardware_keys`). When ``by`` is itself the hardware
     (``device``, ``device_name``, ``hardware_key``) the hardware is not matched and the baseline's repeats are
     pooled over whatever ran them — ``ratios(df, "device", "cpu")`` is the report's GPU-over-CPU speedup.
 
     Values are compared as text, so ``baseline="256"`` finds ``batch_size`` 256. The CI is the percentile
-    bootstrap of :func:`farm.stats.ratio_ci` (NaN when either side has fewer than two values). Cells without a
-    baseline counterpart are left out. Contended repeats (:func:`farm.frames.contended_mask`) are left out of both sides
-    unless ``include_contended``, as in :func:`aggregate`; a cell (or baseline) whose repeats were all
-    contended keeps its row with ``n`` (``n_baseline``) 0 and a NaN ratio. Columns: ``CELL_COLUMNS``,
+    bootstrap of :func:`farm.reports.stats.ratio_ci` (NaN when either side has fewer than two values). Cells
+    without a baseline counterpart are left out. Contended repeats (:func:`farm.reports.frames.contended_mask`)
+    are left out of both sides unless ``include_contended``, as in :func:`aggregate`; a cell (or baseline) whose
+    repeats were all contended keeps its row with ``n`` (``n_baseline``) 0 and a NaN ratio. Columns: ``CELL_COLUMNS``,
     ``hardware`` (plus ``by`` when it is not a cell column), then ``RATIO_COLUMNS``: the baseline value, the
     metric, ``n``/``n_baseline`` (values of the metric the ratio rests on), ``n_contended``/
     ``n_contended_baseline`` (contended repeats on each side, left out or kept), both medians and ``ratio`` with

@@ -183,10 +183,10 @@ def integer_counts(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_frame(df: pd.DataFrame, path: Path) -> Path:
-    """Write ``df`` atomically, in the format its suffix names (farm.report.write_frame renders it); counts as
-    integers (:func:`integer_counts`)."""
+    """Write ``df`` atomically, in the format its suffix names (farm.reports.aggregate.write_frame renders it);
+    counts as integers (:func:`integer_counts`)."""
     check_output(path)
-    from farm.report import write_frame as render  # pandas: only when a frame is written
+    from farm.reports.aggregate import write_frame as render  # pandas: only when a frame is written
 
     df = integer_counts(df)
 
