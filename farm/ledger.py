@@ -28,7 +28,8 @@ Celery delivers at least once; the ledger turns that into one recorded run per j
 Keys (``P`` is the store's prefix): ``gen:JID``, ``lease:JID``, ``attempts:JID``, ``failures:JID`` (worker ->
 where and how the job failed there), ``running``, ``outbox``, ``paying``, ``inflight``, ``reaper``,
 ``submitting:SWEEP`` (a submit of the sweep began and has not claimed every job yet); the job's ``state:JID`` hash
-and ``result:JID`` belong to the store and are only read or set here within the same atomic steps.
+and ``result:JID`` belong to the store: read here, and set or deleted here only within the ledger's own atomic steps
+(claim, requeue, reset); any other write to them goes through the store (``Store.stamp_sent``, ``record_result``).
 
 Time: leases and the reaper's lock are server-side TTLs. The outbox's and the in-flight set's scores, and the
 ``lost_at`` / ``queued_at`` of a job's state, are written by one host (a submitter, a worker) and compared by
@@ -477,8 +478,7 @@ class Ledger:
             pipe.zadd(self._k("inflight"), {job_id: sent[job_id] for job_id in part})
             pipe.zrem(self._k("outbox"), *part)
             pipe.zrem(self._k("paying"), *part)
-            for job_id in part:
-                pipe.hset(self._k("state", job_id), "sent_at", sent[job_id])
+            self.store.stamp_sent(pipe, {job_id: sent[job_id] for job_id in part})  # the state hash is the store's
             pipe.execute()
 
     def send(self, app: Celery, envelopes: list[JobEnvelope]) -> dict[str, float]:

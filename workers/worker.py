@@ -11,7 +11,6 @@ ends with Celery's exit code: non-zero when its consumer died, so a supervisor (
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -112,13 +111,12 @@ def name_taken(store: Store, name: str) -> str | None:
     """Why this worker may not start under ``name``: a live worker has it (one line), or None. Two workers of
     one name would share one registry entry and one quarantine count, and ``farm workers`` would show one. An
     entry left by a worker of this name that died on this host (its pid is gone) does not count."""
-    raw = store.r.get(store.k("worker", name))
-    if raw is None:
+    entry = store.worker(name)
+    if entry is None:
         return None
     try:
-        entry = json.loads(raw)
         host, pid = str(entry.get("host") or "?"), int(entry.get("pid") or 0)
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError):
         return None  # not a worker's entry: this worker's first heartbeat replaces it
     if host == socket.gethostname() and (pid == os.getpid() or not pid_alive(pid)):
         return None

@@ -48,7 +48,7 @@ def submitted(store: Store, url: str, s: Sweep, *, finish: bool = True) -> list[
     if finish:
         first = envs[0]
         store.record_result(result(first, JobStatus.failed))
-        store.archive_result(first.job_id)
+        store.archive_results([first.job_id])
         store.record_results([result(e) for e in envs])
         for e in envs:
             store.log_run(e.job_id, worker="w1", attempt=1)

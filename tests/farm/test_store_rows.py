@@ -182,10 +182,10 @@ def test_archive_removes_the_row_with_the_result_and_a_new_result_replaces_it(st
     rep = aggregate(read_frame(store))
     assert list(rep.n) == [1] and list(rep.n_failed) == [1]
 
-    assert store.archive_result(envs[1].job_id)
-    assert not store.archive_result(envs[1].job_id)  # archived once
+    assert store.archive_results([envs[1].job_id]) == 1
+    assert store.archive_results([envs[1].job_id]) == 0  # archived once
     assert store.r.llen(store.k("history", envs[1].job_id)) == 1
-    assert not store.r.exists(store.k("row", envs[1].job_id))
+    assert store.raw_rows([envs[1].job_id]) == [None] and not store.has_result(envs[1].job_id)
     assert_rows_match_results(store)
     store.set_state(envs[1].job_id, JobStatus.queued)
     df = read_frame(store)

@@ -1,5 +1,5 @@
 """What the fault tests share that is not a fixture: short leases, small sweeps, and a reader of the farm's
-record (through the CLI as a user reads it, and the raw keys the checks need)."""
+record (through the CLI as a user reads it, and through the store's API, which names the keys)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import redis
 
+from farm.store import Store
 from tests.helpers import farm_env, run_farm, wait_for
 
 # Short leases so a dead worker's job comes back within seconds in tests (defaults: 30 s lease, 5 s heartbeat).
@@ -16,12 +17,14 @@ FAST = {"FARM_LEASE_TTL_S": "4", "FARM_HEARTBEAT_S": "1", "FARM_REAP_INTERVAL_S"
 
 
 class Farm:
-    """Read the farm's record the way the CLI does, plus the raw keys the checks need."""
+    """Read the farm's record the way the CLI does, or through the store (``store``; ``r`` for what only a raw
+    command shows): a check that something is absent then follows a renamed key rather than staying green."""
 
     def __init__(self, url: str, tmp_path: Path) -> None:
         self.url = url
         self.env = farm_env(url, tmp_path / "cache")
         self.r = redis.Redis.from_url(url, decode_responses=True)
+        self.store = Store(self.r)
 
     def submit(self, sweep: Path) -> str:
         out = run_farm(["submit", str(sweep), "--json", "--allow-unserved"], self.env)
@@ -34,17 +37,17 @@ class Farm:
         return json.loads(out.stdout)
 
     def jobs(self, sid: str) -> list[str]:
-        return self.r.lrange(f"farm:sweep:{sid}:jobs", 0, -1)
+        return self.store.sweep_job_ids(sid)
 
     def state(self, job_id: str) -> dict:
-        return self.r.hgetall(f"farm:state:{job_id}")
+        return self.store.state(job_id)
 
     def result(self, job_id: str) -> dict | None:
-        raw = self.r.get(f"farm:result:{job_id}")
+        [raw] = self.store.raw_results([job_id])
         return json.loads(raw) if raw else None
 
     def runs(self, job_id: str) -> list[dict]:
-        return [json.loads(x) for x in self.r.lrange(f"farm:runs:{job_id}", 0, -1)]
+        return self.store.runs(job_id)
 
     def statuses(self, sid: str) -> Counter:
         return Counter((self.result(j) or {}).get("status", "none") for j in self.jobs(sid))

@@ -64,7 +64,7 @@ def check_no_job_stranded(farm: Farm, sid: str) -> dict:
     owed = set(r.zrange("farm:outbox", 0, -1))
     counts = {"claimed": 0, "on_queue": 0, "owed": 0, "stranded": 0}
     for job_id in farm.jobs(sid):
-        if not r.exists(f"farm:state:{job_id}"):
+        if not farm.state(job_id):  # never claimed
             continue
         counts["claimed"] += 1
         counts["on_queue"] += int(job_id in on_queue)

@@ -231,7 +231,7 @@ def test_acl_users_without_the_farms_commands_get_one_line(
     one_line_error(run_farm(["cancel", first], env), "no permissions")
     out = run_farm(["worker", "--name", "acl-w", "--no-check-backends", "--cpu-only"], env)
     one_line_error(out, "no permissions", "+@scripting")
-    assert not r.exists("farm:worker:acl-w")
+    assert farm.store.worker("acl-w") is None
 
 
 def test_a_full_redis_gives_commands_one_line(redis_url: str, farm: Farm, tmp_path: Path) -> None:
@@ -254,7 +254,7 @@ def test_a_worker_started_against_a_full_redis_waits_and_then_serves(
     try:
         wait_for(lambda: "worker w1 serving" in worker.text(), 60, "the worker to start serving")
         assert worker.proc.poll() is None, worker.text()[-3000:]
-        assert not r.exists("farm:worker:w1")
+        assert farm.store.worker("w1") is None
         r.config_set("maxmemory", "0")
         worker.wait_registered(redis_url, 30)
         sid = farm.submit(write_sweep(tmp_path, "after-full-start", jobs=1, epochs=1, samples=64))

@@ -86,7 +86,7 @@ def test_worker_that_cannot_reach_redis_at_start_waits_with_backoff(lab: Lab, fa
     assert all(m.group(1).startswith("rediss://:***@") for m in tries.finditer(text)), text[-2000:]
     assert "TLS handshake" not in text, text[-2000:]  # the host is unreachable: TLS is not the trouble, and not blamed
     assert lab.redis.password not in text
-    assert not farm.r.exists("farm:worker:cpu@lab-w3")
+    assert farm.store.worker("cpu@lab-w3") is None
     print(
         "\nthe worker waiting for Redis said:",
         *[line for line in text.splitlines() if "cannot reach" in line],
@@ -155,7 +155,7 @@ def test_submitter_cut_off_mid_submit_leaves_a_resumable_state(lab: Lab, farm: F
     sids = farm.r.zrange("farm:sweeps", 0, -1)
     on_queue = queued_messages(farm)
     owed = set(farm.r.zrange("farm:outbox", 0, -1))
-    claimed = [j for j in (farm.jobs(sids[0]) if sids else []) if farm.r.exists(f"farm:state:{j}")]
+    claimed = [j for j in (farm.jobs(sids[0]) if sids else []) if farm.state(j)]
     stranded = [j for j in claimed if j not in on_queue and j not in owed]
     print(
         f"\ncut mid-submit: sending={was_sending}, claimed {len(claimed)}, on a queue {len(on_queue)}, "

@@ -420,7 +420,7 @@ def test_farm_worker_exits_non_zero_when_its_consumer_dies(redis_url: str, tmp_p
     )
     assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-2000:]
     assert "Unrecoverable error" in out.stdout + out.stderr
-    assert not redis.Redis.from_url(redis_url).exists("farm:worker:dies")  # it left the registry
+    assert Store(redis.Redis.from_url(redis_url, decode_responses=True)).worker("dies") is None  # it left the registry
 
 
 FLEET = textwrap.dedent("""

@@ -143,7 +143,7 @@ def test_two_farms_on_one_redis_run_every_job_of_both(redis_url: str, tmp_path: 
                 result = json.loads(client.get(f"{prefix}:result:{job_id}"))
                 assert result["status"] == "succeeded" and result["worker"] == worker.name, result
                 assert job_id not in other.text(), f"{other.name} received a job of the farm {prefix}"
-            assert not client.exists(f"{prefix}:rejected:count")
+            assert Store(client, prefix).rejections() == (0, None)
         workers = {
             p: [w["name"] for w in json.loads(run_farm(["workers", "--json"], e).stdout)] for p, e in envs.items()
         }

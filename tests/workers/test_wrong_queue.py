@@ -95,9 +95,11 @@ def test_a_moved_gpu_job_is_refused_by_a_cpu_worker_and_sent_back(
 ) -> None:
     """The refused job is neither run nor failed: it stays queued in the ledger, in flight and on no queue, and
     the reaper's resend_vanished sends it again to its own queue once the outbox's grace has passed."""
+    from farm.store import Store
     from farm.sweep import load_sweep
 
     r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    store = Store(r)
     sweep_file = write_sweep(tmp_path, "moved", samples=64, device="gpu")
     out = run_farm(["submit", str(sweep_file), "--allow-unserved", "--json"], farm_env(redis_server.url, tmp_path))
     assert out.returncode == 0, out.stderr
@@ -108,12 +110,12 @@ def test_a_moved_gpu_job_is_refused_by_a_cpu_worker_and_sent_back(
     start_worker("cpu-1", FARM_LEASE_TTL_S="4", FARM_HEARTBEAT_S="1", FARM_REAP_INTERVAL_S="1")
     wait_for(lambda: int(r.get("farm:rejected:count") or 0) >= 1, 120, "the moved message to be refused")
     assert "belongs on 'farm.gpu', not on 'farm.cpu'" in json.loads(r.lindex("farm:rejected", 0))["reason"]
-    assert r.hget(f"farm:state:{job_id}", "state") == "queued" and not r.exists(f"farm:result:{job_id}")
+    assert store.state(job_id)["state"] == "queued" and not store.has_result(job_id)
     assert r.zscore("farm:inflight", job_id) is not None  # in flight: the reaper will look for it
     r.zadd("farm:inflight", {job_id: time.time() - 3600}, xx=True)  # as if the outbox's grace had passed
     wait_for(lambda: r.llen("farm.gpu") == 1, 120, "the reaper to send the job again to its own queue")
     assert json.loads(r.lindex("farm.gpu", 0))["headers"]["id"] == job_id
-    assert not r.exists(f"farm:result:{job_id}") and r.llen("farm.cpu") == 0
+    assert not store.has_result(job_id) and r.llen("farm.cpu") == 0
 
 
 def test_the_executor_sends_a_job_that_does_not_fit_to_its_own_queue(redis_url: str) -> None:
