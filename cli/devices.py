@@ -63,7 +63,7 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
         table.add_row(
             untrusted(w.get("name", "")),
             untrusted(w.get("host", "")),
-            untrusted(", ".join(str(t) for t in w.get("tags", []) if ".wl-" not in str(t))),
+            untrusted(", ".join(str(t) for t in w.get("tags", []) if ".wl-" not in str(t) and ".be-" not in str(t))),
             untrusted(", ".join(str(b) for b in w["backends"])) if isinstance(w.get("backends"), dict) else "?",
             workloads_cell(w),
             doing,

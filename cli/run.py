@@ -197,10 +197,11 @@ def run_cmd(
     from farm.progress import TERMINAL_STATES
     from farm.queue import tag_queue
     from farm.reports.aggregate import aggregate
-    from farm.routing import cpu_tags, gpu_tags, with_plugins
+    from farm.routing import cpu_tags, gpu_tags, with_backends, with_plugins
     from farm.store import Store
     from farm.submit import submit
     from farm.sweep import load_sweep
+    from workers.devices import offered_here
 
     sweep = load_sweep(sweep_file, name=name)
     cfg = settings(broker_url=broker)
@@ -210,7 +211,9 @@ def run_cmd(
     host = socket.gethostname()
     plugins = workloads.plugin_names()  # the local workers have them too
     tags = cpu_tags(host) + [t for g in gpus for t in gpu_tags(g, host)]
-    local_queues = {tag_queue(t, cfg.key_prefix) for t in with_plugins(tags, plugins)}
+    # The queues the local workers consume: their hardware's, for the backends they offer, with their plugins.
+    offered = with_backends(tags, offered_here(cfg.backends))
+    local_queues = {tag_queue(t, cfg.key_prefix) for t in with_plugins(offered, plugins)}
     started = time.time()
     warning = shared_machine_warning(workers, len(gpus))
     if warning:
@@ -225,7 +228,7 @@ def run_cmd(
             console.print(
                 f"sweep [bold]{outcome.sweep_id}[/]: {outcome.jobs} jobs, {outcome.enqueued} enqueued"
                 + (f", {outcome.already} already queued or done" if outcome.already else "")
-                + (f", {outcome.skipped} skipped (no such device here)" if outcome.skipped else "")
+                + (f", {outcome.skipped} skipped (no such device or backend here)" if outcome.skipped else "")
             )
             watch(store, outcome.sweep_id, local_queues, farm, output, started)
             df = frames_for(store, outcome.sweep_id)

@@ -185,6 +185,9 @@ def _submit_or_say_interrupted(sweep: Sweep, cfg: FarmSettings, store: Store) ->
 
 
 def plugin_hint(queue: str) -> str:
-    """For a plugin workload's queue, which plugin the live workers lack."""
+    """For a plugin workload's queue, which plugin the live workers lack; for a backend's, that backend."""
     _, _, workload = queue.partition(".wl-")
-    return f" (no live worker has the workload plugin {workload!r} installed)" if workload else ""
+    backend = queue.partition(".be-")[2].partition(".")[0]
+    hints = [f"has the workload plugin {workload!r} installed"] if workload else []
+    hints += [f"offers the {backend} backend"] if backend else []
+    return f" (no live worker {' and '.join(hints)})" if hints else ""

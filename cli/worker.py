@@ -102,6 +102,7 @@ def worker_cmd(
             info=info,
             plugins=plugins,
             key_prefix=cfg.key_prefix,
+            backends=offered,
         )
     except PlanError as e:
         fail(str(e))

@@ -1,7 +1,8 @@
 """A sweep's progress as ``farm status`` shows it: each job's state and epoch, counts, and jobs nobody can run.
 
-A queued job whose queue no live worker consumes is called out plainly (e.g. GPU jobs on a farm that has
-only CPU workers right now): they wait for such a worker to come.
+A queued job whose queue no live worker consumes with its Keras backend is called out plainly (e.g. GPU jobs on a
+farm that has only CPU workers right now, JAX jobs on one whose workers offer TensorFlow only): they wait for such a
+worker to come.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from farm.queue import job_queue
 from farm.result import JobStatus
 from farm.rows import NOT_ENQUEUED
 from farm.store import Store
+from farm.submit import offered
 
 TERMINAL_STATES = frozenset(s.value for s in JobStatus if s.terminal)
 
@@ -131,7 +133,8 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
     states = store.states(ids)
     results_present = store.have_results(ids)
     workers = store.live_workers()
-    served = {q for w in workers if not w.get("quarantined") for q in w.get("queues", [])}
+    # Served means consumed by a worker that offers the job's backend (its queue names it: farm.cpu.be-jax).
+    served = {(q, b) for w in workers if not w.get("quarantined") for q in w.get("queues", []) for b in offered(w)}
     now = store.now()  # heartbeats are stamped on the server's clock: so is the age they are read at
     jobs: list[JobProgress] = []
     for job_id, env, st, has_result in zip(ids, envelopes, states, results_present, strict=True):
@@ -162,7 +165,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
         )
     counts = dict(collections.Counter(j.state for j in jobs))
     waiting = (JobStatus.queued.value, JobStatus.lost.value)
-    unserved = collections.Counter(j.queue for j in jobs if j.state in waiting and j.queue not in served)
+    unserved = collections.Counter(j.queue for j in jobs if j.state in waiting and (j.queue, j.backend) not in served)
     return SweepProgress(
         sweep_id=sweep_id,
         name=manifest.get("name", ""),

@@ -35,7 +35,7 @@ another prefix's queues start with that prefix and a dot (:func:`queue_prefix`).
 PUBLISH_BATCH = 1000
 """Messages sent to Redis in one pipelined round trip (kombu's publish batches)."""
 
-_TAG = re.compile(r"(cpu|gpu)(\.(model|mem|host|wl)-[^.]+)*")
+_TAG = re.compile(r"(cpu|gpu)(\.(model|mem|host|be|wl)-[^.]+)*")
 """The grammar of a requirement tag (``farm.routing.compose_tag``)."""
 
 

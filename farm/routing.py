@@ -1,8 +1,9 @@
 """Which queue a job goes to, derived from what it asks of the hardware.
 
 Queues are named after requirement tags: ``farm.cpu``, ``farm.gpu``, ``farm.gpu.model-h100``,
-``farm.gpu.mem-40``, ``farm.gpu.model-h100.mem-80.host-lab3``, ``farm.cpu.host-lab3``, and for a plugin
-workload ``farm.cpu.wl-tiny_cnn``. A job's tag spells all
+``farm.gpu.mem-40``, ``farm.gpu.model-h100.mem-80.host-lab3``, ``farm.cpu.host-lab3``, for a Keras backend
+other than the default (TensorFlow) ``farm.cpu.be-jax``, and for a plugin workload ``farm.cpu.wl-tiny_cnn``. A job's
+tag spells all
 it asks for in one canonical order; a worker pinned to one GPU consumes the queue of every combination its
 GPU satisfies, so a job lands only on a worker that satisfies all of it. Nobody maintains a queue list.
 """
@@ -10,6 +11,7 @@ GPU satisfies, so a job lands only on a worker that satisfies all of it. Nobody 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from farm import workloads
@@ -62,14 +64,21 @@ def memory_steps_of(memory_gb: float) -> list[int]:
     return [s for s in MEMORY_STEPS_GB if memory_gb >= MEMORY_TOLERANCE * s]
 
 
+DEFAULT_BACKEND: str = JobSpec.model_fields["backend"].default
+"""The Keras backend a job gets when it names none: its jobs carry no backend tag, so a farm of TensorFlow workers
+keeps the queue names it had before workers could offer other backends."""
+
+
 def compose_tag(
     device: str,
     model: str | None = None,
     memory: int | None = None,
     host: str | None = None,
     workload: str | None = None,
+    backend: str | None = None,
 ) -> str:
-    """The one canonical spelling of a requirement: ``gpu[.model-M][.mem-N][.host-H][.wl-W]``."""
+    """The one canonical spelling of a requirement: ``gpu[.model-M][.mem-N][.host-H][.be-B][.wl-W]``. ``backend``
+    is left out for the default one (:data:`DEFAULT_BACKEND`)."""
     parts = [device]
     if model:
         parts.append(f"model-{model}")
@@ -77,6 +86,8 @@ def compose_tag(
         parts.append(f"mem-{memory}")
     if host:
         parts.append(f"host-{host}")
+    if backend and backend != DEFAULT_BACKEND:
+        parts.append(f"be-{backend}")
     if workload:
         parts.append(f"wl-{workload}")
     return ".".join(parts)
@@ -86,6 +97,17 @@ def with_plugins(tags: list[str], plugins: list[str]) -> list[str]:
     """A worker's tags extended by the plugin workloads it has: each hardware tag as it is (jobs of the built-in
     workloads, which every worker has), then each hardware tag with each plugin's ``wl-`` part."""
     return [*tags, *(f"{tag}.wl-{name}" for name in sorted(plugins) for tag in tags)]
+
+
+def with_backends(tags: list[str], backends: Iterable[str]) -> list[str]:
+    """A worker's hardware tags for the Keras backends it offers: the plain tags for the default backend, each tag
+    with a ``be-`` part for each other one. A job is thereby only ever queued where a worker can import its backend:
+    one queue carries one backend's jobs. Plugin ``wl-`` parts come after (:func:`with_plugins`), as in
+    :func:`compose_tag`."""
+    offered = set(backends)
+    plain = tags if DEFAULT_BACKEND in offered else []
+    others = sorted(offered - {DEFAULT_BACKEND})
+    return [*plain, *(f"{tag}.be-{name}" for name in others for tag in tags)]
 
 
 def cpu_tags(host: str) -> list[str]:
@@ -114,7 +136,8 @@ def derive_tags(gpus: list[GPUInfo], host: str) -> list[str]:
 
 def required_tag(job: JobSpec) -> str:
     """The tag a job needs: its device plus every requirement it states, in the canonical spelling. A plugin
-    workload is a requirement too (not every worker has it installed); the shipped workloads are not."""
+    workload is a requirement too (not every worker has it installed); the shipped workloads are not. So is a Keras
+    backend other than the default (not every worker offers it: ``FARM_BACKENDS``, what is installed)."""
     req = job.requires
     gpu = job.device == "gpu"
     return compose_tag(
@@ -123,4 +146,5 @@ def required_tag(job: JobSpec) -> str:
         memory=memory_step(req.min_gpu_memory_gb) if gpu and req.min_gpu_memory_gb else None,
         host=host_slug(req.host) if req.host else None,
         workload=job.workload if workloads.get(job.workload).is_plugin else None,
+        backend=job.backend,
     )

@@ -97,19 +97,17 @@ def plan(sweep: Sweep, key_prefix: str = defaults.KEY_PREFIX) -> dict[str, int]:
 
 
 def unserved(sweep: Sweep, store: Store) -> dict[str, int]:
-    """Jobs per queue that no live worker (not stopped for failures) consumes right now with the job's Keras
-    backend. Jobs whose queue is served, but only by workers without their backend, are counted under the queue
-    and the backend: ``farm.cpu (jax backend)``."""
+    """Jobs per queue that no live worker (not stopped for failures) consumes right now. A job's queue names its
+    Keras backend unless it is the default one (``farm.cpu.be-jax``), and a worker consumes only the queues of the
+    backends it offers, so a queue that is served is served with its jobs' backend. A worker whose registry entry
+    says it lacks the backend (an older one that consumed every queue whatever it offered) serves none of them."""
     workers = [w for w in store.live_workers() if not w.get("quarantined")]
-    served = {q for w in workers for q in w.get("queues", [])}
     with_backend = {(q, b) for w in workers for q in w.get("queues", []) for b in offered(w)}
     missing: collections.Counter[str] = collections.Counter()
     for job in sweep.jobs:
         queue = job_queue(job, store.p)
-        if queue not in served:
+        if (queue, job.backend) not in with_backend:
             missing[queue] += 1
-        elif (queue, job.backend) not in with_backend:
-            missing[f"{queue} ({job.backend} backend)"] += 1
     return dict(missing)
 
 

@@ -271,6 +271,14 @@ def offered_backends(report: DeviceReport, allowed: str | None = None) -> list[s
     return [b.name for b in report.backends if b.installed and b.name in wanted]
 
 
+def offered_here(allowed: str | None = None) -> list[str]:
+    """The backends a ``farm worker`` started on this machine offers (:func:`offered_backends`), found without
+    probing the GPUs: ``farm run`` sends only the jobs whose queues its local workers consume."""
+    return offered_backends(
+        DeviceReport(host={}, keras_version=keras_version(), backends=installed_backends()), allowed
+    )
+
+
 __all__ = [
     "BACKENDS",
     "BackendInfo",
@@ -282,5 +290,6 @@ __all__ = [
     "installed_backends",
     "keras_version",
     "offered_backends",
+    "offered_here",
     "probe",
 ]

@@ -8,13 +8,14 @@ one CPU worker. Tags, hence queues, come from the hardware: see :mod:`farm.routi
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from farm import defaults
 from farm.fingerprint import GPUInfo
 from farm.queue import tag_queue
-from farm.routing import cpu_tags, gpu_tags, with_plugins
+from farm.routing import DEFAULT_BACKEND, cpu_tags, gpu_tags, with_backends, with_plugins
 
 
 class PlanError(ValueError):
@@ -66,17 +67,20 @@ def plan_workers(
     info: dict[str, Any] | None = None,
     plugins: list[str] | None = None,
     key_prefix: str = defaults.KEY_PREFIX,
+    backends: Sequence[str] = (DEFAULT_BACKEND,),
 ) -> list[WorkerPlan]:
     """One plan per worker process this machine runs. ``plugins``: the plugin workloads installed here; each
-    worker also consumes their queues (see :func:`farm.routing.with_plugins`). ``key_prefix``: the farm's, which
-    names its queues (see :func:`farm.queue.queue_prefix`)."""
+    worker also consumes their queues (see :func:`farm.routing.with_plugins`). ``backends``: the Keras backends
+    it offers; it consumes the queues of those only (see :func:`farm.routing.with_backends`), so a job never reaches
+    a worker that cannot import its backend. ``key_prefix``: the farm's, which names its queues (see
+    :func:`farm.queue.queue_prefix`)."""
     host = host or socket.gethostname()
     extra = plugins or []
     info = info or {}
     base = name or host
     cpu = WorkerPlan(
         name=name if (name and (cpu_only or not gpus)) else f"cpu@{base}" if not name else f"{name}-cpu",
-        tags=with_plugins(cpu_tags(host), extra),
+        tags=with_plugins(with_backends(cpu_tags(host), backends), extra),
         info={**info, "gpus": []},
         key_prefix=key_prefix,
     )
@@ -85,7 +89,7 @@ def plan_workers(
     plans = [
         WorkerPlan(
             name=f"gpu{g.index}@{base}" if not name else f"{name}-gpu{g.index}",
-            tags=with_plugins(gpu_tags(g, host), extra),
+            tags=with_plugins(with_backends(gpu_tags(g, host), backends), extra),
             gpu_ids=[str(g.index)],
             info={**info, "gpus": [g.model_dump()]},
             key_prefix=key_prefix,

@@ -83,7 +83,7 @@ def test_the_example_plugin_runs_end_to_end_only_where_it_is_installed(
     # A worker without the plugin: the plugin's jobs have no worker, and submit says so (as for hardware).
     start_worker("plain")
     out = run_farm(["submit", str(path)], with_plugin)
-    assert out.returncode == 2 and "farm.cpu.wl-tiny_cnn" in out.stderr, out.stderr
+    assert out.returncode == 2 and "farm.cpu.be-jax.wl-tiny_cnn" in out.stderr, out.stderr
 
     sub = run_farm(["submit", str(path), "--json", "--allow-unserved"], with_plugin)
     assert sub.returncode == 0, sub.stderr
@@ -95,7 +95,7 @@ def test_the_example_plugin_runs_end_to_end_only_where_it_is_installed(
         return {j: json.loads(v) for j in jobs if (v := r.get(f"farm:result:{j}"))}
 
     wait_for(lambda: len(results()) == 1, 300, "the shipped workload's job on the plain worker")
-    assert r.llen("farm.cpu.wl-tiny_cnn") == 1  # still waiting: the plain worker never took it
+    assert r.llen("farm.cpu.be-jax.wl-tiny_cnn") == 1  # still waiting: the plain worker never took it
 
     # A worker with the plugin advertises it, takes the job and records it with the plugin's provenance.
     start_worker("with-plugin", PYTHONPATH=str(plugin_site))

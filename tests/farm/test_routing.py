@@ -8,8 +8,9 @@ from pydantic import ValidationError
 
 from farm.fingerprint import GPUInfo
 from farm.job import JobSpec
-from farm.queue import job_queue, tag_queue
+from farm.queue import is_farm_queue, job_queue, tag_queue
 from farm.routing import cpu_tags, gpu_tags, memory_step, required_tag
+from farm.settings import KERAS_BACKENDS
 from workers.plans import PlanError, plan_workers
 
 H100 = GPUInfo(index=0, name="NVIDIA H100 80GB HBM3", memory_gb=79.6)
@@ -57,6 +58,38 @@ def test_canonical_tag_and_memory_steps() -> None:
     assert required_tag(job(gpu_model="H100", min_gpu_memory_gb=70, host="lab3")) == "gpu.model-h100.mem-80.host-lab3"
     assert required_tag(job()) == "gpu" and required_tag(job("cpu")) == "cpu"
     assert memory_step(12) == 12 and memory_step(12.5) == 16 and memory_step(1000) == 1000
+
+
+BACKEND_SETS = [("tensorflow",), ("jax",), ("torch",), ("tensorflow", "jax"), ("jax", "torch"), KERAS_BACKENDS]
+
+
+@pytest.mark.parametrize("offered", BACKEND_SETS)
+@pytest.mark.parametrize("gpu", [None, H100])
+def test_a_job_reaches_only_workers_that_offer_its_backend(offered: tuple[str, ...], gpu: GPUInfo | None) -> None:
+    """Every combination of backend, device, host pin and plugin workload: a worker's queues include a job's queue
+    exactly when its hardware fits and it offers the job's backend; every queue it consumes is a farm queue."""
+    (plan,) = plan_workers([gpu] if gpu else [], host="lab1", backends=offered, cpu_only=gpu is None)
+    assert all(is_farm_queue(q) for q in plan.queues) and len(set(plan.queues)) == len(plan.queues)
+    for backend in KERAS_BACKENDS:
+        for device in ("cpu", "gpu"):
+            for host in (None, "lab1", "lab2"):
+                j = JobSpec(sweep="s", workload="cifar10_mlp", device=device, backend=backend, requires={"host": host})
+                fits = device == ("gpu" if gpu else "cpu") and host != "lab2"
+                assert (job_queue(j) in plan.queues) == (fits and backend in offered), (j, plan.queues)
+
+
+def test_the_default_backend_keeps_its_queue_names() -> None:
+    tf = JobSpec(sweep="s", workload="cifar10_mlp", device="gpu", requires={"gpu_model": "H100", "host": "lab3"})
+    assert job_queue(tf) == "farm.gpu.model-h100.host-lab3"
+    assert job_queue(tf.model_copy(update={"backend": "jax"})) == "farm.gpu.model-h100.host-lab3.be-jax"
+    assert plan_workers([], host="lab3")[0].queues == ["farm.cpu", "farm.cpu.host-lab3"]
+    tagged = plan_workers([], host="lab3", backends=["jax"], plugins=["tiny"])[0].queues
+    assert tagged == [
+        "farm.cpu.be-jax",
+        "farm.cpu.host-lab3.be-jax",
+        "farm.cpu.be-jax.wl-tiny",
+        "farm.cpu.host-lab3.be-jax.wl-tiny",
+    ]
 
 
 def test_gpu_requirements_need_a_gpu_job() -> None:

@@ -34,7 +34,8 @@ from workers import intake
 SEED = 20_261_201
 COUNT = 300
 RSS_LIMIT = 600 * 1024 * 1024
-QUEUE = "farm.cpu"
+QUEUE = "farm.cpu.be-jax"
+"""The queue of the JAX CPU jobs these tests build."""
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 BUILTINS = [
     "celery.accumulate",

@@ -52,7 +52,7 @@ def start_submit(farm: Farm, sweep: Path) -> subprocess.Popen:
 
 def queued_messages(r: redis.Redis) -> Counter:
     ids: Counter = Counter()
-    for key in ("farm.cpu", "farm.gpu"):
+    for key in ("farm.cpu.be-jax", "farm.gpu.be-jax"):
         ids.update(json.loads(raw)["headers"]["id"] for raw in r.lrange(key, 0, -1))
     return ids
 
@@ -76,7 +76,7 @@ def check_no_job_stranded(farm: Farm, sid: str) -> dict:
 def interrupt_when_sending(farm: Farm, proc: subprocess.Popen, rng: random.Random, kill) -> None:
     """Wait until the submit is sending, then interrupt it a random moment later."""
     wait_for(
-        lambda: farm.r.llen("farm.cpu") > 0 or proc.poll() is not None,
+        lambda: farm.r.llen("farm.cpu.be-jax") > 0 or proc.poll() is not None,
         120,
         "the submit to start sending",
         interval=0.005,
@@ -144,8 +144,8 @@ def test_the_reaper_pays_an_interrupted_submit_without_a_resubmit(
     envelopes = sweep.envelopes()[:5]
     store = Store(farm.r)
     store.save_sweep(sweep.sweep_id, {"name": "owed"}, envelopes)
-    claimed = Ledger(store).claim([(e.job_id, "farm.cpu") for e in envelopes])  # claimed, then "killed"
-    assert len(claimed) == 5 and not farm.r.llen("farm.cpu")
+    claimed = Ledger(store).claim([(e.job_id, "farm.cpu.be-jax") for e in envelopes])  # claimed, then "killed"
+    assert len(claimed) == 5 and not farm.r.llen("farm.cpu.be-jax")
     farm.r.zadd("farm:outbox", {j: time.time() - defaults.OUTBOX_GRACE_S - 1 for j in claimed})
     start_worker("payer", FARM_LEASE_TTL_S="4", FARM_HEARTBEAT_S="1", FARM_REAP_INTERVAL_S="1")
     wait_for(lambda: all(farm.result(j) for j in claimed), 300, "the owed jobs to run")
@@ -167,7 +167,7 @@ def test_two_identical_submits_at_once_send_each_message_once(farm: Farm, tmp_pa
         assert all(out.returncode == 0 for out in done.values()), {k: v.stderr for k, v in done.items()}
         sent = [json.loads(out.stdout)["enqueued"] for out in done.values()]
         on_queue = queued_messages(farm.r)
-        assert sum(farm.r.llen(q) for q in ("farm.cpu", "farm.gpu")) == JOBS * 50, (trial, sent)
+        assert sum(farm.r.llen(q) for q in ("farm.cpu.be-jax", "farm.gpu.be-jax")) == JOBS * 50, (trial, sent)
         assert max(on_queue.values()) == 1 and sum(sent) == JOBS * 50, (trial, sent)
         assert farm.r.zcard("farm:outbox") == 0
 

@@ -40,7 +40,7 @@ def test_cancel_then_resume(farm: Farm, start_worker, tmp_path: Path) -> None:
     wait_running(farm, ids[0], min_epoch=1)
     out = farm.cli("cancel", sid)
     assert out["cancelled"] == 4 and out["running_stopped"] == 1 and out["removed_messages"] == 3
-    assert farm.r.llen("farm.cpu") == 0
+    assert farm.r.llen("farm.cpu.be-jax") == 0
     wait_for(
         lambda: farm.state(ids[0]).get("state") == "cancelled" and any(r["event"] == "end" for r in farm.runs(ids[0])),
         30,
@@ -62,7 +62,7 @@ def test_cancel_then_resume(farm: Farm, start_worker, tmp_path: Path) -> None:
 def test_resume_after_broker_flush_enqueues_exactly_the_missing(farm: Farm, start_worker, tmp_path: Path) -> None:
     sid = farm.submit(write_sweep(tmp_path, "flushed", jobs=3, epochs=2, samples=128))
     # Someone flushes the queue before any worker came: the jobs' state says queued but no message exists.
-    assert farm.r.delete("farm.cpu") == 1
+    assert farm.r.delete("farm.cpu.be-jax") == 1
     assert farm.cli("resume", sid)["enqueued"] == 3
     assert farm.cli("resume", sid)["enqueued"] == 0  # they are on the queue now: nothing twice
     start_worker("w1", **FAST)

@@ -259,7 +259,7 @@ def test_sigkill_redis_under_the_farms_writes(redis_server: EmbeddedRedis, tmp_p
             message.ack()
 
     def drain() -> None:
-        with consumer(settings, "farm.cpu") as next_message:
+        with consumer(settings, "farm.cpu.be-jax") as next_message:
             while (got := next_message()) is not None:
                 work(*got)
 
@@ -288,7 +288,7 @@ def test_sigkill_redis_under_the_farms_writes(redis_server: EmbeddedRedis, tmp_p
     # jobs whose take lost its reply and messages that vanished between the queue and a worker, until every job
     # has its result.
     store, ledger = Store(client), Ledger(Store(client))
-    app = make_app(settings, ["farm.cpu"])
+    app = make_app(settings, ["farm.cpu.be-jax"])
 
     def all_recorded() -> bool:
         client.delete("farm:reaper")  # a pass now, not after the reaper's interval
@@ -333,22 +333,22 @@ def test_a_message_popped_as_redis_dies_is_sent_again(
         append(self, message, delivery_tag)
 
     monkeypatch.setattr(kombu_redis.QoS, "append", killed_before_unacked)
-    with consumer(settings, "farm.cpu") as next_message, contextlib.suppress(redis.ConnectionError):
+    with consumer(settings, "farm.cpu.be-jax") as next_message, contextlib.suppress(redis.ConnectionError):
         next_message()
     monkeypatch.setattr(kombu_redis.QoS, "append", append)
     redis_server.start()
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     assert client.hget(f"farm:state:{job_id}", "state") == "queued"  # still the farm's: submitted, not lost ...
-    assert client.llen("farm.cpu") == 0 and client.hlen("unacked") == 0  # ... but its message is gone
+    assert client.llen("farm.cpu.be-jax") == 0 and client.hlen("unacked") == 0  # ... but its message is gone
     assert client.zcard("farm:outbox") == 0
 
     ledger = Ledger(Store(client))
-    app = make_app(settings, ["farm.cpu"])
+    app = make_app(settings, ["farm.cpu.be-jax"])
     assert ledger.resend_vanished(app, older_than_s=60) == []  # not yet: it may still be on its way
     ledger.reap(app, "reaper", lease_ttl_s=30, interval_s=1, max_attempts=3, outbox_grace_s=0)
-    assert client.llen("farm.cpu") == 1  # sent again
+    assert client.llen("farm.cpu.be-jax") == 1  # sent again
 
-    with consumer(settings, "farm.cpu") as next_message:
+    with consumer(settings, "farm.cpu.be-jax") as next_message:
         got = next_message()
         assert got is not None and got[0].job_id == job_id and next_message() is None
         envelope, message = got
@@ -361,7 +361,7 @@ def test_a_message_popped_as_redis_dies_is_sent_again(
         message.ack()
     client.delete("farm:reaper")  # the next pass now, not after the reaper's interval
     assert ledger.reap(app, "reaper-2", lease_ttl_s=30, interval_s=1, max_attempts=3, outbox_grace_s=0) == []
-    assert client.llen("farm.cpu") == 0 and client.hlen("unacked") == 0
+    assert client.llen("farm.cpu.be-jax") == 0 and client.hlen("unacked") == 0
 
 
 def test_a_waiting_message_is_left_alone(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
@@ -371,9 +371,9 @@ def test_a_waiting_message_is_left_alone(redis_server: EmbeddedRedis, tmp_path: 
     farm.submit.submit(sweep, settings)
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     ledger = Ledger(Store(client))
-    app = make_app(settings, ["farm.cpu"])
+    app = make_app(settings, ["farm.cpu.be-jax"])
     assert ledger.resend_vanished(app, older_than_s=0, recheck_s=120) == []
-    assert client.llen("farm.cpu") == 3
+    assert client.llen("farm.cpu.be-jax") == 3
     due = client.zrangebyscore("farm:inflight", "-inf", time.time())
     assert due == []  # all three rescheduled for a later look
     assert client.zcard("farm:inflight") == 3

@@ -136,7 +136,10 @@ def test_submitter_cut_off_mid_submit_leaves_a_resumable_state(lab: Lab, farm: F
     sweep = big_sweep(tmp_path / "cut-submit.yaml")
     submit = lab.start_farm("submit", "submit", str(sweep), "--json", "--allow-unserved", what="submit")
     wait_for(
-        lambda: farm.r.llen("farm.cpu") > 0 or not submit.alive(), 180, "the submit to start sending", interval=0.01
+        lambda: farm.r.llen("farm.cpu.be-jax") > 0 or not submit.alive(),
+        180,
+        "the submit to start sending",
+        interval=0.01,
     )
     time.sleep(random.uniform(0.0, 0.3))  # noqa: S311  (a moment within the sending, nothing secret)
     was_sending = submit.alive()

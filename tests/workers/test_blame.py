@@ -184,7 +184,7 @@ def test_a_broken_sweep_leaves_every_worker_serving(redis_url: str, start_worker
         assert w.proc.poll() is None and not registry(r, w.name).get("quarantined"), w.text()[-3000:]
 
     good = submit(write(tmp_path, "good", [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1}}]), env)
-    assert good.returncode == 0, good.stderr  # not refused as unserved: some worker still serves farm.cpu
+    assert good.returncode == 0, good.stderr  # not refused as unserved: a worker still serves farm.cpu.be-jax
     wait_for(lambda: all(results(r, json.loads(good.stdout)["sweep_id"])), 300, "the good job after the bad sweep")
     [ok] = results(r, json.loads(good.stdout)["sweep_id"])
     assert ok is not None and ok["status"] == "succeeded", ok
@@ -297,11 +297,15 @@ def test_a_dead_workers_entry_on_this_host_does_not_block_its_name(redis_url: st
 
 @pytest.mark.slow
 def test_a_job_never_goes_to_a_worker_without_its_backend(redis_url: str, start_worker, tmp_path: Path) -> None:
-    """A worker started with ``FARM_BACKENDS=tensorflow`` advertises only TensorFlow: a JAX job is refused at
-    submit in one line, and one queued anyway is never run there (nor counted against it)."""
+    """A worker started with ``FARM_BACKENDS=tensorflow`` advertises only TensorFlow and consumes only the default
+    backend's queues: a JAX job is refused at submit in one line, and one queued anyway waits on its own queue
+    (``farm.cpu.be-jax``), never delivered to that worker (its log, the store's run log and kombu's unacknowledged
+    deliveries show nothing), and `farm status` counts it unserved, until a worker that offers JAX runs it."""
     worker = start_worker("tf-only", FARM_BACKENDS="tensorflow")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
-    assert list(registry(r, "tf-only")["backends"]) == ["tensorflow"]
+    entry = registry(r, "tf-only")
+    assert list(entry["backends"]) == ["tensorflow"]
+    assert "farm.cpu" in entry["queues"] and not [q for q in entry["queues"] if ".be-" in q], entry["queues"]
     env = farm_env(redis_url, tmp_path / "cache")
     listed = run_farm(["workers"], {**env, "COLUMNS": "250"})
     assert listed.returncode == 0 and "backends" in listed.stdout, listed.stdout
@@ -311,7 +315,7 @@ def test_a_job_never_goes_to_a_worker_without_its_backend(redis_url: str, start_
     path = write(tmp_path, "jax", [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1}}])
     refused = submit(path, env)
     assert refused.returncode == 2, refused.stderr
-    assert "farm.cpu (jax backend)" in refused.stderr and "no live worker can run" in refused.stderr
+    assert "farm.cpu.be-jax" in refused.stderr and "no live worker offers the jax backend" in refused.stderr
     assert "Traceback" not in refused.stderr
     store = Store(r)
     assert not any(store.states([e.job_id for e in load_sweep(path).envelopes()]))  # nothing claimed
@@ -320,9 +324,19 @@ def test_a_job_never_goes_to_a_worker_without_its_backend(redis_url: str, start_
     assert queued.returncode == 0, queued.stderr
     sweep = json.loads(queued.stdout)["sweep_id"]
     [job] = r.lrange(f"farm:sweep:{sweep}:jobs", 0, -1)
-    time.sleep(5)  # the worker polls its queue continuously: give it the chance to misbehave
-    assert results(r, sweep) == [None] and Ledger(store).attempts(job) == 0 and store.runs(job) == []
+    time.sleep(5)  # the worker polls its queues continuously: give it the chance to misbehave
+    assert r.llen("farm.cpu.be-jax") == 1 and not r.hlen("unacked")  # still on its queue, never delivered
+    assert job not in worker.text() and store.runs(job) == [] and Ledger(store).attempts(job) == 0
+    assert r.hget(f"farm:state:{job}", "state") == "queued" and results(r, sweep) == [None]
+    status = json.loads(run_farm(["status", sweep, "--json"], env).stdout)
+    assert status["unserved_queues"] == {"farm.cpu.be-jax": 1}, status
     assert not registry(r, "tf-only").get("quarantined") and worker.proc.poll() is None
+
+    jax = start_worker("jax-only", FARM_BACKENDS="jax")
+    wait_for(lambda: results(r, sweep) != [None], 300, "the JAX job on the worker that offers JAX")
+    [result] = results(r, sweep)
+    assert result is not None and result["status"] == "succeeded" and result["worker"] == "jax-only", result
+    assert job in jax.text() and job not in worker.text()
 
 
 @pytest.mark.slow

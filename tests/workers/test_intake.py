@@ -28,7 +28,8 @@ from farm.store import Store
 from tests.helpers import REPO, farm_env, throwaway_redis
 from workers import intake, poison
 
-QUEUE = "farm.cpu"
+QUEUE = "farm.cpu.be-jax"
+"""The queue of the JAX CPU jobs these tests build."""
 
 
 def envelope(units: int = 8) -> JobEnvelope:
@@ -270,7 +271,7 @@ def test_status_shows_the_total_and_the_latest_reason(server: EmbeddedRedis) -> 
     found = rejections(store)
     assert found["rejected_messages"] == 2 and found["latest_rejection"]["reason"].startswith("the task")
     line = rejected_line(SweepProgress("s", "s", [], **found))
-    assert "2 message(s)" in line and "latest on farm.cpu: the task must be \\[bold]x\\x1b" in line
+    assert "2 message(s)" in line and f"latest on {QUEUE}: the task must be \\[bold]x\\x1b" in line
 
 
 def test_the_guarded_transport_delivers_only_admitted_entries(

@@ -63,6 +63,7 @@ def test_another_prefix_names_everything_of_its_own() -> None:
         ("farm.cpu", "farm", True),
         ("farm.gpu.model-h100.mem-80.host-lab3", "farm", True),
         ("farm.cpu.wl-tiny_cnn", "farm", True),
+        ("farm.gpu.host-lab3.be-jax.wl-tiny_cnn", "farm", True),
         ("lab-b.cpu", "farm", False),
         ("farm.x.cpu", "farm", False),  # the queue of a farm prefixed "farm.x", not of "farm"
         ("farm.cpu.cpu", "farm", False),  # of a farm prefixed "farm.cpu"
@@ -91,12 +92,12 @@ def test_a_delivery_is_counted_and_restored_by_its_own_farm(
     for prefix, store in farms.items():
         ledger = Ledger(store)
         ledger.claim([(e.job_id, job_queue(e.job, prefix)) for e in envs])
-        apps[prefix] = make_app(FarmSettings(broker_url=redis_url, key_prefix=prefix), [tag_queue("cpu", prefix)])
+        apps[prefix] = make_app(FarmSettings(broker_url=redis_url, key_prefix=prefix), [job_queue(envs[0].job, prefix)])
         ledger.send(apps[prefix], envs[:1] if prefix == OTHER else envs)
-    assert client.llen("farm.cpu") == 2 and client.llen("lab-b.cpu") == 1
+    assert client.llen("farm.cpu.be-jax") == 2 and client.llen("lab-b.cpu.be-jax") == 1  # JAX jobs
 
     with apps[OTHER].connection_for_read() as conn:
-        queue = conn.SimpleQueue("lab-b.cpu")
+        queue = conn.SimpleQueue("lab-b.cpu.be-jax")
         message = queue.get(timeout=5)  # delivered, not acknowledged: kombu notes it in the farm's unacked hash
         assert message.headers["id"] == envs[0].job_id
         assert client.hlen("lab-b.unacked") == 1 and not client.exists("unacked")
@@ -107,7 +108,7 @@ def test_a_delivery_is_counted_and_restored_by_its_own_farm(
         assert Ledger(farms["farm"]).withdraw_messages([envs[0].job_id]) == 1
         message.requeue()
         queue.close()
-    assert client.llen("lab-b.cpu") == 1 and client.llen("farm.cpu") == 1
+    assert client.llen("lab-b.cpu.be-jax") == 1 and client.llen("farm.cpu.be-jax") == 1
 
 
 @pytest.mark.slow

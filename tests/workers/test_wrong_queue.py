@@ -38,11 +38,13 @@ JOBS = {
     "gpu": {"device": "gpu"},
     "gpu-h100": {"device": "gpu", "requires": {"gpu_model": "H100", "min_gpu_memory_gb": 80.0}},
     "gpu-host": {"device": "gpu", "requires": {"host": "lab3"}},
+    "cpu-tensorflow": {"backend": "tensorflow"},  # the default backend's queue: farm.cpu, the JAX jobs' farm.cpu.be-jax
+    "gpu-tensorflow": {"device": "gpu", "backend": "tensorflow"},
 }
 
 
 def envelopes() -> list[JobEnvelope]:
-    return [JobEnvelope.for_job(JobSpec(**BASE, **extra), "moved-1") for extra in JOBS.values()]
+    return [JobEnvelope.for_job(JobSpec(**{**BASE, **extra}), "moved-1") for extra in JOBS.values()]
 
 
 @pytest.fixture(scope="module")
@@ -104,18 +106,20 @@ def test_a_moved_gpu_job_is_refused_by_a_cpu_worker_and_sent_back(
     out = run_farm(["submit", str(sweep_file), "--allow-unserved", "--json"], farm_env(redis_server.url, tmp_path))
     assert out.returncode == 0, out.stderr
     [job_id] = [e.job_id for e in load_sweep(sweep_file).envelopes()]
-    [raw] = r.lrange("farm.gpu", 0, -1)
-    r.delete("farm.gpu")
-    r.lpush("farm.cpu", moved(raw.encode(), "farm.cpu").decode())
+    [raw] = r.lrange("farm.gpu.be-jax", 0, -1)
+    r.delete("farm.gpu.be-jax")
+    r.lpush("farm.cpu.be-jax", moved(raw.encode(), "farm.cpu.be-jax").decode())
     start_worker("cpu-1", FARM_LEASE_TTL_S="4", FARM_HEARTBEAT_S="1", FARM_REAP_INTERVAL_S="1")
     wait_for(lambda: int(r.get("farm:rejected:count") or 0) >= 1, 120, "the moved message to be refused")
-    assert "belongs on 'farm.gpu', not on 'farm.cpu'" in json.loads(r.lindex("farm:rejected", 0))["reason"]
+    assert (
+        "belongs on 'farm.gpu.be-jax', not on 'farm.cpu.be-jax'" in json.loads(r.lindex("farm:rejected", 0))["reason"]
+    )
     assert store.state(job_id)["state"] == "queued" and not store.has_result(job_id)
     assert r.zscore("farm:inflight", job_id) is not None  # in flight: the reaper will look for it
     r.zadd("farm:inflight", {job_id: time.time() - 3600}, xx=True)  # as if the outbox's grace had passed
-    wait_for(lambda: r.llen("farm.gpu") == 1, 120, "the reaper to send the job again to its own queue")
-    assert json.loads(r.lindex("farm.gpu", 0))["headers"]["id"] == job_id
-    assert not store.has_result(job_id) and r.llen("farm.cpu") == 0
+    wait_for(lambda: r.llen("farm.gpu.be-jax") == 1, 120, "the reaper to send the job again to its own queue")
+    assert json.loads(r.lindex("farm.gpu.be-jax", 0))["headers"]["id"] == job_id
+    assert not store.has_result(job_id) and r.llen("farm.cpu.be-jax") == 0
 
 
 def test_the_executor_sends_a_job_that_does_not_fit_to_its_own_queue(redis_url: str) -> None:
