@@ -29,7 +29,7 @@ Direction of imports, one way only: ``stats`` and ``plots`` import nothing of be
 :mod:`farm.rows`; ``aggregate``, ``compare`` and ``history`` import ``frames`` and ``stats``; the pages import
 ``html_page`` (``html_sweep`` also ``html_history``, ``frames`` and ``stats``); ``html_page`` and ``markdown``
 import ``files``, which imports ``aggregate`` only inside the function that renders a frame (pandas stays out of
-``farm.reports.files``, which every command imports). Outside the wing only :mod:`farm.rows`,
+``farm.reports.files``, which every command imports). Outside the wing only :mod:`farm.rows` and
 :mod:`farm.safe_text` are imported; nothing here imports :mod:`cli` or :mod:`workers`, and no other ``farm``
 module imports the wing: ``cli`` (``report``, ``results``, ``compare``, ``history``, ``run``) does. This file
 imports nothing, so importing one module of the wing loads only what that module needs.
