@@ -118,6 +118,77 @@ def offered(worker: dict[str, Any]) -> tuple[str, ...]:
     return tuple(backends) if isinstance(backends, dict) else KERAS_BACKENDS
 
 
+PROBED_SCRIPT = "return 1"
+"""A script that writes nothing: queued (never run) as EVAL and EVALSHA by :func:`check_permissions`."""
+
+WRITES = ("SET", "ZADD", "RPUSH", "INCR", "DEL", "HSET", "HSETNX", "PEXPIRE", "SADD", "SREM", "ZREM")
+"""The write commands a submit runs on the farm's keys: saving the sweep (SET, ZADD, RPUSH, INCR), marking it
+submitting (SET, DEL) and, inside the ledger's scripts (which Redis checks command by command), claiming and
+settling jobs."""
+
+READS = ("GET", "EXISTS", "ZSCORE")
+"""The read commands the ledger's scripts run."""
+
+
+def check_permissions(store: Store, queues: list[str]) -> None:
+    """Raise Redis' own refusal (``NoPermissionError``, or ``OutOfMemoryError`` for a full Redis) before a submit
+    writes anything, when its user may not run a command the submit needs: an ACL user without ``EVAL``/``EVALSHA``
+    used to have its sweep saved and then its first claim refused, leaving a sweep with no job.
+
+    Redis checks a command's ACL (and a full Redis its write commands) when a transaction queues it, not when it
+    runs: every command is queued, on the keys it will touch (the farm's, each queue and its kombu binding), inside
+    a ``MULTI`` that is then discarded, so nothing runs and nothing is written whatever the user may do. (``ACL
+    DRYRUN`` needs Redis 7 and the ``ACL`` command itself, which a limited user lacks.) ``MULTI`` is one of the
+    submit's commands anyway: it saves the sweep in one transaction."""
+    import hashlib
+
+    probe = store.k("probe", "submit")
+    sha = hashlib.sha1(PROBED_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+    commands: list[tuple[Any, ...]] = [
+        ("EVAL", PROBED_SCRIPT, 0),
+        ("EVALSHA", sha, 0),  # redis-py runs a script by EVALSHA, then EVAL if Redis has not cached it
+        *((name, probe, *_probe_args(name)) for name in (*WRITES, *READS)),
+        *(cmd for q in queues for cmd in (("LPUSH", q, "x"), ("SADD", f"_kombu.binding.{q}", "x"))),  # kombu's
+    ]
+    pool = store.r.connection_pool
+    conn: Any = pool.get_connection()  # one connection: MULTI, the commands and DISCARD must share it
+    refused: Exception | None = None
+    try:
+        conn.send_command("MULTI")
+        conn.read_response()
+        for command in commands:
+            conn.send_command(*command)
+            try:
+                conn.read_response()  # QUEUED, or the refusal
+            except Exception as e:  # noqa: BLE001 - a refusal is an error reply: the first one is raised below
+                refused = refused or e
+        conn.send_command("DISCARD")
+        conn.read_response()
+    except BaseException:
+        conn.disconnect()  # a reply left unread must not be the next command's
+        raise
+    finally:
+        pool.release(conn)
+    if refused is not None:
+        raise refused
+
+
+def _probe_args(command: str) -> tuple[Any, ...]:
+    """Arguments that make ``command`` well-formed (Redis checks the arity before the ACL); never run."""
+    return {
+        "SET": ("x",),
+        "ZADD": (0, "x"),
+        "RPUSH": ("x",),
+        "HSET": ("f", "x"),
+        "HSETNX": ("f", "x"),
+        "PEXPIRE": (1,),
+        "SADD": ("x",),
+        "SREM": ("x",),
+        "ZREM": ("x",),
+        "ZSCORE": ("x",),
+    }.get(command, ())
+
+
 def submit(
     sweep: Sweep, settings: FarmSettings, *, store: Store | None = None, accept: Callable[[str], bool] | None = None
 ) -> SubmitOutcome:
@@ -144,6 +215,7 @@ def submit(
     outcome.skipped = len(envelopes) - len(wanted)
     ledger = Ledger(store)
     try:
+        check_permissions(store, sorted({queues[e.job_id] for e in wanted}))  # refused before anything is written
         ledger.begin_submit(sweep.sweep_id)  # until every job is claimed, `farm status` calls it interrupted
         store.save_sweep(sweep.sweep_id, manifest, envelopes)
         return _send_all(settings, store, wanted, queues, outcome)

@@ -212,7 +212,7 @@ def one_line_error(out: subprocess.CompletedProcess[str], *words: str) -> None:
 @pytest.mark.parametrize(
     ("rules", "refused"),
     [
-        (["+@all", "-eval", "-evalsha"], "evalsha"),  # no Lua scripts
+        (["+@all", "-eval", "-evalsha"], "'eval'"),  # no Lua scripts
         (["+@read", "+@connection", "+time"], ""),  # read-only
     ],
 )
@@ -232,6 +232,44 @@ def test_acl_users_without_the_farms_commands_get_one_line(
     out = run_farm(["worker", "--name", "acl-w", "--no-check-backends", "--cpu-only"], env)
     one_line_error(out, "no permissions", "+@scripting")
     assert farm.store.worker("acl-w") is None
+
+
+def snapshot(url: str) -> dict[bytes, bytes | None]:
+    """Every key of the Redis and its serialized value: what a command that writes nothing leaves as it was."""
+    r = redis.Redis.from_url(url)
+    try:
+        return {key: r.dump(key) for key in r.keys("*")}
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize(
+    ("rules", "refused"),
+    [
+        (
+            ["+@all", "-eval", "-evalsha"],
+            "'eval'",
+        ),  # no Lua scripts: the sweep used to be saved, then the claim refused
+        (["+@all", "-evalsha"], "'evalsha'"),  # redis-py runs a cached script by EVALSHA
+        (["+@all", "-eval"], "'eval'"),  # and a script Redis has not cached yet by EVAL
+        (["+@all", "-hset"], "'hset'"),  # run inside the ledger's scripts, checked by Redis command by command
+        (["+@all", "-lpush"], "'lpush'"),  # kombu's publish: the jobs used to be claimed, then never sent
+        (["+@all", "-@write"], "no permissions"),
+        (["+@read", "+@connection", "+time"], "no permissions"),  # read-only
+    ],
+)
+def test_a_submit_the_acl_refuses_writes_nothing(
+    redis_url: str, farm: Farm, tmp_path: Path, rules: list[str], refused: str
+) -> None:
+    """Whatever command of a submit its user may not run, the submit says so in one line (exit 1) before it
+    writes anything: every key of the Redis is as it was."""
+    farm.r.execute_command("ACL", "SETUSER", "limited", "on", ">s3cret-pw", "~*", "&*", *rules)
+    farm.submit(write_sweep(tmp_path, "before", jobs=1, epochs=1, samples=64))  # a farm with a sweep in it
+    before = snapshot(redis_url)
+    env = farm_env(acl_url(redis_url, "limited"), tmp_path / "cache")
+    out = run_farm(["submit", str(write_sweep(tmp_path, "refused", jobs=2, units=30)), "--allow-unserved"], env)
+    one_line_error(out, "no permissions", refused)
+    assert snapshot(redis_url) == before
 
 
 def test_a_full_redis_gives_commands_one_line(redis_url: str, farm: Farm, tmp_path: Path) -> None:
