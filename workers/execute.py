@@ -105,9 +105,9 @@ class JobExecutor:
         self.check_keys(job_id)
         lacks = self.backends is not None and envelope.job.backend not in self.backends
         if lacks:
-            # Submit refuses a job whose backend no live worker offers; one that comes anyway (queued with
-            # --allow-unserved, or beside workers that offer it on the same queue) is not this machine's failure:
-            # it goes back, after a pause, so that it does not spin between workers that cannot run it.
+            # A last line: a job's queue names its backend, a worker consumes only its backends' queues and the
+            # intake refuses a message off its job's own queue, so none should get here. One that does is not this
+            # machine's failure: it goes back, after a pause, so that it does not spin between workers that cannot.
             log.warning("job %s needs the %s backend, which this worker does not offer", job_id, envelope.job.backend)
             time.sleep(defaults.HAND_BACK_PAUSE_S)
         if self.misfit(envelope):
