@@ -62,8 +62,8 @@ def test_the_server_clock_reads_the_same_on_every_host(client: redis.Redis, skew
 @pytest.mark.parametrize("skew", SKEWS)
 def test_a_skewed_worker_is_live_and_a_dead_one_is_not(client: redis.Redis, skew: float) -> None:
     worker = Store(client, local_clock=skewed(skew))
-    worker.register_worker("alive", {"name": "alive", "queues": ["farm.cpu"]}, ttl_s=30)
-    worker.register_worker("dying", {"name": "dying", "queues": ["farm.cpu"]}, ttl_s=0.2)
+    worker.register_worker("alive", {"name": "alive", "queues": ["farm.cpu.be-jax"]}, ttl_s=30)
+    worker.register_worker("dying", {"name": "dying", "queues": ["farm.cpu.be-jax"]}, ttl_s=0.2)
     reader = Store(client)
     assert {w["name"] for w in reader.live_workers()} == {"alive", "dying"}
     entry = next(w for w in reader.live_workers() if w["name"] == "alive")
@@ -80,7 +80,7 @@ def test_a_skewed_submitters_debts_are_paid_after_the_grace_not_before(
     debts paid at once (sent twice), one ahead must not have them wait an hour."""
     _, envs = cpu_envelopes(tmp_path)
     submitter = Ledger(Store(client, local_clock=skewed(skew)))
-    assert submitter.claim([(envs[0].job_id, "farm.cpu")]) == {envs[0].job_id}
+    assert submitter.claim([(envs[0].job_id, "farm.cpu.be-jax")]) == {envs[0].job_id}
     reaper = Ledger(Store(client))
     assert reaper.debts(older_than_s=30) == []
     time.sleep(0.4)
@@ -95,8 +95,8 @@ def test_messages_in_flight_are_stamped_on_the_server_clock(
     sid, envs = cpu_envelopes(tmp_path)
     store.save_sweep(sid, {"name": "skew"}, envs)
     ledger = Ledger(store)
-    ledger.claim([(envs[0].job_id, "farm.cpu")])
-    ledger.send(make_app(FarmSettings(broker_url=redis_url), ["farm.cpu"]), envs)
+    ledger.claim([(envs[0].job_id, "farm.cpu.be-jax")])
+    ledger.send(make_app(FarmSettings(broker_url=redis_url), ["farm.cpu.be-jax"]), envs)
     sent_at = client.zscore(store.k("inflight"), envs[0].job_id)
     assert sent_at is not None and abs(sent_at - server_now(client)) < 5
     assert Ledger(Store(client)).resend_vanished(make_app(FarmSettings(broker_url=redis_url)), older_than_s=30) == []
@@ -114,8 +114,10 @@ def running_job(client: redis.Redis, tmp_path: Path, skew: float, heartbeat_age_
     worker = Store(client, local_clock=skewed(skew))
     sid, envs = cpu_envelopes(tmp_path)
     worker.save_sweep(sid, {"name": "skew", "submitted_at": worker.now()}, envs)
-    worker.register_worker("w-skewed", {"name": "w-skewed", "queues": ["farm.cpu"], "host": "elsewhere"}, ttl_s=60)
-    worker.set_state(envs[0].job_id, JobStatus.running, worker="w-skewed", queue="farm.cpu")
+    worker.register_worker(
+        "w-skewed", {"name": "w-skewed", "queues": ["farm.cpu.be-jax"], "host": "elsewhere"}, ttl_s=60
+    )
+    worker.set_state(envs[0].job_id, JobStatus.running, worker="w-skewed", queue="farm.cpu.be-jax")
     worker.update_progress(envs[0].job_id, heartbeat_at=worker.now() - heartbeat_age_s)
     return sid
 
@@ -139,7 +141,7 @@ def test_workers_submit_and_status_see_a_skewed_worker_as_it_is(
     assert "1 live worker(s)" in table.output and "w-skewed" in table.output
     assert "3600 s ago" not in table.output and "-3600 s ago" not in table.output
 
-    # submit's check of live workers: the skewed worker serves farm.cpu, so nothing is refused as unserved
+    # submit's check of live workers: the skewed worker serves farm.cpu.be-jax, so nothing is refused as unserved
     other = write_sweep(tmp_path, "more", jobs=2, units=40)
     sub = invoke("submit", str(other), "--json")
     assert sub.exit_code == 0, sub.output
