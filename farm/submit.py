@@ -9,11 +9,12 @@ ledger's debts are each payer's alone for a while): two identical submits at onc
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -76,13 +77,38 @@ class SubmitInterrupted(Exception):
         return 128 + self.signum
 
 
+_signals: dict[str, Any] = {"holding": 0, "pending": None}
+"""While ``holding`` is above 0 a signal is kept in ``pending`` and raised when the hold ends (:func:`_held`)."""
+
+
 def _stop(signum: int, frame: object) -> None:
+    if _signals["holding"]:
+        _signals["pending"] = signum  # raised as soon as the step in hand knows what it took
+        return
     raise Stop(signum)
+
+
+@contextlib.contextmanager
+def _held() -> Iterator[None]:
+    """A step whose Redis reply must reach Python before a signal stops the submit: a claim (or a take of
+    debts) done in Redis but not yet noted in ``SubmitOutcome.taken`` could not be given back, and its jobs
+    would wait a whole ``SEND_LEASE_S`` for the re-run. A signal that comes meanwhile stops the submit right
+    after the step."""
+    _signals["holding"] += 1
+    try:
+        yield
+    finally:
+        _signals["holding"] -= 1
+        pending = _signals["pending"]
+        if not _signals["holding"] and pending is not None:
+            _signals["pending"] = None
+            raise Stop(pending)
 
 
 def stop_on_signals() -> dict[int, Any]:
     """SIGINT and SIGTERM stop a submit between two Redis replies (:class:`Stop`) rather than kill it, so it gives
     back what it claimed and says so; returns the handlers it replaced (for :func:`restore_signals`)."""
+    _signals.update(holding=0, pending=None)
     return {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
@@ -253,8 +279,9 @@ def _send_all(
     app = None
     for start in range(0, len(wanted), PUBLISH_BATCH):
         part = wanted[start : start + PUBLISH_BATCH]
-        claimed = ledger.claim([(e.job_id, queues[e.job_id]) for e in part])
-        outcome.taken |= claimed
+        with _held():
+            claimed = ledger.claim([(e.job_id, queues[e.job_id]) for e in part])
+            outcome.taken |= claimed
         outcome.already += len(part) - len(claimed)
         todo = [e for e in part if e.job_id in claimed]
         if not todo:
@@ -287,7 +314,8 @@ def _pay_owed(ledger: Ledger, app: Celery, owed: list[str], outcome: SubmitOutco
     repaired: list[str] = []
     deadline = time.monotonic() + defaults.SEND_LEASE_S + 5
     while owed:
-        repaired += ledger.pay_outbox(app, job_ids=owed, taken=outcome.taken)  # given back if interrupted
+        with _held():
+            repaired += ledger.pay_outbox(app, job_ids=owed, taken=outcome.taken)  # given back if interrupted
         owed = ledger.debts(owed)
         due_in = ledger.debts_due_in(owed)
         if not owed or due_in is None or time.monotonic() >= deadline:
