@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +23,13 @@ def modules() -> dict[str, Path]:
 
 
 def imports(path: Path, known: dict[str, Path]) -> set[str]:
+    return imported_by(ast.walk(ast.parse(path.read_text())), known)
+
+
+def imported_by(nodes: Iterable[ast.AST], known: dict[str, Path]) -> set[str]:
+    """The modules of ``known`` that the import statements among ``nodes`` name (a name's longest known prefix)."""
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in nodes:
         names = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]

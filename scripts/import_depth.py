@@ -17,24 +17,12 @@ from collections import Counter
 from functools import cache
 from pathlib import Path
 
-from import_cycles import ROOT, imports, modules
+from import_cycles import ROOT, imported_by, imports, modules
 
 
 def top_level_imports(path: Path, known: dict[str, Path]) -> set[str]:
     """The modules of ``known`` that ``path`` imports when it is itself imported."""
-    found = set()
-    for node in _top_level_statements(ast.parse(path.read_text()).body):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        for name in names:
-            while name and name not in known:
-                name = name.rpartition(".")[0]
-            if name:
-                found.add(name)
-    return found
+    return imported_by(_top_level_statements(ast.parse(path.read_text()).body), known)
 
 
 def _top_level_statements(body: list[ast.stmt]) -> list[ast.stmt]:
