@@ -138,6 +138,8 @@ JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON ins
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 1
+#: Exit status of ``farm compare``/``farm history --fail-on-regression`` when at least one cell got slower.
+EXIT_REGRESSION = 3
 
 
 def settings(**overrides: Any) -> FarmSettings:

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import (
+    EXIT_REGRESSION,
     BrokerOption,
     JsonOption,
     check_html_option,
@@ -21,11 +22,8 @@ from cli.common import (
     open_store,
     print_json,
 )
-from cli.results import IncludeContendedOption, frames_for, print_contended
-from cli.status import resolve
-
-#: Exit status of ``farm compare --fail-on-regression`` when at least one cell got slower.
-EXIT_REGRESSION = 3
+from cli.report_view import IncludeContendedOption, frames_for, print_contended
+from cli.sweep_args import resolve
 
 CHANGE_STYLE = {
     "faster": "green",

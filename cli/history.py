@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.common import (
+    EXIT_REGRESSION,
     EXIT_UNAVAILABLE,
     BrokerOption,
     JsonOption,
@@ -20,7 +21,6 @@ from cli.common import (
     open_store,
     print_json,
 )
-from cli.compare import EXIT_REGRESSION
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -225,7 +225,7 @@ def history_cmd(
     if not ids:
         fail("no sweep has been submitted to this farm yet")
 
-    from cli.results import frames_for  # pandas: only for the commands that use it
+    from cli.report_view import frames_for  # pandas: only for the commands that use it
     from farm.reports.history import history_frame, regressions
 
     frames = []

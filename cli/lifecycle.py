@@ -8,7 +8,7 @@ import sys
 import typer
 
 from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, open_store, print_json, settings
-from cli.status import resolve
+from cli.sweep_args import resolve
 
 
 @friendly_errors

@@ -16,8 +16,8 @@ import typer
 from rich.live import Live
 
 from cli.common import BrokerOption, console, err_console, fail, friendly_errors, settings
-from cli.results import contended_line, frames_for, print_report
-from cli.status import STALE_HEARTBEATS, progress_line, render
+from cli.progress_view import STALE_HEARTBEATS, progress_line, render
+from cli.report_view import contended_line, frames_for, print_report
 from farm import defaults
 
 if TYPE_CHECKING:

@@ -237,7 +237,7 @@ def test_off_a_terminal_the_table_is_never_cut(farm_store: dict[str, Any], monke
     from rich.console import Console
 
     import cli.history
-    from cli.results import frames_for
+    from cli.report_view import frames_for
     from farm.reports.history import history_frame
 
     out = io.StringIO()

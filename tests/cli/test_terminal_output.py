@@ -26,7 +26,7 @@ from rich.console import Group
 from rich.table import Table
 
 from cli.common import FarmConsole
-from cli.status import progress_line, render
+from cli.progress_view import progress_line, render
 from farm.job import JobEnvelope, JobSpec
 from farm.progress import JobProgress, SweepProgress
 from farm.result import EpochRecord, JobResult, JobStatus

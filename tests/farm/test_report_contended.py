@@ -271,7 +271,7 @@ def test_compare_a_side_with_only_contended_repeats_is_inconclusive_not_missing(
 
 # -- what the commands print ----------------------------------------------------------------------------------
 def test_the_exclusion_line_and_the_table_mark():
-    from cli.results import contended_line, report_table
+    from cli.report_view import contended_line, report_table
 
     assert contended_line(0, included=False, keep="--include-contended", sweeps=["s1"]) is None
     line = contended_line(3, included=False, keep="--include-contended", sweeps=["s1"])

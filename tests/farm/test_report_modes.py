@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from cli.results import report_table
+from cli.report_view import report_table
 from farm.reports.aggregate import aggregate, results_frame
 from farm.reports.markdown import summary_markdown
 from tests.helpers import tidy_row, tight

@@ -260,7 +260,7 @@ def test_a_bug_in_the_check_refuses_the_entry_instead_of_raising(monkeypatch: py
 
 
 def test_status_shows_the_total_and_the_latest_reason(server: EmbeddedRedis) -> None:
-    from cli.status import rejected_line
+    from cli.progress_view import rejected_line
     from farm.progress import SweepProgress, rejections
 
     store = Store(redis.Redis.from_url(server.url, decode_responses=True))

@@ -1,0 +1,258 @@
+"""How a sweep's report is read and drawn in the terminal: its results frame from the store, the report table
+with its contended marks and reading notes, the speedup table. Shared by ``farm results``/``farm report``,
+``farm compare``, ``farm history`` and ``farm run``; no command module imports another."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import typer
+from rich.table import Table
+
+from cli.common import console, err_console, untrusted
+
+REPORT_SHOWN = [
+    ("workload", "workload"),
+    ("device", "device"),
+    ("backend", "backend"),
+    ("batch_size", "batch"),
+    ("device_name", "device name"),
+    ("n", "n"),
+    ("steady_epoch_s_median", "epoch s"),
+    ("steady_samples_per_s_median", "samples/s (median)"),
+    ("steady_samples_per_s_ci", "95% CI"),
+    ("test_accuracy_median", "test acc"),
+    ("speedup_vs_cpu", "GPU/CPU"),
+    ("flags", "flags"),
+]
+"""The printed report's columns (report column or a derived one, title). The throughput's title names the
+workloads' unit when they share one (``images/s (median)``); ``95% CI`` is the bootstrap interval of that median;
+``flags`` says which cells not to read as solid: ``unstable`` (too wide a spread), outliers and stalls."""
+#: The marker column, shown after ``n`` only when some cell has contended repeats (a quiet sweep's table stays
+#: as narrow as before).
+CONTENDED_TITLE = "contended"
+
+IncludeContendedOption = typer.Option(
+    False,
+    "--include-contended",
+    help="Keep repeats marked contended (other processes used the machine, or the GPU throttled, while they were "
+    "measured) in the statistics; by default they are left out and counted.",
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from farm.store import Store
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if v != v:  # NaN
+            return ""
+        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return untrusted(v)  # a table cell: a workload's, device's or unit's name is shown, its markup not read
+
+
+def contended_marker(rec: dict, included: bool) -> str:
+    """A cell's mark in the terminal table: how many of its repeats were contended, whether they were left out
+    or kept, and the worst share of its cores others took (why it was marked); empty for a clean cell."""
+    k = rec.get("n_contended")
+    if not isinstance(k, (int, float)) or k != k or k <= 0:
+        return ""
+    mark = f"{int(k)} {'kept' if included else 'left out'}"
+    cpu = rec.get("contended_cpu_max")
+    if isinstance(cpu, (int, float)) and cpu == cpu:
+        mark += f" (cpu {cpu:.0%})"
+    return mark
+
+
+def ci_text(low: object, high: object) -> str:
+    """A confidence interval as ``low–high`` in the table's number format; empty when it has no bounds."""
+    lo, hi = _fmt(low), _fmt(high)
+    return f"{lo}–{hi}" if lo and hi else ""
+
+
+def report_table(report: pd.DataFrame, include_contended: bool = False, results: pd.DataFrame | None = None) -> Table:
+    """The report's headline columns, one row per cell: the median steady throughput with its 95% CI and the
+    cell's flags (unstable, outliers, stalls: counted from ``results`` when given); a ``contended`` column marks
+    cells with contended repeats when there are any (``n`` is what the statistics rest on, so it reads with that
+    mark)."""
+    from farm.reports.markdown import cell_flags, cell_stalls, throughput_unit
+
+    table = Table(
+        title="report: one row per sweep cell; medians over its repeats, steady state (epochs after the first)",
+        title_justify="left",
+    )
+    marked = "n_contended" in report.columns and bool((report["n_contended"].fillna(0) > 0).any())
+    unit = throughput_unit(report)
+    stalls = cell_stalls(report, results)
+    shown = shown_columns(report)
+    for col, title in shown:
+        if col == "steady_samples_per_s_median":
+            title = f"{unit or 'samples'}/s (median)"
+        right = col not in ("workload", "device", "backend", "mode", "device_name", "flags")
+        table.add_column(title, justify="right" if right else "left")
+        if marked and col == "n":
+            table.add_column(CONTENDED_TITLE)
+    for rec, stall in zip(report.to_dict("records"), stalls, strict=True):
+        row = []
+        for col, _ in shown:
+            if col == "steady_samples_per_s_ci":
+                row.append(ci_text(rec.get("steady_samples_per_s_ci_low"), rec.get("steady_samples_per_s_ci_high")))
+            elif col == "flags":
+                row.append(cell_flags(rec, stall))
+            elif col == "test_accuracy_median":
+                acc = rec.get(col)
+                row.append(f"{100 * acc:.1f}%" if isinstance(acc, (int, float)) and acc == acc else "")
+            elif col == "latency_p50_s_median":
+                lat = rec.get(col)
+                row.append(f"{1000 * lat:.3g}" if isinstance(lat, (int, float)) and lat == lat else "")
+            elif col == "steady_samples_per_s_median" and unit is None and rec.get("unit"):
+                row.append(f"{_fmt(rec.get(col))} {untrusted(rec['unit'])}/s" if _fmt(rec.get(col)) else "")
+            else:
+                row.append(_fmt(rec.get(col)))
+            if marked and col == "n":
+                row.append(contended_marker(rec, include_contended))
+        table.add_row(*row)
+    keep_whole(table, FOLDABLE)
+    return table
+
+
+def shown_columns(report: pd.DataFrame) -> list[tuple[str, str]]:
+    """REPORT_SHOWN, plus what only some sweeps have: the mode (train or inference) where a cell serves
+    inference, its batch-1 latency, and the achieved TFLOP/s where the model's FLOPs could be counted."""
+    shown = list(REPORT_SHOWN)
+
+    def has(col: str) -> bool:
+        return col in report.columns and bool(report[col].notna().any())
+
+    if "mode" in report.columns and bool(report["mode"].eq("inference").any()):
+        shown.insert(shown.index(("batch_size", "batch")) + 1, ("mode", "mode"))
+        at = shown.index(("test_accuracy_median", "test acc"))
+        shown.insert(at, ("latency_p50_s_median", "latency p50 ms"))
+    if has("steady_tflops_median"):
+        shown.insert(shown.index(("test_accuracy_median", "test acc")), ("steady_tflops_median", "TFLOP/s"))
+    return shown
+
+
+#: Report columns whose text may fold onto more lines on a narrow terminal; numbers never do.
+FOLDABLE = ("workload", "device name", "flags", "contended")
+
+
+def keep_whole(table: Table, foldable: tuple[str, ...]) -> None:
+    """On a narrow terminal, fold the text columns (``foldable`` titles) and keep every number on one line: a
+    figure broken across lines (``8,99`` / ``8``) reads as two. When even that cannot fit the terminal, rich
+    folds every column (nothing is cut either way)."""
+    whole = [c for c in table.columns if not str(c.header).startswith(foldable)]
+    widths = [max((len(str(v)) for v in c.cells), default=0) for c in whole]
+    folding = len(table.columns) - len(whole)
+    if sum(widths) + 3 * len(table.columns) + 1 + 10 * folding > console.width:
+        return
+    for column, width in zip(whole, widths, strict=True):
+        column.no_wrap = True
+        column.min_width = width
+
+
+def contended_line(count: int, *, included: bool, keep: str, sweeps: list[str]) -> str | None:
+    """The one line that says contended repeats were left out (or kept), how to keep them and how to re-run
+    them; None when there were none. ``keep`` is the command or flag that keeps them where this line is shown;
+    ``sweeps`` the sweep(s) whose repeats they are."""
+    if count <= 0:
+        return None
+    resume = " / ".join(f"`farm resume {s} --contended`" for s in sweeps)
+    why = "other processes used the machine, or its GPU throttled, while they were measured"
+    if included:
+        return f"{count} contended repeat(s) kept in the statistics (--include-contended; {why}); {resume} re-runs them"
+    return f"{count} contended repeat(s) left out of the statistics ({why}); {keep} keeps them; {resume} re-runs them"
+
+
+def print_contended(count: int, *, included: bool, keep: str, sweeps: list[str]) -> None:
+    """Print :func:`contended_line` in yellow, when there is one (plain text: no markup is read from it)."""
+    line = contended_line(count, included=included, keep=keep, sweeps=sweeps)
+    if line:
+        console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
+
+
+def warn_pooled_software(report: pd.DataFrame) -> None:
+    """Say so when a cell pools repeats that ran on different software: its spread may be the software's."""
+    if "software_keys" not in report.columns:
+        return
+    for rec in report[report["software_keys"] > 1].to_dict("records"):
+        err_console.print(
+            f"[yellow]warning:[/] {untrusted(rec['workload'])} on {untrusted(rec['device'])} "
+            f"({untrusted(rec['backend'])}, batch {rec['batch_size']}) pools results from {rec['software_keys']} "
+            f"software stacks: {untrusted(rec['software_key'])}",
+            highlight=False,
+        )
+
+
+def reading_notes(report: pd.DataFrame) -> list[str]:
+    """The lines that keep the table from being misread: what an ``unstable`` flag means, when one is shown, and
+    that accuracy on synthetic data is chance level, when the sweep trained on any."""
+    notes = []
+    if "unstable" in report.columns and bool(report["unstable"].fillna(False).astype(bool).any()):
+        notes.append(
+            "unstable: the repeats scatter too much (spread over 10%, or a CI wider than ±10%) to trust the median; "
+            "run more repeats on a quiet machine"
+        )
+    if "data" in report.columns and bool((report["data"] == "synthetic").any()):
+        notes.append(
+            "synthetic data (random inputs and labels): a test accuracy near 1/classes (≈10% for 10 classes) is "
+            "chance level, as expected; such a sweep measures speed, not learning"
+        )
+    return notes
+
+
+def print_report(
+    report: pd.DataFrame, *, included: bool, keep: str, sweeps: list[str], results: pd.DataFrame | None = None
+) -> None:
+    """The report as ``farm report`` and ``farm run`` show it, one way for both: the table of cells (flags
+    counted from ``results`` when given), the line on contended repeats (``keep``: how to keep them where this
+    is shown), the warning on pooled software, then the GPU-over-CPU speedups when there are any."""
+    from farm.reports.aggregate import speedups
+
+    console.print(report_table(report, included, results))
+    for line in reading_notes(report):
+        console.print(line, style="dim", markup=False, highlight=False)  # off a terminal: one line each
+    print_contended(int(report["n_contended"].sum()), included=included, keep=keep, sweeps=sweeps)
+    warn_pooled_software(report)
+    ups = speedups(report)
+    if len(ups):
+        console.print(speedup_table(ups))
+
+
+def speedup_table(ups: pd.DataFrame) -> Table:
+    """The headline, one row per GPU cell with a CPU counterpart: both medians, the speedup and its 95% CI.
+    The parameters are shown only where one workload ran with several (the CSV has them all)."""
+    varies = "params" in ups.columns and bool((ups.groupby("workload")["params"].nunique() > 1).any())
+    head = ["workload", *(["params"] if varies else []), "backend", "batch_size"]
+    head += [c for c in ups.columns if c not in (*head, "params", "device_name") and not c.startswith(_SPEEDUP_DATA)]
+    table = Table(title="GPU over CPU: steady throughput, median over repeats", title_justify="left")
+    for col in head:
+        table.add_column("batch" if col == "batch_size" else col, justify="right" if col == "batch_size" else "left")
+    for title in ("device name", "CPU /s", "GPU /s", "GPU/CPU", "95% CI"):
+        table.add_column(title, justify="left" if title == "device name" else "right")
+    for rec in ups.to_dict("records"):
+        table.add_row(
+            *(_fmt(rec.get(c)) for c in head),
+            _fmt(rec.get("device_name")),
+            _fmt(rec.get("cpu_samples_per_s_median")),
+            _fmt(rec.get("gpu_samples_per_s_median")),
+            _fmt(rec.get("speedup_vs_cpu")),
+            ci_text(rec.get("speedup_vs_cpu_ci_low"), rec.get("speedup_vs_cpu_ci_high")),
+        )
+    keep_whole(table, ("workload", "params", "device name"))
+    return table
+
+
+_SPEEDUP_DATA = ("cpu_samples", "gpu_samples", "speedup_vs_cpu")
+
+
+def frames_for(store: Store, sweep_id: str) -> pd.DataFrame:
+    """The sweep's tidy results frame, read from its stored rows."""
+    from farm.reports.aggregate import columns_frame  # pandas: imported only by the commands that use it
+    from farm.rowstore import sweep_columns
+
+    return columns_frame(sweep_columns(store, sweep_id))
