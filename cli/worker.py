@@ -1,4 +1,5 @@
-"""``farm worker``: serve the queues this machine's hardware qualifies for — one worker per GPU."""
+"""``farm worker``: serve the queues this machine's hardware qualifies for — one worker per GPU. The work is
+:func:`workers.launch.serve`, the same as ``python -m workers`` (which ``farm run`` starts): one worker entry point."""
 
 from __future__ import annotations
 
@@ -6,16 +7,7 @@ from pathlib import Path
 
 import typer
 
-from cli.common import (
-    EXIT_UNAVAILABLE,
-    EXIT_USAGE,
-    BrokerOption,
-    console,
-    fail,
-    friendly_errors,
-    settings,
-    untrusted,
-)
+from cli.common import BrokerOption, console, fail, friendly_errors, settings
 
 
 @friendly_errors
@@ -46,68 +38,21 @@ def worker_cmd(
     worker after its running job; a second signal stops them at once (their jobs go back to the queue).
     A worker whose consumer died exits non-zero, so a supervisor restarts it.
     """
-    from workers.plans import PlanError, plan_workers
-    from workers.worker import run_worker
+    from workers.launch import LaunchError, serve, settings_env
 
     cfg = settings(broker_url=broker, worker_name=name, data_dir=data_dir, cache_dir=cache_dir)
-
-    # Plugins first: a name clash stops the worker before it probes anything or talks to Redis.
-    from farm import workloads
-
     try:
-        broken = workloads.load_plugins()
-    except workloads.WorkloadConflict as e:
-        fail(str(e))
-    for entry, why in broken.items():
-        console.print(
-            f"[yellow]workload plugin {untrusted(entry)} not loaded (its jobs go to other workers): {untrusted(why)}[/]"
-        )
-
-    from farm.fingerprint import query_nvidia_smi
-    from workers.devices import BackendInfo, offered_backends, probe
-    from workers.fleet import run_fleet
-
-    found = [] if cpu_only else query_nvidia_smi()
-    check = bool(found) if check_backends is None else check_backends
-    report = probe(check_gpu_visibility=check, gpus=found)
-    offered = offered_backends(report, cfg.backends)
-    if not offered:
-        installed = ", ".join(b.name for b in report.backends if b.installed) or "none"
-        keras = "" if report.keras_version else ", and Keras is missing"
-        fail(
-            f"no Keras backend to offer here (installed: {installed}{keras}; FARM_BACKENDS={cfg.backends or 'unset'})",
-            EXIT_USAGE if cfg.backends else EXIT_UNAVAILABLE,
-        )
-    if found and check and not report.gpu_backends:
-        console.print("[yellow]GPUs found but no installed Keras backend sees them: serving CPU jobs only[/]")
-        found = []
-    info = {
-        "cpu_model": report.host.get("cpu_model"),
-        "cpu_cores": report.host.get("cpu_cores_logical"),
-        "ram_gb": report.host.get("ram_gb"),
-        "keras": report.keras_version,
-        # The backends this worker offers (FARM_BACKENDS may hide installed ones): submit and routing respect them.
-        "backends": {b: (report.backend(b) or BackendInfo(name=b, installed=True)).version for b in offered},
-    }
-    info["workloads"] = workloads.advertised()
-    info["workload_errors"] = broken
-    plugins = workloads.plugin_names()
-    try:
-        plans = plan_workers(
-            found,
-            selection=gpus,
+        code = serve(
+            cfg,
+            gpus=gpus,
             cpu_only=cpu_only,
             allow_cpu_jobs=allow_cpu_jobs,
-            name=cfg.worker_name,
-            info=info,
-            plugins=plugins,
-            key_prefix=cfg.key_prefix,
-            backends=offered,
+            check_backends=check_backends,
+            loglevel=loglevel,
+            settings_env=settings_env(broker, data_dir, cache_dir),
+            warn=lambda line: console.print(line, style="yellow", markup=False, highlight=False),
         )
-    except PlanError as e:
-        fail(str(e))
-    if len(plans) == 1:
-        # Celery's exit code, non-zero when the consumer died: a supervisor restarts the worker.
-        raise typer.Exit(run_worker(cfg, plans[0], loglevel=loglevel.upper()))
-    given = {"FARM_BROKER_URL": broker, "FARM_DATA_DIR": data_dir, "FARM_CACHE_DIR": cache_dir}
-    raise typer.Exit(run_fleet(plans, {k: str(v) for k, v in given.items() if v}, loglevel=loglevel.upper()))
+    except LaunchError as e:
+        fail(str(e), e.code)
+    # Celery's exit code, non-zero when the consumer died: a supervisor restarts the worker.
+    raise typer.Exit(code)

@@ -1,9 +1,9 @@
 """The embedded default: a whole farm on this machine for ``farm run``.
 
 It is the same system, smaller: a real Redis (our own, on a unix socket, unless a broker is configured),
-real ``farm worker`` processes for the tags this machine has, and the same submit/status/report code.
-Workers are started as separate processes (``farm worker``, run as ``python -m cli.main worker`` with this
-interpreter), exactly as a lab starts them.
+real worker processes for the tags this machine has, and the same submit/status/report code. Workers are
+started as separate processes through the workers' one entry point (``python -m workers`` with ``farm worker``'s
+flags, run with this interpreter: the same code a lab's ``farm worker`` runs), never through the CLI.
 """
 
 from __future__ import annotations
@@ -83,8 +83,7 @@ class LocalFarm:
             cmd = [
                 sys.executable,
                 "-m",
-                "cli.main",
-                "worker",
+                "workers",
                 "--name",
                 name,
                 "--no-check-backends",
