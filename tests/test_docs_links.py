@@ -1,0 +1,82 @@
+"""Every relative link in README.md and docs/*.md points at a file that exists, and every ``#anchor`` at a heading.
+
+The README is short and the rest lives in ``docs/``: text moves between pages, and a link that moved with it (or
+was left behind) breaks silently. Anchors follow GitHub's rule for heading ids.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def prose_lines(text: str) -> list[str]:
+    """The lines outside fenced code blocks: a ``[x](y)`` in code is not a link."""
+    lines, in_code = [], False
+    for line in text.splitlines():
+        if FENCE.match(line):
+            in_code = not in_code
+        elif not in_code:
+            lines.append(line)
+    return lines
+
+
+def slug(heading: str) -> str:
+    """GitHub's id for a heading: lower case, punctuation dropped (but ``-`` and ``_``), spaces to hyphens."""
+    text = re.sub(r"`|\*\*|\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(page: Path) -> set[str]:
+    """Every heading id of a page, with GitHub's ``-1``, ``-2`` suffixes for repeated ones."""
+    seen: dict[str, int] = {}
+    ids = set()
+    for line in prose_lines(page.read_text()):
+        if match := re.match(r"#{1,6}\s+(.*)", line):
+            base = slug(match.group(1))
+            count = seen.get(base, 0)
+            seen[base] = count + 1
+            ids.add(base if count == 0 else f"{base}-{count}")
+    return ids
+
+
+def links(page: Path) -> list[str]:
+    """The relative link targets of a page (web addresses and mail left out)."""
+    targets = [m.group(1) for line in prose_lines(page.read_text()) for m in LINK.finditer(line)]
+    return [t for t in targets if not re.match(r"[a-z][a-z0-9+.-]*:", t)]
+
+
+def test_docs_exist() -> None:
+    assert {p.name for p in PAGES} >= {
+        "README.md",
+        "user-guide.md",
+        "operations.md",
+        "measurement.md",
+        "architecture.md",
+    }
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_link_resolves(page: Path) -> None:
+    broken = []
+    for target in links(page):
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists():
+            broken.append(f"{target}: no file {file.relative_to(REPO) if file.is_relative_to(REPO) else file}")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(f"{target}: no heading #{anchor} in {file.name}")
+    assert not broken, f"{page.name}: " + "; ".join(broken)
+
+
+def test_slug_follows_github() -> None:
+    assert slug("What you see: terminal, report.md, HTML") == "what-you-see-terminal-reportmd-html"
+    assert slug("Your own workloads: plugins") == "your-own-workloads-plugins"
+    assert slug("The life of a job, module by module") == "the-life-of-a-job-module-by-module"
+    assert slug("`farm/store/`: the record") == "farmstore-the-record"
