@@ -80,3 +80,20 @@ def test_slug_follows_github() -> None:
     assert slug("Your own workloads: plugins") == "your-own-workloads-plugins"
     assert slug("The life of a job, module by module") == "the-life-of-a-job-module-by-module"
     assert slug("`farm/store/`: the record") == "farmstore-the-record"
+
+
+TREE_PATH = re.compile(r"(?<![\w/.~-])((?:farm|workers|cli|tests|benchmarks|deploy|examples|scripts)/[\w./-]*[\w/])")
+
+MODULE = re.compile(r"-m ((?:farm|workers|cli|benchmarks)(?:\.[a-z_][a-z0-9_]*)*)")  # NAME: a placeholder
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_named_path_exists(page: Path) -> None:
+    """A module, script or file of the tree named in the docs (``workers/execute.py``, ``benchmarks/run_all.py``)
+    exists: modules are split and renamed, and a page naming the old one misleads whoever follows it."""
+    text = page.read_text()
+    named = set(TREE_PATH.findall(text))
+    modules = {m.replace(".", "/") for m in MODULE.findall(text)}  # ``python -m benchmarks.run_all``
+    named |= {m if (REPO / m).is_dir() else f"{m}.py" for m in modules}
+    missing = sorted(p for p in named if not (REPO / p).exists())
+    assert not missing, f"{page.name} names paths that are not in the tree: {missing}"
