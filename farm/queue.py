@@ -1,8 +1,8 @@
 """The farm's queues: what a job's queue is called, the one Celery app configuration shared by submitters and
 workers, and the one place a job's message is built and published.
 
-The settings are chosen for long, expensive, one-at-a-time jobs (see the README's "Why these Celery
-settings"): JSON only, late acknowledgement so a dead worker's job is not lost, rejection on worker loss so it
+The settings are chosen for long, expensive, one-at-a-time jobs (see docs/operations.md, "Why these
+Celery settings"): JSON only, late acknowledgement so a dead worker's job is not lost, rejection on worker loss so it
 is redelivered, a prefetch of one so a busy worker hoards nothing, and a visibility timeout longer than any job
 may run so Redis never redelivers a job that is still running. Celery's result backend is not used: results
 live in the farm's own store.

@@ -503,7 +503,7 @@ def redis_url_parts(url: str) -> tuple[str, int, str]:
 
 def assert_durable(argv: list[str]) -> None:
     """The redis-server command line has the farm's persistence flags, with the embedded server's values
-    (``appendfsync always`` and the rest: README.md, "Durability")."""
+    (``appendfsync always`` and the rest: docs/operations.md, "Durability")."""
     wanted = durability_args()
     for flag, value in zip(wanted[0::2], wanted[1::2], strict=True):
         assert flag in argv, f"redis-server without {flag} {value!r}"

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def tiny_seed_sweep(tmp_path: Path, **overrides: object) -> Path:
-    """The seed sweep exactly as the README gives it, with synthetic data and tiny epochs/samples."""
+    """The seed sweep exactly as the user guide gives it, with synthetic data and tiny epochs/samples."""
     spec = yaml.safe_load((REPO / "examples" / "seed.yaml").read_text())
     spec["defaults"].update(data="synthetic", train_samples=96, test_samples=32, batch_size=32)
     spec["jobs"][0].update(epochs=2, params={"hidden_units": [64, 32]})
