@@ -1,8 +1,8 @@
 """Where a harness overhead lives: the bare script against the farm's training child run directly, with no
 worker, Redis or queue in the path, once as a fresh interpreter and once forked from a fork server.
 
-    .venv/bin/python benchmarks/child_vs_bare.py [--backend jax] [--pipeline keras] [--rounds 8]
-    .venv/bin/python benchmarks/child_vs_bare.py --workload text_transformer [--mode inference]   # vs bare_workload.py
+    .venv/bin/python -m benchmarks.child_vs_bare [--backend jax] [--pipeline keras] [--rounds 8]
+    .venv/bin/python -m benchmarks.child_vs_bare --workload text_transformer [--mode inference]   # vs bare_workload.py
 
 If ``farm_vs_bare.py`` (through a real worker) shows an overhead and this does not, it is in the worker's path
 (its processes, its environment); if this shows it too, it is inside the child (``workers.training``).
@@ -17,10 +17,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
-# The sibling benchmark (a script's own folder is on sys.path when it is run): its bare side and statistics.
-from farm_vs_bare import _bare, paired_ratio_ci, yardstick
-from workloads_vs_bare import CONFIGS, bare
-
+from benchmarks.common import CONFIGS, paired_ratio_ci, run_bare_fit, run_bare_workload, yardstick
 from farm.settings import FarmSettings
 from farm.sweep import load_sweep_data
 from workers.supervisor import WarmPool, run_child
@@ -66,10 +63,10 @@ def main() -> None:
             for rnd in range(args.rounds):
                 for side in sides[rnd % 3 :] + sides[: rnd % 3]:
                     if side == "bare" and args.workload != "cifar10_mlp":
-                        got = bare(args.workload, args.mode, args.backend, cfg)
+                        got = run_bare_workload(args.workload, args.mode, args.backend, cfg)
                         epochs, cpu = got["epochs"], got["cpu"]
                     elif side == "bare":
-                        epochs, cpu = _bare(
+                        epochs, cpu = run_bare_fit(
                             args.samples,
                             args.epochs,
                             args.batch,

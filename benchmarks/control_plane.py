@@ -1,7 +1,7 @@
 """The farm's control plane with N = 10, 50, 200 workers against one Redis: what each worker and each job costs
 Redis, how fast jobs are dispatched, and how the reaper and ``farm status``/``farm workers`` grow with N.
 
-    .venv/bin/python benchmarks/control_plane.py [--workers 10,50,200] [--drain-per-worker 3] [--job-s 0.5]
+    .venv/bin/python -m benchmarks.control_plane [--workers 10,50,200] [--drain-per-worker 3] [--job-s 0.5]
         [--idle-s 20] [--json FILE]
 
 Each N gets a fresh embedded redis-server with the farm's shipped durability (``appendonly yes``,

@@ -1,6 +1,6 @@
 """What ``appendfsync always`` (the farm's shipped setting) costs per job, against ``everysec``.
 
-    .venv/bin/python benchmarks/durability_cost.py [--jobs 200] [--rounds 5] [--worker-jobs 6] [--dir DIR]
+    .venv/bin/python -m benchmarks.durability_cost [--jobs 200] [--rounds 5] [--worker-jobs 6] [--dir DIR]
 
 1. **The farm's writes, per job.** Each round starts a fresh redis-server (``farm.embedded.EmbeddedRedis``, its
    append-only file in ``--dir``: put it on the disk you mean to measure, not a tmpfs) under each policy, in

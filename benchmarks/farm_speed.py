@@ -10,7 +10,7 @@
   jobs' busy times / K);
 - start-up: ``farm --help`` and ``farm status``; ``farm report`` over 100,000 stored results.
 
-    python benchmarks/farm_speed.py [--only overhead,dispatch,scheduling,startup,report]
+    python -m benchmarks.farm_speed [--only overhead,dispatch,scheduling,startup,report]
 
 ``--only dispatch-submit`` runs the submit half of the dispatch measurement alone (no workers needed).
 """
@@ -199,9 +199,8 @@ def dispatch_latency() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            sys.path.insert(0, str(REPO / "benchmarks"))
             os.environ["FARM_BROKER_URL"] = lf.settings.broker_url
-            import noop_app
+            from benchmarks import noop_app  # reads FARM_BROKER_URL at import
 
             client = redis.Redis.from_url(lf.settings.broker_url)
             bare = []

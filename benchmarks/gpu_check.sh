@@ -46,8 +46,8 @@ print(df.sort_values(["backend", "workload", "started_at"])[[c for c in cols if 
 PY
 samples=20000
 [ "$device" = cpu ] && samples=500
-step vs_bare "${limits[1]}" python3 benchmarks/farm_vs_bare.py --backend jax --device "$device" --samples "$samples" \
+step vs_bare "${limits[1]}" python3 -m benchmarks.farm_vs_bare --backend jax --device "$device" --samples "$samples" \
   --epochs 4 --rounds "$rounds" --pipelines keras
-step overhead "${limits[2]}" python3 benchmarks/farm_speed.py --only overhead --device "$device" --backend jax --quick
+step overhead "${limits[2]}" python3 -m benchmarks.farm_speed --only overhead --device "$device" --backend jax --quick
 pkill -f "cli.main worker" 2>/dev/null
 exit 0

@@ -16,61 +16,26 @@ The input is the farm's own pipeline for the job (``workers.training.tf_dataset`
 ``input_pipeline: farm``; numpy arrays into ``fit`` otherwise), on both sides. Prints the median epoch of each
 block pair and farm ÷ bare as the geometric mean over pairs with a 95% bootstrap CI.
 
-    KERAS_BACKEND=tensorflow python benchmarks/harness_ablation.py [--pipeline farm] [--pairs 40] [--epochs 3]
+    KERAS_BACKEND=tensorflow python -m benchmarks.harness_ablation [--pipeline farm] [--pairs 40] [--epochs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import json
 import os
 import statistics
-import threading
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import keras  # after the environment above (ruff does not flag it: E402 is off here)
-from bare_fit import Clock, data, mlp
-from farm_vs_bare import paired_ratio_ci
 
-from workers.contention import ContentionSampler
-from workers.timing import IdleSampler, epoch_callback
+from benchmarks.bare_keras import Clock, data, mlp
+from benchmarks.common import Extras, paired_ratio_ci
+from workers.timing import epoch_callback
 from workers.training import tf_dataset
-
-
-class Extras:
-    """The farm child's threads and sink while it trains, started and stopped around a block."""
-
-    def __init__(self) -> None:
-        self.sink = io.StringIO()
-
-    def emit(self, event: dict) -> None:
-        self.sink.write(json.dumps(event, default=str) + "\n")  # the child writes each event to a pipe
-
-    def __enter__(self) -> Extras:
-        self.idle = IdleSampler().start()
-        self.watch = ContentionSampler().start()
-        self.stop = threading.Event()
-
-        def check() -> None:  # workers.child.watch_worker's checker
-            last = time.monotonic()
-            while not self.stop.wait(1.0):
-                _ = time.monotonic() - last
-
-        self.checker = threading.Thread(target=check, daemon=True)
-        self.checker.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.watch.stop()
-        self.idle.stop()
-        self.stop.set()
-        self.checker.join()
 
 
 def main() -> None:

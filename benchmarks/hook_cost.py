@@ -6,7 +6,7 @@ hook; no batch-end hook, so Keras keeps its asynchronous dispatch and syncs noth
 thread that wakes five times a second. This times Keras' own callback dispatch per step with and without the
 farm's callback, and the sampler's work per second, then states them as a share of a step:
 
-    python benchmarks/hook_cost.py [--step-ms 32 0.9]
+    python -m benchmarks.hook_cost [--step-ms 32 0.9]
 
 Comparing whole epochs (``farm_vs_bare.py``) is the end-to-end check; on a 2-core machine its confidence
 interval is about ±6%, too wide to show a 2% bound. This shows what the farm's code costs per step.

@@ -1,7 +1,7 @@
 """How long the whole-sweep commands take on a large sweep: submit, cancel, resume, and a re-submit that has
 nothing to send, against an embedded redis-server of its own.
 
-    .venv/bin/python benchmarks/lifecycle_speed.py [--jobs 20000] [--rounds 3]
+    .venv/bin/python -m benchmarks.lifecycle_speed [--jobs 20000] [--rounds 3]
 
 Prints the median and range over rounds of each step. The sweep is ``--jobs`` tiny synthetic JAX jobs (20
 cells × repeats); nothing trains: only the farm's own bookkeeping and Redis round trips are timed.

@@ -14,7 +14,7 @@ evaluated on 500 test samples.
   (a fresh actor process per trial). The makespan is ``tuner.fit()``'s wall time; ``ray.init`` is reported
   apart. Each Ray mode runs in its own driver process (this script, re-invoked).
 
-    python benchmarks/peer_ray.py [--runs 1] [--skip-ray] [--skip-farm] [--ray-mode both] [--workers 2]
+    python -m benchmarks.peer_ray [--runs 1] [--skip-ray] [--skip-farm] [--ray-mode both] [--workers 2]
                                   [--samples 2000] [--test-samples 500] [--epochs 2]
 
 Needs ``pip install 'ray[tune]'`` for the Ray side.

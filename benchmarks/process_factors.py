@@ -21,7 +21,7 @@ and with one of the child's traits added, and of the farm's own code path alone:
 Prints each variant ÷ bare: the geometric mean of per-round ratios of median steady epochs, 95% CI by
 resampling rounds.
 
-    python benchmarks/process_factors.py [--workload text_transformer] [--mode train] [--rounds 14]
+    python -m benchmarks.process_factors [--workload text_transformer] [--mode train] [--rounds 14]
 """
 
 from __future__ import annotations
@@ -34,9 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from farm_vs_bare import paired_ratio_ci
-from workloads_vs_bare import CONFIGS, bare_env
-
+from benchmarks.common import CONFIGS, bare_env, paired_ratio_ci
 from farm.settings import FarmSettings
 from farm.sweep import load_sweep_data
 from workers.supervisor import child_env
@@ -84,16 +82,16 @@ def main() -> None:
     farm_env = child_env(envelope, FarmSettings())
     print("the child's environment differs in:", sorted(k for k, v in farm_env.items() if plain.get(k) != v))
     run_script = (
-        f"import runpy, sys; sys.path.insert(0, {str(HERE)!r}); sys.argv = ['bare_workload.py', *{script_args!r}]; "
+        f"import runpy, sys; sys.argv = ['bare_workload.py', *{script_args!r}]; "  # run from the checkout (cwd)
     )
-    run_script += f"runpy.run_path({str(HERE / 'bare_workload.py')!r}, run_name='__main__')"
+    run_script += "runpy.run_module('benchmarks.bare_workload', run_name='__main__')"
     cache = tempfile.mkdtemp(prefix="farm-factors-")
     child_globals = (
         "import pathlib, workers.training as t; "
         f"t.seed_everything({envelope.job.seed_effective}, 'jax'); t.use_compile_cache('jax', pathlib.Path({cache!r}))"
     )
     farm_code = (
-        f"import json, pathlib, sys, tempfile; sys.path.insert(0, {str(HERE)!r}); from workload_ablation import "
+        "import json, pathlib, tempfile; from benchmarks.farm_keras import "
         f"FarmBlock; block = FarmBlock({args.workload!r}, {cfg['params']!r}, {cfg['samples']}, {cfg['batch']}, "
         f"{args.epochs}, {args.mode!r}, pathlib.Path(tempfile.mkdtemp())); print(json.dumps({{'epoch_s': block()}}))"
     )

@@ -10,7 +10,7 @@ the HTML report of the same rows (``farm.reports.html_sweep.write_report_html``:
 the page written; the first run pays the import), best of ``--runs``, and prints the page's size; without the
 plot extra (matplotlib) that line says it was skipped.
 
-    .venv/bin/python benchmarks/report_speed.py [--cells 2000] [--repeats 50] [--runs 3] [--stored] [--no-html]
+    .venv/bin/python -m benchmarks.report_speed [--cells 2000] [--repeats 50] [--runs 3] [--stored] [--no-html]
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Reproducibility, measured: the same small sweep run twice under different names on a quiet machine, then a
 third time with a CPU hog (processes this script starts and stops) beside the worker for part of the run.
 
-    .venv/bin/python benchmarks/reproducibility.py [--repeats 5] [--epochs 4] [--samples 2000] [--hogs 2]
+    .venv/bin/python -m benchmarks.reproducibility [--repeats 5] [--epochs 4] [--samples 2000] [--hogs 2]
 
 Prints, per cell:
 - the two quiet runs' median throughput with 95% CIs, and whether each median falls inside the other's CI;

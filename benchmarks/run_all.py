@@ -1,6 +1,6 @@
 """Every benchmark of the farm itself, one after another, each printing its own figures.
 
-    .venv/bin/python benchmarks/run_all.py [--skip peer,report] [--quick]
+    .venv/bin/python -m benchmarks.run_all [--skip peer,report] [--quick]
 
 Runs, in this order: ``farm_speed.py`` (per-job overhead cold and warm, dispatch, scheduling efficiency,
 start-up, ``farm report`` over 100,000 results), ``farm_vs_bare.py`` (harness overhead against a bare
@@ -67,9 +67,10 @@ def main() -> int:
     for name, argv in plan(args.quick):
         if name in skip:
             continue
-        print(f"\n# {name}: python benchmarks/{' '.join(argv)}", flush=True)
+        module = f"benchmarks.{Path(argv[0]).stem}"  # run as a module of the checkout: it imports benchmarks.common
+        print(f"\n# {name}: python -m {module} {' '.join(argv[1:])}", flush=True)
         t0 = time.monotonic()
-        rc = subprocess.run([sys.executable, str(HERE / argv[0]), *argv[1:]], cwd=HERE.parent).returncode
+        rc = subprocess.run([sys.executable, "-m", module, *argv[1:]], cwd=HERE.parent).returncode
         print(f"# {name}: exit {rc} after {time.monotonic() - t0:.0f} s", flush=True)
         if rc != 0:
             failed.append(name)

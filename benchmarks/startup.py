@@ -2,7 +2,7 @@
 timed as shipped, without the garbage-collector and quick-exit measures (the plain Typer app, still lazy), and
 the import cost that loading every subcommand eagerly would add. Interleaved, median of ``--runs``.
 
-    .venv/bin/python benchmarks/startup.py [--runs 15]
+    .venv/bin/python -m benchmarks.startup [--runs 15]
 
 The measures live in ``cli/main.py`` (its docstring says why each exists); a measure stays only while this
 benchmark shows it is needed for the start-up target (well under a second for the short commands).

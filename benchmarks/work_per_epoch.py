@@ -17,7 +17,7 @@ compiles, a second block is counted:
 Figures are per epoch. A farm side that adds no work shows the bare side's counts plus its timing callback's
 few calls a step.
 
-    python benchmarks/work_per_epoch.py [--workload text_transformer] [--mode train] [--epochs 3] [--rounds 2]
+    python -m benchmarks.work_per_epoch [--workload text_transformer] [--mode train] [--epochs 3] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from workloads_vs_bare import CONFIGS, bare_env  # the sibling benchmark: its sizes and bare environment
+from benchmarks.common import CONFIGS, bare_env
 
 HERE = pathlib.Path(__file__).resolve().parent
 
@@ -85,17 +85,17 @@ def side_process(side: str, workload: str, mode: str, epochs: int) -> dict[str, 
     """Runs in the fresh process: build one side, warm it, count a block, time a block."""
     cfg = CONFIGS[workload]
     if side == "bare":
-        import bare_workload
+        from benchmarks.bare_keras import build_workload, run_workload, workload_data
 
-        x, y = bare_workload.data(workload, cfg["samples"], cfg["params"])
-        model = bare_workload.build(workload, cfg["params"])
+        x, y = workload_data(workload, cfg["samples"], cfg["params"])
+        model = build_workload(workload, cfg["params"])
 
         def block() -> None:
-            bare_workload.run(model, x, y, mode, epochs, cfg["batch"])
+            run_workload(model, x, y, mode, epochs, cfg["batch"])
 
         built = (model, x)
     else:
-        from workload_ablation import FarmBlock
+        from benchmarks.farm_keras import FarmBlock
 
         block = FarmBlock(  # type: ignore[assignment]
             workload, cfg["params"], cfg["samples"], cfg["batch"], epochs, mode, pathlib.Path(tempfile.mkdtemp())
@@ -140,7 +140,8 @@ def main() -> None:
     rows: dict[str, list[dict[str, float]]] = {"bare": [], "farm": []}
     for _ in range(args.rounds):
         for side in rows:
-            cmd = [sys.executable, __file__, "--side", side, "--workload", args.workload, "--mode", args.mode]
+            cmd = [sys.executable, "-m", "benchmarks.work_per_epoch", "--side", side, "--workload", args.workload]
+            cmd += ["--mode", args.mode]
             out = subprocess.run(
                 [*cmd, "--epochs", str(args.epochs)],
                 env=env,

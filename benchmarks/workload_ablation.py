@@ -19,7 +19,7 @@ processes (the fork server's child against a fresh interpreter); ``workloads_vs_
 wider CIs. A pair during which another process used the machine (the contention sampler's verdict over the
 pair) is reported and left out.
 
-    python benchmarks/workload_ablation.py --workload resnet50|text_transformer --mode train|inference
+    python -m benchmarks.workload_ablation --workload resnet50|text_transformer --mode train|inference
         [--pairs 60] [--epochs 2] [--samples N] [--json pairs.json]
 """
 
@@ -38,67 +38,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import bare_workload  # imports keras, after the environment above
-import keras
-from farm_vs_bare import paired_ratio_ci, versions
-from harness_ablation import Extras
-from workloads_vs_bare import CONFIGS
+import keras  # after the environment above
 
-from farm import workloads
-from farm.job import JobSpec
+from benchmarks.bare_keras import build_workload, run_workload, workload_data
+from benchmarks.common import CONFIGS, paired_ratio_ci, versions
+from benchmarks.farm_keras import FarmBlock
 from farm.settings import FarmSettings
 from workers.contention import ContentionSampler
-from workers.datasets import load_dataset
-from workers.timing import epoch_callback
-from workers.training import fit, measure_offline
-
-
-class FarmBlock:
-    """The child's side: model, data and job built as ``workers.training.train`` builds them."""
-
-    def __init__(self, name: str, params: dict, samples: int, batch: int, epochs: int, mode: str, cache: Path):
-        self.job = JobSpec(
-            sweep="ablation",
-            workload=name,
-            params=params,
-            backend=keras.backend.backend(),
-            epochs=epochs,
-            batch_size=batch,
-            data="synthetic",
-            train_samples=samples,
-            test_samples=16,
-            mode=mode,
-            input_pipeline="keras",
-        )
-        workload = workloads.get(name)
-        valid = workload.validate_params(self.job.params)
-        ds = load_dataset(
-            workload.data_spec(valid),
-            "synthetic",
-            data_dir=None,
-            cache_dir=cache,
-            seed=self.job.seed_effective,
-            train_samples=samples,
-            test_samples=16,
-        )
-        self.x, self.y = workload.prepare(ds.x_train, ds.y_train)
-        self.model, optimizer, loss = workload.build_model(valid, tuple(ds.input_shape), ds.num_classes)
-        self.model.compile(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=["accuracy"],
-            steps_per_execution=self.job.steps_per_execution,
-            jit_compile=self.job.jit_compile,
-        )
-
-    def __call__(self) -> list[float]:
-        with Extras() as extras:
-            timer = epoch_callback(extras.emit, self.job.epochs)
-            if self.job.mode == "inference":
-                measure_offline(self.model, self.x, self.job, self.job.seed_effective, timer)
-            else:
-                fit(self.model, self.x, self.y, None, self.job, timer)
-        return [r["wall_s"] for r in timer.records]
 
 
 def main() -> None:
@@ -114,8 +60,8 @@ def main() -> None:
     samples, batch, params = args.samples or cfg["samples"], cfg["batch"], cfg["params"]
     threshold = FarmSettings().contention_cpu_threshold
 
-    x, y = bare_workload.data(args.workload, samples, params)
-    bare_model = bare_workload.build(args.workload, params)
+    x, y = workload_data(args.workload, samples, params)
+    bare_model = build_workload(args.workload, params)
     with tempfile.TemporaryDirectory(prefix="farm-ablation-") as cache:
         farm = FarmBlock(args.workload, params, samples, batch, args.epochs, args.mode, Path(cache))
     counts = farm.model.count_params(), bare_model.count_params()
@@ -123,7 +69,7 @@ def main() -> None:
         raise SystemExit(f"the sides built different models: farm {counts[0]} parameters, bare {counts[1]}")
 
     def bare() -> list[float]:
-        return bare_workload.run(bare_model, x, y, args.mode, args.epochs, batch).times
+        return run_workload(bare_model, x, y, args.mode, args.epochs, batch).times
 
     bare(), farm()  # trace and compile both; not counted
     config = {

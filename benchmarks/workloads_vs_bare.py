@@ -6,9 +6,9 @@ worker``); the bare side is ``benchmarks/bare_workload.py``, which builds the sa
 Rounds interleave the sides, and the order within a round turns every round, as in ``farm_vs_bare.py``. Steady
 state excludes the first epoch (in inference: the first ``predict`` pass). Both sides feed numpy arrays.
 
-    python benchmarks/workloads_vs_bare.py [--rounds 8] [--backend jax] [--workloads resnet50,text_transformer]
+    python -m benchmarks.workloads_vs_bare [--rounds 8] [--backend jax] [--workloads resnet50,text_transformer]
         [--modes train,inference] [--epochs N] [--json runs.json]
-    python benchmarks/workloads_vs_bare.py --pool runs1.json runs2.json   # several runs' rounds together
+    python -m benchmarks.workloads_vs_bare --pool runs1.json runs2.json   # several runs' rounds together
 
 Prints, per workload and mode, the median steady epoch of each side and farm ÷ bare: the geometric mean and the
 median of the per-round ratios, each with a 95% CI by resampling rounds (rounds where either side was contended
@@ -19,61 +19,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from farm.settings import FarmSettings
-from workers.contention import ContentionSampler
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from farm_vs_bare import FarmSide, add_raw_arguments, farm_env, paired_ratio_ci, pool, versions
+from benchmarks.common import (
+    CONFIGS,
+    FarmSide,
+    add_raw_arguments,
+    farm_env,
+    paired_ratio_ci,
+    pool,
+    run_bare_workload,
+    versions,
+)
 
 HERE = Path(__file__).resolve().parent
-
-#: Each workload's benchmark size on a 2-core CPU: small enough for a round in about a minute, big enough that
-#: a steady epoch is seconds, not milliseconds (so the per-step callback's cost is not hidden by noise).
-CONFIGS: dict[str, dict] = {
-    "resnet50": {"params": {"image_size": 32, "classes": 10}, "samples": 256, "epochs": 4, "batch": 32},
-    "text_transformer": {
-        "params": {"seq_len": 64, "vocab_size": 5000, "width": 64, "depth": 2, "heads": 4, "classes": 2},
-        "samples": 1024,
-        "epochs": 4,
-        "batch": 32,
-    },
-}
-
-
-def bare_env(backend: str = "jax") -> dict[str, str]:
-    """The bare script's environment: this one without the farm's settings, on the CPU, with ``backend``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
-    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
-    return env
-
-
-def bare(workload: str, mode: str, backend: str, cfg: dict) -> dict:
-    env = bare_env(backend)
-    args = [workload, mode, str(cfg["samples"]), str(cfg["epochs"]), str(cfg["batch"]), json.dumps(cfg["params"])]
-    watch = ContentionSampler().start()
-    try:
-        out = subprocess.run(
-            [sys.executable, str(HERE / "bare_workload.py"), *args], env=env, capture_output=True, text=True, check=True
-        )
-    finally:
-        watch.stop()
-    verdict = watch.window(watch.samples[0].at, watch.samples[-1].at, FarmSettings().contention_cpu_threshold)
-    line = json.loads(out.stdout.strip().splitlines()[-1])
-    return {
-        "epochs": line["epoch_s"],
-        "cpu": line.get("epoch_cpu_s", []),
-        "param_count": line["param_count"],
-        "contention": verdict["figures"],
-        "contended": verdict["contended"],
-    }
 
 
 def main() -> None:
@@ -111,7 +74,7 @@ def main() -> None:
                     counts = {}
                     for side in sides:
                         if side == "bare":
-                            out = bare(name, mode, args.backend, cfg)
+                            out = run_bare_workload(name, mode, args.backend, cfg)
                         else:
                             out = farm.run(
                                 cfg["samples"],

@@ -1,4 +1,4 @@
-"""The partition scenario, shared by tests/hosts/test_partitions.py and benchmarks/partition_timings.py.
+"""The partition scenario, shared by tests/hosts/test_partitions.py and tests/hosts/partition_timings.py.
 
 Two CPU worker hosts with short leases; one long job. Once it trains, the host running it is cut off (its link
 down on the switch side) and stays cut off past its lease; the job must then run on the other host. When the

@@ -1,7 +1,10 @@
 """How fast the farm recovers from a worker host cut off mid-job, in a lab of network namespaces (needs root).
 
-    sudo .venv/bin/python benchmarks/partition_timings.py [--runs 5] [--regime defaults-scaled|fast|both]
-                                                          [-o timings.json]
+    sudo .venv/bin/python -m tests.hosts.partition_timings [--runs 5] [--regime defaults-scaled|fast|both]
+                                                           [-o timings.json]
+
+It lives with the lab it measures (test infrastructure: the benchmarks import nothing from tests/); run it
+from the repository root.
 
 Each run builds nothing new: one lab (tests/hosts/lab.py: a Redis host over TLS, two CPU worker hosts, a
 submitter) serves every run, reset in between. A run submits one long tiny job; once it trains, the host
@@ -28,11 +31,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))  # the lab harness lives with the tests
-
-from tests.hosts.lab import HostSpec, Lab, sweep_leftovers, unsupported  # noqa: E402
-from tests.hosts.partition import HOSTS, REGIMES, PartitionRun, run_partition  # noqa: E402
+from tests.hosts.lab import HostSpec, Lab, sweep_leftovers, unsupported
+from tests.hosts.partition import HOSTS, REGIMES, PartitionRun, run_partition
 
 CLEAN = {"jobs": 1, "recorded": 1, "lost": 0, "recorded_twice": 0, "concurrent_runs": 0}
 
