@@ -97,3 +97,19 @@ def test_every_named_path_exists(page: Path) -> None:
     named |= {m if (REPO / m).is_dir() else f"{m}.py" for m in modules}
     missing = sorted(p for p in named if not (REPO / p).exists())
     assert not missing, f"{page.name} names paths that are not in the tree: {missing}"
+
+
+def floor_plan_names(text: str) -> set[str]:
+    """Every ``name.py`` (or ``package/``) the architecture page names, whatever folder it is written under."""
+    return {m.rstrip("/").rsplit("/", 1)[-1] for m in re.findall(r"[\w/]*\w+(?:\.py|/)(?=[`\s,)])", text)}
+
+
+@pytest.mark.parametrize("package", ["farm", "farm/store", "farm/reports", "workers", "cli"])
+def test_floor_plan_names_every_module(package: str) -> None:
+    """docs/architecture.md's floor plan names every module of the packages: a module added (or split out) without
+    a line there is a room missing from the plan."""
+    named = floor_plan_names((REPO / "docs" / "architecture.md").read_text())
+    modules = {p.name for p in (REPO / package).glob("*.py") if p.name != "__init__.py"}
+    modules |= {p.name for p in (REPO / package).iterdir() if (p / "__init__.py").exists()}
+    missing = sorted(modules - named)
+    assert not missing, f"docs/architecture.md does not name {package}/: {missing}"
