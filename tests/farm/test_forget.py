@@ -87,10 +87,12 @@ def mentions(store: Store, ids: list[str]) -> list[str]:
 
 
 def queued_job_ids(store: Store) -> list[str]:
+    """The job ids of the messages on every queue the farm has noted (its jobs' queues name their backend)."""
     out = []
-    for raw in store.r.lrange("farm.cpu", 0, -1):
-        body = json.loads(base64.b64decode(json.loads(raw)["body"]))
-        out.append(body[0][0]["job_id"])
+    for queue in store.known_queues() or []:
+        for raw in store.r.lrange(queue, 0, -1):
+            body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+            out.append(body[0][0]["job_id"])
     return out
 
 
@@ -189,7 +191,7 @@ def test_a_forgotten_sweep_submitted_again_runs_again_from_scratch(store: Store,
     s = sweep("again", repeats=1)
     envs = submitted(store, redis_url, s)
     forget_sweep(store, s.sweep_id)
-    store.r.delete("farm.cpu")
+    store.r.delete(*(store.known_queues() or ["farm.cpu"]))
 
     out = submit(s, FarmSettings(broker_url=redis_url), store=store)
 
@@ -231,7 +233,7 @@ def test_submit_restores_an_envelope_deleted_while_it_was_saving(
     small = sweep("late", repeats=1)
     big = sweep("late", repeats=2)
     envs_small = submitted(store, redis_url, small)
-    store.r.delete("farm.cpu")
+    store.r.delete(*(store.known_queues() or ["farm.cpu"]))
     real = Ledger.claim
 
     def deleted_first(self: Ledger, jobs: list[tuple[str, str]], chunk: int = 1000) -> set[str]:
