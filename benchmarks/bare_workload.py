@@ -2,7 +2,7 @@
 plain ``model.fit`` or served with a plain ``model.predict`` on numpy arrays.
 
 It is the yardstick for the farm's figures on these workloads, so no farm code runs here: the models are built
-from Keras alone (the Transformer written out again, layer by layer, from its description in the README; the
+from Keras alone (the Transformer written out again, layer by layer, from its description in docs/user-guide.md; the
 script prints its parameter count so the benchmark can check both sides built the same model). Prints one JSON
 line with each epoch's (or, in inference, each ``predict`` pass's) wall and process CPU time.
 The data, the models and the timed loops are in ``benchmarks/bare_keras.py``, which ``workload_ablation`` uses

@@ -35,7 +35,7 @@ Per N it measures, from ``INFO commandstats`` and ``INFO cpu`` deltas and the wo
    recorded a farm's results for years looks; then the reads, a reaper pass and a look for queued messages
    again: none of them may grow with the history.
 
-Nothing here asserts; it prints a table per N (quoted in README.md, "Operating a farm of hundreds").
+Nothing here asserts; it prints a table per N (quoted in docs/operations.md, "Operating a farm of hundreds").
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@
    ``--worker-jobs`` tiny jobs; the ``INFO commandstats`` delta over the sweep, per job, and the same
    worker's idle rate (commands/s while it waits), so a job's own commands can be told from the background.
 
-Nothing here asserts: it prints figures (quoted in README.md, "Durability").
+Nothing here asserts: it prints figures (quoted in docs/operations.md, "Durability").
 """
 
 from __future__ import annotations
