@@ -35,7 +35,10 @@ def test_job_raising_is_retried_then_recorded_failed(farm: Farm, start_worker, t
 
 def test_cancel_then_resume(farm: Farm, start_worker, tmp_path: Path) -> None:
     start_worker("w1", **FAST)
-    sid = farm.submit(write_sweep(tmp_path, "cancel-me", jobs=4, epochs=60))
+    # Long enough (about 0.02 s an epoch here) that the running job cannot finish before `farm cancel` reaches
+    # it on a busy machine: with 60 epochs it once did, its success was dropped for the cancel's record, and the
+    # resume ran it to success a second time.
+    sid = farm.submit(write_sweep(tmp_path, "cancel-me", jobs=4, epochs=600))
     ids = farm.jobs(sid)
     wait_running(farm, ids[0], min_epoch=1)
     out = farm.cli("cancel", sid)
