@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.live import Live
@@ -128,12 +129,15 @@ class Stopper:
         self.signum = 0
         self.count = 0
         self.stopping = False
+        self.said_first = False
 
     def handle(self, signum: int, _frame: FrameType | None) -> None:
         self.count += 1
         if self.count == 1:
             self.signum = signum
-            _say(self.FIRST)
+            if not self.said_first:
+                self.said_first = True
+                _say(self.FIRST)
             if not (self.stopping or self.farm.stopping):  # a stop under way is never cut short: it goes on
                 raise Interrupted
             return
@@ -148,9 +152,24 @@ class Stopper:
             yield self
             return
         previous = {sig: signal.signal(sig, self.handle) for sig in STOP_SIGNALS}
+        previous_hook = sys.unraisablehook
+
+        def lost(unraisable: Any) -> None:
+            """The first signal's exception landed in a finalizer (a ``__del__``), where Python prints it and
+            swallows it: the stop is not lost and no traceback is shown; the signal is sent again."""
+            if isinstance(unraisable.exc_value, Interrupted) and self.count == 1:
+                self.count = 0
+                resend = threading.Timer(0.05, os.kill, (os.getpid(), self.signum))  # once the hook has returned
+                resend.daemon = True
+                resend.start()
+                return
+            previous_hook(unraisable)
+
+        sys.unraisablehook = lost
         try:
             yield self
         finally:
+            sys.unraisablehook = previous_hook
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
