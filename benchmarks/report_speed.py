@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from farm.columns import RESULT_COLUMNS
 from farm.reports.aggregate import aggregate, columns_frame, results_frame, speedups
-from farm.rows import RESULT_COLUMNS
 from farm.rowstore import compact_row
 
 

@@ -69,7 +69,7 @@ def _p(v: float | None) -> str:
 
 
 def compare_table(cmp: pd.DataFrame, label_a: str, label_b: str, metric: str, higher: bool) -> Table:
-    from farm.rows import CELL_COLUMNS
+    from farm.columns import CELL_COLUMNS
 
     shown = {c for c, _ in SHOWN_CELL}
     # Cell columns that vary among the rows but are not shown on their own go into one "cell" column.

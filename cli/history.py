@@ -116,7 +116,7 @@ def history_title(threshold: float, window: int, units: list[str]) -> str:
 def history_tables(history: pd.DataFrame) -> list[Table]:
     """One table per cell and hardware key (its title names them), one row per sweep that ran it, in time
     order, flagged changes marked: a cell's identity is said once, so the rows stay narrow."""
-    from farm.rows import CELL_COLUMNS
+    from farm.columns import CELL_COLUMNS
 
     shown = {c for c, _ in SHOWN_CELL}
     extra = [c for c in CELL_COLUMNS if c not in shown and history[c].astype(str).nunique(dropna=False) > 1]
@@ -284,7 +284,7 @@ def _print_json(history: pd.DataFrame, ids: list[str], *, threshold: float, wind
 
 
 def _summary(history: pd.DataFrame, n_sweeps: int) -> None:
-    from farm.rows import CELL_COLUMNS
+    from farm.columns import CELL_COLUMNS
 
     cells = history.groupby([*CELL_COLUMNS, "hardware_key"], dropna=False).ngroups
     flagged = history[history["change"].astype(bool)]

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from cli.common import console, err_console, untrusted
+from farm.columns import format_figure, shown_in
 
 REPORT_SHOWN = [
     ("workload", "workload"),
@@ -21,7 +22,6 @@ REPORT_SHOWN = [
     ("steady_epoch_s_median", "epoch s"),
     ("steady_samples_per_s_median", "samples/s (median)"),
     ("steady_samples_per_s_ci", "95% CI"),
-    ("test_accuracy_median", "test acc"),
     ("speedup_vs_cpu", "GPU/CPU"),
     ("flags", "flags"),
 ]
@@ -89,6 +89,7 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
     unit = throughput_unit(report)
     stalls = cell_stalls(report, results)
     shown = shown_columns(report)
+    figures = {c.report_column: c for c in shown_in("terminal")}
     for col, title in shown:
         if col == "steady_samples_per_s_median":
             title = f"{unit or 'samples'}/s (median)"
@@ -103,12 +104,8 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
                 row.append(ci_text(rec.get("steady_samples_per_s_ci_low"), rec.get("steady_samples_per_s_ci_high")))
             elif col == "flags":
                 row.append(cell_flags(rec, stall))
-            elif col == "test_accuracy_median":
-                acc = rec.get(col)
-                row.append(f"{100 * acc:.1f}%" if isinstance(acc, (int, float)) and acc == acc else "")
-            elif col == "latency_p50_s_median":
-                lat = rec.get(col)
-                row.append(f"{1000 * lat:.3g}" if isinstance(lat, (int, float)) and lat == lat else "")
+            elif col in figures:
+                row.append(format_figure(figures[col], rec.get(col)))
             elif col == "steady_samples_per_s_median" and unit is None and rec.get("unit"):
                 row.append(f"{_fmt(rec.get(col))} {untrusted(rec['unit'])}/s" if _fmt(rec.get(col)) else "")
             else:
@@ -122,7 +119,8 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
 
 def shown_columns(report: pd.DataFrame) -> list[tuple[str, str]]:
     """REPORT_SHOWN, plus what only some sweeps have: the mode (train or inference) where a cell serves
-    inference, its batch-1 latency, and the achieved TFLOP/s where the model's FLOPs could be counted."""
+    inference, and before the speedup the figures the schema shows in the terminal (farm.columns: accuracy,
+    latency, TFLOP/s, ...) where some cell has one."""
     shown = list(REPORT_SHOWN)
 
     def has(col: str) -> bool:
@@ -130,10 +128,9 @@ def shown_columns(report: pd.DataFrame) -> list[tuple[str, str]]:
 
     if "mode" in report.columns and bool(report["mode"].eq("inference").any()):
         shown.insert(shown.index(("batch_size", "batch")) + 1, ("mode", "mode"))
-        at = shown.index(("test_accuracy_median", "test acc"))
-        shown.insert(at, ("latency_p50_s_median", "latency p50 ms"))
-    if has("steady_tflops_median"):
-        shown.insert(shown.index(("test_accuracy_median", "test acc")), ("steady_tflops_median", "TFLOP/s"))
+    at = shown.index(("speedup_vs_cpu", "GPU/CPU"))
+    figures = [(c.report_column, c.shown.title_in("terminal")) for c in shown_in("terminal") if c.shown]
+    shown[at:at] = [(col, title) for col, title in figures if has(col)]
     return shown
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import statistics
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from farm import defaults
+from farm.columns import CHILD_FIELDS
 from farm.job import JobSpec
 
 RESULT_SCHEMA_VERSION = 1
@@ -94,8 +95,10 @@ class Phases(BaseModel):
     eval_cpu_s: float | None = None
 
 
-class JobResult(BaseModel):
-    """The record of one finished job (succeeded or not)."""
+class JobResultCore(BaseModel):
+    """The record of one finished job (succeeded or not): what the worker knows about the run. The figures the
+    training process measured are fields too, declared in :data:`farm.columns.COLUMNS` (``child=True``) and added
+    to :class:`JobResult` from there."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
@@ -108,34 +111,20 @@ class JobResult(BaseModel):
     attempt: int = 1
     worker: str | None = None
     host: str | None = None
-    device_name: str | None = None
     started_at: datetime | None = None
     finished_at: datetime = Field(default_factory=utcnow)
     versions: dict[str, str] = Field(default_factory=dict)
     environment: dict[str, Any] = Field(default_factory=dict)
-    dataset_digest: str | None = None
-    train_samples_used: int | None = None
-    test_samples_used: int | None = None
     epochs: list[EpochRecord] = Field(default_factory=list)
     phases: Phases = Field(default_factory=Phases)
-    train_loss: float | None = None
-    train_accuracy: float | None = None
-    test_loss: float | None = None
-    test_accuracy: float | None = None
     stalls: list[dict[str, Any]] = Field(
         default_factory=list, description="Idle windows (CPU under 10% of a core for 2 s or more)."
     )
-    steps_per_epoch: int | None = None
-    step_p50_s: float | None = Field(default=None, description="Median steady-state step time.")
-    step_p90_s: float | None = None
-    step_p99_s: float | None = None
     timeline: dict[str, float | None] = Field(
         default_factory=dict,
         description="Wall-clock moments (epoch seconds) of the job's life: received_at, "
         "spawned_at, job_started_at, first_step_at, train_end_at, exited_at, recorded_at.",
     )
-    epochs_to_target: int | None = None
-    time_to_target_s: float | None = None
     contention: dict[str, Any] = Field(
         default_factory=dict,
         description="What else used the machine during the steady window (see "
@@ -150,19 +139,10 @@ class JobResult(BaseModel):
     )
     contended_reasons: list[str] = Field(default_factory=list)
     throttled: bool = Field(default=False, description="The GPU's clocks were held down (heat, power) in the window.")
-    unit: str | None = Field(default=None, description="What one sample is (images, sequences, samples).")
-    tokens_per_sample: int | None = Field(default=None, description="Tokens in one sample, for token workloads.")
-    param_count: int | None = None
-    flops_per_sample: float | None = Field(
-        default=None,
-        description="Forward-pass FLOPs of one sample (workers.flops); None where a layer with weights could not "
-        "be counted.",
-    )
-    latency_requests: int | None = Field(default=None, description="Inference: timed batch-1 requests.")
-    latency_p50_s: float | None = None
-    latency_p90_s: float | None = None
-    latency_p99_s: float | None = None
-    latency_mean_s: float | None = None
+
+    if TYPE_CHECKING:  # the measured fields, added from the schema below; typed loosely for the checker
+
+        def __getattr__(self, name: str) -> Any: ...
 
     @field_validator("error")
     @classmethod
@@ -185,7 +165,7 @@ class JobResult(BaseModel):
         s = self.steady_epoch_s
         if not s or not self.train_samples_used:
             return None
-        return self.train_samples_used / s
+        return float(self.train_samples_used / s)
 
     @property
     def steady_tokens_per_s(self) -> float | None:
@@ -199,7 +179,7 @@ class JobResult(BaseModel):
         rate = self.steady_samples_per_s
         if rate is None or not self.flops_per_sample:
             return None
-        return self.flops_per_sample * (1 if self.job.mode == "inference" else 3) * rate / 1e12
+        return float(self.flops_per_sample * (1 if self.job.mode == "inference" else 3) * rate / 1e12)
 
     @property
     def hardware_key(self) -> str | None:
@@ -208,3 +188,16 @@ class JobResult(BaseModel):
     @property
     def software_key(self) -> str | None:
         return self.environment.get("software_key")
+
+
+def _measured_fields() -> dict[str, Any]:
+    """The fields the training process measures, as pydantic declares them: each optional, None when absent."""
+    return {c.name: (c.kind | None, Field(default=None, description=c.doc)) for c in CHILD_FIELDS}
+
+
+if TYPE_CHECKING:
+    JobResult = JobResultCore
+else:
+    JobResult = create_model(
+        "JobResult", __base__=JobResultCore, __module__=__name__, __doc__=JobResultCore.__doc__, **_measured_fields()
+    )

@@ -20,39 +20,18 @@ import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from farm.columns import RESULT_COLUMNS, SHARED_COLUMNS
 from farm.result import JobResult
-from farm.rows import CELL_COLUMNS, NOT_ENQUEUED, RESULT_COLUMNS, result_row, spec_row
+from farm.rows import NOT_ENQUEUED, result_row, spec_row
 
 if TYPE_CHECKING:
     import numpy as np
 
     from farm.job import JobEnvelope
 
-#: Columns that many rows share: the sweep cell, how the job ended, and the worker, hardware and software that
-#: ran it. A compact row stores them once per distinct combination (a "row part", content-addressed) and refers
-#: to it; what each run measured (and its error text, often unique) stays in the row.
-SHARED_COLUMNS = [
-    *CELL_COLUMNS,
-    "status",
-    "attempt",
-    "worker",
-    "host",
-    "device_name",
-    "hardware_key",
-    "software_key",
-    "keras_version",
-    "backend_version",
-    "python_version",
-    "train_samples_used",
-    "stalls",
-    "epochs_to_target",
-    "dataset_digest",
-    "unit",
-    "param_count",
-    "flops_per_sample",
-    "benchfarm_version",
-    "workload_version",
-]
+# SHARED_COLUMNS (farm.columns): the columns many rows share — the sweep cell, how the job ended, and the worker,
+# hardware and software that ran it. A compact row stores them once per distinct combination (a "row part",
+# content-addressed) and refers to it; what each run measured (and its error text, often unique) stays in the row.
 #: The columns a compact row carries itself (``sweep_id`` is left out: the reader knows the sweep it reads).
 OWN_COLUMNS = [c for c in RESULT_COLUMNS if c not in SHARED_COLUMNS and c != "sweep_id"]
 

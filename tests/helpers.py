@@ -27,10 +27,10 @@ import pytest
 import redis
 import yaml
 
+from farm.columns import RESULT_COLUMNS
 from farm.embedded import EmbeddedRedis
 from farm.job import JobEnvelope, JobSpec
 from farm.result import EpochRecord, JobResult, JobStatus
-from farm.rows import RESULT_COLUMNS
 from farm.store import Store
 
 # -- the command line --------------------------------------------------------------------------------------------

@@ -208,3 +208,20 @@ def oom_kills() -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def peak_host_mb(status: str = "/proc/self/status") -> float | None:
+    """This process's peak resident memory in MiB: the kernel's high-water mark (``VmHWM``), which counts what the
+    process touched from its start, including the pages a forked training process shares with its fork server
+    (they are its memory too). Where /proc is not readable, ``getrusage``'s ``ru_maxrss`` (KiB on Linux)."""
+    try:
+        with open(status, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # "VmHWM:   123456 kB"
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except (OSError, ValueError):
+        return None

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from farm import workloads
+from farm.columns import CHILD_FIELDS
 from farm.fingerprint import GPUInfo, hardware_key, software_key
 from farm.job import JobEnvelope
 from farm.result import EpochRecord, JobResult, JobStatus, Phases
@@ -49,33 +50,10 @@ def fingerprint(
     }
 
 
-COPIED_FROM_CHILD = (
-    "device_name",
-    "dataset_digest",
-    "train_samples_used",
-    "test_samples_used",
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "steps_per_epoch",
-    "step_p50_s",
-    "step_p90_s",
-    "step_p99_s",
-    "epochs_to_target",
-    "time_to_target_s",
-    "unit",
-    "tokens_per_sample",
-    "param_count",
-    "flops_per_sample",
-    "latency_requests",
-    "latency_p50_s",
-    "latency_p90_s",
-    "latency_p99_s",
-    "latency_mean_s",
-)
-"""Result fields the training process measures and the worker records as they are (each None when absent);
-the rest are built here from the child's figures and the worker's own facts. ``JobResult`` validates them all."""
+COPIED_FROM_CHILD = tuple(c.name for c in CHILD_FIELDS)
+"""Result fields the training process measures and the worker records as they are (each None when absent;
+declared in farm.columns); the rest are built here from the child's figures and the worker's own facts.
+``JobResult`` validates them all."""
 
 
 def build_result(

@@ -163,7 +163,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
             jit_compile=job.jit_compile,
         )
         size = model_size(model)
-        from workers.memory import check_fits
+        from workers.memory import check_fits, peak_host_mb
 
         # Before fit allocates anything: a model too large for this job's memory fails here, with its estimate.
         check_fits(model, min(job.batch_size, len(x_train)), optimizer, not inference, job.device, emit)
@@ -226,6 +226,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         "train_loss": last.get("loss"),
         "train_accuracy": last.get("accuracy"),
         **evaluated,
+        "peak_host_mb": peak_host_mb(),  # last: the high-water mark over data, build, fit and evaluation
     }
     if job.target_accuracy is not None:
         elapsed = 0.0

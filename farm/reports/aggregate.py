@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from farm.columns import CELL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, RESULT_COLUMNS, aggregated
 from farm.reports.frames import HARDWARE_KEY, contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
 from farm.reports.stats import MAX_CV, STAT_FIELDS, group_medians, ratio_ci_groups, summarize_groups, too_wide_many
-from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
 
 #: A report row's identity: the sweep cell plus the hardware that actually ran it (the hardware key: device
 #: name and, for CPUs, the usable cores; rows without a key fall back to the device name).
@@ -41,41 +41,13 @@ INFO_COLUMNS = ["device_name", "software_key", "software_keys"]
 #: The cell minus its device: what a GPU cell and its CPU counterpart share.
 BASE_COLUMNS = [c for c in CELL_COLUMNS if c != "device"]
 #: The metrics summarized in full (median, quartiles, mean, std, cv, CI of the median).
-METRICS = ["steady_epoch_s", "steady_samples_per_s"]
-#: Result columns that hold measurements (floats; None → NaN).
-FLOAT_COLUMNS = [
-    "first_epoch_s",
-    "steady_epoch_s",
-    "steady_samples_per_s",
-    "train_s",
-    "import_s",
-    "data_s",
-    "build_s",
-    "eval_s",
-    "total_s",
-    "train_cpu_s",
-    "train_loss",
-    "train_accuracy",
-    "test_loss",
-    "test_accuracy",
-    "time_to_target_s",
-    "steady_tokens_per_s",
-    "flops_per_sample",
-    "steady_tflops",
-    "latency_p50_s",
-    "latency_p90_s",
-    "latency_p99_s",
-]
-#: Per-cell medians shown beside the full statistics: inference latency, achieved FLOP/s, tokens/s.
-MEDIAN_COLUMNS = [
-    "steady_tokens_per_s",
-    "steady_tflops",
-    "latency_p50_s",
-    "latency_p90_s",
-    "latency_p99_s",
-]
+METRICS = aggregated("stats")
+#: Per-cell medians shown beside the full statistics: first epoch, accuracy, inference latency, FLOP/s, tokens/s.
+MEDIAN_COLUMNS = aggregated("median")
 #: What a cell's model is, the same for all its repeats (the first repeat's value is shown).
-MODEL_COLUMNS = ["unit", "param_count", "flops_per_sample"]
+MODEL_COLUMNS = aggregated("first")
+#: The worst repeat of a cell (peak memory: the headroom a cell needs).
+MAX_COLUMNS = aggregated("max")
 
 SPEEDUP_COLUMNS = ["speedup_vs_cpu", "speedup_vs_cpu_ci_low", "speedup_vs_cpu_ci_high"]
 REPORT_COLUMNS = [
@@ -85,10 +57,9 @@ REPORT_COLUMNS = [
     "n_failed",
     "n_contended",
     *(f"{m}_{f}" for m in METRICS for f in STAT_FIELDS),
-    "first_epoch_s_median",
-    "test_accuracy_median",
-    *MODEL_COLUMNS,
     *(f"{m}_median" for m in MEDIAN_COLUMNS),
+    *MODEL_COLUMNS,
+    *(f"{m}_max" for m in MAX_COLUMNS),
     "outliers",
     "unstable",
     "contended_cpu_max",
@@ -133,9 +104,7 @@ def columns_frame(columns: dict[str, Any]) -> pd.DataFrame:
 
 _NUMBERS = ("floating", "integer", "mixed-integer-float", "empty", "boolean")
 #: Columns that usually hold only ints; checked, so a column with anything else is inferred as usual.
-_INT_COLUMNS = frozenset(
-    {"epochs", "batch_size", "steps_per_execution", "repeat", "seed", "attempt", "train_samples_used", "stalls"}
-)
+_INT_COLUMNS = frozenset(INT_COLUMNS)
 
 
 def _finish(df: pd.DataFrame) -> pd.DataFrame:
@@ -277,12 +246,12 @@ def aggregate(
         summaries[m] = s = summarize_groups(measured(m), cell, G, **kw)
         for f in STAT_FIELDS:
             out[f"{m}_{f}"] = getattr(s, f)
-    out["first_epoch_s_median"] = group_medians(measured("first_epoch_s"), cell, G)
-    out["test_accuracy_median"] = group_medians(measured("test_accuracy"), cell, G)
-    for col in MODEL_COLUMNS:
-        out[col] = ok.loc[first, col].to_numpy() if col in ok.columns else None
     for col in MEDIAN_COLUMNS:
         out[f"{col}_median"] = group_medians(measured(col), cell, G) if col in ok.columns else np.nan
+    for col in MODEL_COLUMNS:
+        out[col] = ok.loc[first, col].to_numpy() if col in ok.columns else None
+    for col in MAX_COLUMNS:
+        out[f"{col}_max"] = _group_max(measured(col), cell, G) if col in ok.columns else np.nan
     sps = summaries["steady_samples_per_s"]
     out["outliers"] = sps.outliers
     out["unstable"] = too_wide_many(sps.cv, sps.median, sps.ci_low, sps.ci_high, max_cv)

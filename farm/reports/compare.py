@@ -51,9 +51,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from farm.columns import CELL_COLUMNS
 from farm.reports.frames import contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
 from farm.reports.stats import group_medians, mann_whitney, ratio_ci_groups
-from farm.rows import CELL_COLUMNS
 
 #: The column that names the software a row ran on (present once the rows carry it).
 SOFTWARE_KEY = "software_key"

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from farm import columns
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -132,32 +134,17 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-COUNT_COLUMNS = frozenset(
-    {
-        "epochs",
-        "batch_size",
-        "train_samples",
-        "test_samples",
-        "steps_per_execution",
-        "repeat",
-        "seed",
-        "attempt",
-        "train_samples_used",
-        "test_samples_used",
-        "param_count",
-        "stalls",
-        "epochs_to_target",
-        "n",
-        "n_failed",
-        "n_contended",
-        "n_baseline",
-        "n_contended_baseline",
-        "n_a",
-        "n_b",
-        "outliers",
-        "software_keys",
-    }
-)
+COUNT_COLUMNS = columns.COUNT_COLUMNS | {
+    "n",
+    "n_failed",
+    "n_contended",
+    "n_baseline",
+    "n_contended_baseline",
+    "n_a",
+    "n_b",
+    "outliers",
+    "software_keys",
+}
 """Columns that count things: written as integers (``1``, not ``1.0``) even where some rows have no value."""
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from farm.rows import CELL_COLUMNS
+from farm.columns import CELL_COLUMNS
 
 #: The column that names the hardware a row ran on (present once the rows carry it).
 HARDWARE_KEY = "hardware_key"

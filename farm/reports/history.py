@@ -48,9 +48,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from farm.columns import CELL_COLUMNS
 from farm.reports.frames import contended_mask, floats, hardware_keys, sort_key, succeeded
 from farm.reports.stats import group_medians, mann_whitney, summarize_groups
-from farm.rows import CELL_COLUMNS
 
 #: The throughput a history follows (higher is faster).
 METRIC = "steady_samples_per_s"

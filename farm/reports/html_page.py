@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from farm.columns import CELL_COLUMNS
 from farm.reports.files import OutputError, write_atomic
-from farm.rows import CELL_COLUMNS
 
 #: What to tell a user whose install lacks matplotlib.
 PLOT_EXTRA_MISSING = "the HTML report needs the plot extra: pip install 'benchfarm[plot]'"

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from farm.columns import CELL_COLUMNS, format_figure, shown_in
 from farm.reports.frames import contended_mask, floats, succeeded
 from farm.reports.html_history import history_section
 from farm.reports.html_page import (
@@ -53,7 +54,6 @@ from farm.reports.html_page import (
     write_page,
 )
 from farm.reports.stats import MAX_CV, group_medians, summarize_groups
-from farm.rows import CELL_COLUMNS
 
 __all__ = [
     "MAX_CELLS",
@@ -385,14 +385,10 @@ def _throughput_section(p: Any, report: pd.DataFrame, cells: _Cells, labels: lis
 
 def _report_table(report: pd.DataFrame, cells: _Cells, labels: list[str]) -> str:
     unit = _unit(report) or "unit"
-    extra = [
-        (c, t)
-        for c, t in (
-            ("steady_tflops_median", "TFLOP/s"),
-            ("latency_p50_s_median", "latency p50 s"),
-            ("param_count", "parameters"),
-        )
-        if c in report.columns and report[c].notna().any()
+    figures = [  # the schema's figures for this page (farm.columns), where some cell has one
+        c
+        for c in shown_in("html")
+        if c.shown and c.report_column in report.columns and report[c.report_column].notna().any()
     ]
     headers = [
         "cell",
@@ -401,10 +397,8 @@ def _report_table(report: pd.DataFrame, cells: _Cells, labels: list[str]) -> str
         f"median {unit}/s",
         f"{CONFIDENCE:.0%} CI",
         "CV",
-        "first epoch s",
-        "test accuracy",
+        *(c.shown.title for c in figures if c.shown),
         "GPU/CPU [CI]",
-        *(t for _, t in extra),
         "marks",
     ]
     rows = []
@@ -421,10 +415,8 @@ def _report_table(report: pd.DataFrame, cells: _Cells, labels: list[str]) -> str
                 num(rec.get("steady_samples_per_s_median")),
                 ci_text(rec.get("steady_samples_per_s_ci_low"), rec.get("steady_samples_per_s_ci_high")),
                 "" if blank(cv) else f"{cv:.1%}",
-                num(rec.get("first_epoch_s_median")),
-                num(rec.get("test_accuracy_median")),
+                *(format_figure(c, rec.get(c.report_column)) for c in figures),
                 speed,
-                *(num(rec.get(c)) for c, _ in extra),
                 Raw(f'<span class="flag">{esc(", ".join(flags))}</span>') if flags else "",
             ]
         )

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from farm.columns import format_figure, shown_in
+
 __all__ = [
     "cell_flags",
     "cell_stalls",
@@ -129,7 +131,7 @@ def cell_stalls(report: pd.DataFrame, results: pd.DataFrame | None) -> list[floa
     """The stalls (training idle, waiting for its input, see ``stalls`` in the results) of each report cell's
     succeeded repeats, summed; NaN where nothing says. The report's own ``stalls`` column wins if it has one;
     otherwise they are counted from ``results``, matched on the cell and the hardware that ran it."""
-    from farm.rows import CELL_COLUMNS
+    from farm.columns import CELL_COLUMNS
 
     if "stalls" in report.columns:
         return [float("nan") if _missing(v) else float(v) for v in report["stalls"]]
@@ -246,29 +248,15 @@ def summary_frame(report: pd.DataFrame, results: pd.DataFrame | None = None) -> 
             "95% CI",
             [ci_text(r.get("steady_samples_per_s_ci_low"), r.get("steady_samples_per_s_ci_high")) for r in records],
         )
-    if "first_epoch_s_median" in has:
-        add("first epoch s", [fmt_number(r.get("first_epoch_s_median"), 3) for r in records])
-    if "latency_p50_s_median" in has and report["latency_p50_s_median"].notna().any():
-        for q in ("p50", "p99"):
-            latencies: list[Any] = [r.get(f"latency_{q}_s_median") for r in records]
-            add(f"latency {q} ms", ["" if _missing(v) else fmt_number(1000 * float(v), 3) for v in latencies])
-    if "steady_tokens_per_s_median" in has and report["steady_tokens_per_s_median"].notna().any():
-        add("tokens/s", [fmt_number(r.get("steady_tokens_per_s_median")) for r in records])
-    if "steady_tflops_median" in has and report["steady_tflops_median"].notna().any():
-        add("TFLOP/s", [fmt_number(r.get("steady_tflops_median"), 3) for r in records])
-    if "test_accuracy_median" in has:
-        add("test accuracy", [_percent(r.get("test_accuracy_median")) for r in records])
+    for column in shown_in("markdown"):  # the schema's figures (farm.columns), where some cell has one
+        col = column.report_column
+        if column.shown and col in has and report[col].notna().any():
+            add(column.shown.title, [format_figure(column, r.get(col)) for r in records])
     if "speedup_vs_cpu" in has and report["speedup_vs_cpu"].notna().any():
         add("GPU/CPU", [_speedup(r) for r in records])
     if any(c in has for c in ("unstable", "outliers", "n_contended")) or not all(math.isnan(s) for s in stalls):
         add("flags", [cell_flags(r, s, contended=True) for r, s in zip(records, stalls, strict=True)])
     return pd.DataFrame({title: values for title, values in columns}, index=range(len(records)))
-
-
-def _percent(v: Any) -> str:
-    if _missing(v) or not isinstance(v, (int, float, np.integer, np.floating)):
-        return ""
-    return f"{100 * float(v):.1f}%"
 
 
 def _speedup(rec: Mapping[Any, Any]) -> str:
@@ -289,21 +277,8 @@ def _md_cell(text: str) -> str:
 
 #: Summary columns that hold numbers (aligned right); so does the throughput's, whatever its unit.
 NUMBER_TITLES = frozenset(
-    {
-        "batch",
-        "n",
-        "95% CI",
-        "first epoch s",
-        "test accuracy",
-        "GPU/CPU",
-        "epochs",
-        "train samples",
-        "steps/exec",
-        "latency p50 ms",
-        "latency p99 ms",
-        "tokens/s",
-        "TFLOP/s",
-    }
+    {"batch", "n", "95% CI", "GPU/CPU", "epochs", "train samples", "steps/exec"}
+    | {c.shown.title for c in shown_in("markdown") if c.shown}
 )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from farm.columns import CELL_COLUMNS, RESULT_COLUMNS
 from farm.reports.aggregate import (
     REPORT_COLUMNS,
     aggregate,
@@ -18,7 +19,6 @@ from farm.reports.aggregate import (
     write_frame,
 )
 from farm.reports.stats import ratio_ci, summarize_groups
-from farm.rows import CELL_COLUMNS, RESULT_COLUMNS
 from tests.helpers import TRAIN, tidy_row
 
 

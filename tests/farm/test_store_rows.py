@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 import redis
 
+from farm.columns import RESULT_COLUMNS
 from farm.job import JobEnvelope, JobSpec
 from farm.reports.aggregate import aggregate, columns_frame, results_frame
 from farm.result import EpochRecord, JobResult, JobStatus
-from farm.rows import NOT_ENQUEUED, RESULT_COLUMNS, result_row, spec_row
+from farm.rows import NOT_ENQUEUED, result_row, spec_row
 from farm.rowstore import COMPACT_FORMAT, OWN_COLUMNS, SHARED_COLUMNS, sweep_columns
 from farm.store import Store
 from tests.helpers import throwaway_redis

@@ -3,7 +3,10 @@ environment fingerprint that makes results comparable."""
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,6 +69,28 @@ def test_phases_add_up_and_steps_are_timed(tmp_path: Path, backend: str) -> None
     # The steady steps of an epoch add up to its time.
     assert r.step_p50_s * r.steps_per_epoch < 3 * r.steady_epoch_s
     assert all(e.cpu_s is not None for e in r.epochs) and p.train_cpu_s > 0
+    # The training process's peak memory: at least the framework it imported.
+    assert r.peak_host_mb is not None and r.peak_host_mb > 50, r.peak_host_mb
+    assert result_row(r)["peak_host_mb"] == r.peak_host_mb
+
+
+def test_peak_host_memory_follows_what_the_process_touched() -> None:
+    """A process that touches 200 MiB more has a peak at least that much higher (VmHWM, not current RSS: freed
+    memory still counts), and the /proc reading and getrusage's agree where both exist."""
+    code = (
+        "from workers.memory import peak_host_mb\n"
+        "import resource, json\n"
+        "before = peak_host_mb()\n"
+        "block = bytearray(200 * 2**20)\n"
+        "block[::4096] = b'x' * len(block[::4096])\n"
+        "del block\n"
+        "after = peak_host_mb()\n"
+        "print(json.dumps([before, after, peak_host_mb('/nonexistent')]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    before, after, fallback = json.loads(out.stdout)
+    assert after - before >= 190, (before, after)
+    assert fallback == pytest.approx(after, rel=0.1)
 
 
 @pytest.mark.slow
