@@ -22,6 +22,7 @@ import importlib.util
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,15 @@ import pandas as pd
 
 from farm.columns import CELL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, RESULT_COLUMNS, aggregated
 from farm.reports.frames import HARDWARE_KEY, contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
-from farm.reports.stats import MAX_CV, STAT_FIELDS, group_medians, ratio_ci_groups, summarize_groups, too_wide_many
+from farm.reports.stats import (
+    MAX_CV,
+    STAT_FIELDS,
+    GroupSummaries,
+    group_medians,
+    ratio_ci_groups,
+    summarize_groups,
+    too_wide_many,
+)
 
 #: A report row's identity: the sweep cell plus the hardware that actually ran it (the hardware key: device
 #: name and, for CPUs, the usable cores; rows without a key fall back to the device name).
@@ -159,6 +168,20 @@ def _distinct_per_group(values: pd.Series, groups: np.ndarray, n_groups: int) ->
     return out
 
 
+@dataclass(frozen=True)
+class _Cells:
+    """The cells over the succeeded rows: each row's cell number (``ids``, numbered by first appearance), how many
+    cells there are (``count``), and each cell's first row (``first``: whose identity and model it shows)."""
+
+    ids: np.ndarray
+    count: int
+    first: np.ndarray
+
+
+def _cells_of(ids: np.ndarray) -> _Cells:
+    return _Cells(ids, int(ids.max()) + 1, np.unique(ids, return_index=True)[1])
+
+
 def _empty_report() -> pd.DataFrame:
     return pd.DataFrame(
         {c: pd.Series(dtype=object if c in GROUP_COLUMNS + INFO_COLUMNS else float) for c in REPORT_COLUMNS}
@@ -200,88 +223,144 @@ def aggregate(
 
     Sorted by workload, device, backend, batch size, the other cell columns, device name.
     """
-    missing = [
-        c
-        for c in [*CELL_COLUMNS, "device_name", "status", *METRICS, "first_epoch_s", "test_accuracy"]
-        if c not in df.columns
-    ]
-    if missing:
-        raise ValueError(f"results frame lacks columns: {', '.join(missing)}")
+    _require_columns(df, [*CELL_COLUMNS, "device_name", "status", *METRICS, "first_epoch_s", "test_accuracy"])
     ok = succeeded(df)
     if ok.empty:
         return _empty_report()
-    hw = ok["hardware_key"] if "hardware_key" in ok.columns else pd.Series(np.nan, index=ok.index)
-    sw = ok["software_key"] if "software_key" in ok.columns else pd.Series(np.nan, index=ok.index)
-    ok = ok.assign(hardware_key=hw.where(hw.notna(), ok["device_name"]), software_key=sw)
-
+    ok = _with_hardware_and_software_keys(ok)
     contended = contended_mask(ok)
     used = np.ones(len(ok), dtype=bool) if include_contended else ~contended
 
     codes: dict[str, tuple[np.ndarray, int]] = {}
-    cell = _group_ids(ok, GROUP_COLUMNS, codes)  # every succeeded row, so an all-contended cell keeps its row
-    G = int(cell.max()) + 1
-    first = np.unique(cell, return_index=True)[1]  # groups are numbered by first appearance
-    out = ok.loc[first, GROUP_COLUMNS].reset_index(drop=True)
-    out["device_name"] = ok.loc[first, "device_name"].to_numpy()
-    # The software the statistics rest on; a cell with nothing left shows what its left-out repeats ran.
-    software = _distinct_per_group(ok["software_key"].where(used), cell, G)
+    cells = _cells_of(_group_ids(ok, GROUP_COLUMNS, codes))  # every succeeded row: an all-contended cell keeps its row
+    out = _cell_identity(ok, cells)
+    _add_software(out, ok, cells, used)
+    _add_counts(out, df, cells, used, contended)
+
+    bootstrap: dict[str, Any] = dict(confidence=confidence, n_boot=n_boot, seed=seed)
+    sps = _add_statistics(out, ok, cells, used, bootstrap)["steady_samples_per_s"]
+    _add_medians_model_and_max(out, ok, cells, used)
+    out["outliers"] = sps.outliers
+    out["unstable"] = too_wide_many(sps.cv, sps.median, sps.ci_low, sps.ci_high, max_cv)
+    out["contended_cpu_max"] = _group_max(_contention_cpu(ok), cells.ids, cells.count)
+    _add_speedup_vs_cpu(out, ok, cells, used, codes, bootstrap)
+
+    return sorted_by(out, SORT_COLUMNS)[REPORT_COLUMNS]
+
+
+def _require_columns(df: pd.DataFrame, needed: list[str]) -> None:
+    """Fail up front, naming every missing column, rather than with a bare KeyError halfway through."""
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ValueError(f"results frame lacks columns: {', '.join(missing)}")
+
+
+def _with_hardware_and_software_keys(ok: pd.DataFrame) -> pd.DataFrame:
+    """``ok`` with a ``hardware_key`` on every row and a ``software_key`` column, so grouping and labelling need no
+    special cases: rows from before the hardware key existed fall back to their device name, and a frame without
+    software keys gets NaN ones."""
+    hw = ok["hardware_key"] if "hardware_key" in ok.columns else pd.Series(np.nan, index=ok.index)
+    sw = ok["software_key"] if "software_key" in ok.columns else pd.Series(np.nan, index=ok.index)
+    return ok.assign(hardware_key=hw.where(hw.notna(), ok["device_name"]), software_key=sw)
+
+
+def _cell_identity(ok: pd.DataFrame, cells: _Cells) -> pd.DataFrame:
+    """One row per cell, in cell-number order: its group columns and the device name of its first repeat."""
+    out = ok.loc[cells.first, GROUP_COLUMNS].reset_index(drop=True)
+    out["device_name"] = ok.loc[cells.first, "device_name"].to_numpy()
+    return out
+
+
+def _add_software(out: pd.DataFrame, ok: pd.DataFrame, cells: _Cells, used: np.ndarray) -> None:
+    """``software_key`` (the distinct keys, joined) and ``software_keys`` (how many) of the software the statistics
+    rest on; a cell with nothing left shows what its left-out repeats ran, so it is not blank."""
+    software = _distinct_per_group(ok["software_key"].where(used), cells.ids, cells.count)
     if not used.all():
-        every = _distinct_per_group(ok["software_key"], cell, G)
+        every = _distinct_per_group(ok["software_key"], cells.ids, cells.count)
         software = [keys if keys else every[g] for g, keys in enumerate(software)]
     out["software_key"] = [" | ".join(keys) if keys else None for keys in software]
     out["software_keys"] = [len(keys) for keys in software]
-    out["n"] = np.bincount(cell[used], minlength=G)
 
+
+def _add_counts(out: pd.DataFrame, df: pd.DataFrame, cells: _Cells, used: np.ndarray, contended: np.ndarray) -> None:
+    """``n``, ``n_failed`` and ``n_contended``: how many repeats the statistics rest on, and what was not used."""
+    out["n"] = np.bincount(cells.ids[used], minlength=cells.count)
     out["n_failed"] = failed_counts(out, df)
-    out["n_contended"] = np.bincount(cell[contended], minlength=G)
+    out["n_contended"] = np.bincount(cells.ids[contended], minlength=cells.count)
 
-    # A left-out repeat's figures become NaN: every statistic below already drops NaNs, so "left out" needs
-    # no second code path, and the groups (hence the cells) stay those of every succeeded row.
-    def measured(column: str) -> np.ndarray:
-        return np.where(used, floats(ok[column]), np.nan)  # a new array: the frame's data stays untouched
 
-    kw: dict[str, Any] = dict(confidence=confidence, n_boot=n_boot, seed=seed)
+def _measured(ok: pd.DataFrame, used: np.ndarray, column: str) -> np.ndarray:
+    """A column's figures with every left-out repeat's turned NaN. Every statistic already drops NaNs, so "left
+    out" needs no second code path, and the groups (hence the cells) stay those of every succeeded row. A new
+    array: the frame's data stays untouched."""
+    return np.where(used, floats(ok[column]), np.nan)
+
+
+def _add_statistics(
+    out: pd.DataFrame, ok: pd.DataFrame, cells: _Cells, used: np.ndarray, bootstrap: dict[str, Any]
+) -> dict[str, GroupSummaries]:
+    """``<metric>_<field>`` for each of ``METRICS`` and ``STAT_FIELDS``; returns each metric's summaries (the
+    outliers and the stability verdict are read from them)."""
     summaries = {}
     for m in METRICS:
-        summaries[m] = s = summarize_groups(measured(m), cell, G, **kw)
+        summaries[m] = s = summarize_groups(_measured(ok, used, m), cells.ids, cells.count, **bootstrap)
         for f in STAT_FIELDS:
             out[f"{m}_{f}"] = getattr(s, f)
-    for col in MEDIAN_COLUMNS:
-        out[f"{col}_median"] = group_medians(measured(col), cell, G) if col in ok.columns else np.nan
-    for col in MODEL_COLUMNS:
-        out[col] = ok.loc[first, col].to_numpy() if col in ok.columns else None
-    for col in MAX_COLUMNS:
-        out[f"{col}_max"] = _group_max(measured(col), cell, G) if col in ok.columns else np.nan
-    sps = summaries["steady_samples_per_s"]
-    out["outliers"] = sps.outliers
-    out["unstable"] = too_wide_many(sps.cv, sps.median, sps.ci_low, sps.ci_high, max_cv)
-    cpu_share = floats(ok["contention_cpu"]) if "contention_cpu" in ok.columns else np.full(len(ok), np.nan)
-    out["contended_cpu_max"] = _group_max(cpu_share, cell, G)
+    return summaries
 
-    # Speedup: GPU cell vs the pooled CPU repeats sharing every cell column but the device.
+
+def _add_medians_model_and_max(out: pd.DataFrame, ok: pd.DataFrame, cells: _Cells, used: np.ndarray) -> None:
+    """The lighter per-cell figures: medians of ``MEDIAN_COLUMNS``, the first repeat's ``MODEL_COLUMNS`` and the
+    worst repeat of ``MAX_COLUMNS``. A column the frame lacks (results from before it existed) is left blank."""
+    for col in MEDIAN_COLUMNS:
+        out[f"{col}_median"] = (
+            group_medians(_measured(ok, used, col), cells.ids, cells.count) if col in ok.columns else np.nan
+        )
+    for col in MODEL_COLUMNS:
+        out[col] = ok.loc[cells.first, col].to_numpy() if col in ok.columns else None
+    for col in MAX_COLUMNS:
+        out[f"{col}_max"] = (
+            _group_max(_measured(ok, used, col), cells.ids, cells.count) if col in ok.columns else np.nan
+        )
+
+
+def _contention_cpu(ok: pd.DataFrame) -> np.ndarray:
+    """Each repeat's ``contention_cpu`` (others' share of the job's cores), left out or not; NaN for rows from
+    before it was measured."""
+    return floats(ok["contention_cpu"]) if "contention_cpu" in ok.columns else np.full(len(ok), np.nan)
+
+
+def _add_speedup_vs_cpu(
+    out: pd.DataFrame,
+    ok: pd.DataFrame,
+    cells: _Cells,
+    used: np.ndarray,
+    codes: dict[str, tuple[np.ndarray, int]],
+    bootstrap: dict[str, Any],
+) -> None:
+    """``SPEEDUP_COLUMNS``: each GPU cell's throughput over the pooled CPU repeats sharing every cell column but the
+    device (NaN where there are none, and for CPU cells)."""
     base = _group_ids(ok, BASE_COLUMNS, codes)
-    B = int(base.max()) + 1
+    n_bases = int(base.max()) + 1
     is_cpu = ok["device"].eq("cpu").fillna(False).to_numpy(dtype=bool)
-    has_cpu = np.zeros(B, dtype=bool)
+    has_cpu = np.zeros(n_bases, dtype=bool)
     has_cpu[base[is_cpu & used]] = True
-    cell_base = base[first]
+    cell_base = base[cells.first]
     gpu = np.flatnonzero(out["device"].eq("gpu").fillna(False).to_numpy(dtype=bool) & has_cpu[cell_base])
-    values = measured("steady_samples_per_s")
+    values = _measured(ok, used, "steady_samples_per_s")
     ratio, low, high = ratio_ci_groups(
         values,
-        cell,
+        cells.ids,
         values[is_cpu],
         base[is_cpu],
         np.stack([gpu, cell_base[gpu]], axis=1),
-        n_num_groups=G,
-        n_den_groups=B,
-        **kw,
+        n_num_groups=cells.count,
+        n_den_groups=n_bases,
+        **bootstrap,
     )
     for col, v in zip(SPEEDUP_COLUMNS, (ratio, low, high), strict=True):
         out[col] = np.nan
         out.loc[gpu, col] = v
-
-    return sorted_by(out, SORT_COLUMNS)[REPORT_COLUMNS]
 
 
 def speedups(report_df: pd.DataFrame) -> pd.DataFrame:
@@ -360,69 +439,127 @@ def ratios(
     ``ratio_ci_low``/``ratio_ci_high``. For a throughput a ratio above 1 means faster than the baseline; for a
     time (``*_s``) below 1 does.
     """
-    allowed = [*CELL_COLUMNS, *(c for c in HARDWARE_BY if c not in CELL_COLUMNS)]
-    if by not in allowed:
-        raise ValueError(f"cannot take ratios by {by!r}: choose one of {', '.join(allowed)}")
-    missing = [c for c in [*CELL_COLUMNS, "status", "device_name", metric] if c not in results_df.columns]
-    if missing:
-        raise ValueError(f"results frame lacks columns: {', '.join(missing)}")
-    extra = [] if by in CELL_COLUMNS else [by]
-    columns = [*CELL_COLUMNS, "hardware", *extra, *RATIO_COLUMNS]
+    _check_ratio_request(results_df, by, metric)
+    identity = [*CELL_COLUMNS, "hardware", *([] if by in CELL_COLUMNS else [by])]
+    columns = [*identity, *RATIO_COLUMNS]
     ok = succeeded(results_df)
     if ok.empty:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
+    frame = _ratio_frame(ok, by)
+    is_base = _baseline_rows(frame, by, baseline)
+    cells = _cells_of(frame.groupby(identity, dropna=False, sort=False).ngroup().to_numpy())
+    pairs = _pair_with_baselines(frame, by, is_base, cells)
+
+    contended = contended_mask(ok)
+    values = floats(ok[metric]) if include_contended else np.where(contended, np.nan, floats(ok[metric]))
+    out = frame.loc[cells.first[pairs.targets], identity].reset_index(drop=True)
+    out["baseline"] = str(baseline)
+    out["metric"] = metric
+    _add_ratio_counts(out, cells, pairs, values, contended)
+    _add_medians_and_ratio(out, cells, pairs, values, confidence=confidence, n_boot=n_boot, seed=seed)
+
+    sort = [*(c for c in SORT_COLUMNS if c in CELL_COLUMNS), "hardware"]
+    return sorted_by(out, sort)[columns]
+
+
+@dataclass(frozen=True)
+class _Baselines:
+    """How the cells of :func:`ratios` meet their baselines: which rows are the baseline, the baseline group of
+    every row (``ids``, ``count`` of them), the cells compared (``targets``: not the baseline, and with a baseline
+    group) and each target's baseline group (``of_targets``)."""
+
+    is_base: np.ndarray
+    ids: np.ndarray
+    count: int
+    targets: np.ndarray
+    of_targets: np.ndarray
+
+
+def _check_ratio_request(results_df: pd.DataFrame, by: str, metric: str) -> None:
+    """Refuse a ``by`` that names no cell column or hardware, and a frame without what the ratios read."""
+    allowed = [*CELL_COLUMNS, *(c for c in HARDWARE_BY if c not in CELL_COLUMNS)]
+    if by not in allowed:
+        raise ValueError(f"cannot take ratios by {by!r}: choose one of {', '.join(allowed)}")
+    _require_columns(results_df, [*CELL_COLUMNS, "status", "device_name", metric])
+
+
+def _ratio_frame(ok: pd.DataFrame, by: str) -> pd.DataFrame:
+    """The cell columns as objects (so values compare as text, whatever their dtype), the ``hardware`` each row ran
+    on, and ``by`` when it is not a cell column (a frame without hardware keys uses the hardware it has)."""
     frame = ok[CELL_COLUMNS].astype(object)
     frame["hardware"] = hardware_keys(ok)[0]
     if by == HARDWARE_KEY and by not in ok.columns:
         frame[by] = frame["hardware"]
     elif by not in CELL_COLUMNS:
         frame[by] = ok[by].astype(object)
+    return frame
+
+
+def _baseline_rows(frame: pd.DataFrame, by: str, baseline: Any) -> np.ndarray:
+    """Per row: is its ``by`` value the baseline, compared as text? A baseline no row has is an error that lists
+    the values there are, since it is most likely a typo."""
     labels = frame[by].map(str)
     is_base = (labels == str(baseline)).to_numpy(dtype=bool)
     if not is_base.any():
         seen = ", ".join(sorted(set(labels)))
         raise ValueError(f"no succeeded row has {by} = {baseline!r} (values seen: {seen})")
+    return is_base
 
-    cell = frame.groupby([*CELL_COLUMNS, "hardware", *extra], dropna=False, sort=False).ngroup().to_numpy()
-    G = int(cell.max()) + 1
-    first = np.unique(cell, return_index=True)[1]
+
+def _pair_with_baselines(frame: pd.DataFrame, by: str, is_base: np.ndarray, cells: _Cells) -> _Baselines:
+    """Each cell's baseline: the baseline rows equal in every other cell column and, unless ``by`` is the hardware
+    itself, run on the same hardware."""
     match = [c for c in CELL_COLUMNS if c != by] + ([] if by in HARDWARE_BY else ["hardware"])
     base = frame.groupby(match, dropna=False, sort=False).ngroup().to_numpy()
-    B = int(base.max()) + 1
-    has_base = np.zeros(B, dtype=bool)
+    n_bases = int(base.max()) + 1
+    has_base = np.zeros(n_bases, dtype=bool)
     has_base[base[is_base]] = True
-    cell_base = base[first]
-    targets = np.flatnonzero(~is_base[first] & has_base[cell_base])
+    cell_base = base[cells.first]
+    targets = np.flatnonzero(~is_base[cells.first] & has_base[cell_base])
+    return _Baselines(is_base, base, n_bases, targets, cell_base[targets])
 
-    contended = contended_mask(ok)
-    values = floats(ok[metric]) if include_contended else np.where(contended, np.nan, floats(ok[metric]))
+
+def _add_ratio_counts(
+    out: pd.DataFrame, cells: _Cells, pairs: _Baselines, values: np.ndarray, contended: np.ndarray
+) -> None:
+    """``n``/``n_baseline`` (values the ratio rests on) and ``n_contended``/``n_contended_baseline`` (contended
+    repeats, left out or kept) of each target and its baseline."""
     counted = ~np.isnan(values)
+    base, is_base = pairs.ids, pairs.is_base
+    out["n"] = np.bincount(cells.ids[counted], minlength=cells.count)[pairs.targets]
+    out["n_baseline"] = np.bincount(base[is_base & counted], minlength=pairs.count)[pairs.of_targets]
+    out["n_contended"] = np.bincount(cells.ids[contended], minlength=cells.count)[pairs.targets]
+    out["n_contended_baseline"] = np.bincount(base[is_base & contended], minlength=pairs.count)[pairs.of_targets]
+
+
+def _add_medians_and_ratio(
+    out: pd.DataFrame,
+    cells: _Cells,
+    pairs: _Baselines,
+    values: np.ndarray,
+    *,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+) -> None:
+    """Both medians, and the ratio of the target's over its baseline's with its bootstrap CI."""
+    base_values, base_ids = values[pairs.is_base], pairs.ids[pairs.is_base]
     ratio, low, high = ratio_ci_groups(
         values,
-        cell,
-        values[is_base],
-        base[is_base],
-        np.stack([targets, cell_base[targets]], axis=1),
+        cells.ids,
+        base_values,
+        base_ids,
+        np.stack([pairs.targets, pairs.of_targets], axis=1),
         confidence=confidence,
         n_boot=n_boot,
         seed=seed,
-        n_num_groups=G,
-        n_den_groups=B,
+        n_num_groups=cells.count,
+        n_den_groups=pairs.count,
     )
-    out = frame.loc[first[targets], [*CELL_COLUMNS, "hardware", *extra]].reset_index(drop=True)
-    out["baseline"] = str(baseline)
-    out["metric"] = metric
-    out["n"] = np.bincount(cell[counted], minlength=G)[targets]
-    out["n_baseline"] = np.bincount(base[is_base & counted], minlength=B)[cell_base[targets]]
-    out["n_contended"] = np.bincount(cell[contended], minlength=G)[targets]
-    out["n_contended_baseline"] = np.bincount(base[is_base & contended], minlength=B)[cell_base[targets]]
-    out["median"] = group_medians(values, cell, G)[targets]
-    out["baseline_median"] = group_medians(values[is_base], base[is_base], B)[cell_base[targets]]
+    out["median"] = group_medians(values, cells.ids, cells.count)[pairs.targets]
+    out["baseline_median"] = group_medians(base_values, base_ids, pairs.count)[pairs.of_targets]
     out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
-
-    sort = [*(c for c in SORT_COLUMNS if c in CELL_COLUMNS), "hardware"]
-    return sorted_by(out, sort)[columns]
 
 
 # ---------------------------------------------------------------------------------------------------- writing
