@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -139,6 +140,32 @@ def min_p_value(n_a: int, n_b: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------------- compare
+@dataclass(frozen=True)
+class _Rule:
+    """How a verdict is reached: the metric and its direction, and the thresholds the caller chose."""
+
+    metric: str
+    higher_is_better: bool
+    threshold: float
+    alpha: float
+    include_contended: bool
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One side's succeeded repeats as the figures see them, each repeat placed in its cell (``key``).
+
+    A repeat that is left out (contended) keeps its cell but has a NaN ``value``: every figure drops NaNs, and
+    the cell stays ``present``."""
+
+    key: np.ndarray
+    used: np.ndarray
+    values: np.ndarray
+    present: np.ndarray
+    n: np.ndarray
+    n_contended: np.ndarray
+
+
 def compare(
     df_a: pd.DataFrame,
     df_b: pd.DataFrame,
@@ -175,105 +202,153 @@ def compare(
 
     Sorted by workload, device, backend, batch size, the other cell columns, hardware.
     """
-    hib = higher_is_better(metric)
+    rule = _Rule(metric, higher_is_better(metric), threshold, alpha, include_contended)
     _check_arguments(df_a, df_b, metric, threshold, alpha)
     ok_a, ok_b = succeeded(df_a), succeeded(df_b)
+    both, side = _pooled_cells(ok_a, ok_b)
+    if both.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in COMPARE_COLUMNS})
+    key = both.groupby([*CELL_COLUMNS, "hardware"], dropna=False, sort=False).ngroup().to_numpy()
+    groups = int(key.max()) + 1
+    out = _cell_table(both, key, rule)
+    a = _side(ok_a, key[side == 0], groups, rule)
+    b = _side(ok_b, key[side == 1], groups, rule)
+    out["n_a"], out["n_b"] = a.n, b.n
+    out["n_contended_a"], out["n_contended_b"] = a.n_contended, b.n_contended
+    ratio = _add_medians_and_ratio(out, a, b, groups, confidence=confidence, n_boot=n_boot, seed=seed)
+    software = _software_by_cell(ok_a, ok_b, key, side, np.r_[a.used, b.used], groups)
+    out["software_a"] = ["|".join(sorted(s)) for s in software[0]]
+    out["software_b"] = ["|".join(sorted(s)) for s in software[1]]
+    # Failed repeats, for the side a cell is missing from (matched on the cell alone: a failed job may not
+    # know its hardware).
+    failed = [failed_counts(out, df) for df in (df_a, df_b)]
+    out["p_value"], out["change"], out["note"] = _judge_cells(a, b, groups, ratio, software, failed, rule)
+    return sorted_by(out, _SORT)[COMPARE_COLUMNS]
+
+
+def _pooled_cells(ok_a: pd.DataFrame, ok_b: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Both sides' repeats as one frame of cell columns plus ``hardware``, and the side (0 or 1) of each row.
+
+    Pooled so that a cell gets the same number on both sides, which is what matches them."""
     hw_a, hw_b = hardware_keys(ok_a, ok_b)
     both = pd.concat([ok_a[CELL_COLUMNS].astype(object), ok_b[CELL_COLUMNS].astype(object)], ignore_index=True)
     both["hardware"] = pd.concat([hw_a, hw_b], ignore_index=True)
     side = np.r_[np.zeros(len(ok_a), dtype=np.intp), np.ones(len(ok_b), dtype=np.intp)]
-    if both.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in COMPARE_COLUMNS})
-    key = both.groupby([*CELL_COLUMNS, "hardware"], dropna=False, sort=False).ngroup().to_numpy()
-    G = int(key.max()) + 1
+    return both, side
+
+
+def _cell_table(both: pd.DataFrame, key: np.ndarray, rule: _Rule) -> pd.DataFrame:
+    """One row per cell, in the order cells were first seen, to which the figures are added column by column."""
     first = np.unique(key, return_index=True)[1]
     out = both.loc[first, [*CELL_COLUMNS, "hardware"]].reset_index(drop=True)
-    out["metric"] = metric
-    out["higher_is_better"] = hib
+    out["metric"] = rule.metric
+    out["higher_is_better"] = rule.higher_is_better
+    return out
 
-    key_a, key_b = key[side == 0], key[side == 1]
-    busy_a, busy_b = contended_mask(ok_a), contended_mask(ok_b)
-    used_a, used_b = (
-        (np.ones(len(ok_a), dtype=bool), np.ones(len(ok_b), dtype=bool)) if include_contended else (~busy_a, ~busy_b)
+
+def _side(ok: pd.DataFrame, key: np.ndarray, groups: int, rule: _Rule) -> _Side:
+    """One side's repeats and per-cell counts, contended repeats left out unless the rule keeps them."""
+    busy = contended_mask(ok)
+    used = np.ones(len(ok), dtype=bool) if rule.include_contended else ~busy
+    values = np.where(used, floats(ok[rule.metric]), np.nan)
+    return _Side(
+        key=key,
+        used=used,
+        values=values,
+        present=np.bincount(key, minlength=groups) > 0,
+        n=np.bincount(key[~np.isnan(values)], minlength=groups),
+        n_contended=np.bincount(key[busy], minlength=groups),
     )
-    # A left-out repeat's value becomes NaN: every figure below drops NaNs, and the cell stays "present".
-    vals_a = np.where(used_a, floats(ok_a[metric]), np.nan)
-    vals_b = np.where(used_b, floats(ok_b[metric]), np.nan)
-    present_a = np.bincount(key_a, minlength=G) > 0
-    present_b = np.bincount(key_b, minlength=G) > 0
-    n_a = np.bincount(key_a[~np.isnan(vals_a)], minlength=G)
-    n_b = np.bincount(key_b[~np.isnan(vals_b)], minlength=G)
-    busy_n = [np.bincount(key_a[busy_a], minlength=G), np.bincount(key_b[busy_b], minlength=G)]
-    out["n_a"], out["n_b"] = n_a, n_b
-    out["n_contended_a"], out["n_contended_b"] = busy_n
 
-    # Medians, ratio B/A and its bootstrap CI, every cell at once (B is the numerator).
-    cells = np.arange(G)
+
+def _add_medians_and_ratio(
+    out: pd.DataFrame, a: _Side, b: _Side, groups: int, *, confidence: float, n_boot: int, seed: int
+) -> np.ndarray:
+    """Adds each cell's medians, ratio B/A and its bootstrap CI to ``out`` (every cell at once; B is the
+    numerator), and returns the ratios, which the verdicts rest on."""
+    cells = np.arange(groups)
     ratio, low, high = ratio_ci_groups(
-        vals_b,
-        key_b,
-        vals_a,
-        key_a,
+        b.values,
+        b.key,
+        a.values,
+        a.key,
         np.stack([cells, cells], axis=1),
         confidence=confidence,
         n_boot=n_boot,
         seed=seed,
-        n_num_groups=G,
-        n_den_groups=G,
+        n_num_groups=groups,
+        n_den_groups=groups,
     )
-    out["median_a"] = group_medians(vals_a, key_a, G)
-    out["median_b"] = group_medians(vals_b, key_b, G)
+    out["median_a"] = group_medians(a.values, a.key, groups)
+    out["median_b"] = group_medians(b.values, b.key, groups)
     out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
+    return ratio
 
-    sw_sets = _software_by_cell(ok_a, ok_b, key, side, np.r_[used_a, used_b], G)
-    out["software_a"] = ["|".join(sorted(s)) for s in sw_sets[0]]
-    out["software_b"] = ["|".join(sorted(s)) for s in sw_sets[1]]
 
-    # Failed repeats, for the side a cell is missing from (matched on the cell alone: a failed job may not
-    # know its hardware).
-    failed = [failed_counts(out, df) for df in (df_a, df_b)]
-
-    # p-values and the verdict.
-    order_a, order_b = np.argsort(key_a, kind="stable"), np.argsort(key_b, kind="stable")
-    split_a = np.split(vals_a[order_a], np.cumsum(np.bincount(key_a, minlength=G))[:-1])
-    split_b = np.split(vals_b[order_b], np.cumsum(np.bincount(key_b, minlength=G))[:-1])
-    p_values = np.full(G, np.nan)
+def _judge_cells(
+    a: _Side,
+    b: _Side,
+    groups: int,
+    ratio: np.ndarray,
+    software: list[list[set[str]]],
+    failed: list[np.ndarray],
+    rule: _Rule,
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Per cell: the rank test's p-value, the verdict and the note that explains it."""
+    split_a, split_b = _values_by_cell(a, groups), _values_by_cell(b, groups)
+    p_values = np.full(groups, np.nan)
     changes: list[str] = []
     notes: list[str] = []
-    for g in range(G):
+    for g in range(groups):
         note: list[str] = []
-        if not present_b[g]:
+        if not b.present[g]:
             changes.append("only in A")
-            if failed[1][g]:
-                note.append(f"B: no succeeded repeat, {failed[1][g]} failed")
-        elif not present_a[g]:
+            note += _failed_note("B", failed[1][g])
+        elif not a.present[g]:
             changes.append("only in B")
-            if failed[0][g]:
-                note.append(f"A: no succeeded repeat, {failed[0][g]} failed")
+            note += _failed_note("A", failed[0][g])
         else:
-            if n_a[g] >= 1 and n_b[g] >= 1:
+            if a.n[g] >= 1 and b.n[g] >= 1:
                 p_values[g] = mann_whitney(split_a[g], split_b[g])
-            change, why = _verdict(int(n_a[g]), int(n_b[g]), ratio[g], p_values[g], metric, hib, threshold, alpha)
+            change, why = _verdict(int(a.n[g]), int(b.n[g]), ratio[g], p_values[g], rule)
             changes.append(change)
             note += why
-            a, b = sw_sets[0][g], sw_sets[1][g]
-            if a != b:
-                note.append(f"software differs: A {'|'.join(sorted(a))} → B {'|'.join(sorted(b))}")
-        note += [
-            f"pooled several software keys on {label}"
-            for label, s in zip("AB", (sw_sets[0][g], sw_sets[1][g]), strict=True)
-            if len(s) > 1
-        ]
-        busy = [f"{label} {busy_n[i][g]}" for i, label in enumerate("AB") if busy_n[i][g]]
-        if busy:
-            note.append(
-                ("contended repeats kept: " if include_contended else "contended repeats left out: ") + ", ".join(busy)
-            )
+            note += _software_differs_note(software[0][g], software[1][g])
+        note += _pooled_software_notes(software[0][g], software[1][g])
+        note += _contended_note(int(a.n_contended[g]), int(b.n_contended[g]), rule.include_contended)
         notes.append("; ".join(note))
-    out["p_value"] = p_values
-    out["change"] = changes
-    out["note"] = notes
-    return sorted_by(out, _SORT)[COMPARE_COLUMNS]
+    return p_values, changes, notes
+
+
+def _values_by_cell(side: _Side, groups: int) -> list[np.ndarray]:
+    """The side's metric values split by cell (NaNs of left-out repeats included), for the rank test."""
+    order = np.argsort(side.key, kind="stable")
+    return np.split(side.values[order], np.cumsum(np.bincount(side.key, minlength=groups))[:-1])
+
+
+def _failed_note(label: str, failed: int) -> list[str]:
+    """Why a cell is missing from a side, when its repeats there failed rather than never ran."""
+    return [f"{label}: no succeeded repeat, {failed} failed"] if failed else []
+
+
+def _software_differs_note(a: set[str], b: set[str]) -> list[str]:
+    """Names the software of each side when they differ: the likeliest cause of a change, or a caveat."""
+    if a == b:
+        return []
+    return [f"software differs: A {'|'.join(sorted(a))} → B {'|'.join(sorted(b))}"]
+
+
+def _pooled_software_notes(a: set[str], b: set[str]) -> list[str]:
+    """Warns of a side whose figures mix several software keys: its median is of no single version."""
+    return [f"pooled several software keys on {label}" for label, s in zip("AB", (a, b), strict=True) if len(s) > 1]
+
+
+def _contended_note(n_a: int, n_b: int, kept: bool) -> list[str]:
+    """Counts the contended repeats of each side, and says whether the figures kept them or left them out."""
+    busy = [f"{label} {n}" for label, n in zip("AB", (n_a, n_b), strict=True) if n]
+    if not busy:
+        return []
+    return [("contended repeats kept: " if kept else "contended repeats left out: ") + ", ".join(busy)]
 
 
 def _check_arguments(df_a: pd.DataFrame, df_b: pd.DataFrame, metric: str, threshold: float, alpha: float) -> None:
@@ -303,19 +378,17 @@ def _software_by_cell(
     return [[k or e for k, e in zip(kept[s], every[s], strict=True)] for s in (0, 1)]
 
 
-def _verdict(
-    n_a: int, n_b: int, ratio: float, p: float, metric: str, hib: bool, threshold: float, alpha: float
-) -> tuple[str, list[str]]:
+def _verdict(n_a: int, n_b: int, ratio: float, p: float, rule: _Rule) -> tuple[str, list[str]]:
     """The change for a cell present on both sides, by the module docstring's rule, and why when undecided."""
     if n_a < 2 or n_b < 2:
-        return "inconclusive", [f"fewer than 2 values of {metric} on a side ({n_a} v {n_b}): no test possible"]
+        return "inconclusive", [f"fewer than 2 values of {rule.metric} on a side ({n_a} v {n_b}): no test possible"]
     smallest = min_p_value(n_a, n_b)
-    if smallest >= alpha:
+    if smallest >= rule.alpha:
         return "inconclusive", [
-            f"{n_a} v {n_b} repeats cannot reach p < {alpha:g} (smallest possible p {smallest:.3g})"
+            f"{n_a} v {n_b} repeats cannot reach p < {rule.alpha:g} (smallest possible p {smallest:.3g})"
         ]
-    if p < alpha and abs(ratio - 1) > threshold:
-        return ("faster" if (ratio > 1 if hib else ratio < 1) else "slower"), []
+    if p < rule.alpha and abs(ratio - 1) > rule.threshold:
+        return ("faster" if (ratio > 1 if rule.higher_is_better else ratio < 1) else "slower"), []
     return "no change", []
 
 

@@ -247,73 +247,133 @@ def history_frame(
       from the segment's first sweep); at a flagged change it is never empty: a drift says so first, and
       ``"no software change recorded"`` stands in when no fingerprint column differs.
     """
+    _check_columns(frames)
+    oks = [succeeded(df) for _, df in frames]
+    if not oks or all(ok.empty for ok in oks):
+        return _empty()
+    rows = _pooled_rows(frames, oks)
+    rows["_cell"] = rows.groupby([*CELL_COLUMNS, "hardware_key"], dropna=False, sort=False).ngroup().to_numpy()
+    # One group per cell and sweep: the rows of the output.
+    group = rows.groupby(["_cell", "_order"], sort=True).ngroup().to_numpy()
+    groups = int(group.max()) + 1
+    out = _sweep_table(rows, group, groups, confidence=confidence, n_boot=n_boot, seed=seed)
+    _add_detections(out, rows, group, groups, threshold=threshold, alpha=alpha, window=window)
+    return _ordered(out)[HISTORY_COLUMNS]
+
+
+def _check_columns(frames: Sequence[tuple[str, pd.DataFrame]]) -> None:
+    """Refuse results that lack a column the history is built from, naming the sweep, before any work."""
     for sweep_id, df in frames:
         missing = [c for c in [*CELL_COLUMNS, "status", METRIC] if c not in df.columns]
         if missing:
             raise ValueError(f"results of sweep {sweep_id} lack columns: {', '.join(missing)}")
-    oks = [succeeded(df) for _, df in frames]
-    if not oks or all(ok.empty for ok in oks):
-        return _empty()
-    hardware = hardware_keys(*oks)
-    parts = []
-    for k, ((sweep_id, _), ok, hw) in enumerate(zip(frames, oks, hardware, strict=True)):
-        part = ok[CELL_COLUMNS].astype(object).reset_index(drop=True)
-        part["hardware_key"] = hw
-        part["sweep_id"] = sweep_id
-        part["_order"] = k
-        values = floats(ok[METRIC])
-        part["_value"] = np.where(contended_mask(ok), np.nan, values)
-        part["_finished"] = _timestamps(ok)
-        part["_unit"] = _units(ok)
-        for column, _ in FINGERPRINT:
-            part[column] = ok[column].astype(object).to_numpy() if column in ok.columns else None
-        parts.append(part)
-    rows = pd.concat(parts, ignore_index=True)
 
-    cell_ids = rows.groupby([*CELL_COLUMNS, "hardware_key"], dropna=False, sort=False).ngroup().to_numpy()
-    rows["_cell"] = cell_ids
-    group = rows.groupby(["_cell", "_order"], sort=True).ngroup().to_numpy()
-    G = int(group.max()) + 1
-    stats = summarize_groups(rows["_value"].to_numpy(), group, G, confidence=confidence, n_boot=n_boot, seed=seed)
-    when_ns = group_medians(rows["_finished"].to_numpy(dtype=float), group, G)
+
+def _pooled_rows(frames: Sequence[tuple[str, pd.DataFrame]], oks: list[pd.DataFrame]) -> pd.DataFrame:
+    """Every sweep's succeeded repeats in one frame, with the hardware key decided jointly over all sweeps (so
+    one cell is one cell throughout)."""
+    hardware = hardware_keys(*oks)
+    parts = [
+        _sweep_rows(sweep_id, k, ok, hw)
+        for k, ((sweep_id, _), ok, hw) in enumerate(zip(frames, oks, hardware, strict=True))
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def _sweep_rows(sweep_id: str, order: int, ok: pd.DataFrame, hardware: pd.Series) -> pd.DataFrame:
+    """One sweep's succeeded repeats: the cell, its hardware and sweep, and what the figures need, in private
+    ``_`` columns: the store's order of the sweep, the value (NaN when contended: left out, like ``farm
+    report`` leaves it out), when the job finished, the unit; and the fingerprint columns."""
+    part = ok[CELL_COLUMNS].astype(object).reset_index(drop=True)
+    part["hardware_key"] = hardware
+    part["sweep_id"] = sweep_id
+    part["_order"] = order
+    part["_value"] = np.where(contended_mask(ok), np.nan, floats(ok[METRIC]))
+    part["_finished"] = _timestamps(ok)
+    part["_unit"] = _units(ok)
+    for column, _ in FINGERPRINT:
+        part[column] = ok[column].astype(object).to_numpy() if column in ok.columns else None
+    return part
+
+
+def _sweep_table(
+    rows: pd.DataFrame, group: np.ndarray, groups: int, *, confidence: float, n_boot: int, seed: int
+) -> pd.DataFrame:
+    """One row per cell and sweep with when it ran and the summary of its repeats (the private ``_when_ns``,
+    ``_order`` and ``_cell`` columns are for ordering and detection)."""
+    stats = summarize_groups(rows["_value"].to_numpy(), group, groups, confidence=confidence, n_boot=n_boot, seed=seed)
+    when_ns = group_medians(rows["_finished"].to_numpy(dtype=float), group, groups)
     first = np.unique(group, return_index=True)[1]
     out = rows.loc[first, [*CELL_COLUMNS, "hardware_key", "sweep_id", "_order", "_cell"]].reset_index(drop=True)
     out["_when_ns"] = when_ns
     out["when"] = [_iso(t) for t in when_ns]
     out["n"] = stats.n
     out["median"], out["ci_low"], out["ci_high"] = stats.median, stats.ci_low, stats.ci_high
-    out["unit"] = _first_per_group(rows["_unit"], group, G, DEFAULT_UNIT)
-    fingerprints = _fingerprints(rows, group, G)
+    out["unit"] = _first_per_group(rows["_unit"], group, groups, DEFAULT_UNIT)
+    return out
 
-    by_group = _split(rows["_value"].to_numpy(), group, G)
-    change = np.zeros(G, dtype=bool)
-    change_pct = np.full(G, np.nan)
-    p_value = np.full(G, np.nan)
-    changed = [""] * G
+
+def _add_detections(
+    out: pd.DataFrame,
+    rows: pd.DataFrame,
+    group: np.ndarray,
+    groups: int,
+    *,
+    threshold: float,
+    alpha: float,
+    window: int,
+) -> None:
+    """Runs the detector over each cell's sweeps in time order and adds ``change``, ``change_pct``,
+    ``p_value`` and ``changed`` to ``out`` (whose rows are the groups)."""
+    by_group = _split(rows["_value"].to_numpy(), group, groups)
+    fingerprints = _fingerprints(rows, group, groups)
     sweep_ids = out["sweep_id"].astype(str).tolist()
     backends = out["backend"].tolist()
-    orders = out["_order"].to_numpy()
-    for positions in out.groupby("_cell", sort=False).indices.values():
-        # Time order; a sweep without a time keeps its place in the store's order, after the timed ones.
-        order = sorted((int(g) for g in positions), key=lambda g: _time_key(float(when_ns[g]), int(orders[g])))
+    change = np.zeros(groups, dtype=bool)
+    change_pct = np.full(groups, np.nan)
+    p_value = np.full(groups, np.nan)
+    changed = [""] * groups
+    for order in _cells_in_time_order(out):
         verdicts = detect_steps([by_group[g] for g in order], threshold=threshold, alpha=alpha, window=window)
-        backend = backends[order[0]]
+        backend = None if _blank(backends[order[0]]) else str(backends[order[0]])
         for pos, (g, verdict) in enumerate(zip(order, verdicts, strict=True)):
             change[g], change_pct[g], p_value[g] = verdict.change, verdict.change_pct, verdict.p_value
-            if pos == 0:
-                continue
-            ref = order[verdict.baseline[0]] if verdict.kind == "drift" else order[pos - 1]
-            text = fingerprint_change(fingerprints[ref], fingerprints[g], None if _blank(backend) else str(backend))
-            if verdict.kind == "drift":
-                text = f"gradual drift since {sweep_ids[ref]}; " + (text or NO_SOFTWARE_CHANGE)
-            elif verdict.change and not text:
-                text = NO_SOFTWARE_CHANGE
-            changed[g] = text
+            if pos > 0:
+                changed[g] = _changed_text(verdict, order, pos, fingerprints, backend, sweep_ids)
     out["change"] = change
     out["change_pct"] = change_pct
     out["p_value"] = p_value
     out["changed"] = changed
-    return _ordered(out)[HISTORY_COLUMNS]
+
+
+def _cells_in_time_order(out: pd.DataFrame) -> list[list[int]]:
+    """Per cell, its rows of ``out`` in time order; a sweep without a time keeps its place in the store's
+    order, after the timed ones."""
+    when_ns = out["_when_ns"].to_numpy()
+    orders = out["_order"].to_numpy()
+    return [
+        sorted((int(g) for g in positions), key=lambda g: _time_key(float(when_ns[g]), int(orders[g])))
+        for positions in out.groupby("_cell", sort=False).indices.values()
+    ]
+
+
+def _changed_text(
+    verdict: Verdict,
+    order: list[int],
+    pos: int,
+    fingerprints: list[dict[str, set[str]]],
+    backend: str | None,
+    sweep_ids: list[str],
+) -> str:
+    """What changed at sweep ``order[pos]`` of a cell: since the previous sweep, or for a drift since the
+    segment's first; never empty at a flagged change, so a flag always says something."""
+    ref = order[verdict.baseline[0]] if verdict.kind == "drift" else order[pos - 1]
+    text = fingerprint_change(fingerprints[ref], fingerprints[order[pos]], backend)
+    if verdict.kind == "drift":
+        return f"gradual drift since {sweep_ids[ref]}; " + (text or NO_SOFTWARE_CHANGE)
+    if verdict.change and not text:
+        return NO_SOFTWARE_CHANGE
+    return text
 
 
 def regressions(history: pd.DataFrame) -> pd.DataFrame:
