@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -117,125 +118,210 @@ def use_compile_cache(backend: str, cache_dir: Path) -> str | None:
 
 
 def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str, Any]:
-    """Run the job (training or inference, by its ``mode``) and return what it measured."""
-    import keras
+    """Run the job (training or inference, by its ``mode``) and return what it measured: load the data, build
+    the model, run the measured passes, evaluate, collect the figures; ``clock`` times each phase."""
+    # Imported before the clock starts, so that no phase's time holds these imports.
+    import keras  # noqa: F401
 
-    from workers.datasets import load_dataset
-    from workers.inference import DEFAULT_LATENCY_REQUESTS
+    from workers import datasets, inference  # noqa: F401
 
     job = envelope.job
     workload = workloads.get(job.workload)
     params = workload.validate_params(job.params)
     spec = workload.data_spec(params)
     clock = PhaseClock()
-    seed = job.seed_effective
-    inference = job.mode == "inference"
 
     with clock.phase("data"):
-        ds = load_dataset(
-            spec,
-            job.data,
-            data_dir=settings.data_dir,
-            cache_dir=settings.cache_dir,
-            seed=seed,
-            train_samples=job.train_samples,
-            # Inference sends the test samples one by one: a whole test set at batch 1 would take hours on a
-            # large model, so it has its own default.
-            test_samples=job.test_samples or (DEFAULT_LATENCY_REQUESTS if inference else None),
-            allow_download=settings.allow_download,
-        )
-        x_train, y_train = workload.prepare(ds.x_train, ds.y_train)
-        x_test, y_test = workload.prepare(ds.x_test, ds.y_test)
+        data = load_data(job, settings, workload, spec)
     emit({"event": "phase", "phase": "data", "s": clock.wall["data"]})
 
     with clock.phase("build"):
-        compile_cache = use_compile_cache(job.backend, settings.cache_dir) if settings.compile_cache else None
-        name = device_name(job.device, job.backend)
-        seed_everything(seed, job.backend)
-        if job.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16" if job.device == "gpu" else "mixed_bfloat16")
-        model, optimizer, loss = workload.build_model(params, tuple(ds.input_shape), ds.num_classes)
-        model.compile(
-            optimizer=optimizer,
-            loss=loss,
-            metrics=["accuracy"],
-            steps_per_execution=job.steps_per_execution,
-            jit_compile=job.jit_compile,
-        )
-        size = model_size(model)
-        from workers.memory import check_fits, peak_host_mb
-
-        # Before fit allocates anything: a model too large for this job's memory fails here, with its estimate.
-        check_fits(model, min(job.batch_size, len(x_train)), optimizer, not inference, job.device, emit)
+        built = build_and_compile(job, settings, workload, params, data, emit)
     emit({"event": "phase", "phase": "build", "s": clock.wall["build"]})
 
     timer = epoch_callback(emit, job.epochs)
     sampler = IdleSampler().start()
     watch = ContentionSampler(gpu_probe=gpu_probe(job.device)).start()
     with clock.phase("train"):
-        if inference:
-            measure_offline(model, x_train, job, seed, timer)
-        else:
-            fit(model, x_train, y_train, (x_test, y_test) if job.target_accuracy is not None else None, job, timer)
+        run_measured_passes(built.model, data, job, timer)
     watch.stop()
     emit({"event": "trained"})  # the measured part is over: the supervisor may start the next job's process
     with clock.phase("eval"):
-        if inference:
-            from workers.inference import single_stream
-
-            evaluated = single_stream(model, x_test, y_test, len(x_test))
-        else:
-            test_loss, test_acc = model.evaluate(x_test, y_test, batch_size=job.batch_size, verbose=0)
-            evaluated = {"test_loss": float(test_loss), "test_accuracy": float(test_acc)}
+        evaluated = evaluate(built.model, data, job)
     sampler.stop()
 
-    epochs = timer.records
-    last = epochs[-1] if epochs else {}
+    from workers.memory import peak_host_mb
+
     out: dict[str, Any] = {
-        "device_name": name,
+        **describe_run(job, workload, spec, data, built),
+        **measured_figures(clock, timer, sampler, watch, settings.contention_cpu_threshold),
+        **final_figures(timer.records, evaluated),
+        "peak_host_mb": peak_host_mb(),  # last: the high-water mark over data, build, fit and evaluation
+    }
+    out.update(time_to_target(timer.records, job.target_accuracy))
+    return out
+
+
+@dataclass
+class JobData:
+    """The job's data set, with its arrays as the workload prepared them for the model."""
+
+    ds: Any
+    x_train: Any
+    y_train: Any
+    x_test: Any
+    y_test: Any
+
+
+@dataclass
+class BuiltModel:
+    """The compiled model and what building it found out about the run."""
+
+    model: Any
+    device_name: str
+    compile_cache: str | None
+    size: dict[str, Any]
+
+
+def load_data(job: JobSpec, settings: FarmSettings, workload: Any, spec: Any) -> JobData:
+    """The data phase: load (or fetch) the data set and let the workload prepare its arrays."""
+    from workers.datasets import load_dataset
+    from workers.inference import DEFAULT_LATENCY_REQUESTS
+
+    ds = load_dataset(
+        spec,
+        job.data,
+        data_dir=settings.data_dir,
+        cache_dir=settings.cache_dir,
+        seed=job.seed_effective,
+        train_samples=job.train_samples,
+        # Inference sends the test samples one by one: a whole test set at batch 1 would take hours on a
+        # large model, so it has its own default.
+        test_samples=job.test_samples or (DEFAULT_LATENCY_REQUESTS if job.mode == "inference" else None),
+        allow_download=settings.allow_download,
+    )
+    x_train, y_train = workload.prepare(ds.x_train, ds.y_train)
+    x_test, y_test = workload.prepare(ds.x_test, ds.y_test)
+    return JobData(ds, x_train, y_train, x_test, y_test)
+
+
+def build_and_compile(
+    job: JobSpec, settings: FarmSettings, workload: Any, params: Any, data: JobData, emit: Emit
+) -> BuiltModel:
+    """The build phase: set up the backend (compile cache, device, seeds, precision), then build and compile the
+    model and check that it fits this job's memory."""
+    import keras
+
+    compile_cache = use_compile_cache(job.backend, settings.cache_dir) if settings.compile_cache else None
+    name = device_name(job.device, job.backend)
+    seed_everything(job.seed_effective, job.backend)
+    if job.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16" if job.device == "gpu" else "mixed_bfloat16")
+    model, optimizer, loss = workload.build_model(params, tuple(data.ds.input_shape), data.ds.num_classes)
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=["accuracy"],
+        steps_per_execution=job.steps_per_execution,
+        jit_compile=job.jit_compile,
+    )
+    size = model_size(model)
+    from workers.memory import check_fits
+
+    # Before fit allocates anything: a model too large for this job's memory fails here, with its estimate.
+    check_fits(model, min(job.batch_size, len(data.x_train)), optimizer, job.mode != "inference", job.device, emit)
+    return BuiltModel(model, name, compile_cache, size)
+
+
+def run_measured_passes(model: Any, data: JobData, job: JobSpec, timer: Any) -> None:
+    """The measured phase: inference's offline throughput passes, or the training epochs (validated each epoch
+    only when the job has a target accuracy to reach)."""
+    if job.mode == "inference":
+        measure_offline(model, data.x_train, job, job.seed_effective, timer)
+    else:
+        validation = (data.x_test, data.y_test) if job.target_accuracy is not None else None
+        fit(model, data.x_train, data.y_train, validation, job, timer)
+
+
+def evaluate(model: Any, data: JobData, job: JobSpec) -> dict[str, Any]:
+    """The eval phase: inference's single-stream latencies, or the trained model's test loss and accuracy."""
+    if job.mode == "inference":
+        from workers.inference import single_stream
+
+        return single_stream(model, data.x_test, data.y_test, len(data.x_test))
+    test_loss, test_acc = model.evaluate(data.x_test, data.y_test, batch_size=job.batch_size, verbose=0)
+    return {"test_loss": float(test_loss), "test_accuracy": float(test_acc)}
+
+
+def describe_run(job: JobSpec, workload: Any, spec: Any, data: JobData, built: BuiltModel) -> dict[str, Any]:
+    """What ran: the device and precision, the data and how much of it, and the model's size."""
+    import keras
+
+    return {
+        "device_name": built.device_name,
         "dtype_policy": keras.config.dtype_policy().name,
-        "compile_cache": compile_cache,
+        "compile_cache": built.compile_cache,
         "framework_sees_gpu": True if job.device == "gpu" else None,
-        "dataset_digest": ds.digest,
+        "dataset_digest": data.ds.digest,
         "data_name": spec.name,
         "unit": workload.unit,
         "tokens_per_sample": spec.tokens_per_sample,
-        **size,
-        "train_samples_used": int(x_train.shape[0]),
-        "test_samples_used": int(x_test.shape[0]),
-        "epochs": epochs,
-        "phases": {
-            "data_s": clock.wall["data"],
-            "build_s": clock.wall["build"],
-            "train_s": clock.wall["train"],
-            "eval_s": clock.wall["eval"],
-            "data_cpu_s": clock.cpu["data"],
-            "build_cpu_s": clock.cpu["build"],
-            "train_cpu_s": clock.cpu["train"],
-            "eval_cpu_s": clock.cpu["eval"],
-        },
+        **built.size,
+        "train_samples_used": int(data.x_train.shape[0]),
+        "test_samples_used": int(data.x_test.shape[0]),
+    }
+
+
+def measured_figures(
+    clock: PhaseClock, timer: Any, sampler: IdleSampler, watch: ContentionSampler, cpu_threshold: float
+) -> dict[str, Any]:
+    """The timings: per epoch, per phase, the steady steps, and the idle and contended windows within them."""
+    return {
+        "epochs": timer.records,
+        "phases": phase_times(clock),
         "timeline": {"first_step_at": timer.first_step_at, "train_end_at": timer.train_end_at},
         "stalls": locate_stalls(sampler.stalls(), clock, timer.epoch_bounds),
         "contention": watch.window(
-            *steady_window(timer.epoch_bounds, clock.bounds["train"]), settings.contention_cpu_threshold, gpu_summary
+            *steady_window(timer.epoch_bounds, clock.bounds["train"]), cpu_threshold, gpu_summary
         ),
         **step_percentiles(timer.step_times(first_epoch=1)),
         "steps_per_epoch": len(timer.step_starts[0]) * steps_per_call(timer.step_starts[0])
         if timer.step_starts
         else None,
-        "train_loss": last.get("loss"),
-        "train_accuracy": last.get("accuracy"),
-        **evaluated,
-        "peak_host_mb": peak_host_mb(),  # last: the high-water mark over data, build, fit and evaluation
     }
-    if job.target_accuracy is not None:
-        elapsed = 0.0
-        for rec in epochs:
-            elapsed += rec["wall_s"]
-            if rec.get("val_accuracy") is not None and rec["val_accuracy"] >= job.target_accuracy:
-                out["epochs_to_target"], out["time_to_target_s"] = rec["epoch"], elapsed
-                break
-    return out
+
+
+def phase_times(clock: PhaseClock) -> dict[str, float]:
+    """Each phase's wall time, then each phase's CPU time."""
+    return {
+        "data_s": clock.wall["data"],
+        "build_s": clock.wall["build"],
+        "train_s": clock.wall["train"],
+        "eval_s": clock.wall["eval"],
+        "data_cpu_s": clock.cpu["data"],
+        "build_cpu_s": clock.cpu["build"],
+        "train_cpu_s": clock.cpu["train"],
+        "eval_cpu_s": clock.cpu["eval"],
+    }
+
+
+def final_figures(epochs: list[dict[str, Any]], evaluated: dict[str, Any]) -> dict[str, Any]:
+    """The last epoch's training loss and accuracy, then what evaluation measured."""
+    last = epochs[-1] if epochs else {}
+    return {"train_loss": last.get("loss"), "train_accuracy": last.get("accuracy"), **evaluated}
+
+
+def time_to_target(epochs: list[dict[str, Any]], target_accuracy: float | None) -> dict[str, Any]:
+    """The first epoch whose validation accuracy reached the job's target, and the training time up to its end;
+    empty when the job has no target or never reached it."""
+    if target_accuracy is None:
+        return {}
+    elapsed = 0.0
+    for rec in epochs:
+        elapsed += rec["wall_s"]
+        if rec.get("val_accuracy") is not None and rec["val_accuracy"] >= target_accuracy:
+            return {"epochs_to_target": rec["epoch"], "time_to_target_s": elapsed}
+    return {}
 
 
 def fit(model: Any, x: Any, y: Any, validation: tuple[Any, Any] | None, job: JobSpec, timer: Any) -> None:

@@ -147,80 +147,16 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
     if taken:
         print(f"error: {taken}", file=sys.stderr)
         return 2
-    current: dict[str, str | None] = {"job": None}
-    info = {
-        **plan.info,
-        "name": plan.name,
-        "tags": plan.tags,
-        "queues": plan.queues,
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "benchfarm": __version__,
-        "gpu_ids": plan.gpu_ids,
-    }
-    app = make_app(settings, plan.queues)
-    app.conf.worker_consumer = "workers.poison:FarmConsumer"
-    # Any error reply of Redis that still reaches Celery's consumer (the guarded channel handles the known ones)
-    # restarts the consumer, as a lost connection does, instead of ending the worker ("Unrecoverable error").
-    app.conf.broker_channel_error_retry = True
-    gpus = [GPUInfo.model_validate(g) for g in plan.info.get("gpus", [])]
-
-    def beat() -> None:
-        store.register_worker(
-            plan.name,
-            {**info, "job": current["job"], "quarantined": executor.quarantined},
-            ttl_s=settings.heartbeat_s * 4,
-        )
-
-    def set_busy(job_id: str | None) -> None:
-        current["job"] = job_id
-        try:
-            beat()
-        except Exception as e:  # noqa: BLE001 - Redis may be restarting
-            log.warning("registry update failed: %s", e)
-
-    executor = JobExecutor(store, settings, plan.name, gpu_ids=plan.gpu_ids, gpus=gpus, app=app, on_busy=set_busy)
-    if isinstance(plan.info.get("backends"), dict):
-        executor.backends = set(plan.info["backends"])
-    poison.set_recorder(
-        lambda refusal: store.record_rejection(
-            refusal.reason, worker=plan.name, queue=refusal.queue, raw=refusal.excerpt, size=refusal.size
-        ),
-        prefix=settings.key_prefix,
-    )
+    presence = Presence(store, settings, plan)
+    app = worker_app(settings, plan)
+    executor = job_executor(store, settings, plan, app, on_busy=presence.set_busy)
+    presence.executor = executor
+    record_refusals(store, settings, plan)
     register(app, executor)
     stop = threading.Event()
-
-    def housekeeping() -> None:
-        """Heartbeat in the registry, and (one worker at a time) put back the jobs of dead workers."""
-        next_reap = 0.0
-        next_spool = time.monotonic() + defaults.SPOOL_REPLAY_S
-        while not stop.wait(settings.heartbeat_s):
-            try:
-                if executor.lift_quarantine():
-                    resume_consuming(app, plan)
-                    executor.stopped_consuming = False
-                beat()
-                if time.monotonic() >= next_spool:
-                    next_spool = time.monotonic() + defaults.SPOOL_REPLAY_S
-                    executor.replay_spool()
-                if time.monotonic() >= next_reap:
-                    next_reap = time.monotonic() + settings.reap_interval_s
-                    for job_id in reap_lost(store, app, settings, plan.name):
-                        log.warning("job %s lost its worker: put back on its queue", job_id)
-            except Exception as e:  # noqa: BLE001 - Redis may be restarting; keep trying
-                log.warning("housekeeping failed: %s", e)
-
-    try:
-        beat()
-        store.note_queues(plan.queues)
-    except redis.ResponseError as e:  # a full Redis: serve anyway; housekeeping registers as soon as it has room
-        log.error("could not register this worker (%s: %s); trying again every heartbeat", type(e).__name__, e)
+    presence.announce()
     executor.replay_spool()
-    threading.Thread(target=housekeeping, daemon=True, name="farm-housekeeping").start()
-    threading.Thread(
-        target=warn_if_busy, args=(settings.contention_cpu_threshold,), daemon=True, name="farm-busy-check"
-    ).start()
+    start_background_threads(stop, presence, app, executor)
     log.info("worker %s serving %s", plan.name, ", ".join(plan.queues))
     try:
         return serve(app, plan, loglevel)
@@ -229,6 +165,115 @@ def run_worker(settings: FarmSettings, plan: WorkerPlan, *, loglevel: str = "INF
         executor.pool.close()
         with contextlib.suppress(Exception):  # best effort on the way out: Redis may be gone; the entry expires
             store.unregister_worker(plan.name)
+
+
+class Presence:
+    """This worker's entry in the farm's registry: what it is, the job it runs and whether it is quarantined.
+
+    Written every heartbeat with a time-to-live of four heartbeats, so that the entry of a worker that died
+    expires, and again whenever the worker takes or finishes a job, so that ``farm workers`` shows it at once."""
+
+    def __init__(self, store: Store, settings: FarmSettings, plan: WorkerPlan) -> None:
+        self.store, self.settings, self.plan = store, settings, plan
+        self.job: str | None = None
+        self.info = {
+            **plan.info,
+            "name": plan.name,
+            "tags": plan.tags,
+            "queues": plan.queues,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "benchfarm": __version__,
+            "gpu_ids": plan.gpu_ids,
+        }
+        self.executor: JobExecutor | None = None  # set once built: the executor reports its jobs to set_busy
+
+    def beat(self) -> None:
+        assert self.executor is not None, "the executor is built before the first beat"
+        self.store.register_worker(
+            self.plan.name,
+            {**self.info, "job": self.job, "quarantined": self.executor.quarantined},
+            ttl_s=self.settings.heartbeat_s * 4,
+        )
+
+    def set_busy(self, job_id: str | None) -> None:
+        """The executor took (or finished) a job: say so now, not at the next heartbeat."""
+        self.job = job_id
+        try:
+            self.beat()
+        except Exception as e:  # noqa: BLE001 - Redis may be restarting
+            log.warning("registry update failed: %s", e)
+
+    def announce(self) -> None:
+        """The first beat, and this worker's queues noted, so that looking for a job's message reads them too."""
+        try:
+            self.beat()
+            self.store.note_queues(self.plan.queues)
+        except redis.ResponseError as e:  # a full Redis: serve anyway; housekeeping registers as soon as it has room
+            log.error("could not register this worker (%s: %s); trying again every heartbeat", type(e).__name__, e)
+
+
+def worker_app(settings: FarmSettings, plan: WorkerPlan) -> Celery:
+    """The Celery app for this worker's queues, with the farm's admission check in its consumer."""
+    app = make_app(settings, plan.queues)
+    app.conf.worker_consumer = "workers.poison:FarmConsumer"
+    # Any error reply of Redis that still reaches Celery's consumer (the guarded channel handles the known ones)
+    # restarts the consumer, as a lost connection does, instead of ending the worker ("Unrecoverable error").
+    app.conf.broker_channel_error_retry = True
+    return app
+
+
+def job_executor(
+    store: Store, settings: FarmSettings, plan: WorkerPlan, app: Celery, *, on_busy: Callable[[str | None], None]
+) -> JobExecutor:
+    """What runs this worker's jobs, on the GPUs and backends its probe found."""
+    gpus = [GPUInfo.model_validate(g) for g in plan.info.get("gpus", [])]
+    executor = JobExecutor(store, settings, plan.name, gpu_ids=plan.gpu_ids, gpus=gpus, app=app, on_busy=on_busy)
+    if isinstance(plan.info.get("backends"), dict):
+        executor.backends = set(plan.info["backends"])
+    return executor
+
+
+def record_refusals(store: Store, settings: FarmSettings, plan: WorkerPlan) -> None:
+    """Every queue entry the admission check refuses is recorded in the store, naming this worker."""
+    poison.set_recorder(
+        lambda refusal: store.record_rejection(
+            refusal.reason, worker=plan.name, queue=refusal.queue, raw=refusal.excerpt, size=refusal.size
+        ),
+        prefix=settings.key_prefix,
+    )
+
+
+def start_background_threads(stop: threading.Event, presence: Presence, app: Celery, executor: JobExecutor) -> None:
+    """Housekeeping until ``stop``, and a one-off look at how busy the host already is."""
+    threading.Thread(
+        target=housekeeping, args=(stop, presence, app, executor), daemon=True, name="farm-housekeeping"
+    ).start()
+    threading.Thread(
+        target=warn_if_busy, args=(presence.settings.contention_cpu_threshold,), daemon=True, name="farm-busy-check"
+    ).start()
+
+
+def housekeeping(stop: threading.Event, presence: Presence, app: Celery, executor: JobExecutor) -> None:
+    """Heartbeat in the registry, and (one worker at a time) put back the jobs of dead workers."""
+    store, settings, plan = presence.store, presence.settings, presence.plan
+    next_reap = 0.0
+    next_spool = time.monotonic() + defaults.SPOOL_REPLAY_S
+    while not stop.wait(settings.heartbeat_s):
+        try:
+            if executor.lift_quarantine():
+                resume_consuming(app, plan)
+                executor.stopped_consuming = False
+            presence.beat()
+            if time.monotonic() >= next_spool:
+                next_spool = time.monotonic() + defaults.SPOOL_REPLAY_S
+                executor.replay_spool()
+            if time.monotonic() >= next_reap:
+                next_reap = time.monotonic() + settings.reap_interval_s
+                for job_id in reap_lost(store, app, settings, plan.name):
+                    log.warning("job %s lost its worker: put back on its queue", job_id)
+        except Exception as e:  # noqa: BLE001 - Redis may be restarting; keep trying
+            log.warning("housekeeping failed: %s", e)
 
 
 def resume_consuming(app: Celery, plan: WorkerPlan) -> None:
