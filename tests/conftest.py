@@ -15,6 +15,7 @@ from typer.testing import CliRunner, Result
 
 from farm.embedded import EmbeddedRedis
 from tests.helpers import WorkerProcess, farm_env, isolate_farm_env, throwaway_redis
+from tests.suite_lock import suite_share
 
 
 @pytest.fixture
@@ -64,3 +65,25 @@ def invoke(isolated_env: Path) -> Callable[..., Result]:
         return CliRunner().invoke(app, list(args))
 
     return run
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Each test holds the suite's lock while it runs (tests/suite_lock.py): shared, or exclusive when marked
+    ``alone``."""
+    with suite_share(alone=item.get_closest_marker("alone") is not None):
+        yield
+
+
+@pytest.hookimpl(trylast=True)  # after tests/hosts/conftest.py has marked its tests slow
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The modules with the most slow tests first: xdist hands whole modules to its workers in this order
+    (``--dist loadscope``, so a module's fixtures are built once), and a long module started last would keep
+    the whole run waiting for it. Within a module the order is the file's."""
+    slow: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        module = item.nodeid.split("::", 1)[0]
+        first.setdefault(module, i)
+        slow[module] = slow.get(module, 0) + (item.get_closest_marker("slow") is not None)
+    items.sort(key=lambda item: (-slow[m := item.nodeid.split("::", 1)[0]], first[m]))

@@ -15,7 +15,8 @@ import yaml
 
 from tests.helpers import farm_env, run_farm, wait_for
 
-pytestmark = pytest.mark.slow
+# alone: the quiet repeat must not be marked, and the suite's own tests beside it would be the load it judges.
+pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 HOG = "import time\nt = time.time()\nwhile time.time() - t < 600: pass"
 

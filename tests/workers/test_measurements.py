@@ -76,7 +76,8 @@ def test_phases_add_up_and_steps_are_timed(tmp_path: Path, backend: str) -> None
 
 def test_peak_host_memory_follows_what_the_process_touched() -> None:
     """A process that touches 200 MiB more has a peak at least that much higher (VmHWM, not current RSS: freed
-    memory still counts), and the /proc reading and getrusage's agree where both exist."""
+    memory still counts); getrusage's fallback is never below it (it also keeps the peak of the process image
+    before exec: here the forked pytest process)."""
     code = (
         "from workers.memory import peak_host_mb\n"
         "import resource, json\n"
@@ -90,7 +91,7 @@ def test_peak_host_memory_follows_what_the_process_touched() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     before, after, fallback = json.loads(out.stdout)
     assert after - before >= 190, (before, after)
-    assert fallback == pytest.approx(after, rel=0.1)
+    assert fallback >= 0.95 * after, (fallback, after)
 
 
 @pytest.mark.slow
