@@ -246,14 +246,12 @@ def submit(
         store.save_sweep(sweep.sweep_id, manifest, envelopes)
         return _send_all(settings, store, wanted, queues, outcome)
     except Stop as stop:
-        try:
-            ledger.release_debts(sorted(outcome.taken))  # claimed, not sent: the next submit sends them at once
-        except Exception as e:  # noqa: BLE001 - Redis may be gone too: the debts then fall due by themselves
-            log.warning("could not give back %d claimed jobs: %s", len(outcome.taken), e)
+        _give_back(ledger, outcome)
         raise SubmitInterrupted(stop.signum, outcome.enqueued, len(wanted)) from None
     except Exception as e:
         if not _lost_broker(e):
             raise
+        _give_back(ledger, outcome)  # a blip: the run again the message asks for sends them at once
         raise FarmUnavailable(
             f"lost Redis at {mask_url(settings.broker_url)} while submitting ({outcome.enqueued} of "
             f"{len(wanted)} jobs sent): {str(e).splitlines()[0][:200]}. Nothing is lost: run the same `farm "
@@ -305,6 +303,17 @@ def _send_all(
         outcome.already -= outcome.repaired
         outcome.enqueued += outcome.repaired
     return outcome
+
+
+def _give_back(ledger: Ledger, outcome: SubmitOutcome) -> None:
+    """Give back the debts this submit claimed and did not send, so that the next submit sends them at once
+    rather than after ``SEND_LEASE_S``. Best effort: with Redis gone too they fall due by themselves."""
+    if not outcome.taken:
+        return
+    try:
+        ledger.release_debts(sorted(outcome.taken))
+    except Exception as e:  # noqa: BLE001 - Redis may be unreachable: the debts then fall due by themselves
+        log.warning("could not give back %d claimed jobs: %s", len(outcome.taken), e)
 
 
 def _pay_owed(ledger: Ledger, app: Celery, owed: list[str], outcome: SubmitOutcome) -> list[str]:

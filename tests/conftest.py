@@ -7,6 +7,9 @@ its own and is killed at teardown.
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +19,13 @@ from typer.testing import CliRunner, Result
 from farm.embedded import EmbeddedRedis
 from tests.helpers import WorkerProcess, farm_env, isolate_farm_env, throwaway_redis
 from tests.suite_lock import suite_share
+
+# Bytecode is cached for this run and the processes it starts, even where PYTHONDONTWRITEBYTECODE is set (this
+# machine's image sets it). Without the cache every `farm` command, worker and training process the suite starts
+# compiles the farm's modules again, and pytest rewrites every test module's asserts again in each of its xdist
+# workers: a quarter of the fast loop's CPU time.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.fixture
@@ -75,15 +85,32 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         yield
 
 
+_MEASURED = json.loads((Path(__file__).parent / "module_seconds.json").read_text())
+MODULE_SECONDS: dict[str, float] = _MEASURED.get("seconds", {})
+FAST_SECONDS: dict[str, float] = _MEASURED.get("fast_seconds", {})
+"""What each module took in a measured run, whole and fast loop (scripts/module_seconds.py writes them)."""
+
+
 @pytest.hookimpl(trylast=True)  # after tests/hosts/conftest.py has marked its tests slow
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The modules with the most slow tests first: xdist hands whole modules to its workers in this order
-    (``--dist loadscope``, so a module's fixtures are built once), and a long module started last would keep
-    the whole run waiting for it. Within a module the order is the file's."""
-    slow: dict[str, int] = {}
+    """The longest modules first: xdist hands whole modules to its workers in this order (``--dist loadscope``,
+    so a module's fixtures are built once), and a long module started last would keep the whole run waiting
+    for it. A module not measured yet counts 10 s per slow test; one none of whose slow tests runs (the fast
+    loop) counts what its fast tests took. Within a module the order is the file's."""
+    cost: dict[str, float] = {}
     first: dict[str, int] = {}
     for i, item in enumerate(items):
         module = item.nodeid.split("::", 1)[0]
         first.setdefault(module, i)
-        slow[module] = slow.get(module, 0) + (item.get_closest_marker("slow") is not None)
-    items.sort(key=lambda item: (-slow[m := item.nodeid.split("::", 1)[0]], first[m]))
+        cost[module] = cost.get(module, 0.0) + 10.0 * (item.get_closest_marker("slow") is not None)
+    for module in cost:
+        table = MODULE_SECONDS if cost[module] else FAST_SECONDS  # no slow test of it runs: its fast ones' cost
+        cost[module] = table.get(module, cost[module])
+    items.sort(key=lambda item: (-cost[m := item.nodeid.split("::", 1)[0]], first[m]))
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject's addopts): six workers for runs with slow tests, which mostly wait (on leases,
+    workers, training processes); three for the fast loop (``-m 'not slow'``), whose tests mostly compute, so
+    that more workers would only add their own start-up (measured on 2 cores: 35 s with three, 42 s with six)."""
+    return 3 if "not slow" in (config.getoption("markexpr") or "") else 6

