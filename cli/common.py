@@ -270,6 +270,13 @@ def check_html_option(path: Path | None) -> None:
     require_plotting()  # PlotExtraMissing is an OutputError: friendly_errors prints it in one line, exit 1
 
 
+def check_file_options(output: Path | None, html: Path | None = None) -> None:
+    """Check the files a command will write, ``-o/--output`` first and then ``--html``, before any Redis access or
+    computation: a bad name or an unwritable place ends the command before it did work it would then throw away."""
+    check_output_option(output)
+    check_html_option(html)
+
+
 def check_output_option(path: Path | None) -> None:
     """Check an ``-o/--output`` path before any Redis access or computation: an unknown suffix is a usage
     error (exit 2), a target that cannot be written an environment failure (exit 1)."""

@@ -14,15 +14,14 @@ from cli.common import (
     EXIT_REGRESSION,
     BrokerOption,
     JsonOption,
-    check_html_option,
-    check_output_option,
+    check_file_options,
     console,
     fail,
     friendly_errors,
     open_store,
     print_json,
 )
-from cli.report_view import IncludeContendedOption, frames_for, print_contended
+from cli.report_view import IncludeContendedOption, frames_for, number_text, print_contended
 from cli.sweep_args import resolve
 
 CHANGE_STYLE = {
@@ -43,14 +42,6 @@ SHOWN_CELL = [
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def _num(v: object) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return str(v)
 
 
 def _ratio(rec: dict) -> str:
@@ -86,13 +77,13 @@ def compare_table(cmp: pd.DataFrame, label_a: str, label_b: str, metric: str, hi
         table.add_column(title, justify="right" if title.startswith(("median", "n A")) else "left")
     for rec in cmp.to_dict("records"):
         style = CHANGE_STYLE.get(rec["change"], "")
-        row = [escape(_num(rec.get(c))) for c, _ in SHOWN_CELL]
+        row = [escape(number_text(rec.get(c))) for c, _ in SHOWN_CELL]
         if extra:
             row.append(escape(" ".join(f"{c}={rec.get(c)}" for c in extra)))
         row += [
             f"{rec['n_a']}/{rec['n_b']}",
-            _num(rec["median_a"]),
-            _num(rec["median_b"]),
+            number_text(rec["median_a"]),
+            number_text(rec["median_b"]),
             _ratio(rec),
             _p(rec["p_value"]),
             f"[{style}]{rec['change']}[/]" if style else rec["change"],
@@ -156,8 +147,7 @@ def compare_cmd(
         higher = higher_is_better(metric)
     except ValueError as e:
         fail(str(e))
-    check_output_option(output)
-    check_html_option(html)
+    check_file_options(output, html)
     store = open_store(broker)
     sid_a, sid_b = resolve(store, sweep_a), resolve(store, sweep_b)
     df_a, df_b = frames_for(store, sid_a), frames_for(store, sid_b)

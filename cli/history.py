@@ -21,6 +21,7 @@ from cli.common import (
     open_store,
     print_json,
 )
+from cli.report_view import number_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,21 +56,13 @@ def _matches(pattern: str, text: str) -> bool:
     return text.startswith(pattern) or fnmatch.fnmatchcase(text, pattern)
 
 
-def _num(v: Any) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return ""
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
-    return str(v)
-
-
 def _median_ci(rec: dict[Any, Any]) -> str:
     m, lo, hi = rec.get("median"), rec.get("ci_low"), rec.get("ci_high")
     if m is None or m != m:
         return ""
     if lo is None or lo != lo or hi is None or hi != hi:
-        return _num(m)
-    return f"{_num(m)} [{_num(lo)}, {_num(hi)}]"
+        return number_text(m)
+    return f"{number_text(m)} [{number_text(lo)}, {number_text(hi)}]"
 
 
 def change_mark(rec: dict[Any, Any], first: bool) -> str:
@@ -134,7 +127,7 @@ def history_tables(history: pd.DataFrame) -> list[Table]:
             table.add_row(
                 escape(str(rec["sweep_id"])),
                 _when(rec.get("when")),
-                _num(rec.get("n")),
+                number_text(rec.get("n")),
                 _median_ci(rec),
                 change_mark(rec, k == 0),
                 _p(rec.get("p_value")),

@@ -45,13 +45,20 @@ if TYPE_CHECKING:
     from farm.store import Store
 
 
-def _fmt(v: object) -> str:
-    if v is None:
+def number_text(v: object) -> str:
+    """A figure as the tables show it: four significant digits below 1,000, whole numbers with thousands
+    separators above; nothing for a missing value (None or NaN). Not escaped: anything but a float is
+    ``str(v)``, which a caller that may be shown a stranger's text escapes."""
+    if v is None or (isinstance(v, float) and v != v):
         return ""
     if isinstance(v, float):
-        if v != v:  # NaN
-            return ""
         return f"{v:,.4g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def _fmt(v: object) -> str:
+    if v is None or isinstance(v, float):
+        return number_text(v)
     return untrusted(v)  # a table cell: a workload's, device's or unit's name is shown, its markup not read
 
 

@@ -8,8 +8,7 @@ import typer
 
 from cli.common import (
     BrokerOption,
-    check_html_option,
-    check_output_option,
+    check_file_options,
     console,
     fail,
     friendly_errors,
@@ -30,7 +29,7 @@ def results_cmd(
     """One row per job (tidy): the spec's fields and what was measured."""
     from farm.reports.files import write_frame
 
-    check_output_option(output)
+    check_file_options(output)
     store = open_store(broker)
     df = frames_for(store, resolve(store, sweep_id))
     if output:
@@ -81,8 +80,7 @@ def report_cmd(
 
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
-    check_output_option(output)
-    check_html_option(html)  # a bad name (exit 2), an unwritable place or no matplotlib (exit 1), before any work
+    check_file_options(output, html)  # a bad name (exit 2), an unwritable place or no matplotlib (exit 1)
     store = open_store(broker)
     sid = resolve(store, sweep_id)
     frame = frames_for(store, sid)

@@ -10,16 +10,16 @@ timeout later. Each takes its interval and clock, so that a test can drive one t
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 from farm.ledger import Lease, Ledger
+from workers.ticker import Ticker
 
 log = logging.getLogger("farm.worker")
 
 
-class Heartbeat:
+class Heartbeat(Ticker):
     """Renews ``lease`` every ``interval_s`` until stopped or until the job was taken over.
 
     ``on_renewed`` runs after each renewal (the job's progress heartbeat); an error from Redis is logged at
@@ -37,17 +37,15 @@ class Heartbeat:
         clock: Callable[[], float] = time.monotonic,
         log_level: int = logging.WARNING,
     ) -> None:
+        super().__init__(self.beat, interval_s)
         self.ledger = ledger
         self.lease = lease
         self.ttl_s = ttl_s
-        self.interval_s = interval_s
         self.on_renewed = on_renewed
         self.clock = clock
         self.log_level = log_level
         self.renewed_at = clock()  # taking the lease counts as its first renewal
         self.lost_to: str | None = None  # who holds the job now, once a renewal was refused
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def lost(self) -> bool:
@@ -65,25 +63,8 @@ class Heartbeat:
             log.log(self.log_level, "heartbeat for job %s failed: %s", self.lease.job_id, e)
         return True
 
-    def run(self) -> None:
-        """Beat every interval until stopped or lost (the thread's body)."""
-        while not self._stop.wait(self.interval_s):
-            if not self.beat():
-                return
 
-    def start(self) -> Heartbeat:
-        self._thread = threading.Thread(target=self.run, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, *, wait: bool = True) -> None:
-        """Stop beating; ``wait``: until the thread has ended (at most 5 s: a renewal may be waiting on Redis)."""
-        self._stop.set()
-        if wait and self._thread is not None:
-            self._thread.join(timeout=5)
-
-
-class KeepAlive:
+class KeepAlive(Ticker):
     """Pings the child (every callable in ``pings``, which the supervisor fills once the child is up) every
     ``interval_s`` while ``heartbeat`` renewed the lease within ``ttl_s``; ends when the lease is lost.
 
@@ -100,13 +81,11 @@ class KeepAlive:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(self.tick, interval_s)
         self.heartbeat = heartbeat
         self.pings = pings
         self.ttl_s = ttl_s
-        self.interval_s = interval_s
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def tick(self) -> bool:
         """Ping the child if the lease is fresh; returns whether to go on (False once the lease is lost)."""
@@ -116,18 +95,3 @@ class KeepAlive:
             for ping in self.pings:
                 ping()
         return True
-
-    def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            if not self.tick():
-                return
-
-    def start(self) -> KeepAlive:
-        self._thread = threading.Thread(target=self.run, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

@@ -325,29 +325,21 @@ def time_to_target(epochs: list[dict[str, Any]], target_accuracy: float | None) 
 
 
 def fit(model: Any, x: Any, y: Any, validation: tuple[Any, Any] | None, job: JobSpec, timer: Any) -> None:
-    """Train for ``job.epochs`` epochs through the job's input pipeline, timed by ``timer``."""
+    """Train for ``job.epochs`` epochs through the job's input pipeline, timed by ``timer``.
+
+    Only how the batches come differs between the pipelines (the farm's tf.data dataset, batched and shuffled
+    by itself, or numpy batched and shuffled by Keras); epochs, timing and validation are the same for both."""
+    same_for_both = {
+        "epochs": job.epochs,
+        "verbose": 0,
+        "callbacks": [timer],
+        "validation_data": validation,
+        "validation_batch_size": job.batch_size,
+    }
     if job.backend == "tensorflow" and job.input_pipeline == "farm":
-        model.fit(
-            tf_dataset(x, y, job.batch_size, job.seed_effective),
-            epochs=job.epochs,
-            verbose=0,
-            shuffle=False,
-            callbacks=[timer],
-            validation_data=validation,
-            validation_batch_size=job.batch_size,
-        )
+        model.fit(tf_dataset(x, y, job.batch_size, job.seed_effective), shuffle=False, **same_for_both)
     else:
-        model.fit(
-            x,
-            y,
-            batch_size=job.batch_size,
-            epochs=job.epochs,
-            verbose=0,
-            shuffle=True,
-            callbacks=[timer],
-            validation_data=validation,
-            validation_batch_size=job.batch_size,
-        )
+        model.fit(x, y, batch_size=job.batch_size, shuffle=True, **same_for_both)
 
 
 def measure_offline(model: Any, x: Any, job: JobSpec, seed: int, timer: Any) -> None:
