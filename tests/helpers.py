@@ -4,7 +4,9 @@ import from here, never from a conftest.
 - the command line: the repository's root, the environment of a real ``farm`` process, that process (one, or several
   at once), and the isolation of in-process commands from the caller's FARM_* settings;
 - servers, workers, waiting: a throwaway redis-server, a real ``farm worker`` process, waiting for a condition;
-- sweeps and results: a sweep file of tiny jobs, hand-built result rows, and a finished sweep in a store.
+- jobs and machines: a small job's envelope, a plugin whose model does not build, the facts every host reports;
+- sweeps and results: a sweep file of tiny jobs, hand-built result rows and results, and a finished sweep in a
+  store.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +173,59 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval:
     raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+# -- jobs and machines -------------------------------------------------------------------------------------------
+
+
+def small_job_envelope(
+    sweep: str,
+    *,
+    units: int = 8,
+    train_samples: int = 64,
+    test_samples: int = 16,
+    time_limit_s: float | None = None,
+    **spec: Any,
+) -> JobEnvelope:
+    """The envelope, in sweep ``<sweep>-1``, of a fashion_mnist_mlp job of one hidden layer of ``units`` on
+    synthetic data: a job small enough to run in a test's own process tree in seconds. ``spec`` sets the rest of
+    the job (backend, device, epochs, ...); ``time_limit_s`` None is the job's default limit."""
+    job = JobSpec(
+        sweep=sweep,
+        workload="fashion_mnist_mlp",
+        params={"hidden_layers": 1, "units": units},
+        data="synthetic",
+        train_samples=train_samples,
+        test_samples=test_samples,
+        **spec,
+    )
+    return JobEnvelope.for_job(job, f"{sweep}-1", time_limit_s=time_limit_s)
+
+
+def broken_build_site(root: Path) -> Path:
+    """``root`` as a site directory holding the distribution broken-models 0.3, whose workload ``broken_build``
+    raises in its model's build: put on a worker's PYTHONPATH, the worker serves a workload that always fails
+    for the job's own reason, never the machine's."""
+    # imported here: that test module imports this one
+    from tests.farm.test_workload_plugins import PLUGIN, write_distribution
+
+    return write_distribution(
+        root,
+        "broken-models",
+        "0.3",
+        {"broken_build": "broken_mod:WORKLOAD"},
+        {"broken_mod": PLUGIN.format(name="broken_build")},
+    )
+
+
+HOST_FACT_KEYS = ("host", "os", "python", "cpu_model", "cpu_cores_logical", "ram_gb", "benchfarm", "git_commit")
+"""What farm.fingerprint.host_facts says of every machine, and so what every result's environment holds."""
+
+
+def assert_has_keys(mapping: Mapping[str, Any], keys: tuple[str, ...]) -> None:
+    """Each of ``keys`` is in ``mapping``; a failure names the first one missing."""
+    for key in keys:
+        assert key in mapping, key
+
+
 # -- sweeps and results ------------------------------------------------------------------------------------------
 
 
@@ -231,6 +287,34 @@ def tidy_row(repeat: int = 0, **fields: Any) -> dict[str, Any]:
     return row
 
 
+def cell_row(
+    repeat: int,
+    job_id: str,
+    sweep_id: str,
+    cell: tuple[str, str, str],
+    *,
+    batch_size: int = 32,
+    status: str = "succeeded",
+    **fields: Any,
+) -> dict[str, Any]:
+    """:func:`tidy_row` of repeat ``repeat`` of a three-epoch job in sweep ``sweep_id``, in ``cell`` (workload,
+    device, backend) at ``batch_size``: the columns by which the reports put a row in its cell, which every
+    hand-built results frame spells out the same way; ``fields`` fill in the rest, in their order."""
+    workload, device, backend = cell
+    return tidy_row(
+        repeat,
+        job_id=job_id,
+        sweep_id=sweep_id,
+        workload=workload,
+        device=device,
+        backend=backend,
+        epochs=3,
+        batch_size=batch_size,
+        status=status,
+        **fields,
+    )
+
+
 def tight(center: float, n: int, seed: int = 1, cv: float = 0.005) -> list[float]:
     """``n`` throughputs around ``center``, spread as on a quiet machine (coefficient of variation ``cv``)."""
     return list(center * (1 + cv * np.random.default_rng(seed).standard_normal(n)))
@@ -245,37 +329,73 @@ def only_row(frame: pd.DataFrame, **match: Any) -> pd.Series:
     return frame.loc[mask].iloc[0]
 
 
-def store_finished_sweep(store: Store, name: str, cells: dict[tuple[str, str], list[float]]) -> str:
+def succeeded_job(job: JobSpec, sweep_id: str, steady_s: float, **fields: Any) -> tuple[JobEnvelope, JobResult]:
+    """``job``'s envelope in sweep ``sweep_id`` and its result: succeeded on worker w1 in three epochs of
+    ``steady_s`` seconds, the first three times as long (it compiles); ``fields`` fill in the rest of the result.
+    The farm's reports read a result's steady throughput from epochs past the first, so this is the shape every
+    hand-built result needs."""
+    env = JobEnvelope.for_job(job, sweep_id)
+    result = JobResult(
+        job_id=env.job_id,
+        sweep_id=sweep_id,
+        job=job,
+        status=JobStatus.succeeded,
+        worker="w1",
+        epochs=[EpochRecord(epoch=k, wall_s=(3 if k == 0 else 1) * steady_s) for k in range(3)],
+        **fields,
+    )
+    return env, result
+
+
+def save_finished_sweep(
+    store: Store, sweep_id: str, name: str, envelopes: list[JobEnvelope], results: list[JobResult]
+) -> None:
+    """Sweep ``sweep_id`` (named ``name``) of ``envelopes`` saved in ``store`` with every one of ``results``
+    recorded: the store as a sweep leaves it once its last job is done."""
+    store.save_sweep(sweep_id, {"sweep_id": sweep_id, "name": name, "jobs": len(envelopes)}, envelopes)
+    for r in results:
+        assert store.record_result(r)
+
+
+def store_finished_sweep(
+    store: Store,
+    name: str,
+    cells: dict[tuple[str, str], list[float]],
+    *,
+    keras: str = "3.15.1",
+    day: int | None = None,
+    hardware: str | None = None,
+) -> str:
     """A finished sweep ``name`` in ``store``: for each (device, backend) cell one succeeded result per steady
-    throughput given (samples per second; its first epoch three times as long); returns the sweep's id."""
+    throughput given (samples per second; its first epoch three times as long), run with Keras ``keras``;
+    returns the sweep's id. With ``day``, its jobs finished on 2026-11-``day`` (one a minute from 03:00); with
+    ``hardware``, the results carry that hardware key and the matching software key, as a history needs."""
     sweep_id = f"{name}-0123456789"
     envelopes, results = [], []
     for (device, backend), values in cells.items():
         for i, v in enumerate(values):
             job = JobSpec(sweep=name, workload="fashion_mnist_mlp", device=device, backend=backend, epochs=3, repeat=i)
-            env = JobEnvelope.for_job(job, sweep_id)
-            wall = TRAIN / float(v)
-            envelopes.append(env)
-            results.append(
-                JobResult(
-                    job_id=env.job_id,
-                    sweep_id=sweep_id,
-                    job=job,
-                    status=JobStatus.succeeded,
-                    worker="w1",
-                    device_name="NVIDIA H100" if device == "gpu" else "cpu-x",
-                    train_samples_used=TRAIN,
-                    versions={"python": "3.11.7", "keras": "3.15.1", backend: "2.21.0"},
-                    epochs=[
-                        EpochRecord(epoch=0, wall_s=3 * wall),
-                        EpochRecord(epoch=1, wall_s=wall),
-                        EpochRecord(epoch=2, wall_s=wall),
-                    ],
-                )
+            extra: dict[str, Any] = {}
+            if day is not None:
+                extra["finished_at"] = datetime(2026, 11, day, 3, len(results), tzinfo=UTC)
+            if hardware is not None:
+                extra["environment"] = {
+                    "hardware_key": hardware,
+                    "software_key": f"py3.11.7 keras{keras} {backend}2.21.0",
+                }
+            env, result = succeeded_job(
+                job,
+                sweep_id,
+                TRAIN / float(v),
+                device_name="NVIDIA H100" if device == "gpu" else "cpu-x",
+                train_samples_used=TRAIN,
+                versions={"python": "3.11.7", "keras": keras, backend: "2.21.0"},
+                **extra,
             )
-    store.save_sweep(sweep_id, {"sweep_id": sweep_id, "name": name, "jobs": len(envelopes)}, envelopes)
+            envelopes.append(env)
+            results.append(result)
     expected = [float(v) for values in cells.values() for v in values]
     for r, v in zip(results, expected, strict=True):
         assert r.steady_samples_per_s == pytest.approx(v)
-        assert store.record_result(r)
+    save_finished_sweep(store, sweep_id, name, envelopes, results)
     return sweep_id

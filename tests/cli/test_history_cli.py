@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -13,60 +12,12 @@ import pandas as pd
 import pytest
 import redis
 
-from farm.job import JobEnvelope, JobSpec
 from farm.reports.history import HISTORY_COLUMNS, NO_SOFTWARE_CHANGE
-from farm.result import EpochRecord, JobResult, JobStatus
 from farm.store import Store
-from tests.helpers import TRAIN, store_finished_sweep, throwaway_redis, tight
+from tests.helpers import store_finished_sweep, throwaway_redis, tight
 
 NIGHTS = 8
 HARDWARE = "cpu:x x2"
-
-
-def store_night(
-    store: Store,
-    name: str,
-    day: int,
-    cells: dict[tuple[str, str], list[float]],
-    *,
-    keras: str = "3.15.1",
-    hardware: str = HARDWARE,
-) -> str:
-    """A finished sweep ``name`` whose jobs finished on 2026-11-``day`` (one a minute), run with Keras
-    ``keras`` on ``hardware``: as :func:`tests.helpers.store_finished_sweep`, with the time, the versions and
-    the hardware key a history needs."""
-    sweep_id = f"{name}-0123456789"
-    envelopes: list[JobEnvelope] = []
-    results: list[JobResult] = []
-    for (device, backend), values in cells.items():
-        for i, v in enumerate(values):
-            job = JobSpec(sweep=name, workload="fashion_mnist_mlp", device=device, backend=backend, epochs=3, repeat=i)
-            env = JobEnvelope.for_job(job, sweep_id)
-            wall = TRAIN / float(v)
-            envelopes.append(env)
-            versions = {"python": "3.11.7", "keras": keras, backend: "2.21.0"}
-            results.append(
-                JobResult(
-                    job_id=env.job_id,
-                    sweep_id=sweep_id,
-                    job=job,
-                    status=JobStatus.succeeded,
-                    worker="w1",
-                    device_name="cpu-x",
-                    finished_at=datetime(2026, 11, day, 3, len(results), tzinfo=UTC),
-                    train_samples_used=TRAIN,
-                    versions=versions,
-                    environment={
-                        "hardware_key": hardware,
-                        "software_key": f"py3.11.7 keras{keras} {backend}2.21.0",
-                    },
-                    epochs=[EpochRecord(epoch=k, wall_s=(3 if k == 0 else 1) * wall) for k in range(3)],
-                )
-            )
-    store.save_sweep(sweep_id, {"sweep_id": sweep_id, "name": name, "jobs": len(envelopes)}, envelopes)
-    for r in results:
-        assert store.record_result(r)
-    return sweep_id
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +34,18 @@ def farm_store() -> Iterator[dict[str, Any]]:
                 ("cpu", "tensorflow"): tight(700.0, 5, seed=100 + night, cv=0.01),
             }
             ids.append(
-                store_night(store, f"nightly-2026-11-{night:02d}", night, cells, keras="3.16.0" if last else "3.15.1")
+                store_finished_sweep(
+                    store,
+                    f"nightly-2026-11-{night:02d}",
+                    cells,
+                    keras="3.16.0" if last else "3.15.1",
+                    day=night,
+                    hardware=HARDWARE,
+                )
             )
-        adhoc = store_night(store, "adhoc", 20, {("cpu", "jax"): tight(3000.0, 5, seed=50)}, hardware="cpu:y x16")
+        adhoc = store_finished_sweep(
+            store, "adhoc", {("cpu", "jax"): tight(3000.0, 5, seed=50)}, day=20, hardware="cpu:y x16"
+        )
         yield {"url": server.url, "ids": ids, "adhoc": adhoc, "store": store}
         store.r.close()
 

@@ -27,11 +27,10 @@ from rich.table import Table
 
 from cli.common import FarmConsole
 from cli.progress_view import progress_line, render
-from farm.job import JobEnvelope, JobSpec
+from farm.job import JobSpec
 from farm.progress import JobProgress, SweepProgress
-from farm.result import EpochRecord, JobResult, JobStatus
 from farm.store import Store
-from tests.helpers import REPO, farm_env, run_farm, throwaway_redis
+from tests.helpers import REPO, farm_env, run_farm, save_finished_sweep, succeeded_job, throwaway_redis
 
 BOX = set("│┃━─┏┓┗┛┡┩╇┳┻┼└┘┌┐├┤╭╮╰╯")
 TRAIN = 4000
@@ -47,28 +46,20 @@ def stored_sweep(store: Store) -> str:
     for device, values in cells.items():
         for i, v in enumerate(values):
             job = JobSpec(sweep=name, workload="fashion_mnist_mlp", device=device, epochs=3, repeat=i, data="synthetic")
-            env = JobEnvelope.for_job(job, sweep_id)
-            envelopes.append(env)
-            wall = TRAIN / v
-            results.append(
-                JobResult(
-                    job_id=env.job_id,
-                    sweep_id=sweep_id,
-                    job=job,
-                    status=JobStatus.succeeded,
-                    worker="w1",
-                    device_name="NVIDIA H100 80GB HBM3 (a long device name)" if device == "gpu" else "cpu-x",
-                    train_samples_used=TRAIN,
-                    unit="images",
-                    test_accuracy=0.1,
-                    stalls=[{"epoch": 1, "duration_s": 3.0}] if device == "cpu" and i < 2 else [],
-                    versions={"python": "3.11.7", "keras": "3.15.1", "tensorflow": "2.21.0"},
-                    epochs=[EpochRecord(epoch=k, wall_s=(3 if k == 0 else 1) * wall) for k in range(3)],
-                )
+            env, result = succeeded_job(
+                job,
+                sweep_id,
+                TRAIN / v,
+                device_name="NVIDIA H100 80GB HBM3 (a long device name)" if device == "gpu" else "cpu-x",
+                train_samples_used=TRAIN,
+                unit="images",
+                test_accuracy=0.1,
+                stalls=[{"epoch": 1, "duration_s": 3.0}] if device == "cpu" and i < 2 else [],
+                versions={"python": "3.11.7", "keras": "3.15.1", "tensorflow": "2.21.0"},
             )
-    store.save_sweep(sweep_id, {"sweep_id": sweep_id, "name": name, "jobs": len(envelopes)}, envelopes)
-    for r in results:
-        assert store.record_result(r)
+            envelopes.append(env)
+            results.append(result)
+    save_finished_sweep(store, sweep_id, name, envelopes, results)
     return sweep_id
 
 

@@ -20,7 +20,7 @@ from farm.reports.compare import (
     software_keys,
 )
 from farm.reports.frames import hardware_keys
-from tests.helpers import TRAIN, only_row, store_finished_sweep, throwaway_redis, tidy_row, tight
+from tests.helpers import TRAIN, cell_row, only_row, store_finished_sweep, throwaway_redis, tight
 
 VERSIONS = dict(python_version="3.11.7", keras_version="3.15.1", backend_version="2.21.0")
 N_BOOT = 500  # enough for the assertions, and fast
@@ -41,14 +41,11 @@ def row(
 ) -> dict:
     """One tidy result row with the given throughput (steady epoch time follows from it)."""
     ok = status == "succeeded"
-    r = tidy_row(
+    r = cell_row(
         repeat,
-        job_id=f"{sweep}-{workload}-{device}-{backend}-{batch_size}-{repeat}-{status}",
-        sweep_id=sweep,
-        workload=workload,
-        device=device,
-        backend=backend,
-        epochs=3,
+        f"{sweep}-{workload}-{device}-{backend}-{batch_size}-{repeat}-{status}",
+        sweep,
+        (workload, device, backend),
         batch_size=batch_size,
         status=status,
         device_name=device_name if ok else None,

@@ -19,7 +19,7 @@ from farm.reports.history import (
     history_frame,
     regressions,
 )
-from tests.helpers import TRAIN, tidy_row
+from tests.helpers import TRAIN, cell_row
 
 N_BOOT = 200  # the CI is not what these tests are about
 VERSIONS = dict(python_version="3.11.7", keras_version="3.15.1", backend_version="0.4.30", software_key="py3.11.7")
@@ -46,16 +46,11 @@ def sweep_frame(
     """One sweep's tidy frame: one succeeded repeat of one cell per value, finished on 2026-11-``day``."""
     fields = {**VERSIONS, **extra}
     rows = [
-        tidy_row(
+        cell_row(
             i,
-            job_id=f"{sweep}-{workload}-{device}-{i}",
-            sweep_id=sweep,
-            workload=workload,
-            device=device,
-            backend=backend,
-            epochs=3,
-            batch_size=32,
-            status="succeeded",
+            f"{sweep}-{workload}-{device}-{i}",
+            sweep,
+            (workload, device, backend),
             device_name="cpu-x",
             hardware_key=hardware_key,
             train_samples_used=TRAIN,

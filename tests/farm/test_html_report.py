@@ -27,7 +27,7 @@ from farm.reports.html_sweep import (
     report_summary,
     write_report_html,
 )
-from tests.helpers import REPO, tidy_row, tight
+from tests.helpers import REPO, cell_row, tight
 
 HOSTILE = "<script>alert(1)</script>"
 
@@ -55,16 +55,11 @@ def seed_like(
                 for i, v in enumerate(values):
                     contended = workload == "cifar10_mlp" and device == "cpu" and i == 0
                     rows.append(
-                        tidy_row(
+                        cell_row(
                             i,
-                            job_id=f"{sweep}-{k}-{i}",
-                            sweep_id=sweep,
-                            workload=workload,
-                            device=device,
-                            backend=backend,
-                            epochs=3,
-                            batch_size=32,
-                            status="succeeded",
+                            f"{sweep}-{k}-{i}",
+                            sweep,
+                            (workload, device, backend),
                             host="lab1",
                             device_name=name,
                             hardware_key=f"{device}:{name}",
@@ -91,11 +86,10 @@ def seed_like(
                         )
                     )
     rows.append(
-        tidy_row(
-            0, job_id=f"{sweep}-failed", sweep_id=sweep, workload="cifar10_mlp", device="cpu", backend=backends[0],
-            epochs=3, batch_size=32, status="failed", error=f"boom {HOSTILE}",
+        cell_row(
+            0, f"{sweep}-failed", sweep, ("cifar10_mlp", "cpu", backends[0]), status="failed", error=f"boom {HOSTILE}"
         )
-    )  # fmt: skip
+    )
     return results_frame(rows)
 
 
@@ -199,10 +193,9 @@ def test_big_sweep_is_capped_and_says_so(tmp_path: Path) -> None:
     for c in range(MAX_CELLS + 5):
         for i, v in enumerate(tight(1000.0 + c, MAX_DOTS + 20, seed=c)):
             rows.append(
-                tidy_row(
-                    i, job_id=f"j{c}-{i}", sweep_id="big", workload="cifar10_mlp", device="cpu", backend="jax",
-                    epochs=3, batch_size=c + 1, status="succeeded", device_name="cpu-x", steady_samples_per_s=v,
-                    steady_epoch_s=60_000 / v,
+                cell_row(
+                    i, f"j{c}-{i}", "big", ("cifar10_mlp", "cpu", "jax"), batch_size=c + 1, device_name="cpu-x",
+                    steady_samples_per_s=v, steady_epoch_s=60_000 / v,
                 )
             )  # fmt: skip
     doc = build(tmp_path, results_frame(rows))

@@ -22,8 +22,8 @@ from farm.ledger import Ledger
 from farm.settings import FarmSettings
 from farm.store import Store
 from farm.sweep import load_sweep
-from tests.farm.test_workload_plugins import PLUGIN, write_distribution
-from tests.helpers import REPO, farm_env, run_farm, wait_for
+from tests.farm.test_workload_plugins import write_distribution
+from tests.helpers import REPO, broken_build_site, farm_env, run_farm, wait_for
 from workers.blame import Blame, blame, signature
 from workers.child import next_stage, out_of_memory
 from workers.execute import JobExecutor
@@ -155,13 +155,7 @@ def test_a_broken_sweep_leaves_every_worker_serving(redis_url: str, start_worker
     """Models that raise in ``build`` and jobs whose real dataset is not on the workers, on two workers that
     stop after two failures in a row: every bad job is recorded failed with its reason, and both workers stay
     up and run the next good job. Before, the first jobs quarantined one worker, the retries the other."""
-    site = write_distribution(
-        tmp_path / "site",
-        "broken-models",
-        "0.3",
-        {"broken_build": "broken_mod:WORKLOAD"},
-        {"broken_mod": PLUGIN.format(name="broken_build")},
-    )
+    site = broken_build_site(tmp_path / "site")
     env = farm_env(redis_url, tmp_path / "cache", PYTHONPATH=str(site))
     keras_home = str(tmp_path / "keras")  # no dataset archives anywhere a worker looks
     workers = [

@@ -29,7 +29,7 @@ from farm.fingerprint import (
     query_nvidia_smi,
     software_key,
 )
-from tests.helpers import REPO
+from tests.helpers import HOST_FACT_KEYS, REPO, assert_has_keys
 from workers import devices
 from workers.devices import (
     BackendInfo,
@@ -201,18 +201,7 @@ def test_software_key() -> None:
 
 def test_host_facts_are_sane() -> None:
     facts = host_facts()
-    for key in (
-        "host",
-        "os",
-        "python",
-        "cpu_model",
-        "cpu_cores_logical",
-        "cpu_cores_physical",
-        "ram_gb",
-        "benchfarm",
-        "git_commit",
-    ):
-        assert key in facts, key
+    assert_has_keys(facts, (*HOST_FACT_KEYS, "cpu_cores_physical"))
     assert facts["host"] and facts["os"] and facts["cpu_model"]
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", facts["python"])
     assert facts["cpu_cores_logical"] >= facts["cpu_cores_physical"] >= 1

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from farm.fingerprint import host_facts
-from farm.job import JobEnvelope, JobSpec
 from farm.rows import result_row
 from farm.settings import FarmSettings
+from tests.helpers import HOST_FACT_KEYS, assert_has_keys, small_job_envelope
 from workers.execute import build_result
 from workers.supervisor import run_child
 from workers.timing import IdleSampler
@@ -33,19 +33,11 @@ def test_idle_sampler_trailing_stall() -> None:
     assert s.stalls() == [(1.0, 3.0)]
 
 
+SPEC = dict(units=16, train_samples=200, test_samples=50, batch_size=32, epochs=3)
+
+
 def run(tmp_path: Path, **kw: object):
-    spec = dict(
-        sweep="m",
-        workload="fashion_mnist_mlp",
-        params={"hidden_layers": 1, "units": 16},
-        data="synthetic",
-        train_samples=200,
-        test_samples=50,
-        batch_size=32,
-        epochs=3,
-    )
-    spec.update(kw)
-    env = JobEnvelope.for_job(JobSpec(**spec), "m-1")
+    env = small_job_envelope("m", **{**SPEC, **kw})
     outcome = run_child(env, FarmSettings(cache_dir=tmp_path), lambda e: None)
     assert outcome.status == "succeeded", (outcome.error, outcome.stderr_tail)
     return build_result(env, outcome, 1, "test-worker", host_facts())
@@ -98,23 +90,9 @@ def test_peak_host_memory_follows_what_the_process_touched() -> None:
 def test_fingerprint_fields(tmp_path: Path) -> None:
     r = run(tmp_path, backend="jax", epochs=2)
     env = r.environment
-    for key in (
-        "host",
-        "os",
-        "python",
-        "cpu_model",
-        "cpu_cores_logical",
-        "ram_gb",
-        "benchfarm",
-        "git_commit",
-        "versions",
-        "data",
-        "dataset_digest",
-        "hardware_key",
-        "software_key",
-        "framework_build",
-    ):
-        assert key in env, key
+    assert_has_keys(
+        env, (*HOST_FACT_KEYS, "versions", "data", "dataset_digest", "hardware_key", "software_key", "framework_build")
+    )
     assert env["hardware_key"].startswith("cpu:") and env["cpu_model"] in env["hardware_key"]
     assert "keras3." in env["software_key"] and "jax" in env["software_key"]
     assert env["versions"]["jax"] and env["data"] == "synthetic" and env["dataset_digest"] == r.dataset_digest

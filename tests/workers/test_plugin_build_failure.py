@@ -10,8 +10,7 @@ import pytest
 import redis
 import yaml
 
-from tests.farm.test_workload_plugins import PLUGIN, write_distribution
-from tests.helpers import farm_env, run_farm, wait_for
+from tests.helpers import broken_build_site, farm_env, run_farm, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +28,7 @@ def submit(tmp_path: Path, env: dict[str, str], name: str, job: dict) -> str:
 def test_a_plugin_that_fails_to_build_is_recorded_failed_and_the_worker_serves_on(
     redis_url: str, start_worker, tmp_path: Path
 ) -> None:
-    site = write_distribution(
-        tmp_path / "site",
-        "broken-models",
-        "0.3",
-        {"broken_build": "broken_mod:WORKLOAD"},
-        {"broken_mod": PLUGIN.format(name="broken_build")},
-    )
+    site = broken_build_site(tmp_path / "site")
     env = farm_env(redis_url, tmp_path / "cache", PYTHONPATH=str(site))
     worker = start_worker("w1", FARM_MAX_ATTEMPTS="1", PYTHONPATH=str(site))
     r = redis.Redis.from_url(redis_url, decode_responses=True)

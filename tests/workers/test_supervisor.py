@@ -13,23 +13,14 @@ import pytest
 import redis
 import yaml
 
-from farm.job import JobEnvelope, JobSpec
+from farm.job import JobEnvelope
 from farm.settings import FarmSettings
-from tests.helpers import farm_env, run_farm, wait_for
+from tests.helpers import farm_env, run_farm, small_job_envelope, wait_for
 from workers.supervisor import child_env, run_child
 
 
 def envelope(**kw: object) -> JobEnvelope:
-    job = JobSpec(
-        sweep="t",
-        workload="fashion_mnist_mlp",
-        params={"hidden_layers": 1, "units": 8},
-        data="synthetic",
-        train_samples=64,
-        test_samples=16,
-        **kw,
-    )
-    return JobEnvelope.for_job(job, "t-1", kw.get("time_limit_s"))  # type: ignore[arg-type]
+    return small_job_envelope("t", **kw)
 
 
 def test_cpu_job_sees_no_gpu_and_no_secrets(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -50,20 +41,7 @@ def test_gpu_job_is_pinned_to_its_gpus(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_time_limit_ends_the_child(tmp_path: Path) -> None:
-    env = JobEnvelope.for_job(
-        JobSpec(
-            sweep="t",
-            workload="fashion_mnist_mlp",
-            backend="jax",
-            data="synthetic",
-            epochs=10_000,
-            train_samples=256,
-            test_samples=16,
-            params={"hidden_layers": 1, "units": 8},
-        ),
-        "t-1",
-        time_limit_s=8,
-    )
+    env = envelope(backend="jax", epochs=10_000, train_samples=256, time_limit_s=8)
     t0 = time.monotonic()
     out = run_child(env, FarmSettings(cache_dir=tmp_path), lambda e: None)
     assert out.status == "timed_out" and "time limit of 8 s" in out.error

@@ -14,28 +14,19 @@ from pathlib import Path
 import pytest
 
 from farm.fingerprint import host_facts
-from farm.job import JobEnvelope, JobSpec
+from farm.job import JobEnvelope
 from farm.settings import FarmSettings
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, small_job_envelope, wait_for
 from workers.execute import build_result
 from workers.supervisor import ChildOutcome, WarmPool, child_env, env_key, run_child
 
 pytestmark = pytest.mark.slow
 
-TINY = dict(
-    sweep="warm",
-    workload="fashion_mnist_mlp",
-    params={"hidden_layers": 1, "units": 8},
-    data="synthetic",
-    train_samples=64,
-    test_samples=16,
-    epochs=2,
-    backend="jax",
-)
+TINY = dict(epochs=2, backend="jax")
 
 
 def envelope(time_limit_s: float | None = None, **kw: object) -> JobEnvelope:
-    return JobEnvelope.for_job(JobSpec(**{**TINY, **kw}), "warm-1", time_limit_s=time_limit_s)
+    return small_job_envelope("warm", time_limit_s=time_limit_s, **{**TINY, **kw})
 
 
 def run(
