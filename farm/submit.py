@@ -251,7 +251,7 @@ def submit(
     except Exception as e:
         if not _lost_broker(e):
             raise
-        _give_back(ledger, outcome)  # a blip: the run again the message asks for sends them at once
+        _give_back(ledger, outcome, quiet=True)  # after a blip, the run again the error asks for sends them at once
         raise FarmUnavailable(
             f"lost Redis at {mask_url(settings.broker_url)} while submitting ({outcome.enqueued} of "
             f"{len(wanted)} jobs sent): {str(e).splitlines()[0][:200]}. Nothing is lost: run the same `farm "
@@ -305,15 +305,16 @@ def _send_all(
     return outcome
 
 
-def _give_back(ledger: Ledger, outcome: SubmitOutcome) -> None:
+def _give_back(ledger: Ledger, outcome: SubmitOutcome, *, quiet: bool = False) -> None:
     """Give back the debts this submit claimed and did not send, so that the next submit sends them at once
-    rather than after ``SEND_LEASE_S``. Best effort: with Redis gone too they fall due by themselves."""
+    rather than after ``SEND_LEASE_S``. Best effort: with Redis gone too they fall due by themselves, which is
+    what the error of a submit that lost Redis already says (``quiet``: it stays that one line)."""
     if not outcome.taken:
         return
     try:
         ledger.release_debts(sorted(outcome.taken))
     except Exception as e:  # noqa: BLE001 - Redis may be unreachable: the debts then fall due by themselves
-        log.warning("could not give back %d claimed jobs: %s", len(outcome.taken), e)
+        (log.debug if quiet else log.warning)("could not give back %d claimed jobs: %s", len(outcome.taken), e)
 
 
 def _pay_owed(ledger: Ledger, app: Celery, owed: list[str], outcome: SubmitOutcome) -> list[str]:
