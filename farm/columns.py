@@ -210,6 +210,23 @@ COLUMNS: tuple[Column, ...] = (
         shown=Shown("peak memory MiB", frozenset({"markdown", "html"}), digits=4),
     ),
     Column(
+        "precision_ci",
+        float,
+        "The cell's precision target: the largest relative half-width of its median throughput's 95% CI "
+        "(farm.precision); missing for a cell measured a fixed number of times.",
+        source="row",
+        shared=True,
+        aggregate="first",
+    ),
+    Column(
+        "precision_min_repeats",
+        int,
+        "The valid repeats the cell's precision target needs at the least.",
+        source="row",
+        shared=True,
+        aggregate="first",
+    ),
+    Column(
         "stalls", int, "Idle windows in the fit (CPU under 10% of a core for 2 s or more).", source="row", shared=True
     ),
     Column("stall_s", float, "Seconds of those idle windows.", unit="s", source="row"),

@@ -29,6 +29,7 @@ from pydantic import (
 
 from farm import defaults, workloads
 from farm.errors import problems_from_validation
+from farm.precision import Precision
 
 SLUG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{20}$")
@@ -60,7 +61,7 @@ class Requirements(BaseModel):
     host: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH)
 
 
-ID_NEUTRAL_DEFAULTS: dict[str, Any] = {"mode": "train"}
+ID_NEUTRAL_DEFAULTS: dict[str, Any] = {"mode": "train", "precision": None}
 """Spec fields that are part of a job's id only when they differ from this default (see canonical_json)."""
 
 
@@ -92,6 +93,11 @@ class JobSpec(BaseModel):
     )
     target_accuracy: StrictFloat | None = Field(default=None, gt=0, le=1)
     requires: Requirements = Field(default_factory=Requirements)
+    precision: Precision | None = Field(
+        default=None,
+        description="Measure the cell to this precision instead of a fixed count of repeats (farm.precision): "
+        "the farm adds repeats until the CI of its median throughput is narrow enough or a cap is reached.",
+    )
     mode: Mode = Field(
         default="train",
         description="'train': fit() for `epochs` epochs; 'inference': `epochs` passes of predict() over the "

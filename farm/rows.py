@@ -56,6 +56,8 @@ _COMPUTED: dict[str, Callable[[JobResult], Any]] = {
     "keras_version": lambda r: r.versions.get("keras"),
     "backend_version": lambda r: r.versions.get(r.job.backend),
     "python_version": lambda r: r.versions.get("python"),
+    "precision_ci": lambda r: r.job.precision.ci if r.job.precision else None,
+    "precision_min_repeats": lambda r: r.job.precision.min_repeats if r.job.precision else None,
     "stalls": lambda r: len(r.stalls),
     "stall_s": lambda r: sum(s.get("duration_s", 0.0) for s in r.stalls),
     "started_at": lambda r: _iso(r.started_at),

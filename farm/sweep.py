@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Valid
 from farm import defaults as limits
 from farm.errors import Problem, SpecError, did_you_mean, problems_from_validation
 from farm.job import JobEnvelope, JobSpec, check_slug
+from farm.precision import Precision
 from farm.sweep_file import read_sweep_file
 
 JOB_FIELDS = frozenset(JobSpec.model_fields) - {"sweep", "repeat"}
@@ -37,6 +38,10 @@ class SweepSpec(BaseModel):
     name: str
     description: str | None = Field(default=None, max_length=2000)
     repeats: StrictInt = Field(default=1, ge=1, le=limits.MAX_REPEATS)  # `repeats: true` is a mistake, not 1
+    precision: Precision | None = Field(
+        default=None,
+        description="Measure every cell to this precision (farm.precision); an entry's own `precision` wins.",
+    )
     defaults: dict[str, Any] = Field(default_factory=dict)
     matrix: dict[str, list[Any]] = Field(default_factory=dict, max_length=limits.MAX_MATRIX_AXES)
     jobs: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
@@ -168,6 +173,8 @@ def _merge(
             fields[key] = _copy(value)
             origin[key] = where
 
+    if spec.precision is not None:  # the sweep's own precision: below defaults, entries and the matrix
+        put("precision", spec.precision, "precision")
     for key, value in spec.defaults.items():
         put(key, value, f"defaults.{key}")
     for key, k, value in combo:
@@ -264,8 +271,10 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
 
     jobs: list[JobSpec] = []
     job_limits: dict[str, float] = {}
-    for repeat in range(spec.repeats):
+    for repeat in range(max(initial_repeats(spec.repeats, cell) for cell in cells.values())):
         for cell_id, cell in cells.items():
+            if repeat >= initial_repeats(spec.repeats, cell):
+                continue
             job = cell if repeat == 0 else JobSpec.model_validate({**cell.model_dump(), "repeat": repeat})
             jobs.append(job)
             if cell_id in time_limits:
@@ -274,6 +283,12 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
     return Sweep(
         spec=spec, sweep_id=f"{spec.name}-{digest}", jobs=jobs, time_limits=job_limits, source=source, origins=origins
     )
+
+
+def initial_repeats(repeats: int, cell: JobSpec) -> int:
+    """The repeats a cell starts with: the sweep's ``repeats``, or at least its precision target's
+    ``min_repeats`` (the farm adds the rest as the cell's repeats come in: farm.precision)."""
+    return max(repeats, cell.precision.min_repeats) if cell.precision is not None else repeats
 
 
 def load_sweep_data(data: dict[str, Any], source: str = "", name: str | None = None) -> Sweep:

@@ -30,12 +30,13 @@ from farm.fingerprint import GPUInfo, host_facts
 from farm.job import JobEnvelope
 from farm.ledger import Lease, Ledger, Outcome
 from farm.queue import job_queue
-from farm.result import JobStatus
+from farm.result import JobResult, JobStatus
 from farm.settings import FarmSettings
 from farm.store import Store
 from workers import key_types
 from workers.blame import signature, where
 from workers.cancel_watch import CancelWatch
+from workers.cell_extension import extend_cell
 from workers.durable import RETRIED, WrongTypeRepaired, durable_retry
 from workers.lease_keeper import Heartbeat, KeepAlive
 from workers.quarantine import Quarantine, counts_against_machine, failed_the_same_way, requeue
@@ -373,6 +374,7 @@ class JobExecutor:
         result = build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus)
         result.timeline.update(received_at=self.received_at or None, recorded_at=time.time())
         spooled = self.spool.put(result)
+        self._extend_cell(envelope, result)
         try:
             written = self._resilient(lambda: self.ledger.record(lease, result), "record the result")
         except redis.RedisError as e:
@@ -402,6 +404,18 @@ class JobExecutor:
             return Outcome.abandoned.value
         log.warning("job %s already had a result: this run's record was dropped", envelope.job_id)
         return Outcome.duplicate.value
+
+    def _extend_cell(self, envelope: JobEnvelope, result: JobResult) -> None:
+        """A cell measured to a precision: judge it with this result and add the repeats it still needs
+        (workers/cell_extension.py), before the result is recorded: a crash in between re-runs this job, which
+        judges again. Never fails the job: a cell that could not be extended is logged."""
+        if envelope.job.precision is None or self.app is None or self._cancelled(envelope):
+            return
+        app = self.app
+        try:
+            self._resilient(lambda: extend_cell(self.store, self.ledger, app, envelope, result), "extend the cell")
+        except Exception:  # the measured result is what matters; the cell's state is logged
+            log.exception("job %s: could not judge its cell for more repeats", envelope.job_id)
 
     def replay_spool(self) -> int:
         """Record the results left in the spool by an earlier run of this worker (Redis full or away until the

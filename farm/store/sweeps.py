@@ -36,6 +36,17 @@ class Sweeps(StoreBase):
         # on without first reading this list (see delete_jobs), and what it deleted before, submit restores.
         self.r.incr(self.k("named", sweep_name(sweep_id)))
 
+    def add_jobs(self, sweep_id: str, envelopes: list[JobEnvelope]) -> list[str]:
+        """Add jobs to a stored sweep (the repeats a precision target asks for: farm.precision), each once: its
+        envelope is stored and its id appended to the sweep's job list in one atomic step, so that two workers
+        adding the same repeat at once add it once, and a crash never leaves a job stored but outside its sweep.
+        Returns the ids added here."""
+        if not envelopes:
+            return []
+        keys = [self.k("sweep", sweep_id, "jobs"), *(self.k("job", e.job_id) for e in envelopes)]
+        args = [v for e in envelopes for v in (e.job_id, e.model_dump_json())]
+        return cast("list[str]", self._add_jobs(keys=keys, args=args))
+
     def sweep_manifest(self, sweep_id: str) -> dict[str, Any] | None:
         raw = self.r.get(self.k("sweep", sweep_id))
         return json.loads(raw) if raw else None
@@ -100,6 +111,25 @@ class Sweeps(StoreBase):
     @cached_property
     def _delete_jobs(self) -> Script:
         return self.r.register_script(_DELETE_JOBS)
+
+    @cached_property
+    def _add_jobs(self) -> Script:
+        return self.r.register_script(_ADD_JOBS)
+
+
+# KEYS: the sweep's job list, then each job's envelope key. ARGV: per job its id and envelope. Returns the ids
+# whose envelope was not stored yet (stored and appended now).
+_ADD_JOBS = """
+local added = {}
+for i = 2, #KEYS do
+  local id, envelope = ARGV[2 * i - 3], ARGV[2 * i - 2]
+  if redis.call('SET', KEYS[i], envelope, 'NX') then
+    redis.call('RPUSH', KEYS[1], id)
+    added[#added + 1] = id
+  end
+end
+return added
+"""
 
 
 # KEYS: the counter of sweeps of a name, the running set, then per job its generation and its FORGET_KINDS keys.

@@ -1,0 +1,93 @@
+"""A cell measured to a precision grows here: when one of its repeats is about to be recorded, the worker judges
+the cell (farm.precision) with this result counted and adds the repeats it still needs.
+
+Run before the result is recorded, so that no crash can leave a cell short: a worker that dies in between has
+not recorded its job either, which then runs again elsewhere and judges the cell again. Each added repeat is a
+job with a deterministic id (the cell's spec with the next repeat index), stored and appended to its sweep in one
+atomic step (:meth:`farm.store.Store.add_jobs`) and claimed through the outbox like a submitted job
+(:meth:`farm.ledger.Ledger.claim`), so two workers judging one cell at once add each repeat once, and a message
+that is never sent is sent by the reaper. Jobs of the cell that exist but were never claimed (a crash between the
+two steps) are claimed on the next judgement.
+
+What counts: a succeeded repeat with a steady throughput that is not contended is valid; a contended one is
+invalid and replaced (up to ``max_invalid``); a failed repeat stops the cell (a job that fails would fail again).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from farm.job import JobEnvelope, JobSpec
+from farm.precision import Verdict, judge
+from farm.queue import job_queue
+from farm.result import JobResult, JobStatus
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from farm.ledger import Ledger
+    from farm.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What a judgement did: the verdict, and the ids of the repeats it added and sent."""
+
+    verdict: Verdict
+    added: list[str]
+    sent: list[str]
+
+
+def repeat_of(job: JobSpec, repeat: int) -> JobSpec:
+    """The same cell's job at another repeat index (its id follows from the spec)."""
+    return JobSpec.model_validate({**job.model_dump(), "repeat": repeat})
+
+
+def cell_jobs(store: Store, job: JobSpec) -> list[str]:
+    """The ids of the cell's jobs that exist, in repeat order: the repeats the sweep started with and those added
+    since, which are contiguous from 0 (each is added only after the ones before it)."""
+    assert job.precision is not None
+    ids = [repeat_of(job, k).job_id if k != job.repeat else job.job_id for k in range(job.precision.most_jobs)]
+    known = store.knows_jobs(ids)
+    return [job_id for job_id, k in zip(ids, known, strict=True) if k]
+
+
+def is_valid(result: JobResult) -> bool:
+    return result.status == JobStatus.succeeded and not result.contended and result.steady_samples_per_s is not None
+
+
+def extend_cell(store: Store, ledger: Ledger, app: Celery, envelope: JobEnvelope, result: JobResult) -> Extension:
+    """Judge the cell of ``result`` (not recorded yet) and add, store, claim and send the repeats it needs."""
+    job = envelope.job
+    precision = job.precision
+    assert precision is not None
+    ids = cell_jobs(store, job)
+    others = [store.result(job_id) for job_id in ids if job_id != envelope.job_id]
+    results = [r for r in others if r is not None] + [result]
+    pending = sum(1 for r in others if r is None)
+    valid = [float(r.steady_samples_per_s) for r in results if is_valid(r) and r.steady_samples_per_s is not None]
+    invalid = sum(1 for r in results if r.status == JobStatus.succeeded and not is_valid(r))
+    spent = sum(r.phases.total_s or 0.0 for r in results)
+    verdict = judge(valid, invalid, precision, spent)
+    if any(r.status != JobStatus.succeeded for r in results):
+        verdict = Verdict(verdict.met, 0, verdict.half_width, len(valid), invalid, "a repeat failed: no more added")
+    wanted = max(verdict.more - pending, 0)
+    room = precision.most_jobs - len(ids)
+    new = [
+        JobEnvelope.for_job(repeat_of(job, k), envelope.sweep_id, envelope.time_limit_s)
+        for k in range(len(ids), len(ids) + min(wanted, room))
+    ]
+    added = store.add_jobs(envelope.sweep_id, new)
+    # Claim every job of the cell without a state (claim skips the rest): the new ones, and any an earlier
+    # judgement added but did not live to claim.
+    queue = job_queue(job, store.p)
+    claimed = ledger.claim([(job_id, queue) for job_id in [*ids, *added] if job_id != envelope.job_id])
+    todo = [e for e in store.envelopes(sorted(claimed)) if e is not None]
+    sent = list(ledger.send(app, todo)) if todo else []
+    if added or sent:
+        log.info("cell of %s: %s; added %d repeat(s)", envelope.job_id, verdict.reason, len(added))
+    return Extension(verdict, added, sent)
