@@ -75,8 +75,9 @@ def report_cmd(
 
     Repeats marked contended (other processes used the machine while they were measured) are left out of the
     statistics and counted per cell (n_contended); --include-contended keeps them."""
-    from farm.reports.aggregate import aggregate, ratios
+    from farm.reports.aggregate import aggregate
     from farm.reports.files import write_frame
+    from farm.reports.ratios import ratios
 
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")

@@ -5,12 +5,13 @@
 * :func:`aggregate` — one row per cell (``CELL_COLUMNS`` + the ``device_name`` that ran it) over the succeeded
   repeats: median, quartiles, mean/std/cv and a bootstrap CI of the median for the steady epoch time and
   throughput, outliers, an ``unstable`` flag, and the speedup over the matching CPU cell with its CI.
-* Contended rows (:func:`farm.reports.frames.contended_mask`: another workload or a throttled GPU disturbed the
-  measured window) say how busy the machine was, not how fast the job is, so :func:`aggregate`, :func:`ratios`
-  and :func:`farm.reports.compare.compare` leave them out of every statistic unless ``include_contended=True``, and
-  count them (``n_contended``) so nothing disappears silently.
+* Contended rows (:func:`farm.reports.frames.contended_mask`: another workload or a throttled GPU disturbed the measured
+  window) say how busy the machine was, not how fast the job is, so :func:`aggregate`,
+  :func:`farm.reports.ratios.ratios` and :func:`farm.reports.compare.compare` leave them out of every statistic unless
+  ``include_contended=True``, and count them (``n_contended``) so nothing disappears silently.
 * :func:`speedups` — the headline table: one row per GPU cell that has a CPU counterpart.
-* :func:`write_frame` — CSV / JSON / Markdown / Parquet by the path's suffix.
+* ``Cells``, :func:`cells_of`, :func:`require_columns` and ``SORT_COLUMNS`` are shared with :mod:`farm.reports.ratios`
+  (``--ratio-by``); writing a frame to a file is :mod:`farm.reports.tables`.
 
 Everything is vectorized over cells (see :mod:`farm.reports.stats`); 100,000 rows aggregate in a fraction of a second.
 """
@@ -18,19 +19,16 @@ Everything is vectorized over cells (see :mod:`farm.reports.stats`); 100,000 row
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from farm.columns import CELL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, RESULT_COLUMNS, aggregated
-from farm.reports.frames import HARDWARE_KEY, contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
+from farm.reports.frames import contended_mask, failed_counts, floats, sorted_by, succeeded
 from farm.reports.stats import (
     MAX_CV,
     STAT_FIELDS,
@@ -169,7 +167,7 @@ def _distinct_per_group(values: pd.Series, groups: np.ndarray, n_groups: int) ->
 
 
 @dataclass(frozen=True)
-class _Cells:
+class Cells:
     """The cells over the succeeded rows: each row's cell number (``ids``, numbered by first appearance), how many
     cells there are (``count``), and each cell's first row (``first``: whose identity and model it shows)."""
 
@@ -178,8 +176,9 @@ class _Cells:
     first: np.ndarray
 
 
-def _cells_of(ids: np.ndarray) -> _Cells:
-    return _Cells(ids, int(ids.max()) + 1, np.unique(ids, return_index=True)[1])
+def cells_of(ids: np.ndarray) -> Cells:
+    """The cells of rows numbered ``ids`` (0, 1, ... by first appearance)."""
+    return Cells(ids, int(ids.max()) + 1, np.unique(ids, return_index=True)[1])
 
 
 def _empty_report() -> pd.DataFrame:
@@ -223,7 +222,7 @@ def aggregate(
 
     Sorted by workload, device, backend, batch size, the other cell columns, device name.
     """
-    _require_columns(df, [*CELL_COLUMNS, "device_name", "status", *METRICS, "first_epoch_s", "test_accuracy"])
+    require_columns(df, [*CELL_COLUMNS, "device_name", "status", *METRICS, "first_epoch_s", "test_accuracy"])
     ok = succeeded(df)
     if ok.empty:
         return _empty_report()
@@ -232,7 +231,7 @@ def aggregate(
     used = np.ones(len(ok), dtype=bool) if include_contended else ~contended
 
     codes: dict[str, tuple[np.ndarray, int]] = {}
-    cells = _cells_of(_group_ids(ok, GROUP_COLUMNS, codes))  # every succeeded row: an all-contended cell keeps its row
+    cells = cells_of(_group_ids(ok, GROUP_COLUMNS, codes))  # every succeeded row: an all-contended cell keeps its row
     out = _cell_identity(ok, cells)
     _add_software(out, ok, cells, used)
     _add_counts(out, df, cells, used, contended)
@@ -248,7 +247,7 @@ def aggregate(
     return sorted_by(out, SORT_COLUMNS)[REPORT_COLUMNS]
 
 
-def _require_columns(df: pd.DataFrame, needed: list[str]) -> None:
+def require_columns(df: pd.DataFrame, needed: list[str]) -> None:
     """Fail up front, naming every missing column, rather than with a bare KeyError halfway through."""
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -264,14 +263,14 @@ def _with_hardware_and_software_keys(ok: pd.DataFrame) -> pd.DataFrame:
     return ok.assign(hardware_key=hw.where(hw.notna(), ok["device_name"]), software_key=sw)
 
 
-def _cell_identity(ok: pd.DataFrame, cells: _Cells) -> pd.DataFrame:
+def _cell_identity(ok: pd.DataFrame, cells: Cells) -> pd.DataFrame:
     """One row per cell, in cell-number order: its group columns and the device name of its first repeat."""
     out = ok.loc[cells.first, GROUP_COLUMNS].reset_index(drop=True)
     out["device_name"] = ok.loc[cells.first, "device_name"].to_numpy()
     return out
 
 
-def _add_software(out: pd.DataFrame, ok: pd.DataFrame, cells: _Cells, used: np.ndarray) -> None:
+def _add_software(out: pd.DataFrame, ok: pd.DataFrame, cells: Cells, used: np.ndarray) -> None:
     """``software_key`` (the distinct keys, joined) and ``software_keys`` (how many) of the software the statistics
     rest on; a cell with nothing left shows what its left-out repeats ran, so it is not blank."""
     software = _distinct_per_group(ok["software_key"].where(used), cells.ids, cells.count)
@@ -282,7 +281,7 @@ def _add_software(out: pd.DataFrame, ok: pd.DataFrame, cells: _Cells, used: np.n
     out["software_keys"] = [len(keys) for keys in software]
 
 
-def _add_counts(out: pd.DataFrame, df: pd.DataFrame, cells: _Cells, used: np.ndarray, contended: np.ndarray) -> None:
+def _add_counts(out: pd.DataFrame, df: pd.DataFrame, cells: Cells, used: np.ndarray, contended: np.ndarray) -> None:
     """``n``, ``n_failed`` and ``n_contended``: how many repeats the statistics rest on, and what was not used."""
     out["n"] = np.bincount(cells.ids[used], minlength=cells.count)
     out["n_failed"] = failed_counts(out, df)
@@ -297,7 +296,7 @@ def _measured(ok: pd.DataFrame, used: np.ndarray, column: str) -> np.ndarray:
 
 
 def _add_statistics(
-    out: pd.DataFrame, ok: pd.DataFrame, cells: _Cells, used: np.ndarray, bootstrap: dict[str, Any]
+    out: pd.DataFrame, ok: pd.DataFrame, cells: Cells, used: np.ndarray, bootstrap: dict[str, Any]
 ) -> dict[str, GroupSummaries]:
     """``<metric>_<field>`` for each of ``METRICS`` and ``STAT_FIELDS``; returns each metric's summaries (the
     outliers and the stability verdict are read from them)."""
@@ -309,7 +308,7 @@ def _add_statistics(
     return summaries
 
 
-def _add_medians_model_and_max(out: pd.DataFrame, ok: pd.DataFrame, cells: _Cells, used: np.ndarray) -> None:
+def _add_medians_model_and_max(out: pd.DataFrame, ok: pd.DataFrame, cells: Cells, used: np.ndarray) -> None:
     """The lighter per-cell figures: medians of ``MEDIAN_COLUMNS``, the first repeat's ``MODEL_COLUMNS`` and the
     worst repeat of ``MAX_COLUMNS``. A column the frame lacks (results from before it existed) is left blank."""
     for col in MEDIAN_COLUMNS:
@@ -333,7 +332,7 @@ def _contention_cpu(ok: pd.DataFrame) -> np.ndarray:
 def _add_speedup_vs_cpu(
     out: pd.DataFrame,
     ok: pd.DataFrame,
-    cells: _Cells,
+    cells: Cells,
     used: np.ndarray,
     codes: dict[str, tuple[np.ndarray, int]],
     bootstrap: dict[str, Any],
@@ -387,234 +386,3 @@ def speedups(report_df: pd.DataFrame) -> pd.DataFrame:
     for col in SPEEDUP_COLUMNS:
         out[col] = sel[col].to_numpy(dtype=float)
     return out.reset_index(drop=True)
-
-
-#: ``by`` values that name the hardware itself: the baseline is then matched *without* the hardware key
-#: (and its repeats pooled over whatever hardware ran them), as :func:`aggregate` does for GPU over CPU.
-HARDWARE_BY = ("device", "device_name", "hardware_key")
-RATIO_COLUMNS = [
-    "baseline",
-    "metric",
-    "n",
-    "n_baseline",
-    "n_contended",
-    "n_contended_baseline",
-    "median",
-    "baseline_median",
-    "ratio",
-    "ratio_ci_low",
-    "ratio_ci_high",
-]
-
-
-def ratios(
-    results_df: pd.DataFrame,
-    by: str,
-    baseline: Any,
-    *,
-    metric: str = "steady_samples_per_s",
-    confidence: float = 0.95,
-    n_boot: int = 2000,
-    seed: int = 0,
-    include_contended: bool = False,
-) -> pd.DataFrame:
-    """ "X over baseline" ratios, e.g. ``ratios(df, "backend", "tensorflow")`` for jax/torch over TensorFlow.
-
-    Takes the *tidy results frame* (:func:`results_frame`), not the report, because the CI needs the repeats.
-    Over the ``succeeded`` rows: for each cell (``CELL_COLUMNS`` + hardware key) whose ``by`` value is not
-    ``baseline``, the median of ``metric`` over the median of the baseline cell that is identical in every
-    other cell column and ran on the same hardware (``hardware_key`` when every row has one, else
-    ``device_name``; see :func:`farm.reports.frames.hardware_keys`). When ``by`` is itself the hardware
-    (``device``, ``device_name``, ``hardware_key``) the hardware is not matched and the baseline's repeats are
-    pooled over whatever ran them — ``ratios(df, "device", "cpu")`` is the report's GPU-over-CPU speedup.
-
-    Values are compared as text, so ``baseline="256"`` finds ``batch_size`` 256. The CI is the percentile
-    bootstrap of :func:`farm.reports.stats.ratio_ci` (NaN when either side has fewer than two values). Cells
-    without a baseline counterpart are left out. Contended repeats (:func:`farm.reports.frames.contended_mask`)
-    are left out of both sides unless ``include_contended``, as in :func:`aggregate`; a cell (or baseline) whose
-    repeats were all contended keeps its row with ``n`` (``n_baseline``) 0 and a NaN ratio. Columns: ``CELL_COLUMNS``,
-    ``hardware`` (plus ``by`` when it is not a cell column), then ``RATIO_COLUMNS``: the baseline value, the
-    metric, ``n``/``n_baseline`` (values of the metric the ratio rests on), ``n_contended``/
-    ``n_contended_baseline`` (contended repeats on each side, left out or kept), both medians and ``ratio`` with
-    ``ratio_ci_low``/``ratio_ci_high``. For a throughput a ratio above 1 means faster than the baseline; for a
-    time (``*_s``) below 1 does.
-    """
-    _check_ratio_request(results_df, by, metric)
-    identity = [*CELL_COLUMNS, "hardware", *([] if by in CELL_COLUMNS else [by])]
-    columns = [*identity, *RATIO_COLUMNS]
-    ok = succeeded(results_df)
-    if ok.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
-
-    frame = _ratio_frame(ok, by)
-    is_base = _baseline_rows(frame, by, baseline)
-    cells = _cells_of(frame.groupby(identity, dropna=False, sort=False).ngroup().to_numpy())
-    pairs = _pair_with_baselines(frame, by, is_base, cells)
-
-    contended = contended_mask(ok)
-    values = floats(ok[metric]) if include_contended else np.where(contended, np.nan, floats(ok[metric]))
-    out = frame.loc[cells.first[pairs.targets], identity].reset_index(drop=True)
-    out["baseline"] = str(baseline)
-    out["metric"] = metric
-    _add_ratio_counts(out, cells, pairs, values, contended)
-    _add_medians_and_ratio(out, cells, pairs, values, confidence=confidence, n_boot=n_boot, seed=seed)
-
-    sort = [*(c for c in SORT_COLUMNS if c in CELL_COLUMNS), "hardware"]
-    return sorted_by(out, sort)[columns]
-
-
-@dataclass(frozen=True)
-class _Baselines:
-    """How the cells of :func:`ratios` meet their baselines: which rows are the baseline, the baseline group of
-    every row (``ids``, ``count`` of them), the cells compared (``targets``: not the baseline, and with a baseline
-    group) and each target's baseline group (``of_targets``)."""
-
-    is_base: np.ndarray
-    ids: np.ndarray
-    count: int
-    targets: np.ndarray
-    of_targets: np.ndarray
-
-
-def _check_ratio_request(results_df: pd.DataFrame, by: str, metric: str) -> None:
-    """Refuse a ``by`` that names no cell column or hardware, and a frame without what the ratios read."""
-    allowed = [*CELL_COLUMNS, *(c for c in HARDWARE_BY if c not in CELL_COLUMNS)]
-    if by not in allowed:
-        raise ValueError(f"cannot take ratios by {by!r}: choose one of {', '.join(allowed)}")
-    _require_columns(results_df, [*CELL_COLUMNS, "status", "device_name", metric])
-
-
-def _ratio_frame(ok: pd.DataFrame, by: str) -> pd.DataFrame:
-    """The cell columns as objects (so values compare as text, whatever their dtype), the ``hardware`` each row ran
-    on, and ``by`` when it is not a cell column (a frame without hardware keys uses the hardware it has)."""
-    frame = ok[CELL_COLUMNS].astype(object)
-    frame["hardware"] = hardware_keys(ok)[0]
-    if by == HARDWARE_KEY and by not in ok.columns:
-        frame[by] = frame["hardware"]
-    elif by not in CELL_COLUMNS:
-        frame[by] = ok[by].astype(object)
-    return frame
-
-
-def _baseline_rows(frame: pd.DataFrame, by: str, baseline: Any) -> np.ndarray:
-    """Per row: is its ``by`` value the baseline, compared as text? A baseline no row has is an error that lists
-    the values there are, since it is most likely a typo."""
-    labels = frame[by].map(str)
-    is_base = (labels == str(baseline)).to_numpy(dtype=bool)
-    if not is_base.any():
-        seen = ", ".join(sorted(set(labels)))
-        raise ValueError(f"no succeeded row has {by} = {baseline!r} (values seen: {seen})")
-    return is_base
-
-
-def _pair_with_baselines(frame: pd.DataFrame, by: str, is_base: np.ndarray, cells: _Cells) -> _Baselines:
-    """Each cell's baseline: the baseline rows equal in every other cell column and, unless ``by`` is the hardware
-    itself, run on the same hardware."""
-    match = [c for c in CELL_COLUMNS if c != by] + ([] if by in HARDWARE_BY else ["hardware"])
-    base = frame.groupby(match, dropna=False, sort=False).ngroup().to_numpy()
-    n_bases = int(base.max()) + 1
-    has_base = np.zeros(n_bases, dtype=bool)
-    has_base[base[is_base]] = True
-    cell_base = base[cells.first]
-    targets = np.flatnonzero(~is_base[cells.first] & has_base[cell_base])
-    return _Baselines(is_base, base, n_bases, targets, cell_base[targets])
-
-
-def _add_ratio_counts(
-    out: pd.DataFrame, cells: _Cells, pairs: _Baselines, values: np.ndarray, contended: np.ndarray
-) -> None:
-    """``n``/``n_baseline`` (values the ratio rests on) and ``n_contended``/``n_contended_baseline`` (contended
-    repeats, left out or kept) of each target and its baseline."""
-    counted = ~np.isnan(values)
-    base, is_base = pairs.ids, pairs.is_base
-    out["n"] = np.bincount(cells.ids[counted], minlength=cells.count)[pairs.targets]
-    out["n_baseline"] = np.bincount(base[is_base & counted], minlength=pairs.count)[pairs.of_targets]
-    out["n_contended"] = np.bincount(cells.ids[contended], minlength=cells.count)[pairs.targets]
-    out["n_contended_baseline"] = np.bincount(base[is_base & contended], minlength=pairs.count)[pairs.of_targets]
-
-
-def _add_medians_and_ratio(
-    out: pd.DataFrame,
-    cells: _Cells,
-    pairs: _Baselines,
-    values: np.ndarray,
-    *,
-    confidence: float,
-    n_boot: int,
-    seed: int,
-) -> None:
-    """Both medians, and the ratio of the target's over its baseline's with its bootstrap CI."""
-    base_values, base_ids = values[pairs.is_base], pairs.ids[pairs.is_base]
-    ratio, low, high = ratio_ci_groups(
-        values,
-        cells.ids,
-        base_values,
-        base_ids,
-        np.stack([pairs.targets, pairs.of_targets], axis=1),
-        confidence=confidence,
-        n_boot=n_boot,
-        seed=seed,
-        n_num_groups=cells.count,
-        n_den_groups=pairs.count,
-    )
-    out["median"] = group_medians(values, cells.ids, cells.count)[pairs.targets]
-    out["baseline_median"] = group_medians(base_values, base_ids, pairs.count)[pairs.of_targets]
-    out["ratio"], out["ratio_ci_low"], out["ratio_ci_high"] = ratio, low, high
-
-
-# ---------------------------------------------------------------------------------------------------- writing
-def _cell_text(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return ""
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.6g}"
-    from farm.safe_text import md_escape  # workload names, params, units, errors: strangers' text
-
-    return md_escape(v)
-
-
-def markdown_table(df: pd.DataFrame) -> str:
-    """A plain pipe table (what :func:`write_frame` uses when ``tabulate`` is not installed); every text cell and
-    column name escaped (farm.safe_text.md_escape)."""
-    from farm.safe_text import md_escape
-
-    cols = [md_escape(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.itertuples(index=False, name=None):
-        lines.append("| " + " | ".join(_cell_text(v) for v in row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def write_frame(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write ``df`` by the path's suffix: ``.csv`` (also when there is no suffix), ``.json`` (a list of
-    records, NaN → null), ``.md`` (markdown table), ``.parquet`` (needs pyarrow). Returns the path."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in ("", ".csv"):
-        from farm.safe_text import csv_safe  # no text cell a spreadsheet would run as a formula
-
-        csv_safe(df).to_csv(path, index=False)
-    elif suffix == ".json":
-        df.to_json(path, orient="records", indent=2)
-    elif suffix == ".md":
-        if importlib.util.find_spec("tabulate") is not None:
-            from farm.safe_text import md_escape
-
-            escaped = df.map(lambda v: md_escape(v) if isinstance(v, str) else v)
-            text = escaped.rename(columns=md_escape).to_markdown(index=False) + "\n"
-        else:
-            text = markdown_table(df)
-        path.write_text(text, encoding="utf-8")
-    elif suffix == ".parquet":
-        if importlib.util.find_spec("pyarrow") is None:
-            raise RuntimeError(
-                f"cannot write {path}: .parquet needs pyarrow (pip install pyarrow); "
-                "or write .csv, .json or .md instead"
-            )
-        frame = df.copy()
-        for col in frame.columns[frame.dtypes == np.dtype(object)]:  # e.g. jit_compile mixes True/False and 'auto'
-            frame[col] = frame[col].map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
-        frame.to_parquet(path, index=False)
-    else:
-        raise ValueError(f"cannot write {path}: unknown suffix {suffix!r} (use .csv, .json, .md or .parquet)")
-    return path

@@ -170,10 +170,10 @@ def integer_counts(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_frame(df: pd.DataFrame, path: Path) -> Path:
-    """Write ``df`` atomically, in the format its suffix names (farm.reports.aggregate.write_frame renders it);
+    """Write ``df`` atomically, in the format its suffix names (farm.reports.tables.write_frame renders it);
     counts as integers (:func:`integer_counts`)."""
     check_output(path)
-    from farm.reports.aggregate import write_frame as render  # pandas: only when a frame is written
+    from farm.reports.tables import write_frame as render  # pandas: only when a frame is written
 
     df = integer_counts(df)
 

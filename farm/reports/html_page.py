@@ -92,6 +92,34 @@ def ci_text(lo: Any, hi: Any, fmt: Any = num) -> str:
     return f"{fmt(lo)}–{fmt(hi)}"
 
 
+def ratio_text(r: float) -> str:
+    """A ratio as people say it: 9.8, 12, 0.45."""
+    if not math.isfinite(r):
+        return "?"
+    if abs(r) >= 10:
+        return f"{r:.0f}"
+    return f"{r:.1f}" if abs(r) >= 1 else f"{r:.2f}"
+
+
+def common_unit(df: pd.DataFrame) -> str | None:
+    """The one unit of every row (``unit`` column), "samples" when none is named, None when they differ."""
+    if "unit" not in df.columns:
+        return "samples"
+    units = {str(u) for u in df["unit"] if not blank(u)}
+    if len(units) > 1:
+        return None
+    return units.pop() if units else "samples"
+
+
+def capped_note(n: int, what: str = "cells") -> str:
+    """The caption's note when a chart shows only the first ``MAX_CELLS`` of ``n``."""
+    return (
+        f" Showing the first {MAX_CELLS} of {n:,} {what} in report order; the table and the CSV hold all."
+        if n > MAX_CELLS
+        else ""
+    )
+
+
 class Raw(str):
     """Table-cell markup built here from escaped parts: written as is."""
 

@@ -30,7 +30,8 @@ from typing import Any
 
 import pytest
 
-from farm.reports.aggregate import aggregate, ratios
+from farm.reports.aggregate import aggregate
+from farm.reports.ratios import ratios
 from tests.farm.test_html_report import HOSTILE, seed_like
 
 BROWSER = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)

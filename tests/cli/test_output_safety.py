@@ -112,7 +112,7 @@ def test_report_md_escapes_every_value_from_a_result(tmp_path: Path) -> None:
 def test_every_md_frame_written_escapes_its_cells_and_names(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tabulate: bool
 ) -> None:
-    """`-o x.md` of results, report and compare: farm.reports.aggregate.write_frame, with or without tabulate."""
+    """`-o x.md` of results, report and compare: farm.reports.tables.write_frame, with or without tabulate."""
     import importlib.util
 
     from farm.reports.files import write_frame

@@ -1,4 +1,4 @@
-"""farm.reports.compare and farm.reports.aggregate.ratios over constructed result rows, and ``farm compare`` /
+"""farm.reports.compare and farm.reports.ratios over constructed result rows, and ``farm compare`` /
 ``farm report --ratio-by`` through typer's CliRunner against a real throwaway redis-server (nothing trains)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from farm.reports.aggregate import aggregate, ratios, results_frame
+from farm.reports.aggregate import aggregate, results_frame
 from farm.reports.compare import (
     COMPARE_COLUMNS,
     compare,
@@ -20,6 +20,7 @@ from farm.reports.compare import (
     software_keys,
 )
 from farm.reports.frames import hardware_keys
+from farm.reports.ratios import ratios
 from tests.helpers import TRAIN, cell_row, only_row, store_finished_sweep, throwaway_redis, tight
 
 VERSIONS = dict(python_version="3.11.7", keras_version="3.15.1", backend_version="2.21.0")

@@ -13,20 +13,21 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from farm.reports.aggregate import aggregate, ratios, results_frame
+from farm.reports.aggregate import aggregate, results_frame
 from farm.reports.compare import compare
 from farm.reports.files import OutputError
 from farm.reports.history import history_frame
 from farm.reports.html_compare import write_compare_html
 from farm.reports.html_history import write_history_html
+from farm.reports.html_summary import report_summary
 from farm.reports.html_sweep import (
     MAX_CELLS,
     MAX_DOTS,
     PLOT_EXTRA_MISSING,
     PlotExtraMissing,
-    report_summary,
     write_report_html,
 )
+from farm.reports.ratios import ratios
 from tests.helpers import REPO, cell_row, tight
 
 HOSTILE = "<script>alert(1)</script>"

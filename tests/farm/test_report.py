@@ -10,15 +10,9 @@ import pandas as pd
 import pytest
 
 from farm.columns import CELL_COLUMNS, RESULT_COLUMNS
-from farm.reports.aggregate import (
-    REPORT_COLUMNS,
-    aggregate,
-    markdown_table,
-    results_frame,
-    speedups,
-    write_frame,
-)
+from farm.reports.aggregate import REPORT_COLUMNS, aggregate, results_frame, speedups
 from farm.reports.stats import ratio_ci, summarize_groups
+from farm.reports.tables import markdown_table, write_frame
 from tests.helpers import TRAIN, tidy_row
 
 

@@ -17,17 +17,11 @@ import pytest
 from rich.console import Console
 
 from farm.job import JobEnvelope, JobSpec
-from farm.reports.aggregate import (
-    REPORT_COLUMNS,
-    aggregate,
-    markdown_table,
-    ratios,
-    results_frame,
-    speedups,
-    write_frame,
-)
+from farm.reports.aggregate import REPORT_COLUMNS, aggregate, results_frame, speedups
 from farm.reports.compare import COMPARE_COLUMNS, compare
 from farm.reports.frames import contended_mask
+from farm.reports.ratios import ratios
+from farm.reports.tables import markdown_table, write_frame
 from farm.result import EpochRecord, JobResult, JobStatus
 from farm.rows import result_row
 from tests.helpers import only_row, throwaway_redis, tight
