@@ -86,7 +86,7 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
     cell's flags (unstable, outliers, stalls: counted from ``results`` when given); a ``contended`` column marks
     cells with contended repeats when there are any (``n`` is what the statistics rest on, so it reads with that
     mark)."""
-    from farm.reports.markdown import cell_flags, cell_stalls, throughput_unit
+    from farm.reports.markdown import cell_flags, cell_stalls, precision_text, throughput_unit
 
     table = Table(
         title="report: one row per sweep cell; medians over its repeats, steady state (epochs after the first)",
@@ -111,6 +111,8 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
                 row.append(ci_text(rec.get("steady_samples_per_s_ci_low"), rec.get("steady_samples_per_s_ci_high")))
             elif col == "flags":
                 row.append(cell_flags(rec, stall))
+            elif col == "precision_ci":
+                row.append(precision_text(rec))
             elif col in figures:
                 row.append(format_figure(figures[col], rec.get(col)))
             elif col == "steady_samples_per_s_median" and unit is None and rec.get("unit"):
@@ -138,6 +140,8 @@ def shown_columns(report: pd.DataFrame) -> list[tuple[str, str]]:
     at = shown.index(("speedup_vs_cpu", "GPU/CPU"))
     figures = [(c.report_column, c.shown.title_in("terminal")) for c in shown_in("terminal") if c.shown]
     shown[at:at] = [(col, title) for col, title in figures if has(col)]
+    if has("precision_ci"):  # cells measured to a precision: how close each came (farm.precision)
+        shown.insert(shown.index(("speedup_vs_cpu", "GPU/CPU")), ("precision_ci", "precision"))
     return shown
 
 

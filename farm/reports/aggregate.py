@@ -69,6 +69,8 @@ REPORT_COLUMNS = [
     *(f"{m}_max" for m in MAX_COLUMNS),
     "outliers",
     "unstable",
+    "ci_half_width_rel",
+    "precision_met",
     "contended_cpu_max",
     *SPEEDUP_COLUMNS,
 ]
@@ -241,10 +243,24 @@ def aggregate(
     _add_medians_model_and_max(out, ok, cells, used)
     out["outliers"] = sps.outliers
     out["unstable"] = too_wide_many(sps.cv, sps.median, sps.ci_low, sps.ci_high, max_cv)
+    _add_precision(out, sps)
     out["contended_cpu_max"] = _group_max(_contention_cpu(ok), cells.ids, cells.count)
     _add_speedup_vs_cpu(out, ok, cells, used, codes, bootstrap)
 
     return sorted_by(out, SORT_COLUMNS)[REPORT_COLUMNS]
+
+
+def _add_precision(out: pd.DataFrame, sps: GroupSummaries) -> None:
+    """``ci_half_width_rel``: half the width of the CI of the median throughput, over the median (every cell);
+    ``precision_met``: for a cell measured to a precision (farm.precision), whether its valid repeats reached the
+    target (at least ``precision_min_repeats`` of them, the CI within ``precision_ci``); blank for other cells."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        half = (sps.ci_high - sps.ci_low) / 2 / sps.median
+    out["ci_half_width_rel"] = half
+    target = floats(out["precision_ci"]) if "precision_ci" in out.columns else np.full(len(out), np.nan)
+    least = floats(out["precision_min_repeats"]) if "precision_min_repeats" in out.columns else target
+    met = (out["n"].to_numpy(dtype=float) >= least) & (half <= target)
+    out["precision_met"] = pd.Series(np.where(np.isnan(target), None, met), index=out.index, dtype="boolean")
 
 
 def require_columns(df: pd.DataFrame, needed: list[str]) -> None:

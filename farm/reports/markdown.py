@@ -27,6 +27,7 @@ __all__ = [
     "cell_flags",
     "cell_stalls",
     "fmt_number",
+    "precision_text",
     "report_title",
     "summary_frame",
     "summary_markdown",
@@ -252,11 +253,24 @@ def summary_frame(report: pd.DataFrame, results: pd.DataFrame | None = None) -> 
         col = column.report_column
         if column.shown and col in has and report[col].notna().any():
             add(column.shown.title, [format_figure(column, r.get(col)) for r in records])
+    if "precision_ci" in has and report["precision_ci"].notna().any():
+        add("precision", [precision_text(r) for r in records])
     if "speedup_vs_cpu" in has and report["speedup_vs_cpu"].notna().any():
         add("GPU/CPU", [_speedup(r) for r in records])
     if any(c in has for c in ("unstable", "outliers", "n_contended")) or not all(math.isnan(s) for s in stalls):
         add("flags", [cell_flags(r, s, contended=True) for r, s in zip(records, stalls, strict=True)])
     return pd.DataFrame({title: values for title, values in columns}, index=range(len(records)))
+
+
+def precision_text(rec: Mapping[Any, Any]) -> str:
+    """A cell's precision against its target (farm.precision): ``±1.2% (met ±2%)``, ``±3.4% (short of ±2%)``;
+    empty for a cell measured a fixed number of times."""
+    target: Any = rec.get("precision_ci")
+    half: Any = rec.get("ci_half_width_rel")
+    if _missing(target):
+        return ""
+    reached = "no CI" if _missing(half) else f"±{float(half):.1%}"
+    return f"{reached} ({'met' if rec.get('precision_met') is True else 'short of'} ±{float(target):.1%})"
 
 
 def _speedup(rec: Mapping[Any, Any]) -> str:
@@ -277,7 +291,7 @@ def _md_cell(text: str) -> str:
 
 #: Summary columns that hold numbers (aligned right); so does the throughput's, whatever its unit.
 NUMBER_TITLES = frozenset(
-    {"batch", "n", "95% CI", "GPU/CPU", "epochs", "train samples", "steps/exec"}
+    {"batch", "n", "95% CI", "GPU/CPU", "epochs", "train samples", "steps/exec", "precision"}
     | {c.shown.title for c in shown_in("markdown") if c.shown}
 )
 

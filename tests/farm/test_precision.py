@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from farm.job import JobSpec
@@ -88,3 +89,34 @@ def test_a_job_without_precision_keeps_its_id() -> None:
     assert '"precision"' not in job.canonical_json()
     with_target = JobSpec(sweep="s", workload="fashion_mnist_mlp", data="synthetic", precision=Precision(ci=0.02))
     assert with_target.job_id != job.job_id
+
+
+def test_the_report_says_which_cells_met_their_target() -> None:
+    from farm.reports.aggregate import aggregate, results_frame
+    from farm.reports.markdown import summary_frame
+    from farm.rows import result_row
+    from tests.helpers import succeeded_job
+
+    rows = []
+    for batch, precision in (
+        (16, Precision(ci=0.001, min_repeats=4)),
+        (32, Precision(ci=0.05, min_repeats=4)),
+        (64, None),
+    ):
+        for k, per_s in enumerate([100.0, 101.0, 99.0, 100.5]):
+            job = JobSpec(
+                sweep="s",
+                workload="fashion_mnist_mlp",
+                data="synthetic",
+                repeat=k,
+                batch_size=batch,
+                precision=precision,
+            )
+            rows.append(result_row(succeeded_job(job, "s-1", 100 / per_s, train_samples_used=100)[1]))
+    report = aggregate(results_frame(rows)).set_index("batch_size")
+    assert not report.loc[16, "precision_met"] and report.loc[32, "precision_met"]
+    assert report.loc[64, "precision_met"] is pd.NA
+    assert 0 < report.loc[32, "ci_half_width_rel"] < 0.05
+    summary = summary_frame(report.reset_index()).set_index("batch")
+    assert summary.loc["16", "precision"].endswith("(short of ±0.1%)")
+    assert summary.loc["32", "precision"].endswith("(met ±5.0%)") and summary.loc["64", "precision"] == ""
