@@ -56,8 +56,11 @@ def cell_jobs(store: Store, job: JobSpec) -> list[str]:
     return [job_id for job_id, k in zip(ids, known, strict=True) if k]
 
 
-def is_valid(result: JobResult) -> bool:
-    return result.status == JobStatus.succeeded and not result.contended and result.steady_samples_per_s is not None
+def valid_rate(result: JobResult) -> float | None:
+    """A valid repeat's steady throughput (succeeded, not contended, a steady window measured); None otherwise."""
+    if result.status != JobStatus.succeeded or result.contended:
+        return None
+    return result.steady_samples_per_s
 
 
 def extend_cell(store: Store, ledger: Ledger, app: Celery, envelope: JobEnvelope, result: JobResult) -> Extension:
@@ -66,11 +69,11 @@ def extend_cell(store: Store, ledger: Ledger, app: Celery, envelope: JobEnvelope
     precision = job.precision
     assert precision is not None
     ids = cell_jobs(store, job)
-    others = [store.result(job_id) for job_id in ids if job_id != envelope.job_id]
-    results = [r for r in others if r is not None] + [result]
-    pending = sum(1 for r in others if r is None)
-    valid = [float(r.steady_samples_per_s) for r in results if is_valid(r) and r.steady_samples_per_s is not None]
-    invalid = sum(1 for r in results if r.status == JobStatus.succeeded and not is_valid(r))
+    others = list(store.raw_results([job_id for job_id in ids if job_id != envelope.job_id]))  # one round trip
+    results = [JobResult.model_validate_json(raw) for raw in others if raw] + [result]
+    pending = sum(1 for raw in others if not raw)
+    valid = [rate for r in results if (rate := valid_rate(r)) is not None]
+    invalid = sum(1 for r in results if r.status == JobStatus.succeeded and valid_rate(r) is None)
     spent = sum(r.phases.total_s or 0.0 for r in results)
     verdict = judge(valid, invalid, precision, spent)
     if any(r.status != JobStatus.succeeded for r in results):
