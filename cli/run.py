@@ -146,8 +146,9 @@ class Stopper:
         self.farm.hurry()
 
     @contextmanager
-    def installed(self) -> Iterator[Stopper]:
-        """These handlers for :data:`STOP_SIGNALS` inside the block, the previous ones after it."""
+    def installed(self, held_once_stopped: bool = False) -> Iterator[Stopper]:
+        """These handlers for :data:`STOP_SIGNALS` inside the block, the previous ones after it; with
+        ``held_once_stopped``, a block left because of a signal keeps them (the process is on its way out)."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
@@ -170,8 +171,14 @@ class Stopper:
             yield self
         finally:
             sys.unraisablehook = previous_hook
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            if self.signum and held_once_stopped:
+                # Told to stop: ``farm run`` is on its way out with 128 + the signal. The handler stays (it no
+                # longer raises), so a second Ctrl-C after the farm has stopped cannot turn that exit into a
+                # KeyboardInterrupt (exit -2) on the last lines.
+                self.stopping = True
+            else:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
 
 def _say(line: str) -> None:
@@ -239,7 +246,7 @@ def run_cmd(
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     farm = LocalFarm(output, cfg, embedded=embedded, cpu_workers=workers, gpu_workers=len(gpus))
     stopper = Stopper(farm)
-    with stopper.installed():
+    with stopper.installed(held_once_stopped=True):
         try:
             farm.start()
             store = Store.from_settings(farm.settings)

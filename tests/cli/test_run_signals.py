@@ -181,3 +181,30 @@ def test_a_stop_that_lands_in_a_finalizer_is_not_lost_and_prints_no_traceback(ca
         time.sleep(5)  # the signal sent again ends this
     err = capfd.readouterr().err
     assert "Traceback" not in err and err.count(Stopper.FIRST) == 1, err
+
+
+def test_a_second_signal_after_the_farm_stopped_does_not_change_the_exit() -> None:
+    """CI saw a fast stop (Ctrl-C while starting: no job to wait for) end before the second Ctrl-C came; the
+    handlers had been given back, so the second one raised KeyboardInterrupt on the way out (exit -2, not 130).
+    Once told to stop, ``farm run`` keeps its handlers until it exits."""
+
+    class Farm:
+        stopping = False
+        hurried = 0
+
+        def hurry(self) -> None:
+            self.hurried += 1
+
+    farm = Farm()
+    stopper = Stopper(farm)  # type: ignore[arg-type]
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        with pytest.raises(KeyboardInterrupt), stopper.installed(held_once_stopped=True):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the first signal ends this
+        os.kill(os.getpid(), signal.SIGINT)  # the second, after the block: told, never raised
+        wait_for(lambda: farm.hurried == 1, 5, "the second signal to be handled")
+        assert stopper.signum == signal.SIGINT
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
