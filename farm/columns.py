@@ -250,6 +250,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("contention_cpu", float, "Others' share of the job's cores in the steady window.", source="row"),
     Column("contended_reason", str, "Why the repeat is contended.", source="row"),
     Column("throttled", bool, "The GPU's clocks were held down in the steady window."),
+    Column(
+        "valid",
+        bool,
+        "The repeat's figures may be counted: a steady window long enough to time, nothing disturbed it "
+        "(farm.validity). Reports leave invalid repeats out unless asked to keep them.",
+        source="row",
+    ),
+    Column("invalid_reason", str, "Why the repeat is not valid (contended, throttled, too short, …).", source="row"),
+    Column("quiet_wait_s", float, "Seconds the job waited for a quiet host before it trained.", unit="s"),
     Column("benchfarm_version", str, "The harness's version (and commit).", source="row", shared=True),
     Column("workload_version", str, "A hash of the workload's definition.", source="row", shared=True),
 )

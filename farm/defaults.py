@@ -133,6 +133,19 @@ CONTENTION_CPU_THRESHOLD = 0.2
 stole it) over its steady window: one busy core of a 2-core job is 0.5; a quiet machine's daemons stay near
 0.01. Reports leave contended repeats out of their statistics by default."""
 
+MIN_STEADY_S = 1.0
+"""A repeat's steady window (its epochs after the first) shorter than this is too short to time: scheduler
+ticks, a page fault or a timer interrupt are a few milliseconds each, a few percent of a 0.1-s window. The
+repeat is invalid and its reason says how many epochs or samples would reach it (``farm.validity``)."""
+
+MIN_STEADY_STEPS = 20
+"""Fewer training steps than this in the steady window make it too short to time as well: with a handful of
+steps, one slow step (a garbage collection, a page fault) moves the mean by tens of percent."""
+
+MAX_CLOCK_CHANGE = 0.1
+"""A CPU whose clock moved by more than this share within a steady window (read where cpufreq is exposed) was
+throttled or re-clocked while it was measured: the repeat is invalid."""
+
 ERROR_MAX_CHARS = 8192
 """A result keeps at most this many characters of a job's error message (then says how many more there were):
 a job can raise an exception of any size, and the result, its row and the CSV must stay small."""

@@ -139,6 +139,17 @@ class JobResultCore(BaseModel):
     )
     contended_reasons: list[str] = Field(default_factory=list)
     throttled: bool = Field(default=False, description="The GPU's clocks were held down (heat, power) in the window.")
+    valid: bool | None = Field(
+        default=None,
+        description="The worker's verdict on a succeeded repeat (farm.validity): its steady window was long enough "
+        "to time and nothing disturbed it. None: recorded before verdicts existed (then ``contended`` decides).",
+    )
+    invalid_reasons: list[str] = Field(default_factory=list, description="Why the repeat is not valid, one per cause.")
+    quiet_wait_s: float | None = Field(
+        default=None,
+        description="Seconds the job waited for a quiet host before it trained (workers.quiet); None: no wait "
+        "was asked for.",
+    )
 
     if TYPE_CHECKING:  # the measured fields, added from the schema below; typed loosely for the checker
 

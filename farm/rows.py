@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from farm.columns import CELL_COLUMNS, COLUMNS
+from farm.validity import is_valid, recorded_reasons
 
 if TYPE_CHECKING:
     from farm.job import JobSpec
@@ -64,6 +65,8 @@ _COMPUTED: dict[str, Callable[[JobResult], Any]] = {
     "finished_at": lambda r: _iso(r.finished_at),
     "contention_cpu": lambda r: r.contention.get("cpu_others"),
     "contended_reason": lambda r: "; ".join(r.contended_reasons) or None,
+    "valid": lambda r: is_valid(r) if r.status.value == "succeeded" else None,
+    "invalid_reason": lambda r: "; ".join(recorded_reasons(r)) or None,
     "benchfarm_version": lambda r: benchfarm_version(r.environment),
     "workload_version": lambda r: r.environment.get("workload_version"),
 }

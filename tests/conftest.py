@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,26 @@ def invoke(isolated_env: Path) -> Callable[..., Result]:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Each test holds the suite's lock while it runs (tests/suite_lock.py): shared, or exclusive when marked
     ``alone``."""
-    with suite_share(alone=item.get_closest_marker("alone") is not None):
+    with suite_share(alone=item.get_closest_marker("alone") is not None), _cpu_spent(item.nodeid):
         yield
+
+
+@contextmanager
+def _cpu_spent(nodeid: str) -> Iterator[None]:
+    """With FARM_TEST_CPU set to a file: one JSON line per test with the CPU seconds it cost, its own and its
+    waited-for processes' (workers, Redis, training children), for finding where a CPU-bound suite's time goes
+    (``scripts/test_cpu.py`` sums them)."""
+    path = os.environ.get("FARM_TEST_CPU")
+    if not path:
+        yield
+        return
+    before = os.times()
+    yield
+    after = os.times()
+    own = after.user + after.system - before.user - before.system
+    children = after.children_user + after.children_system - before.children_user - before.children_system
+    with open(path, "a") as out:
+        out.write(json.dumps({"test": nodeid, "own": round(own, 2), "children": round(children, 2)}) + "\n")
 
 
 _MEASURED = json.loads((Path(__file__).parent / "module_seconds.json").read_text())
