@@ -146,6 +146,11 @@ MAX_CLOCK_CHANGE = 0.1
 """A CPU whose clock moved by more than this share within a steady window (read where cpufreq is exposed) was
 throttled or re-clocked while it was measured: the repeat is invalid."""
 
+QUIET_WAIT_S = 120.0
+"""A job waits at most this long, before it trains, for a quiet host (others' CPU on its cores under the
+contended threshold): long enough for a compile or a test run beside it to end, short enough that a host busy
+for good costs each job two minutes, not the night (``workers.quiet``)."""
+
 ERROR_MAX_CHARS = 8192
 """A result keeps at most this many characters of a job's error message (then says how many more there were):
 a job can raise an exception of any size, and the result, its row and the CSV must stay small."""

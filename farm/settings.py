@@ -102,6 +102,33 @@ class FarmSettings(BaseSettings):
         description="Share of a job's cores that other processes may use "
         "during its steady window before the job is marked contended.",
     )
+    min_steady_s: float = Field(
+        default=defaults.MIN_STEADY_S,
+        ge=0,
+        le=3600,
+        description="Seconds a repeat's steady window (its epochs after the first) must last to be valid; with "
+        "min_steady_steps 0 as well, no window is judged too short.",
+    )
+    min_steady_steps: int = Field(
+        default=defaults.MIN_STEADY_STEPS,
+        ge=0,
+        le=10**6,
+        description="Training steps a repeat's steady window must hold to be valid.",
+    )
+    max_clock_change: float = Field(
+        default=defaults.MAX_CLOCK_CHANGE,
+        gt=0,
+        le=1,
+        description="Share by which the CPU clock may move within a steady window (where cpufreq is readable) "
+        "before the repeat is invalid.",
+    )
+    quiet_wait_s: float = Field(
+        default=defaults.QUIET_WAIT_S,
+        ge=0,
+        le=86400,
+        description="Seconds a job may wait, before it trains, for other processes to leave its cores below the "
+        "contended threshold; 0: no wait.",
+    )
     job_memory_limit_mb: int | None = Field(
         default=None,
         ge=0,

@@ -42,17 +42,25 @@ from farm.store import Store
 REPO = Path(__file__).resolve().parent.parent
 
 
+TINY_JOBS = {"FARM_MIN_STEADY_S": "0", "FARM_MIN_STEADY_STEPS": "0", "FARM_QUIET_WAIT_S": "0"}
+"""Settings for the suite's tiny jobs (a few hundred samples, a fraction of a second per epoch): their steady
+windows are too short to time by the farm's defaults (farm.validity), and a busy test machine would make each
+wait for a quiet host. Tests of those behaviours set them back."""
+
+
 def farm_env(broker_url: str, cache_dir: Path, **extra: str) -> dict[str, str]:
     """The caller's environment without its FARM_* settings, pointed at ``broker_url``, with no config file and
-    no downloads."""
+    no downloads; tiny jobs' steady windows count as valid and no job waits for a quiet host (``TINY_JOBS``),
+    unless ``extra`` says otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(
         FARM_BROKER_URL=broker_url,
         FARM_CACHE_DIR=str(cache_dir),
         FARM_CONFIG=str(cache_dir / "none.toml"),
         FARM_ALLOW_DOWNLOAD="false",
-        **extra,
+        **TINY_JOBS,
     )
+    env.update(extra)
     return env
 
 
@@ -63,6 +71,8 @@ def isolate_farm_env(monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
         if key.startswith("FARM_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("FARM_CONFIG", str(config))
+    for key, value in TINY_JOBS.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("COLUMNS", "250")
 
 

@@ -33,6 +33,7 @@ from farm.queue import job_queue
 from farm.result import JobResult, JobStatus
 from farm.settings import FarmSettings
 from farm.store import Store
+from farm.validity import Limits
 from workers import key_types
 from workers.blame import signature, where
 from workers.cancel_watch import CancelWatch
@@ -76,6 +77,7 @@ class JobExecutor:
         self.ledger = Ledger(store)
         self.retry = durable_retry(settings.store_retry_s)
         self.settings = settings
+        self.limits = Limits(settings.min_steady_s, settings.min_steady_steps, settings.max_clock_change)
         self.worker = worker_name
         self.gpu_ids = gpu_ids
         self.gpus = [g for g in (gpus or []) if gpu_ids is None or str(g.index) in gpu_ids]
@@ -215,7 +217,9 @@ class JobExecutor:
             outcome.status = "lease_lost"  # e.g. this worker was paused past its lease: its child stopped itself
             lost_to = self.ledger.holder(lease.job_id) or "another worker"
         if outcome.status not in ("lease_lost", "failed"):  # on disk before any step that may wait on Redis
-            self.spool.put(build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus))
+            self.spool.put(
+                build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus, self.limits)
+            )
         self._log_end(lease, outcome)
         if outcome.status == "lease_lost":
             log.error("job %s was taken over (%s): this run is abandoned and not recorded", lease.job_id, lost_to)
@@ -362,6 +366,10 @@ class JobExecutor:
     def consecutive_failures(self) -> int:
         return self.policy.consecutive_failures
 
+    def _result(self, envelope: JobEnvelope, outcome: ChildOutcome, lease: Lease) -> JobResult:
+        """The run's result as this worker builds it (its facts, devices and validity limits)."""
+        return build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus, self.limits)
+
     def _cancelled(self, envelope: JobEnvelope) -> bool:
         return self.ledger.cancelled(envelope.sweep_id, envelope.job_id)
 
@@ -371,7 +379,7 @@ class JobExecutor:
         than the retries last, or a worker killed meanwhile, loses no trained result; a later start (or this
         worker's housekeeping) records it. The job's state says ``running`` until then, never a result that is
         not there."""
-        result = build_result(envelope, outcome, lease.attempt, self.worker, self.facts, self.gpus)
+        result = self._result(envelope, outcome, lease)
         result.timeline.update(received_at=self.received_at or None, recorded_at=time.time())
         spooled = self.spool.put(result)
         self._extend_cell(envelope, result)

@@ -11,6 +11,7 @@ from farm.fingerprint import GPUInfo, hardware_key, software_key
 from farm.job import JobEnvelope
 from farm.result import EpochRecord, JobResult, JobStatus, Phases
 from farm.rows import benchfarm_version
+from farm.validity import Limits, invalid_reasons
 from workers.supervisor import ChildOutcome
 
 
@@ -63,9 +64,11 @@ def build_result(
     worker: str,
     facts: dict[str, Any],
     gpus: list[GPUInfo] | None = None,
+    limits: Limits | None = None,
 ) -> JobResult:
     """The run's ``JobResult``: the child's measured fields as they are, its phases completed with the worker's
-    view of spawn and exit, a failed run's error with the tail of its stderr (what a user needs to see why)."""
+    view of spawn and exit, a failed run's error with the tail of its stderr (what a user needs to see why), and
+    for a succeeded run the validity verdict (farm.validity) under this worker's ``limits``."""
     ready, res = outcome.ready, outcome.result
     contention = res.get("contention") or {}
     phases = dict(res.get("phases", {}))
@@ -81,7 +84,7 @@ def build_result(
     if error and outcome.stderr_tail and outcome.status == "failed":
         error = f"{error}\n--- stderr (tail) ---\n{outcome.stderr_tail[-3000:]}"
     environment = fingerprint(envelope, facts, gpus or [], ready, res)
-    return JobResult(
+    result = JobResult(
         job_id=envelope.job_id,
         sweep_id=envelope.sweep_id,
         job=envelope.job,
@@ -108,5 +111,10 @@ def build_result(
         contended=bool(contention.get("contended")),
         contended_reasons=contention.get("reasons", []),
         throttled=bool(contention.get("throttled")),
+        quiet_wait_s=res.get("quiet_wait_s"),
         **{name: res.get(name) for name in COPIED_FROM_CHILD},
     )
+    if result.status == JobStatus.succeeded:
+        result.invalid_reasons = invalid_reasons(result, limits or Limits())
+        result.valid = not result.invalid_reasons
+    return result
