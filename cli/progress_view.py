@@ -110,6 +110,8 @@ def render(progress: SweepProgress, elapsed_s: float | None = None, stale_after_
             state += " [yellow](no live worker)[/]"
         elif j.state == "running" and j.heartbeat_age_s is not None and j.heartbeat_age_s > stale_after_s:
             state += f" [magenta](no heartbeat for {j.heartbeat_age_s:.0f} s)[/]"
+        elif j.note:
+            state += f" [yellow]({untrusted(j.note)})[/]"
         table.add_row(  # workload, worker, error: strangers' text, its markup not read
             untrusted(j.job_id[:10]),
             untrusted(j.workload),

@@ -133,6 +133,15 @@ CONTENTION_CPU_THRESHOLD = 0.2
 stole it) over its steady window: one busy core of a 2-core job is 0.5; a quiet machine's daemons stay near
 0.01. Reports leave contended repeats out of their statistics by default."""
 
+CONTENTION_SLOWDOWN = 1.0
+"""How much slower a CPU job's steady epochs run per unit of others' CPU on its cores (0.1 of its cores used by
+others → about 10% slower), measured by ``benchmarks/contention_sensitivity.py`` on a 2-core machine; a cell
+with a precision target of ±2% is marked contended above 2% of its cores used by others."""
+
+CONTENTION_FLOOR = 0.01
+"""The smallest contended threshold: the sampler reads /proc in clock ticks (10 ms) twice a second, so 1% of a
+2-core job's window of a few seconds is a handful of ticks; below that the figure is noise."""
+
 MIN_STEADY_S = 1.0
 """A repeat's steady window (its epochs after the first) shorter than this is too short to time: scheduler
 ticks, a page fault or a timer interrupt are a few milliseconds each, a few percent of a 0.1-s window. The

@@ -125,3 +125,14 @@ def _cap(n: int, n_invalid: int, precision: Precision, spent_s: float) -> str | 
     if precision.budget_s is not None and spent_s >= precision.budget_s:
         return f"time budget spent: {spent_s:.0f} s of {precision.budget_s:.0f} s"
     return None
+
+
+def contention_threshold(precision: Precision | None, base: float) -> float:
+    """The share of a job's cores others may use in its steady window before the repeat is contended: the
+    farm's setting (``base``) for a cell measured a fixed number of times; for a cell with a precision target,
+    at most what keeps the slowdown it lets through inside the target: the target over the measured slowdown per
+    unit of others' CPU (``defaults.CONTENTION_SLOWDOWN``; ``benchmarks/contention_sensitivity.py`` measures
+    it), never under ``defaults.CONTENTION_FLOOR`` (what the sampler can resolve)."""
+    if precision is None:
+        return base
+    return max(min(base, precision.ci / defaults.CONTENTION_SLOWDOWN), defaults.CONTENTION_FLOOR)

@@ -40,6 +40,8 @@ class JobProgress:
     accuracy: float | None = None
     heartbeat_age_s: float | None = None
     error: str = ""
+    note: str = ""
+    """What a running job is doing that the epoch does not say: "waiting for a quiet host (others 45% CPU)"."""
 
 
 @dataclass
@@ -161,6 +163,7 @@ def sweep_progress(store: Store, sweep_id: str) -> SweepProgress:
                 accuracy=_num(st.get("accuracy")),
                 heartbeat_age_s=(now - hb) if hb else None,
                 error=(st.get("error") or "").splitlines()[0][:200] if st.get("error") else "",
+                note=(st.get("note") or "")[:200] if state == JobStatus.running.value else "",
             )
         )
     counts = dict(collections.Counter(j.state for j in jobs))

@@ -71,8 +71,6 @@ def isolate_farm_env(monkeypatch: pytest.MonkeyPatch, config: Path) -> None:
         if key.startswith("FARM_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("FARM_CONFIG", str(config))
-    for key, value in TINY_JOBS.items():
-        monkeypatch.setenv(key, value)
     monkeypatch.setenv("COLUMNS", "250")
 
 

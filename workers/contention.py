@@ -4,7 +4,9 @@ hypervisor's steal, CPU pressure (PSI) and CPU frequency, sampled from /proc in 
 Why from the child and from /proc: the child knows exactly which cores it may use (its affinity) and which
 processes are its own (itself and its descendants), and reading a few small /proc files twice a second costs a
 fraction of a millisecond each time, so the sampler does not disturb what it measures (its own CPU time is
-recorded with the figures). Per-CPU lines of /proc/stat are summed over the job's cores only, so on a big host
+recorded with the figures). The farm's own processes (the fork server, the worker and whatever started it above
+the job, and a Redis on the same host) are not "others": the job does not pay for its own harness twice. Per-CPU
+lines of /proc/stat are summed over the job's cores only, so on a big host
 the other cores' tenants do not count; PSI's "some" time says how long runnable tasks waited for a CPU, which
 also catches contention that /proc/stat cannot attribute (a CPU quota, another cgroup). The GPU side, when the
 job has a GPU, comes from NVML (``workers.gpu_contention``).
@@ -95,6 +97,43 @@ def process_ticks(pid: int) -> int:
     return sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
 
 
+def self_ticks(pid: int) -> int:
+    """CPU ticks of one process itself (utime + stime, no reaped children); 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return 0
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def ancestors(pid: int) -> list[int]:
+    """The processes above ``pid`` up to (not including) init: the fork server, the worker, ``farm run``."""
+    chain: list[int] = []
+    while True:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+            pid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        except (OSError, ValueError, IndexError):
+            return chain
+        if pid <= 1 or pid in chain:
+            return chain
+        chain.append(pid)
+
+
+FARM_PIDS_ENV = "FARM_FARM_PIDS"
+"""Processes of the farm itself on this host that are not above the job (its Redis), comma-separated: the
+worker finds them (``workers.own_processes``) and its job's process counts their CPU as the farm's, not others'."""
+
+
+def farm_pids() -> list[int]:
+    """The farm's own processes a job must not count as others: those above it, and those the worker named."""
+    named = [int(p) for p in os.environ.get(FARM_PIDS_ENV, "").split(",") if p.strip().isdigit()]
+    return sorted(set(ancestors(os.getpid())) | set(named))
+
+
 def process_tree(root: int) -> set[int]:
     """``root`` and every process below it: the job's own processes."""
     pids: set[int] = set()
@@ -137,9 +176,12 @@ def read_freq_ratio(cores: list[int]) -> float | None:
     return sum(ratios) / len(ratios) if ratios else None
 
 
-def take_sample(cores: list[int], root: int) -> CpuSample:
+def take_sample(cores: list[int], root: int, farm: list[int] | tuple[int, ...] = ()) -> CpuSample:
+    """One reading; ``own`` holds the job's tree and the farm's own processes ``farm`` (their own ticks only:
+    a worker that reaps an earlier job's process must not add that job's CPU at that moment)."""
     busy, steal = read_cpu_ticks(cores)
-    return CpuSample(time.perf_counter(), busy, steal, tree_ticks(root), read_pressure_us(), read_freq_ratio(cores))
+    own = tree_ticks(root) + sum(self_ticks(pid) for pid in farm)
+    return CpuSample(time.perf_counter(), busy, steal, own, read_pressure_us(), read_freq_ratio(cores))
 
 
 def cpu_window(samples: list[CpuSample], start: float, end: float, cores: int) -> dict[str, Any] | None:
@@ -183,6 +225,7 @@ def cpu_window(samples: list[CpuSample], start: float, end: float, cores: int) -
     freqs = [s.freq_ratio for s in points if s.freq_ratio is not None]
     if freqs:
         out["cpu_freq_ratio"] = sum(freqs) / len(freqs)
+        out["cpu_freq_low"], out["cpu_freq_high"] = min(freqs), max(freqs)
     return out
 
 
@@ -214,6 +257,7 @@ class ContentionSampler:
         self.period_s = period_s
         self.cores = job_cores()
         self.root = os.getpid()
+        self.farm = farm_pids()
         self.samples: list[CpuSample] = []
         self.gpu_probe = gpu_probe
         self.gpu_samples: list[tuple[float, dict[str, Any]]] = []
@@ -224,7 +268,7 @@ class ContentionSampler:
     def _sample(self) -> None:
         c0 = time.thread_time()
         try:
-            self.samples.append(take_sample(self.cores, self.root))
+            self.samples.append(take_sample(self.cores, self.root, self.farm))
             if self.gpu_probe is not None:
                 self.gpu_samples.append((time.perf_counter(), self.gpu_probe.sample()))
         except Exception:  # noqa: BLE001 - a sampler must never fail the job it watches
@@ -268,11 +312,12 @@ class ContentionSampler:
         }
 
 
-def others_cpu_now(seconds: float = 1.0) -> float:
-    """Share of this machine's cores (those this process may use) that other processes used over the next
-    ``seconds``: a quick look for ``farm worker``'s start-up warning."""
+def others_cpu_now(seconds: float = 1.0, farm: list[int] | tuple[int, ...] = ()) -> float:
+    """Share of this machine's cores (those this process may use) that other processes (not this one, its
+    descendants or ``farm``) used over the next ``seconds``: ``farm worker``'s start-up warning, a job's wait for
+    a quiet host."""
     cores = job_cores()
-    a = take_sample(cores, os.getpid())
+    a = take_sample(cores, os.getpid(), farm)
     time.sleep(seconds)
-    b = take_sample(cores, os.getpid())
+    b = take_sample(cores, os.getpid(), farm)
     return (cpu_window([a, b], a.at, b.at, len(cores)) or {}).get("cpu_others", 0.0)

@@ -40,6 +40,7 @@ from workers.cancel_watch import CancelWatch
 from workers.cell_extension import extend_cell
 from workers.durable import RETRIED, WrongTypeRepaired, durable_retry
 from workers.lease_keeper import Heartbeat, KeepAlive
+from workers.own_processes import local_redis
 from workers.quarantine import Quarantine, counts_against_machine, failed_the_same_way, requeue
 from workers.result_build import COPIED_FROM_CHILD, build_result, fingerprint
 from workers.spool import Spool
@@ -89,6 +90,7 @@ class JobExecutor:
         self.received_at = 0.0
         self.on_busy = on_busy
         self.facts = host_facts()
+        self._farm_pids: list[int] | None = None
         self.spool = Spool(Path(settings.cache_dir) / "spool" / worker_name.replace("/", "_"))
         self.job_in_hand: str | None = None  # whose keys a step that met a wrong-typed key repairs
         self.lease_in_hand: Lease | None = None  # the lease of the job being handled, kept while steps retry
@@ -207,6 +209,7 @@ class JobExecutor:
                 should_stop=watch,
                 pool=self.pool,
                 keepalive=pings,
+                farm_pids=self.farm_pids,
             )
         finally:
             keepalive.stop()
@@ -267,6 +270,9 @@ class JobExecutor:
             fields.update(phase="ready", child_pid=event.get("pid"))
         elif kind in ("phase", "started"):
             fields.update(phase=event.get("phase", kind))
+        elif kind == "waiting":  # for a quiet host (workers.quiet): `farm status` shows the note while it lasts
+            note = str(event.get("note") or "")[:200]
+            fields.update(phase="waiting" if note else "train", note=note)
         try:
             self.store.update_progress(lease.job_id, generation=lease.generation, **fields)
         except Exception as e:  # noqa: BLE001 - progress is best effort; the result is not
@@ -365,6 +371,13 @@ class JobExecutor:
     @property
     def consecutive_failures(self) -> int:
         return self.policy.consecutive_failures
+
+    @property
+    def farm_pids(self) -> list[int]:
+        """The farm's Redis when it runs on this host (asked once): its jobs do not count its CPU as others'."""
+        if self._farm_pids is None:
+            self._farm_pids = local_redis(self.store)
+        return self._farm_pids
 
     def _result(self, envelope: JobEnvelope, outcome: ChildOutcome, lease: Lease) -> JobResult:
         """The run's result as this worker builds it (its facts, devices and validity limits)."""

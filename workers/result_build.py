@@ -51,6 +51,9 @@ def fingerprint(
     }
 
 
+QUIET_FIGURES = ("quiet_reached", "quiet_others_cpu")
+"""What the wait for a quiet host found (workers.quiet), kept with the contention figures."""
+
 COPIED_FROM_CHILD = tuple(c.name for c in CHILD_FIELDS)
 """Result fields the training process measures and the worker records as they are (each None when absent;
 declared in farm.columns); the rest are built here from the child's figures and the worker's own facts.
@@ -107,7 +110,7 @@ def build_result(
             "job_started_at": outcome.job_started_at or None,
             "exited_at": (outcome.started_at + outcome.total_s) if outcome.started_at else None,
         },
-        contention=contention.get("figures", {}),
+        contention={**contention.get("figures", {}), **{k: res[k] for k in QUIET_FIGURES if k in res}},
         contended=bool(contention.get("contended")),
         contended_reasons=contention.get("reasons", []),
         throttled=bool(contention.get("throttled")),

@@ -33,6 +33,7 @@ from farm.settings import FarmSettings
 from workers import jobtree, memory
 from workers.bounded import BoundedTail, bounded_lines, read_chunk
 from workers.child import next_stage
+from workers.contention import FARM_PIDS_ENV
 from workers.forking import ForkedProc, Zygote
 from workers.processes import describe_exit, die_with_parent, kill_group
 
@@ -59,8 +60,11 @@ class ChildOutcome:
     stage: str = "import"  # where the child was when it ended (workers.child.next_stage); said by a failure
 
 
-def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] | None = None) -> dict[str, str]:
-    """The child's environment: its backend, what devices it may see, the data settings and nothing secret."""
+def child_env(
+    envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] | None = None, farm_pids: list[int] | None = None
+) -> dict[str, str]:
+    """The child's environment: its backend, what devices it may see, the data settings, the farm's own processes
+    on this host that its contention figures must not count (``farm_pids``), and nothing secret."""
     job = envelope.job
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(
@@ -72,7 +76,10 @@ def child_env(envelope: JobEnvelope, settings: FarmSettings, gpu_ids: list[str] 
         FARM_COMPILE_CACHE=str(settings.compile_cache).lower(),
         FARM_KEEPALIVE_TIMEOUT_S=repr(keepalive_timeout_s(settings)),
         FARM_CONTENTION_CPU_THRESHOLD=repr(settings.contention_cpu_threshold),
+        FARM_QUIET_WAIT_S=repr(settings.quiet_wait_s),
     )
+    if farm_pids:
+        env[FARM_PIDS_ENV] = ",".join(str(p) for p in farm_pids)
     env[memory.LIMIT_ENV] = str(job_memory_limit(settings) or 0)
     if settings.data_dir:
         env["FARM_DATA_DIR"] = str(settings.data_dir)
@@ -393,11 +400,12 @@ def run_child(
     poll_s: float = 0.2,
     pool: WarmPool | None = None,
     keepalive: list[Callable[[], None]] | None = None,
+    farm_pids: list[int] | None = None,
 ) -> ChildOutcome:
     """Run the job in a fresh child (forked from ``pool``'s fork server for its environment, if any);
     ``should_stop()`` returning a reason (e.g. 'cancelled') ends it early. The child's keep-alive is appended
     to ``keepalive`` for the caller's heartbeat to call."""
-    env = child_env(envelope, settings, gpu_ids)
+    env = child_env(envelope, settings, gpu_ids, farm_pids)
     child = pool.take(env) if pool is not None else Child(env)
     if keepalive is not None:
         keepalive.append(child.keepalive)

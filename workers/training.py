@@ -16,9 +16,11 @@ from typing import Any
 from farm import workloads
 from farm.fingerprint import cpu_model
 from farm.job import JobEnvelope, JobSpec
+from farm.precision import contention_threshold
 from farm.settings import FarmSettings
 from workers.contention import ContentionSampler
 from workers.gpu_contention import gpu_probe, gpu_summary
+from workers.quiet import wait_for_quiet
 from workers.timing import IdleSampler, PhaseClock, epoch_callback, steps_per_call
 
 Emit = Callable[[dict[str, Any]], None]
@@ -139,6 +141,8 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         built = build_and_compile(job, settings, workload, params, data, emit)
     emit({"event": "phase", "phase": "build", "s": clock.wall["build"]})
 
+    threshold = contention_threshold(job.precision, settings.contention_cpu_threshold)
+    waited = wait_for_quiet(threshold, settings.quiet_wait_s, emit)
     timer = epoch_callback(emit, job.epochs)
     sampler = IdleSampler().start()
     watch = ContentionSampler(gpu_probe=gpu_probe(job.device)).start()
@@ -154,7 +158,8 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
 
     out: dict[str, Any] = {
         **describe_run(job, workload, spec, data, built),
-        **measured_figures(clock, timer, sampler, watch, settings.contention_cpu_threshold),
+        **measured_figures(clock, timer, sampler, watch, threshold),
+        **(waited.figures() if waited is not None else {}),
         **final_figures(timer.records, evaluated),
         "peak_host_mb": peak_host_mb(),  # last: the high-water mark over data, build, fit and evaluation
     }

@@ -36,6 +36,14 @@ class StoreBase:
         is stamped and read on it, never on this host's clock (see ``farm.clock``)."""
         return self.clock.now()
 
+    def server_process_id(self) -> int | None:
+        """The Redis server's process id (its ``INFO server``), for a worker on the same host to tell its jobs
+        that process is the farm's own (``workers.own_processes``); None where the server does not say."""
+        try:
+            return int(self.r.info("server")["process_id"])
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def _mget(self, kind: str, job_ids: list[str], chunk: int = 2000) -> Iterator[str | None]:
         """The raw values of ``kind`` for these jobs, in order, fetched ``chunk`` keys per round trip."""
         prefix = self.k(kind, "")
