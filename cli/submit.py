@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,16 +31,28 @@ if TYPE_CHECKING:
     from farm.sweep import Sweep
 
 
+def jobs_line(sweep: Sweep) -> str:
+    """How many jobs and why: cells × repeats, or for cells measured to a precision, the repeats they start with
+    and what they grow to (``20 jobs = 4 cells × 5 repeats to start; each grows until ±2% or 20 valid``)."""
+    targets = {job.precision for job in sweep.jobs if job.precision is not None}
+    starts = collections.Counter(json.dumps(job.cell(), sort_keys=True, default=str) for job in sweep.jobs)
+    per_cell = sorted(set(starts.values()))
+    repeats = str(per_cell[0]) if len(per_cell) == 1 else f"{per_cell[0]}–{per_cell[-1]}"
+    line = f"{len(sweep.jobs)} jobs = {sweep.cells} cells × {repeats} repeats"
+    if not targets:
+        return line
+    shown = ", ".join(sorted(f"±{t.ci:.1%} or {t.max_repeats} valid" for t in targets))
+    every = "each cell grows" if all(job.precision for job in sweep.jobs) else "cells with a target grow"
+    return f"{line} to start; {every} until {shown}"
+
+
 def matrix_table(sweep: Sweep, key_prefix: str = defaults.KEY_PREFIX) -> Table:
     from rich.table import Table
 
     from farm import workloads
     from farm.feasibility import describe, estimate_bytes
 
-    table = Table(
-        title=f"{sweep.sweep_id}: {len(sweep.jobs)} jobs = {sweep.cells} cells × {sweep.spec.repeats} repeats",
-        title_justify="left",
-    )
+    table = Table(title=f"{sweep.sweep_id}: {jobs_line(sweep)}", title_justify="left")
     for col in ("workload", "device", "backend", "epochs", "batch", "data", "samples", "params", "memory", "queue"):
         table.add_column(col, overflow="fold")
     from farm.queue import job_queue
@@ -109,6 +123,7 @@ def submit_cmd(
                     "jobs": len(sweep.jobs),
                     "cells": sweep.cells,
                     "repeats": sweep.spec.repeats,
+                    "precision": sweep.spec.precision.model_dump() if sweep.spec.precision else None,
                     "per_queue": per_queue,
                     "dry_run": True,
                     "unserved": missing,

@@ -99,9 +99,9 @@ def test_submit_dry_run_table() -> None:
     result = invoke("submit", str(SEED), "--dry-run")
     assert result.exit_code == 0, result.output
     out = flat(result.output)
-    assert "jobs per queue: farm.cpu 6, farm.gpu 6" in out
+    assert "jobs per queue: farm.cpu 10, farm.gpu 10" in out
     assert SEED_SWEEP.sweep_id in out
-    assert "12 jobs = 4 cells × 3 repeats" in out
+    assert "20 jobs = 4 cells × 5 repeats to start; each cell grows until ±2.0% or 20 valid" in out
     assert "nothing enqueued" in out
 
 
@@ -110,9 +110,9 @@ def test_submit_dry_run_json() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["sweep_id"] == SEED_SWEEP.sweep_id
-    assert data["jobs"] == 12
-    assert data["cells"] == 4 and data["repeats"] == 3
-    assert data["per_queue"] == {"farm.cpu": 6, "farm.gpu": 6}
+    assert data["jobs"] == 20
+    assert data["cells"] == 4 and data["precision"]["min_repeats"] == 5
+    assert data["per_queue"] == {"farm.cpu": 10, "farm.gpu": 10}
     assert data["dry_run"] is True
     assert data["job_ids"] == [j.job_id for j in SEED_SWEEP.jobs]
 
@@ -313,10 +313,10 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 def test_submit_enqueues_every_job(seeded: dict) -> None:
     data = seeded["first"]
     assert data["sweep_id"] == SEED_SWEEP.sweep_id
-    assert data["jobs"] == 12
-    assert data["enqueued"] == 12
+    assert data["jobs"] == 20
+    assert data["enqueued"] == 20
     assert data["already_queued_or_done"] == 0
-    assert data["per_queue"] == {"farm.cpu": 6, "farm.gpu": 6}
+    assert data["per_queue"] == {"farm.cpu": 10, "farm.gpu": 10}
 
 
 def test_resubmit_is_idempotent(seeded: dict) -> None:
@@ -324,11 +324,11 @@ def test_resubmit_is_idempotent(seeded: dict) -> None:
     assert again.exit_code == 0, again.output
     data = json.loads(again.stdout)
     assert data["sweep_id"] == seeded["first"]["sweep_id"]
-    assert data["jobs"] == 12
+    assert data["jobs"] == 20
     assert data["enqueued"] == 0
-    assert data["already_queued_or_done"] == 12
+    assert data["already_queued_or_done"] == 20
     r = seeded["client"]
-    assert r.llen("farm.cpu") == 6 and r.llen("farm.gpu") == 6
+    assert r.llen("farm.cpu") == 10 and r.llen("farm.gpu") == 10
 
 
 def test_plain_submit_prints_the_sweep_id(seeded: dict) -> None:
@@ -345,7 +345,7 @@ def queue_messages(r: redis.Redis, queue: str) -> list[dict]:
 @pytest.mark.parametrize("queue, device", [("farm.cpu", "cpu"), ("farm.gpu", "gpu")])
 def test_queue_messages_are_json_envelopes(seeded: dict, queue: str, device: str) -> None:
     messages = queue_messages(seeded["client"], queue)
-    assert len(messages) == 6
+    assert len(messages) == 10
     seen = set()
     for msg in messages:
         assert msg["content-type"] == "application/json"  # never pickle
@@ -385,11 +385,11 @@ def test_status_json(seeded: dict) -> None:
     data = json.loads(result.stdout)
     assert data["sweep_id"] == sid
     assert data["name"] == "seed-cpu-vs-gpu"
-    assert data["total"] == 12 and data["finished"] == 0
-    assert len(data["jobs"]) == 12
+    assert data["total"] == 20 and data["finished"] == 0
+    assert len(data["jobs"]) == 20
     assert {j["state"] for j in data["jobs"]} == {"queued"}
-    assert data["counts"] == {"queued": 12}
-    assert data["unserved_queues"] == {"farm.cpu": 6, "farm.gpu": 6}
+    assert data["counts"] == {"queued": 20}
+    assert data["unserved_queues"] == {"farm.cpu": 10, "farm.gpu": 10}
     assert data["live_workers"] == 0
     assert [j["job_id"] for j in data["jobs"]] == [j.job_id for j in SEED_SWEEP.jobs]
 
@@ -475,8 +475,8 @@ def test_real_command_output_and_exit_codes(seeded: dict) -> None:
     )
     ok, table, missing, down, usage = (out[k] for k in ("ok", "table", "missing", "down", "usage"))
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["total"] == 12
-    assert table.returncode == 0 and "0/12 finished" in flat(table.stdout)
+    assert json.loads(ok.stdout)["total"] == 20
+    assert table.returncode == 0 and "0/20 finished" in flat(table.stdout)
     assert missing.returncode == 2 and "no-such-sweep" in missing.stderr and missing.stdout == ""
     assert down.returncode == 1 and "cannot reach Redis" in flat(down.stderr)
     assert usage.returncode == 2 and "No such option" in usage.stderr
@@ -495,7 +495,7 @@ def test_status_table_says_no_live_worker(seeded: dict) -> None:
     assert result.exit_code == 0, result.output
     out = flat(result.output)
     assert "no live worker" in out
-    assert "0/12 finished" in out
+    assert "0/20 finished" in out
     assert "farm.cpu" in out and "farm.gpu" in out  # the queues nobody serves are named
 
 
@@ -506,20 +506,20 @@ def test_results_csv(seeded: dict) -> None:
         "results", seeded["first"]["sweep_id"], "--broker", seeded["url"], "-o", str(out_file), env=seeded["env"]
     )
     assert result.exit_code == 0, result.output
-    assert "wrote 12 rows" in flat(result.output)
+    assert "wrote 20 rows" in flat(result.output)
     df = pd.read_csv(out_file)
-    assert len(df) == 12
+    assert len(df) == 20
     assert set(df["status"]) == {"queued"}
     assert set(df["job_id"]) == {j.job_id for j in SEED_SWEEP.jobs}
     assert set(df["sweep_id"]) == {SEED_SWEEP.sweep_id}
-    assert sorted(df["device"].value_counts().items()) == [("cpu", 6), ("gpu", 6)]
+    assert sorted(df["device"].value_counts().items()) == [("cpu", 10), ("gpu", 10)]
 
 
 def test_results_to_stdout(seeded: dict) -> None:
     result = invoke("results", seeded["first"]["sweep_id"], "--broker", seeded["url"], env=seeded["env"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert len(lines) == 13  # header + 12 jobs
+    assert len(lines) == 21  # header + 20 jobs
     assert "job_id" in lines[0]
 
 
@@ -561,9 +561,9 @@ def test_submit_refuses_jobs_no_live_worker_can_run(tmp_path: Path) -> None:
         # A live CPU worker (its registry entry) makes the CPU jobs feasible; the dry run shows what is left.
         client.set("farm:worker:cpu@x", json.dumps({"name": "cpu@x", "queues": ["farm.cpu"], "heartbeat_at": 0}))
         dry = json.loads(invoke("submit", str(SEED), "--broker", server.url, "--dry-run", "--json", env=env).stdout)
-        assert dry["unserved"] == {"farm.gpu": 6}
+        assert dry["unserved"] == {"farm.gpu": 10}
         text = flat(invoke("submit", str(SEED), "--broker", server.url, "--dry-run", env=env).output)
-        assert "6 job(s) on farm.gpu: no live worker serves it" in text
+        assert "10 job(s) on farm.gpu: no live worker serves it" in text
         client.close()
 
 
@@ -576,14 +576,14 @@ def test_submit_in_batches_sends_each_job_once(redis_url: str, monkeypatch: pyte
 
     monkeypatch.setattr(farm.submit, "PUBLISH_BATCH", 5)
     out = farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
-    assert out.enqueued == 12 and out.per_queue == {"farm.cpu": 6, "farm.gpu": 6}
+    assert out.enqueued == 20 and out.per_queue == {"farm.cpu": 10, "farm.gpu": 10}
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     ids = [m["headers"]["id"] for q in ("farm.cpu", "farm.gpu") for m in queue_messages(r, q)]
     assert sorted(ids) == sorted(j.job_id for j in SEED_SWEEP.jobs)
     assert all(r.hget(f"farm:state:{j}", "sent_at") for j in ids)
     again = farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
-    assert again.enqueued == 0 and again.already == 12
-    assert r.llen("farm.cpu") + r.llen("farm.gpu") == 12
+    assert again.enqueued == 0 and again.already == 20
+    assert r.llen("farm.cpu") + r.llen("farm.gpu") == 20
     r.close()
 
 
@@ -622,7 +622,7 @@ def test_a_failed_batch_stays_owed_and_the_next_submit_sends_it(
     assert not any(Store(r).states([j.job_id for j in SEED_SWEEP.jobs[10:]]))  # never claimed
     monkeypatch.setattr(kombu.transport.redis.PublishBatch, "flush", flush)
     again = farm.submit.submit(load_sweep(SEED), FarmSettings(broker_url=redis_url))
-    assert again.enqueued == 7 and again.already == 5
+    assert again.enqueued == 15 and again.already == 5
     on_queues = [m["headers"]["id"] for q in ("farm.cpu", "farm.gpu") for m in queue_messages(r, q)]
     assert sorted(on_queues) == sorted(j.job_id for j in SEED_SWEEP.jobs)
     assert r.zcard("farm:outbox") == 0

@@ -21,7 +21,7 @@ SEED = REPO / "examples" / "seed.yaml"
 
 SEED_TOML = """\
 name = "seed-cpu-vs-gpu"
-repeats = 3
+precision = { ci = 0.02, min_repeats = 5, max_repeats = 20, max_invalid = 10 }
 
 [defaults]
 backend = "tensorflow"
@@ -75,9 +75,9 @@ def at(msg: str, field_path: str) -> bool:
 
 def test_seed_loads_as_written() -> None:
     sweep = load_sweep(SEED)
-    assert len(sweep.jobs) == 12
+    assert len(sweep.jobs) == 20  # 4 cells, each starting with its precision target's 5 repeats
     assert sweep.cells == 4
-    assert sweep.spec.repeats == 3
+    assert sweep.spec.precision is not None and sweep.spec.precision.ci == 0.02
     assert sweep.spec.name == "seed-cpu-vs-gpu"
     assert sweep.sweep_id.startswith("seed-cpu-vs-gpu-")
     assert sweep.source == str(SEED)
@@ -98,17 +98,17 @@ def test_seed_loads_as_written() -> None:
 
 def test_seed_queue_order_interleaves_repeats() -> None:
     sweep = load_sweep(SEED)
-    assert [j.repeat for j in sweep.jobs] == [0] * 4 + [1] * 4 + [2] * 4
+    assert [j.repeat for j in sweep.jobs] == [k for k in range(5) for _ in range(4)]
     first = [j.cell() for j in sweep.jobs[:4]]
     assert len({json.dumps(c, sort_keys=True) for c in first}) == 4, "first 4 jobs are 4 distinct cells"
-    for block in (sweep.jobs[4:8], sweep.jobs[8:12]):
+    for block in (sweep.jobs[k : k + 4] for k in range(4, 20, 4)):
         assert [j.cell() for j in block] == first, "every round visits the cells in the same order"
 
 
 def test_seed_job_ids_unique_and_well_formed() -> None:
     sweep = load_sweep(SEED)
     ids = [j.job_id for j in sweep.jobs]
-    assert len(set(ids)) == 12
+    assert len(set(ids)) == 20
     assert all(len(i) == 20 and all(c in "0123456789abcdef" for c in i) for i in ids)
     assert [e.job_id for e in sweep.envelopes()] == ids
     assert {e.sweep_id for e in sweep.envelopes()} == {sweep.sweep_id}
@@ -126,7 +126,7 @@ def test_name_override_changes_every_id() -> None:
     assert other.spec.name == "other"
     assert other.sweep_id.startswith("other-")
     assert other.sweep_id != base.sweep_id
-    assert len(other.jobs) == 12
+    assert len(other.jobs) == 20
     assert not {j.job_id for j in base.jobs} & {j.job_id for j in other.jobs}
     assert all(j.sweep == "other" for j in other.jobs)
 
