@@ -9,8 +9,9 @@ atomic step (:meth:`farm.store.Store.add_jobs`) and claimed through the outbox l
 that is never sent is sent by the reaper. Jobs of the cell that exist but were never claimed (a crash between the
 two steps) are claimed on the next judgement.
 
-What counts: a succeeded repeat with a steady throughput that is not contended is valid; a contended one is
-invalid and replaced (up to ``max_invalid``); a failed repeat stops the cell (a job that fails would fail again).
+What counts: a succeeded repeat with a steady throughput that its verdict says is valid (farm.validity); an
+invalid one (contended, throttled, too short to time) is replaced, up to ``max_invalid``; a failed repeat stops
+the cell (a job that fails would fail again).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from farm.job import JobEnvelope, JobSpec
 from farm.precision import Verdict, judge
 from farm.queue import job_queue
 from farm.result import JobResult, JobStatus
+from farm.validity import is_valid, kind_of
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -57,10 +59,16 @@ def cell_jobs(store: Store, job: JobSpec) -> list[str]:
 
 
 def valid_rate(result: JobResult) -> float | None:
-    """A valid repeat's steady throughput (succeeded, not contended, a steady window measured); None otherwise."""
-    if result.status != JobStatus.succeeded or result.contended:
+    """A valid repeat's steady throughput (succeeded, valid by its verdict — farm.validity —, a steady window
+    measured); None otherwise."""
+    if result.status != JobStatus.succeeded or not is_valid(result):
         return None
     return result.steady_samples_per_s
+
+
+def too_short(result: JobResult) -> str | None:
+    """The result's "steady window too short" reason, if it has one: no repeat of its cell can do better."""
+    return next((r for r in result.invalid_reasons if kind_of(r) == "too short"), None)
 
 
 def extend_cell(store: Store, ledger: Ledger, app: Celery, envelope: JobEnvelope, result: JobResult) -> Extension:
@@ -78,6 +86,9 @@ def extend_cell(store: Store, ledger: Ledger, app: Celery, envelope: JobEnvelope
     verdict = judge(valid, invalid, precision, spent)
     if any(r.status != JobStatus.succeeded for r in results):
         verdict = Verdict(verdict.met, 0, verdict.half_width, len(valid), invalid, "a repeat failed: no more added")
+    elif short := too_short(result):
+        # Every repeat of the cell has the same window: another would be as short. The reason says what suffices.
+        verdict = Verdict(verdict.met, 0, verdict.half_width, len(valid), invalid, short)
     wanted = max(verdict.more - pending, 0)
     room = precision.most_jobs - len(ids)
     new = [

@@ -94,6 +94,25 @@ def test_a_tight_cell_adds_nothing_and_a_failed_repeat_stops_it(farm_parts) -> N
     assert ext.added == [] and "failed" in ext.verdict.reason
 
 
+def test_an_invalid_repeat_is_replaced_and_a_too_short_one_stops_the_cell_saying_what_suffices(farm_parts) -> None:
+    store, ledger, app = farm_parts
+    job = cell(Precision(ci=0.05, min_repeats=4, max_invalid=3))
+    envelopes = start(store, job, 4)
+    for env in envelopes[:3]:
+        assert store.record_result(result(env.job, 100.0))
+    throttled = result(envelopes[3].job, 100.0, valid=False, invalid_reasons=["the CPU clock changed by 30% …"])
+    ext = extend_cell(store, ledger, app, envelopes[3], throttled)
+    assert ext.verdict.n_valid == 3 and ext.verdict.n_invalid == 1
+    assert ext.added == [repeat_of(job, 4).job_id]  # the invalid repeat does not count: one more to reach 4 valid
+
+    short = cell(Precision(ci=0.05, min_repeats=4, max_invalid=3)).model_copy(update={"sweep": "prec-short"})
+    envelopes = start(store, short, 4)
+    reason = "steady window too short to time (0.40 s, under 1 s): run 6 epochs, or 4,000 samples with 3 epochs"
+    too_short = result(envelopes[0].job, 100.0, valid=False, invalid_reasons=[reason])
+    ext = extend_cell(store, ledger, app, envelopes[0], too_short)
+    assert ext.added == [] and ext.verdict.reason == reason  # another repeat would be as short
+
+
 def test_two_workers_judging_one_cell_at_once_add_each_repeat_once(redis_url: str, farm_parts) -> None:
     store, _, _ = farm_parts
     job = cell(Precision(ci=0.001, min_repeats=4, max_repeats=12, max_invalid=0))
