@@ -21,7 +21,14 @@ from cli.common import (
     open_store,
     print_json,
 )
-from cli.report_view import IncludeContendedOption, frames_for, number_text, print_contended
+from cli.report_view import (
+    KEEP_FLAG,
+    IncludeContendedOption,
+    IncludeInvalidOption,
+    frames_for,
+    number_text,
+    print_invalid,
+)
 from cli.sweep_args import resolve
 
 CHANGE_STYLE = {
@@ -93,6 +100,17 @@ def compare_table(cmp: pd.DataFrame, label_a: str, label_b: str, metric: str, hi
     return table
 
 
+def _kinds_total(cmp: pd.DataFrame) -> str:
+    """Why the invalid repeats of both sides were, summed over the cells (``"2 contended, 1 too short"``)."""
+    from farm.reports.frames import add_kinds, kinds_text
+
+    counts: dict[str, int] = {}
+    for column in ("invalid_kinds_a", "invalid_kinds_b"):
+        for text in cmp[column] if column in cmp.columns else []:
+            add_kinds(counts, text)
+    return kinds_text(counts)
+
+
 @friendly_errors
 def compare_cmd(
     sweep_a: str = typer.Argument(..., help="The baseline sweep A: id, prefix or name."),
@@ -122,6 +140,7 @@ def compare_cmd(
     fail_on_regression: bool = typer.Option(
         False, "--fail-on-regression", help=f"Exit {EXIT_REGRESSION} when any cell is 'slower' (for CI)."
     ),
+    include_invalid: bool = IncludeInvalidOption,
     include_contended: bool = IncludeContendedOption,
     broker: str = BrokerOption,
     as_json: bool = JsonOption,
@@ -131,10 +150,11 @@ def compare_cmd(
 
     A cell is 'faster' or 'slower' only when p < 0.05 AND |ratio - 1| > --threshold; otherwise 'no change'.
     It is 'inconclusive' when a side has fewer than 2 values or too few repeats for the test ever to reach
-    p < 0.05 (use at least 4 repeats a side). Cells are matched on every cell column plus the hardware;
-    cells on one side only are listed as 'only in A' / 'only in B'. Repeats marked contended (other processes
-    used the machine while they were measured) are left out on both sides and counted in the note; a verdict
-    rests on them only with --include-contended.
+    p < 0.05 (use at least 4 repeats a side); such a cell, and one with p >= 0.05, says in its note how many
+    valid repeats a side would settle it. Cells are matched on every cell column plus the hardware; cells on one
+    side only are listed as 'only in A' / 'only in B'. Invalid repeats (contended: other processes used the
+    machine while they were measured; throttled; a steady window too short to time) are left out on both sides
+    and counted, with why, in the note; a verdict rests on them only with --include-invalid.
 
     Exit status: 0 when the comparison ran (whatever it found), 3 with --fail-on-regression when at least one
     cell is 'slower', 2 for a usage error (unknown sweep, metric without a direction), 1 when Redis is
@@ -154,12 +174,14 @@ def compare_cmd(
     for label, df in (("A", df_a), ("B", df_b)):
         if metric not in df.columns:
             fail(f"sweep {label} has no column {metric!r}")
+    include = include_invalid or include_contended  # --include-contended: the same flag's older name
     try:
-        cmp = compare(df_a, df_b, metric=metric, threshold=threshold, include_contended=include_contended)
+        cmp = compare(df_a, df_b, metric=metric, threshold=threshold, include_invalid=include)
     except ValueError as e:
         fail(str(e))
     slower = regressions(cmp)
     busy = {"a": int(cmp["n_contended_a"].sum()), "b": int(cmp["n_contended_b"].sum())}
+    invalid = {"a": int(cmp["n_invalid_a"].sum()), "b": int(cmp["n_invalid_b"].sum())}
     if output:
         write_frame(cmp, output)
     if html:
@@ -174,7 +196,9 @@ def compare_cmd(
                 "metric": metric,
                 "higher_is_better": higher,
                 "threshold": threshold,
-                "include_contended": include_contended,
+                "include_invalid": include,
+                "include_contended": include,
+                "invalid": invalid,
                 "contended": busy,
                 "cells": json.loads(cmp.to_json(orient="records")),
                 "regressions": len(slower),
@@ -184,10 +208,19 @@ def compare_cmd(
         console.print(compare_table(cmp, sid_a, sid_b, metric, higher))
         counts = cmp["change"].value_counts()
         console.print(", ".join(f"{k} {v}" for k, v in counts.items()) or "no cells")
-        print_contended(
-            busy["a"] + busy["b"],
-            included=include_contended,
-            keep="--include-contended",
+        undecided = int(cmp["note"].fillna("").str.contains("would need", regex=False).sum())
+        if undecided:
+            console.print(
+                f"{undecided} cell(s) without a verdict: each note says how many valid repeats a side would settle it",
+                markup=False,
+                highlight=False,
+            )
+        print_invalid(
+            invalid["a"] + invalid["b"],
+            _kinds_total(cmp),
+            included=include,
+            keep=KEEP_FLAG,
+            contended=busy["a"] + busy["b"],
             sweeps=list(dict.fromkeys(sid for sid, k in ((sid_a, busy["a"]), (sid_b, busy["b"])) if k)),
         )
         if output:

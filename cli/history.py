@@ -198,7 +198,8 @@ def history_cmd(
     (e.g. "keras 3.15.1 → 3.16.0"; "no software change recorded" when nothing did).
 
     Cells match as in farm compare: every cell column plus the hardware key; the sweep name and the software
-    differ. Only succeeded, uncontended repeats count; a sweep is placed at the median time its jobs finished.
+    differ. Only succeeded, valid repeats count (not contended, throttled or too short to time); a sweep is placed
+    at the median time its jobs finished.
 
     The rule, per cell: the sweeps since the last flagged change form a segment. A sweep is a STEP when its
     median differs from the pooled repeats of the segment's last --window sweeps by more than --threshold

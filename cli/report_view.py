@@ -1,5 +1,5 @@
 """How a sweep's report is read and drawn in the terminal: its results frame from the store, the report table
-with its contended marks and reading notes, the speedup table. Shared by ``farm results``/``farm report``,
+with its invalid-repeat marks and reading notes, the speedup table. Shared by ``farm results``/``farm report``,
 ``farm compare``, ``farm history`` and ``farm run``; no command module imports another."""
 
 from __future__ import annotations
@@ -28,16 +28,21 @@ REPORT_SHOWN = [
 """The printed report's columns (report column or a derived one, title). The throughput's title names the
 workloads' unit when they share one (``images/s (median)``); ``95% CI`` is the bootstrap interval of that median;
 ``flags`` says which cells not to read as solid: ``unstable`` (too wide a spread), outliers and stalls."""
-#: The marker column, shown after ``n`` only when some cell has contended repeats (a quiet sweep's table stays
+#: The marker column, shown after ``n`` only when some cell has invalid repeats (a quiet sweep's table stays
 #: as narrow as before).
-CONTENDED_TITLE = "contended"
+INVALID_TITLE = "invalid"
+#: The flag that keeps invalid repeats in the statistics, as the hints name it.
+KEEP_FLAG = "--include-invalid"
 
-IncludeContendedOption = typer.Option(
+IncludeInvalidOption = typer.Option(
     False,
-    "--include-contended",
-    help="Keep repeats marked contended (other processes used the machine, or the GPU throttled, while they were "
-    "measured) in the statistics; by default they are left out and counted.",
+    KEEP_FLAG,
+    help="Keep invalid repeats in the statistics: contended (other processes used the machine while they were "
+    "measured), throttled, a CPU clock that changed, or a steady window too short to time. By default they are "
+    "left out and counted, with why.",
 )
+#: The flag's older name, kept working (hidden): it means the same as --include-invalid.
+IncludeContendedOption = typer.Option(False, "--include-contended", hidden=True, help="Same as --include-invalid.")
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,17 +67,24 @@ def _fmt(v: object) -> str:
     return untrusted(v)  # a table cell: a workload's, device's or unit's name is shown, its markup not read
 
 
-def contended_marker(rec: dict, included: bool) -> str:
-    """A cell's mark in the terminal table: how many of its repeats were contended, whether they were left out
-    or kept, and the worst share of its cores others took (why it was marked); empty for a clean cell."""
-    k = rec.get("n_contended")
-    if not isinstance(k, (int, float)) or k != k or k <= 0:
+def _positive(v: object) -> int:
+    """A count from a report cell; 0 for a missing or non-numeric one."""
+    return int(v) if isinstance(v, (int, float)) and v == v and v > 0 else 0
+
+
+def invalid_marker(rec: dict, included: bool) -> str:
+    """A cell's mark in the terminal table: how many of its repeats were invalid, whether they were left out or
+    kept, why (by kind) and, when some were contended, the worst share of its cores others took; empty for a
+    clean cell. A report from before ``n_invalid`` existed marks its contended repeats."""
+    k = _positive(rec.get("n_invalid")) if "n_invalid" in rec else _positive(rec.get("n_contended"))
+    if not k:
         return ""
-    mark = f"{int(k)} {'kept' if included else 'left out'}"
+    why = [str(rec["invalid_kinds"])] if isinstance(rec.get("invalid_kinds"), str) and rec["invalid_kinds"] else []
     cpu = rec.get("contended_cpu_max")
-    if isinstance(cpu, (int, float)) and cpu == cpu:
-        mark += f" (cpu {cpu:.0%})"
-    return mark
+    if _positive(rec.get("n_contended")) and isinstance(cpu, (int, float)) and cpu == cpu:
+        why.append(f"cpu {cpu:.0%}")
+    mark = f"{k} {'kept' if included else 'left out'}"
+    return f"{mark} ({'; '.join(why)})" if why else mark
 
 
 def ci_text(low: object, high: object) -> str:
@@ -81,10 +93,10 @@ def ci_text(low: object, high: object) -> str:
     return f"{lo}–{hi}" if lo and hi else ""
 
 
-def report_table(report: pd.DataFrame, include_contended: bool = False, results: pd.DataFrame | None = None) -> Table:
+def report_table(report: pd.DataFrame, include_invalid: bool = False, results: pd.DataFrame | None = None) -> Table:
     """The report's headline columns, one row per cell: the median steady throughput with its 95% CI and the
-    cell's flags (unstable, outliers, stalls: counted from ``results`` when given); a ``contended`` column marks
-    cells with contended repeats when there are any (``n`` is what the statistics rest on, so it reads with that
+    cell's flags (unstable, outliers, stalls: counted from ``results`` when given); an ``invalid`` column marks
+    cells with invalid repeats when there are any (``n`` is what the statistics rest on, so it reads with that
     mark)."""
     from farm.reports.markdown import cell_flags, cell_stalls, precision_text, throughput_unit
 
@@ -92,7 +104,8 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
         title="report: one row per sweep cell; medians over its repeats, steady state (epochs after the first)",
         title_justify="left",
     )
-    marked = "n_contended" in report.columns and bool((report["n_contended"].fillna(0) > 0).any())
+    counted = "n_invalid" if "n_invalid" in report.columns else "n_contended"  # older reports: contended only
+    marked = counted in report.columns and bool((report[counted].fillna(0) > 0).any())
     unit = throughput_unit(report)
     stalls = cell_stalls(report, results)
     shown = shown_columns(report)
@@ -103,7 +116,7 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
         right = col not in ("workload", "device", "backend", "mode", "device_name", "flags")
         table.add_column(title, justify="right" if right else "left")
         if marked and col == "n":
-            table.add_column(CONTENDED_TITLE)
+            table.add_column(INVALID_TITLE)
     for rec, stall in zip(report.to_dict("records"), stalls, strict=True):
         row = []
         for col, _ in shown:
@@ -120,7 +133,7 @@ def report_table(report: pd.DataFrame, include_contended: bool = False, results:
             else:
                 row.append(_fmt(rec.get(col)))
             if marked and col == "n":
-                row.append(contended_marker(rec, include_contended))
+                row.append(invalid_marker(rec, include_invalid))
         table.add_row(*row)
     keep_whole(table, FOLDABLE)
     return table
@@ -146,7 +159,7 @@ def shown_columns(report: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 #: Report columns whose text may fold onto more lines on a narrow terminal; numbers never do.
-FOLDABLE = ("workload", "device name", "flags", "contended")
+FOLDABLE = ("workload", "device name", "flags", INVALID_TITLE)
 
 
 def keep_whole(table: Table, foldable: tuple[str, ...]) -> None:
@@ -163,10 +176,38 @@ def keep_whole(table: Table, foldable: tuple[str, ...]) -> None:
         column.min_width = width
 
 
+def invalid_line(
+    count: int, kinds: str, *, included: bool, keep: str, contended: int = 0, sweeps: list[str] | None = None
+) -> str | None:
+    """The one line that says invalid repeats were left out (or kept) and why (``kinds``: ``"2 contended, 1 too
+    short"``), how to keep them and, when ``contended`` of them were contended, how to re-run those (``farm resume
+    --contended`` of ``sweeps``, the sweep(s) whose contended repeats they are); None when there were none.
+    ``keep`` is the command or flag that keeps them where this line is shown."""
+    if count <= 0:
+        return None
+    why = f" ({kinds})" if kinds else ""
+    resume = ""
+    if contended > 0 and sweeps:
+        resume = "; " + " / ".join(f"`farm resume {s} --contended`" for s in sweeps) + " re-runs the contended ones"
+    if included:
+        return f"{count} invalid repeat(s) kept in the statistics ({KEEP_FLAG}{'; ' + kinds if kinds else ''}){resume}"
+    return f"{count} invalid repeat(s) left out of the statistics{why}; {keep} keeps them{resume}"
+
+
+def print_invalid(
+    count: int, kinds: str, *, included: bool, keep: str, contended: int = 0, sweeps: list[str] | None = None
+) -> None:
+    """Print :func:`invalid_line` in yellow, when there is one (plain text: no markup is read from it)."""
+    line = invalid_line(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps)
+    if line:
+        console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
+
+
 def contended_line(count: int, *, included: bool, keep: str, sweeps: list[str]) -> str | None:
     """The one line that says contended repeats were left out (or kept), how to keep them and how to re-run
     them; None when there were none. ``keep`` is the command or flag that keeps them where this line is shown;
-    ``sweeps`` the sweep(s) whose repeats they are."""
+    ``sweeps`` the sweep(s) whose repeats they are. Superseded by :func:`invalid_line` (contended repeats are one
+    kind of invalid repeat); kept while ``farm run`` still says it."""
     if count <= 0:
         return None
     resume = " / ".join(f"`farm resume {s} --contended`" for s in sweeps)
@@ -174,13 +215,6 @@ def contended_line(count: int, *, included: bool, keep: str, sweeps: list[str]) 
     if included:
         return f"{count} contended repeat(s) kept in the statistics (--include-contended; {why}); {resume} re-runs them"
     return f"{count} contended repeat(s) left out of the statistics ({why}); {keep} keeps them; {resume} re-runs them"
-
-
-def print_contended(count: int, *, included: bool, keep: str, sweeps: list[str]) -> None:
-    """Print :func:`contended_line` in yellow, when there is one (plain text: no markup is read from it)."""
-    line = contended_line(count, included=included, keep=keep, sweeps=sweeps)
-    if line:
-        console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
 
 
 def warn_pooled_software(report: pd.DataFrame) -> None:
@@ -217,14 +251,17 @@ def print_report(
     report: pd.DataFrame, *, included: bool, keep: str, sweeps: list[str], results: pd.DataFrame | None = None
 ) -> None:
     """The report as ``farm report`` and ``farm run`` show it, one way for both: the table of cells (flags
-    counted from ``results`` when given), the line on contended repeats (``keep``: how to keep them where this
+    counted from ``results`` when given), the line on invalid repeats (``keep``: how to keep them where this
     is shown), the warning on pooled software, then the GPU-over-CPU speedups when there are any."""
     from farm.reports.aggregate import speedups
+    from farm.reports.frames import invalid_total
 
     console.print(report_table(report, included, results))
     for line in reading_notes(report):
         console.print(line, style="dim", markup=False, highlight=False)  # off a terminal: one line each
-    print_contended(int(report["n_contended"].sum()), included=included, keep=keep, sweeps=sweeps)
+    count, kinds = invalid_total(report)
+    contended = int(report["n_contended"].fillna(0).sum()) if "n_contended" in report.columns else 0
+    print_invalid(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps)
     warn_pooled_software(report)
     ups = speedups(report)
     if len(ups):

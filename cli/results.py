@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -14,8 +15,11 @@ from cli.common import (
     friendly_errors,
     open_store,
 )
-from cli.report_view import IncludeContendedOption, frames_for, print_report
+from cli.report_view import KEEP_FLAG, IncludeContendedOption, IncludeInvalidOption, frames_for, print_report
 from cli.sweep_args import resolve
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @friendly_errors
@@ -44,6 +48,17 @@ def results_cmd(
         typer.echo(escape(text, keep="\n\t"), nl=False)  # no ESC/OSC from a job's error reaches the terminal
 
 
+def _invalid_note(report: pd.DataFrame, included: bool, sweep_id: str) -> str | None:
+    """The line on invalid repeats, for the end of a ``.md`` summary (as ``farm run`` ends its ``report.md``)."""
+    from cli.report_view import invalid_line
+    from farm.reports.frames import invalid_total
+
+    count, kinds = invalid_total(report)
+    contended = int(report["n_contended"].fillna(0).sum()) if "n_contended" in report.columns else 0
+    keep = f"`farm report {sweep_id} {KEEP_FLAG}`"
+    return invalid_line(count, kinds, included=included, keep=keep, contended=contended, sweeps=[sweep_id])
+
+
 @friendly_errors
 def report_cmd(
     sweep_id: str = typer.Argument(None, help="Sweep id, prefix or name (default: the latest)."),
@@ -68,13 +83,15 @@ def report_cmd(
         help="Also write the report as one self-contained HTML page (charts with CIs; opens offline, no script); "
         "needs the plot extra (pip install 'benchfarm[plot]').",
     ),
+    include_invalid: bool = IncludeInvalidOption,
     include_contended: bool = IncludeContendedOption,
     broker: str = BrokerOption,
 ) -> None:
     """Aggregate the sweep: one row per cell with n, median, IQR, mean, CI and the GPU-over-CPU speedup.
 
-    Repeats marked contended (other processes used the machine while they were measured) are left out of the
-    statistics and counted per cell (n_contended); --include-contended keeps them."""
+    Invalid repeats (contended: other processes used the machine while they were measured; throttled; a CPU
+    clock that changed; a steady window too short to time) are left out of the statistics and counted per cell
+    (n_invalid, with why in invalid_kinds); --include-invalid keeps them."""
     from farm.reports.aggregate import aggregate
     from farm.reports.files import write_frame
     from farm.reports.ratios import ratios
@@ -85,18 +102,19 @@ def report_cmd(
     store = open_store(broker)
     sid = resolve(store, sweep_id)
     frame = frames_for(store, sid)
-    report = aggregate(frame, include_contended=include_contended)
+    include = include_invalid or include_contended  # --include-contended: the same flag's older name
+    report = aggregate(frame, include_invalid=include)
     ratio_table = None
     if ratio_by is not None:
         try:
-            ratio_table = ratios(frame, ratio_by, baseline, include_contended=include_contended)
+            ratio_table = ratios(frame, ratio_by, baseline, include_invalid=include)
         except ValueError as e:
             fail(str(e))
     if output:
         if output.suffix.lower() == ".md":  # a person's summary; .csv/.json/.parquet hold every statistic
             from farm.reports.markdown import report_title, write_summary_md
 
-            write_summary_md(output, report, frame, title=report_title(frame))
+            write_summary_md(output, report, frame, title=report_title(frame), note=_invalid_note(report, include, sid))
         else:
             write_frame(report, output)
         console.print(f"wrote {len(report)} cells to {output}", markup=False, highlight=False)
@@ -106,7 +124,7 @@ def report_cmd(
 
         write_report_html(report, frame, html, title=report_title(frame), ratios=ratio_table)
         console.print(f"wrote {html}", markup=False, highlight=False)
-    print_report(report, included=include_contended, keep="--include-contended", sweeps=[sid], results=frame)
+    print_report(report, included=include, keep=KEEP_FLAG, sweeps=[sid], results=frame)
     if ratio_table is not None:
         shown = [
             "workload",
@@ -123,7 +141,7 @@ def report_cmd(
             "ratio_ci_high",
         ]
         shown = [ratio_by, *(c for c in shown if c != ratio_by)]
-        busy = ["n_contended", "n_contended_baseline"]
+        busy = ["n_invalid", "n_invalid_baseline"]
         if len(ratio_table) and (ratio_table[busy] > 0).any().any():  # counted on the rows they concern
             shown[shown.index("baseline_median") + 1 : shown.index("baseline_median") + 1] = busy
         console.print(

@@ -32,7 +32,7 @@ def shared_machine_warning(cpu_workers: int, gpu_workers: int, cores: int | None
     return (
         f"{workers} workers on {cores} core(s) run {workers} jobs at once: each job's measurement shares the "
         "machine with the others, so their repeats are likely to be marked contended (left out of the "
-        "report's statistics; --include-contended keeps them). Use --workers 1 for figures you can trust."
+        "report's statistics; --include-invalid keeps them). Use --workers 1 for figures you can trust."
     )
 
 

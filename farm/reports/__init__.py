@@ -5,7 +5,7 @@ with the store; everything here reads the frame built from them. Which module ho
 
 * :mod:`~farm.reports.stats` — statistics over repeats (median and bootstrap CI, ratio CIs, Mann-Whitney U);
   numpy only (scipy inside the rank test), nothing of benchfarm.
-* :mod:`~farm.reports.frames` — what every reader asks of a results frame: succeeded, failed, contended rows,
+* :mod:`~farm.reports.frames` — what every reader asks of a results frame: succeeded, failed, invalid (contended) rows,
   the hardware that ran them, measurements as floats, the sort order.
 * :mod:`~farm.reports.aggregate` — one sweep: the results frame itself, one row per cell with statistics over
   its repeats (``farm report``) and speedups; :mod:`~farm.reports.ratios` its ``--ratio-by`` ratios.

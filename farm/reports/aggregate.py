@@ -5,10 +5,11 @@
 * :func:`aggregate` — one row per cell (``CELL_COLUMNS`` + the ``device_name`` that ran it) over the succeeded
   repeats: median, quartiles, mean/std/cv and a bootstrap CI of the median for the steady epoch time and
   throughput, outliers, an ``unstable`` flag, and the speedup over the matching CPU cell with its CI.
-* Contended rows (:func:`farm.reports.frames.contended_mask`: another workload or a throttled GPU disturbed the measured
-  window) say how busy the machine was, not how fast the job is, so :func:`aggregate`,
-  :func:`farm.reports.ratios.ratios` and :func:`farm.reports.compare.compare` leave them out of every statistic unless
-  ``include_contended=True``, and count them (``n_contended``) so nothing disappears silently.
+* Invalid rows (:func:`farm.reports.frames.invalid_mask`: contended, throttled, a clock that changed, a steady
+  window too short to time; :mod:`farm.validity`) say how busy the machine was, not how fast the job is, so
+  :func:`aggregate`, :func:`farm.reports.ratios.ratios` and :func:`farm.reports.compare.compare` leave them out of
+  every statistic unless ``include_invalid=True``, and count them (``n_invalid``, why in ``invalid_kinds``; the
+  contended ones also in ``n_contended``) so nothing disappears silently.
 * :func:`speedups` — the headline table: one row per GPU cell that has a CPU counterpart.
 * ``Cells``, :func:`cells_of`, :func:`require_columns` and ``SORT_COLUMNS`` are shared with :mod:`farm.reports.ratios`
   (``--ratio-by``); writing a frame to a file is :mod:`farm.reports.tables`.
@@ -28,7 +29,16 @@ import numpy as np
 import pandas as pd
 
 from farm.columns import CELL_COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, RESULT_COLUMNS, aggregated
-from farm.reports.frames import contended_mask, failed_counts, floats, sorted_by, succeeded
+from farm.reports.frames import (
+    contended_mask,
+    failed_counts,
+    floats,
+    invalid_kinds,
+    invalid_mask,
+    kinds_by_group,
+    sorted_by,
+    succeeded,
+)
 from farm.reports.stats import (
     MAX_CV,
     STAT_FIELDS,
@@ -63,6 +73,8 @@ REPORT_COLUMNS = [
     "n",
     "n_failed",
     "n_contended",
+    "n_invalid",
+    "invalid_kinds",
     *(f"{m}_{f}" for m in METRICS for f in STAT_FIELDS),
     *(f"{m}_median" for m in MEDIAN_COLUMNS),
     *MODEL_COLUMNS,
@@ -74,6 +86,8 @@ REPORT_COLUMNS = [
     "contended_cpu_max",
     *SPEEDUP_COLUMNS,
 ]
+#: Report columns that hold text (the rest of a report without cells is float).
+_TEXT_COLUMNS = [*GROUP_COLUMNS, *INFO_COLUMNS, "invalid_kinds"]
 #: Report sort order: these first, then the remaining cell columns in schema order, then the device name.
 SORT_COLUMNS = ["workload", "device", "backend", "batch_size"]
 SORT_COLUMNS += [c for c in GROUP_COLUMNS if c not in SORT_COLUMNS]
@@ -184,9 +198,7 @@ def cells_of(ids: np.ndarray) -> Cells:
 
 
 def _empty_report() -> pd.DataFrame:
-    return pd.DataFrame(
-        {c: pd.Series(dtype=object if c in GROUP_COLUMNS + INFO_COLUMNS else float) for c in REPORT_COLUMNS}
-    )
+    return pd.DataFrame({c: pd.Series(dtype=object if c in _TEXT_COLUMNS else float) for c in REPORT_COLUMNS})
 
 
 def aggregate(
@@ -196,24 +208,26 @@ def aggregate(
     n_boot: int = 2000,
     seed: int = 0,
     max_cv: float = MAX_CV,
-    include_contended: bool = False,
+    include_invalid: bool = False,
 ) -> pd.DataFrame:
     """One row per sweep cell (``CELL_COLUMNS`` + ``hardware_key``) over the rows whose status is
     ``succeeded``; columns are ``REPORT_COLUMNS``.
 
-    Contended repeats (see :func:`farm.reports.frames.contended_mask`) are left out of every statistic, the speedup's
-    CPU side included, unless ``include_contended``: a repeat measured while another process used its cores
-    reports the machine's load, not the workload's speed.
+    Invalid repeats (see :func:`farm.reports.frames.invalid_mask`: contended, throttled, too short to time) are
+    left out of every statistic, the speedup's CPU side included, unless ``include_invalid``: a repeat measured
+    while another process used its cores reports the machine's load, not the workload's speed.
 
     * ``n`` — the succeeded repeats (rows) the statistics rest on; the statistics use those with a non-NaN
       value (a 1-epoch job has no steady epoch), so a metric's stats can rest on fewer than ``n`` values.
     * ``n_failed`` — rows of the cell (matched on ``CELL_COLUMNS`` only, whatever device name) that ended
       ``failed``, ``timed_out`` or ``cancelled``. Cells with no succeeded repeat do not appear.
-    * ``n_contended`` — succeeded repeats of the cell that were contended, counted whether or not they were left
-      out (left out: ``n + n_contended`` repeats succeeded; kept: ``n`` includes them). A cell whose succeeded
-      repeats were all contended still appears, with ``n == 0`` and NaN statistics, so it does not read as a
-      cell that never ran. ``contended_cpu_max`` — the largest ``contention_cpu`` (others' share of the job's
-      cores) among the cell's succeeded repeats, left out or not: why a cell was marked, at a glance.
+    * ``n_invalid`` — succeeded repeats of the cell that were invalid, counted whether or not they were left out
+      (left out: ``n + n_invalid`` repeats succeeded; kept: ``n`` includes them); ``invalid_kinds`` — why, by
+      kind (``"2 contended, 1 too short"``; empty for none); ``n_contended`` — those of them that were contended.
+      A cell whose succeeded repeats were all invalid still appears, with ``n == 0`` and NaN statistics, so it
+      does not read as a cell that never ran. ``contended_cpu_max`` — the largest ``contention_cpu`` (others'
+      share of the job's cores) among the cell's succeeded repeats, left out or not: why a cell was marked, at a
+      glance.
     * ``<metric>_{median,q1,q3,iqr,mean,std,cv,ci_low,ci_high}`` for ``steady_epoch_s`` and
       ``steady_samples_per_s`` (CI: percentile bootstrap of the median at ``confidence``).
     * ``outliers`` — repeats flagged by the MAD rule on ``steady_samples_per_s``; ``unstable`` —
@@ -229,14 +243,14 @@ def aggregate(
     if ok.empty:
         return _empty_report()
     ok = _with_hardware_and_software_keys(ok)
-    contended = contended_mask(ok)
-    used = np.ones(len(ok), dtype=bool) if include_contended else ~contended
+    invalid = invalid_mask(ok)
+    used = np.ones(len(ok), dtype=bool) if include_invalid else ~invalid
 
     codes: dict[str, tuple[np.ndarray, int]] = {}
-    cells = cells_of(_group_ids(ok, GROUP_COLUMNS, codes))  # every succeeded row: an all-contended cell keeps its row
+    cells = cells_of(_group_ids(ok, GROUP_COLUMNS, codes))  # every succeeded row: an all-invalid cell keeps its row
     out = _cell_identity(ok, cells)
     _add_software(out, ok, cells, used)
-    _add_counts(out, df, cells, used, contended)
+    _add_counts(out, df, ok, cells, used, invalid)
 
     bootstrap: dict[str, Any] = dict(confidence=confidence, n_boot=n_boot, seed=seed)
     sps = _add_statistics(out, ok, cells, used, bootstrap)["steady_samples_per_s"]
@@ -297,11 +311,16 @@ def _add_software(out: pd.DataFrame, ok: pd.DataFrame, cells: Cells, used: np.nd
     out["software_keys"] = [len(keys) for keys in software]
 
 
-def _add_counts(out: pd.DataFrame, df: pd.DataFrame, cells: Cells, used: np.ndarray, contended: np.ndarray) -> None:
-    """``n``, ``n_failed`` and ``n_contended``: how many repeats the statistics rest on, and what was not used."""
+def _add_counts(
+    out: pd.DataFrame, df: pd.DataFrame, ok: pd.DataFrame, cells: Cells, used: np.ndarray, invalid: np.ndarray
+) -> None:
+    """``n``, ``n_failed``, ``n_contended``, ``n_invalid`` and ``invalid_kinds``: how many repeats the statistics
+    rest on, and what was not used, and why."""
     out["n"] = np.bincount(cells.ids[used], minlength=cells.count)
     out["n_failed"] = failed_counts(out, df)
-    out["n_contended"] = np.bincount(cells.ids[contended], minlength=cells.count)
+    out["n_contended"] = np.bincount(cells.ids[contended_mask(ok)], minlength=cells.count)
+    out["n_invalid"] = np.bincount(cells.ids[invalid], minlength=cells.count)
+    out["invalid_kinds"] = kinds_by_group(invalid_kinds(ok, invalid), cells.ids, cells.count)
 
 
 def _measured(ok: pd.DataFrame, used: np.ndarray, column: str) -> np.ndarray:

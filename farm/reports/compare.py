@@ -30,11 +30,17 @@ The decision rule (``change``), per matched cell, with ``ratio = median_b / medi
   tight cell resolves is real but not a change by this rule).
 * ``"only in A"`` / ``"only in B"`` — the cell has succeeded repeats on one side only.
 
-Contended repeats (another workload on the job's cores or GPU, or a throttled GPU, during its measured window;
-see :func:`farm.reports.frames.contended_mask`) are left out of both sides before anything is computed, unless
-``include_contended``: a verdict on them would compare how busy the machine was, not the code. They are
-counted per side (``n_contended_a``/``n_contended_b``) and named in the ``note``; a side whose repeats were
-all contended has ``n`` 0 and makes the cell "inconclusive", never "only in A/B" (the cell did run there).
+Invalid repeats (:mod:`farm.validity`: another workload on the job's cores or GPU, a throttled GPU or a CPU
+clock that changed during its measured window, or a window too short to time; see
+:func:`farm.reports.frames.invalid_mask`) are left out of both sides before anything is computed, unless
+``include_invalid``: a verdict on them would compare how busy the machine was, not the code. They are counted per
+side (``n_invalid_a``/``n_invalid_b``; the contended ones also in ``n_contended_a``/``n_contended_b``) and named,
+with why, in the ``note``; a side whose repeats were all invalid has ``n`` 0 and makes the cell "inconclusive",
+never "only in A/B" (the cell did run there).
+
+A cell left without a verdict ("inconclusive", or "no change" with ``p >= alpha``) says in its ``note`` how many
+valid repeats a side would give it one (:func:`repeats_needed`): at least :func:`least_repeats` (4 at
+``alpha`` 0.05), more when the repeats scatter widely against the change to be told.
 
 Cells are matched on ``CELL_COLUMNS`` plus the hardware key, so a sweep re-run on other hardware shows up as
 cells "only in A" and "only in B" rather than as a false speedup. Software is *not* part of the match (a
@@ -47,13 +53,24 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from farm.columns import CELL_COLUMNS
-from farm.reports.frames import contended_mask, failed_counts, floats, hardware_keys, sorted_by, succeeded
+from farm.reports.frames import (
+    contended_mask,
+    failed_counts,
+    floats,
+    hardware_keys,
+    invalid_kinds,
+    invalid_mask,
+    kinds_by_group,
+    sorted_by,
+    succeeded,
+)
 from farm.reports.stats import group_medians, mann_whitney, ratio_ci_groups
 
 #: The column that names the software a row ran on (present once the rows carry it).
@@ -69,6 +86,10 @@ COMPARE_COLUMNS = [
     "n_b",
     "n_contended_a",
     "n_contended_b",
+    "n_invalid_a",
+    "n_invalid_b",
+    "invalid_kinds_a",
+    "invalid_kinds_b",
     "median_a",
     "median_b",
     "ratio",
@@ -82,6 +103,12 @@ COMPARE_COLUMNS = [
 ]
 #: The values ``change`` takes.
 CHANGES = ("faster", "slower", "no change", "inconclusive", "only in A", "only in B")
+
+#: The most valid repeats a side :func:`repeats_needed` names; beyond it a note says "more than".
+MAX_NEEDED = 200
+#: The chance a real change of the size asked about reaches ``p < alpha`` with the repeats :func:`repeats_needed`
+#: names (the usual 80 %).
+POWER = 0.8
 
 _SORT = ["workload", "device", "backend", "batch_size"]
 _SORT += [c for c in CELL_COLUMNS if c not in _SORT] + ["hardware"]
@@ -139,6 +166,35 @@ def min_p_value(n_a: int, n_b: int) -> float:
     return min(1.0, 2.0 / math.comb(n_a + n_b, n_a))
 
 
+def least_repeats(alpha: float = 0.05) -> int:
+    """The fewest repeats a side (both sides alike) with which the exact rank test can reach ``p < alpha`` at
+    all: 4 at 0.05 (3 v 3 never goes below 0.10; see :data:`farm.precision.MIN_COMPARABLE`)."""
+    n = 2
+    while min_p_value(n, n) >= alpha:
+        n += 1
+    return n
+
+
+def repeats_needed(
+    change: float, rel_sd: float, *, alpha: float = 0.05, power: float = POWER, cap: int = MAX_NEEDED
+) -> int | None:
+    """Valid repeats a side for a relative change ``change`` (0.05: 5 %) to reach ``p < alpha`` with chance
+    ``power``, when the repeats scatter by ``rel_sd`` (standard deviation over the median): the normal
+    approximation ``n = 2·((z_{1-alpha/2} + z_{power})·rel_sd/change)²``, rounded up and never below
+    :func:`least_repeats`. An estimate (the rank test needs about 5 % more on normal data, and timings are not
+    normal), to say whether a few more repeats or many would settle a cell. None when more than ``cap`` would be
+    needed, or when there is no change to tell (``change`` 0)."""
+    least = least_repeats(alpha)
+    if not rel_sd > 0:
+        return least if change > 0 else None
+    if not change > 0:
+        return None
+    z = NormalDist()
+    k = z.inv_cdf(1 - alpha / 2) + z.inv_cdf(power)
+    n = max(math.ceil(2 * (k * rel_sd / change) ** 2), least)
+    return None if n > cap else n
+
+
 # ------------------------------------------------------------------------------------------------- compare
 @dataclass(frozen=True)
 class _Rule:
@@ -148,15 +204,15 @@ class _Rule:
     higher_is_better: bool
     threshold: float
     alpha: float
-    include_contended: bool
+    include_invalid: bool
 
 
 @dataclass(frozen=True)
 class _Side:
     """One side's succeeded repeats as the figures see them, each repeat placed in its cell (``key``).
 
-    A repeat that is left out (contended) keeps its cell but has a NaN ``value``: every figure drops NaNs, and
-    the cell stays ``present``."""
+    A repeat that is left out (invalid) keeps its cell but has a NaN ``value``: every figure drops NaNs, and
+    the cell stays ``present``. ``kinds``: per cell, why its invalid repeats were (``"2 contended"``)."""
 
     key: np.ndarray
     used: np.ndarray
@@ -164,6 +220,8 @@ class _Side:
     present: np.ndarray
     n: np.ndarray
     n_contended: np.ndarray
+    n_invalid: np.ndarray
+    kinds: list[str]
 
 
 def compare(
@@ -176,7 +234,7 @@ def compare(
     confidence: float = 0.95,
     n_boot: int = 2000,
     seed: int = 0,
-    include_contended: bool = False,
+    include_invalid: bool = False,
 ) -> pd.DataFrame:
     """Compare two tidy results frames (see :func:`farm.reports.aggregate.results_frame`) cell by cell on ``metric``.
 
@@ -184,10 +242,11 @@ def compare(
     :func:`farm.reports.frames.hardware_keys`). Returns ``COMPARE_COLUMNS``, one row per cell found in either frame:
 
     * ``hardware`` — the hardware key (or device name) the cell ran on; ``metric``, ``higher_is_better``.
-    * ``n_a``, ``n_b`` — values of the metric on each side (succeeded repeats with a non-NaN value, contended
-      ones left out unless ``include_contended``): what the verdict rests on.
+    * ``n_a``, ``n_b`` — values of the metric on each side (succeeded repeats with a non-NaN value, invalid
+      ones left out unless ``include_invalid``): what the verdict rests on.
     * ``n_contended_a``, ``n_contended_b`` — contended succeeded repeats of the cell on each side, counted
-      whether left out or kept.
+      whether left out or kept; ``n_invalid_a``, ``n_invalid_b`` — invalid ones (contended among them), likewise,
+      and ``invalid_kinds_a``, ``invalid_kinds_b`` why, by kind (``"2 contended, 1 too short"``; empty for none).
     * ``median_a``, ``median_b`` and ``ratio = median_b / median_a``: for a throughput ``ratio > 1`` means B is
       faster; for a time (``*_s``) ``ratio < 1`` means B is faster.
     * ``ratio_ci_low``/``ratio_ci_high`` — percentile-bootstrap CI of the ratio at ``confidence`` (each side
@@ -197,12 +256,13 @@ def compare(
       ``p_value < alpha`` and ``|ratio - 1| > threshold``; ``inconclusive`` when no test can decide
       (fewer than 2 values a side, or too few for ``p < alpha`` to be reachable); ``only in A``/``only in B``.
     * ``software_a``/``software_b`` — the software keys seen on each side, sorted, joined with ``"|"``;
-      ``note`` — "software differs: …", "pooled several software keys on A", why a cell is inconclusive, or
-      how many repeats failed on the side that has none.
+      ``note`` — "software differs: …", "pooled several software keys on A", why a cell is inconclusive and how
+      many valid repeats a side would settle it, the invalid repeats of each side and why, or how many repeats
+      failed on the side that has none.
 
     Sorted by workload, device, backend, batch size, the other cell columns, hardware.
     """
-    rule = _Rule(metric, higher_is_better(metric), threshold, alpha, include_contended)
+    rule = _Rule(metric, higher_is_better(metric), threshold, alpha, include_invalid)
     _check_arguments(df_a, df_b, metric, threshold, alpha)
     ok_a, ok_b = succeeded(df_a), succeeded(df_b)
     both, side = _pooled_cells(ok_a, ok_b)
@@ -215,6 +275,8 @@ def compare(
     b = _side(ok_b, key[side == 1], groups, rule)
     out["n_a"], out["n_b"] = a.n, b.n
     out["n_contended_a"], out["n_contended_b"] = a.n_contended, b.n_contended
+    out["n_invalid_a"], out["n_invalid_b"] = a.n_invalid, b.n_invalid
+    out["invalid_kinds_a"], out["invalid_kinds_b"] = a.kinds, b.kinds
     ratio = _add_medians_and_ratio(out, a, b, groups, confidence=confidence, n_boot=n_boot, seed=seed)
     software = _software_by_cell(ok_a, ok_b, key, side, np.r_[a.used, b.used], groups)
     out["software_a"] = ["|".join(sorted(s)) for s in software[0]]
@@ -247,9 +309,9 @@ def _cell_table(both: pd.DataFrame, key: np.ndarray, rule: _Rule) -> pd.DataFram
 
 
 def _side(ok: pd.DataFrame, key: np.ndarray, groups: int, rule: _Rule) -> _Side:
-    """One side's repeats and per-cell counts, contended repeats left out unless the rule keeps them."""
-    busy = contended_mask(ok)
-    used = np.ones(len(ok), dtype=bool) if rule.include_contended else ~busy
+    """One side's repeats and per-cell counts, invalid repeats left out unless the rule keeps them."""
+    invalid = invalid_mask(ok)
+    used = np.ones(len(ok), dtype=bool) if rule.include_invalid else ~invalid
     values = np.where(used, floats(ok[rule.metric]), np.nan)
     return _Side(
         key=key,
@@ -257,7 +319,9 @@ def _side(ok: pd.DataFrame, key: np.ndarray, groups: int, rule: _Rule) -> _Side:
         values=values,
         present=np.bincount(key, minlength=groups) > 0,
         n=np.bincount(key[~np.isnan(values)], minlength=groups),
-        n_contended=np.bincount(key[busy], minlength=groups),
+        n_contended=np.bincount(key[contended_mask(ok)], minlength=groups),
+        n_invalid=np.bincount(key[invalid], minlength=groups),
+        kinds=kinds_by_group(invalid_kinds(ok, invalid), key, groups),
     )
 
 
@@ -313,9 +377,13 @@ def _judge_cells(
             change, why = _verdict(int(a.n[g]), int(b.n[g]), ratio[g], p_values[g], rule)
             changes.append(change)
             note += why
+            if change == "inconclusive" or (change == "no change" and not p_values[g] < rule.alpha):
+                note += _needed_note(split_a[g], split_b[g], ratio[g], rule)
             note += _software_differs_note(software[0][g], software[1][g])
         note += _pooled_software_notes(software[0][g], software[1][g])
-        note += _contended_note(int(a.n_contended[g]), int(b.n_contended[g]), rule.include_contended)
+        note += _invalid_note(
+            (int(a.n_invalid[g]), int(b.n_invalid[g])), (a.kinds[g], b.kinds[g]), rule.include_invalid
+        )
         notes.append("; ".join(note))
     return p_values, changes, notes
 
@@ -343,12 +411,39 @@ def _pooled_software_notes(a: set[str], b: set[str]) -> list[str]:
     return [f"pooled several software keys on {label}" for label, s in zip("AB", (a, b), strict=True) if len(s) > 1]
 
 
-def _contended_note(n_a: int, n_b: int, kept: bool) -> list[str]:
-    """Counts the contended repeats of each side, and says whether the figures kept them or left them out."""
-    busy = [f"{label} {n}" for label, n in zip("AB", (n_a, n_b), strict=True) if n]
-    if not busy:
+def _invalid_note(counts: tuple[int, int], kinds: tuple[str, str], kept: bool) -> list[str]:
+    """Counts the invalid repeats of each side and why, and says whether the figures kept them or left them out:
+    ``invalid repeats left out: A 2 (2 contended), B 1 (1 too short)``."""
+    sides = [
+        f"{label} {n}" + (f" ({why})" if why else "") for label, n, why in zip("AB", counts, kinds, strict=True) if n
+    ]
+    if not sides:
         return []
-    return [("contended repeats kept: " if kept else "contended repeats left out: ") + ", ".join(busy)]
+    return [("invalid repeats kept: " if kept else "invalid repeats left out: ") + ", ".join(sides)]
+
+
+def _needed_note(values_a: np.ndarray, values_b: np.ndarray, ratio: float, rule: _Rule) -> list[str]:
+    """For a cell without a verdict: how many valid repeats a side would give it one (:func:`repeats_needed`), for
+    the change observed or, when that is smaller, the smallest that counts (``threshold``: a smaller one would be
+    "no change" however sure). Nothing when the repeats there already suffice for it."""
+    a, b = values_a[~np.isnan(values_a)], values_b[~np.isnan(values_b)]
+    least = least_repeats(rule.alpha)
+    at_least = [f"would need at least {least} valid repeats a side ({len(a)} v {len(b)} now)"]
+    if len(a) < 2 or len(b) < 2 or not math.isfinite(ratio):
+        return at_least
+    middle = abs(float(np.median(a)))
+    pooled = math.sqrt(((len(a) - 1) * np.var(a, ddof=1) + (len(b) - 1) * np.var(b, ddof=1)) / (len(a) + len(b) - 2))
+    rel_sd = pooled / middle if middle > 0 else math.inf
+    change = max(abs(ratio - 1), rule.threshold)
+    need = repeats_needed(change, rel_sd, alpha=rule.alpha) if math.isfinite(rel_sd) else None
+    told = f"to tell a change of {change * 100:.3g}%"
+    if need is None:
+        return [f"would need more than {MAX_NEEDED} valid repeats a side {told}"]
+    if need <= min(len(a), len(b)):
+        return []
+    if need == least:
+        return at_least
+    return [f"would need about {need} valid repeats a side {told} ({len(a)} v {len(b)} now)"]
 
 
 def _check_arguments(df_a: pd.DataFrame, df_b: pd.DataFrame, metric: str, threshold: float, alpha: float) -> None:
@@ -367,7 +462,7 @@ def _software_by_cell(
     ok_a: pd.DataFrame, ok_b: pd.DataFrame, key: np.ndarray, side: np.ndarray, used: np.ndarray, groups: int
 ) -> list[list[set[str]]]:
     """Per side, per cell: the software keys of the repeats the figures rest on, or of every repeat when all
-    were left out (so a cell of contended repeats still says what ran)."""
+    were left out (so a cell of invalid repeats still says what ran)."""
     sw = pd.concat([software_keys(ok_a), software_keys(ok_b)], ignore_index=True).astype(str)
     kept: list[list[set[str]]] = [[set() for _ in range(groups)], [set() for _ in range(groups)]]
     every: list[list[set[str]]] = [[set() for _ in range(groups)], [set() for _ in range(groups)]]

@@ -7,9 +7,14 @@ hardware ran them, their measurements as floats, and the order their tables are 
 here, once, so the two modules cannot drift apart and neither has to import the other.
 
 * :func:`succeeded` / :func:`failed_counts` — the rows the statistics rest on, and the failed repeats per cell.
-* :func:`contended_mask` — which rows were *contended* (another workload or a throttled GPU disturbed the
-  measured window, see :mod:`workers.contention`): their figures say how busy the machine was, not how fast the
-  job is, so reports and comparisons leave them out unless asked to keep them.
+* :func:`invalid_mask` — which rows are *invalid* (:mod:`farm.validity`: contended, throttled, a clock that
+  changed, a steady window too short to time): their figures say how busy or slow-to-settle the machine was,
+  not how fast the job is, so reports and comparisons leave them out unless asked to keep them.
+  :func:`contended_mask` — which rows were *contended* (another workload or a throttled GPU disturbed the
+  measured window, see :mod:`workers.contention`), one kind of invalid row, still counted on its own; rows
+  recorded before verdicts existed are judged by it alone.
+* :func:`invalid_kinds` / :func:`kinds_text` / :func:`add_kinds` / :func:`invalid_total` — why rows are invalid,
+  counted by kind (:func:`farm.validity.kind_of`): ``"2 contended, 1 too short"``.
 * :func:`hardware_keys` — the hardware each row ran on, decided jointly over several frames.
 * :func:`floats`, :func:`sort_key`, :func:`sorted_by` — measurements as floats, and one sort order for mixed
   types.
@@ -25,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from farm.columns import CELL_COLUMNS
+from farm.validity import kind_of
 
 #: The column that names the hardware a row ran on (present once the rows carry it).
 HARDWARE_KEY = "hardware_key"
@@ -32,6 +38,12 @@ HARDWARE_KEY = "hardware_key"
 FAILED_STATUSES = ("failed", "timed_out", "cancelled")
 #: What a ``contended`` cell may hold for "yes": a bool from the store, or its text/number read back from a file.
 _TRUE = [True, 1, "true", "True", "TRUE", "1"]
+#: What a ``valid`` cell may hold for "no", likewise.
+_FALSE = [False, 0, "false", "False", "FALSE", "0"]
+#: The order kinds are named in (:func:`farm.validity.kind_of`), then any other in the order first seen.
+KIND_ORDER = ("contended", "throttled", "clock changed", "too short")
+#: The kind of an invalid row that recorded no reason (a file written by hand, or a verdict without one).
+UNSTATED = "unstated"
 
 
 def floats(s: pd.Series) -> np.ndarray:
@@ -72,6 +84,109 @@ def contended_mask(df: pd.DataFrame) -> np.ndarray:
     if col.dtype == bool:
         return col.to_numpy(dtype=bool)
     return col.isin(_TRUE).to_numpy(dtype=bool)
+
+
+def invalid_mask(df: pd.DataFrame) -> np.ndarray:
+    """Per row: must the repeat be left out of the figures? Where the row has a ``valid`` verdict
+    (:mod:`farm.validity`: a bool from the store, or its text/number read back from a file), True when it is
+    "no"; where it has none (no column, a missing value: results recorded before verdicts existed), its
+    :func:`contended_mask`, the only verdict such a row carries."""
+    contended = contended_mask(df)
+    if "valid" not in df.columns:
+        return contended
+    col = df["valid"]
+    if col.dtype == bool:
+        return ~col.to_numpy(dtype=bool)
+    false = col.isin(_FALSE).to_numpy(dtype=bool)
+    said = false | col.isin(_TRUE).to_numpy(dtype=bool)
+    return np.where(said, false, contended)
+
+
+def split_reasons(text: str) -> list[str]:
+    """The reasons joined with ``"; "`` in an ``invalid_reason`` cell, split again. Only at the top level: a
+    too-short reason holds its own ``"; "`` inside parentheses (``(0.50 s, under 1 s; 10 steps, under 20)``)."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(depth - 1, 0)
+        elif ch == ";" and depth == 0 and text[i + 1 : i + 2] == " ":
+            out.append(text[start:i])
+            start = i + 2
+    out.append(text[start:])
+    return [r.strip() for r in out if r.strip()]
+
+
+def _text(v: Any) -> str:
+    """A reason cell as text: empty for a missing value."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return str(v)
+
+
+def invalid_kinds(df: pd.DataFrame, invalid: np.ndarray) -> list[tuple[str, ...]]:
+    """Per row: the kinds of why it is invalid (each once, in ``KIND_ORDER``), empty for a valid row. Read from
+    ``invalid_reason``, else (older rows) ``contended_reason``; a contended row that says nothing more is
+    ``contended``, any other invalid row without a reason ``unstated``."""
+    contended = contended_mask(df)
+    out: list[tuple[str, ...]] = [()] * len(df)
+    rows = np.flatnonzero(invalid)  # only these are read: a large sweep's valid rows cost nothing
+    reasons = (
+        df["invalid_reason"].to_numpy(dtype=object)[rows] if "invalid_reason" in df.columns else [None] * len(rows)
+    )
+    older = (
+        df["contended_reason"].to_numpy(dtype=object)[rows] if "contended_reason" in df.columns else [None] * len(rows)
+    )
+    for i, why, why_busy in zip(rows.tolist(), reasons, older, strict=True):
+        text = _text(why) or (_text(why_busy) if contended[i] else "")
+        kinds = {kind_of(r) for r in split_reasons(text)} or {"contended" if contended[i] else UNSTATED}
+        out[i] = tuple(sorted(kinds, key=_kind_rank))
+    return out
+
+
+def _kind_rank(kind: str) -> tuple[int, str]:
+    return (KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER), kind)
+
+
+def kinds_text(counts: dict[str, int]) -> str:
+    """Counts by kind as a person reads them: ``"2 contended, 1 too short"``; empty when there are none."""
+    shown = sorted((k for k, v in counts.items() if v > 0), key=_kind_rank)
+    return ", ".join(f"{counts[k]} {k}" for k in shown)
+
+
+def add_kinds(counts: dict[str, int], text: Any) -> dict[str, int]:
+    """``counts`` plus the counts a :func:`kinds_text` says (a report cell's ``invalid_kinds``, perhaps read back
+    from a file: a missing value adds nothing). Returns ``counts``."""
+    for part in _text(text).split(", "):
+        number, _, kind = part.strip().partition(" ")
+        if number.isdigit() and kind:
+            counts[kind] = counts.get(kind, 0) + int(number)
+    return counts
+
+
+def invalid_total(report: pd.DataFrame) -> tuple[int, str]:
+    """A report's invalid repeats in all, and why by kind (``(3, "2 contended, 1 too short")``), summed over its
+    cells (``n_invalid``, ``invalid_kinds``); a report from before those columns existed counts its
+    ``n_contended``, all of them contended."""
+    if "n_invalid" not in report.columns:
+        busy = int(pd.to_numeric(report["n_contended"], errors="coerce").fillna(0).sum()) if len(report) else 0
+        return (busy, f"{busy} contended" if busy else "") if "n_contended" in report.columns else (0, "")
+    total = int(pd.to_numeric(report["n_invalid"], errors="coerce").fillna(0).sum())
+    counts: dict[str, int] = {}
+    for text in report["invalid_kinds"] if "invalid_kinds" in report.columns else []:
+        add_kinds(counts, text)
+    return total, kinds_text(counts)
+
+
+def kinds_by_group(kinds: list[tuple[str, ...]], groups: np.ndarray, n_groups: int) -> list[str]:
+    """Per group (``groups``: each row's group number): its rows' kinds counted, as :func:`kinds_text`."""
+    counts: list[dict[str, int]] = [{} for _ in range(n_groups)]
+    for i in (i for i, row in enumerate(kinds) if row):
+        g = int(groups[i])
+        for k in kinds[i]:
+            counts[g][k] = counts[g].get(k, 0) + 1
+    return [kinds_text(c) for c in counts]
 
 
 def _has_key(df: pd.DataFrame, column: str) -> bool:

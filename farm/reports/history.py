@@ -9,8 +9,9 @@ flags the sweep at which a cell's throughput changed, naming what changed in the
 hardware (:func:`farm.reports.frames.hardware_keys`: the ``hardware_key``, or the device name for results recorded
 before that key existed, decided jointly over all sweeps). The sweep's name is not part of it (it is what
 differs), and neither is the software (an upgrade is exactly what a history should show). Only succeeded
-repeats count, and contended repeats (:func:`farm.reports.frames.contended_mask`) are left out as ``farm report`` and
-``farm compare`` leave them out: they measure how busy the machine was, not the code.
+repeats count, and invalid repeats (:func:`farm.reports.frames.invalid_mask`: contended, throttled, too short to
+time) are left out as ``farm report`` and ``farm compare`` leave them out: they measure how busy the machine was,
+not the code.
 
 **The detection rule** (per cell and hardware key, over its sweeps in time order; a sweep whose repeats were
 all left out is shown but neither tested nor used as a baseline). The sweeps since the last flagged change
@@ -49,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from farm.columns import CELL_COLUMNS
-from farm.reports.frames import contended_mask, floats, hardware_keys, sort_key, succeeded
+from farm.reports.frames import floats, hardware_keys, invalid_mask, sort_key, succeeded
 from farm.reports.stats import group_medians, mann_whitney, summarize_groups
 
 #: The throughput a history follows (higher is faster).
@@ -239,7 +240,7 @@ def history_frame(
 
     * ``when`` — the median ``finished_at`` of the sweep's succeeded jobs in the cell (ISO 8601, UTC); sweeps
       are ordered by it (a re-run sweep lands where it ran, not where it was first submitted).
-    * ``n``, ``median``, ``ci_low``, ``ci_high`` — the uncontended succeeded repeats of ``steady_samples_per_s``
+    * ``n``, ``median``, ``ci_low``, ``ci_high`` — the valid succeeded repeats of ``steady_samples_per_s``
       and the bootstrap CI of their median (:func:`farm.reports.stats.summarize_groups`); ``unit`` — what is counted
       per second (a ``unit`` column of the results, else ``"samples"``).
     * ``change``, ``change_pct``, ``p_value`` — :func:`detect_steps`.
@@ -282,13 +283,13 @@ def _pooled_rows(frames: Sequence[tuple[str, pd.DataFrame]], oks: list[pd.DataFr
 
 def _sweep_rows(sweep_id: str, order: int, ok: pd.DataFrame, hardware: pd.Series) -> pd.DataFrame:
     """One sweep's succeeded repeats: the cell, its hardware and sweep, and what the figures need, in private
-    ``_`` columns: the store's order of the sweep, the value (NaN when contended: left out, like ``farm
+    ``_`` columns: the store's order of the sweep, the value (NaN when invalid: left out, like ``farm
     report`` leaves it out), when the job finished, the unit; and the fingerprint columns."""
     part = ok[CELL_COLUMNS].astype(object).reset_index(drop=True)
     part["hardware_key"] = hardware
     part["sweep_id"] = sweep_id
     part["_order"] = order
-    part["_value"] = np.where(contended_mask(ok), np.nan, floats(ok[METRIC]))
+    part["_value"] = np.where(invalid_mask(ok), np.nan, floats(ok[METRIC]))
     part["_finished"] = _timestamps(ok)
     part["_unit"] = _units(ok)
     for column, _ in FINGERPRINT:
@@ -425,7 +426,7 @@ def _first_per_group(values: pd.Series, group: np.ndarray, G: int, default: str)
 
 
 def _fingerprints(rows: pd.DataFrame, group: np.ndarray, G: int) -> list[dict[str, set[str]]]:
-    """Per group: each fingerprint column → the set of values its repeats ran with (contended ones too: they
+    """Per group: each fingerprint column → the set of values its repeats ran with (invalid ones too: they
     ran the same software)."""
     out: list[dict[str, set[str]]] = [{c: set() for c, _ in FINGERPRINT} for _ in range(G)]
     for column, _ in FINGERPRINT:

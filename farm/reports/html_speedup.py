@@ -87,8 +87,9 @@ def ratio_note(r: Any, lo: Any, hi: Any) -> str:
 def _ratio_by(ratios: pd.DataFrame, results: pd.DataFrame, baseline: str) -> str:
     """The column ``ratios`` was taken by (``--ratio-by``): an extra column when it is not a cell column, else
     the cell column whose baseline value the results hold but no ratio row has."""
-    ratio_columns = {"hardware", "baseline", "metric", "n", "n_baseline", "n_contended", "n_contended_baseline"}
-    ratio_columns |= {"median", "baseline_median", "ratio", "ratio_ci_low", "ratio_ci_high"}
+    from farm.reports.ratios import RATIO_COLUMNS
+
+    ratio_columns = {"hardware", *RATIO_COLUMNS}
     extra = [c for c in ratios.columns if c not in CELL_COLUMNS and c not in ratio_columns]
     if extra:
         return str(extra[0])

@@ -1,7 +1,7 @@
 """The plain-language paragraph at the top of the sweep report (:mod:`farm.reports.html_sweep`).
 
 :func:`report_summary` says the GPU-over-CPU headline per cell when the sweep has one, else the fastest and
-slowest cell of each workload, and then how far the figures can be trusted (unstable, contended, failed, pooled
+slowest cell of each workload, and then how far the figures can be trusted (unstable, invalid, failed, pooled
 cells), so a reader who stops after one paragraph still knows what the sweep found and how firmly.
 """
 
@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from farm.columns import CELL_COLUMNS
+from farm.reports.frames import invalid_total
 from farm.reports.html_page import (
     CONFIDENCE,
     blank,
@@ -112,7 +113,7 @@ def _extremes(report: pd.DataFrame, varying: list[str], pct: str) -> list[str]:
 
 
 def _trust(report: pd.DataFrame, results: pd.DataFrame | None) -> str:
-    """How far the figures can be trusted: unstable, contended, failed, pooled."""
+    """How far the figures can be trusted: unstable, invalid (contended, too short, ...), failed, pooled."""
     n = len(report)
     unstable = int(report["unstable"].fillna(False).astype(bool).sum()) if "unstable" in report else 0
     parts = []
@@ -122,24 +123,25 @@ def _trust(report: pd.DataFrame, results: pd.DataFrame | None) -> str:
             f"of the median is wider than ±{MAX_CV:.0%}): read their medians as rough"
         )
     n_used = report["n"].fillna(0) if "n" in report else pd.Series(2, index=report.index)
-    busy_cells = report["n_contended"].fillna(0) > 0 if "n_contended" in report else n_used < 0
+    counted = "n_invalid" if "n_invalid" in report else "n_contended"  # a report from before n_invalid existed
+    busy_cells = report[counted].fillna(0) > 0 if counted in report else n_used < 0
     left_out = int(((n_used == 0) & busy_cells).sum())
     few = int(((n_used < 2) & ~((n_used == 0) & busy_cells)).sum())
     if left_out:
         sweeps = sorted({str(s) for s in results["sweep_id"].dropna()}) if results is not None else []
         sid = sweeps[0] if len(sweeps) == 1 else "SWEEP"
         parts.append(
-            f"{left_out} of {n} cell(s) have no figure to trust: every repeat was contended (other processes used "
-            f"the machine) and left out; `farm report {sid} --include-contended` keeps them, `farm resume {sid} "
-            "--contended` re-runs them"
+            f"{left_out} of {n} cell(s) have no figure to trust: every repeat was invalid (contended, throttled or "
+            f"too short to time) and left out; `farm report {sid} --include-invalid` keeps them, `farm resume {sid} "
+            "--contended` re-runs the contended ones"
         )
     if few:
         parts.append(f"{few} of {n} cell(s) have fewer than 2 repeats: their spread cannot be judged")
     elif not unstable and not left_out:
         parts.append(f"all {n} cell(s) are stable (repeats within {MAX_CV:.0%} of each other)")
-    busy = int(report["n_contended"].fillna(0).sum()) if "n_contended" in report else 0
+    busy, why = invalid_total(report)
     if busy:
-        parts.append(f"{busy} contended repeat(s) (another process used the machine) are marked")
+        parts.append(f"{busy} invalid repeat(s) ({why}) are marked" if why else f"{busy} invalid repeat(s) are marked")
     failed = int(report["n_failed"].fillna(0).sum()) if "n_failed" in report else 0
     if results is not None and "status" in results.columns:
         failed = int(results["status"].isin(["failed", "timed_out", "cancelled"]).sum())

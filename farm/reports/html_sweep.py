@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from farm.columns import format_figure, shown_in
-from farm.reports.frames import contended_mask, floats, succeeded
+from farm.reports.frames import floats, invalid_mask, succeeded
 from farm.reports.html_environment import environment_section
 from farm.reports.html_history import history_section
 from farm.reports.html_page import (
@@ -62,6 +62,7 @@ from farm.reports.html_page import (
 )
 from farm.reports.html_speedup import ratio_note, speedup_section
 from farm.reports.html_summary import report_summary
+from farm.reports.markdown import invalid_flag
 from farm.reports.stats import group_medians, summarize_groups
 
 __all__ = [
@@ -112,8 +113,8 @@ class _Cells:
 
     ok: pd.DataFrame
     cell: np.ndarray  # per succeeded result: its report row, -1 for none
-    used: np.ndarray  # per succeeded result: part of the statistics (not a left-out contended repeat)
-    contended: np.ndarray
+    used: np.ndarray  # per succeeded result: part of the statistics (not a left-out invalid repeat)
+    invalid: np.ndarray
     outlier: np.ndarray
     stalled: np.ndarray
     stalls_per_cell: np.ndarray
@@ -125,7 +126,7 @@ class _Cells:
         return self.medians_of(floats(self.ok[column]), n)
 
     def medians_of(self, values: np.ndarray, n: int) -> np.ndarray:
-        """Medians over the repeats the statistics used; a cell whose repeats were all left out (contended)
+        """Medians over the repeats the statistics used; a cell whose repeats were all left out (invalid)
         falls back to all of them, marked as such in its row: where its time went is still worth seeing."""
         keep = (self.cell >= 0) & self.used
         out = group_medians(values[keep], self.cell[keep], n)
@@ -138,22 +139,23 @@ class _Cells:
 def _cells(report: pd.DataFrame, results: pd.DataFrame) -> _Cells:
     ok, cell = _match(report, results)
     n = len(report)
-    contended = contended_mask(ok)
+    invalid = invalid_mask(ok)
     matched = cell >= 0
     total = np.bincount(cell[matched], minlength=n) if n else np.zeros(0, dtype=np.intp)
-    # Were contended repeats kept (--include-contended)? Then n counts them too.
-    busy = report["n_contended"].fillna(0).to_numpy(dtype=float) > 0 if "n_contended" in report else np.zeros(n, bool)
+    # Were invalid repeats kept (--include-invalid)? Then n counts them too.
+    counted = "n_invalid" if "n_invalid" in report else "n_contended"  # a report from before n_invalid existed
+    busy = report[counted].fillna(0).to_numpy(dtype=float) > 0 if counted in report else np.zeros(n, bool)
     included = bool(busy.any()) and bool(
         (report["n"].to_numpy(dtype=float)[busy] == total[busy]).all() if "n" in report else False
     )
-    used = np.ones(len(ok), dtype=bool) if included else ~contended
+    used = np.ones(len(ok), dtype=bool) if included else ~invalid
     values = np.where(used & matched, floats(ok["steady_samples_per_s"]), np.nan)
     outlier = np.zeros(len(ok), dtype=bool)
     if matched.any():
         outlier[matched] = summarize_groups(values[matched], cell[matched], n, n_boot=1).outlier_mask
     stalled = floats(ok["stalls"]) > 0 if "stalls" in ok.columns else np.zeros(len(ok), dtype=bool)
     stalls_per_cell = np.bincount(cell[matched & stalled], minlength=n) if n else np.zeros(0, dtype=np.intp)
-    return _Cells(ok, cell, used, contended, outlier, stalled, stalls_per_cell)
+    return _Cells(ok, cell, used, invalid, outlier, stalled, stalls_per_cell)
 
 
 def _count(v: Any) -> int:
@@ -166,10 +168,11 @@ def _flags(rec: dict[str, Any], stalls: int) -> list[str]:
     flags = []
     if bool(rec.get("unstable")) and not blank(rec.get("unstable")):
         flags.append("unstable")
-    for column, word in (("outliers", "outlier"), ("n_contended", "contended"), ("n_failed", "failed")):
-        k = _count(rec.get(column))
-        if k > 0:
-            flags.append(f"{k} {word}")
+    if _count(rec.get("outliers")) > 0:
+        flags.append(f"{_count(rec.get('outliers'))} outlier")
+    flags += invalid_flag(rec)
+    if _count(rec.get("n_failed")) > 0:
+        flags.append(f"{_count(rec.get('n_failed'))} failed")
     if stalls:
         flags.append(f"{stalls} stalled")
     if _count(rec.get("software_keys")) > 1:
@@ -194,8 +197,8 @@ def _throughput_section(p: Any, report: pd.DataFrame, cells: _Cells, labels: lis
         idx = order[starts[i] : starts[i + 1]]
         idx = idx[np.isfinite(values[idx])]
         kinds = np.where(
-            cells.contended[idx] & ~cells.used[idx],
-            "contended",
+            cells.invalid[idx] & ~cells.used[idx],
+            "invalid",
             np.where(cells.stalled[idx], "stall", np.where(cells.outlier[idx], "outlier", "ok")),
         )
         if len(idx) > MAX_DOTS:
@@ -224,7 +227,7 @@ def _throughput_section(p: Any, report: pd.DataFrame, cells: _Cells, labels: lis
         f"Steady throughput (epochs after the first) per cell: each dot is one repeat, the diamond its median with "
         f"the {CONFIDENCE:.0%} bootstrap CI as error bars; colour: device and backend. Marked in red, with the "
         "reason in brackets: unstable cells (hollow diamond), outlier repeats (×, MAD rule), repeats whose fit "
-        "stalled (▽), contended repeats (□, left out of the statistics)."
+        "stalled (▽), invalid repeats (□: contended, throttled or too short to time; left out of the statistics)."
     )
     if sampled:
         caption += f" Cells with more than {MAX_DOTS} repeats show {MAX_DOTS}: every flagged one, then a fixed sample."

@@ -3,8 +3,8 @@
 The full report (every statistic of every cell) stays in ``report.csv``; this is the summary ``farm run`` writes
 beside it and ``farm report -o x.md`` writes: workload, device, backend, batch, device name, ``n``, the median
 steady throughput (its unit in the header: ``images/s``) with its 95% CI, the first epoch's time, the test
-accuracy, the GPU-over-CPU speedup with its CI, and the cell's flags (``unstable``, outliers, stalls, contended
-repeats); integers printed as integers; then a "How to read this" paragraph, which says among other things that
+accuracy, the GPU-over-CPU speedup with its CI, and the cell's flags (``unstable``, outliers, stalls, invalid
+repeats and why); integers printed as integers; then a "How to read this" paragraph, which says among other things that
 an accuracy near 1/classes on synthetic data is chance level, as expected.
 
 pandas and numpy only: no framework, no rich, no Redis (the submit side writes it).
@@ -27,6 +27,7 @@ __all__ = [
     "cell_flags",
     "cell_stalls",
     "fmt_number",
+    "invalid_flag",
     "precision_text",
     "report_title",
     "summary_frame",
@@ -59,8 +60,8 @@ HOW_TO_READ = """\
 ## How to read this
 
 - **One row per sweep cell**: a workload with its settings on one kind of hardware. `n` is the number of
-  repeats the figures rest on; repeats measured while other processes used the machine are not among them
-  (*flags* counts them as `contended`).
+  repeats the figures rest on; invalid repeats (measured while other processes used the machine or its clock
+  changed, or with too short a steady window to time) are not among them (*flags* counts them, with why).
 - **Throughput** is the median over the repeats of the *steady* epochs (every epoch after the first, which
   also holds tracing and compilation: that one is *first epoch s*). **95% CI** is the bootstrap confidence
   interval of that median: where two cells' intervals overlap, the table does not show a difference between
@@ -69,8 +70,10 @@ HOW_TO_READ = """\
   95% CI.
 - **Flags**: `unstable` — the repeats scatter too much (a spread over 10%, or a CI wider than ±10% of the
   median) to trust the median: run more repeats on a quiet machine; `outliers` — repeats far from the others
-  (modified z-score over 3.5); `stalls` — epochs where training sat idle waiting for its input; `contended` —
-  repeats not counted because the machine was busy.
+  (modified z-score over 3.5); `stalls` — epochs where training sat idle waiting for its input;
+  `N invalid (…)` — repeats not counted, and why (one kind alone is named alone): `contended` (the machine was
+  busy), `throttled` or `clock changed` (the device slowed down), `too short` (too little to time:
+  `results.csv`'s *invalid_reason* says how long would do).
 - **Inference** cells (`mode: inference`): the throughput is that of the steady `predict` passes over the
   samples at the cell's batch size (the first pass compiles); *latency p50/p99 ms* are of single requests at
   batch 1, each timed until its answer is in hand. **TFLOP/s** is the achieved rate: the model's counted
@@ -160,9 +163,10 @@ def _count(v: Any) -> int:
     return 0 if _missing(v) or not isinstance(v, (int, float, np.integer, np.floating)) else int(v)
 
 
-def cell_flags(rec: Mapping[Any, Any], stalls: float = float("nan"), *, contended: bool = False) -> str:
+def cell_flags(rec: Mapping[Any, Any], stalls: float = float("nan"), *, invalid: bool = False) -> str:
     """What a cell's figures warn of: ``unstable`` (too wide a spread to trust its median), ``N outliers``,
-    ``N stalls`` and, with ``contended``, ``N contended`` (repeats left out); empty for a clean cell."""
+    ``N stalls`` and, with ``invalid``, ``N invalid (2 contended, 1 too short)`` (repeats left out, and why; a
+    report from before ``n_invalid`` existed says ``N contended``); empty for a clean cell."""
     flags = []
     unstable = rec.get("unstable")
     if not _missing(unstable) and bool(unstable):
@@ -171,9 +175,31 @@ def cell_flags(rec: Mapping[Any, Any], stalls: float = float("nan"), *, contende
         flags.append(f"{k} outlier{'s' if k > 1 else ''}")
     if (k := _count(stalls)) > 0:
         flags.append(f"{k} stall{'s' if k > 1 else ''}")
-    if contended and (k := _count(rec.get("n_contended"))) > 0:
-        flags.append(f"{k} contended")
+    if invalid:
+        flags += invalid_flag(rec)
     return ", ".join(flags)
+
+
+def invalid_flag(rec: Mapping[Any, Any]) -> list[str]:
+    """A cell's invalid repeats as one flag: ``3 invalid (2 contended, 1 too short)``, or where all are of one
+    kind just ``2 contended`` / ``1 too short`` (chart labels are short); none for a cell without. A report from
+    before ``n_invalid`` existed (a file read back) flags its ``N contended``."""
+    from farm.reports.frames import UNSTATED
+
+    if "n_invalid" not in rec:
+        k = _count(rec.get("n_contended"))
+        return [f"{k} contended"] if k > 0 else []
+    k = _count(rec.get("n_invalid"))
+    if k <= 0:
+        return []
+    why = rec.get("invalid_kinds")
+    if not isinstance(why, str) or not why:
+        return [f"{k} invalid"]
+    if why == f"{k} {UNSTATED}":
+        return [f"{k} invalid"]
+    if "," not in why and why.startswith(f"{k} "):  # every invalid repeat of one kind, each once
+        return [why]
+    return [f"{k} invalid ({why})"]
 
 
 def ci_text(low: Any, high: Any, digits: int = 4) -> str:
@@ -257,8 +283,10 @@ def summary_frame(report: pd.DataFrame, results: pd.DataFrame | None = None) -> 
         add("precision", [precision_text(r) for r in records])
     if "speedup_vs_cpu" in has and report["speedup_vs_cpu"].notna().any():
         add("GPU/CPU", [_speedup(r) for r in records])
-    if any(c in has for c in ("unstable", "outliers", "n_contended")) or not all(math.isnan(s) for s in stalls):
-        add("flags", [cell_flags(r, s, contended=True) for r, s in zip(records, stalls, strict=True)])
+    if any(c in has for c in ("unstable", "outliers", "n_contended", "n_invalid")) or not all(
+        math.isnan(s) for s in stalls
+    ):
+        add("flags", [cell_flags(r, s, invalid=True) for r, s in zip(records, stalls, strict=True)])
     return pd.DataFrame({title: values for title, values in columns}, index=range(len(records)))
 
 
@@ -321,7 +349,7 @@ def summary_markdown(
     note: str | None = None,
 ) -> str:
     """The whole ``report.md``: a heading, one sentence on what the sweep ran, the summary table, ``note`` (say,
-    that contended repeats were left out) and "How to read this"."""
+    that invalid repeats were left out) and "How to read this"."""
     from farm.safe_text import md_escape
 
     lines = [f"# {md_escape(title or 'Benchmark report')}", ""]

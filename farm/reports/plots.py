@@ -182,7 +182,8 @@ class DotRow:
     """One cell of the throughput chart: its median and CI, its repeats, and why it is marked.
 
     ``dots`` are the repeats' values; ``kinds`` says what each is: ``"ok"``, ``"outlier"`` (MAD rule),
-    ``"stall"`` (the job's fit stalled), ``"contended"`` (left out of the statistics)."""
+    ``"stall"`` (the job's fit stalled), ``"invalid"`` (contended, throttled or too short to time: left out of
+    the statistics)."""
 
     label: str
     series: str
@@ -199,13 +200,13 @@ _DOT_STYLE: dict[str, dict[str, Any]] = {
     "ok": dict(marker="o", s=14, alpha=0.55, linewidths=0, zorder=2),
     "outlier": dict(marker="X", s=46, color=ALERT, linewidths=0, zorder=6),
     "stall": dict(marker="v", s=40, facecolors="none", edgecolors="#222222", linewidths=1.1, zorder=6),
-    "contended": dict(marker="s", s=30, facecolors="none", edgecolors="#888888", linewidths=1.0, zorder=6),
+    "invalid": dict(marker="s", s=30, facecolors="none", edgecolors="#888888", linewidths=1.0, zorder=6),
 }
 _DOT_LEGEND: dict[str, tuple[str, str, dict[str, Any]]] = {
     "ok": ("o", "a repeat", dict(markerfacecolor="#777777", markeredgewidth=0, alpha=0.6)),
     "outlier": ("X", "outlier repeat (MAD rule)", dict(markerfacecolor=ALERT, markeredgewidth=0)),
     "stall": ("v", "repeat whose fit stalled", dict(markerfacecolor="none", markeredgecolor="#222222")),
-    "contended": ("s", "contended repeat (left out)", dict(markerfacecolor="none", markeredgecolor="#888888")),
+    "invalid": ("s", "invalid repeat (left out)", dict(markerfacecolor="none", markeredgecolor="#888888")),
 }
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from farm.columns import CELL_COLUMNS
 from farm.reports.aggregate import SORT_COLUMNS, Cells, cells_of, require_columns
-from farm.reports.frames import HARDWARE_KEY, contended_mask, floats, hardware_keys, sorted_by, succeeded
+from farm.reports.frames import HARDWARE_KEY, contended_mask, floats, hardware_keys, invalid_mask, sorted_by, succeeded
 from farm.reports.stats import group_medians, ratio_ci_groups
 
 #: ``by`` values that name the hardware itself: the baseline is then matched *without* the hardware key
@@ -33,6 +33,8 @@ RATIO_COLUMNS = [
     "n_baseline",
     "n_contended",
     "n_contended_baseline",
+    "n_invalid",
+    "n_invalid_baseline",
     "median",
     "baseline_median",
     "ratio",
@@ -50,7 +52,7 @@ def ratios(
     confidence: float = 0.95,
     n_boot: int = 2000,
     seed: int = 0,
-    include_contended: bool = False,
+    include_invalid: bool = False,
 ) -> pd.DataFrame:
     """ "X over baseline" ratios, e.g. ``ratios(df, "backend", "tensorflow")`` for jax/torch over TensorFlow.
 
@@ -64,12 +66,13 @@ def ratios(
 
     Values are compared as text, so ``baseline="256"`` finds ``batch_size`` 256. The CI is the percentile
     bootstrap of :func:`farm.reports.stats.ratio_ci` (NaN when either side has fewer than two values). Cells
-    without a baseline counterpart are left out. Contended repeats (:func:`farm.reports.frames.contended_mask`) are
-    left out of both sides unless ``include_contended``, as in :func:`farm.reports.aggregate.aggregate`; a cell (or
-    baseline) whose repeats were all contended keeps its row with ``n`` (``n_baseline``) 0 and a NaN ratio. Columns:
+    without a baseline counterpart are left out. Invalid repeats (:func:`farm.reports.frames.invalid_mask`) are
+    left out of both sides unless ``include_invalid``, as in :func:`farm.reports.aggregate.aggregate`; a cell (or
+    baseline) whose repeats were all invalid keeps its row with ``n`` (``n_baseline``) 0 and a NaN ratio. Columns:
     ``CELL_COLUMNS``, ``hardware`` (plus ``by`` when it is not a cell column), then ``RATIO_COLUMNS``: the baseline
     value, the metric, ``n``/``n_baseline`` (values of the metric the ratio rests on), ``n_contended``/
-    ``n_contended_baseline`` (contended repeats on each side, left out or kept), both medians and ``ratio`` with
+    ``n_contended_baseline`` (contended repeats on each side, left out or kept), ``n_invalid``/``n_invalid_baseline``
+    (invalid repeats, contended ones among them, likewise), both medians and ``ratio`` with
     ``ratio_ci_low``/``ratio_ci_high``. For a throughput a ratio above 1 means faster than the baseline; for a time
     (``*_s``) below 1 does.
     """
@@ -85,12 +88,12 @@ def ratios(
     cells = cells_of(frame.groupby(identity, dropna=False, sort=False).ngroup().to_numpy())
     pairs = _pair_with_baselines(frame, by, is_base, cells)
 
-    contended = contended_mask(ok)
-    values = floats(ok[metric]) if include_contended else np.where(contended, np.nan, floats(ok[metric]))
+    invalid = invalid_mask(ok)
+    values = floats(ok[metric]) if include_invalid else np.where(invalid, np.nan, floats(ok[metric]))
     out = frame.loc[cells.first[pairs.targets], identity].reset_index(drop=True)
     out["baseline"] = str(baseline)
     out["metric"] = metric
-    _add_ratio_counts(out, cells, pairs, values, contended)
+    _add_ratio_counts(out, cells, pairs, values, contended_mask(ok), invalid)
     _add_medians_and_ratio(out, cells, pairs, values, confidence=confidence, n_boot=n_boot, seed=seed)
 
     sort = [*(c for c in SORT_COLUMNS if c in CELL_COLUMNS), "hardware"]
@@ -155,16 +158,24 @@ def _pair_with_baselines(frame: pd.DataFrame, by: str, is_base: np.ndarray, cell
 
 
 def _add_ratio_counts(
-    out: pd.DataFrame, cells: Cells, pairs: _Baselines, values: np.ndarray, contended: np.ndarray
+    out: pd.DataFrame,
+    cells: Cells,
+    pairs: _Baselines,
+    values: np.ndarray,
+    contended: np.ndarray,
+    invalid: np.ndarray,
 ) -> None:
-    """``n``/``n_baseline`` (values the ratio rests on) and ``n_contended``/``n_contended_baseline`` (contended
-    repeats, left out or kept) of each target and its baseline."""
+    """``n``/``n_baseline`` (values the ratio rests on), ``n_contended``/``n_contended_baseline`` (contended
+    repeats, left out or kept) and ``n_invalid``/``n_invalid_baseline`` (invalid ones) of each target and its
+    baseline."""
     counted = ~np.isnan(values)
     base, is_base = pairs.ids, pairs.is_base
     out["n"] = np.bincount(cells.ids[counted], minlength=cells.count)[pairs.targets]
     out["n_baseline"] = np.bincount(base[is_base & counted], minlength=pairs.count)[pairs.of_targets]
     out["n_contended"] = np.bincount(cells.ids[contended], minlength=cells.count)[pairs.targets]
     out["n_contended_baseline"] = np.bincount(base[is_base & contended], minlength=pairs.count)[pairs.of_targets]
+    out["n_invalid"] = np.bincount(cells.ids[invalid], minlength=cells.count)[pairs.targets]
+    out["n_invalid_baseline"] = np.bincount(base[is_base & invalid], minlength=pairs.count)[pairs.of_targets]
 
 
 def _add_medians_and_ratio(

@@ -141,7 +141,7 @@ def test_unstable_contended_stalled_and_outliers_are_marked(tmp_path: Path) -> N
     # The flagged cells' labels say why, in the chart and in the table; the legend names each mark.
     assert re.search(r"fashion_mnist_mlp — cpu: cpu-x\s+\[unstable\]", chart)
     assert re.search(r"cifar10_mlp — cpu: cpu-x\s+\[[^\]]*1 contended[^\]]*1 stalled", chart)
-    for legend in ("unstable cell", "contended repeat (left out)", "repeat whose fit stalled"):
+    for legend in ("unstable cell", "invalid repeat (left out)", "repeat whose fit stalled"):
         assert legend in chart
     assert '<span class="flag">unstable</span>' in doc
     assert re.search(r'<span class="flag">[^<]*1 contended[^<]*1 failed[^<]*1 stalled</span>', doc)

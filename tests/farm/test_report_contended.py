@@ -1,5 +1,6 @@
-"""Contended repeats in the report, ratios and compare: left out of every statistic by default, kept with
-``include_contended``, always counted; and how ``farm report`` / ``farm compare`` / ``farm run`` say so.
+"""Contended repeats in the report, ratios and compare: left out of every statistic by default (they are invalid,
+farm.validity), kept with ``include_invalid``, always counted; and how ``farm report`` / ``farm compare`` /
+``farm run`` say so. Invalid repeats of the other kinds: tests/farm/test_report_invalid.py.
 
 Rows come from real :class:`farm.result.JobResult` objects through :func:`farm.rows.result_row` (the path the
 store takes), so the ``contended`` / ``contention_cpu`` columns are exactly what a worker's result gives.
@@ -28,7 +29,16 @@ from tests.helpers import only_row, throwaway_redis, tight
 
 TRAIN = 6_000
 N_BOOT = 300  # enough for these assertions, and fast
-NEW_COLUMNS = ["contended", "contention_cpu", "contended_reason", "throttled", "benchfarm_version", "workload_version"]
+NEW_COLUMNS = [
+    "contended",
+    "contention_cpu",
+    "contended_reason",
+    "throttled",
+    "valid",
+    "invalid_reason",
+    "benchfarm_version",
+    "workload_version",
+]
 
 
 def job_result(
@@ -106,7 +116,7 @@ def test_contended_repeats_left_out_by_default_and_kept_on_request():
     assert cell["contended_cpu_max"] == pytest.approx(0.7)
     assert not cell["unstable"]
 
-    kept = aggregate(df, n_boot=N_BOOT, include_contended=True).iloc[0]
+    kept = aggregate(df, n_boot=N_BOOT, include_invalid=True).iloc[0]
     assert kept["n"] == 5 and kept["n_contended"] == 2 and kept["contended_cpu_max"] == pytest.approx(0.7)
     assert kept["steady_samples_per_s_median"] == 990.0  # median of 400, 500, 990, 1000, 1010
     assert kept["unstable"]  # and the spread says why it cannot be trusted
@@ -150,7 +160,7 @@ def test_a_cell_whose_repeats_all_contended_still_appears():
     md = markdown_table(rep)
     assert len(md.strip().splitlines()) == len(rep) + 2 and "n_contended" in md.splitlines()[0]
 
-    kept = only_row(aggregate(df, n_boot=N_BOOT, include_contended=True), device="gpu", batch_size=128)
+    kept = only_row(aggregate(df, n_boot=N_BOOT, include_invalid=True), device="gpu", batch_size=128)
     assert kept["n"] == 3 and kept["speedup_vs_cpu"] == pytest.approx(2.1)
 
 
@@ -161,7 +171,7 @@ def test_contended_cpu_repeats_leave_the_speedup():
     gpu = only_row(aggregate(df, n_boot=N_BOOT), device="gpu")
     assert gpu["speedup_vs_cpu"] == pytest.approx(3.0) and gpu["n_contended"] == 0
     assert speedups(aggregate(df, n_boot=N_BOOT))["cpu_samples_per_s_median"].iloc[0] == pytest.approx(1000.0)
-    kept = only_row(aggregate(df, n_boot=N_BOOT, include_contended=True), device="gpu")
+    kept = only_row(aggregate(df, n_boot=N_BOOT, include_invalid=True), device="gpu")
     assert kept["speedup_vs_cpu"] == pytest.approx(15.0)  # 3000 over the median of 3 x 1000, 4 x 200
 
 
@@ -232,7 +242,7 @@ def test_ratios_leave_contended_repeats_out_of_both_sides():
     assert (jax["n_contended"], jax["n_contended_baseline"]) == (1, 4)
     gone = only_row(out, batch_size=256)  # every jax repeat contended: kept, no ratio
     assert gone["n"] == 0 and gone["n_contended"] == 2 and math.isnan(gone["ratio"])
-    kept = only_row(ratios(df, "backend", "tensorflow", n_boot=N_BOOT, include_contended=True), batch_size=128)
+    kept = only_row(ratios(df, "backend", "tensorflow", n_boot=N_BOOT, include_invalid=True), batch_size=128)
     assert (kept["n"], kept["n_baseline"]) == (4, 7)
     assert kept["ratio"] == pytest.approx(1500.0 / 100.0)  # the baseline's median is now a contended 100
 
@@ -247,11 +257,12 @@ def test_compare_leaves_contended_repeats_out_on_both_sides():
     r = cmp.iloc[0]
     assert (r["n_a"], r["n_b"], r["n_contended_a"], r["n_contended_b"]) == (6, 6, 2, 12)
     assert r["change"] == "no change" and r["ratio"] == pytest.approx(1.0, abs=0.02)
-    assert "contended repeats left out: A 2, B 12" in r["note"]
+    assert "invalid repeats left out: A 2 (2 contended), B 12 (12 contended)" in r["note"]
+    assert (r["n_invalid_a"], r["n_invalid_b"], r["invalid_kinds_b"]) == (2, 12, "12 contended")
 
-    kept = compare(a, b, n_boot=N_BOOT, include_contended=True).iloc[0]
+    kept = compare(a, b, n_boot=N_BOOT, include_invalid=True).iloc[0]
     assert (kept["n_a"], kept["n_b"], kept["n_contended_a"], kept["n_contended_b"]) == (8, 18, 2, 12)
-    assert kept["change"] == "slower" and "contended repeats kept: A 2, B 12" in kept["note"]
+    assert kept["change"] == "slower" and "invalid repeats kept: A 2 (2 contended), B 12 (12 contended)" in kept["note"]
 
 
 def test_compare_a_side_with_only_contended_repeats_is_inconclusive_not_missing():
@@ -260,12 +271,12 @@ def test_compare_a_side_with_only_contended_repeats_is_inconclusive_not_missing(
     r = compare(a, b, n_boot=N_BOOT).iloc[0]
     assert r["change"] == "inconclusive" and (r["n_a"], r["n_b"], r["n_contended_b"]) == (5, 0, 5)
     assert math.isnan(r["median_b"]) and math.isnan(r["ratio"]) and math.isnan(r["p_value"])
-    assert "contended repeats left out: B 5" in r["note"]
+    assert "invalid repeats left out: B 5 (5 contended)" in r["note"]
 
 
 # -- what the commands print ----------------------------------------------------------------------------------
 def test_the_exclusion_line_and_the_table_mark():
-    from cli.report_view import contended_line, report_table
+    from cli.report_view import contended_line, invalid_line, report_table
 
     assert contended_line(0, included=False, keep="--include-contended", sweeps=["s1"]) is None
     line = contended_line(3, included=False, keep="--include-contended", sweeps=["s1"])
@@ -275,6 +286,17 @@ def test_the_exclusion_line_and_the_table_mark():
     kept = contended_line(2, included=True, keep="--include-contended", sweeps=["a", "b"])
     assert kept.startswith("2 contended repeat(s) kept in the statistics")
     assert "`farm resume a --contended` / `farm resume b --contended`" in kept
+
+    assert invalid_line(0, "", included=False, keep="--include-invalid") is None
+    line = invalid_line(
+        3, "2 contended, 1 too short", included=False, keep="--include-invalid", contended=2, sweeps=["s1"]
+    )
+    assert line == (
+        "3 invalid repeat(s) left out of the statistics (2 contended, 1 too short); --include-invalid keeps them; "
+        "`farm resume s1 --contended` re-runs the contended ones"
+    )
+    kept = invalid_line(1, "1 too short", included=True, keep="--include-invalid", sweeps=["s1"])
+    assert kept == "1 invalid repeat(s) kept in the statistics (--include-invalid; 1 too short)"  # nothing to resume
 
     def rendered(rep: pd.DataFrame, included: bool = False) -> str:
         console = Console(width=250, record=True, file=io.StringIO())
@@ -290,11 +312,11 @@ def test_the_exclusion_line_and_the_table_mark():
     )
     text = rendered(aggregate(df, n_boot=N_BOOT))
     header = next(line for line in text.splitlines() if "workload" in line)
-    assert header.index(" n ") < header.index("contended") < header.index("epoch s")  # right after n
-    assert "1 left out (cpu 60%)" in text and "2 left out (cpu 70%)" in text
-    assert "2 kept (cpu 70%)" in rendered(aggregate(df, n_boot=N_BOOT, include_contended=True), True)
+    assert header.index(" n ") < header.index("invalid") < header.index("epoch s")  # right after n
+    assert "1 left out (1 contended; cpu 60%)" in text and "2 left out (2 contended; cpu 70%)" in text
+    assert "2 kept (2 contended; cpu 70%)" in rendered(aggregate(df, n_boot=N_BOOT, include_invalid=True), True)
     quiet = rendered(aggregate(results_frame(rows([1000.0, 1000.0])), n_boot=N_BOOT))
-    assert "contended" not in quiet  # a quiet sweep's table is as before
+    assert "contended" not in quiet and "invalid" not in quiet  # a quiet sweep's table is as before
 
 
 def test_farm_run_report_md_ends_with_the_note(tmp_path):
@@ -344,16 +366,18 @@ def test_cli_report_says_what_it_left_out(contended_store, invoke, tmp_path):
     res = invoke("report", a, "--broker", url)
     assert res.exit_code == 0, res.output
     assert (
-        f"2 contended repeat(s) left out of the statistics (other processes used the machine, or its GPU "
-        f"throttled, while they were measured); --include-contended keeps them; `farm resume {a} --contended` "
-        "re-runs them"
+        "2 invalid repeat(s) left out of the statistics (2 contended); --include-invalid keeps them; "
+        f"`farm resume {a} --contended` re-runs the contended ones"
     ) in res.output
-    assert "2 left out (cpu 50%)" in res.output
-    res = invoke("report", a, "--broker", url, "--include-contended", "-o", str(tmp_path / "r.csv"))
-    assert res.exit_code == 0, res.output
-    assert "2 contended repeat(s) kept in the statistics" in res.output and "left out" not in res.output
-    back = pd.read_csv(tmp_path / "r.csv").iloc[0]
-    assert (back["n"], back["n_contended"]) == (6, 2)
+    assert "2 left out (2 contended; cpu 50%)" in res.output
+    for flag in ("--include-invalid", "--include-contended"):  # the older name still works, hidden
+        res = invoke("report", a, "--broker", url, flag, "-o", str(tmp_path / "r.csv"))
+        assert res.exit_code == 0, res.output
+        assert "2 invalid repeat(s) kept in the statistics" in res.output and "left out" not in res.output
+        back = pd.read_csv(tmp_path / "r.csv").iloc[0]
+        assert (back["n"], back["n_contended"], back["n_invalid"]) == (6, 2, 2)
+    help_text = invoke("report", "--help").output
+    assert "--include-invalid" in help_text and "--include-contended" not in help_text
     res = invoke("report", a, "--broker", url, "--ratio-by", "batch_size", "--baseline", "128")
     assert res.exit_code == 0 and "(0 cells with a baseline counterpart)" in res.output
 
@@ -363,11 +387,14 @@ def test_cli_compare_says_what_it_left_out(contended_store, invoke):
     res = invoke("compare", a, b, "--broker", url)
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
-    assert "5 contended repeat(s) left out of the statistics" in text
-    assert f"`farm resume {a} --contended` / `farm resume {b} --contended` re-runs them" in text
-    assert "contended repeats left out: A 2, B 3" in text
+    assert "5 invalid repeat(s) left out of the statistics (5 contended); --include-invalid keeps them" in text
+    assert f"`farm resume {a} --contended` / `farm resume {b} --contended` re-runs the contended ones" in text
+    assert "invalid repeats left out: A 2 (2 contended), B 3 (3 contended)" in text
     data = json.loads(invoke("compare", a, b, "--broker", url, "--json").stdout)
     assert data["contended"] == {"a": 2, "b": 3} and data["include_contended"] is False
+    assert data["invalid"] == {"a": 2, "b": 3} and data["include_invalid"] is False
     assert data["cells"][0]["n_a"] == 4 and data["cells"][0]["n_contended_b"] == 3
-    kept = json.loads(invoke("compare", a, b, "--broker", url, "--json", "--include-contended").stdout)
-    assert kept["cells"][0]["n_a"] == 6 and kept["cells"][0]["n_b"] == 7
+    assert data["cells"][0]["n_invalid_b"] == 3 and data["cells"][0]["invalid_kinds_b"] == "3 contended"
+    for flag in ("--include-invalid", "--include-contended"):
+        kept = json.loads(invoke("compare", a, b, "--broker", url, "--json", flag).stdout)
+        assert kept["cells"][0]["n_a"] == 6 and kept["cells"][0]["n_b"] == 7 and kept["include_invalid"] is True
