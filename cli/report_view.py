@@ -203,20 +203,6 @@ def print_invalid(
         console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
 
 
-def contended_line(count: int, *, included: bool, keep: str, sweeps: list[str]) -> str | None:
-    """The one line that says contended repeats were left out (or kept), how to keep them and how to re-run
-    them; None when there were none. ``keep`` is the command or flag that keeps them where this line is shown;
-    ``sweeps`` the sweep(s) whose repeats they are. Superseded by :func:`invalid_line` (contended repeats are one
-    kind of invalid repeat); kept while ``farm run`` still says it."""
-    if count <= 0:
-        return None
-    resume = " / ".join(f"`farm resume {s} --contended`" for s in sweeps)
-    why = "other processes used the machine, or its GPU throttled, while they were measured"
-    if included:
-        return f"{count} contended repeat(s) kept in the statistics (--include-contended; {why}); {resume} re-runs them"
-    return f"{count} contended repeat(s) left out of the statistics ({why}); {keep} keeps them; {resume} re-runs them"
-
-
 def warn_pooled_software(report: pd.DataFrame) -> None:
     """Say so when a cell pools repeats that ran on different software: its spread may be the software's."""
     if "software_keys" not in report.columns:

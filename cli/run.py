@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -18,7 +19,7 @@ from rich.live import Live
 
 from cli.common import BrokerOption, console, err_console, fail, friendly_errors, settings
 from cli.progress_view import STALE_HEARTBEATS, progress_line, render
-from cli.report_view import contended_line, frames_for, print_report
+from cli.report_view import KEEP_FLAG, frames_for, invalid_line, print_report
 from farm import defaults
 
 if TYPE_CHECKING:
@@ -106,6 +107,20 @@ def watch(store: Store, sweep_id: str, local_queues: set[str], farm: LocalFarm, 
     finally:
         if live is not None:
             live.stop()  # on a terminal, rich ends the view's last line: the report starts on a line of its own
+
+
+def cell_lines(store: Store, sweep_id: str) -> list[str]:
+    """One closing line per cell that ran: its median throughput and whether it reached its precision target,
+    or which cap stopped it (farm.cell_verdict); for a fixed count, how many repeats were valid."""
+    from farm.cell_verdict import cell_line
+
+    ids = store.sweep_job_ids(sweep_id)
+    cells: dict[str, tuple[Any, list[Any]]] = {}
+    for envelope, result in zip(store.envelopes(ids), store.results(ids), strict=True):
+        if envelope is not None and result is not None:
+            key = json.dumps(envelope.job.cell(), sort_keys=True, default=str)
+            cells.setdefault(key, (envelope.job.precision, []))[1].append(result)
+    return [cell_line(results, precision) for precision, results in cells.values()]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -223,6 +238,7 @@ def run_cmd(
     from farm.progress import TERMINAL_STATES
     from farm.queue import tag_queue
     from farm.reports.aggregate import aggregate
+    from farm.reports.frames import invalid_total
     from farm.routing import cpu_tags, gpu_tags, with_backends, with_plugins
     from farm.store import Store
     from farm.submit import submit
@@ -258,6 +274,7 @@ def run_cmd(
             )
             watch(store, outcome.sweep_id, local_queues, farm, output, started)
             df = frames_for(store, outcome.sweep_id)
+            cells = cell_lines(store, outcome.sweep_id)
         except Interrupted:
             pass  # told below, once the farm has stopped
         finally:
@@ -271,12 +288,16 @@ def run_cmd(
                 soft_wrap=True,
             )
             raise typer.Exit(128 + stopper.signum)
-    report = aggregate(df)  # contended repeats left out: `farm report --include-contended` keeps them
-    keep = f"`farm report {outcome.sweep_id} --include-contended`"
-    note = contended_line(int(report["n_contended"].sum()), included=False, keep=keep, sweeps=[outcome.sweep_id])
-    write_outputs(df, report, output, note=note)
+    report = aggregate(df)  # invalid repeats left out: `farm report --include-invalid` keeps them
+    keep = f"`farm report {outcome.sweep_id} {KEEP_FLAG}`"
+    count, kinds = invalid_total(report)
+    contended = int(report["n_contended"].sum()) if len(report) else 0
+    note = invalid_line(count, kinds, included=False, keep=keep, contended=contended, sweeps=[outcome.sweep_id])
+    write_outputs(df, report, output, note="\n\n".join(filter(None, [note, *(f"- {line}" for line in cells)])))
     html = write_html(df, report, output)
     print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id], results=df)
+    for line in cells:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     skipped = df[~df["status"].isin(TERMINAL_STATES)]
     if len(skipped):
         console.print(

@@ -127,12 +127,13 @@ def _cap(n: int, n_invalid: int, precision: Precision, spent_s: float) -> str | 
     return None
 
 
-def contention_threshold(precision: Precision | None, base: float) -> float:
+def contention_threshold(precision: Precision | None, base: float, explicit: bool = False) -> float:
     """The share of a job's cores others may use in its steady window before the repeat is contended: the
-    farm's setting (``base``) for a cell measured a fixed number of times; for a cell with a precision target,
+    farm's setting (``base``) for a cell measured a fixed number of times, or for every cell where a lab set it
+    (``explicit``: its own choice rules); otherwise, for a cell with a precision target,
     at most what keeps the slowdown it lets through inside the target: the target over the measured slowdown per
     unit of others' CPU (``defaults.CONTENTION_SLOWDOWN``; ``benchmarks/contention_sensitivity.py`` measures
     it), never under ``defaults.CONTENTION_FLOOR`` (what the sampler can resolve)."""
-    if precision is None:
+    if precision is None or explicit:
         return base
     return max(min(base, precision.ci / defaults.CONTENTION_SLOWDOWN), defaults.CONTENTION_FLOOR)

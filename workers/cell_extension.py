@@ -20,11 +20,11 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from farm.cell_verdict import cell_verdict
 from farm.job import JobEnvelope, JobSpec
-from farm.precision import Verdict, judge
+from farm.precision import Verdict
 from farm.queue import job_queue
-from farm.result import JobResult, JobStatus
-from farm.validity import is_valid, kind_of
+from farm.result import JobResult
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -58,19 +58,6 @@ def cell_jobs(store: Store, job: JobSpec) -> list[str]:
     return [job_id for job_id, k in zip(ids, known, strict=True) if k]
 
 
-def valid_rate(result: JobResult) -> float | None:
-    """A valid repeat's steady throughput (succeeded, valid by its verdict — farm.validity —, a steady window
-    measured); None otherwise."""
-    if result.status != JobStatus.succeeded or not is_valid(result):
-        return None
-    return result.steady_samples_per_s
-
-
-def too_short(result: JobResult) -> str | None:
-    """The result's "steady window too short" reason, if it has one: no repeat of its cell can do better."""
-    return next((r for r in result.invalid_reasons if kind_of(r) == "too short"), None)
-
-
 def extend_cell(store: Store, ledger: Ledger, app: Celery, envelope: JobEnvelope, result: JobResult) -> Extension:
     """Judge the cell of ``result`` (not recorded yet) and add, store, claim and send the repeats it needs."""
     job = envelope.job
@@ -80,15 +67,7 @@ def extend_cell(store: Store, ledger: Ledger, app: Celery, envelope: JobEnvelope
     others = list(store.raw_results([job_id for job_id in ids if job_id != envelope.job_id]))  # one round trip
     results = [JobResult.model_validate_json(raw) for raw in others if raw] + [result]
     pending = sum(1 for raw in others if not raw)
-    valid = [rate for r in results if (rate := valid_rate(r)) is not None]
-    invalid = sum(1 for r in results if r.status == JobStatus.succeeded and valid_rate(r) is None)
-    spent = sum(r.phases.total_s or 0.0 for r in results)
-    verdict = judge(valid, invalid, precision, spent)
-    if any(r.status != JobStatus.succeeded for r in results):
-        verdict = Verdict(verdict.met, 0, verdict.half_width, len(valid), invalid, "a repeat failed: no more added")
-    elif short := too_short(result):
-        # Every repeat of the cell has the same window: another would be as short. The reason says what suffices.
-        verdict = Verdict(verdict.met, 0, verdict.half_width, len(valid), invalid, short)
+    verdict = cell_verdict(results, precision)
     wanted = max(verdict.more - pending, 0)
     room = precision.most_jobs - len(ids)
     new = [

@@ -75,9 +75,10 @@ def child_env(
         FARM_ALLOW_DOWNLOAD=str(settings.allow_download).lower(),
         FARM_COMPILE_CACHE=str(settings.compile_cache).lower(),
         FARM_KEEPALIVE_TIMEOUT_S=repr(keepalive_timeout_s(settings)),
-        FARM_CONTENTION_CPU_THRESHOLD=repr(settings.contention_cpu_threshold),
         FARM_QUIET_WAIT_S=repr(settings.quiet_wait_s),
     )
+    if "contention_cpu_threshold" in settings.model_fields_set:  # a lab's own threshold rules over a derived one
+        env["FARM_CONTENTION_CPU_THRESHOLD"] = repr(settings.contention_cpu_threshold)
     if farm_pids:
         env[FARM_PIDS_ENV] = ",".join(str(p) for p in farm_pids)
     env[memory.LIMIT_ENV] = str(job_memory_limit(settings) or 0)

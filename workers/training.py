@@ -141,7 +141,8 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         built = build_and_compile(job, settings, workload, params, data, emit)
     emit({"event": "phase", "phase": "build", "s": clock.wall["build"]})
 
-    threshold = contention_threshold(job.precision, settings.contention_cpu_threshold)
+    explicit = "contention_cpu_threshold" in settings.model_fields_set  # the worker passes it on only when set
+    threshold = contention_threshold(job.precision, settings.contention_cpu_threshold, explicit)
     waited = wait_for_quiet(threshold, settings.quiet_wait_s, emit)
     timer = epoch_callback(emit, job.epochs)
     sampler = IdleSampler().start()

@@ -12,7 +12,7 @@ import pytest
 import redis
 import yaml
 
-from farm.reports.frames import contended_mask
+from farm.reports.frames import invalid_mask
 from farm.result import JobResult
 from tests.archives import write_cifar, write_fashion
 from tests.helpers import REPO, farm_env, run_farm, wait_for
@@ -87,12 +87,12 @@ def test_seed_sweep_end_to_end(redis_url: str, start_worker, tmp_path: Path) -> 
     assert rep.returncode == 0, rep.stderr
     report = pd.read_csv(report_csv)
     assert sorted(report.workload) == ["cifar10_mlp", "fashion_mnist_mlp"]
-    # Every repeat is counted once: kept, or left out as contended. A CI runner with a noisy neighbour (steal time,
+    # Every repeat is counted once: kept, or left out as invalid. A CI runner with a noisy neighbour (steal time,
     # another tenant's load) marks some repeats contended; that is the mark working, so the test accounts for it
     # instead of assuming a quiet machine.
-    marked = done[contended_mask(done)]
-    assert (report.n + report.n_contended == 3).all(), marked[["workload", "repeat", "contended_reason"]].to_string()
-    assert all(isinstance(why, str) and why for why in marked.contended_reason)  # a contended repeat always says why
+    marked = done[invalid_mask(done)]
+    assert (report.n + report.n_invalid == 3).all(), marked[["workload", "repeat", "invalid_reason"]].to_string()
+    assert all(isinstance(why, str) and why for why in marked.invalid_reason)  # an invalid repeat always says why
     assert (report.device == "cpu").all()
     for _, cell in report[report.n > 0].iterrows():
         assert cell.steady_samples_per_s_q1 <= cell.steady_samples_per_s_median <= cell.steady_samples_per_s_q3

@@ -276,16 +276,7 @@ def test_compare_a_side_with_only_contended_repeats_is_inconclusive_not_missing(
 
 # -- what the commands print ----------------------------------------------------------------------------------
 def test_the_exclusion_line_and_the_table_mark():
-    from cli.report_view import contended_line, invalid_line, report_table
-
-    assert contended_line(0, included=False, keep="--include-contended", sweeps=["s1"]) is None
-    line = contended_line(3, included=False, keep="--include-contended", sweeps=["s1"])
-    assert line.startswith("3 contended repeat(s) left out of the statistics (other processes used the machine")
-    assert "--include-contended keeps them" in line and "`farm resume s1 --contended` re-runs them" in line
-    assert "\n" not in line
-    kept = contended_line(2, included=True, keep="--include-contended", sweeps=["a", "b"])
-    assert kept.startswith("2 contended repeat(s) kept in the statistics")
-    assert "`farm resume a --contended` / `farm resume b --contended`" in kept
+    from cli.report_view import invalid_line, report_table
 
     assert invalid_line(0, "", included=False, keep="--include-invalid") is None
     line = invalid_line(
