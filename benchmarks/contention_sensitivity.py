@@ -93,7 +93,8 @@ def main() -> None:
         order = levels[:]
         rng.shuffle(order)
         rounds.append({share: run_level(share, cores, args) for share in order})
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{s:.0%} {rounds[-1][s]['steady_s']:.3f} s" for s in levels))
+        steady = ", ".join(f"{s:.0%} {rounds[-1][s]['steady_s']:.3f} s" for s in levels)
+        print(f"round {r + 1}/{args.rounds}: {steady}")
     print(f"\n{cores} core(s); bare fit of the seed CIFAR-10 MLP, {args.samples} samples, {args.epochs} epochs")
     print(f"{'asked':>6} {'others used':>11} {'steady ratio':>12} {'95% CI':>15} {'slowdown/others':>15}")
     points = []
