@@ -112,7 +112,9 @@ def run(directory: Path, label: str, way: dict, condition: str, args: argparse.N
         "jobs waited": f"{len(waited)}/{len(waits)}",
         "longest wait s": float(waited.max()) if len(waited) else 0.0,
         "waits s": float(waited.sum()),
-        "line": next((line for line in done.stdout.splitlines() if line.startswith("fashion_mnist_mlp")), ""),
+        "line": next(
+            (line for line in done.stdout.splitlines() if line.startswith("fashion_mnist_mlp cpu tensorflow batch")), ""
+        ),
     }
 
 
