@@ -76,7 +76,7 @@ def test_no_wait_when_turned_off() -> None:
 def test_the_threshold_follows_the_precision_asked_for() -> None:
     assert contention_threshold(None, 0.2) == 0.2
     assert contention_threshold(Precision(ci=0.05), 0.2) == pytest.approx(0.05 / defaults.CONTENTION_SLOWDOWN)
-XX
+    assert contention_threshold(Precision(ci=0.5), 0.1) == 0.1  # never looser than the farm's setting
     assert contention_threshold(Precision(ci=0.001), 0.2) == defaults.CONTENTION_FLOOR
     assert contention_threshold(Precision(ci=0.02), 10.0, explicit=True) == 10.0  # a lab's own setting rules
 
