@@ -10,12 +10,13 @@ farm's own processes (worker, fork server, a local Redis) are not "others" (``wo
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.contention import farm_pids, others_cpu_now
+from workers.contention import cpu_window, farm_pids, job_cores, take_sample
 
 LOOK_S = 0.5
 """One look at the host: long enough to see a busy core (50 clock ticks of 10 ms), short enough to cost a job
@@ -24,6 +25,43 @@ half a second on a quiet host."""
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0)
 """Pauses between looks while the host is busy (then the last, repeated): a compile beside the job ends in
 seconds, a training run in minutes."""
+
+
+@dataclass(frozen=True)
+class Look:
+    """One look at the host: others' share of the job's cores, the hypervisor's steal, other processes on the
+    job's GPU."""
+
+    others: float
+    steal: float = 0.0
+    gpu_others: int = 0
+
+    def busy(self, threshold: float) -> bool:
+        return self.others > threshold or self.steal > threshold or self.gpu_others > 0
+
+    def text(self) -> str:
+        parts = [f"others {self.others:.0%} CPU"]
+        if self.steal > 0.005:
+            parts.append(f"steal {self.steal:.0%}")
+        if self.gpu_others:
+            parts.append(f"{self.gpu_others} other process(es) on the GPU")
+        return ", ".join(parts)
+
+
+def look_at_host(seconds: float, farm: list[int], gpu: Any = None) -> Look:
+    """Others' CPU and the steal on this process's cores over ``seconds``, and other processes on its GPU."""
+    cores = job_cores()
+    a = take_sample(cores, os.getpid(), farm)
+    time.sleep(seconds)
+    b = take_sample(cores, os.getpid(), farm)
+    figures = cpu_window([a, b], a.at, b.at, len(cores)) or {}
+    gpu_others = 0
+    if gpu is not None:
+        try:
+            gpu_others = len(gpu.sample().get("other_pids", []))
+        except Exception:  # noqa: BLE001 - a probe that fails leaves the CPU figures
+            gpu_others = 0
+    return Look(figures.get("cpu_others", 0.0), figures.get("cpu_steal", 0.0), gpu_others)
 
 
 @dataclass(frozen=True)
@@ -44,28 +82,30 @@ def wait_for_quiet(
     threshold: float,
     max_wait_s: float,
     emit: Callable[[dict[str, Any]], None],
-    look: Callable[[], float] | None = None,
+    look: Callable[[], Look] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    gpu: Any = None,
 ) -> QuietWait | None:
-    """Wait, at most ``max_wait_s``, until others use at most ``threshold`` of this process's cores; None when no
-    wait is asked for (``max_wait_s`` 0). Each busy look is told (``emit``: ``farm status`` shows it)."""
+    """Wait, at most ``max_wait_s``, until others use at most ``threshold`` of this process's cores (and the
+    hypervisor steals no more, and no other process uses the job's GPU, probed by ``gpu``); None when no wait is
+    asked for (``max_wait_s`` 0). Each busy look is told (``emit``: ``farm status`` shows it)."""
     if max_wait_s <= 0:
         return None
     farm = farm_pids()
-    look = look or (lambda: others_cpu_now(LOOK_S, farm))
+    look = look or (lambda: look_at_host(LOOK_S, farm, gpu))
     started = time.perf_counter()
     looks = 0
     while True:
-        others = look()
+        seen = look()
         looks += 1
         waited = time.perf_counter() - started
-        if others <= threshold:
+        if not seen.busy(threshold):
             break
         left = max_wait_s - waited
         if left <= 0:
             emit({"event": "waiting", "note": ""})
-            return QuietWait(waited, False, others, looks)
-        emit({"event": "waiting", "note": f"waiting for a quiet host (others {others:.0%} CPU)", "others": others})
+            return QuietWait(waited, False, seen.others, looks)
+        emit({"event": "waiting", "note": f"waiting for a quiet host ({seen.text()})", "others": seen.others})
         sleep(min(BACKOFF_S[min(looks - 1, len(BACKOFF_S) - 1)], left))
     emit({"event": "waiting", "note": ""})  # also clears a note an earlier attempt of the job left
-    return QuietWait(waited, True, others, looks)
+    return QuietWait(waited, True, seen.others, looks)

@@ -143,10 +143,11 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
 
     explicit = "contention_cpu_threshold" in settings.model_fields_set  # the worker passes it on only when set
     threshold = contention_threshold(job.precision, settings.contention_cpu_threshold, explicit)
-    waited = wait_for_quiet(threshold, settings.quiet_wait_s, emit)
+    probe = gpu_probe(job.device)
+    waited = wait_for_quiet(threshold, settings.quiet_wait_s, emit, gpu=probe)
     timer = epoch_callback(emit, job.epochs)
     sampler = IdleSampler().start()
-    watch = ContentionSampler(gpu_probe=gpu_probe(job.device)).start()
+    watch = ContentionSampler(gpu_probe=probe).start()
     with clock.phase("train"):
         run_measured_passes(built.model, data, job, timer)
     watch.stop()

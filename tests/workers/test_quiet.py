@@ -18,17 +18,17 @@ from farm.precision import Precision, contention_threshold
 from farm.store import Store
 from workers.contention import ancestors, farm_pids, others_cpu_now, self_ticks
 from workers.own_processes import is_redis_server, local_redis
-from workers.quiet import wait_for_quiet
+from workers.quiet import Look, look_at_host, wait_for_quiet
 
 
 def scripted(levels: list[float]) -> Any:
-    """A look that returns these others' shares in turn (then the last)."""
+    """A look that sees these others' shares in turn (then the last)."""
     it = iter(levels)
     last = [levels[-1]]
 
-    def look() -> float:
+    def look() -> Look:
         last[0] = next(it, last[0])
-        return last[0]
+        return Look(last[0])
 
     return look
 
@@ -67,6 +67,18 @@ def test_the_wait_is_bounded_and_the_job_goes_on() -> None:
     assert waited is not None and not waited.quiet and waited.others == 0.9
     assert 10 <= waited.waited_s < 11
     assert events[-1] == {"event": "waiting", "note": ""}
+
+
+def test_steal_and_another_process_on_the_gpu_are_busy_too() -> None:
+    assert Look(0.0, steal=0.3).busy(0.05) and Look(0.0, gpu_others=1).busy(0.05) and not Look(0.01).busy(0.05)
+    assert Look(0.02, 0.3, 2).text() == "others 2% CPU, steal 30%, 2 other process(es) on the GPU"
+
+    class Gpu:
+        def sample(self) -> dict[str, Any]:
+            return {"other_pids": [101, 102]}
+
+    seen = look_at_host(0.05, [], Gpu())
+    assert seen.gpu_others == 2 and seen.busy(1.0)
 
 
 def test_no_wait_when_turned_off() -> None:
