@@ -163,7 +163,8 @@ class Stopper:
     @contextmanager
     def installed(self, held_once_stopped: bool = False) -> Iterator[Stopper]:
         """These handlers for :data:`STOP_SIGNALS` inside the block, the previous ones after it; with
-        ``held_once_stopped``, a block left because of a signal keeps them (the process is on its way out)."""
+        ``held_once_stopped``, after a block left because of a signal those signals are ignored (the process is on
+        its way out)."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
@@ -187,10 +188,12 @@ class Stopper:
         finally:
             sys.unraisablehook = previous_hook
             if self.signum and held_once_stopped:
-                # Told to stop: ``farm run`` is on its way out with 128 + the signal. The handler stays (it no
-                # longer raises), so a second Ctrl-C after the farm has stopped cannot turn that exit into a
-                # KeyboardInterrupt (exit -2) on the last lines.
-                self.stopping = True
+                # Told to stop, and stopped: ``farm run`` is on its way out with 128 + the signal. Later stop
+                # signals are ignored, not handled by Python: the interpreter puts its handlers back to the default
+                # while it finalizes (an ignored signal it leaves ignored), and a second Ctrl-C landing there would
+                # kill the process by SIGINT (exit -2) instead of letting it exit with 130.
+                for sig in STOP_SIGNALS:
+                    signal.signal(sig, signal.SIG_IGN)
             else:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from farm.embedded import EmbeddedRedis
-from tests.helpers import WorkerProcess, farm_env, isolate_farm_env, throwaway_redis
+from tests.helpers import TINY_JOBS, WorkerProcess, farm_env, isolate_farm_env, throwaway_redis
 
 # Bytecode is cached for this run and the processes it starts, even where PYTHONDONTWRITEBYTECODE is set (this
 # machine's image sets it). Without the cache every `farm` command, worker and training process the suite starts
@@ -26,6 +26,9 @@ from tests.helpers import WorkerProcess, farm_env, isolate_farm_env, throwaway_r
 # workers: a quarter of the fast loop's CPU time.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+# The suite's tiny jobs, run in this process's settings too (the supervisor and result tests build FarmSettings
+# from the environment): no window limits, no wait for a quiet host on a machine the suite itself keeps busy.
+os.environ.update(TINY_JOBS)
 
 
 @pytest.fixture

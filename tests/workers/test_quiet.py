@@ -16,7 +16,7 @@ from farm import defaults
 from farm.embedded import EmbeddedRedis
 from farm.precision import Precision, contention_threshold
 from farm.store import Store
-from workers.contention import ancestors, farm_pids, others_cpu_now, self_ticks
+from workers.contention import CLOCK_TICKS, ancestors, cpu_window, farm_pids, job_cores, self_ticks, take_sample
 from workers.own_processes import is_redis_server, local_redis
 from workers.quiet import Look, look_at_host, wait_for_quiet
 
@@ -103,8 +103,9 @@ def test_the_processes_above_a_job_are_the_farms_own() -> None:
     assert self_ticks(os.getpid()) > 0 and self_ticks(2**22 + 7) == 0
 
 
-def test_a_busy_farm_process_above_the_job_is_not_others() -> None:
-    """The look at the host does not count a farm process's CPU (here: a busy process named as the farm's)."""
+def test_a_busy_farm_process_is_not_others() -> None:
+    """The same moments read twice, once with a busy process named as the farm's: the others' share drops by
+    exactly that process's CPU (whatever else loads the machine: only the difference is asserted)."""
     # Started through a shell that exits at once, so the hog is not below this process (its tree is its own).
     started = subprocess.run(
         ["/bin/sh", "-c", f"{sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!"],
@@ -113,15 +114,20 @@ def test_a_busy_farm_process_above_the_job_is_not_others() -> None:
         check=True,
     )
     hog = int(started.stdout)
+    cores = job_cores()
     try:
-        time.sleep(0.3)
-        counted = others_cpu_now(1.0)
-        excluded = others_cpu_now(1.0, farm=[hog])
+        time.sleep(0.2)
+        a, a_farm, hog_a = take_sample(cores, os.getpid()), take_sample(cores, os.getpid(), [hog]), self_ticks(hog)
+        time.sleep(1.0)
+        b, b_farm, hog_b = take_sample(cores, os.getpid()), take_sample(cores, os.getpid(), [hog]), self_ticks(hog)
     finally:
         os.kill(hog, 9)
-    # One busy core of this process's cores: counted as others unless named as the farm's. The machine may be
-    # busy with other work too, so only the difference is asserted: at least half a core's worth less.
-    assert counted - excluded > 0.5 / len(os.sched_getaffinity(0)) * 0.5, (counted, excluded)
+    counted = cpu_window([a, b], a.at, b.at, len(cores))
+    excluded = cpu_window([a_farm, b_farm], a_farm.at, b_farm.at, len(cores))
+    assert counted is not None and excluded is not None
+    hog_share = (hog_b - hog_a) / CLOCK_TICKS / (b.at - a.at) / len(cores)
+    assert hog_b > hog_a  # it ran
+    assert counted["cpu_others"] - excluded["cpu_others"] == pytest.approx(hog_share, abs=0.03)
 
 
 def test_the_worker_names_a_local_redis(tmp_path: Any) -> None:
