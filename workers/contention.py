@@ -88,24 +88,23 @@ def process_ticks(pid: int) -> int:
     a loader, the bare script a benchmark times) leaves the tree when it exits, and without its ticks moving to
     its parent's count the job's own work would turn into "other processes" at that moment.
     """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return 0
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
+    return sum(_cpu_fields(pid)[:4])  # utime, stime, cutime, cstime
 
 
 def self_ticks(pid: int) -> int:
     """CPU ticks of one process itself (utime + stime, no reaped children); 0 if it is gone."""
+    return sum(_cpu_fields(pid)[:2])
+
+
+def _cpu_fields(pid: int) -> list[int]:
+    """utime, stime, cutime, cstime of a process from /proc/PID/stat (after its name, which may hold spaces and
+    parentheses); zeros when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
-        return 0
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
+        return [0, 0, 0, 0]
+    return [int(v) for v in stat[stat.rindex(b")") + 2 :].split()[11:15]]
 
 
 def ancestors(pid: int) -> list[int]:

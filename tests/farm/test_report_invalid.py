@@ -26,7 +26,7 @@ from farm.reports.tables import write_frame
 from farm.result import JobResult
 from farm.rows import result_row
 from tests.farm.test_report_contended import job_result
-from tests.helpers import only_row, throwaway_redis, tight
+from tests.helpers import only_row, save_finished_sweep, throwaway_redis, tight
 
 N_BOOT = 300
 SHORT = "steady window too short to time (0.50 s, under 1 s; 10 steps, under 20): run 5 epochs"
@@ -213,10 +213,7 @@ def stored(store, name: str, results: list[JobResult]) -> str:
     from farm.job import JobEnvelope
 
     sweep_id = results[0].sweep_id
-    envelopes = [JobEnvelope.for_job(r.job, sweep_id) for r in results]
-    store.save_sweep(sweep_id, {"sweep_id": sweep_id, "name": name, "jobs": len(envelopes)}, envelopes)
-    for r in results:
-        assert store.record_result(r)
+    save_finished_sweep(store, sweep_id, name, [JobEnvelope.for_job(r.job, sweep_id) for r in results], results)
     return sweep_id
 
 
