@@ -83,7 +83,8 @@ def window_reasons(result: JobResult, limits: Limits) -> list[str]:
         limits.min_steady_steps / steps if steps else 1.0,
     )
     more_epochs = 1 + math.ceil(len(steady) * scale)
-    line = f"steady window too short to time ({'; '.join(short)}): run {more_epochs} {passes}"
+    # " and ", never "; ": a row joins a repeat's reasons with "; " (farm.rows), and reports split them there.
+    line = f"steady window too short to time ({' and '.join(short)}): run {more_epochs} {passes}"
     samples = result.train_samples_used
     if samples and math.isfinite(scale):
         line += f", or {math.ceil(samples * scale):,} samples with {len(result.epochs)} {passes}"

@@ -103,19 +103,8 @@ def invalid_mask(df: pd.DataFrame) -> np.ndarray:
 
 
 def split_reasons(text: str) -> list[str]:
-    """The reasons joined with ``"; "`` in an ``invalid_reason`` cell, split again. Only at the top level: a
-    too-short reason holds its own ``"; "`` inside parentheses (``(0.50 s, under 1 s; 10 steps, under 20)``)."""
-    out, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth = max(depth - 1, 0)
-        elif ch == ";" and depth == 0 and text[i + 1 : i + 2] == " ":
-            out.append(text[start:i])
-            start = i + 2
-    out.append(text[start:])
-    return [r.strip() for r in out if r.strip()]
+    """The reasons joined with ``"; "`` in an ``invalid_reason`` cell (farm.rows), split again."""
+    return [r.strip() for r in text.split("; ") if r.strip()]
 
 
 def _text(v: Any) -> str:

@@ -29,7 +29,7 @@ from tests.farm.test_report_contended import job_result
 from tests.helpers import only_row, save_finished_sweep, throwaway_redis, tight
 
 N_BOOT = 300
-SHORT = "steady window too short to time (0.50 s, under 1 s; 10 steps, under 20): run 5 epochs"
+SHORT = "steady window too short to time (0.50 s, under 1 s and 10 steps, under 20): run 5 epochs"
 CLOCK = "the CPU clock changed by 30% within the steady window (more than 10%)"
 
 
@@ -62,7 +62,7 @@ def test_invalid_mask_reads_verdicts_and_falls_back_to_contended():
 
 
 def test_reasons_split_at_the_top_level_and_are_counted_by_kind():
-    assert split_reasons(f"{SHORT}; {CLOCK}") == [SHORT, CLOCK]  # the "; " inside the parentheses stays
+    assert split_reasons(f"{SHORT}; {CLOCK}") == [SHORT, CLOCK]
     df = pd.DataFrame(
         {
             "invalid_reason": [f"other processes used 60% of the job's 2 core(s); {SHORT}", None, None, None, CLOCK],
