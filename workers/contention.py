@@ -311,12 +311,17 @@ class ContentionSampler:
         }
 
 
-def others_cpu_now(seconds: float = 1.0, farm: list[int] | tuple[int, ...] = ()) -> float:
-    """Share of this machine's cores (those this process may use) that other processes (not this one, its
-    descendants or ``farm``) used over the next ``seconds``: ``farm worker``'s start-up warning, a job's wait for
-    a quiet host."""
+def window_now(seconds: float, farm: list[int] | tuple[int, ...] = ()) -> dict[str, Any]:
+    """What other processes (not this one, its descendants or ``farm``) did on this process's cores over the next
+    ``seconds`` (:func:`cpu_window`'s figures; empty if unreadable): a job's look for a quiet host."""
     cores = job_cores()
     a = take_sample(cores, os.getpid(), farm)
     time.sleep(seconds)
     b = take_sample(cores, os.getpid(), farm)
-    return (cpu_window([a, b], a.at, b.at, len(cores)) or {}).get("cpu_others", 0.0)
+    return cpu_window([a, b], a.at, b.at, len(cores)) or {}
+
+
+def others_cpu_now(seconds: float = 1.0) -> float:
+    """Share of this machine's cores (those this process may use) that other processes used over the next
+    ``seconds``: ``farm worker``'s start-up warning."""
+    return float(window_now(seconds).get("cpu_others", 0.0))

@@ -10,13 +10,12 @@ farm's own processes (worker, fork server, a local Redis) are not "others" (``wo
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from workers.contention import cpu_window, farm_pids, job_cores, take_sample
+from workers.contention import farm_pids, window_now
 
 LOOK_S = 0.5
 """One look at the host: long enough to see a busy core (50 clock ticks of 10 ms), short enough to cost a job
@@ -50,11 +49,7 @@ class Look:
 
 def look_at_host(seconds: float, farm: list[int], gpu: Any = None) -> Look:
     """Others' CPU and the steal on this process's cores over ``seconds``, and other processes on its GPU."""
-    cores = job_cores()
-    a = take_sample(cores, os.getpid(), farm)
-    time.sleep(seconds)
-    b = take_sample(cores, os.getpid(), farm)
-    figures = cpu_window([a, b], a.at, b.at, len(cores)) or {}
+    figures = window_now(seconds, farm)
     gpu_others = 0
     if gpu is not None:
         try:
