@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -118,7 +117,7 @@ def cell_lines(store: Store, sweep_id: str) -> list[str]:
     cells: dict[str, tuple[Any, list[Any]]] = {}
     for envelope, result in zip(store.envelopes(ids), store.results(ids), strict=True):
         if envelope is not None and result is not None:
-            key = json.dumps(envelope.job.cell(), sort_keys=True, default=str)
+            key = envelope.job.cell_key()
             cells.setdefault(key, (envelope.job.precision, []))[1].append(result)
     return [cell_line(results, precision) for precision, results in cells.values()]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,7 @@ def jobs_line(sweep: Sweep) -> str:
     """How many jobs and why: cells × repeats, or for cells measured to a precision, the repeats they start with
     and what they grow to (``20 jobs = 4 cells × 5 repeats to start; each grows until ±2% or 20 valid``)."""
     targets = {job.precision for job in sweep.jobs if job.precision is not None}
-    starts = collections.Counter(json.dumps(job.cell(), sort_keys=True, default=str) for job in sweep.jobs)
+    starts = collections.Counter(job.cell_key() for job in sweep.jobs)
     per_cell = sorted(set(starts.values()))
     repeats = str(per_cell[0]) if len(per_cell) == 1 else f"{per_cell[0]}–{per_cell[-1]}"
     line = f"{len(sweep.jobs)} jobs = {sweep.cells} cells × {repeats} repeats"

@@ -196,6 +196,10 @@ class JobSpec(BaseModel):
         d.pop("repeat")
         return d
 
+    def cell_key(self) -> str:
+        """:meth:`cell` as one comparable string: equal for every repeat of a cell."""
+        return json.dumps(self.cell(), sort_keys=True, default=str)
+
     def default_time_limit_s(self) -> float:
         return min(
             defaults.MAX_TIME_LIMIT_S,
