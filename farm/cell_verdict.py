@@ -13,7 +13,7 @@ import statistics
 
 from farm.precision import Precision, Verdict, judge
 from farm.result import JobResult, JobStatus
-from farm.validity import is_valid, kind_of
+from farm.validity import is_valid, kind_of, recorded_reasons
 
 
 def valid_rate(result: JobResult) -> float | None:
@@ -56,6 +56,6 @@ def cell_line(results: list[JobResult], precision: Precision | None) -> str:
         head = "met" if verdict.met else "not met"
         return f"{label}: {figure}; target {head}: {verdict.reason}"
     invalid = [r for r in results if r.status == JobStatus.succeeded and valid_rate(r) is None]
-    kinds = sorted({kind_of(reason) for r in invalid for reason in (r.invalid_reasons or ["contended"])})
+    kinds = sorted({kind_of(reason) for r in invalid for reason in recorded_reasons(r)})
     why = f" ({len(invalid)} invalid: {', '.join(kinds)})" if invalid else ""
     return f"{label}: {figure} from {len(rates)} valid of {len(results)}{why}"

@@ -9,9 +9,7 @@ atomic step (:meth:`farm.store.Store.add_jobs`) and claimed through the outbox l
 that is never sent is sent by the reaper. Jobs of the cell that exist but were never claimed (a crash between the
 two steps) are claimed on the next judgement.
 
-What counts: a succeeded repeat with a steady throughput that its verdict says is valid (farm.validity); an
-invalid one (contended, throttled, too short to time) is replaced, up to ``max_invalid``; a failed repeat stops
-the cell (a job that fails would fail again).
+What counts, and when a cell stops, is :mod:`farm.cell_verdict`'s (``farm run`` reads the same verdict).
 """
 
 from __future__ import annotations
