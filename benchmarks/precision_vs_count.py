@@ -9,6 +9,12 @@ of the median throughput, whether the ±5% target was met, the wall time, and ho
 (how many waited, the longest wait, the waits in all).
 
     python -m benchmarks.precision_vs_count [--only quiet|hogs] [--samples 4000] [--epochs 3]
+
+``--example examples/quick.yaml`` instead runs a shipped example as it is (every CPU cell, at its own precision
+target) under the same conditions and prints, per cell, what ``farm run`` said at its end and the figures behind
+it: the quick start on a machine that others load, as the issue that asked for precision targets put it.
+
+    python -m benchmarks.precision_vs_count --example examples/quick.yaml [--only hogs] [--seed 0]
 """
 
 from __future__ import annotations
@@ -118,13 +124,57 @@ def run(directory: Path, label: str, way: dict, condition: str, args: argparse.N
     }
 
 
+def example(directory: Path, path: Path, condition: str) -> pd.DataFrame:
+    """``farm run`` of a shipped example as it is; one row per cell with its closing line's verdict."""
+    out = directory / f"{condition}-{path.stem}"
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "farm"), "run", str(path), "-o", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"farm run failed ({path}, {condition}): {done.stderr[-2000:]}")
+    print(f"--- {condition}: farm run {path} took {wall:.0f} s; its closing lines:")
+    print("\n".join(line for line in done.stdout.splitlines() if "samples/s" in line or "target" in line), flush=True)
+    rows = pd.read_csv(out / "results.csv")
+    report = pd.read_csv(out / "report.csv")
+    waits = rows.groupby("workload")["quiet_wait_s"].agg(
+        waited=lambda w: int((w > 1.0).sum()), longest_wait_s="max", waits_s="sum"
+    )
+    disturbed = rows.groupby("workload")["epochs_disturbed"].sum().rename("epochs_disturbed")
+    table = report[["workload", "n", "n_invalid", "invalid_kinds", "ci_half_width_rel"]].set_index("workload")
+    table = table.join(waits).join(disturbed).reset_index()
+    table.insert(0, "condition", condition)
+    table["wall_s"] = round(wall)
+    return table
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=["quiet", "hogs"])
     ap.add_argument("--samples", type=int, default=4000)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--example", type=Path, help="a shipped example to run as it is, instead of the three ways")
     args = ap.parse_args()
+    if args.example:
+        tables = []
+        with tempfile.TemporaryDirectory(prefix="farm-precision-") as d:
+            for condition in ("quiet", "hogs"):
+                if args.only and condition != args.only:
+                    continue
+                if condition == "hogs":
+                    with Hogs(args.seed) as hogs:
+                        tables.append(example(Path(d), args.example.resolve(), condition))
+                    tables[-1]["hog on s"] = round(hogs.on_s)
+                else:
+                    tables.append(example(Path(d), args.example.resolve(), condition))
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(pd.concat(tables).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        return
     rows = []
     with tempfile.TemporaryDirectory(prefix="farm-precision-") as d:
         for condition in ("quiet", "hogs"):

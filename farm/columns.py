@@ -249,6 +249,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("contended", bool, "Another workload disturbed the steady window (left out of statistics)."),
     Column("contention_cpu", float, "Others' share of the job's cores in the steady window.", source="row"),
     Column("contended_reason", str, "Why the repeat is contended.", source="row"),
+    Column(
+        "epochs_disturbed",
+        int,
+        "Steady epochs another process disturbed, left out of the steady figure (the rest carry it).",
+        source="row",
+    ),
     Column("throttled", bool, "The GPU's clocks were held down in the steady window."),
     Column(
         "valid",

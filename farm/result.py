@@ -67,6 +67,15 @@ class EpochRecord(BaseModel):
     wall_s: float
     cpu_s: float | None = None
     val_s: float | None = Field(default=None, description="Validation time, excluded from wall_s.")
+    disturbed: bool | None = Field(
+        default=None,
+        description="Another process disturbed this steady epoch beyond the contention threshold "
+        "(workers.contention): the steady figure leaves it out. None: the first epoch, or recorded before epochs "
+        "were judged.",
+    )
+    cpu_others: float | None = Field(
+        default=None, description="Others' share of the job's cores during this steady epoch (workers.contention)."
+    )
     loss: float | None = None
     accuracy: float | None = None
     val_loss: float | None = None
@@ -166,9 +175,17 @@ class JobResultCore(BaseModel):
         return self.epochs[0].wall_s if self.epochs else None
 
     @property
+    def steady_epochs(self) -> list[EpochRecord]:
+        """The epochs the steady figure rests on: those after the first (which holds tracing/compilation) that
+        no other process disturbed; all of them when every one was disturbed (a contended repeat still has a
+        figure, which reports leave out unless asked)."""
+        rest = self.epochs[1:]
+        return [e for e in rest if not e.disturbed] or rest
+
+    @property
     def steady_epoch_s(self) -> float | None:
-        """Median wall time of the epochs after the first (which holds tracing/compilation)."""
-        rest = [e.wall_s for e in self.epochs[1:]]
+        """Median wall time of the steady epochs (:attr:`steady_epochs`)."""
+        rest = [e.wall_s for e in self.steady_epochs]
         return statistics.median(rest) if rest else None
 
     @property

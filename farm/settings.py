@@ -95,6 +95,11 @@ class FarmSettings(BaseSettings):
         description="Reuse XLA compilations across jobs (JAX backend) from "
         "a cache under cache_dir; steady epochs are unaffected, first epochs compile less.",
     )
+    compile_cache_dir: Path | None = Field(
+        default=None,
+        description="Where the compilation cache lives; unset: cache_dir/compiled. Several workers (and farms) "
+        "of one host may share one: an entry is keyed by the computation, its options, the versions and the device.",
+    )
     contention_cpu_threshold: float = Field(
         default=defaults.CONTENTION_CPU_THRESHOLD,
         gt=0,

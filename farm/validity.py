@@ -4,7 +4,8 @@ A repeat is *valid* when its steady window (the epochs, or inference passes, aft
 time and nothing disturbed it. It is *invalid*, with one reason per cause, when:
 
 * it was **contended**: other processes used the job's cores (or its GPU) beyond the farm's threshold, or the
-  hypervisor stole CPU (``workers.contention``; the reasons are the ones recorded there);
+  hypervisor stole CPU, in every steady epoch (``workers.contention``; the reasons are the ones recorded there),
+  or in so many of them that the undisturbed ones are too short to time;
 * the device was **throttled**: the GPU's clocks were held down by heat or power, or the CPU's clock changed by
   more than ``max_clock_change`` within the window (read where cpufreq is exposed: bare metal, not most VMs);
 * its **steady window was too short** to time: no epoch after the first, or fewer than ``min_steady_s`` seconds
@@ -46,8 +47,27 @@ def invalid_reasons(result: JobResult, limits: Limits) -> list[str]:
     if result.contended and not reasons:
         reasons.append("contended")
     reasons += clock_reasons(result.contention, limits.max_clock_change)
-    reasons += window_reasons(result, limits)
+    too_short = window_reasons(result, limits)
+    reasons += too_short or ([] if result.contended else disturbed_reasons(result, limits))
     return reasons
+
+
+def disturbed_reasons(result: JobResult, limits: Limits) -> list[str]:
+    """Steady epochs left out as disturbed, leaving undisturbed ones too short to time. A contention reason, not
+    a too-short one: the job is long enough, and a repeat on a quieter host will do (farm.cell_verdict stops a
+    cell on too-short repeats only)."""
+    rest = result.epochs[1:]
+    kept = [e for e in rest if not e.disturbed]
+    if len(kept) == len(rest) or not kept or not (limits.min_steady_s > 0 or limits.min_steady_steps > 0):
+        return []
+    seconds = sum(e.wall_s for e in kept)
+    steps = (result.steps_per_epoch or 0) * len(kept)
+    if seconds >= limits.min_steady_s and (not result.steps_per_epoch or steps >= limits.min_steady_steps):
+        return []
+    return [
+        f"other processes disturbed {len(rest) - len(kept)} of {len(rest)} steady epochs: the undisturbed "
+        f"{'one holds' if len(kept) == 1 else f'{len(kept)} hold'} {seconds:.2f} s and {steps} steps, too short to time"
+    ]
 
 
 def clock_reasons(contention: dict[str, Any], max_change: float) -> list[str]:

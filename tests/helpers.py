@@ -48,10 +48,14 @@ windows are too short to time by the farm's defaults (farm.validity), and a busy
 wait for a quiet host. Tests of those behaviours set them back."""
 
 
+SUITE_COMPILE_CACHE_ENV = "BENCHFARM_TEST_COMPILE_CACHE"
+"""The test run's shared JAX compilation cache (tests/conftest.py makes it): every farm the tests start uses it."""
+
+
 def farm_env(broker_url: str, cache_dir: Path, **extra: str) -> dict[str, str]:
     """The caller's environment without its FARM_* settings, pointed at ``broker_url``, with no config file and
-    no downloads; tiny jobs' steady windows count as valid and no job waits for a quiet host (``TINY_JOBS``),
-    unless ``extra`` says otherwise."""
+    no downloads; tiny jobs' steady windows count as valid and no job waits for a quiet host (``TINY_JOBS``);
+    compilations cached for the whole test run; unless ``extra`` says otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_")}
     env.update(
         FARM_BROKER_URL=broker_url,
@@ -60,6 +64,8 @@ def farm_env(broker_url: str, cache_dir: Path, **extra: str) -> dict[str, str]:
         FARM_ALLOW_DOWNLOAD="false",
         **TINY_JOBS,
     )
+    if os.environ.get(SUITE_COMPILE_CACHE_ENV):
+        env["FARM_COMPILE_CACHE_DIR"] = os.environ[SUITE_COMPILE_CACHE_ENV]
     env.update(extra)
     return env
 

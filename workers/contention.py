@@ -11,9 +11,11 @@ the other cores' tenants do not count; PSI's "some" time says how long runnable 
 also catches contention that /proc/stat cannot attribute (a CPU quota, another cgroup). The GPU side, when the
 job has a GPU, comes from NVML (``workers.gpu_contention``).
 
-A job is **contended** when, over its steady window (the epochs after the first), other processes used more
-than ``contention_cpu_threshold`` of the cores the job may use, or the hypervisor stole more than that, or
-(on a GPU job) another process used the job's GPU or its clocks were throttled by heat or power.
+An epoch is **disturbed** when, over its span, other processes used more than the contention threshold of the
+cores the job may use, or the hypervisor stole more than that, or (on a GPU job) another process used the job's
+GPU or its clocks were throttled by heat or power. The repeat's steady figure is the median of its undisturbed
+steady epochs (the epochs after the first; ``farm.result``), so a neighbour that comes for one epoch costs that
+epoch, not the repeat; the job is **contended** only when every steady epoch was disturbed (:func:`settle`).
 """
 
 from __future__ import annotations
@@ -191,9 +193,10 @@ def cpu_window(samples: list[CpuSample], start: float, end: float, cores: int) -
     sampling interval, so a short burst shows even when the mean is low.
     """
     inside = [s for s in samples if start - 1e-6 <= s.at <= end + 1e-6]
-    # The samples just outside bound the window: an interval that straddles an edge counts in full.
-    before = [s for s in samples if s.at < start]
-    after = [s for s in samples if s.at > end]
+    # The samples just outside bound the window where no sample falls on its edge: an interval that straddles an
+    # edge counts in full.
+    before = [s for s in samples if s.at < start] if not inside or inside[0].at > start + 1e-6 else []
+    after = [s for s in samples if s.at > end] if not inside or inside[-1].at < end - 1e-6 else []
     points = ([before[-1]] if before else []) + inside + ([after[0]] if after else [])
     if len(points) < 2:
         return None
@@ -288,6 +291,15 @@ class ContentionSampler:
         self._thread.join(timeout=2)
         self._sample()
 
+    def epochs(
+        self,
+        bounds: list[tuple[float, float]],
+        threshold: float,
+        gpu_summary: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """One verdict per epoch span in ``bounds`` (:meth:`window`'s, each judged on its own)."""
+        return [self.window(start, end, threshold, gpu_summary) for start, end in bounds]
+
     def window(
         self,
         start: float,
@@ -309,6 +321,21 @@ class ContentionSampler:
             "reasons": reasons,
             "throttled": bool(gpu.get("throttle_reasons")),
         }
+
+
+def settle(steady: dict[str, Any], per_epoch: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job's verdict from its whole steady window's and each steady epoch's: contended only when no steady
+    epoch was left undisturbed (the undisturbed ones carry the figure; ``farm.validity`` checks they are long
+    enough to time). The whole window's figures stay as measured, with how many epochs were disturbed."""
+    if not per_epoch:
+        return steady
+    disturbed = [e["contended"] for e in per_epoch]
+    figures = {**steady["figures"], "epochs_disturbed": sum(disturbed), "epochs_steady": len(disturbed)}
+    if all(disturbed):
+        reasons = steady["reasons"] or per_epoch[0]["reasons"]
+        return {**steady, "figures": figures, "contended": True, "reasons": reasons}
+    throttled = any(e["throttled"] for e in per_epoch if not e["contended"])
+    return {**steady, "figures": figures, "contended": False, "reasons": [], "throttled": throttled}
 
 
 def window_now(seconds: float, farm: list[int] | tuple[int, ...] = ()) -> dict[str, Any]:

@@ -79,6 +79,8 @@ def child_env(
     )
     if "contention_cpu_threshold" in settings.model_fields_set:  # a lab's own threshold rules over a derived one
         env["FARM_CONTENTION_CPU_THRESHOLD"] = repr(settings.contention_cpu_threshold)
+    if settings.compile_cache_dir:
+        env["FARM_COMPILE_CACHE_DIR"] = str(settings.compile_cache_dir)
     if farm_pids:
         env[FARM_PIDS_ENV] = ",".join(str(p) for p in farm_pids)
     env[memory.LIMIT_ENV] = str(job_memory_limit(settings) or 0)

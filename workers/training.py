@@ -18,7 +18,7 @@ from farm.fingerprint import cpu_model
 from farm.job import JobEnvelope, JobSpec
 from farm.precision import contention_threshold
 from farm.settings import FarmSettings
-from workers.contention import ContentionSampler
+from workers.contention import ContentionSampler, settle
 from workers.gpu_contention import gpu_probe, gpu_summary
 from workers.quiet import wait_for_quiet
 from workers.timing import IdleSampler, PhaseClock, epoch_callback, steps_per_call
@@ -100,7 +100,7 @@ def tf_dataset(x: Any, y: Any, batch_size: int, seed: int) -> Any:
 
 
 def use_compile_cache(backend: str, cache_dir: Path) -> str | None:
-    """Point the backend's persistent compilation cache at ``cache_dir``; the directory used, or None.
+    """Point the backend's persistent compilation cache into ``cache_dir``; the directory used, or None.
 
     JAX keys each entry by the computation, the compile options, its own version and the device, so a hit is
     the executable a compile would have produced. It saves the repeated compiles of short jobs (the model's
@@ -111,7 +111,7 @@ def use_compile_cache(backend: str, cache_dir: Path) -> str | None:
         return None
     import jax
 
-    path = cache_dir / "compiled" / "jax"
+    path = cache_dir / "jax"
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -219,7 +219,8 @@ def build_and_compile(
     model and check that it fits this job's memory."""
     import keras
 
-    compile_cache = use_compile_cache(job.backend, settings.cache_dir) if settings.compile_cache else None
+    compiled = settings.compile_cache_dir or settings.cache_dir / "compiled"
+    compile_cache = use_compile_cache(job.backend, compiled) if settings.compile_cache else None
     name = device_name(job.device, job.backend)
     seed_everything(job.seed_effective, job.backend)
     if job.mixed_precision:
@@ -288,14 +289,23 @@ def measured_figures(
         "phases": phase_times(clock),
         "timeline": {"first_step_at": timer.first_step_at, "train_end_at": timer.train_end_at},
         "stalls": locate_stalls(sampler.stalls(), clock, timer.epoch_bounds),
-        "contention": watch.window(
-            *steady_window(timer.epoch_bounds, clock.bounds["train"]), cpu_threshold, gpu_summary
-        ),
+        "contention": judge_epochs(timer, clock, watch, cpu_threshold),
         **step_percentiles(timer.step_times(first_epoch=1)),
         "steps_per_epoch": len(timer.step_starts[0]) * steps_per_call(timer.step_starts[0])
         if timer.step_starts
         else None,
     }
+
+
+def judge_epochs(timer: Any, clock: PhaseClock, watch: ContentionSampler, cpu_threshold: float) -> dict[str, Any]:
+    """The steady window's contention verdict, with each steady epoch judged on its own and marked ``disturbed``
+    in its record (the result's steady figure leaves those out: ``farm.result.JobResult.steady_epoch_s``)."""
+    steady = watch.window(*steady_window(timer.epoch_bounds, clock.bounds["train"]), cpu_threshold, gpu_summary)
+    per_epoch = watch.epochs(timer.epoch_bounds[1:], cpu_threshold, gpu_summary)
+    for record, verdict in zip(timer.records[1:], per_epoch, strict=False):
+        record["disturbed"] = verdict["contended"]
+        record["cpu_others"] = verdict["figures"].get("cpu_others")
+    return settle(steady, per_epoch)
 
 
 def phase_times(clock: PhaseClock) -> dict[str, float]:

@@ -15,14 +15,23 @@ from farm.validity import Limits, invalid_reasons, is_valid, kind_of, recorded_r
 LIMITS = Limits(min_steady_s=1.0, min_steady_steps=20, max_clock_change=0.1)
 
 
-def result(epoch_s: list[float], *, mode: str = "train", steps: int | None = 50, **fields: Any) -> JobResult:
+def result(
+    epoch_s: list[float],
+    *,
+    mode: str = "train",
+    steps: int | None = 50,
+    disturbed: tuple[int, ...] = (),
+    **fields: Any,
+) -> JobResult:
     job = JobSpec(sweep="s", workload="cifar10_mlp", device="cpu", epochs=len(epoch_s), mode=mode, train_samples=1600)
     return JobResult(
         job_id="j",
         sweep_id="s",
         job=job,
         status=JobStatus.succeeded,
-        epochs=[EpochRecord(epoch=k, wall_s=s) for k, s in enumerate(epoch_s)],
+        epochs=[
+            EpochRecord(epoch=k, wall_s=s, disturbed=(k in disturbed) if k else None) for k, s in enumerate(epoch_s)
+        ],
         train_samples_used=1600,
         steps_per_epoch=steps,
         **fields,
@@ -52,6 +61,26 @@ def test_one_epoch_has_no_steady_window() -> None:
     assert reason.startswith("no steady window") and "run 2 or more" in reason and kind_of(reason) == "too short"
     (passes,) = invalid_reasons(result([3.0], mode="inference"), LIMITS)
     assert "passes" in passes
+
+
+def test_disturbed_epochs_are_left_out_of_the_steady_figure() -> None:
+    calm = result([3.0, 1.0, 1.0, 1.0])
+    one_slow = result([3.0, 1.0, 2.5, 1.0], disturbed=(2,))
+    assert one_slow.steady_epoch_s == calm.steady_epoch_s == 1.0
+    assert invalid_reasons(one_slow, LIMITS) == []
+    assert result_row(one_slow)["epochs_disturbed"] == 1 and result_row(calm)["epochs_disturbed"] == 0
+    # Every steady epoch disturbed: the figure is still there (for --include-invalid), from all of them.
+    everywhere = result([3.0, 2.0, 3.0], disturbed=(1, 2), contended=True, contended_reasons=["others used 50%"])
+    assert everywhere.steady_epoch_s == 2.5 and invalid_reasons(everywhere, LIMITS) == ["others used 50%"]
+
+
+def test_undisturbed_epochs_too_short_to_time_are_a_contention_not_a_short_job() -> None:
+    # The job is long enough (3 s of steady epochs), but the one undisturbed epoch holds 0.6 s: another repeat on
+    # a quieter host will do, so the reason is contention (replaced), not "too short" (which stops the cell).
+    (reason,) = invalid_reasons(result([3.0, 0.6, 1.2, 1.2], disturbed=(2, 3)), LIMITS)
+    assert kind_of(reason) == "contended"
+    assert "disturbed 2 of 3 steady epochs" in reason and "the undisturbed one holds 0.60 s and 50 steps" in reason
+    assert invalid_reasons(result([3.0, 0.6, 1.2, 1.2], disturbed=(2, 3)), Limits(0, 0)) == []
 
 
 def test_no_window_limits_judge_no_window() -> None:

@@ -50,6 +50,35 @@ def test_the_window_is_bounded_by_the_samples_around_it() -> None:
     assert cpu_window(samples[:1], 0, 1, cores=2) is None
 
 
+def test_a_neighbour_for_one_epoch_costs_that_epoch_not_the_repeat() -> None:
+    # Three steady epochs of 2 s on 2 cores; another process took both cores through the second one only.
+    sampler = contention.ContentionSampler()
+    sampler.cores = [0, 1]
+    own = [0.0, 2.0, 4.0, 4.5, 5.0, 7.0, 9.0]
+    busy = [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0]  # 2 s of 2 busy cores each: the job's own, then a hog's
+    sampler.samples = [sample(t, b, o) for t, b, o in zip((0, 1, 2, 3, 4, 5, 6), busy, own, strict=True)]
+    per_epoch = sampler.epochs([(0, 2), (2, 4), (4, 6)], 0.2)
+    assert [e["contended"] for e in per_epoch] == [False, True, False]
+    steady = sampler.window(0, 6, 0.2)
+    assert steady["contended"]  # a third of the window's cores: over the threshold as a whole
+    settled = contention.settle(steady, per_epoch)
+    assert not settled["contended"] and settled["reasons"] == []
+    assert settled["figures"]["epochs_disturbed"] == 1 and settled["figures"]["epochs_steady"] == 3
+    assert settled["figures"]["cpu_others"] == steady["figures"]["cpu_others"]  # the figures stay as measured
+
+
+def test_a_neighbour_in_every_epoch_contends_the_repeat() -> None:
+    sampler = contention.ContentionSampler()
+    sampler.cores = [0, 1]
+    sampler.samples = [sample(t, 2.0 * t, 1.0 * t) for t in range(5)]  # half the cores taken throughout
+    per_epoch = sampler.epochs([(0, 2), (2, 4)], 0.2)
+    settled = contention.settle(sampler.window(0, 4, 0.2), per_epoch)
+    assert settled["contended"] and "50% of the job's 2 core(s)" in settled["reasons"][0]
+    assert settled["figures"]["epochs_disturbed"] == 2
+    alone = contention.settle(sampler.window(0, 4, 0.2), [])
+    assert alone["contended"] and "epochs_disturbed" not in alone["figures"]
+
+
 def test_steal_and_gpu_reasons() -> None:
     figures = {
         "cpu_others": 0.0,

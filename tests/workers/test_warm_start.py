@@ -78,8 +78,8 @@ def test_each_job_gets_a_fresh_forked_process(tmp_path: Path) -> None:
     assert other_backend.ready["keras_backend"] == "tensorflow" and "tensorflow" in results[3].versions
     # Each CPU job's process sees no GPU.
     assert {r.environment["cuda_visible_devices"] for r in results} == {""}
-    # JAX jobs share the compilation cache; TensorFlow has none.
-    assert results[1].environment["compile_cache"] == str(tmp_path / "compiled" / "jax")
+    # JAX jobs share the compilation cache (here the test run's: tests/conftest.py); TensorFlow has none.
+    assert results[1].environment["compile_cache"] == str(Path(os.environ["FARM_COMPILE_CACHE_DIR"]) / "jax")
     assert results[3].environment["compile_cache"] is None
 
 
@@ -98,15 +98,18 @@ def test_a_forked_job_trains_exactly_like_a_fresh_interpreter(tmp_path: Path) ->
     assert forked.train_loss == pytest.approx(fresh.train_loss, rel=1e-5)
 
 
-def test_compile_cache_can_be_turned_off(tmp_path: Path) -> None:
+def test_compile_cache_lives_under_the_cache_dir_or_can_be_turned_off(tmp_path: Path) -> None:
     pool = WarmPool()
     try:
         env = envelope()
-        outcome = run_child(env, FarmSettings(cache_dir=tmp_path, compile_cache=False), lambda e: None, pool=pool)
+        off = run_child(env, FarmSettings(cache_dir=tmp_path, compile_cache=False), lambda e: None, pool=pool)
+        assert succeeded(off).environment["compile_cache"] is None
+        assert not (tmp_path / "compiled").exists()
+        default = run_child(env, FarmSettings(cache_dir=tmp_path, compile_cache_dir=None), lambda e: None, pool=pool)
     finally:
         pool.close()
-    assert succeeded(outcome).environment["compile_cache"] is None
-    assert not (tmp_path / "compiled").exists()
+    assert succeeded(default).environment["compile_cache"] == str(tmp_path / "compiled" / "jax")
+    assert any((tmp_path / "compiled" / "jax").iterdir())
 
 
 def test_each_device_set_gets_its_own_server_and_visibility(tmp_path: Path) -> None:
