@@ -23,7 +23,7 @@ from tests.helpers import farm_env, run_farm
 
 pytestmark = pytest.mark.slow
 
-REPEATS = 6
+REPEATS = 5
 """Valid repeats a side: the cell's min and max, so each side ends with exactly this many."""
 
 PLANTED = """
@@ -79,7 +79,7 @@ def precise_sweep(tmp_path: Path) -> Path:
         "name": "planted",
         "precision": {"ci": 0.2, "min_repeats": REPEATS, "max_repeats": REPEATS, "max_invalid": 6},
         "defaults": {"backend": "tensorflow", "data": "synthetic", "train_samples": 320, "test_samples": 32},
-        "jobs": [{"workload": "planted_mlp", "epochs": 3}],
+        "jobs": [{"workload": "planted_mlp", "epochs": 2}],
     }
     path = tmp_path / "planted.yaml"
     path.write_text(yaml.safe_dump(spec))
