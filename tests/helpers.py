@@ -48,6 +48,9 @@ windows are too short to time by the farm's defaults (farm.validity), and a busy
 wait for a quiet host. Tests of those behaviours set them back."""
 
 
+FAST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+"""XLA's cheapest CPU compile: the suite's JAX processes use it (tests/conftest.py)."""
+
 SUITE_COMPILE_CACHE_ENV = "BENCHFARM_TEST_COMPILE_CACHE"
 """The test run's shared JAX compilation cache (tests/conftest.py makes it): every farm the tests start uses it."""
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import FAST_XLA_FLAGS, REPO
 
 TINY: dict[str, dict[str, Any]] = {
     "resnet50": {"image_size": 32, "classes": 10},
@@ -89,9 +89,9 @@ CHILD = textwrap.dedent(
 @pytest.fixture(scope="module")
 def built() -> dict[str, Any]:
     # XLA's cheapest CPU compile: the test checks what the models hold and that they train, not their speed
-    # (measured: 72 CPU-s with the default optimisation, 54 with these flags).
-    fast_compile = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": fast_compile}
+    # (measured: 72 CPU-s with the default optimisation, 54 with these flags); and the run's compilation cache
+    # (both from tests/conftest.py).
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_XLA_FLAGS}
     done = subprocess.run(
         [sys.executable, "-c", CHILD, json.dumps(TINY)],
         cwd=REPO,
