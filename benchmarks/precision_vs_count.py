@@ -89,19 +89,25 @@ def sweep(directory: Path, name: str, way: dict, args: argparse.Namespace) -> Pa
     return path
 
 
-def run(directory: Path, label: str, way: dict, condition: str, args: argparse.Namespace) -> dict:
-    name = f"{condition}-{label.split()[0]}-{label.split()[-1].strip('±%')}"
-    out = directory / name
+def farm_run(path: Path, out: Path, what: str) -> tuple[str, float]:
+    """``farm run PATH -o OUT``, the console script users start: what it printed, and its wall seconds."""
     started = time.perf_counter()
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "farm"), "run", str(sweep(directory, name, way, args)), "-o", str(out)],
+        [str(Path(sys.executable).parent / "farm"), "run", str(path), "-o", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
     )
     wall = time.perf_counter() - started
     if done.returncode != 0:
-        raise SystemExit(f"farm run failed ({label}, {condition}): {done.stderr[-2000:]}")
+        raise SystemExit(f"farm run failed ({what}): {done.stderr[-2000:]}")
+    return done.stdout, wall
+
+
+def run(directory: Path, label: str, way: dict, condition: str, args: argparse.Namespace) -> dict:
+    name = f"{condition}-{label.split()[0]}-{label.split()[-1].strip('±%')}"
+    out = directory / name
+    stdout, wall = farm_run(sweep(directory, name, way, args), out, f"{label}, {condition}")
     rows = pd.read_csv(out / "results.csv")
     report = pd.read_csv(out / "report.csv").iloc[0]
     waits = rows["quiet_wait_s"].dropna() if "quiet_wait_s" in rows else pd.Series(dtype=float)
@@ -119,7 +125,7 @@ def run(directory: Path, label: str, way: dict, condition: str, args: argparse.N
         "longest wait s": float(waited.max()) if len(waited) else 0.0,
         "waits s": float(waited.sum()),
         "line": next(
-            (line for line in done.stdout.splitlines() if line.startswith("fashion_mnist_mlp cpu tensorflow batch")), ""
+            (line for line in stdout.splitlines() if line.startswith("fashion_mnist_mlp cpu tensorflow batch")), ""
         ),
     }
 
@@ -127,18 +133,9 @@ def run(directory: Path, label: str, way: dict, condition: str, args: argparse.N
 def example(directory: Path, path: Path, condition: str) -> pd.DataFrame:
     """``farm run`` of a shipped example as it is; one row per cell with its closing line's verdict."""
     out = directory / f"{condition}-{path.stem}"
-    started = time.perf_counter()
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "farm"), "run", str(path), "-o", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"farm run failed ({path}, {condition}): {done.stderr[-2000:]}")
+    stdout, wall = farm_run(path, out, f"{path}, {condition}")
     print(f"--- {condition}: farm run {path} took {wall:.0f} s; its closing lines:")
-    print("\n".join(line for line in done.stdout.splitlines() if "samples/s" in line or "target" in line), flush=True)
+    print("\n".join(line for line in stdout.splitlines() if "samples/s" in line or "target" in line), flush=True)
     rows = pd.read_csv(out / "results.csv")
     report = pd.read_csv(out / "report.csv")
     waits = rows.groupby("workload")["quiet_wait_s"].agg(
