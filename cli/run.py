@@ -108,20 +108,6 @@ def watch(store: Store, sweep_id: str, local_queues: set[str], farm: LocalFarm, 
             live.stop()  # on a terminal, rich ends the view's last line: the report starts on a line of its own
 
 
-def cell_lines(store: Store, sweep_id: str) -> list[str]:
-    """One closing line per cell that ran: its median throughput and whether it reached its precision target,
-    or which cap stopped it (farm.cell_verdict); for a fixed count, how many repeats were valid."""
-    from farm.cell_verdict import cell_line
-
-    ids = store.sweep_job_ids(sweep_id)
-    cells: dict[str, tuple[Any, list[Any]]] = {}
-    for envelope, result in zip(store.envelopes(ids), store.results(ids), strict=True):
-        if envelope is not None and result is not None:
-            key = envelope.job.cell_key()
-            cells.setdefault(key, (envelope.job.precision, []))[1].append(result)
-    return [cell_line(results, precision) for precision, results in cells.values()]
-
-
 class Interrupted(KeyboardInterrupt):
     """``farm run`` was told to stop (SIGINT, SIGTERM, SIGHUP) while it ran the sweep."""
 
@@ -235,6 +221,7 @@ def run_cmd(
     import socket
 
     from farm import workloads
+    from farm.cell_verdict import sweep_cell_lines
     from farm.fingerprint import query_nvidia_smi
     from farm.local import LocalFarm, shared_machine_warning
     from farm.progress import TERMINAL_STATES
@@ -276,7 +263,7 @@ def run_cmd(
             )
             watch(store, outcome.sweep_id, local_queues, farm, output, started)
             df = frames_for(store, outcome.sweep_id)
-            cells = cell_lines(store, outcome.sweep_id)
+            cells = sweep_cell_lines(store, outcome.sweep_id)
         except Interrupted:
             pass  # told below, once the farm has stopped
         finally:

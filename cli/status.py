@@ -23,6 +23,12 @@ def status_cmd(
     ),
     watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until the sweep has settled."),
     interval: float = typer.Option(defaults.STATUS_REFRESH_S, help="Refresh period of --watch, seconds."),
+    cells: bool = typer.Option(
+        False,
+        "--cells",
+        help="One line per cell instead: its median so far and where it stands against its precision target "
+        "(still measuring, met, or which cap stopped it); for a fixed count, how many repeats were valid.",
+    ),
     broker: str = BrokerOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -34,6 +40,9 @@ def status_cmd(
     store = Store.from_settings(cfg)
     stale_s = STALE_HEARTBEATS * cfg.heartbeat_s
     sid = resolve(store, sweep_id)
+    if cells:
+        print_cells(store, sid, as_json)
+        return
     if as_json:
         print_json(sweep_progress(store, sid).to_json())
         return
@@ -83,3 +92,15 @@ def watch_lines(store: Store, sid: str, interval: float, stale_after_s: float = 
             break
         time.sleep(interval)
     console.print(render(progress, stale_after_s=stale_after_s))
+
+
+def print_cells(store: Store, sid: str, as_json: bool) -> None:
+    """``--cells``: each cell's line (farm.cell_verdict), as text or as ``{"sweep_id", "cells": [line, ...]}``."""
+    from farm.cell_verdict import sweep_cell_lines
+
+    lines = sweep_cell_lines(store, sid)
+    if as_json:
+        print_json({"sweep_id": sid, "cells": lines})
+        return
+    for line in lines or ["no repeat recorded yet"]:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -3,18 +3,57 @@ read it: valid repeats counted, invalid ones replaced, a failed or too-short rep
 
 from __future__ import annotations
 
-from farm.cell_verdict import cell_line, cell_verdict
-from farm.job import JobSpec
+import json
+
+import redis
+from typer.testing import CliRunner
+
+from cli.main import app
+from farm.cell_verdict import cell_line, cell_verdict, sweep_cell_lines
+from farm.job import JobEnvelope, JobSpec
 from farm.precision import Precision
 from farm.result import JobResult, JobStatus
-from tests.helpers import succeeded_job
+from farm.store import Store
+from tests.helpers import save_finished_sweep, succeeded_job, throwaway_redis
 
 TARGET = Precision(ci=0.05, min_repeats=4, max_repeats=6, max_invalid=2)
 
 
-def repeat(per_s: float, k: int = 0, precision: Precision | None = TARGET, **fields: object) -> JobResult:
-    job = JobSpec(sweep="s", workload="fashion_mnist_mlp", data="synthetic", repeat=k, precision=precision)
+def repeat(
+    per_s: float,
+    k: int = 0,
+    precision: Precision | None = TARGET,
+    workload: str = "fashion_mnist_mlp",
+    **fields: object,
+) -> JobResult:
+    job = JobSpec(sweep="s", workload=workload, data="synthetic", repeat=k, precision=precision)
     return succeeded_job(job, "s-1", 100 / per_s, train_samples_used=100, unit="images", **fields)[1]
+
+
+def test_a_cell_under_way_says_it_is_still_measuring() -> None:
+    results = [repeat(100.0, 0), repeat(120.0, 1)]
+    assert cell_verdict(results, TARGET).more == 2
+    line = cell_line(results, TARGET)
+    assert line.startswith("fashion_mnist_mlp cpu tensorflow batch 32: 110.0 images/s so far; measuring: ")
+    assert line.endswith("with 2 valid repeats: 2 more")
+
+
+def test_farm_status_cells_shows_one_line_per_cell(isolated_env: object) -> None:
+    """``farm status SWEEP --cells``, from the store: a cell under way and a fixed-count cell beside it."""
+    growing = [repeat(100.0, 0), repeat(100.0, 1)]
+    fixed = [repeat(50.0, k, None, workload="cifar10_mlp") for k in range(2)]
+    envelopes = [JobEnvelope.for_job(r.job, "s-1") for r in growing + fixed]
+    with throwaway_redis() as server:
+        store = Store(redis.Redis.from_url(server.url, decode_responses=True))
+        save_finished_sweep(store, "s-1", "cells", envelopes, [])
+        for r in growing + fixed:
+            assert store.record_result(r.model_copy(update={"job_id": JobEnvelope.for_job(r.job, "s-1").job_id}))
+        lines = sweep_cell_lines(store, "s-1")
+        shown = CliRunner().invoke(app, ["status", "s-1", "--cells", "--broker", server.url])
+        as_json = CliRunner().invoke(app, ["status", "s-1", "--cells", "--json", "--broker", server.url])
+    assert len(lines) == 2 and "measuring" in lines[0] and lines[1].endswith("from 2 valid of 2")
+    assert shown.exit_code == 0 and shown.stdout.splitlines() == lines, shown.stdout
+    assert json.loads(as_json.stdout) == {"sweep_id": "s-1", "cells": lines}
 
 
 def test_a_tight_cell_meets_its_target_and_says_so() -> None:
