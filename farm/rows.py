@@ -64,7 +64,9 @@ _COMPUTED: dict[str, Callable[[JobResult], Any]] = {
     "started_at": lambda r: _iso(r.started_at),
     "finished_at": lambda r: _iso(r.finished_at),
     "contention_cpu": lambda r: r.contention.get("cpu_others"),
-    "epochs_disturbed": lambda r: sum(1 for e in r.epochs[1:] if e.disturbed) if r.epochs else None,
+    "epochs_disturbed": lambda r: (
+        sum(1 for e in r.epochs[1:] if e.disturbed) if any(e.disturbed is not None for e in r.epochs[1:]) else None
+    ),
     "contended_reason": lambda r: "; ".join(r.contended_reasons) or None,
     "valid": lambda r: is_valid(r) if r.status.value == "succeeded" else None,
     "invalid_reason": lambda r: "; ".join(recorded_reasons(r)) or None,
