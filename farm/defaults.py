@@ -129,9 +129,10 @@ connections but never answers, and without a bound every command hangs. Above ko
 is read under the same socket timeout."""
 
 CONTENTION_CPU_THRESHOLD = 0.2
-"""A job is marked contended when other processes used more than this share of its cores (or the hypervisor
-stole it) over its steady window: one busy core of a 2-core job is 0.5; a quiet machine's daemons stay near
-0.01. Reports leave contended repeats out of their statistics by default."""
+"""A steady epoch is disturbed when other processes used more than this share of its cores (or the hypervisor
+stole it) during it, and a job whose steady epochs were all disturbed is marked contended: one busy core of a
+2-core job is 0.5; a quiet machine's daemons stay near 0.01. Reports leave contended repeats out of their
+statistics by default."""
 
 CONTENTION_SLOWDOWN = 3.0
 """How much slower a CPU job's steady epochs run per unit of others' CPU on its cores, measured by

@@ -104,8 +104,8 @@ class FarmSettings(BaseSettings):
         default=defaults.CONTENTION_CPU_THRESHOLD,
         gt=0,
         le=10,
-        description="Share of a job's cores that other processes may use "
-        "during its steady window before the job is marked contended. Unset, a cell measured to a precision gets "
+        description="Share of a job's cores that other processes may use during a steady epoch before the "
+        "epoch counts as disturbed (all disturbed: the job is contended). Unset, a cell measured to a precision gets "
         "a tighter one derived from its target (farm.precision.contention_threshold); set, it rules every cell.",
     )
     min_steady_s: float = Field(
