@@ -56,9 +56,8 @@ def disturbed_reasons(result: JobResult, limits: Limits) -> list[str]:
     """Steady epochs left out as disturbed, leaving undisturbed ones too short to time. A contention reason, not
     a too-short one: the job is long enough, and a repeat on a quieter host will do (farm.cell_verdict stops a
     cell on too-short repeats only)."""
-    rest = result.epochs[1:]
-    kept = [e for e in rest if not e.disturbed]
-    if len(kept) == len(rest) or not kept or not (limits.min_steady_s > 0 or limits.min_steady_steps > 0):
+    rest, kept = result.epochs[1:], result.steady_epochs  # all of them when none, or every one, was disturbed
+    if len(kept) == len(rest) or not (limits.min_steady_s > 0 or limits.min_steady_steps > 0):
         return []
     seconds = sum(e.wall_s for e in kept)
     steps = (result.steps_per_epoch or 0) * len(kept)

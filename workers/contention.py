@@ -326,16 +326,13 @@ class ContentionSampler:
 def settle(steady: dict[str, Any], per_epoch: list[dict[str, Any]]) -> dict[str, Any]:
     """The job's verdict from its whole steady window's and each steady epoch's: contended only when no steady
     epoch was left undisturbed (the undisturbed ones carry the figure; ``farm.validity`` checks they are long
-    enough to time). The whole window's figures stay as measured, with how many epochs were disturbed."""
+    enough to time). The whole window's figures stay as measured; each epoch's verdict is kept in its record."""
     if not per_epoch:
         return steady
-    disturbed = [e["contended"] for e in per_epoch]
-    figures = {**steady["figures"], "epochs_disturbed": sum(disturbed), "epochs_steady": len(disturbed)}
-    if all(disturbed):
-        reasons = steady["reasons"] or per_epoch[0]["reasons"]
-        return {**steady, "figures": figures, "contended": True, "reasons": reasons}
+    if all(e["contended"] for e in per_epoch):
+        return {**steady, "contended": True, "reasons": steady["reasons"] or per_epoch[0]["reasons"]}
     throttled = any(e["throttled"] for e in per_epoch if not e["contended"])
-    return {**steady, "figures": figures, "contended": False, "reasons": [], "throttled": throttled}
+    return {**steady, "contended": False, "reasons": [], "throttled": throttled}
 
 
 def window_now(seconds: float, farm: list[int] | tuple[int, ...] = ()) -> dict[str, Any]:
