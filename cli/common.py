@@ -134,6 +134,14 @@ BrokerOption = typer.Option(
     help="Redis URL of the farm (default: FARM_BROKER_URL, the config file, or redis://127.0.0.1:6379/0).",
     show_default=False,
 )
+RunDirOption = typer.Option(
+    None,
+    "--run-dir",
+    help="Use the farm that `farm run -o DIR` kept in DIR (its own Redis, opened for this command): how to "
+    "reach a finished farm run's sweeps.",
+    show_default=False,
+    file_okay=False,
+)
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON instead of tables.")
 
 EXIT_USAGE = 2
@@ -142,12 +150,18 @@ EXIT_UNAVAILABLE = 1
 EXIT_REGRESSION = 3
 
 
-def settings(**overrides: Any) -> FarmSettings:
+def settings(run_dir: Path | None = None, **overrides: Any) -> FarmSettings:
+    """The farm's settings from the flags given (``overrides``), the environment and the config file. With
+    ``run_dir`` (``--run-dir``), the broker is the Redis that ``farm run`` kept there, opened for this command."""
     # Imported here, not at the top: `farm --help` must not pay for pydantic-settings and the Redis client.
     from pydantic import ValidationError
 
     from farm.settings import config_path, load_settings, settings_problem
 
+    if run_dir is not None:
+        if overrides.get("broker_url") is not None:
+            fail("--broker and --run-dir name two farms: give one of them")
+        overrides["broker_url"] = open_run_dir(run_dir)
     try:
         return load_settings(**overrides)
     except ValidationError as e:  # one line naming the flag, variable or config key; never the broker's password
@@ -156,11 +170,31 @@ def settings(**overrides: Any) -> FarmSettings:
         raise SpecError.one("", f"malformed TOML: {e}", str(config_path())) from None
 
 
-def open_store(broker: str | None) -> Store:
-    """The farm's store at ``broker`` (or the configured one), failing fast when Redis is not there."""
+def open_store(broker: str | None, run_dir: Path | None = None) -> Store:
+    """The farm's store at ``broker`` (or ``run_dir``'s, or the configured one), failing fast when Redis is not
+    there."""
     from farm.store import Store
 
-    return Store.from_settings(settings(broker_url=broker))
+    return Store.from_settings(settings(run_dir, broker_url=broker))
+
+
+def open_run_dir(run_dir: Path) -> str:
+    """The URL of the Redis that ``farm run`` kept in ``run_dir``, opened (started if nobody runs it) until this
+    command ends: the command's click context closes it, or the process's exit outside a command."""
+    import atexit
+
+    import click
+
+    from farm.kept_redis import KeptRedis
+
+    kept = KeptRedis(run_dir)
+    url = kept.open()
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(kept.close)
+    else:
+        atexit.register(kept.close)
+    return url
 
 
 def friendly_errors(fn: F) -> F:

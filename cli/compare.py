@@ -14,6 +14,7 @@ from cli.common import (
     EXIT_REGRESSION,
     BrokerOption,
     JsonOption,
+    RunDirOption,
     check_file_options,
     console,
     fail,
@@ -143,6 +144,7 @@ def compare_cmd(
     include_invalid: bool = IncludeInvalidOption,
     include_contended: bool = IncludeContendedOption,
     broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Compare two sweeps cell by cell: median of B over median of A with a bootstrap CI, and a Mann-Whitney
@@ -168,7 +170,7 @@ def compare_cmd(
     except ValueError as e:
         fail(str(e))
     check_file_options(output, html)
-    store = open_store(broker)
+    store = open_store(broker, run_dir)
     sid_a, sid_b = resolve(store, sweep_a), resolve(store, sweep_b)
     df_a, df_b = frames_for(store, sid_a), frames_for(store, sid_b)
     for label, df in (("A", df_a), ("B", df_b)):

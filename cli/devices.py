@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
-from cli.common import BrokerOption, JsonOption, console, friendly_errors, open_store, print_json, untrusted
+from cli.common import (
+    BrokerOption,
+    JsonOption,
+    RunDirOption,
+    console,
+    friendly_errors,
+    open_store,
+    print_json,
+    untrusted,
+)
 
 
 @friendly_errors
@@ -44,15 +55,15 @@ def devices_cmd(
 
 
 @friendly_errors
-def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
+def workers_cmd(broker: str = BrokerOption, run_dir: Path = RunDirOption, as_json: bool = JsonOption) -> None:
     """The live workers: where they run, what they serve, what they are doing."""
-    store = open_store(broker)
+    store = open_store(broker, run_dir)
     workers = store.live_workers()
     if as_json:
         print_json(workers)
         return
     table = Table(title=f"{len(workers)} live worker(s)", title_justify="left")
-    for col in ("name", "host", "tags", "backends", "workloads", "job", "heartbeat"):
+    for col in ("name", "host", "tags", "backends", "workloads", "datasets", "job", "heartbeat"):
         table.add_column(col)
     now = store.now()  # registry entries are stamped on the Redis server's clock, whatever this host's says
     for w in workers:
@@ -66,10 +77,20 @@ def workers_cmd(broker: str = BrokerOption, as_json: bool = JsonOption) -> None:
             untrusted(", ".join(str(t) for t in w.get("tags", []) if ".wl-" not in str(t) and ".be-" not in str(t))),
             untrusted(", ".join(str(b) for b in w["backends"])) if isinstance(w.get("backends"), dict) else "?",
             workloads_cell(w),
+            datasets_cell(w),
             doing,
             f"{now - w.get('heartbeat_at', now):.0f} s ago",
         )
     console.print(table)
+
+
+def datasets_cell(worker: dict) -> str:
+    """The real datasets a worker holds (``cifar10``), may download (``fashion_mnist (download)``) or lacks
+    (``cifar10 (missing)``); ``?`` for a worker that does not say."""
+    have = worker.get("datasets")
+    if not isinstance(have, dict):
+        return "?"
+    return untrusted(", ".join(n if s == "held" else f"{n} ({s})" for n, s in sorted(have.items())))
 
 
 def workloads_cell(worker: dict) -> str:

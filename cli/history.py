@@ -15,6 +15,7 @@ from cli.common import (
     EXIT_UNAVAILABLE,
     BrokerOption,
     JsonOption,
+    RunDirOption,
     console,
     fail,
     friendly_errors,
@@ -192,6 +193,7 @@ def history_cmd(
     ),
     as_json: bool = JsonOption,
     broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
 ) -> None:
     """Line up the matching cells of many sweeps (per hardware) in time order, and flag the sweep where a
     cell's throughput (steady samples/s) changed beyond its noise, naming what changed in the fingerprint there
@@ -214,7 +216,7 @@ def history_cmd(
     """
     _check_path(csv, (".csv", ""), "--csv")
     _check_path(html, (".html", ".htm"), "--html")
-    store = open_store(broker)
+    store = open_store(broker, run_dir)
     ids = select_sweeps(store, list(sweeps or []))
     if not ids:
         fail("no sweep has been submitted to this farm yet")

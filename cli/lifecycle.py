@@ -4,10 +4,21 @@ result; delete a finished sweep for good."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
-from cli.common import BrokerOption, JsonOption, console, fail, friendly_errors, open_store, print_json, settings
+from cli.common import (
+    BrokerOption,
+    JsonOption,
+    RunDirOption,
+    console,
+    fail,
+    friendly_errors,
+    open_store,
+    print_json,
+    settings,
+)
 from cli.sweep_args import resolve
 
 
@@ -15,12 +26,13 @@ from cli.sweep_args import resolve
 def cancel_cmd(
     sweep_id: str = typer.Argument(..., help="Sweep id, prefix or name."),
     broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Cancel a sweep: queued jobs leave the queues, running ones are stopped, all are recorded cancelled."""
     from farm.lifecycle import cancel_sweep
 
-    store = open_store(broker)
+    store = open_store(broker, run_dir)
     sid = resolve(store, sweep_id)
     out = cancel_sweep(store, sid)
     if as_json:
@@ -50,6 +62,7 @@ def resume_cmd(
         "stay in each job's history.",
     ),
     broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Re-enqueue exactly the jobs without a successful result that are neither queued nor running (or, with
@@ -57,7 +70,7 @@ def resume_cmd(
     from farm.lifecycle import resume_sweep
     from farm.store import Store
 
-    cfg = settings(broker_url=broker)
+    cfg = settings(run_dir, broker_url=broker)
     store = Store.from_settings(cfg)
     sid = resolve(store, sweep_id)
     out = resume_sweep(store, cfg, sid, contended=contended)
@@ -85,6 +98,7 @@ def forget_cmd(
     sweep_id: str = typer.Argument(..., help="Sweep id, or a prefix or name that only one sweep has."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask: delete at once (needed without a terminal)."),
     broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Delete a finished sweep for good: its jobs, results, histories and runs (export them first with
@@ -94,7 +108,7 @@ def forget_cmd(
 
     if not sweep_id.strip():
         fail("farm forget needs the id of the sweep to forget")
-    store = open_store(broker)
+    store = open_store(broker, run_dir)
     sid = resolve(store, sweep_id)
     matches = [s for s in store.sweep_ids() if s.startswith(sweep_id)]
     if sweep_id != sid and len(matches) > 1:  # other commands take the latest; a deletion must not guess

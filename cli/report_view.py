@@ -177,28 +177,46 @@ def keep_whole(table: Table, foldable: tuple[str, ...]) -> None:
 
 
 def invalid_line(
-    count: int, kinds: str, *, included: bool, keep: str, contended: int = 0, sweeps: list[str] | None = None
+    count: int,
+    kinds: str,
+    *,
+    included: bool,
+    keep: str,
+    contended: int = 0,
+    sweeps: list[str] | None = None,
+    rerun: tuple[str, str] = ("", ""),
 ) -> str | None:
     """The one line that says invalid repeats were left out (or kept) and why (``kinds``: ``"2 contended, 1 too
     short"``), how to keep them and, when ``contended`` of them were contended, how to re-run those (``farm resume
     --contended`` of ``sweeps``, the sweep(s) whose contended repeats they are); None when there were none.
-    ``keep`` is the command or flag that keeps them where this line is shown."""
+    ``keep`` is the command or flag that keeps them where this line is shown. ``rerun`` is for ``farm run``,
+    whose farm has stopped once it prints this: the flag that lets ``farm resume`` reach its Redis, and what then
+    runs the resumed jobs."""
     if count <= 0:
         return None
     why = f" ({kinds})" if kinds else ""
     resume = ""
     if contended > 0 and sweeps:
-        resume = "; " + " / ".join(f"`farm resume {s} --contended`" for s in sweeps) + " re-runs the contended ones"
+        flag, then = rerun
+        commands = " / ".join(f"`farm resume {s} --contended{flag}`" for s in sweeps)
+        resume = f"; {commands}{then} re-runs the contended ones"
     if included:
         return f"{count} invalid repeat(s) kept in the statistics ({KEEP_FLAG}{'; ' + kinds if kinds else ''}){resume}"
     return f"{count} invalid repeat(s) left out of the statistics{why}; {keep} keeps them{resume}"
 
 
 def print_invalid(
-    count: int, kinds: str, *, included: bool, keep: str, contended: int = 0, sweeps: list[str] | None = None
+    count: int,
+    kinds: str,
+    *,
+    included: bool,
+    keep: str,
+    contended: int = 0,
+    sweeps: list[str] | None = None,
+    rerun: tuple[str, str] = ("", ""),
 ) -> None:
     """Print :func:`invalid_line` in yellow, when there is one (plain text: no markup is read from it)."""
-    line = invalid_line(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps)
+    line = invalid_line(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps, rerun=rerun)
     if line:
         console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
 
@@ -234,7 +252,13 @@ def reading_notes(report: pd.DataFrame) -> list[str]:
 
 
 def print_report(
-    report: pd.DataFrame, *, included: bool, keep: str, sweeps: list[str], results: pd.DataFrame | None = None
+    report: pd.DataFrame,
+    *,
+    included: bool,
+    keep: str,
+    sweeps: list[str],
+    results: pd.DataFrame | None = None,
+    rerun: tuple[str, str] = ("", ""),
 ) -> None:
     """The report as ``farm report`` and ``farm run`` show it, one way for both: the table of cells (flags
     counted from ``results`` when given), the line on invalid repeats (``keep``: how to keep them where this
@@ -247,7 +271,7 @@ def print_report(
         console.print(line, style="dim", markup=False, highlight=False)  # off a terminal: one line each
     count, kinds = invalid_total(report)
     contended = int(report["n_contended"].fillna(0).sum()) if "n_contended" in report.columns else 0
-    print_invalid(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps)
+    print_invalid(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps, rerun=rerun)
     warn_pooled_software(report)
     ups = speedups(report)
     if len(ups):

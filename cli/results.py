@@ -9,6 +9,7 @@ import typer
 
 from cli.common import (
     BrokerOption,
+    RunDirOption,
     check_file_options,
     console,
     fail,
@@ -29,12 +30,13 @@ def results_cmd(
         None, "-o", "--output", help="Write the rows to this file (.csv, .json, .md, .parquet), whole or not at all."
     ),
     broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
 ) -> None:
     """One row per job (tidy): the spec's fields and what was measured."""
     from farm.reports.files import write_frame
 
     check_file_options(output)
-    store = open_store(broker)
+    store = open_store(broker, run_dir)
     df = frames_for(store, resolve(store, sweep_id))
     if output:
         write_frame(df, output)
@@ -86,6 +88,7 @@ def report_cmd(
     include_invalid: bool = IncludeInvalidOption,
     include_contended: bool = IncludeContendedOption,
     broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
 ) -> None:
     """Aggregate the sweep: one row per cell with n, median, IQR, mean, CI and the GPU-over-CPU speedup.
 
@@ -99,7 +102,7 @@ def report_cmd(
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
     check_file_options(output, html)  # a bad name (exit 2), an unwritable place or no matplotlib (exit 1)
-    store = open_store(broker)
+    store = open_store(broker, run_dir)
     sid = resolve(store, sweep_id)
     frame = frames_for(store, sid)
     include = include_invalid or include_contended  # --include-contended: the same flag's older name

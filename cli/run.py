@@ -218,6 +218,7 @@ def run_cmd(
 
     The report leaves out repeats marked contended (other processes used the machine while they were measured;
     several --workers on too few cores make them contend with each other) and says how many."""
+    import shlex
     import socket
 
     from farm import workloads
@@ -261,6 +262,14 @@ def run_cmd(
                 + (f", {outcome.already} already queued or done" if outcome.already else "")
                 + (f", {outcome.skipped} skipped (no such device or backend here)" if outcome.skipped else "")
             )
+            if outcome.jobs and not outcome.enqueued and outcome.already:
+                console.print(
+                    f"every job of this sweep was already queued or done in {output / 'redis'}: the figures below "
+                    f"are the ones recorded then; `--name NEW` measures again under a new sweep name",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
             watch(store, outcome.sweep_id, local_queues, farm, output, started)
             df = frames_for(store, outcome.sweep_id)
             cells = sweep_cell_lines(store, outcome.sweep_id)
@@ -278,13 +287,19 @@ def run_cmd(
             )
             raise typer.Exit(128 + stopper.signum)
     report = aggregate(df)  # invalid repeats left out: `farm report --include-invalid` keeps them
-    keep = f"`farm report {outcome.sweep_id} {KEEP_FLAG}`"
+    # The farm has stopped: each command printed names the Redis it kept (--run-dir), unless a broker was given.
+    reach = f" --run-dir {shlex.quote(str(output))}" if embedded else ""
+    keep = f"`farm report {outcome.sweep_id} {KEEP_FLAG}{reach}`"
     count, kinds = invalid_total(report)
     contended = int(report["n_contended"].sum()) if len(report) else 0
-    note = invalid_line(count, kinds, included=False, keep=keep, contended=contended, sweeps=[outcome.sweep_id])
+    again = f"farm run {shlex.quote(str(sweep_file))} -o {shlex.quote(str(output))}"
+    rerun = (reach, f" and then `{again}`") if embedded else ("", "")  # a lab's farm: its workers run them
+    note = invalid_line(
+        count, kinds, included=False, keep=keep, contended=contended, sweeps=[outcome.sweep_id], rerun=rerun
+    )
     write_outputs(df, report, output, note="\n\n".join(filter(None, [note, *(f"- {line}" for line in cells)])))
     html = write_html(df, report, output)
-    print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id], results=df)
+    print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id], results=df, rerun=rerun)
     for line in cells:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     skipped = df[~df["status"].isin(TERMINAL_STATES)]
@@ -299,3 +314,11 @@ def run_cmd(
         markup=False,
         highlight=False,
     )
+    if embedded:
+        console.print(
+            f"the sweep stays in {output / 'redis'}: add --run-dir {shlex.quote(str(output))} to any farm command "
+            f"to reach it, e.g. `farm report {outcome.sweep_id} --run-dir {shlex.quote(str(output))}`",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from cli.common import BrokerOption, JsonOption, console, friendly_errors, print_json, settings, untrusted
+from cli.common import BrokerOption, JsonOption, RunDirOption, console, friendly_errors, print_json, settings, untrusted
 from cli.progress_view import STALE_HEARTBEAT_S, STALE_HEARTBEATS, elapsed_since, progress_line, render
 from cli.sweep_args import resolve
 from farm import defaults
@@ -30,13 +31,14 @@ def status_cmd(
         "(still measuring, met, or which cap stopped it); for a fixed count, how many repeats were valid.",
     ),
     broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Show a sweep's progress: each job's state and epoch k/N, overall bar, jobs no live worker can take."""
     from farm.progress import sweep_progress
     from farm.store import Store
 
-    cfg = settings(broker_url=broker)
+    cfg = settings(run_dir, broker_url=broker)
     store = Store.from_settings(cfg)
     stale_s = STALE_HEARTBEATS * cfg.heartbeat_s
     sid = resolve(store, sweep_id)

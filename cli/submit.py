@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,8 +12,10 @@ import typer
 from cli.common import (
     BrokerOption,
     JsonOption,
+    RunDirOption,
     console,
     error_line,
+    fail,
     friendly_errors,
     print_json,
     settings,
@@ -24,6 +27,7 @@ from farm.errors import FarmUnavailable, Problem, SpecError
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from farm.feasibility import DataShortfall
     from farm.settings import FarmSettings
     from farm.store import Store
     from farm.submit import SubmitOutcome
@@ -85,33 +89,48 @@ def submit_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and show the job matrix; enqueue nothing."),
     name: str = typer.Option(None, "--name", help="Run under another sweep name (a fresh set of job ids)."),
     allow_unserved: bool = typer.Option(
-        False, "--allow-unserved", help="Enqueue jobs that no live worker can run yet (they wait for one to come)."
+        False,
+        "--allow-unserved",
+        help="Enqueue jobs that no live worker can run yet (no worker serves them, or none has their dataset): "
+        "they wait for one to come.",
+    ),
+    skip_unserved: bool = typer.Option(
+        False,
+        "--skip-unserved",
+        help="Enqueue only the jobs live workers can run, and list the rest (a later submit of the sweep sends them).",
     ),
     broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Validate a sweep file, check that live workers can run it, and enqueue its jobs; prints the sweep id.
 
-    Jobs that no live worker serves (e.g. GPU jobs on a farm of CPU workers) are refused with exit code 2
-    unless --allow-unserved is given, and so are jobs whose memory estimate exceeds the largest live worker of
-    their device kind; --dry-run shows both, and each cell's estimate.
+    Jobs that no live worker serves (e.g. GPU jobs on a farm of CPU workers), or whose real dataset none of the
+    workers serving them holds or may download, are refused with exit code 2 unless --allow-unserved (queue them
+    anyway) or --skip-unserved (leave them out) is given; so are jobs whose memory estimate exceeds the largest
+    live worker of their device kind. --dry-run shows all of these, and each cell's memory estimate.
     """
     from farm.sweep import load_sweep
 
     sweep = load_sweep(sweep_file, name=name)  # every job validated before anything touches Redis
 
-    from farm.feasibility import GIB, estimate_bytes, too_big
+    from farm.feasibility import GIB, data_shortfalls, estimate_bytes, too_big
     from farm.store import Store
     from farm.submit import plan, unserved  # Celery: imported only if there is something to send
 
-    cfg = settings(broker_url=broker)
+    if allow_unserved and skip_unserved:
+        fail("--allow-unserved queues the jobs no live worker can run, --skip-unserved leaves them out: give one")
+    cfg = settings(run_dir, broker_url=broker)
     per_queue = plan(sweep, cfg.key_prefix)
     if dry_run:
         big: list[Problem] | None
+        short: list[DataShortfall] = []
         try:
             store = Store.from_settings(cfg)
+            live = store.live_workers()
             missing: dict[str, int] | None = unserved(sweep, store)
-            big = too_big(sweep, store.live_workers())
+            big = too_big(sweep, live)
+            short = data_shortfalls(sweep, live, cfg.key_prefix)
         except FarmUnavailable as e:
             missing, big, reason = None, None, str(e)
         if as_json:
@@ -127,6 +146,8 @@ def submit_cmd(
                     "dry_run": True,
                     "unserved": missing,
                     "too_big": None if big is None else [str(p) for p in big],
+                    "data_missing": [str(d) for d in short if not d.download],
+                    "data_download": [str(d) for d in short if d.download],
                     "memory_gb": memory,
                     "job_ids": [j.job_id for j in sweep.jobs],
                 }
@@ -140,23 +161,30 @@ def submit_cmd(
             console.print(f"[yellow]{n} job(s) on {untrusted(q)}: no live worker serves it[/]")
         for p in big or []:
             console.print(f"too large: {p}", style="yellow", markup=False, highlight=False)
+        for d in short:
+            console.print(f"{'data' if d.download else 'no data'}: {d}", style="yellow", markup=False, highlight=False)
         console.print("[dim]dry run: nothing enqueued[/]")
         return
     store = Store.from_settings(cfg)
+    live = store.live_workers()
     missing = unserved(sweep, store)
-    problems = too_big(sweep, store.live_workers())  # no flag lets these through: they cannot run anywhere
-    if missing and not allow_unserved:
+    problems = too_big(sweep, live)  # no flag lets these through: they cannot run anywhere
+    short = data_shortfalls(sweep, live, cfg.key_prefix)
+    no_data = [d for d in short if not d.download]
+    if not (allow_unserved or skip_unserved):
         problems += [
             Problem(
                 f"queue {q}",
-                f"{n} job(s) that no live worker can run{plugin_hint(q)}; start a worker that serves it, "
-                "or pass --allow-unserved to queue them anyway",
+                f"{n} job(s) that no live worker can run{plugin_hint(q)}; start a worker that serves it, or pass "
+                "--allow-unserved to queue them anyway (--skip-unserved to leave them out)",
             )
             for q, n in sorted(missing.items())
         ]
+        problems += [Problem(f"queue {d.queue}", f"{d}; or pass --allow-unserved / --skip-unserved") for d in no_data]
     if problems:
         raise SpecError(problems, str(sweep_file))
-    outcome = _submit_or_say_interrupted(sweep, cfg, store)
+    left_out = left_out_lines(sweep, missing, no_data, cfg.key_prefix) if skip_unserved else {}
+    outcome = _submit_or_say_interrupted(sweep, cfg, store, skip=set().union(*left_out.values()))
     if as_json:
         print_json(
             {
@@ -166,13 +194,20 @@ def submit_cmd(
                 "already_queued_or_done": outcome.already,
                 "per_queue": outcome.per_queue,
                 "unserved": missing,
+                "left_out": {why: len(ids) for why, ids in left_out.items()},
             }
         )
         return
     console.print(
         f"submitted [bold]{outcome.sweep_id}[/]: {outcome.enqueued} jobs enqueued"
         + (f", {outcome.already} already queued or done" if outcome.already else "")
+        + (f", {outcome.skipped} left out" if outcome.skipped else "")
     )
+    for why, ids in left_out.items():
+        console.print(f"left out: {len(ids)} job(s) {why}", style="yellow", markup=False, highlight=False)
+    for d in short:
+        if d.download:
+            console.print(f"warning: {d}", style="yellow", markup=False, highlight=False)
     if outcome.per_queue:
         console.print("per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(outcome.per_queue.items())))
     if outcome.owed_elsewhere:
@@ -183,14 +218,35 @@ def submit_cmd(
     typer.echo(outcome.sweep_id)
 
 
-def _submit_or_say_interrupted(sweep: Sweep, cfg: FarmSettings, store: Store) -> SubmitOutcome:
+def left_out_lines(
+    sweep: Sweep, missing: dict[str, int], no_data: list[DataShortfall], key_prefix: str
+) -> dict[str, set[str]]:
+    """What ``--skip-unserved`` leaves out, by reason (``on farm.gpu: no live worker serves it``): the ids of the
+    jobs no live worker can run, for want of a worker that serves their queue or of their dataset."""
+    from farm.queue import job_queue
+
+    why: dict[str, set[str]] = {}
+    for job in sweep.jobs:
+        queue = job_queue(job, key_prefix)
+        if queue in missing:
+            why.setdefault(f"on {queue}: no live worker serves it{plugin_hint(queue)}", set()).add(job.job_id)
+    for d in no_data:
+        why.setdefault(
+            f"on {d.queue}: they need the {d.dataset} dataset, which no live worker serving them holds", set()
+        ).update(d.job_ids)
+    return why
+
+
+def _submit_or_say_interrupted(
+    sweep: Sweep, cfg: FarmSettings, store: Store, skip: Collection[str] = ()
+) -> SubmitOutcome:
     """Submit with SIGINT and SIGTERM turned into a clean stop: what was claimed and not sent is given back, and
     one line says to run the same submit again (exit 130 or 143), instead of a traceback or a silent death."""
     from farm.submit import SubmitInterrupted, restore_signals, stop_on_signals, submit
 
     previous = stop_on_signals()
     try:
-        return submit(sweep, cfg, store=store)
+        return submit(sweep, cfg, store=store, skip=skip)
     except SubmitInterrupted as e:
         error_line(str(e))
         raise typer.Exit(e.exit_code) from None

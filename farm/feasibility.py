@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from farm import workloads
@@ -20,6 +21,13 @@ from farm.errors import Problem
 if TYPE_CHECKING:
     from farm.job import JobSpec
     from farm.sweep import Sweep
+
+HELD = "held"
+DOWNLOAD = "download"
+MISSING = "missing"
+"""What a worker says of each real dataset in its registry entry (``datasets``): its archives are on that machine
+(``held``), they are not but the worker may fetch them (``download``: whether the network lets it is learnt only
+by trying), or neither (``missing``: a job that needs it would fail there)."""
 
 GIB = 2**30
 """Workers report memory in GiB (``nvidia-smi``'s MiB / 1024, psutil's bytes / 2**30), which the farm calls GB."""
@@ -96,3 +104,60 @@ def too_big(sweep: Sweep, workers: list[dict[str, Any]], limit: int = 20) -> lis
     if len(problems) > limit:
         problems[limit:] = [Problem("", f"and {len(problems) - limit} more job(s) too large for every live worker")]
     return problems
+
+
+def needed_dataset(job: JobSpec) -> str | None:
+    """The real dataset a job trains on (None for synthetic data)."""
+    if job.data != "real":
+        return None
+    wl = workloads.get(job.workload)
+    return wl.data_spec(wl.validate_params(job.params)).real
+
+
+@dataclass(frozen=True)
+class DataShortfall:
+    """Jobs of one queue that need a real dataset no live worker serving that queue holds."""
+
+    dataset: str
+    queue: str
+    job_ids: tuple[str, ...]
+    download: bool
+    """Some of those workers may download it (a warning: the job may still fail); else none can (refused)."""
+
+    def __str__(self) -> str:
+        jobs = f"{len(self.job_ids)} job(s) on {self.queue} need the {self.dataset} dataset"
+        if self.download:
+            return f"{jobs}, which no live worker serving them holds: they will try to download it"
+        return (
+            f"{jobs}, which no live worker serving them holds or may download: put its archives in a worker's "
+            "data_dir (FARM_DATA_DIR) and restart it, or train on data: synthetic"
+        )
+
+
+def data_shortfalls(sweep: Sweep, workers: list[dict[str, Any]], key_prefix: str) -> list[DataShortfall]:
+    """The sweep's jobs whose real dataset no live worker that serves their queue holds, by dataset and queue.
+
+    A job no live worker serves at all is left to the "unserved" check; a worker that does not say what it holds
+    (one older than this check) is taken to hold everything, as it was before it could say."""
+    from farm.queue import job_queue
+
+    serving = [w for w in workers if isinstance(w, dict) and not w.get("quarantined")]
+    short: dict[tuple[str, str, bool], list[str]] = {}
+    for job in sweep.jobs:
+        name = needed_dataset(job)
+        if name is None:
+            continue
+        queue = job_queue(job, key_prefix)
+        states = [_dataset_state(w, name) for w in serving if queue in (w.get("queues") or [])]
+        if not states or any(s in (HELD, None) for s in states):
+            continue
+        short.setdefault((name, queue, DOWNLOAD in states), []).append(job.job_id)
+    return [DataShortfall(n, q, tuple(ids), d) for (n, q, d), ids in sorted(short.items())]
+
+
+def _dataset_state(worker: dict[str, Any], name: str) -> str | None:
+    datasets = worker.get("datasets")
+    if not isinstance(datasets, dict):
+        return None
+    state = datasets.get(name)
+    return state if state in (HELD, DOWNLOAD, MISSING) else MISSING

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from farm import defaults
-from farm.embedded import EmbeddedRedis
+from farm.kept_redis import KeptRedis
 from farm.settings import FarmSettings
 
 
@@ -51,7 +51,7 @@ class LocalFarm:
     ) -> None:
         self.dir = Path(directory)
         self.settings = settings
-        self.redis = EmbeddedRedis(self.dir / "redis") if embedded else None
+        self.redis = KeptRedis(self.dir, create=True) if embedded else None
         self.cpu_workers = cpu_workers
         self.gpu_workers = gpu_workers
         self.worker_args = worker_args or []
@@ -71,8 +71,7 @@ class LocalFarm:
 
     def _start(self) -> LocalFarm:
         if self.redis:
-            self.redis.start()
-            self.settings = self.settings.model_copy(update={"broker_url": self.redis.url})
+            self.settings = self.settings.model_copy(update={"broker_url": self.redis.open()})
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "FARM_BROKER_URL": self.settings.broker_url}
@@ -130,7 +129,7 @@ class LocalFarm:
             finally:
                 self.procs.clear()
                 if self.redis:
-                    self.redis.stop()
+                    self.redis.close()  # stops it unless a command beside the run (farm status --run-dir) uses it
 
     def _stop_workers(self, timeout: float | None) -> None:
         """SIGTERM to each worker, then wait until they have all exited, the timeout has passed or :meth:`hurry`

@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -216,9 +216,16 @@ def _probe_args(command: str) -> tuple[Any, ...]:
 
 
 def submit(
-    sweep: Sweep, settings: FarmSettings, *, store: Store | None = None, accept: Callable[[str], bool] | None = None
+    sweep: Sweep,
+    settings: FarmSettings,
+    *,
+    store: Store | None = None,
+    accept: Callable[[str], bool] | None = None,
+    skip: Collection[str] = (),
 ) -> SubmitOutcome:
-    """Enqueue the sweep's jobs; ``accept(queue)`` may leave some queues out (``farm run`` on a CPU-only box).
+    """Enqueue the sweep's jobs; ``accept(queue)`` may leave some queues out (``farm run`` on a CPU-only box), and
+    ``skip`` some jobs by id (``farm submit --skip-unserved``: those whose data no live worker has). Jobs left out
+    are recorded with the sweep, unsent: ``farm status`` shows them, a later submit of the sweep sends them.
 
     Interruptible at any point (SIGKILL of this process, Redis dying mid-way): each job is claimed with a debt
     in the ledger's outbox in the same atomic step, and the debt is settled only once its message went. Running
@@ -237,7 +244,7 @@ def submit(
     }
     queues = {e.job_id: job_queue(e.job, store.p) for e in envelopes}
     outcome = SubmitOutcome(sweep.sweep_id, len(envelopes), 0, 0)
-    wanted = [e for e in envelopes if accept is None or accept(queues[e.job_id])]
+    wanted = [e for e in envelopes if (accept is None or accept(queues[e.job_id])) and e.job_id not in skip]
     outcome.skipped = len(envelopes) - len(wanted)
     ledger = Ledger(store)
     try:

@@ -416,3 +416,24 @@ def store_finished_sweep(
         assert r.steady_samples_per_s == pytest.approx(v)
     save_finished_sweep(store, sweep_id, name, envelopes, results)
     return sweep_id
+
+
+def processes_naming(marker: str) -> list[str]:
+    """The live processes (not zombies) whose command line or environment holds ``marker``: the run's output
+    directory is in the embedded redis-server's arguments and in every worker's and job's FARM_BROKER_URL."""
+    found = []
+    needle = marker.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (entry / "stat").read_text().split(") ", 1)[1].startswith("Z"):
+                continue
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except (OSError, IndexError):  # gone meanwhile, or not ours
+            continue
+        if needle in cmdline or needle in environ:
+            command = cmdline.replace(b"\0", b" ").decode(errors="replace")
+            found.append(f"{entry.name}: {command[:200]}")
+    return found

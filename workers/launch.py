@@ -77,6 +77,7 @@ def _plans(
     """The worker plans for this machine's hardware and installed backends."""
     from farm import workloads
     from farm.fingerprint import query_nvidia_smi
+    from workers.datasets.fetch import availability
     from workers.devices import BackendInfo, offered_backends, probe
     from workers.plans import PlanError, plan_workers
 
@@ -102,6 +103,9 @@ def _plans(
         # The backends this worker offers (FARM_BACKENDS may hide installed ones): submit and routing respect them.
         "backends": {b: (report.backend(b) or BackendInfo(name=b, installed=True)).version for b in offered},
         "workloads": workloads.advertised(),
+        # The real datasets this worker holds or may fetch: submit warns of, or refuses, jobs whose data no
+        # worker that serves them has.
+        "datasets": availability(cfg.data_dir, cfg.allow_download),
         "workload_errors": broken,
     }
     try:

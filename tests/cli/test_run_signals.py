@@ -21,30 +21,9 @@ from pathlib import Path
 import pytest
 
 from cli.run import Stopper
-from tests.helpers import REPO, farm_env, wait_for, write_sweep
+from tests.helpers import REPO, farm_env, processes_naming, wait_for, write_sweep
 
 pytestmark = pytest.mark.slow  # real `farm run`s: embedded Redis, a worker, Keras
-
-
-def processes_naming(marker: str) -> list[str]:
-    """The live processes (not zombies) whose command line or environment holds ``marker``: the run's output
-    directory is in the embedded redis-server's arguments and in every worker's and job's FARM_BROKER_URL."""
-    found = []
-    needle = marker.encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if (entry / "stat").read_text().split(") ", 1)[1].startswith("Z"):
-                continue
-            cmdline = (entry / "cmdline").read_bytes()
-            environ = (entry / "environ").read_bytes()
-        except (OSError, IndexError):  # gone meanwhile, or not ours
-            continue
-        if needle in cmdline or needle in environ:
-            command = cmdline.replace(b"\0", b" ").decode(errors="replace")
-            found.append(f"{entry.name}: {command[:200]}")
-    return found
 
 
 @pytest.fixture

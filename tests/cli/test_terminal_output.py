@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 import redis
-import yaml
 from rich.console import Group
 from rich.table import Table
 
@@ -250,35 +249,6 @@ def test_the_eta_goes_by_the_jobs_finished() -> None:
     assert progress_line(half, 60.0) == "quick-1234: 2/6 jobs done, 1 running, 3 queued; elapsed 0:01:00, ETA 0:02:00"
     first = sweep_progress(succeeded=0, running=1, queued=5, skipped=0)
     assert first.eta_s(30.0) is None and progress_line(first, 30.0).endswith("ETA ?")
-
-
-@pytest.mark.slow  # a real `farm run`: embedded Redis, a worker, Keras
-def test_farm_run_piped_prints_progress_lines_then_the_report(tmp_path: Path) -> None:
-    spec = {
-        "name": "piped-run",
-        "defaults": {"backend": "jax", "data": "synthetic", "train_samples": 64, "test_samples": 16, "epochs": 2},
-        "matrix": {"device": ["cpu", "gpu"]},
-        "jobs": [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 8}}],
-    }
-    path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    env = farm_env("", tmp_path / "cache")
-    env.pop("FARM_BROKER_URL", None)  # farm run's embedded Redis
-    out = run_farm(["run", str(path), "-o", str(tmp_path / "out")], env, timeout=600)
-    assert out.returncode == 0, out.stdout + out.stderr
-    text = out.stdout
-    assert "…" not in text and not BOX & set(text), text
-    lines = text.splitlines()
-    progress = [line for line in lines if re.match(r"piped-run-\w+: \d+/\d+ jobs done", line)]
-    assert progress, text
-    done, total = map(int, re.search(r"(\d+)/(\d+) jobs done", progress[-1]).groups())  # type: ignore[union-attr]
-    assert done == total >= 1  # the bar reaches its end: jobs skipped for a missing GPU do not count
-    if total == 1:
-        assert "1 not sent" in progress[-1]
-    assert "report:" not in progress[-1]
-    assert any(line.startswith("report: one row per sweep cell") for line in lines), text  # on a line of its own
-    md = (tmp_path / "out" / "report.md").read_text()
-    assert "chance level" in md and "| workload |" in md
 
 
 # -- report.md ---------------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from farm.feasibility import DOWNLOAD, HELD, MISSING
+
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 
 
@@ -143,3 +145,15 @@ def locate(info: DatasetInfo, data_dir: Path | None, allow_download: bool) -> li
                 unavailable_message(info, missing, data_dir, f"download failed: {type(e).__name__}: {e}")
             ) from e
     return [located[f] for f in info.files]
+
+
+def availability(data_dir: Path | None, allow_download: bool) -> dict[str, str]:
+    """Each real dataset's state on this machine (``farm.feasibility``'s HELD, DOWNLOAD or MISSING), found by
+    the same search a job's load makes, so that submit can tell before a job fails for want of its data."""
+    states = {}
+    for name, info in DATASETS.items():
+        if all(_find(info, f, data_dir) is not None for f in info.files):
+            states[name] = HELD
+        else:
+            states[name] = DOWNLOAD if allow_download else MISSING
+    return states
