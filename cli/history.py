@@ -139,22 +139,9 @@ def history_tables(history: pd.DataFrame) -> list[Table]:
 
 
 def print_whole(renderable: Any) -> None:
-    """Print without squeezing off a terminal: piped to a file or a CI log, a table is as wide as its content
-    (rich would otherwise cut every value to fit 80 columns); on a terminal, rich fits it to the window."""
-    if console.is_terminal:
-        console.print(renderable)
-        return
-    from rich.measure import Measurement
-
-    from cli.common import SafeConsole
-
-    width = Measurement.get(console, console.options.update(max_width=10_000), renderable).maximum
-    if width <= console.width:
-        console.print(renderable)
-        return
-    # Console.print(width=) cannot exceed the console's width: a console of the table's width, same stream.
-    wide = SafeConsole(file=console.file, width=width, color_system=console.color_system, highlight=False)  # type: ignore[arg-type]
-    wide.print(renderable)
+    """Print a table whole: on a terminal rich fits it to the window (folding, never cutting); off one (a file, a
+    CI log) the farm's console writes it as plain aligned columns, each line as long as it is, no box drawing."""
+    console.print(renderable)
 
 
 def _check_path(path: Path | None, suffixes: tuple[str, ...], option: str) -> None:
@@ -246,7 +233,7 @@ def history_cmd(
         console.print(title, highlight=False, markup=False, soft_wrap=True)
         for table in history_tables(history):
             print_whole(table)
-        _summary(history, len(ids))
+        _summary(history, ids)
     if csv is not None:
         from farm.reports.files import write_atomic
         from farm.safe_text import csv_safe  # no text cell a spreadsheet would run as a formula
@@ -279,17 +266,29 @@ def _print_json(history: pd.DataFrame, ids: list[str], *, threshold: float, wind
     )
 
 
-def _summary(history: pd.DataFrame, n_sweeps: int) -> None:
+def _summary(history: pd.DataFrame, ids: list[str]) -> None:
+    """The closing line: cells, the sweeps shown, flagged changes; and which selected sweeps are not shown (a
+    cancelled or failed sweep has no succeeded repeat to line up), so the count matches what is on screen."""
     from farm.columns import CELL_COLUMNS
 
     cells = history.groupby([*CELL_COLUMNS, "hardware_key"], dropna=False).ngroups
     flagged = history[history["change"].astype(bool)]
     down = int((flagged["change_pct"] < 0).sum())
+    shown = set(history["sweep_id"].astype(str))
+    absent = [sid for sid in ids if sid not in shown]
     console.print(
-        f"{cells} cell(s) over {n_sweeps} sweep(s); {len(flagged)} change(s) flagged: {down} slower, "
+        f"{cells} cell(s) over {len(shown)} sweep(s); {len(flagged)} change(s) flagged: {down} slower, "
         f"{len(flagged) - down} faster",
         highlight=False,
+        markup=False,
     )
+    if absent:
+        console.print(
+            f"not shown: {len(absent)} selected sweep(s) with no succeeded, valid repeat ({', '.join(absent)})",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _write_html(history: pd.DataFrame, path: Path, ids: list[str], *, quiet: bool = False) -> None:

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("cli.results", "report_cmd"),
     "compare": ("cli.compare", "compare_cmd"),
     "history": ("cli.history", "history_cmd"),
+    "dashboard": ("cli.dashboard", "dashboard_cmd"),
     "cancel": ("cli.lifecycle", "cancel_cmd"),
     "resume": ("cli.lifecycle", "resume_cmd"),
     "forget": ("cli.lifecycle", "forget_cmd"),
@@ -41,10 +42,43 @@ def command_function(name: str) -> Any:
 
 
 def build_command(name: str) -> Any:
-    """The click command for subcommand ``name``, built by Typer exactly as ``app.command(name)`` would."""
+    """The click command for subcommand ``name``, built by Typer as ``app.command(name)`` would, with help that
+    reads as prose: the docstring's paragraphs flow to the terminal's width (Typer keeps the source's line
+    breaks, which cut sentences in half at any other width), and a flag shows no ``<bool>`` type."""
+    fn = command_function(name)
     one = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    one.command(name)(command_function(name))
-    return typer.main.get_command(one)
+    one.command(name, help=flowing(fn.__doc__ or ""))(fn)
+    command = typer.main.get_command(one)
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option  # type: ignore[method-assign]
+    return command
+
+
+def flowing(doc: str) -> str:
+    """A docstring's paragraphs, each on one line (a list item's lines, starting ``- ``, stay lines of their own)."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    out = []
+    for paragraph in paragraphs:
+        lines: list[str] = []
+        for line in paragraph.splitlines():
+            if lines and not line.lstrip().startswith("- "):
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line.strip())
+        out.append("\n".join(lines))
+    return "\n\n".join(out)
 
 
 class LazyCommands(MutableMapping):

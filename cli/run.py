@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.live import Live
 
-from cli.common import BrokerOption, console, err_console, fail, friendly_errors, settings
+from cli.common import console, err_console, fail, friendly_errors, settings
 from cli.progress_view import STALE_HEARTBEATS, progress_line, render
 from cli.report_view import KEEP_FLAG, frames_for, invalid_line, print_report
 from farm import defaults
@@ -200,7 +200,8 @@ def run_cmd(
         Path("out"),
         "-o",
         "--output",
-        help="Directory for results.csv, report.csv, report.md, worker logs and the embedded Redis' data.",
+        help="Directory for results.csv, report.csv, report.md, report.html, the worker logs and the embedded "
+        "Redis' data (which later commands reach with --run-dir).",
     ),
     workers: int = typer.Option(
         1,
@@ -212,7 +213,14 @@ def run_cmd(
         "out of the report).",
     ),
     name: str = typer.Option(None, "--name", help="Run under another sweep name (a fresh set of job ids)."),
-    broker: str = BrokerOption,
+    broker: str = typer.Option(
+        None,
+        "--broker",
+        "-b",
+        help="Redis URL of a farm to use instead of the embedded Redis that this command starts in OUTPUT/redis "
+        "(FARM_BROKER_URL or the config file name one too).",
+        show_default=False,
+    ),
 ) -> None:
     """Run a sweep end to end on this machine: jobs for devices it lacks are skipped and listed.
 
@@ -297,17 +305,21 @@ def run_cmd(
     note = invalid_line(
         count, kinds, included=False, keep=keep, contended=contended, sweeps=[outcome.sweep_id], rerun=rerun
     )
-    write_outputs(df, report, output, note="\n\n".join(filter(None, [note, *(f"- {line}" for line in cells)])))
+    skipped = df[~df["status"].isin(TERMINAL_STATES)]
+    not_run = (
+        f"{len(skipped)} job(s) need a device or backend this machine lacks "
+        f"({', '.join(sorted(set(skipped['device'].astype(str))))}): not run here"
+        if len(skipped)
+        else None
+    )
+    notes = [note, *(f"- {line}" for line in cells), not_run]
+    write_outputs(df, report, output, note="\n\n".join(filter(None, notes)))  # report.md says what it lacks
     html = write_html(df, report, output)
     print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id], results=df, rerun=rerun)
     for line in cells:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    skipped = df[~df["status"].isin(TERMINAL_STATES)]
-    if len(skipped):
-        console.print(
-            f"[yellow]{len(skipped)} job(s) need a device this machine lacks "
-            f"({', '.join(sorted(set(skipped['device'])))}): not run here[/]"
-        )
+    if not_run:
+        console.print(not_run, style="yellow", markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"done in {time.time() - started:.0f} s; wrote {output / 'results.csv'}, "
         f"{output / 'report.csv'}, {output / 'report.md'}" + (f", {html}" if html else ""),

@@ -25,6 +25,11 @@ VERDICT_COLORS = {
 def write_compare_html(comparison: pd.DataFrame, path: Path, *, title: str) -> None:
     """Write ``farm compare A B --html``: the ratio B/A of every matched cell with its CI, coloured by verdict,
     and the table (:func:`farm.reports.compare.compare`'s frame)."""
+    page.write_page(path, compare_html(comparison, title=title))
+
+
+def compare_html(comparison: pd.DataFrame, *, title: str) -> str:
+    """The page :func:`write_compare_html` writes, as a string (``farm dashboard`` serves it)."""
     p = page.load_plots()
     cmp = comparison
     metric = str(cmp["metric"].iloc[0]) if len(cmp) and "metric" in cmp else "steady_samples_per_s"
@@ -106,6 +111,4 @@ def write_compare_html(comparison: pd.DataFrame, path: Path, *, title: str) -> N
             total=len(cmp),
         )
     )
-    page.write_page(
-        path, page.page_html(title, [("comparison", "B against A, cell by cell", "".join(body))], html.escape(summary))
-    )
+    return page.page_html(title, [("comparison", "B against A, cell by cell", "".join(body))], html.escape(summary))

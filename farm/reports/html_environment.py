@@ -52,7 +52,7 @@ def environment_section(report: pd.DataFrame, results: pd.DataFrame) -> str:
             )
         parts.append("<h3>Hardware</h3>")
         parts.append(table_html(["hardware key", "device name", "device", "results", "hosts", *gpu_cols], rows))
-        if not gpu_cols:
+        if not gpu_cols and (ok["device"].astype(str) == "gpu").any():  # a CPU-only page has none to lack
             parts.append(
                 '<p class="muted">The result rows do not carry the GPU driver and CUDA versions; each job\'s full '
                 "record in the store keeps its environment.</p>"

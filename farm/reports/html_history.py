@@ -119,6 +119,11 @@ def _history_summary(history: pd.DataFrame) -> str:
 def write_history_html(history: pd.DataFrame, path: Path, *, title: str) -> None:
     """Write ``farm history``'s page: one chart per cell over its sweeps (:func:`farm.reports.history.history_frame`),
     changes marked with what changed, and the table of flagged changes."""
+    page.write_page(path, history_html(history, title=title))
+
+
+def history_html(history: pd.DataFrame, *, title: str) -> str:
+    """The page :func:`write_history_html` writes, as a string (``farm dashboard`` serves it)."""
     p = page.load_plots()
     sections = [("history", "History", history_section(p, history))]
-    page.write_page(path, page.page_html(title, sections, html.escape(_history_summary(history))))
+    return page.page_html(title, sections, html.escape(_history_summary(history)))

@@ -102,8 +102,10 @@ def _extremes(report: pd.DataFrame, varying: list[str], pct: str) -> list[str]:
             return f"{labels[i]} at {num(med[i])} {unit}/s{ci}"
 
         fast, slow = max(idx, key=lambda i: med[i]), min(idx, key=lambda i: med[i])
-        if fast == slow:
-            out.append(f"{w} ran one cell: {say(fast)}.")
+        if fast == slow:  # the label's workload is the sentence's subject already: said once
+            rest = labels[fast].removeprefix(w).lstrip(" ·—")
+            figure = say(fast).removeprefix(labels[fast]).removeprefix(" at ")
+            out.append(f"{w} ran one cell{f' ({rest})' if rest else ''}, at {figure}.")
         else:
             apart = ratio_text(med[fast] / med[slow])
             out.append(f"{w}: the fastest cell is {say(fast)}; the slowest is {say(slow)} ({apart}× apart).")

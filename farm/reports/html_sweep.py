@@ -71,6 +71,7 @@ __all__ = [
     "MAX_TABLE_ROWS",
     "PLOT_EXTRA_MISSING",
     "PlotExtraMissing",
+    "report_html",
     "require_plotting",
     "write_report_html",
 ]
@@ -171,6 +172,9 @@ def _flags(rec: dict[str, Any], stalls: int) -> list[str]:
     if _count(rec.get("outliers")) > 0:
         flags.append(f"{_count(rec.get('outliers'))} outlier")
     flags += invalid_flag(rec)
+    if not blank(rec.get("n")) and _count(rec.get("n")) == 0 and invalid_flag(rec):
+        # every repeat left out: the dots drawn are all invalid ones, the table's n is 0, and the label says why
+        flags.append("no valid repeat: none in the statistics")
     if _count(rec.get("n_failed")) > 0:
         flags.append(f"{_count(rec.get('n_failed'))} failed")
     if stalls:
@@ -363,6 +367,19 @@ def write_report_html(
     ``history``: :func:`farm.reports.history.history_frame`. Raises :class:`PlotExtraMissing` without matplotlib and
     :class:`farm.reports.files.OutputError` when the file cannot be written.
     """
+    write_page(path, report_html(report, results, title=title, ratios=ratios, history=history))
+
+
+def report_html(
+    report: pd.DataFrame,
+    results: pd.DataFrame,
+    *,
+    title: str,
+    ratios: pd.DataFrame | None = None,
+    history: pd.DataFrame | None = None,
+) -> str:
+    """The HTML report of one sweep as a string: the page :func:`write_report_html` writes, for a caller that
+    serves it instead (``farm dashboard``). Raises :class:`PlotExtraMissing` without matplotlib."""
     p = load_plots()
     cells = _cells(report, results)
     labels = row_labels(report, varying_columns(report))
@@ -385,7 +402,7 @@ def write_report_html(
     counts = _status_counts(results)
     if counts:
         summary += f' <span class="muted">({html.escape(counts)})</span>'
-    write_page(path, page_html(title, sections, summary))
+    return page_html(title, sections, summary)
 
 
 def _status_counts(results: pd.DataFrame) -> str:

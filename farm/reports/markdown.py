@@ -56,35 +56,70 @@ VARYING = [
     ("input_pipeline", "pipeline"),
 ]
 
-HOW_TO_READ = """\
-## How to read this
-
-- **One row per sweep cell**: a workload with its settings on one kind of hardware. `n` is the number of
+HOW_TO_READ: list[tuple[tuple[str, ...], str]] = [
+    (
+        (),
+        """- **One row per sweep cell**: a workload with its settings on one kind of hardware. `n` is the number of
   repeats the figures rest on; invalid repeats (measured while other processes used the machine or its clock
-  changed, or with too short a steady window to time) are not among them (*flags* counts them, with why).
-- **Throughput** is the median over the repeats of the *steady* epochs (every epoch after the first, which
+  changed, or with too short a steady window to time) are not among them (*flags* counts them, with why).""",
+    ),
+    (
+        (),
+        """- **Throughput** is the median over the repeats of the *steady* epochs (every epoch after the first, which
   also holds tracing and compilation: that one is *first epoch s*). **95% CI** is the bootstrap confidence
   interval of that median: where two cells' intervals overlap, the table does not show a difference between
-  them.
-- **GPU/CPU** is the GPU cell's median throughput over that of the CPU cell with the same settings, with its
-  95% CI.
-- **Flags**: `unstable` — the repeats scatter too much (a spread over 10%, or a CI wider than ±10% of the
+  them.""",
+    ),
+    (
+        ("GPU/CPU",),
+        """- **GPU/CPU** is the GPU cell's median throughput over that of the CPU cell with the same settings, with its
+  95% CI.""",
+    ),
+    (
+        ("flags",),
+        """- **Flags**: `unstable` — the repeats scatter too much (a spread over 10%, or a CI wider than ±10% of the
   median) to trust the median: run more repeats on a quiet machine; `outliers` — repeats far from the others
   (modified z-score over 3.5); `stalls` — epochs where training sat idle waiting for its input;
   `N invalid (…)` — repeats not counted, and why (one kind alone is named alone): `contended` (the machine was
   busy), `throttled` or `clock changed` (the device slowed down), `too short` (too little to time:
-  `results.csv`'s *invalid_reason* says how long would do).
-- **Inference** cells (`mode: inference`): the throughput is that of the steady `predict` passes over the
+  `results.csv`'s *invalid_reason* says how long would do).""",
+    ),
+    (
+        ("latency p50 ms", "latency p99 ms"),
+        """- **Inference** cells (`mode: inference`): the throughput is that of the steady `predict` passes over the
   samples at the cell's batch size (the first pass compiles); *latency p50/p99 ms* are of single requests at
-  batch 1, each timed until its answer is in hand. **TFLOP/s** is the achieved rate: the model's counted
-  forward FLOPs per sample × samples/s (× 3 in training, for the backward pass); **tokens/s** is sequences/s ×
-  sequence length.
-- **Test accuracy** is measured on the test split after training (in inference: on the batch-1 requests).
-  On synthetic data (random inputs and labels, `data: synthetic`) there is nothing to learn: an accuracy
-  near 1/classes (≈10% for 10 classes) is chance level and expected — such a sweep measures speed, not learning.
-- Every statistic of every cell (quartiles, IQR, mean, std, cv, the epoch times and more) is in `report.csv`;
-  one row per job in `results.csv`.
-"""
+  batch 1, each timed until its answer is in hand.""",
+    ),
+    (
+        ("TFLOP/s", "tokens/s"),
+        """- **TFLOP/s** is the achieved rate: the model's counted forward FLOPs per sample × samples/s (× 3 in
+  training, for the backward pass); **tokens/s** is sequences/s × sequence length.""",
+    ),
+    (
+        ("test accuracy",),
+        """- **Test accuracy** is measured on the test split after training (in inference: on the batch-1 requests).""",
+    ),
+    (
+        ("synthetic",),
+        """- On synthetic data (random inputs and labels, `data: synthetic`) there is nothing to learn: an accuracy
+  near 1/classes (≈10% for 10 classes) is chance level and expected — such a sweep measures speed, not learning.""",
+    ),
+    (
+        (),
+        """- Every statistic of every cell (quartiles, IQR, mean, std, cv, the epoch times and more) is in `report.csv`;
+  one row per job in `results.csv`.""",
+    ),
+]
+"""The reading notes of report.md, each with the table columns it explains (any of them present: the note is
+shown; none named: always; ``synthetic``: when a cell trained on synthetic data), so the page never explains a
+column it does not have."""
+
+
+def how_to_read(titles: set[str], synthetic: bool) -> str:
+    """The "How to read this" section for a table with these column titles."""
+    present = titles | ({"synthetic"} if synthetic else set())
+    notes = [text for needs, text in HOW_TO_READ if not needs or present & set(needs)]
+    return "## How to read this\n\n" + "\n".join(notes) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------------- values
@@ -354,6 +389,8 @@ def summary_markdown(
 
     lines = [f"# {md_escape(title or 'Benchmark report')}", ""]
     n_cells = len(report)
+    titles: set[str] = set()
+    data: list[str] = []
     if n_cells == 0:
         lines += ["No cell has a succeeded repeat yet: there is nothing to report.", ""]
     else:
@@ -362,10 +399,12 @@ def summary_markdown(
         if data:
             said += f", {' and '.join(md_escape(d) for d in data)} data"
         lines += [f"{said}; every statistic of every cell is in `report.csv`.", ""]
-        lines.append(markdown_table(summary_frame(report, results)))
+        table = summary_frame(report, results)
+        titles = {str(c) for c in table.columns}
+        lines.append(markdown_table(table))
     if note:
         lines += [note, ""]
-    lines.append(HOW_TO_READ)
+    lines.append(how_to_read(titles, "synthetic" in data))
     return "\n".join(lines)
 
 

@@ -74,7 +74,7 @@ WORKLOAD = register(
         params_model=Cifar10MLPParams,
         build_model=build,
         prepare=prepare,
-        description=__doc__.strip().splitlines()[0],
+        description=" ".join(__doc__.split("\n\n")[0].split()),
         memory_estimate=memory_estimate,
     )
 )

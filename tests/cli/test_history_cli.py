@@ -190,23 +190,43 @@ def test_help_states_the_rule(invoke: Any) -> None:
 
 
 def test_off_a_terminal_the_table_is_never_cut(farm_store: dict[str, Any], monkeypatch: Any) -> None:
-    """Piped to a file or a CI log (80 columns, no terminal), every table is printed as wide as its content:
-    whole sweep ids and fingerprints, no '…'."""
+    """Piped to a file or a CI log (80 columns, no terminal), every table is printed as plain columns as wide as
+    its content: whole sweep ids and fingerprints, no '…', no box drawing, each cell's title on one line."""
     import io
 
-    from rich.console import Console
-
     import cli.history
+    from cli.common import FarmConsole
     from cli.report_view import frames_for
     from farm.reports.history import history_frame
 
     out = io.StringIO()
-    monkeypatch.setattr(cli.history, "console", Console(file=out, width=80))
+    monkeypatch.setattr(cli.history, "console", FarmConsole(file=out, width=80))
     store = farm_store["store"]
     history = history_frame([(sid, frames_for(store, sid)) for sid in farm_store["ids"]])
-    for table in cli.history.history_tables(history):
+    tables = cli.history.history_tables(history)
+    for table in tables:
         cli.history.print_whole(table)
     text = out.getvalue()
-    assert "…" not in text
+    assert "…" not in text and not set("│┃━─┏┓┗┛┡┩╇┳┻┼└┘┌┐├┤╭╮╰╯") & set(text), text
     assert "nightly-2026-11-08-0123456789" in text and "keras 3.15.1 → 3.16.0" in text
     assert "▼ -1" in text and "slower" in text
+    lines = text.splitlines()
+    for table in tables:
+        assert str(table.title) in lines  # never wrapped mid-word
+
+
+def test_the_count_of_sweeps_is_the_count_shown(farm_store: dict[str, Any], invoke: Any) -> None:
+    """A selected sweep with nothing to line up (cancelled before any repeat succeeded) is not counted as shown:
+    the closing line names it instead."""
+    from farm.sweep import load_sweep_data
+
+    store = farm_store["store"]
+    sweep = load_sweep_data({"name": "cancelled", "jobs": [{"workload": "fashion_mnist_mlp", "data": "synthetic"}]})
+    store.save_sweep(sweep.sweep_id, {"sweep_id": sweep.sweep_id, "name": "cancelled"}, sweep.envelopes())
+    try:
+        result = invoke("history", *farm_store["ids"], sweep.sweep_id, "--broker", farm_store["url"])
+    finally:
+        store.delete_sweep(sweep.sweep_id)  # the module's other tests see the store as it was
+    assert result.exit_code == 0, result.output
+    assert f"over {len(farm_store['ids'])} sweep(s)" in result.output
+    assert f"not shown: 1 selected sweep(s) with no succeeded, valid repeat ({sweep.sweep_id})" in flat(result.output)

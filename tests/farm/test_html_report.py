@@ -156,6 +156,23 @@ def test_cpu_only_summary_names_fastest_and_slowest(tmp_path: Path) -> None:
     assert "No GPU cell has a CPU counterpart" in doc
 
 
+def test_a_cpu_only_page_neither_repeats_itself_nor_misses_gpu_versions(tmp_path: Path) -> None:
+    """One cell of a workload is said once (not "w ran one cell: w — cpu…"); a page without GPU rows does not
+    say that its rows lack GPU driver versions; a cell whose every repeat was left out says so where it is drawn."""
+    df = seed_like(gpu=False)
+    df = df[(df["workload"] == "fashion_mnist_mlp") | (df["status"] != "succeeded")]
+    text = report_summary(aggregate(df), df)
+    assert "fashion_mnist_mlp ran one cell (cpu: cpu-x), at " in text, text
+    doc = build(tmp_path, df)
+    assert "GPU driver" not in doc
+    gpu = seed_like()
+    gpu = gpu.drop(columns=[c for c in gpu.columns if "driver" in c or "cuda" in c])
+    assert "do not carry the GPU driver" in build(tmp_path, gpu, name="gpu.html")
+    every = seed_like(gpu=False).assign(contended=lambda d: d["workload"] == "cifar10_mlp")
+    chart = svgs(build(tmp_path, every, name="every.html"))[0]
+    assert re.search(r"cifar10_mlp — cpu: cpu-x\s+\[[^\]]*no valid repeat", chart), chart[:3000]
+
+
 def test_text_from_the_data_is_escaped(tmp_path: Path) -> None:
     df = seed_like(sweep=HOSTILE, gpu_name=HOSTILE)
     doc = build(tmp_path, df, title=f"sweep {HOSTILE}")
