@@ -69,6 +69,7 @@ def _p(v: float | None) -> str:
 
 def compare_table(cmp: pd.DataFrame, label_a: str, label_b: str, metric: str, higher: bool) -> Table:
     from farm.columns import CELL_COLUMNS
+    from farm.reports.markdown import params_text, varying_params
 
     shown = {c for c, _ in SHOWN_CELL}
     # Cell columns that vary among the rows but are not shown on their own go into one "cell" column.
@@ -83,11 +84,18 @@ def compare_table(cmp: pd.DataFrame, label_a: str, label_b: str, metric: str, hi
         table.add_column("cell")
     for title in ("n A/B", "median A", "median B", "ratio [CI]", "p", "change", "note"):
         table.add_column(title, justify="right" if title.startswith(("median", "n A")) else "left")
+    varying = varying_params(cmp)  # a cell's parameters: only those that differ among its workload's cells
     for rec in cmp.to_dict("records"):
         style = CHANGE_STYLE.get(rec["change"], "")
         row = [escape(number_text(rec.get(c))) for c, _ in SHOWN_CELL]
         if extra:
-            row.append(escape(" ".join(f"{c}={rec.get(c)}" for c in extra)))
+            parts = [
+                params_text(rec.get(c), varying.get(str(rec.get("workload")), set()))
+                if c == "params"
+                else f"{c}={rec.get(c)}"
+                for c in extra
+            ]
+            row.append(escape(" ".join(p for p in parts if p)))
         row += [
             f"{rec['n_a']}/{rec['n_b']}",
             number_text(rec["median_a"]),

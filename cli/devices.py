@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from cli.common import (
+    EXIT_UNAVAILABLE,
     BrokerOption,
     JsonOption,
     RunDirOption,
     console,
+    fail,
     friendly_errors,
     open_store,
     print_json,
     untrusted,
 )
+
+if TYPE_CHECKING:
+    from farm.store import Store
 
 
 @friendly_errors
@@ -55,10 +61,22 @@ def devices_cmd(
 
 
 @friendly_errors
-def workers_cmd(broker: str = BrokerOption, run_dir: Path = RunDirOption, as_json: bool = JsonOption) -> None:
+def workers_cmd(
+    wait_for: int = typer.Option(
+        0,
+        "--wait-for",
+        min=0,
+        help="First wait until this many workers are live and taking jobs (a script's `farm worker &` has then "
+        "registered); exit 1 after --timeout.",
+    ),
+    timeout: float = typer.Option(120.0, "--timeout", min=0.0, help="Seconds --wait-for waits at most."),
+    broker: str = BrokerOption,
+    run_dir: Path = RunDirOption,
+    as_json: bool = JsonOption,
+) -> None:
     """The live workers: where they run, what they serve, what they are doing."""
     store = open_store(broker, run_dir)
-    workers = store.live_workers()
+    workers = wait_for_workers(store, wait_for, timeout) if wait_for else store.live_workers()
     if as_json:
         print_json(workers)
         return
@@ -82,6 +100,22 @@ def workers_cmd(broker: str = BrokerOption, run_dir: Path = RunDirOption, as_jso
             f"{now - w.get('heartbeat_at', now):.0f} s ago",
         )
     console.print(table)
+
+
+def wait_for_workers(store: Store, count: int, timeout: float) -> list[dict]:
+    """The live workers once ``count`` of them take jobs (not stopped for failures); one line and exit 1 when
+    fewer have after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = store.live_workers()
+        taking = sum(1 for w in workers if not w.get("quarantined"))
+        if taking >= count:
+            return workers
+        if time.monotonic() >= deadline:
+            fail(f"{taking} live worker(s) taking jobs after {timeout:g} s, not {count}", code=EXIT_UNAVAILABLE)
+        time.sleep(0.5)
 
 
 def datasets_cell(worker: dict) -> str:

@@ -183,7 +183,7 @@ def submit_cmd(
         problems += [Problem(f"queue {d.queue}", f"{d}; or pass --allow-unserved / --skip-unserved") for d in no_data]
     if problems:
         raise SpecError(problems, str(sweep_file))
-    left_out = left_out_lines(sweep, missing, no_data, cfg.key_prefix) if skip_unserved else {}
+    left_out = left_out_lines(sweep, missing, no_data, live, cfg.key_prefix) if skip_unserved else {}
     outcome = _submit_or_say_interrupted(sweep, cfg, store, skip=set().union(*left_out.values()))
     if as_json:
         print_json(
@@ -219,17 +219,30 @@ def submit_cmd(
 
 
 def left_out_lines(
-    sweep: Sweep, missing: dict[str, int], no_data: list[DataShortfall], key_prefix: str
+    sweep: Sweep, missing: dict[str, int], no_data: list[DataShortfall], live: list[dict], key_prefix: str
 ) -> dict[str, set[str]]:
-    """What ``--skip-unserved`` leaves out, by reason (``on farm.gpu: no live worker serves it``): the ids of the
-    jobs no live worker can run, for want of a worker that serves their queue or of their dataset."""
+    """What ``--skip-unserved`` leaves out, by reason (``on farm.gpu: no live GPU worker``): the ids of the jobs
+    no live worker can run, for want of a worker of their device, of one that serves their queue (a backend,
+    a plugin) or of their dataset."""
     from farm.queue import job_queue
 
+    devices = {  # the device kinds some live worker serves: a queue is PREFIX.DEVICE[.more]
+        str(q)[len(key_prefix) + 1 :].split(".", 1)[0]
+        for w in live
+        if isinstance(w, dict) and not w.get("quarantined")
+        for q in (w.get("queues") or [])
+        if str(q).startswith(key_prefix + ".")
+    }
     why: dict[str, set[str]] = {}
     for job in sweep.jobs:
         queue = job_queue(job, key_prefix)
         if queue in missing:
-            why.setdefault(f"on {queue}: no live worker serves it{plugin_hint(queue)}", set()).add(job.job_id)
+            reason = (
+                f"no live worker serves it{plugin_hint(queue)}"
+                if job.device in devices
+                else f"no live {job.device.upper()} worker"
+            )
+            why.setdefault(f"on {queue}: {reason}", set()).add(job.job_id)
     for d in no_data:
         why.setdefault(
             f"on {d.queue}: they need the {d.dataset} dataset, which no live worker serving them holds", set()

@@ -237,3 +237,7 @@ class EmbeddedRedis:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+if __name__ == "__main__":  # `python -m farm.embedded`: the redis-server the farm would start (README, by hand)
+    print(redis_server_binary())

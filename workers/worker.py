@@ -309,6 +309,7 @@ def serve(app: Celery, plan: WorkerPlan, loglevel: str) -> int:
 
     Celery's ``WorkController.start`` turns an exception that ends the consumer ("Unrecoverable error") into
     exit code 1, and a warm shutdown (SIGTERM) into 0."""
+    quiet_root_warning()
     worker = app.Worker(
         hostname=host_format(default_nodename(plan.name)),
         pool_cls="solo",
@@ -322,3 +323,19 @@ def serve(app: Celery, plan: WorkerPlan, loglevel: str) -> int:
     worker.start()
     code = worker.exitcode
     return code if isinstance(code, int) else (0 if code is None else 1)
+
+
+def quiet_root_warning() -> None:
+    """Celery opens a root worker's log with an eight-line SecurityWarning that tells it to pass ``--uid``, an
+    option the farm's worker does not have. Its point stands, said once in the farm's words: a job runs a sweep's
+    code (plugins, workloads) as the worker's user."""
+    import warnings
+
+    from celery.exceptions import SecurityWarning
+
+    warnings.filterwarnings("ignore", category=SecurityWarning, message="You're running the worker with superuser")
+    if os.geteuid() == 0:
+        log.warning(
+            "running as root: each job's code (workloads, plugins) runs as root too; an unprivileged user is safer "
+            "(the deploy files run workers as one)"
+        )

@@ -243,7 +243,7 @@ def ci_text(low: Any, high: Any, digits: int = 4) -> str:
     return f"{lo}–{hi}" if lo and hi else ""
 
 
-def _params_text(params: Any, varying: set[str]) -> str:
+def params_text(params: Any, varying: set[str]) -> str:
     """The parameters that differ between the cells of one workload, as ``name=value`` pairs."""
     try:
         values = json.loads(params) if isinstance(params, str) else params
@@ -254,7 +254,7 @@ def _params_text(params: Any, varying: set[str]) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(values.items()) if k in varying)
 
 
-def _varying_params(report: pd.DataFrame) -> dict[str, set[str]]:
+def varying_params(report: pd.DataFrame) -> dict[str, set[str]]:
     """Per workload, the parameter names whose value differs among its cells (none: one set of parameters)."""
     out: dict[str, set[str]] = {}
     if "params" not in report.columns or "workload" not in report.columns:
@@ -276,7 +276,7 @@ def _varying_params(report: pd.DataFrame) -> dict[str, set[str]]:
 def summary_frame(report: pd.DataFrame, results: pd.DataFrame | None = None) -> pd.DataFrame:
     """The summary's table as text cells: one row per report cell, the columns a person needs (see the module's
     docstring); a column the report lacks is left out, so any frame with a few of them renders."""
-    varying = _varying_params(report)
+    varying = varying_params(report)
     unit = throughput_unit(report)
     stalls = cell_stalls(report, results)
     has = report.columns
@@ -290,7 +290,7 @@ def summary_frame(report: pd.DataFrame, results: pd.DataFrame | None = None) -> 
         if col in has:
             add(title, [fmt_number(r.get(col)) for r in records])
         if col == "workload" and any(varying.values()):
-            add("params", [_params_text(r.get("params"), varying.get(str(r.get("workload")), set())) for r in records])
+            add("params", [params_text(r.get("params"), varying.get(str(r.get("workload")), set())) for r in records])
     for col, title in VARYING:
         if col in has and report[col].map(_key).nunique(dropna=False) > 1:
             add(title, [fmt_number(r.get(col)) for r in records])

@@ -58,10 +58,15 @@ class Sweeps(StoreBase):
         return cast("list[str]", self.r.zrange(self.k("sweeps"), 0, -1))
 
     def resolve_sweep(self, prefix: str) -> str | None:
-        """A sweep id from a unique prefix of it (or its name, picking the latest submission)."""
+        """A sweep id from itself, from the sweep's name (its latest submission), or from a prefix of it (the
+        latest sweep it starts). A name wins over a prefix: ``by-hand`` is the sweep named so, not the later
+        ``by-hand-2`` whose id it also begins."""
         ids = self.sweep_ids()
         if prefix in ids:
             return prefix
+        named = [s for s in ids if s.rsplit("-", 1)[0] == prefix]  # an id is NAME-<8 hex digits of a hash>
+        if named:
+            return named[-1]
         matches = [s for s in ids if s.startswith(prefix)]
         return matches[-1] if matches else None
 

@@ -81,7 +81,8 @@ def test_only_jobs_whose_data_no_serving_worker_has_fall_short(tmp_path: Path) -
 def test_submit_refuses_skips_or_sends_the_jobs_whose_data_is_nowhere(
     redis_url: str, start_worker, tmp_path: Path
 ) -> None:
-    start_worker("w1", KERAS_HOME=str(tmp_path / "keras"))  # no archives anywhere, downloads off (farm_env)
+    w1 = start_worker("w1", KERAS_HOME=str(tmp_path / "keras"))  # no archives anywhere, downloads off (farm_env)
+    assert "SecurityWarning" not in w1.text()  # Celery's eight lines about root: said once, in the farm's words
     env = farm_env(redis_url, tmp_path / "cache", KERAS_HOME=str(tmp_path / "keras"))
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     entry = json.loads(r.get("farm:worker:w1") or "{}")

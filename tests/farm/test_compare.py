@@ -437,3 +437,23 @@ def test_cli_compare_broker_down(invoke):
     res = invoke("compare", "a", "b", "--broker", "redis://127.0.0.1:1/0")
     assert res.exit_code == 1, res.output
     assert "cannot reach Redis" in " ".join(res.output.split()) and "Traceback" not in res.output
+
+
+def test_the_table_shows_only_the_parameters_that_tell_cells_apart():
+    """Two cells of one workload that differ in one parameter: the table's cell column names that parameter and
+    its value, not the cell's whole parameter JSON."""
+    import io
+
+    from cli.common import FarmConsole
+    from cli.compare import compare_table
+
+    def wide(units: int, sweep: str) -> list[dict]:
+        params = json.dumps({"hidden_layers": 5, "units": units, "optimizer": "adam"}, sort_keys=True)
+        return cell([1000.0, 1001, 999, 1002], sweep=sweep, workload="fashion_mnist_mlp", params=params)
+
+    cmp = cmp_of(wide(8, "A") + wide(16, "A"), wide(8, "B") + wide(16, "B"))
+    out = io.StringIO()
+    FarmConsole(file=out, width=80).print(compare_table(cmp, "A", "B", "steady_samples_per_s", True))
+    text = out.getvalue()
+    assert "units=8" in text and "units=16" in text, text
+    assert "hidden_layers" not in text and "optimizer" not in text and "{" not in text, text
