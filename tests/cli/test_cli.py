@@ -92,6 +92,23 @@ def test_command_help(command: str) -> None:
     assert "Usage" in result.output
 
 
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_reads_as_prose_at_any_width(command: str) -> None:
+    """The help flows to the terminal's width: on a wide one each paragraph of the command's description is one
+    line (the source's line breaks cut sentences in half); a flag shows no ``<bool>`` type."""
+    import re
+
+    from cli.main import command_function, flowing
+
+    result = CliRunner().invoke(cli.main.app, [command, "--help"], env={"COLUMNS": "1000"}, terminal_width=1000)
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output
+    lines = [re.sub(r"\s+", " ", line).strip(" │") for line in result.output.splitlines()]
+    for paragraph in flowing(command_function(command).__doc__ or "").split("\n\n"):
+        for line in paragraph.splitlines():
+            assert re.sub(r"\s+", " ", line).strip() in lines, (line, result.output)
+
+
 # -- dry run -----------------------------------------------------------------------------------------------------
 
 
