@@ -265,10 +265,12 @@ def print_report(
     is shown), the warning on pooled software, then the GPU-over-CPU speedups when there are any."""
     from farm.reports.aggregate import speedups
     from farm.reports.frames import invalid_total
+    from farm.reports.markdown import energy_note
 
     console.print(report_table(report, included, results))
-    for line in reading_notes(report):
-        console.print(line, style="dim", markup=False, highlight=False)  # off a terminal: one line each
+    for line in [*reading_notes(report), energy_note(report, results)]:
+        if line:
+            console.print(line, style="dim", markup=False, highlight=False)  # off a terminal: one line each
     count, kinds = invalid_total(report)
     contended = int(report["n_contended"].fillna(0).sum()) if "n_contended" in report.columns else 0
     print_invalid(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps, rerun=rerun)

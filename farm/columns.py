@@ -210,6 +210,26 @@ COLUMNS: tuple[Column, ...] = (
         shown=Shown("peak memory MiB", frozenset({"markdown", "html"}), digits=4),
     ),
     Column(
+        "energy_j_per_sample",
+        float,
+        "Joules per sample in the steady epochs, by the devices' own counters (RAPL for a CPU job's packages, NVML "
+        "for its GPU): measured in software, not at the wall and not MLPerf-compliant; missing where no counter "
+        "was readable (energy_missing says why).",
+        unit="J",
+        aggregate="stats",
+        shown=Shown("J/sample", digits=3),
+    ),
+    Column(
+        "mean_power_w",
+        float,
+        "Mean watts of the counted devices over the steady epochs.",
+        unit="W",
+        aggregate="median",
+        shown=Shown("watts", frozenset({"markdown", "html"}), digits=3),
+    ),
+    Column("energy_source", str, "The energy counters read (rapl package-0, nvml gpu).", child=True, shared=True),
+    Column("energy_missing", str, "Why the job has no energy figure.", child=True, shared=True),
+    Column(
         "precision_ci",
         float,
         "The cell's precision target: the largest relative half-width of its median throughput's 95% CI "

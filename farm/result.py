@@ -76,6 +76,11 @@ class EpochRecord(BaseModel):
     cpu_others: float | None = Field(
         default=None, description="Others' share of the job's cores during this steady epoch (workers.contention)."
     )
+    energy_j: float | None = Field(
+        default=None,
+        description="Joules the job's devices used during this epoch by their own counters (workers.energy: RAPL "
+        "for a CPU job's packages, NVML for its GPU); None where no counter was readable.",
+    )
     loss: float | None = None
     accuracy: float | None = None
     val_loss: float | None = None
@@ -208,6 +213,24 @@ class JobResultCore(BaseModel):
         if rate is None or not self.flops_per_sample:
             return None
         return float(self.flops_per_sample * (1 if self.job.mode == "inference" else 3) * rate / 1e12)
+
+    @property
+    def energy_j_per_sample(self) -> float | None:
+        """Joules per training sample in the steady epochs (:attr:`steady_epochs`): the median epoch's energy over
+        the samples an epoch trains on; None where an epoch's energy was not measured."""
+        joules = [e.energy_j for e in self.steady_epochs]
+        if not joules or any(j is None for j in joules) or not self.train_samples_used:
+            return None
+        return float(statistics.median(j for j in joules if j is not None) / self.train_samples_used)
+
+    @property
+    def mean_power_w(self) -> float | None:
+        """Mean watts over the steady epochs: their energy over their wall time."""
+        epochs = self.steady_epochs
+        if not epochs or any(e.energy_j is None for e in epochs):
+            return None
+        seconds = sum(e.wall_s for e in epochs)
+        return float(sum(e.energy_j or 0.0 for e in epochs) / seconds) if seconds > 0 else None
 
     @property
     def hardware_key(self) -> str | None:

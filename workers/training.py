@@ -19,6 +19,7 @@ from farm.job import JobEnvelope, JobSpec
 from farm.precision import contention_threshold
 from farm.settings import FarmSettings
 from workers.contention import ContentionSampler, settle
+from workers.energy import EnergySampler, counters_for, energy_figures, record_energy
 from workers.gpu_contention import gpu_probe, gpu_summary
 from workers.quiet import wait_for_quiet
 from workers.timing import IdleSampler, PhaseClock, epoch_callback, steps_per_call
@@ -148,9 +149,13 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
     timer = epoch_callback(emit, job.epochs)
     sampler = IdleSampler().start()
     watch = ContentionSampler(gpu_probe=probe).start()
+    counters, no_energy = counters_for(job.device, probe)
+    meter = EnergySampler(counters).start()
     with clock.phase("train"):
         run_measured_passes(built.model, data, job, timer)
+    meter.stop()
     watch.stop()
+    record_energy(meter, timer.records, timer.epoch_bounds)
     emit({"event": "trained"})  # the measured part is over: the supervisor may start the next job's process
     with clock.phase("eval"):
         evaluated = evaluate(built.model, data, job)
@@ -163,6 +168,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         **measured_figures(clock, timer, sampler, watch, threshold),
         **(waited.figures() if waited is not None else {}),
         **final_figures(timer.records, evaluated),
+        **energy_figures(counters, no_energy),
         "peak_host_mb": peak_host_mb(),  # last: the high-water mark over data, build, fit and evaluation
     }
     out.update(time_to_target(timer.records, job.target_accuracy))

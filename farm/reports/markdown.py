@@ -96,6 +96,13 @@ HOW_TO_READ: list[tuple[tuple[str, ...], str]] = [
   training, for the backward pass); **tokens/s** is sequences/s × sequence length.""",
     ),
     (
+        ("J/sample", "watts"),
+        """- **J/sample** is the energy the job's devices used per training sample in the steady epochs, and **watts**
+  their mean power there, read from the hardware's own counters (RAPL for a CPU package, NVML for a GPU):
+  software readings of the devices, not a wall-socket meter, and not MLPerf-compliant power measurement. A RAPL
+  package counts every process on it.""",
+    ),
+    (
         ("test accuracy",),
         """- **Test accuracy** is measured on the test split after training (in inference: on the batch-1 requests).""",
     ),
@@ -113,6 +120,17 @@ HOW_TO_READ: list[tuple[tuple[str, ...], str]] = [
 """The reading notes of report.md, each with the table columns it explains (any of them present: the note is
 shown; none named: always; ``synthetic``: when a cell trained on synthetic data), so the page never explains a
 column it does not have."""
+
+
+def energy_note(report: pd.DataFrame, results: pd.DataFrame | None) -> str | None:
+    """Where no cell has an energy figure: one line saying why (the workers' reasons, each once), so the figure's
+    absence is explained, never mistaken for zero. None when some cell has one or nothing says why."""
+    if results is None or "energy_missing" not in results.columns or len(report) == 0:
+        return None
+    if "energy_j_per_sample_median" in report.columns and report["energy_j_per_sample_median"].notna().any():
+        return None
+    reasons = sorted({str(r) for r in results["energy_missing"].dropna() if str(r)})
+    return f"Energy per sample not measured: {'; '.join(reasons)}." if reasons else None
 
 
 def how_to_read(titles: set[str], synthetic: bool) -> str:
@@ -404,6 +422,9 @@ def summary_markdown(
         lines.append(markdown_table(table))
     if note:
         lines += [note, ""]
+    missing = energy_note(report, results)
+    if missing:
+        lines += [missing, ""]
     lines.append(how_to_read(titles, "synthetic" in data))
     return "\n".join(lines)
 

@@ -71,6 +71,9 @@ def test_piped_it_prints_progress_lines_then_the_report(finished_run: FinishedRu
     assert any(line.startswith("report: one row per sweep cell") for line in lines), text  # on a line of its own
     md = (finished_run.out / "report.md").read_text()
     assert "chance level" in md and "| workload |" in md
+    if not Path("/sys/class/powercap").exists():  # no energy counter here: the reason, never a zero
+        assert "Energy per sample not measured: no RAPL package domain" in md, md
+        assert "Energy per sample not measured" in text, text
     if total == 2:  # no GPU here: report.md says its GPU jobs did not run, and explains no GPU/CPU column
         assert "need a device or backend this machine lacks (gpu): not run here" in md, md
         assert "GPU/CPU" not in md and "latency" not in md, md

@@ -98,4 +98,4 @@ def test_every_shown_title_is_unique_in_its_place() -> None:
     for place in ("terminal", "markdown", "html"):
         titles = [c.shown.title_in(place) for c in shown_in(place) if c.shown]
         assert len(titles) == len(set(titles)), place
-    assert columns.aggregated("stats") == ["steady_epoch_s", "steady_samples_per_s"]
+    assert columns.aggregated("stats") == ["steady_epoch_s", "steady_samples_per_s", "energy_j_per_sample"]
