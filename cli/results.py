@@ -15,6 +15,7 @@ from cli.common import (
     fail,
     friendly_errors,
     open_store,
+    settings,
 )
 from cli.report_view import KEEP_FLAG, IncludeContendedOption, IncludeInvalidOption, frames_for, print_report
 from cli.sweep_args import resolve
@@ -87,6 +88,14 @@ def report_cmd(
     ),
     include_invalid: bool = IncludeInvalidOption,
     include_contended: bool = IncludeContendedOption,
+    price: list[str] = typer.Option(
+        None,
+        "--price",
+        metavar="KEY=USD_PER_HOUR",
+        help="What an hour of some hardware costs, for the cost per million samples (and to reach a target "
+        "accuracy): KEY is a hardware key, device name, host or device kind (gpu, cpu); repeatable; adds to and "
+        "overrides the settings' prices.",
+    ),
     broker: str = BrokerOption,
     run_dir: Path = RunDirOption,
 ) -> None:
@@ -96,17 +105,24 @@ def report_cmd(
     clock that changed; a steady window too short to time) are left out of the statistics and counted per cell
     (n_invalid, with why in invalid_kinds); --include-invalid keeps them."""
     from farm.reports.aggregate import aggregate
+    from farm.reports.cost import parse_prices, with_costs
     from farm.reports.files import write_frame
     from farm.reports.ratios import ratios
+    from farm.store import Store
 
     if (ratio_by is None) != (baseline is None):
         fail("--ratio-by and --baseline go together, e.g. --ratio-by backend --baseline tensorflow")
+    try:
+        given = parse_prices(price or [])
+    except ValueError as e:
+        fail(str(e))
     check_file_options(output, html)  # a bad name (exit 2), an unwritable place or no matplotlib (exit 1)
-    store = open_store(broker, run_dir)
+    cfg = settings(run_dir, broker_url=broker)
+    store = Store.from_settings(cfg)
     sid = resolve(store, sweep_id)
     frame = frames_for(store, sid)
     include = include_invalid or include_contended  # --include-contended: the same flag's older name
-    report = aggregate(frame, include_invalid=include)
+    report = with_costs(aggregate(frame, include_invalid=include), {**cfg.prices, **given})
     ratio_table = None
     if ratio_by is not None:
         try:

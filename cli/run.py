@@ -236,6 +236,7 @@ def run_cmd(
     from farm.progress import TERMINAL_STATES
     from farm.queue import tag_queue
     from farm.reports.aggregate import aggregate
+    from farm.reports.cost import with_costs
     from farm.reports.frames import invalid_total
     from farm.routing import cpu_tags, gpu_tags, with_backends, with_plugins
     from farm.store import Store
@@ -294,7 +295,7 @@ def run_cmd(
                 soft_wrap=True,
             )
             raise typer.Exit(128 + stopper.signum)
-    report = aggregate(df)  # invalid repeats left out: `farm report --include-invalid` keeps them
+    report = with_costs(aggregate(df), cfg.prices)  # invalid repeats left out: `--include-invalid` keeps them
     # The farm has stopped: each command printed names the Redis it kept (--run-dir), unless a broker was given.
     reach = f" --run-dir {shlex.quote(str(output))}" if embedded else ""
     keep = f"`farm report {outcome.sweep_id} {KEEP_FLAG}{reach}`"

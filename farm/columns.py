@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Source = Literal["given", "spec", "result", "phases", "row"]
+Source = Literal["given", "spec", "result", "phases", "row", "report"]
 """Where a row's value comes from: ``given`` (the job and sweep ids), ``spec`` (the job's spec: a sweep cell's
 columns, repeat and seed), ``result`` (the result's attribute of that name: a measured field, or a property derived
-from the measured fields), ``phases`` (the result's phase timings) or ``row`` (computed by :mod:`farm.rows`)."""
+from the measured fields), ``phases`` (the result's phase timings) or ``row`` (computed by :mod:`farm.rows`); a
+``report`` figure is no row's: a report computes it per cell when it is made (a cost at today's prices)."""
 
 Aggregate = Literal["none", "stats", "median", "first", "max"]
 """How a report cell summarises its repeats' values: ``stats`` (median, quartiles, mean, std, CV and the bootstrap
@@ -262,7 +263,33 @@ COLUMNS: tuple[Column, ...] = (
         shown=Shown("test accuracy", short_title="test acc", digits=3, percent=True),
     ),
     Column("epochs_to_target", int, "Epochs until the target accuracy was reached.", child=True, shared=True),
-    Column("time_to_target_s", float, "Training seconds until the target accuracy.", unit="s", child=True),
+    Column(
+        "time_to_target_s",
+        float,
+        "Training seconds until the target accuracy.",
+        unit="s",
+        child=True,
+        aggregate="median",
+    ),
+    # What a cell costs at the lab's prices (farm.reports.cost): computed when a report is made, never stored.
+    Column(
+        "usd_per_million_samples",
+        float,
+        "US dollars a million samples cost at the cell's steady throughput and its hardware's price per hour.",
+        source="report",
+        row=False,
+        unit="USD",
+        shown=Shown("$/M samples", digits=3),
+    ),
+    Column(
+        "usd_to_target",
+        float,
+        "US dollars of training until the target accuracy, at the hardware's price per hour.",
+        source="report",
+        row=False,
+        unit="USD",
+        shown=Shown("$ to target", frozenset({"markdown", "html"}), digits=3),
+    ),
     Column("dataset_digest", str, "A digest of the data the job trained on.", child=True, shared=True),
     Column("started_at", str, "When the job's process started (ISO 8601, UTC).", source="row"),
     Column("finished_at", str, "When the result was built (ISO 8601, UTC).", source="row"),

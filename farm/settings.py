@@ -7,6 +7,7 @@ honoured). Secrets (the password inside the broker URL) are masked whenever sett
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -100,6 +101,11 @@ class FarmSettings(BaseSettings):
         description="Where the compilation cache lives; unset: cache_dir/compiled. Several workers (and farms) "
         "of one host may share one: an entry is keyed by the computation, its options, the versions and the device.",
     )
+    prices: dict[str, float] = Field(
+        default_factory=dict,
+        description="US dollars per hour of each kind of hardware, keyed by hardware key, device name, host or "
+        "device kind (gpu, cpu): reports show what a cell's samples cost (farm.reports.cost).",
+    )
     contention_cpu_threshold: float = Field(
         default=defaults.CONTENTION_CPU_THRESHOLD,
         gt=0,
@@ -157,6 +163,14 @@ class FarmSettings(BaseSettings):
     @classmethod
     def _known_scheme(cls, v: str) -> str:
         check_broker_url(v)
+        return v
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, v: dict[str, float]) -> dict[str, float]:
+        for key, price in v.items():
+            if not key.strip() or not math.isfinite(price) or price < 0:
+                raise ValueError(f"{key!r}: a price is a finite, non-negative number of US dollars per hour")
         return v
 
     @field_validator("worker_name")

@@ -103,6 +103,13 @@ HOW_TO_READ: list[tuple[tuple[str, ...], str]] = [
   package counts every process on it.""",
     ),
     (
+        ("$/M samples", "$ to target"),
+        """- **$/M samples** is what a million samples cost at the cell's median throughput and the price per hour
+  given for its hardware (`farm report --price`, or `prices` in the settings), 95% CI from the throughput's;
+  **$ to target** the training it took to reach the target accuracy, at that price. Empty where no price
+  names the hardware.""",
+    ),
+    (
         ("test accuracy",),
         """- **Test accuracy** is measured on the test split after training (in inference: on the batch-1 requests).""",
     ),
