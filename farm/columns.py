@@ -211,6 +211,33 @@ COLUMNS: tuple[Column, ...] = (
         shown=Shown("peak memory MiB", frozenset({"markdown", "html"}), digits=4),
     ),
     Column(
+        "peak_device_mb",
+        float,
+        "Peak memory on the job's GPU by its framework's own counter (JAX, TensorFlow, torch); missing on a CPU "
+        "job, whose device memory is the host's (peak_host_mb).",
+        unit="MiB",
+        child=True,
+        aggregate="max",
+        shown=Shown("peak GPU MiB", frozenset({"markdown", "html"}), digits=4),
+    ),
+    Column(
+        "memory_capacity_mb",
+        float,
+        "What the job's memory is measured against: its GPU's memory, or for a CPU job its memory limit or the "
+        "host's RAM, whichever is smaller.",
+        unit="MiB",
+        child=True,
+        shared=True,
+    ),
+    Column(
+        "memory_used",
+        float,
+        "The peak's share of the capacity: peak GPU memory over the GPU's, or for a CPU job the training "
+        "process's peak over its limit or the host's RAM (the headroom a larger batch would have).",
+        aggregate="max",
+        shown=Shown("memory used", digits=3, percent=True),
+    ),
+    Column(
         "energy_j_per_sample",
         float,
         "Joules per sample in the steady epochs, by the devices' own counters (RAPL for a CPU job's packages, NVML "

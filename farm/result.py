@@ -215,6 +215,14 @@ class JobResultCore(BaseModel):
         return float(self.flops_per_sample * (1 if self.job.mode == "inference" else 3) * rate / 1e12)
 
     @property
+    def memory_used(self) -> float | None:
+        """The peak memory's share of the capacity it is measured against (``memory_capacity_mb``): the GPU's for
+        a GPU job, the host's (or the job's limit) for a CPU job."""
+        peak = self.peak_device_mb if self.job.device == "gpu" else self.peak_host_mb
+        capacity = self.memory_capacity_mb
+        return float(peak / capacity) if peak and capacity else None
+
+    @property
     def energy_j_per_sample(self) -> float | None:
         """Joules per training sample in the steady epochs (:attr:`steady_epochs`): the median epoch's energy over
         the samples an epoch trains on; None where an epoch's energy was not measured."""

@@ -225,3 +225,51 @@ def peak_host_mb(status: str = "/proc/self/status") -> float | None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     except (OSError, ValueError):
         return None
+
+
+# -- device memory and capacity ----------------------------------------------------------------------------------
+
+
+def peak_device_mb(backend: str, device: str) -> float | None:
+    """The job's peak memory on its GPU in MiB, by its framework's own counter (JAX's ``peak_bytes_in_use``,
+    TensorFlow's ``get_memory_info()["peak"]``, torch's ``max_memory_allocated``); None on a CPU job (its device
+    memory is the host's: :func:`peak_host_mb`) or where the framework keeps no such counter."""
+    if device != "gpu":
+        return None
+    try:
+        if backend == "jax":
+            import jax
+
+            stats = jax.local_devices()[0].memory_stats() or {}
+            peak = stats.get("peak_bytes_in_use")
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            peak = tf.config.experimental.get_memory_info("GPU:0").get("peak")
+        elif backend == "torch":
+            import torch
+
+            peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+        else:
+            peak = None
+    except Exception:  # noqa: BLE001 - a figure the framework cannot give is missing, never a failed job
+        return None
+    return float(peak) / 2**20 if isinstance(peak, (int, float)) and peak > 0 else None
+
+
+def memory_capacity_mb(device: str, gpu_probe: Any = None, limit: int | None = None) -> float | None:
+    """What the job's memory figure is measured against, in MiB: its GPU's memory (NVML), or for a CPU job the
+    memory it may use (its limit, else the host's RAM, whichever is smaller)."""
+    if device == "gpu":
+        if gpu_probe is None:
+            return None
+        try:
+            return float(gpu_probe.nvml.nvmlDeviceGetMemoryInfo(gpu_probe.handle).total) / 2**20
+        except Exception:  # noqa: BLE001 - a board or driver without the figure
+            return None
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        ram = 0
+    sizes = [s for s in (ram, limit or 0) if s > 0]
+    return min(sizes) / 2**20 if sizes else None

@@ -161,7 +161,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         evaluated = evaluate(built.model, data, job)
     sampler.stop()
 
-    from workers.memory import peak_host_mb
+    from workers.memory import limit_from_env, memory_capacity_mb, peak_device_mb, peak_host_mb
 
     out: dict[str, Any] = {
         **describe_run(job, workload, spec, data, built),
@@ -169,6 +169,8 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         **(waited.figures() if waited is not None else {}),
         **final_figures(timer.records, evaluated),
         **energy_figures(counters, no_energy),
+        "peak_device_mb": peak_device_mb(job.backend, job.device),
+        "memory_capacity_mb": memory_capacity_mb(job.device, probe, limit_from_env()),
         "peak_host_mb": peak_host_mb(),  # last: the high-water mark over data, build, fit and evaluation
     }
     out.update(time_to_target(timer.records, job.target_accuracy))

@@ -96,6 +96,13 @@ HOW_TO_READ: list[tuple[tuple[str, ...], str]] = [
   training, for the backward pass); **tokens/s** is sequences/s × sequence length.""",
     ),
     (
+        ("memory used", "peak GPU MiB", "peak memory MiB"),
+        """- **Memory**: *peak memory MiB* is the training process's resident high-water mark, *peak GPU MiB* the
+  GPU memory its framework reports at its peak; *memory used* is that peak (GPU for a GPU cell, host for a CPU
+  one) over the capacity it may use (the GPU's memory, or the job's limit or the host's RAM), the worst repeat
+  of the cell: what is left is the headroom for a larger batch.""",
+    ),
+    (
         ("J/sample", "watts"),
         """- **J/sample** is the energy the job's devices used per training sample in the steady epochs, and **watts**
   their mean power there, read from the hardware's own counters (RAPL for a CPU package, NVML for a GPU):

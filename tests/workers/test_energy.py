@@ -165,5 +165,9 @@ def test_a_real_job_measures_a_stand_in_package_drawing_known_power(
     assert result.energy_j_per_sample == pytest.approx(
         sorted(e.energy_j or 0 for e in steady)[len(steady) // 2] / 2048, rel=0.01
     )
-    report = run_farm(["report", sweep_id], farm)
-    assert report.returncode == 0 and "J/sample" in report.stdout, report.stdout
+    # The memory figures of the same job: a CPU job's peak is the host's, against the host's RAM (or its limit).
+    assert result.peak_device_mb is None and result.memory_capacity_mb and result.peak_host_mb
+    assert result.memory_used == pytest.approx(result.peak_host_mb / result.memory_capacity_mb)
+    assert 0 < result.memory_used < 1
+    report = run_farm(["report", sweep_id, "--include-invalid"], farm)  # a busy machine may contend the repeat
+    assert report.returncode == 0 and "J/sample" in report.stdout and "memory used" in report.stdout, report.stdout
