@@ -64,12 +64,21 @@ class KeptRedis:
         return self.server.url
 
     def open(self) -> str:
-        """Use the server, starting it when nobody has; returns its URL."""
+        """Use the server, starting it when nobody has; returns its URL. A server that cannot start (no
+        redis-server, a socket path too long, a damaged file, a directory it may not write) is FarmUnavailable,
+        one line saying why."""
         if not self.create and not self.dir.is_dir():
             raise FarmUnavailable(
                 f"{self.run_dir} holds no farm run's Redis ({self.dir} does not exist): give --run-dir the "
                 "directory that `farm run -o` wrote"
             )
+        try:
+            return self._open()
+        except (RuntimeError, OSError) as e:
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise FarmUnavailable(f"cannot open the Redis kept in {self.dir}: {why}") from None
+
+    def _open(self) -> str:
         self.dir.mkdir(parents=True, exist_ok=True)
         with _locked(self.dir / "serve.lock", fcntl.LOCK_EX, "start"):
             started = _answering(self.url) is None

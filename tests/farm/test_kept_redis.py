@@ -119,3 +119,16 @@ def test_users_starting_together_start_one_server(run_dir: Path) -> None:
     assert all(p.returncode == 0 for p in procs)
     assert len(pids) == 1, pids
     assert not alive(int(pids.pop()))
+
+
+def test_a_server_that_cannot_start_is_one_line(run_dir: Path) -> None:
+    """A socket path too long for a unix socket, or a directory the server cannot use: one line saying why."""
+    deep = run_dir / ("d" * 120)
+    with pytest.raises(FarmUnavailable, match="socket path too long") as e:
+        KeptRedis(deep, create=True).open()
+    assert "\n" not in str(e.value)
+    (run_dir / "redis").mkdir(parents=True)
+    (run_dir / "redis" / "appendonlydir").write_text("not a directory")  # where Redis 7 keeps its files
+    with pytest.raises(FarmUnavailable, match="cannot open the Redis kept in") as e:
+        KeptRedis(run_dir).open()
+    assert "\n" not in str(e.value)
