@@ -96,6 +96,7 @@ COLUMNS: tuple[Column, ...] = (
     _cell("mixed_precision", bool, "Whether a mixed-precision policy was set."),
     _cell("input_pipeline", str, "How batches reach the model (arrays or tf.data)."),
     _cell("mode", str, "train or inference."),
+    _cell("server_p99_bound_ms", float, "The Server scenario's bound on p99 latency, ms (inference jobs that ask)."),
     Column("repeat", int, "The repeat's index within its cell.", source="spec"),
     Column("seed", int, "The seed the job ran with.", source="spec"),
     Column("status", str, "How the job ended (or where it is).", source="row", shared=True),
@@ -209,6 +210,32 @@ COLUMNS: tuple[Column, ...] = (
         child=True,
         aggregate="max",
         shown=Shown("peak memory MiB", frozenset({"markdown", "html"}), digits=4),
+    ),
+    Column(
+        "server_qps",
+        float,
+        "The Server scenario's answer: the highest Poisson arrival rate whose p99 latency (queueing included) "
+        "stayed under the bound (workers.server); missing when even the lowest rate tried missed it.",
+        unit="requests/s",
+        child=True,
+        aggregate="median",
+        shown=Shown("server QPS", digits=4),
+    ),
+    Column(
+        "server_p99_s",
+        float,
+        "The p99 latency at that rate.",
+        unit="s",
+        child=True,
+        aggregate="median",
+        shown=Shown("server p99 ms", frozenset({"markdown", "html"}), scale=1000, digits=3),
+    ),
+    Column(
+        "server_curve",
+        str,
+        "Every rate the Server search tried, as JSON: a list of {rate_qps, achieved_qps, p50_s, p90_s, p99_s, met} "
+        "(the report's latency-against-load chart).",
+        child=True,
     ),
     Column(
         "peak_device_mb",

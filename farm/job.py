@@ -49,6 +49,18 @@ def check_slug(value: str) -> str:
     return value
 
 
+class ServerScenario(BaseModel):
+    """MLPerf's Server scenario for an inference job: requests arrive at random (Poisson) at a target rate and
+    are answered one at a time; the job finds the highest rate whose 99th-percentile latency (queueing included)
+    stays under ``p99_bound_ms`` (workers.server)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    p99_bound_ms: StrictFloat | StrictInt = Field(gt=0, le=60_000, description="The latency bound on p99, ms.")
+    requests: StrictInt = Field(default=200, ge=20, le=100_000, description="Requests sent at each rate tried.")
+    tries: StrictInt = Field(default=8, ge=2, le=30, description="Rates tried at most in the search.")
+
+
 class Requirements(BaseModel):
     """Hardware a job insists on beyond its device kind; routed by derived queue tags."""
 
@@ -61,7 +73,7 @@ class Requirements(BaseModel):
     host: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH)
 
 
-ID_NEUTRAL_DEFAULTS: dict[str, Any] = {"mode": "train", "precision": None}
+ID_NEUTRAL_DEFAULTS: dict[str, Any] = {"mode": "train", "precision": None, "server": None}
 """Spec fields that are part of a job's id only when they differ from this default (see canonical_json)."""
 
 
@@ -102,6 +114,12 @@ class JobSpec(BaseModel):
         default="train",
         description="'train': fit() for `epochs` epochs; 'inference': `epochs` passes of predict() over the "
         "train samples at `batch_size` (throughput), then `test_samples` single requests at batch 1 (latency).",
+    )
+
+    server: ServerScenario | None = Field(
+        default=None,
+        description="With mode: inference, also MLPerf's Server scenario: Poisson arrivals, and the highest rate "
+        "whose p99 latency stays under the bound (workers.server).",
     )
 
     @field_validator("sweep")
@@ -150,6 +168,8 @@ class JobSpec(BaseModel):
     def _mode_and_data_fit_the_workload(self) -> JobSpec:
         if self.mode == "inference" and self.target_accuracy is not None:
             raise ValueError("target_accuracy needs mode: train (inference does not train)")
+        if self.server is not None and self.mode != "inference":
+            raise ValueError("server (the Server scenario) needs mode: inference")
         if self.data == "real":
             spec = self.data_spec()
             if spec.real is None:
@@ -163,6 +183,11 @@ class JobSpec(BaseModel):
         """What this job's samples look like (its workload's data for its params)."""
         workload = workloads.get(self.workload)
         return workload.data_spec(workload.validate_params(self.params))
+
+    @property
+    def server_p99_bound_ms(self) -> float | None:
+        """The Server scenario's latency bound (a cell column: cells with other bounds are other cells)."""
+        return float(self.server.p99_bound_ms) if self.server is not None else None
 
     @property
     def seed_effective(self) -> int:

@@ -260,11 +260,26 @@ def run_measured_passes(model: Any, data: JobData, job: JobSpec, timer: Any) -> 
 
 
 def evaluate(model: Any, data: JobData, job: JobSpec) -> dict[str, Any]:
-    """The eval phase: inference's single-stream latencies, or the trained model's test loss and accuracy."""
+    """The eval phase: inference's single-stream latencies (and the Server scenario's search, when the job asks
+    for it), or the trained model's test loss and accuracy."""
     if job.mode == "inference":
         from workers.inference import single_stream
 
-        return single_stream(model, data.x_test, data.y_test, len(data.x_test))
+        latency = single_stream(model, data.x_test, data.y_test, len(data.x_test))
+        if job.server is None:
+            return latency
+        from workers.server import server_search
+
+        found = server_search(
+            model,
+            data.x_test,
+            bound_s=float(job.server.p99_bound_ms) / 1000,
+            requests=job.server.requests,
+            tries=job.server.tries,
+            service_s=latency.get("latency_p50_s"),
+            seed=job.seed_effective,
+        )
+        return {**latency, **found}
     test_loss, test_acc = model.evaluate(data.x_test, data.y_test, batch_size=job.batch_size, verbose=0)
     return {"test_loss": float(test_loss), "test_accuracy": float(test_acc)}
 

@@ -477,3 +477,34 @@ def history_svg(points: Sequence[HistoryPoint], ylabel: str, title: str, *, salt
         _legend_below(ax, handles)
 
     return render(draw, 2.9, salt=salt, label=label)
+
+
+def server_svg(
+    curves: Sequence[tuple[str, Sequence[tuple[float, float, bool]]]], bound_s: float, *, salt: str, label: str
+) -> str:
+    """The Server scenario's latency against load: per cell, the p99 latency (ms) at each Poisson rate tried
+    (filled where it met the bound, hollow where it missed), and the bound as a red dashed line."""
+
+    def draw(fig: Figure) -> None:
+        ax = fig.add_subplot()
+        for i, (name, points) in enumerate(curves):
+            color = COLORS[i % len(COLORS)]
+            rates = [r for r, _, _ in points]
+            p99 = [1000 * p for _, p, _ in points]
+            ax.plot(rates, p99, color=color, lw=1.4, label=text(name))
+            for r, p, met in points:
+                ax.plot([r], [1000 * p], marker="o", ls="", color=color, mfc=color if met else "white", markersize=6)
+        ax.axhline(1000 * bound_s, color=ALERT, ls="--", lw=1)
+        all_rates = [r for _, pts in curves for r, _, _ in pts]
+        _log_if_wide(ax, all_rates)
+        ax.set_xlabel("Poisson arrival rate (requests/s)")
+        ax.set_ylabel("p99 latency (ms)")
+        ax.grid(True)
+        handles: list[Line2D | Patch] = [
+            *(Line2D([], [], color=COLORS[i % len(COLORS)], label=text(n)) for i, (n, _) in enumerate(curves)),
+            Line2D([], [], color=ALERT, ls="--", label=f"bound {1000 * bound_s:g} ms"),
+            Line2D([], [], marker="o", ls="", color="#555555", mfc="white", label="missed the bound"),
+        ]
+        _legend_below(ax, handles)
+
+    return render(draw, 3.2, salt=salt, label=label)
