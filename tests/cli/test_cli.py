@@ -64,6 +64,7 @@ def test_commands_registered() -> None:
         "worker",
         "workloads",
         "history",
+        "dashboard",
         "workers",
         "submit",
         "status",
