@@ -278,6 +278,24 @@ def print_report(
     ups = speedups(report)
     if len(ups):
         console.print(speedup_table(ups))
+    if results is not None:
+        print_scaling(results, included)
+
+
+def print_scaling(results: pd.DataFrame, included: bool) -> None:
+    """The scaling table of the data-parallel cells (throughput at N devices over 1, efficiency), if any."""
+    from farm.reports.scaling import SCALING_TITLES, scaling, scaling_lines
+
+    table_frame = scaling(results, include_invalid=included)
+    if table_frame.empty:
+        return
+    table = Table(title="Scaling over devices: throughput at N devices over 1 device; efficiency = speedup / N")
+    for title in SCALING_TITLES:
+        table.add_column(title, justify="left" if title in ("workload", "device", "backend", "hardware") else "right")
+    for row in scaling_lines(table_frame):
+        table.add_row(*(untrusted(v) for v in row))
+    keep_whole(table, ("workload", "hardware"))
+    console.print(table)
 
 
 def speedup_table(ups: pd.DataFrame) -> Table:

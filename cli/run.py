@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 
     from farm.local import LocalFarm
     from farm.store import Store
+    from farm.submit import SubmitOutcome
 
 OUTPUT_FILES = ("results.csv", "report.csv", "report.md")
 """What ``farm run`` leaves in its output directory (besides logs and the embedded Redis' data)."""
@@ -55,6 +58,18 @@ def write_outputs(df: pd.DataFrame, report: pd.DataFrame, output: Path, note: st
     for name, frame in zip(OUTPUT_FILES[:2], (df, report), strict=True):
         write_frame(frame, output / name)
     write_summary_md(output / OUTPUT_FILES[2], report, df, title=report_title(df), note=note)
+
+
+def write_scaling(df: pd.DataFrame, output: Path) -> Path | None:
+    """``scaling.csv`` beside the report when the sweep has data-parallel cells (farm.reports.scaling)."""
+    from farm.reports.files import write_frame
+    from farm.reports.scaling import scaling
+
+    table = scaling(df)
+    if table.empty:
+        return None
+    write_frame(table, output / "scaling.csv")
+    return output / "scaling.csv"
 
 
 def write_html(df: pd.DataFrame, report: pd.DataFrame, output: Path) -> Path | None:
@@ -193,6 +208,18 @@ def _say(line: str) -> None:
         pass
 
 
+def say_already_done(outcome: SubmitOutcome, output: Path) -> None:
+    """Running the same ``farm run`` again measures nothing new: say so, and how to measure again."""
+    if outcome.jobs and not outcome.enqueued and outcome.already:
+        console.print(
+            f"every job of this sweep was already queued or done in {output / 'redis'}: the figures below are the "
+            "ones recorded then; `--name NEW` measures again under a new sweep name",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @friendly_errors
 def run_cmd(
     sweep_file: Path = typer.Argument(..., help="Sweep file (YAML, TOML or JSON)."),
@@ -226,18 +253,13 @@ def run_cmd(
 
     The report leaves out repeats marked contended (other processes used the machine while they were measured;
     several --workers on too few cores make them contend with each other) and says how many."""
-    import shlex
     import socket
 
     from farm import workloads
     from farm.cell_verdict import sweep_cell_lines
     from farm.fingerprint import query_nvidia_smi
     from farm.local import LocalFarm, shared_machine_warning
-    from farm.progress import TERMINAL_STATES
     from farm.queue import tag_queue
-    from farm.reports.aggregate import aggregate
-    from farm.reports.cost import with_costs
-    from farm.reports.frames import invalid_total
     from farm.routing import cpu_tags, gpu_tags, with_backends, with_plugins
     from farm.store import Store
     from farm.submit import submit
@@ -271,14 +293,7 @@ def run_cmd(
                 + (f", {outcome.already} already queued or done" if outcome.already else "")
                 + (f", {outcome.skipped} skipped (no such device or backend here)" if outcome.skipped else "")
             )
-            if outcome.jobs and not outcome.enqueued and outcome.already:
-                console.print(
-                    f"every job of this sweep was already queued or done in {output / 'redis'}: the figures below "
-                    f"are the ones recorded then; `--name NEW` measures again under a new sweep name",
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
+            say_already_done(outcome, output)
             watch(store, outcome.sweep_id, local_queues, farm, output, started)
             df = frames_for(store, outcome.sweep_id)
             cells = sweep_cell_lines(store, outcome.sweep_id)
@@ -295,16 +310,45 @@ def run_cmd(
                 soft_wrap=True,
             )
             raise typer.Exit(128 + stopper.signum)
-    report = with_costs(aggregate(df), cfg.prices)  # invalid repeats left out: `--include-invalid` keeps them
-    # The farm has stopped: each command printed names the Redis it kept (--run-dir), unless a broker was given.
-    reach = f" --run-dir {shlex.quote(str(output))}" if embedded else ""
-    keep = f"`farm report {outcome.sweep_id} {KEEP_FLAG}{reach}`"
+    finish(Finished(sweep_file, output, outcome.sweep_id, embedded, started), df, cells, cfg.prices)
+
+
+@dataclass
+class Finished:
+    """What ``farm run`` tells once its farm has stopped: where the run's files and Redis are."""
+
+    sweep_file: Path
+    output: Path
+    sweep_id: str
+    embedded: bool
+    started: float
+
+    @property
+    def reach(self) -> str:
+        """The flag that lets a later command reach the Redis the run kept (none for a lab's broker)."""
+        return f" --run-dir {shlex.quote(str(self.output))}" if self.embedded else ""
+
+    @property
+    def rerun(self) -> tuple[str, str]:
+        """How to re-run contended repeats once the farm has stopped: resume with ``reach``, then the same run."""
+        again = f"farm run {shlex.quote(str(self.sweep_file))} -o {shlex.quote(str(self.output))}"
+        return (self.reach, f" and then `{again}`") if self.embedded else ("", "")  # a lab's workers run them
+
+
+def finish(run: Finished, df: pd.DataFrame, cells: list[str], prices: dict[str, float]) -> None:
+    """The run's report, written (results.csv, report.csv, report.md, report.html) and printed, with one line per
+    cell, the jobs this machine could not run, and how to reach the sweep again."""
+    from farm.progress import TERMINAL_STATES
+    from farm.reports.aggregate import aggregate
+    from farm.reports.cost import with_costs
+    from farm.reports.frames import invalid_total
+
+    report = with_costs(aggregate(df), prices)  # invalid repeats left out: `--include-invalid` keeps them
+    keep = f"`farm report {run.sweep_id} {KEEP_FLAG}{run.reach}`"
     count, kinds = invalid_total(report)
     contended = int(report["n_contended"].sum()) if len(report) else 0
-    again = f"farm run {shlex.quote(str(sweep_file))} -o {shlex.quote(str(output))}"
-    rerun = (reach, f" and then `{again}`") if embedded else ("", "")  # a lab's farm: its workers run them
     note = invalid_line(
-        count, kinds, included=False, keep=keep, contended=contended, sweeps=[outcome.sweep_id], rerun=rerun
+        count, kinds, included=False, keep=keep, contended=contended, sweeps=[run.sweep_id], rerun=run.rerun
     )
     skipped = df[~df["status"].isin(TERMINAL_STATES)]
     not_run = (
@@ -314,23 +358,28 @@ def run_cmd(
         else None
     )
     notes = [note, *(f"- {line}" for line in cells), not_run]
-    write_outputs(df, report, output, note="\n\n".join(filter(None, notes)))  # report.md says what it lacks
-    html = write_html(df, report, output)
-    print_report(report, included=False, keep=keep, sweeps=[outcome.sweep_id], results=df, rerun=rerun)
-    for line in cells:
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if not_run:
-        console.print(not_run, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    write_outputs(df, report, run.output, note="\n\n".join(filter(None, notes)))  # report.md says what it lacks
+    scaled = write_scaling(df, run.output)
+    html = write_html(df, report, run.output)
+    print_report(report, included=False, keep=keep, sweeps=[run.sweep_id], results=df, rerun=run.rerun)
+    for line in [*cells, not_run]:
+        if line:
+            console.print(
+                line, style="yellow" if line is not_run else "", markup=False, highlight=False, soft_wrap=True
+            )
+    output = run.output
     console.print(
-        f"done in {time.time() - started:.0f} s; wrote {output / 'results.csv'}, "
-        f"{output / 'report.csv'}, {output / 'report.md'}" + (f", {html}" if html else ""),
+        f"done in {time.time() - run.started:.0f} s; wrote {output / 'results.csv'}, "
+        f"{output / 'report.csv'}, {output / 'report.md'}"
+        + (f", {scaled}" if scaled else "")
+        + (f", {html}" if html else ""),
         markup=False,
         highlight=False,
     )
-    if embedded:
+    if run.embedded:
         console.print(
-            f"the sweep stays in {output / 'redis'}: add --run-dir {shlex.quote(str(output))} to any farm command "
-            f"to reach it, e.g. `farm report {outcome.sweep_id} --run-dir {shlex.quote(str(output))}`",
+            f"the sweep stays in {output / 'redis'}: add{run.reach} to any farm command to reach it, e.g. "
+            f"`farm report {run.sweep_id}{run.reach}`",
             markup=False,
             highlight=False,
             soft_wrap=True,

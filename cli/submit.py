@@ -114,7 +114,7 @@ def submit_cmd(
 
     sweep = load_sweep(sweep_file, name=name)  # every job validated before anything touches Redis
 
-    from farm.feasibility import GIB, data_shortfalls, estimate_bytes, too_big
+    from farm.feasibility import data_shortfalls, too_big
     from farm.store import Store
     from farm.submit import plan, unserved  # Celery: imported only if there is something to send
 
@@ -123,47 +123,7 @@ def submit_cmd(
     cfg = settings(run_dir, broker_url=broker)
     per_queue = plan(sweep, cfg.key_prefix)
     if dry_run:
-        big: list[Problem] | None
-        short: list[DataShortfall] = []
-        try:
-            store = Store.from_settings(cfg)
-            live = store.live_workers()
-            missing: dict[str, int] | None = unserved(sweep, store)
-            big = too_big(sweep, live)
-            short = data_shortfalls(sweep, live, cfg.key_prefix)
-        except FarmUnavailable as e:
-            missing, big, reason = None, None, str(e)
-        if as_json:
-            memory = {j.job_id: None if (b := estimate_bytes(j)) is None else round(b / GIB, 3) for j in sweep.jobs}
-            print_json(
-                {
-                    "sweep_id": sweep.sweep_id,
-                    "jobs": len(sweep.jobs),
-                    "cells": sweep.cells,
-                    "repeats": sweep.spec.repeats,
-                    "precision": sweep.spec.precision.model_dump() if sweep.spec.precision else None,
-                    "per_queue": per_queue,
-                    "dry_run": True,
-                    "unserved": missing,
-                    "too_big": None if big is None else [str(p) for p in big],
-                    "data_missing": [str(d) for d in short if not d.download],
-                    "data_download": [str(d) for d in short if d.download],
-                    "memory_gb": memory,
-                    "job_ids": [j.job_id for j in sweep.jobs],
-                }
-            )
-            return
-        console.print(matrix_table(sweep, cfg.key_prefix))
-        console.print("jobs per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(per_queue.items())))
-        if missing is None:
-            console.print(f"live workers not checked: {reason}", style="yellow", markup=False, highlight=False)
-        for q, n in sorted((missing or {}).items()):
-            console.print(f"[yellow]{n} job(s) on {untrusted(q)}: no live worker serves it[/]")
-        for p in big or []:
-            console.print(f"too large: {p}", style="yellow", markup=False, highlight=False)
-        for d in short:
-            console.print(f"{'data' if d.download else 'no data'}: {d}", style="yellow", markup=False, highlight=False)
-        console.print("[dim]dry run: nothing enqueued[/]")
+        show_dry_run(sweep, cfg, per_queue, as_json)
         return
     store = Store.from_settings(cfg)
     live = store.live_workers()
@@ -172,15 +132,7 @@ def submit_cmd(
     short = data_shortfalls(sweep, live, cfg.key_prefix)
     no_data = [d for d in short if not d.download]
     if not (allow_unserved or skip_unserved):
-        problems += [
-            Problem(
-                f"queue {q}",
-                f"{n} job(s) that no live worker can run{plugin_hint(q)}; start a worker that serves it, or pass "
-                "--allow-unserved to queue them anyway (--skip-unserved to leave them out)",
-            )
-            for q, n in sorted(missing.items())
-        ]
-        problems += [Problem(f"queue {d.queue}", f"{d}; or pass --allow-unserved / --skip-unserved") for d in no_data]
+        problems += unservable(missing, no_data)
     if problems:
         raise SpecError(problems, str(sweep_file))
     left_out = left_out_lines(sweep, missing, no_data, live, cfg.key_prefix) if skip_unserved else {}
@@ -216,6 +168,70 @@ def submit_cmd(
             "stopped moments ago): they go out with it, or with a worker's reaper[/]"
         )
     typer.echo(outcome.sweep_id)
+
+
+def unservable(missing: dict[str, int], no_data: list[DataShortfall]) -> list[Problem]:
+    """One problem per queue no live worker serves, and per dataset no worker serving its jobs has: what a
+    submit refuses unless it is told to queue them anyway or to leave them out."""
+    problems = [
+        Problem(
+            f"queue {q}",
+            f"{n} job(s) that no live worker can run{plugin_hint(q)}; start a worker that serves it, or pass "
+            "--allow-unserved to queue them anyway (--skip-unserved to leave them out)",
+        )
+        for q, n in sorted(missing.items())
+    ]
+    return problems + [Problem(f"queue {d.queue}", f"{d}; or pass --allow-unserved / --skip-unserved") for d in no_data]
+
+
+def show_dry_run(sweep: Sweep, cfg: FarmSettings, per_queue: dict[str, int], as_json: bool) -> None:
+    """``--dry-run``: the job matrix and what the live workers make of it (unserved queues, jobs too large,
+    datasets no worker has), or why the workers could not be asked; nothing is enqueued."""
+    from farm.feasibility import GIB, data_shortfalls, estimate_bytes, too_big
+    from farm.store import Store
+    from farm.submit import unserved
+
+    big: list[Problem] | None
+    short: list[DataShortfall] = []
+    try:
+        store = Store.from_settings(cfg)
+        live = store.live_workers()
+        missing: dict[str, int] | None = unserved(sweep, store)
+        big = too_big(sweep, live)
+        short = data_shortfalls(sweep, live, cfg.key_prefix)
+    except FarmUnavailable as e:
+        missing, big, reason = None, None, str(e)
+    if as_json:
+        memory = {j.job_id: None if (b := estimate_bytes(j)) is None else round(b / GIB, 3) for j in sweep.jobs}
+        print_json(
+            {
+                "sweep_id": sweep.sweep_id,
+                "jobs": len(sweep.jobs),
+                "cells": sweep.cells,
+                "repeats": sweep.spec.repeats,
+                "precision": sweep.spec.precision.model_dump() if sweep.spec.precision else None,
+                "per_queue": per_queue,
+                "dry_run": True,
+                "unserved": missing,
+                "too_big": None if big is None else [str(p) for p in big],
+                "data_missing": [str(d) for d in short if not d.download],
+                "data_download": [str(d) for d in short if d.download],
+                "memory_gb": memory,
+                "job_ids": [j.job_id for j in sweep.jobs],
+            }
+        )
+        return
+    console.print(matrix_table(sweep, cfg.key_prefix))
+    console.print("jobs per queue: " + ", ".join(f"{q} {n}" for q, n in sorted(per_queue.items())))
+    if missing is None:
+        console.print(f"live workers not checked: {reason}", style="yellow", markup=False, highlight=False)
+    for q, n in sorted((missing or {}).items()):
+        console.print(f"[yellow]{n} job(s) on {untrusted(q)}: no live worker serves it[/]")
+    for p in big or []:
+        console.print(f"too large: {p}", style="yellow", markup=False, highlight=False)
+    for d in short:
+        console.print(f"{'data' if d.download else 'no data'}: {d}", style="yellow", markup=False, highlight=False)
+    console.print("[dim]dry run: nothing enqueued[/]")
 
 
 def left_out_lines(

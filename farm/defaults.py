@@ -10,6 +10,8 @@ MAX_EPOCHS = 10_000
 """More epochs than this is a typo, not a benchmark."""
 
 MAX_BATCH_SIZE = 65_536
+MAX_DEVICES_PER_JOB = 64
+"""The most devices one data-parallel job may span (a box holds 8 or 16 GPUs; virtual CPU devices are for tests)."""
 """Larger batches do not fit any accelerator we know for these models."""
 
 MAX_REPEATS = 1_000

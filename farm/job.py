@@ -61,6 +61,19 @@ class ServerScenario(BaseModel):
     tries: StrictInt = Field(default=8, ge=2, le=30, description="Rates tried at most in the search.")
 
 
+class BatchSearch(BaseModel):
+    """``batch_size: max``: find the largest batch the device holds, then measure at it (workers.batch_search).
+    The search starts at the job's ``batch_size``, doubles it until a try runs out of memory (or ``limit``), then
+    bisects between the largest that fit and the smallest that did not; each try trains two steps in a process
+    of its own. At most ``tries`` tries and ``budget_s`` seconds of them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    limit: StrictInt = Field(default=defaults.MAX_BATCH_SIZE, ge=1, le=defaults.MAX_BATCH_SIZE)
+    tries: StrictInt = Field(default=12, ge=1, le=40)
+    budget_s: StrictFloat | StrictInt = Field(default=900, gt=0, le=defaults.MAX_TIME_LIMIT_S)
+
+
 class Requirements(BaseModel):
     """Hardware a job insists on beyond its device kind; routed by derived queue tags."""
 
@@ -73,7 +86,13 @@ class Requirements(BaseModel):
     host: str | None = Field(default=None, max_length=defaults.MAX_STRING_LENGTH)
 
 
-ID_NEUTRAL_DEFAULTS: dict[str, Any] = {"mode": "train", "precision": None, "server": None}
+ID_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "mode": "train",
+    "precision": None,
+    "server": None,
+    "batch_search": None,
+    "devices": 1,
+}
 """Spec fields that are part of a job's id only when they differ from this default (see canonical_json)."""
 
 
@@ -116,11 +135,35 @@ class JobSpec(BaseModel):
         "train samples at `batch_size` (throughput), then `test_samples` single requests at batch 1 (latency).",
     )
 
+    devices: StrictInt = Field(
+        default=1,
+        ge=1,
+        le=defaults.MAX_DEVICES_PER_JOB,
+        description="Devices the job trains on, data-parallel (Keras' DataParallel on JAX, MirroredStrategy on "
+        "TensorFlow): `batch_size` is the global batch, split evenly (each device takes batch_size / devices). "
+        "On a CPU they are virtual devices sharing its cores (for testing); on GPUs, that many GPUs of one host.",
+    )
+    batch_search: BatchSearch | None = Field(
+        default=None,
+        description="Search for the largest batch the device holds and measure at it (`batch_size: max` sets "
+        "this, starting at the default batch size); `batch_size` is where the search starts.",
+    )
     server: ServerScenario | None = Field(
         default=None,
         description="With mode: inference, also MLPerf's Server scenario: Poisson arrivals, and the highest rate "
         "whose p99 latency stays under the bound (workers.server).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_size_max(cls, data: Any) -> Any:
+        """``batch_size: max`` is a search from the default batch size (with ``batch_search``'s defaults unless
+        the job gives its own)."""
+        if isinstance(data, dict) and data.get("batch_size") == "max":
+            data = {**data, "batch_size": defaults.BATCH_SIZE}
+            if data.get("batch_search") is None:
+                data["batch_search"] = {}
+        return data
 
     @field_validator("sweep")
     @classmethod
@@ -170,6 +213,14 @@ class JobSpec(BaseModel):
             raise ValueError("target_accuracy needs mode: train (inference does not train)")
         if self.server is not None and self.mode != "inference":
             raise ValueError("server (the Server scenario) needs mode: inference")
+        if self.devices > 1:
+            if self.backend == "torch":
+                raise ValueError("devices > 1 (data-parallel) needs backend jax or tensorflow; torch is not supported")
+            if self.batch_size % self.devices and self.batch_search is None:
+                raise ValueError(
+                    f"batch_size {self.batch_size} is the global batch: it must split evenly over {self.devices} "
+                    "devices"
+                )
         if self.data == "real":
             spec = self.data_spec()
             if spec.real is None:
@@ -183,6 +234,23 @@ class JobSpec(BaseModel):
         """What this job's samples look like (its workload's data for its params)."""
         workload = workloads.get(self.workload)
         return workload.data_spec(workload.validate_params(self.params))
+
+    @property
+    def devices_per_job(self) -> int | None:
+        """The devices a data-parallel job spans (a cell column); None for one device, as rows from before jobs
+        could span several have it (reports read a missing value as 1)."""
+        return self.devices if self.devices > 1 else None
+
+    @property
+    def per_device_batch(self) -> int:
+        """The batch each device takes: the global ``batch_size`` split evenly over ``devices``."""
+        return self.batch_size // self.devices
+
+    @property
+    def batch_max(self) -> bool | None:
+        """True for a job that searches for its largest batch (a cell column: such a cell is not the cell of its
+        starting batch size); None otherwise, as rows from before the search existed have it."""
+        return True if self.batch_search is not None else None
 
     @property
     def server_p99_bound_ms(self) -> float | None:

@@ -76,10 +76,13 @@ def compose_tag(
     host: str | None = None,
     workload: str | None = None,
     backend: str | None = None,
+    gpus: int = 1,
 ) -> str:
-    """The one canonical spelling of a requirement: ``gpu[.model-M][.mem-N][.host-H][.be-B][.wl-W]``. ``backend``
-    is left out for the default one (:data:`DEFAULT_BACKEND`)."""
+    """The one canonical spelling of a requirement: ``gpu[.gpus-K][.model-M][.mem-N][.host-H][.be-B][.wl-W]``.
+    ``backend`` is left out for the default one (:data:`DEFAULT_BACKEND`); ``gpus-K`` for a job on one GPU."""
     parts = [device]
+    if gpus > 1:
+        parts.append(f"gpus-{gpus}")
     if model:
         parts.append(f"model-{model}")
     if memory:
@@ -147,4 +150,5 @@ def required_tag(job: JobSpec) -> str:
         host=host_slug(req.host) if req.host else None,
         workload=job.workload if workloads.get(job.workload).is_plugin else None,
         backend=job.backend,
+        gpus=job.devices if gpu else 1,  # several GPUs of one host: only a worker holding that many serves it
     )

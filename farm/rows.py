@@ -54,6 +54,7 @@ def _iso(moment: Any) -> str | None:
 
 _COMPUTED: dict[str, Callable[[JobResult], Any]] = {
     "status": lambda r: r.status.value,
+    "per_device_batch": lambda r: r.job.per_device_batch,
     "keras_version": lambda r: r.versions.get("keras"),
     "backend_version": lambda r: r.versions.get(r.job.backend),
     "python_version": lambda r: r.versions.get("python"),

@@ -35,6 +35,7 @@ from farm.settings import FarmSettings
 from farm.store import Store
 from farm.validity import Limits
 from workers import key_types
+from workers.batch_search import measure_at_max_batch
 from workers.blame import signature, where
 from workers.cancel_watch import CancelWatch
 from workers.cell_extension import extend_cell
@@ -200,9 +201,12 @@ class JobExecutor:
         ).start()
         keepalive = KeepAlive(heartbeat, pings, self.settings.lease_ttl_s, self.settings.heartbeat_s).start()
         watch = CancelWatch(lambda: self._cancelled(envelope), lambda: heartbeat.lost)
-        try:
-            outcome = run_child(
-                envelope,
+
+        def launch(one: JobEnvelope) -> ChildOutcome:
+            """One process of this run: the job itself, or one try of its batch search."""
+            pings.clear()  # the keep-alive pings the running child only
+            return run_child(
+                one,
                 self.settings,
                 partial(self._progress, lease),
                 gpu_ids=self.gpu_ids,
@@ -211,6 +215,9 @@ class JobExecutor:
                 keepalive=pings,
                 farm_pids=self.farm_pids,
             )
+
+        try:
+            outcome = measure_at_max_batch(envelope, launch) if envelope.job.batch_search else launch(envelope)
         finally:
             keepalive.stop()
             heartbeat.stop()

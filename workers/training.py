@@ -19,6 +19,7 @@ from farm.job import JobEnvelope, JobSpec
 from farm.precision import contention_threshold
 from farm.settings import FarmSettings
 from workers.contention import ContentionSampler, settle
+from workers.distribution import distributed, prepare_devices
 from workers.energy import EnergySampler, counters_for, energy_figures, record_energy
 from workers.gpu_contention import gpu_probe, gpu_summary
 from workers.quiet import wait_for_quiet
@@ -129,6 +130,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
     from workers import datasets, inference  # noqa: F401
 
     job = envelope.job
+    prepare_devices(job)  # before anything starts the backend: a data-parallel CPU job's virtual devices
     workload = workloads.get(job.workload)
     params = workload.validate_params(job.params)
     spec = workload.data_spec(params)
@@ -233,14 +235,15 @@ def build_and_compile(
     seed_everything(job.seed_effective, job.backend)
     if job.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16" if job.device == "gpu" else "mixed_bfloat16")
-    model, optimizer, loss = workload.build_model(params, tuple(data.ds.input_shape), data.ds.num_classes)
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        metrics=["accuracy"],
-        steps_per_execution=job.steps_per_execution,
-        jit_compile=job.jit_compile,
-    )
+    with distributed(job):  # a data-parallel job's model is built and compiled across its devices
+        model, optimizer, loss = workload.build_model(params, tuple(data.ds.input_shape), data.ds.num_classes)
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=["accuracy"],
+            steps_per_execution=job.steps_per_execution,
+            jit_compile=job.jit_compile,
+        )
     size = model_size(model)
     from workers.memory import check_fits
 

@@ -60,6 +60,7 @@ from farm.reports.html_page import (
     varying_columns,
     write_page,
 )
+from farm.reports.html_scaling import has_scaling, scaling_section
 from farm.reports.html_server import has_server_curves, server_section
 from farm.reports.html_speedup import ratio_note, speedup_section
 from farm.reports.html_summary import report_summary
@@ -396,6 +397,8 @@ def report_html(
             ("phases", "Where each job's time went", _phases_section(p, report, cells, labels)),
             ("steps", "Step times", _steps_section(p, report, cells, labels)),
         ]
+    if has_scaling(results):
+        sections.append(("scaling", "Scaling over devices", scaling_section(p, results)))
     if has_server_curves(results):
         sections.append(("server", "Inference under load (Server scenario)", server_section(p, results)))
     sections.append(("environment", "Environment", environment_section(report, results)))

@@ -136,6 +136,27 @@ shown; none named: always; ``synthetic``: when a cell trained on synthetic data)
 column it does not have."""
 
 
+def scaling_markdown(results: pd.DataFrame | None) -> list[str]:
+    """The scaling table's section (data-parallel cells over their one-device counterparts), or nothing."""
+    if results is None:
+        return []
+    from farm.reports.scaling import SCALING_TITLES, scaling, scaling_lines
+
+    table = scaling(results)
+    if table.empty:
+        return []
+    frame = pd.DataFrame(scaling_lines(table), columns=SCALING_TITLES)
+    return [
+        "## Scaling over devices",
+        "",
+        "Each data-parallel cell's median throughput at N devices over the same cell on one device (same global "
+        "batch, same hardware), with the 95% bootstrap CI; efficiency is that speedup over N (1: perfect). Virtual "
+        "CPU devices share one machine's cores: their efficiency is well under 1 by design.",
+        "",
+        markdown_table(frame),
+    ]
+
+
 def energy_note(report: pd.DataFrame, results: pd.DataFrame | None) -> str | None:
     """Where no cell has an energy figure: one line saying why (the workers' reasons, each once), so the figure's
     absence is explained, never mistaken for zero. None when some cell has one or nothing says why."""
@@ -439,6 +460,7 @@ def summary_markdown(
     missing = energy_note(report, results)
     if missing:
         lines += [missing, ""]
+    lines += scaling_markdown(results)
     lines.append(how_to_read(titles, "synthetic" in data))
     return "\n".join(lines)
 

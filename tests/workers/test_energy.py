@@ -6,6 +6,7 @@ known power."""
 from __future__ import annotations
 
 import json
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -145,7 +146,9 @@ def test_a_real_job_measures_a_stand_in_package_drawing_known_power(
         start_worker("w1", **env)
         sweep = tmp_path / "energy.yaml"
         job = {"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": 32}}
-        spec = {"backend": "jax", "data": "synthetic", "train_samples": 2048, "test_samples": 64, "epochs": 4}
+        # Epochs of several counter readings each (the sampler reads 10 times a second): a busy machine delays
+        # the stand-in's writes by tens of milliseconds, which a 50-ms epoch would not survive.
+        spec = {"backend": "jax", "data": "synthetic", "train_samples": 16384, "test_samples": 64, "epochs": 4}
         sweep.write_text(yaml.safe_dump({"name": "energy", "defaults": spec, "jobs": [job]}))
         farm = farm_env(redis_url, tmp_path / "cache", **env)
         out = run_farm(["submit", str(sweep), "--json"], farm)
@@ -160,10 +163,11 @@ def test_a_real_job_measures_a_stand_in_package_drawing_known_power(
     result = JobResult.model_validate_json(r.get(f"farm:result:{job_id}") or "{}")
     assert result.status == "succeeded", result.error
     assert result.energy_source == "package-0" and result.energy_missing is None
-    assert result.mean_power_w == pytest.approx(watts, rel=0.25)  # the stand-in's 20 W, read through its wraps
+    # The stand-in's 20 W, read through its wraps (a unit or wrap error would be off by far more than this).
+    assert result.mean_power_w == pytest.approx(watts, rel=0.35)
     steady = result.steady_epochs
     assert result.energy_j_per_sample == pytest.approx(
-        sorted(e.energy_j or 0 for e in steady)[len(steady) // 2] / 2048, rel=0.01
+        statistics.median(e.energy_j or 0 for e in steady) / 16384, rel=0.01
     )
     # The memory figures of the same job: a CPU job's peak is the host's, against the host's RAM (or its limit).
     assert result.peak_device_mb is None and result.memory_capacity_mb and result.peak_host_mb

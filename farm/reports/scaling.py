@@ -1,0 +1,93 @@
+"""The scaling table: how a data-parallel cell's throughput grows with the devices it spans.
+
+For each cell run on N devices (``devices_per_job``), its median throughput over the same cell on one device (the
+same workload, settings and global batch, on the same hardware), with the bootstrap CI of that ratio
+(:func:`farm.reports.ratios.ratios`), and the efficiency: the speedup over N, 1 for perfect scaling. Cells from
+before jobs could span devices read as one device.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from farm.reports.ratios import ratios
+
+SCALING_COLUMNS = [
+    "workload",
+    "params",
+    "device",
+    "backend",
+    "batch_size",
+    "hardware",
+    "devices",
+    "n",
+    "n_baseline",
+    "samples_per_s",
+    "samples_per_s_1",
+    "speedup",
+    "speedup_ci_low",
+    "speedup_ci_high",
+    "efficiency",
+    "efficiency_ci_low",
+    "efficiency_ci_high",
+]
+
+
+def scaling(results: pd.DataFrame, *, include_invalid: bool = False, n_boot: int = 2000) -> pd.DataFrame:
+    """One row per cell on more than one device with a one-device counterpart (empty when there is none)."""
+    if "devices_per_job" not in results.columns or not results["devices_per_job"].notna().any():
+        return pd.DataFrame(columns=SCALING_COLUMNS)
+    one = results.assign(devices_per_job=results["devices_per_job"].fillna(1).astype(int))
+    out = ratios(one, "devices_per_job", 1, include_invalid=include_invalid, n_boot=n_boot)
+    if out.empty:
+        return pd.DataFrame(columns=SCALING_COLUMNS)
+    out = out.rename(
+        columns={
+            "devices_per_job": "devices",
+            "median": "samples_per_s",
+            "baseline_median": "samples_per_s_1",
+            "ratio": "speedup",
+            "ratio_ci_low": "speedup_ci_low",
+            "ratio_ci_high": "speedup_ci_high",
+        }
+    )
+    n = out["devices"].astype(float)
+    for suffix in ("", "_ci_low", "_ci_high"):
+        out[f"efficiency{suffix}"] = out[f"speedup{suffix}"].astype(float) / n
+    out["devices"] = out["devices"].astype(int)
+    return (
+        out[[c for c in SCALING_COLUMNS if c in out.columns]]
+        .sort_values(["workload", "device", "backend", "batch_size", "devices"], kind="stable")
+        .reset_index(drop=True)
+    )
+
+
+def scaling_lines(table: pd.DataFrame) -> list[list[str]]:
+    """The table as text cells, as the terminal, report.md and the HTML page show it."""
+    from farm.reports.markdown import fmt_number
+
+    def ci(row: pd.Series, name: str, digits: int = 3) -> str:
+        lo, hi = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+        if pd.isna(lo) or pd.isna(hi):
+            return "no CI"
+        return f"{fmt_number(lo, digits)}–{fmt_number(hi, digits)}"
+
+    return [
+        [
+            str(row["workload"]),
+            str(row["device"]),
+            str(row["backend"]),
+            fmt_number(row["batch_size"]),
+            str(row["hardware"]),
+            str(row["devices"]),
+            fmt_number(row["samples_per_s"]),
+            fmt_number(row["samples_per_s_1"]),
+            f"{fmt_number(row['speedup'], 3)}× ({ci(row, 'speedup')})",
+            f"{fmt_number(row['efficiency'], 3)} ({ci(row, 'efficiency')})",
+        ]
+        for _, row in table.iterrows()
+    ]
+
+
+SCALING_TITLES = ["workload", "device", "backend", "batch", "hardware", "devices", "/s at N", "/s at 1"]
+SCALING_TITLES += ["speedup (95% CI)", "efficiency (95% CI)"]

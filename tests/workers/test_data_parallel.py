@@ -1,0 +1,107 @@
+"""Data-parallel jobs (workers.distribution) and the scaling table (farm.reports.scaling): a job spans N devices
+with Keras 3's own distribution (virtual CPU devices here), the global batch split evenly; the report's
+speedup over one device and efficiency with CIs, in the terminal, report.md, the HTML page and scaling.csv."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import redis
+import yaml
+
+from farm.job import JobSpec
+from farm.reports.aggregate import results_frame
+from farm.reports.markdown import summary_markdown
+from farm.reports.scaling import scaling
+from farm.routing import required_tag
+from tests.helpers import cell_row, farm_env, run_farm, tight, wait_for
+
+BASE = {"sweep": "s", "workload": "fashion_mnist_mlp", "data": "synthetic", "backend": "jax"}
+
+
+def test_a_job_spans_devices_with_its_global_batch_split_evenly() -> None:
+    job = JobSpec.model_validate({**BASE, "devices": 4, "batch_size": 128})
+    assert job.per_device_batch == 32 and job.devices_per_job == 4
+    one = JobSpec.model_validate(BASE)
+    assert one.devices_per_job is None and "devices" not in one.canonical_json()  # old ids unchanged
+    with pytest.raises(ValueError, match="split evenly over 3 devices"):
+        JobSpec.model_validate({**BASE, "devices": 3, "batch_size": 128})
+    with pytest.raises(ValueError, match="torch is not supported"):
+        JobSpec.model_validate({**BASE, "backend": "torch", "devices": 2})
+
+
+def test_a_job_on_several_gpus_needs_a_worker_that_holds_that_many() -> None:
+    gpus = JobSpec.model_validate({**BASE, "device": "gpu", "devices": 4, "batch_size": 128})
+    assert required_tag(gpus).startswith("gpu.gpus-4")  # no one-GPU worker consumes it: refused at submit
+    cpus = JobSpec.model_validate({**BASE, "devices": 4, "batch_size": 128})
+    assert "gpus" not in required_tag(cpus)  # virtual CPU devices: any CPU worker
+
+
+def frame(throughputs: dict[int, list[float]]) -> pd.DataFrame:
+    rows = []
+    for devices, values in throughputs.items():
+        for i, v in enumerate(values):
+            rows.append(
+                cell_row(
+                    i,
+                    f"j-{devices}-{i}",
+                    "s-1",
+                    ("fashion_mnist_mlp", "cpu", "jax"),
+                    batch_size=128,
+                    devices_per_job=devices if devices > 1 else None,
+                    device_name="cpu-x",
+                    hardware_key="cpu:x",
+                    steady_samples_per_s=v,
+                    steady_epoch_s=4000 / v,
+                    train_samples_used=4000,
+                )
+            )
+    return results_frame(rows)
+
+
+def test_the_scaling_table_is_the_speedup_over_one_device_and_its_efficiency() -> None:
+    df = frame({1: tight(1000.0, 5, seed=1), 2: tight(1500.0, 5, seed=2), 4: tight(2000.0, 5, seed=3)})
+    table = scaling(df, n_boot=500)
+    assert list(table["devices"]) == [2, 4]
+    two, four = table.to_dict("records")
+    assert two["speedup"] == pytest.approx(1.5, rel=0.02) and two["efficiency"] == pytest.approx(0.75, rel=0.02)
+    assert two["speedup_ci_low"] < two["speedup"] < two["speedup_ci_high"]
+    assert four["efficiency"] == pytest.approx(0.5, rel=0.02)
+    md = summary_markdown(pd.DataFrame({"workload": ["w"], "n": [5]}), df)
+    assert "## Scaling over devices" in md and "| 2 |" in md and "| 4 |" in md
+    assert scaling(frame({1: tight(1000.0, 5)})).empty  # one device only: no table
+
+
+@pytest.mark.slow  # a real worker trains on 1 and 2 virtual CPU devices
+def test_a_sweep_over_devices_runs_and_reports_its_scaling(redis_url: str, start_worker, tmp_path: Path) -> None:
+    start_worker("w1")
+    spec = {
+        "name": "scaling",
+        "repeats": 2,
+        "defaults": {"backend": "jax", "data": "synthetic", "train_samples": 512, "test_samples": 32, "epochs": 2},
+        "matrix": {"devices": [1, 2]},
+        "jobs": [{"workload": "fashion_mnist_mlp", "batch_size": 64, "params": {"hidden_layers": 1, "units": 16}}],
+    }
+    sweep = tmp_path / "scaling.yaml"
+    sweep.write_text(yaml.safe_dump(spec))
+    env = farm_env(redis_url, tmp_path / "cache")
+    out = run_farm(["submit", str(sweep), "--json"], env)
+    assert out.returncode == 0, out.stderr
+    sweep_id = json.loads(out.stdout)["sweep_id"]
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    jobs = r.lrange(f"farm:sweep:{sweep_id}:jobs", 0, -1)
+    wait_for(lambda: all(r.exists(f"farm:result:{j}") for j in jobs), 600, "every job's result")
+    statuses = [json.loads(r.get(f"farm:result:{j}") or "{}").get("status") for j in jobs]
+    assert statuses == ["succeeded"] * 4, [json.loads(r.get(f"farm:result:{j}") or "{}").get("error") for j in jobs]
+    html = tmp_path / "report.html"
+    report = run_farm(["report", sweep_id, "--include-invalid", "--html", str(html)], env)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "Scaling over devices" in report.stdout, report.stdout
+    assert '<section id="scaling"' in html.read_text()
+    rows = run_farm(["results", sweep_id, "-o", str(tmp_path / "rows.csv")], env)
+    assert rows.returncode == 0, rows.stderr
+    table = pd.read_csv(tmp_path / "rows.csv")
+    assert sorted(table["per_device_batch"]) == [32, 32, 64, 64]  # the global batch of 64, split over 2
