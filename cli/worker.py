@@ -17,6 +17,12 @@ def worker_cmd(
     gpus: str = typer.Option(
         "all", "--gpus", help="Which GPUs get a worker, each pinned to its GPU: 'all' or indices like '0,2'."
     ),
+    gpu_groups: str = typer.Option(
+        "",
+        "--gpu-groups",
+        help="Also a worker per group of this many GPUs, for data-parallel jobs spanning them (e.g. 4, or 2,4: "
+        "consecutive GPUs, as many groups as fit); a GPU never runs two jobs at once.",
+    ),
     cpu_only: bool = typer.Option(False, "--cpu-only", help="One CPU worker, even on a GPU box."),
     allow_cpu_jobs: bool = typer.Option(
         False,
@@ -45,6 +51,7 @@ def worker_cmd(
         code = serve(
             cfg,
             gpus=gpus,
+            gpu_groups=gpu_groups,
             cpu_only=cpu_only,
             allow_cpu_jobs=allow_cpu_jobs,
             check_backends=check_backends,

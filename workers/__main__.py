@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--broker", "-b", default=None)
     ap.add_argument("--name", "-n", default=None)
     ap.add_argument("--gpus", default="all")
+    ap.add_argument("--gpu-groups", default="")
     ap.add_argument("--cpu-only", action="store_true")
     ap.add_argument("--allow-cpu-jobs", action="store_true")
     ap.add_argument("--data-dir", type=Path, default=None)
@@ -79,6 +80,7 @@ def probe_and_serve(args: argparse.Namespace) -> int:
         return serve(
             cfg,
             gpus=args.gpus,
+            gpu_groups=args.gpu_groups,
             cpu_only=args.cpu_only,
             allow_cpu_jobs=args.allow_cpu_jobs,
             check_backends=args.check_backends,

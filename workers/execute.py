@@ -40,6 +40,7 @@ from workers.blame import signature, where
 from workers.cancel_watch import CancelWatch
 from workers.cell_extension import extend_cell
 from workers.durable import RETRIED, WrongTypeRepaired, durable_retry
+from workers.gpu_locks import GpuWaitStopped, gpus_held
 from workers.lease_keeper import Heartbeat, KeepAlive
 from workers.own_processes import local_redis
 from workers.quarantine import Quarantine, counts_against_machine, failed_the_same_way, requeue
@@ -83,6 +84,8 @@ class JobExecutor:
         self.worker = worker_name
         self.gpu_ids = gpu_ids
         self.gpus = [g for g in (gpus or []) if gpu_ids is None or str(g.index) in gpu_ids]
+        # The host-wide locks of the GPUs this worker is pinned to (workers.gpu_locks), by UUID where known.
+        self.gpu_keys = [g.uuid or f"gpu{g.index}" for g in self.gpus] if gpu_ids else []
         self.app: Celery | None = app
         self.policy = Quarantine(worker_name, settings.quarantine_after, settings.quarantine_cooldown_s)
         self.stopped_consuming = False  # the worker's consumers were cancelled for its quarantine
@@ -217,7 +220,10 @@ class JobExecutor:
             )
 
         try:
-            outcome = measure_at_max_batch(envelope, launch) if envelope.job.batch_search else launch(envelope)
+            with gpus_held(self.gpu_keys, watch):  # one job per GPU, whichever worker of this host runs it
+                outcome = measure_at_max_batch(envelope, launch) if envelope.job.batch_search else launch(envelope)
+        except GpuWaitStopped as stopped:
+            outcome = ChildOutcome(status=stopped.reason, error=f"stopped while waiting for its GPUs: {stopped.reason}")
         finally:
             keepalive.stop()
             heartbeat.stop()

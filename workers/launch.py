@@ -35,6 +35,7 @@ def serve(
     cfg: FarmSettings,
     *,
     gpus: str = "all",
+    gpu_groups: str = "",
     cpu_only: bool = False,
     allow_cpu_jobs: bool = False,
     check_backends: bool | None = None,
@@ -55,7 +56,7 @@ def serve(
         raise LaunchError(str(e)) from None
     for entry, why in broken.items():
         warn(f"workload plugin {escape(entry)} not loaded (its jobs go to other workers): {escape(why)}")
-    plans = _plans(cfg, gpus, cpu_only, allow_cpu_jobs, check_backends, broken, warn)
+    plans = _plans(cfg, gpus, group_sizes(gpu_groups), cpu_only, allow_cpu_jobs, check_backends, broken, warn)
     if len(plans) == 1:
         from workers.worker import run_worker
 
@@ -65,9 +66,20 @@ def serve(
     return run_fleet(plans, settings_env or {}, loglevel=loglevel.upper())
 
 
+def group_sizes(text: str) -> list[int]:
+    """``--gpu-groups 2,4`` as sizes; a LaunchError (exit 2) naming what is not a size."""
+    sizes = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if not part.isdigit():
+            raise LaunchError(f"--gpu-groups {text!r}: expected GPU counts such as 2,4, not {part!r}", EXIT_USAGE)
+        sizes.append(int(part))
+    return sizes
+
+
 def _plans(
     cfg: FarmSettings,
     gpus: str,
+    gpu_groups: list[int],
     cpu_only: bool,
     allow_cpu_jobs: bool,
     check_backends: bool | None,
@@ -119,6 +131,7 @@ def _plans(
             plugins=workloads.plugin_names(),
             key_prefix=cfg.key_prefix,
             backends=offered,
+            gpu_groups=[] if cpu_only else gpu_groups,
         )
     except PlanError as e:
         raise LaunchError(str(e)) from None

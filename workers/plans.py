@@ -68,12 +68,15 @@ def plan_workers(
     plugins: list[str] | None = None,
     key_prefix: str = defaults.KEY_PREFIX,
     backends: Sequence[str] = (DEFAULT_BACKEND,),
+    gpu_groups: Sequence[int] = (),
 ) -> list[WorkerPlan]:
     """One plan per worker process this machine runs. ``plugins``: the plugin workloads installed here; each
     worker also consumes their queues (see :func:`farm.routing.with_plugins`). ``backends``: the Keras backends
     it offers; it consumes the queues of those only (see :func:`farm.routing.with_backends`), so a job never reaches
     a worker that cannot import its backend. ``key_prefix``: the farm's, which names its queues (see
-    :func:`farm.queue.queue_prefix`)."""
+    :func:`farm.queue.queue_prefix`). ``gpu_groups``: sizes of GPU groups that also get a worker each (for jobs
+    spanning that many GPUs): consecutive selected GPUs, as many groups as fit; their GPUs keep their own workers,
+    and the host's GPU locks (workers.gpu_locks) keep two jobs off one GPU."""
     host = host or socket.gethostname()
     extra = plugins or []
     info = info or {}
@@ -96,6 +99,42 @@ def plan_workers(
         )
         for g in select_gpus(gpus, selection)
     ]
+    plans += group_plans(select_gpus(gpus, selection), gpu_groups, host, base, name, info, extra, key_prefix, backends)
     if allow_cpu_jobs:
         plans.append(cpu)
+    return plans
+
+
+def group_plans(
+    selected: list[GPUInfo],
+    sizes: Sequence[int],
+    host: str,
+    base: str,
+    name: str | None,
+    info: dict[str, Any],
+    plugins: list[str],
+    key_prefix: str,
+    backends: Sequence[str],
+) -> list[WorkerPlan]:
+    """A worker per group of ``size`` consecutive GPUs, for each size: it serves the ``gpus-N`` queues of the
+    requirements every GPU of its group meets (a 4-GPU job asking for H100s goes to a group of four H100s)."""
+    plans = []
+    for size in sorted(set(sizes)):
+        if size < 2 or size > len(selected):
+            raise PlanError(f"--gpu-groups {size}: a group spans 2 to {len(selected)} GPUs (the GPUs selected here)")
+        for start in range(0, len(selected) - size + 1, size):
+            group = selected[start : start + size]
+            per_gpu = [gpu_tags(g, host) for g in group]
+            common = [t for t in per_gpu[0] if all(t in tags for tags in per_gpu[1:])]
+            tags = [t.replace("gpu", f"gpu.gpus-{size}", 1) for t in common]
+            label = f"gpu{group[0].index}-{group[-1].index}"
+            plans.append(
+                WorkerPlan(
+                    name=f"{label}@{base}" if not name else f"{name}-{label}",
+                    tags=with_plugins(with_backends(tags, backends), plugins),
+                    gpu_ids=[str(g.index) for g in group],
+                    info={**info, "gpus": [g.model_dump() for g in group]},
+                    key_prefix=key_prefix,
+                )
+            )
     return plans
