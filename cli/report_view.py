@@ -150,6 +150,10 @@ def shown_columns(report: pd.DataFrame) -> list[tuple[str, str]]:
 
     if "mode" in report.columns and bool(report["mode"].eq("inference").any()):
         shown.insert(shown.index(("batch_size", "batch")) + 1, ("mode", "mode"))
+    if has("devices_per_job"):  # data-parallel cells: how many devices each spans (blank: one)
+        shown.insert(shown.index(("batch_size", "batch")), ("devices_per_job", "devices"))
+    if has("batch_max"):  # cells that searched for their largest batch
+        shown.insert(shown.index(("batch_size", "batch")) + 1, ("batch_max", "batch max"))
     at = shown.index(("speedup_vs_cpu", "GPU/CPU"))
     figures = [(c.report_column, c.shown.title_in("terminal")) for c in shown_in("terminal") if c.shown]
     shown[at:at] = [(col, title) for col, title in figures if has(col)]

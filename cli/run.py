@@ -117,10 +117,27 @@ def watch(store: Store, sweep_id: str, local_queues: set[str], farm: LocalFarm, 
             dead = farm.check_workers()
             if dead and len(dead) == len(farm.procs):
                 fail(f"every local worker died ({'; '.join(dead)}); see {output / 'logs'}", code=1)
+            stopped = stopped_taking_jobs(store, farm)
+            if stopped:
+                fail(
+                    f"every local worker stopped taking jobs ({stopped}); the sweep is kept: run the same command "
+                    f"to go on once the cause is fixed; see {output / 'logs'}",
+                    code=1,
+                )
             time.sleep(1.0)
     finally:
         if live is not None:
             live.stop()  # on a terminal, rich ends the view's last line: the report starts on a line of its own
+
+
+def stopped_taking_jobs(store: Store, farm: LocalFarm) -> str | None:
+    """Why every local worker has stopped taking jobs (too many failures in a row here: workers.quarantine), or
+    None while one still takes them: the run would otherwise wait for a cool-down with nothing running."""
+    names = farm.worker_names
+    entries = [w for w in store.live_workers() if any(str(w.get("name", "")).startswith(n) for n in names)]
+    if len(entries) < len(names) or not all(w.get("quarantined") for w in entries):
+        return None
+    return "; ".join(f"{w['name']}: {w['quarantined']}" for w in entries)
 
 
 class Interrupted(KeyboardInterrupt):

@@ -56,7 +56,9 @@ def matrix_table(sweep: Sweep, key_prefix: str = defaults.KEY_PREFIX) -> Table:
     from farm.feasibility import describe, estimate_bytes
 
     table = Table(title=f"{sweep.sweep_id}: {jobs_line(sweep)}", title_justify="left")
-    for col in ("workload", "device", "backend", "epochs", "batch", "data", "samples", "params", "memory", "queue"):
+    several = any(job.devices > 1 for job in sweep.jobs)  # data-parallel cells: how many devices each spans
+    columns = ["workload", "device", *(["devices"] if several else []), "backend", "epochs", "batch", "data"]
+    for col in (*columns, "samples", "params", "memory", "queue"):
         table.add_column(col, overflow="fold")
     from farm.queue import job_queue
 
@@ -69,9 +71,10 @@ def matrix_table(sweep: Sweep, key_prefix: str = defaults.KEY_PREFIX) -> Table:
         table.add_row(
             untrusted(job.workload),
             job.device,
+            *([str(job.devices)] if several else []),
             job.backend,
             str(job.epochs),
-            str(job.batch_size),
+            f"max (from {job.batch_size})" if job.batch_search else str(job.batch_size),
             untrusted(job.data),
             str(job.train_samples or "all"),
             untrusted(params),  # a parameter's value is the user's (or a plugin's default): markup not read

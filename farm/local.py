@@ -75,8 +75,7 @@ class LocalFarm:
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "FARM_BROKER_URL": self.settings.broker_url}
-        specs = [(f"local-cpu-{i}", ["--cpu-only"]) for i in range(self.cpu_workers)]
-        specs += [(f"local-gpu{i}", ["--gpus", str(i)]) for i in range(self.gpu_workers)]
+        specs = self.specs()
         for name, extra in specs:
             log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
             cmd = [
@@ -103,6 +102,16 @@ class LocalFarm:
             )
             log.close()
         return self
+
+    def specs(self) -> list[tuple[str, list[str]]]:
+        """Each local worker's name and its flags: the CPU workers, then one per GPU."""
+        specs = [(f"local-cpu-{i}", ["--cpu-only"]) for i in range(self.cpu_workers)]
+        return specs + [(f"local-gpu{i}", ["--gpus", str(i)]) for i in range(self.gpu_workers)]
+
+    @property
+    def worker_names(self) -> list[str]:
+        """The names the local workers are started with (a GPU worker registers as ``NAME-gpuN``)."""
+        return [name for name, _ in self.specs()]
 
     def check_workers(self) -> list[str]:
         """Names of the workers that have died (their logs say why)."""

@@ -94,6 +94,11 @@ def child_env(
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids)
     if job.backend == "jax":
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        if job.device == "cpu" and job.devices > 1:
+            # Virtual CPU devices share one thread pool: with several all-reduces in a step (the gradients, a
+            # metric), devices blocked in one can starve the device the others wait for, and XLA aborts the process
+            # after 40 s. One thread per device avoids it. Read at JAX's import: this job's fork server has it.
+            env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
     elif job.backend == "torch":
         # torch.cuda.is_available() (Keras' torch backend asks at import) would otherwise call cuInit, after
         # which a forked child cannot use CUDA; NVML answers the same question without initialising CUDA.

@@ -46,6 +46,9 @@ SHOWN = [
 ]
 #: Cell columns that may tell cells apart besides the shown ones, shown (with these titles) when they vary.
 VARYING = [
+    ("devices_per_job", "devices"),
+    ("batch_max", "batch max"),
+    ("server_p99_bound_ms", "p99 bound ms"),
     ("mode", "mode"),
     ("epochs", "epochs"),
     ("data", "data"),

@@ -38,7 +38,10 @@ def scaling(results: pd.DataFrame, *, include_invalid: bool = False, n_boot: int
     if "devices_per_job" not in results.columns or not results["devices_per_job"].notna().any():
         return pd.DataFrame(columns=SCALING_COLUMNS)
     one = results.assign(devices_per_job=results["devices_per_job"].fillna(1).astype(int))
-    out = ratios(one, "devices_per_job", 1, include_invalid=include_invalid, n_boot=n_boot)
+    try:
+        out = ratios(one, "devices_per_job", 1, include_invalid=include_invalid, n_boot=n_boot)
+    except ValueError:  # no succeeded one-device cell to scale from
+        return pd.DataFrame(columns=SCALING_COLUMNS)
     if out.empty:
         return pd.DataFrame(columns=SCALING_COLUMNS)
     out = out.rename(

@@ -133,3 +133,27 @@ def test_running_it_again_says_the_figures_are_the_recorded_ones(finished_run: F
     again = run_farm(["run", str(finished_run.sweep_file), "-o", str(finished_run.out)], finished_run.env, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "already queued or done" in again.stdout and "--name" in again.stdout
+
+
+def test_a_run_whose_every_worker_stopped_taking_jobs_says_so_and_ends(tmp_path: Path) -> None:
+    """A machine whose framework is broken (JAX does not import: the machine's fault, workers.blame): the local
+    worker stops taking jobs after its failures in a row, and `farm run` says so in one line and exits 1, instead
+    of waiting for a cool-down with nothing running; nothing of the run is left behind."""
+    broken = tmp_path / "broken-site" / "jax"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise ImportError('this machine has a broken JAX install')\n")
+    spec = {
+        "name": "broken",
+        "defaults": {"backend": "jax", "data": "synthetic", "train_samples": 64, "test_samples": 16},
+        "jobs": [{"workload": "fashion_mnist_mlp", "params": {"hidden_layers": 1, "units": u}} for u in (8, 9, 10)],
+    }
+    sweep = tmp_path / "broken.yaml"
+    sweep.write_text(yaml.safe_dump(spec))
+    with tempfile.TemporaryDirectory(prefix="stop-") as d:
+        env = farm_env("", tmp_path / "cache", PYTHONPATH=str(broken.parent), FARM_QUARANTINE_AFTER="2")
+        env.pop("FARM_BROKER_URL", None)
+        out = run_farm(["run", str(sweep), "-o", str(Path(d) / "out")], env, timeout=300)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert "every local worker stopped taking jobs" in out.stderr and "framework's import" in out.stderr
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+        wait_for(lambda: not processes_naming(str(Path(d) / "out")), 30, "every process of the run to be gone")

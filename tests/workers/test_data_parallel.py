@@ -73,6 +73,7 @@ def test_the_scaling_table_is_the_speedup_over_one_device_and_its_efficiency() -
     md = summary_markdown(pd.DataFrame({"workload": ["w"], "n": [5]}), df)
     assert "## Scaling over devices" in md and "| 2 |" in md and "| 4 |" in md
     assert scaling(frame({1: tight(1000.0, 5)})).empty  # one device only: no table
+    assert scaling(frame({4: tight(1000.0, 5)})).empty  # no one-device cell to scale from: no table either
 
 
 @pytest.mark.slow  # a real worker trains on 1 and 2 virtual CPU devices
