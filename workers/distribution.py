@@ -9,6 +9,7 @@ does; the fork server it came from imported the frameworks without starting a de
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -20,11 +21,22 @@ class DevicesUnavailable(RuntimeError):
 
 
 def prepare_devices(job: JobSpec) -> None:
-    """Before the backend starts: a CPU job spanning N devices gets N virtual CPU devices."""
+    """Before the backend starts: a CPU job spanning N devices gets N virtual CPU devices. On JAX, no more than
+    the cores the process may use: XLA's CPU runtime runs the devices' parts of a step on a pool of that many
+    threads, and a step whose all-reduces block more threads than the pool has never ends (XLA aborts the
+    process after 40 s): such a job fails at once, as the job's own failure, saying so."""
     if job.devices <= 1 or job.device != "cpu":
         return
     if job.backend == "jax":
         import jax
+
+        cores = len(os.sched_getaffinity(0))
+        if job.devices > cores:
+            raise DevicesUnavailable(
+                f"the job spans {job.devices} virtual CPU devices but its process may use {cores} core(s): XLA's "
+                "CPU all-reduce can deadlock when devices outnumber the cores; ask for at most "
+                f"{cores} here (a GPU box, or a CPU with more cores, runs more)"
+            )
 
         jax.config.update("jax_num_cpu_devices", job.devices)
     elif job.backend == "tensorflow":

@@ -95,9 +95,10 @@ def child_env(
     if job.backend == "jax":
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         if job.device == "cpu" and job.devices > 1:
-            # Virtual CPU devices share one thread pool: with several all-reduces in a step (the gradients, a
-            # metric), devices blocked in one can starve the device the others wait for, and XLA aborts the process
-            # after 40 s. One thread per device avoids it. Read at JAX's import: this job's fork server has it.
+            # Virtual CPU devices share one pool of threads, which a step's all-reduces block while they wait for
+            # the other devices: Eigen's own parallelism inside each device's work would compete for the same
+            # threads (workers.distribution keeps the devices to the cores). Read at JAX's import: this job's fork
+            # server is started with it.
             env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
     elif job.backend == "torch":
         # torch.cuda.is_available() (Keras' torch backend asks at import) would otherwise call cuInit, after

@@ -108,10 +108,23 @@ def test_a_sweep_over_devices_runs_and_reports_its_scaling(redis_url: str, start
     assert sorted(table["per_device_batch"]) == [32, 32, 64, 64]  # the global batch of 64, split over 2
 
 
+def test_virtual_cpu_devices_are_kept_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """XLA's CPU all-reduces block the threads of a pool of one per core while they wait for the other devices:
+    more devices than cores can deadlock a step (XLA aborts after 40 s: seen with the seed's CIFAR-10 MLP over 4
+    devices on 2 cores). Such a JAX job fails at once, as its own failure, saying why."""
+    import os
+
+    from workers.distribution import DevicesUnavailable, prepare_devices
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    with pytest.raises(DevicesUnavailable, match="4 virtual CPU devices but its process may use 2 core"):
+        prepare_devices(JobSpec.model_validate({**BASE, "devices": 4, "batch_size": 128}))
+
+
 def test_virtual_cpu_devices_get_one_thread_each() -> None:
-    """XLA's CPU all-reduces on virtual devices sharing one thread pool can starve each other (XLA then aborts
-    the process after 40 s: seen on the seed's CIFAR-10 MLP over 4 devices on 2 cores): a data-parallel JAX CPU
-    job's process gets one thread per device, in its fork server's environment (JAX reads it at import)."""
+    """Eigen's parallelism inside each virtual device's work would compete with the devices for the pool's
+    threads: a data-parallel JAX CPU job's process gets one thread per device, in its fork server's environment
+    (JAX reads it at import)."""
     from farm.job import JobEnvelope
     from farm.settings import FarmSettings
     from workers.supervisor import child_env
