@@ -437,3 +437,19 @@ def processes_naming(marker: str) -> list[str]:
             command = cmdline.replace(b"\0", b" ").decode(errors="replace")
             found.append(f"{entry.name}: {command[:200]}")
     return found
+
+
+def submit_and_wait(redis_url: str, sweep: Path, env: dict[str, str], timeout: float = 300) -> list[Any]:
+    """Submit ``sweep`` with the real ``farm submit`` and wait until every job of it has a result; the results
+    (``JobResult``), in the sweep's job order."""
+    import json as _json
+
+    from farm.result import JobResult
+
+    out = run_farm(["submit", str(sweep), "--json"], env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    sweep_id = _json.loads(out.stdout)["sweep_id"]
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    jobs = r.lrange(f"farm:sweep:{sweep_id}:jobs", 0, -1)
+    wait_for(lambda: all(r.exists(f"farm:result:{j}") for j in jobs), timeout, f"every result of {sweep_id}")
+    return [JobResult.model_validate_json(r.get(f"farm:result:{j}") or "{}") for j in jobs]

@@ -8,12 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
-import redis
 import yaml
 
 from farm.job import JobEnvelope, JobSpec
-from farm.result import JobResult
-from tests.helpers import farm_env, run_farm, wait_for
+from tests.helpers import farm_env, run_farm, submit_and_wait
 from workers.batch_search import measure_at_max_batch, ran_out_of_memory
 from workers.memory import OOM_PREFIX
 from workers.supervisor import ChildOutcome
@@ -106,15 +104,10 @@ def test_a_real_worker_searches_then_measures_at_the_batch_found(redis_url: str,
     sweep = tmp_path / "max.yaml"
     sweep.write_text(yaml.safe_dump({"name": "max", "defaults": spec, "jobs": [job]}))
     env = farm_env(redis_url, tmp_path / "cache")
-    out = run_farm(["submit", str(sweep), "--json"], env)
-    assert out.returncode == 0, out.stderr
-    sweep_id = json.loads(out.stdout)["sweep_id"]
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    [job_id] = r.lrange(f"farm:sweep:{sweep_id}:jobs", 0, -1)
-    wait_for(lambda: r.exists(f"farm:result:{job_id}"), 300, "the job's result")
-    result = JobResult.model_validate_json(r.get(f"farm:result:{job_id}") or "{}")
+    [result] = submit_and_wait(redis_url, sweep, env)
+    sweep_id = result.sweep_id
     assert result.status == "succeeded", result.error
-    assert result.job.batch_size == 32 and result.job_id == job_id  # recorded as the job that was asked for
+    assert result.job.batch_size == 32 and result.job_id == result.job.job_id  # the job that was asked for
     assert [t["batch"] for t in json.loads(result.batch_tries)] == [32, 64, 128]
     assert result.batch_size_used == 128 and len(result.epochs) == 2
     report = run_farm(["report", sweep_id, "--include-invalid"], env)

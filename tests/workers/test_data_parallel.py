@@ -4,12 +4,10 @@ speedup over one device and efficiency with CIs, in the terminal, report.md, the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import redis
 import yaml
 
 from farm.job import JobSpec
@@ -17,7 +15,7 @@ from farm.reports.aggregate import results_frame
 from farm.reports.markdown import summary_markdown
 from farm.reports.scaling import scaling
 from farm.routing import required_tag
-from tests.helpers import cell_row, farm_env, run_farm, tight, wait_for
+from tests.helpers import cell_row, farm_env, run_farm, submit_and_wait, tight
 
 BASE = {"sweep": "s", "workload": "fashion_mnist_mlp", "data": "synthetic", "backend": "jax"}
 
@@ -89,14 +87,9 @@ def test_a_sweep_over_devices_runs_and_reports_its_scaling(redis_url: str, start
     sweep = tmp_path / "scaling.yaml"
     sweep.write_text(yaml.safe_dump(spec))
     env = farm_env(redis_url, tmp_path / "cache")
-    out = run_farm(["submit", str(sweep), "--json"], env)
-    assert out.returncode == 0, out.stderr
-    sweep_id = json.loads(out.stdout)["sweep_id"]
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    jobs = r.lrange(f"farm:sweep:{sweep_id}:jobs", 0, -1)
-    wait_for(lambda: all(r.exists(f"farm:result:{j}") for j in jobs), 600, "every job's result")
-    statuses = [json.loads(r.get(f"farm:result:{j}") or "{}").get("status") for j in jobs]
-    assert statuses == ["succeeded"] * 4, [json.loads(r.get(f"farm:result:{j}") or "{}").get("error") for j in jobs]
+    results = submit_and_wait(redis_url, sweep, env, timeout=600)
+    assert [r.status for r in results] == ["succeeded"] * 4, [r.error for r in results]
+    sweep_id = results[0].sweep_id
     html = tmp_path / "report.html"
     report = run_farm(["report", sweep_id, "--include-invalid", "--html", str(html)], env)
     assert report.returncode == 0, report.stdout + report.stderr

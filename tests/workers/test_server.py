@@ -11,12 +11,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
 import yaml
 
 from farm.job import JobSpec
-from farm.result import JobResult
-from tests.helpers import farm_env, run_farm, wait_for
+from tests.helpers import farm_env, run_farm, submit_and_wait
 from workers.server import poisson_trial, server_search
 
 
@@ -82,13 +80,8 @@ def test_a_real_inference_job_finds_its_server_rate(redis_url: str, start_worker
     sweep = tmp_path / "server.yaml"
     sweep.write_text(yaml.safe_dump({"name": "server", "defaults": spec, "jobs": [job]}))
     env = farm_env(redis_url, tmp_path / "cache")
-    out = run_farm(["submit", str(sweep), "--json"], env)
-    assert out.returncode == 0, out.stderr
-    sweep_id = json.loads(out.stdout)["sweep_id"]
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
-    [job_id] = r.lrange(f"farm:sweep:{sweep_id}:jobs", 0, -1)
-    wait_for(lambda: r.exists(f"farm:result:{job_id}"), 300, "the job's result")
-    result = JobResult.model_validate_json(r.get(f"farm:result:{job_id}") or "{}")
+    [result] = submit_and_wait(redis_url, sweep, env)
+    sweep_id = result.sweep_id
     assert result.status == "succeeded", result.error
     curve = json.loads(result.server_curve)
     assert 2 <= len(curve) <= 4 and result.latency_p50_s
