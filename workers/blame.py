@@ -31,9 +31,15 @@ MACHINE_STAGES = {"import": "the framework's import"}
 """Stages where a failure is the machine's: before the process could announce it is ready for a job."""
 
 
+COLLECTIVE_STUCK = "threads to join the rendezvous"
+"""XLA's words when it aborts a step whose all-reduce waited too long for a device: a data-parallel job on
+virtual CPU devices that share too few cores (workers.distribution): the job's size for this machine, not a
+broken machine."""
+
+
 def blame(outcome: ChildOutcome) -> Blame:
     """Whose fault a failed run is, from where the job's process was when it failed."""
-    if outcome.stage in JOB_STAGES:
+    if outcome.stage in JOB_STAGES or COLLECTIVE_STUCK in (outcome.stderr_tail or ""):
         return Blame.job
     if outcome.stage in MACHINE_STAGES:
         return Blame.machine

@@ -99,10 +99,7 @@ def child_env(
             # the other devices: Eigen's own parallelism inside each device's work would compete for the same
             # threads (workers.distribution keeps the devices to the cores). Read at JAX's import: this job's fork
             # server is started with it.
-            # On a busy machine a device's part of a step can also come late: XLA aborts the whole process when
-            # one is 40 s late to an all-reduce; a late device is waited for (10 min) instead.
-            flags = "--xla_cpu_multi_thread_eigen=false --xla_cpu_collective_call_terminate_timeout_seconds=600"
-            env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flags} --xla_cpu_collective_timeout_seconds=600".strip()
+            env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
     elif job.backend == "torch":
         # torch.cuda.is_available() (Keras' torch backend asks at import) would otherwise call cuInit, after
         # which a forked child cannot use CUDA; NVML answers the same question without initialising CUDA.

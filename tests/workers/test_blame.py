@@ -83,6 +83,20 @@ def test_a_failure_is_blamed_from_where_the_job_failed(events: tuple[dict, ...],
     assert blame(failed_at(*events)) is expected
 
 
+def test_a_data_parallel_step_xla_gave_up_on_is_the_jobs_failure() -> None:
+    """XLA aborts a step whose all-reduce waited 40 s for a device (virtual CPU devices on too few cores): the
+    job's size for this machine, never a reason to stop the worker."""
+    stuck = ChildOutcome(
+        status="failed",
+        stage="fit",
+        error="the training process was killed by SIGABRT",
+        stderr_tail="F1207 rendezvous.cc:161] Termination timeout for `all reduce RendezvousKey{...}` of 40 seconds "
+        "exceeded. Expected 2 threads to join the rendezvous, but only 1 of them arrived on time.",
+    )
+    assert blame(stuck) is Blame.job
+    assert blame(ChildOutcome(status="failed", stage="fit", error="killed by SIGABRT")) is Blame.unknown
+
+
 def test_out_of_memory_is_recognised_in_the_frameworks_own_words() -> None:
     assert out_of_memory(MemoryError())
     assert out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8.00GiB"))
