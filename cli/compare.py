@@ -27,6 +27,7 @@ from cli.report_view import (
     IncludeContendedOption,
     IncludeInvalidOption,
     frames_for,
+    invalid_line,
     number_text,
     print_invalid,
 )
@@ -226,12 +227,14 @@ def compare_cmd(
                 highlight=False,
             )
         print_invalid(
-            invalid["a"] + invalid["b"],
-            _kinds_total(cmp),
-            included=include,
-            keep=KEEP_FLAG,
-            contended=busy["a"] + busy["b"],
-            sweeps=list(dict.fromkeys(sid for sid, k in ((sid_a, busy["a"]), (sid_b, busy["b"])) if k)),
+            invalid_line(
+                invalid["a"] + invalid["b"],
+                _kinds_total(cmp),
+                included=include,
+                keep=KEEP_FLAG,
+                contended=busy["a"] + busy["b"],
+                sweeps=list(dict.fromkeys(sid for sid, k in ((sid_a, busy["a"]), (sid_b, busy["b"])) if k)),
+            )
         )
         if output:
             console.print(f"wrote {len(cmp)} cells to {output}", markup=False, highlight=False)

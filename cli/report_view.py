@@ -209,18 +209,8 @@ def invalid_line(
     return f"{count} invalid repeat(s) left out of the statistics{why}; {keep} keeps them{resume}"
 
 
-def print_invalid(
-    count: int,
-    kinds: str,
-    *,
-    included: bool,
-    keep: str,
-    contended: int = 0,
-    sweeps: list[str] | None = None,
-    rerun: tuple[str, str] = ("", ""),
-) -> None:
-    """Print :func:`invalid_line` in yellow, when there is one (plain text: no markup is read from it)."""
-    line = invalid_line(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps, rerun=rerun)
+def print_invalid(line: str | None) -> None:
+    """Print an :func:`invalid_line` in yellow, when there is one (plain text: no markup is read from it)."""
     if line:
         console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)  # one line, unwrapped
 
@@ -277,7 +267,9 @@ def print_report(
             console.print(line, style="dim", markup=False, highlight=False)  # off a terminal: one line each
     count, kinds = invalid_total(report)
     contended = int(report["n_contended"].fillna(0).sum()) if "n_contended" in report.columns else 0
-    print_invalid(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps, rerun=rerun)
+    print_invalid(
+        invalid_line(count, kinds, included=included, keep=keep, contended=contended, sweeps=sweeps, rerun=rerun)
+    )
     warn_pooled_software(report)
     ups = speedups(report)
     if len(ups):
@@ -288,7 +280,8 @@ def print_report(
 
 def print_scaling(results: pd.DataFrame, included: bool) -> None:
     """The scaling table of the data-parallel cells (throughput at N devices over 1, efficiency), if any."""
-    from farm.reports.scaling import SCALING_TITLES, scaling, scaling_lines
+    from farm.reports.markdown import SCALING_TITLES, scaling_lines
+    from farm.reports.scaling import scaling
 
     table_frame = scaling(results, include_invalid=included)
     if table_frame.empty:

@@ -9,7 +9,8 @@ from typing import Any
 import pandas as pd
 
 from farm.reports.html_page import figure_html, table_html
-from farm.reports.scaling import SCALING_TITLES, scaling, scaling_lines
+from farm.reports.markdown import SCALING_TITLES, scaling_lines
+from farm.reports.scaling import scaling
 
 
 def scaling_section(p: Any, results: pd.DataFrame) -> str:

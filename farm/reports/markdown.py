@@ -143,7 +143,7 @@ def scaling_markdown(results: pd.DataFrame | None) -> list[str]:
     """The scaling table's section (data-parallel cells over their one-device counterparts), or nothing."""
     if results is None:
         return []
-    from farm.reports.scaling import SCALING_TITLES, scaling, scaling_lines
+    from farm.reports.scaling import scaling
 
     table = scaling(results)
     if table.empty:
@@ -158,6 +158,37 @@ def scaling_markdown(results: pd.DataFrame | None) -> list[str]:
         "",
         markdown_table(frame),
     ]
+
+
+def scaling_lines(table: pd.DataFrame) -> list[list[str]]:
+    """The scaling table (farm.reports.scaling) as text cells, as the terminal, report.md and the HTML page show
+    it."""
+
+    def ci(row: pd.Series, name: str, digits: int = 3) -> str:
+        lo, hi = row[f"{name}_ci_low"], row[f"{name}_ci_high"]
+        if pd.isna(lo) or pd.isna(hi):
+            return "no CI"
+        return f"{fmt_number(lo, digits)}–{fmt_number(hi, digits)}"
+
+    return [
+        [
+            str(row["workload"]),
+            str(row["device"]),
+            str(row["backend"]),
+            fmt_number(row["batch_size"]),
+            str(row["hardware"]),
+            str(row["devices"]),
+            fmt_number(row["samples_per_s"]),
+            fmt_number(row["samples_per_s_1"]),
+            f"{fmt_number(row['speedup'], 3)}× ({ci(row, 'speedup')})",
+            f"{fmt_number(row['efficiency'], 3)} ({ci(row, 'efficiency')})",
+        ]
+        for _, row in table.iterrows()
+    ]
+
+
+SCALING_TITLES = ["workload", "device", "backend", "batch", "hardware", "devices", "/s at N", "/s at 1"]
+SCALING_TITLES += ["speedup (95% CI)", "efficiency (95% CI)"]
 
 
 def energy_note(report: pd.DataFrame, results: pd.DataFrame | None) -> str | None:
