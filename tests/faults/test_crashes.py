@@ -58,7 +58,8 @@ def test_kill9_worker_mid_job_reruns_elsewhere(farm: Farm, start_worker, tmp_pat
 
 def test_killed_training_process_reruns(farm: Farm, start_worker, tmp_path: Path) -> None:
     worker = start_worker("w1", **FAST)
-    sid = farm.submit(write_sweep(tmp_path, "child-kill", jobs=1, epochs=30))
+    # Long enough that the kill lands mid-run, however busy the machine (30 epochs once ended before it).
+    sid = farm.submit(write_sweep(tmp_path, "child-kill", jobs=1, epochs=100))
     job_id = farm.jobs(sid)[0]
     st = wait_running(farm, job_id, min_epoch=2)
     os.kill(int(st["child_pid"]), signal.SIGKILL)  # as the OOM killer would
