@@ -25,6 +25,9 @@ POWERCAP_ROOT = Path("/sys/class/powercap")
 PERIOD_S = 0.1
 """Counter reads per second while training: RAPL's files cost microseconds; a 1-s epoch gets ten readings."""
 
+FIRM_TRIES, FIRM_PAUSE_S = 20, 0.01
+"""The first and last readings are tried again on a failed read (a counter file being rewritten, a busy NVML)."""
+
 
 class EnergyCounter(Protocol):
     """A cumulative energy counter: its name, its reading in joules, and the value at which it wraps to 0."""
@@ -116,11 +119,11 @@ class EnergySampler:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def _sample(self) -> None:
+    def _sample(self) -> bool:
         try:
             raw = [c.read_j() for c in self.counters]
         except Exception:  # noqa: BLE001 - a sampler must never fail the job it watches
-            return
+            return False
         if not self._last:
             self._last, self._offset = list(raw), [0.0] * len(raw)
         for i, (value, counter) in enumerate(zip(raw, self.counters, strict=True)):
@@ -129,6 +132,15 @@ class EnergySampler:
             self._last[i] = value
         self.times.append(time.perf_counter())
         self.joules.append(sum(v + o for v, o in zip(raw, self._offset, strict=True)))
+        return True
+
+    def _sample_surely(self) -> None:
+        """A reading the epochs' bounds depend on (the first, before training; the last, after it): one failed
+        read there would leave the first or last epoch without energy, so try a few times."""
+        for _ in range(FIRM_TRIES):
+            if self._sample():
+                return
+            time.sleep(FIRM_PAUSE_S)
 
     def _run(self) -> None:
         while not self._stop.wait(self.period_s):
@@ -136,7 +148,7 @@ class EnergySampler:
 
     def start(self) -> EnergySampler:
         if self.counters:
-            self._sample()
+            self._sample_surely()
             self._thread = threading.Thread(target=self._run, daemon=True, name="farm-energy")
             self._thread.start()
         return self
@@ -145,7 +157,7 @@ class EnergySampler:
         if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout=2)
-            self._sample()
+            self._sample_surely()
 
     def at(self, t: float) -> float | None:
         """The counters' total at ``t`` (a perf_counter time), between the readings around it; None outside."""

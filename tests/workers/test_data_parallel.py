@@ -74,31 +74,45 @@ def test_the_scaling_table_is_the_speedup_over_one_device_and_its_efficiency() -
     assert scaling(frame({4: tight(1000.0, 5)})).empty  # no one-device cell to scale from: no table either
 
 
-@pytest.mark.slow  # a real worker trains on 1 and 2 virtual CPU devices
+@pytest.mark.slow  # a real worker trains on 1 and 2 virtual CPU devices (JAX) and on 1 and 4 (TensorFlow)
 def test_a_sweep_over_devices_runs_and_reports_its_scaling(redis_url: str, start_worker, tmp_path: Path) -> None:
     start_worker("w1")
+    tiny = {"workload": "fashion_mnist_mlp", "batch_size": 64, "params": {"hidden_layers": 1, "units": 16}}
     spec = {
         "name": "scaling",
         "repeats": 2,
-        "defaults": {"backend": "jax", "data": "synthetic", "train_samples": 512, "test_samples": 32, "epochs": 2},
-        "matrix": {"devices": [1, 2]},
-        "jobs": [{"workload": "fashion_mnist_mlp", "batch_size": 64, "params": {"hidden_layers": 1, "units": 16}}],
+        "defaults": {"data": "synthetic", "train_samples": 512, "test_samples": 32, "epochs": 2},
+        "jobs": [
+            *({**tiny, "backend": "jax", "devices": n} for n in (1, 2)),  # keras.distribution.DataParallel
+            *({**tiny, "backend": "tensorflow", "devices": n} for n in (1, 4)),  # tf.distribute.MirroredStrategy
+        ],
     }
     sweep = tmp_path / "scaling.yaml"
     sweep.write_text(yaml.safe_dump(spec))
     env = farm_env(redis_url, tmp_path / "cache")
     results = submit_and_wait(redis_url, sweep, env, timeout=600)
-    assert [r.status for r in results] == ["succeeded"] * 4, [r.error for r in results]
+    assert [r.status for r in results] == ["succeeded"] * 8, [r.error for r in results]
     sweep_id = results[0].sweep_id
     html = tmp_path / "report.html"
     report = run_farm(["report", sweep_id, "--include-invalid", "--html", str(html)], env)
     assert report.returncode == 0, report.stdout + report.stderr
     assert "Scaling over devices" in report.stdout, report.stdout
     assert '<section id="scaling"' in html.read_text()
+    scaling_lines = report.stdout[report.stdout.index("Scaling over devices") :].splitlines()
+    assert any(" jax " in line and " 2 " in line for line in scaling_lines), report.stdout
+    assert any(" tensorflow " in line and " 4 " in line for line in scaling_lines), report.stdout
     rows = run_farm(["results", sweep_id, "-o", str(tmp_path / "rows.csv")], env)
     assert rows.returncode == 0, rows.stderr
     table = pd.read_csv(tmp_path / "rows.csv")
-    assert sorted(table["per_device_batch"]) == [32, 32, 64, 64]  # the global batch of 64, split over 2
+    table["devices_per_job"] = table["devices_per_job"].fillna(1).astype(int)  # missing: one device
+    split = table.groupby(["backend", "devices_per_job"])["per_device_batch"].agg(sorted)
+    # The global batch of 64, split over 2 (JAX) and over 4 (TensorFlow); one device holds it whole.
+    assert split.to_dict() == {
+        ("jax", 1): [64, 64],
+        ("jax", 2): [32, 32],
+        ("tensorflow", 1): [64, 64],
+        ("tensorflow", 4): [16, 16],
+    }, split
 
 
 def test_virtual_cpu_devices_are_kept_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:

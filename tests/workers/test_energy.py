@@ -83,6 +83,33 @@ def test_each_epochs_energy_is_the_counters_rise_across_wraps() -> None:
     assert sampler.epoch_joules([(start - 10, start)]) == [None]  # before the first reading: unknown, not 0
 
 
+class Stumbling:
+    """A counter whose reads fail in runs (a file caught mid-rewrite), once each time ``fail`` is set."""
+
+    name, wrap_j = "stumbling", None
+
+    def __init__(self) -> None:
+        self.reads, self.fail = 0, False
+
+    def read_j(self) -> float:
+        self.reads += 1
+        if self.fail:
+            self.fail = False
+            raise ValueError("invalid literal for int() with base 10: ''")
+        return float(self.reads)
+
+
+def test_the_readings_around_training_survive_a_failed_read() -> None:
+    counter = Stumbling()
+    counter.fail = True  # the very first read fails
+    sampler = EnergySampler([counter], period_s=60.0).start()  # no reading in between: only the first and last
+    start = time.perf_counter()
+    counter.fail = True  # and so does the first try of the last
+    end = time.perf_counter()
+    sampler.stop()
+    assert len(sampler.times) == 2 and sampler.epoch_joules([(start, end)])[0] is not None
+
+
 def test_nvml_energy_is_millijoules() -> None:
     class Nvml:
         def nvmlDeviceGetTotalEnergyConsumption(self, handle: Any) -> int:
@@ -136,8 +163,9 @@ def test_a_real_job_measures_a_stand_in_package_drawing_known_power(
 
     def draw() -> None:
         t0 = time.perf_counter()
-        while not stop.wait(0.01):
-            (zone / "energy_uj").write_text(f"{int(watts * (time.perf_counter() - t0) * 1e6) % 50_000_000}\n")
+        while not stop.wait(0.01):  # written whole, as the kernel's file reads: never a half-written number
+            (zone / "energy_uj.new").write_text(f"{int(watts * (time.perf_counter() - t0) * 1e6) % 50_000_000}\n")
+            (zone / "energy_uj.new").replace(zone / "energy_uj")
 
     drawing = threading.Thread(target=draw, daemon=True)
     drawing.start()
