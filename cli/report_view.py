@@ -98,6 +98,7 @@ def report_table(report: pd.DataFrame, include_invalid: bool = False, results: p
     cell's flags (unstable, outliers, stalls: counted from ``results`` when given); an ``invalid`` column marks
     cells with invalid repeats when there are any (``n`` is what the statistics rest on, so it reads with that
     mark)."""
+    from farm.reports.frames import MISSING_MEANS
     from farm.reports.markdown import cell_flags, cell_stalls, precision_text, throughput_unit
 
     table = Table(
@@ -130,6 +131,8 @@ def report_table(report: pd.DataFrame, include_invalid: bool = False, results: p
                 row.append(format_figure(figures[col], rec.get(col)))
             elif col == "steady_samples_per_s_median" and unit is None and rec.get("unit"):
                 row.append(f"{_fmt(rec.get(col))} {untrusted(rec['unit'])}/s" if _fmt(rec.get(col)) else "")
+            elif col in MISSING_MEANS and not _fmt(rec.get(col)):
+                row.append(_fmt(MISSING_MEANS[col]))
             else:
                 row.append(_fmt(rec.get(col)))
             if marked and col == "n":
@@ -150,7 +153,7 @@ def shown_columns(report: pd.DataFrame) -> list[tuple[str, str]]:
 
     if "mode" in report.columns and bool(report["mode"].eq("inference").any()):
         shown.insert(shown.index(("batch_size", "batch")) + 1, ("mode", "mode"))
-    if has("devices_per_job"):  # data-parallel cells: how many devices each spans (blank: one)
+    if has("devices_per_job"):  # data-parallel cells: how many devices each spans
         shown.insert(shown.index(("batch_size", "batch")), ("devices_per_job", "devices"))
     if has("batch_max"):  # cells that searched for their largest batch
         shown.insert(shown.index(("batch_size", "batch")) + 1, ("batch_max", "batch max"))

@@ -54,6 +54,8 @@ def cell_line(results: list[JobResult], precision: Precision | None) -> str:
     stopped it, or for a fixed count how many repeats were valid and why the others were not)."""
     job = results[0].job
     label = f"{job.workload} {job.device} {job.backend} batch {job.batch_size}"
+    if job.devices > 1:
+        label += f" on {job.devices} devices"
     rates = sorted(rate for r in results if (rate := valid_rate(r)) is not None)
     unit = next((r.unit for r in results if r.unit), None) or "samples"
     figure = f"{statistics.median(rates):,.1f} {unit}/s" if rates else "no valid repeat"

@@ -209,10 +209,17 @@ def sort_key(v: Any) -> tuple[Any, ...]:
     return (2, repr(v))
 
 
+#: What a missing value of a cell column means, where it means something: rows store None for the usual value
+#: (one device), so that cells keep their keys from before the column existed; reports show and order it as this.
+MISSING_MEANS: dict[str, Any] = {"devices_per_job": 1}
+
+
 def sorted_by(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """``df`` sorted by ``columns`` (those it has) with :func:`sort_key`, renumbered from 0. A stable sort in
-    Python: pandas cannot order a column that mixes bools, text and missing values."""
+    """``df`` sorted by ``columns`` (those it has) with :func:`sort_key`, renumbered from 0, a missing value that
+    means something (``MISSING_MEANS``) in its place. A stable sort in Python: pandas cannot order a column that
+    mixes bools, text and missing values."""
     cols = [c for c in columns if c in df.columns]
-    keys = [tuple(sort_key(v) for v in row) for row in df[cols].itertuples(index=False, name=None)]
+    keyed = df[cols].assign(**{c: df[c].fillna(v) for c, v in MISSING_MEANS.items() if c in cols})
+    keys = [tuple(sort_key(v) for v in row) for row in keyed.itertuples(index=False, name=None)]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return df.iloc[order].reset_index(drop=True)

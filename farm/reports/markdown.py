@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from farm.columns import format_figure, shown_in
+from farm.reports.frames import MISSING_MEANS
 
 __all__ = [
     "cell_flags",
@@ -170,6 +171,16 @@ def scaling_lines(table: pd.DataFrame) -> list[list[str]]:
             return "no CI"
         return f"{fmt_number(lo, digits)}–{fmt_number(hi, digits)}"
 
+    def figure(value: object) -> str:
+        return "—" if _missing(value) else fmt_number(value)
+
+    def ratio(row: pd.Series) -> tuple[str, str]:
+        if _missing(row["speedup"]):  # no valid repeat at N devices or at one
+            side = "N" if _missing(row["samples_per_s"]) else "1"
+            return f"— (no valid repeat at {side})", "—"
+        speedup = f"{fmt_number(row['speedup'], 3)}× ({ci(row, 'speedup')})"
+        return speedup, f"{fmt_number(row['efficiency'], 3)} ({ci(row, 'efficiency')})"
+
     return [
         [
             str(row["workload"]),
@@ -178,10 +189,9 @@ def scaling_lines(table: pd.DataFrame) -> list[list[str]]:
             fmt_number(row["batch_size"]),
             str(row["hardware"]),
             str(row["devices"]),
-            fmt_number(row["samples_per_s"]),
-            fmt_number(row["samples_per_s_1"]),
-            f"{fmt_number(row['speedup'], 3)}× ({ci(row, 'speedup')})",
-            f"{fmt_number(row['efficiency'], 3)} ({ci(row, 'efficiency')})",
+            figure(row["samples_per_s"]),
+            figure(row["samples_per_s_1"]),
+            *ratio(row),
         ]
         for _, row in table.iterrows()
     ]
@@ -380,7 +390,8 @@ def summary_frame(report: pd.DataFrame, results: pd.DataFrame | None = None) -> 
             add("params", [params_text(r.get("params"), varying.get(str(r.get("workload")), set())) for r in records])
     for col, title in VARYING:
         if col in has and report[col].map(_key).nunique(dropna=False) > 1:
-            add(title, [fmt_number(r.get(col)) for r in records])
+            usual = MISSING_MEANS.get(col)
+            add(title, [fmt_number(usual if _missing(r.get(col)) else r.get(col)) for r in records])
     if "n" in has:
         add("n", [fmt_number(r.get("n")) for r in records])
     if "steady_samples_per_s_median" in has:
