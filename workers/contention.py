@@ -300,6 +300,10 @@ class ContentionSampler:
         """One verdict per epoch span in ``bounds`` (:meth:`window`'s, each judged on its own)."""
         return [self.window(start, end, threshold, gpu_summary) for start, end in bounds]
 
+    def gpu_readings(self) -> list[dict[str, Any]]:
+        """Every GPU reading taken, in order (what :func:`workers.gpu_contention.sampled_peak_mb` reads)."""
+        return [reading for _, reading in self.gpu_samples]
+
     def window(
         self,
         start: float,

@@ -90,17 +90,21 @@ class NvmlEnergy:
 
 
 def counters_for(device: str, gpu_probe: Any = None) -> tuple[list[EnergyCounter], str | None]:
-    """What measures a job's energy on ``device``: the GPU's NVML counter (through the job's GPU probe), or the
-    CPU packages' RAPL domains; none, and why, where neither can be read."""
+    """What measures a job's energy on ``device``: the NVML counter of each GPU the job holds (through its GPU
+    probe; a data-parallel job's energy is all of its GPUs'), or the CPU packages' RAPL domains; none, and why,
+    where neither can be read."""
     if device == "gpu":
         if gpu_probe is None:
             return [], "NVML is not available here (nvidia-ml-py, or NVIDIA's driver): no GPU energy counter"
-        counter = NvmlEnergy(gpu_probe.nvml, gpu_probe.handle)
-        try:
-            counter.read_j()
-        except Exception as e:  # noqa: BLE001 - older boards lack the counter (NVML_ERROR_NOT_SUPPORTED)
-            return [], f"the GPU's energy counter is not readable through NVML: {e}"
-        return [counter], None
+        handles = list(getattr(gpu_probe, "handles", None) or [gpu_probe.handle])
+        names = ["nvml gpu"] if len(handles) == 1 else [f"nvml gpu {i}" for i in range(len(handles))]
+        counters = [NvmlEnergy(gpu_probe.nvml, h, name) for h, name in zip(handles, names, strict=True)]
+        for counter in counters:
+            try:
+                counter.read_j()
+            except Exception as e:  # noqa: BLE001 - older boards lack the counter (NVML_ERROR_NOT_SUPPORTED)
+                return [], f"the GPU's energy counter is not readable through NVML: {e}"
+        return list(counters), None
     domains, why = rapl_domains()
     return list(domains), why
 

@@ -26,11 +26,14 @@ THROTTLE_REASONS = {
 
 
 class GpuProbe:
-    """Reads one GPU's utilisation, SM clock, throttle reasons and other processes at each :meth:`sample`."""
+    """Reads the job's GPUs at each :meth:`sample`: the first one's utilisation, SM clock and throttle reasons;
+    on every one of them (a data-parallel job holds several), other processes and the job's own memory as the
+    driver counts it."""
 
-    def __init__(self, nvml: Any, handle: Any) -> None:
+    def __init__(self, nvml: Any, handle: Any, handles: list[Any] | None = None) -> None:
         self.nvml = nvml
         self.handle = handle
+        self.handles = handles or [handle]
         try:
             self.max_sm_mhz = nvml.nvmlDeviceGetMaxClockInfo(handle, nvml.NVML_CLOCK_SM) or None
         except Exception:  # noqa: BLE001 - some boards do not report it
@@ -47,13 +50,14 @@ class GpuProbe:
     def sample(self) -> dict[str, Any]:
         nvml, handle = self.nvml, self.handle
         own = process_tree(os.getpid())  # the job's own processes on the GPU are not "others"
-        processes = []
-        for name in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
-            try:
-                processes.extend(getattr(nvml, name)(handle))
-            except Exception:  # noqa: BLE001 - not supported on every board
-                continue
-        others = {p.pid: (getattr(p, "usedGpuMemory", None) or 0) for p in processes if p.pid not in own}
+        others: dict[int, int] = {}
+        own_mb = []
+        for gpu in self.handles:
+            processes = self._processes(gpu)
+            for p in processes:
+                if p.pid not in own:
+                    others[p.pid] = others.get(p.pid, 0) + (getattr(p, "usedGpuMemory", None) or 0)
+            own_mb.append(sum(getattr(p, "usedGpuMemory", None) or 0 for p in processes if p.pid in own) / 2**20)
         sm = nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)
         return {
             "utilization": nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0,
@@ -61,12 +65,22 @@ class GpuProbe:
             "reasons": self._reasons(),
             "other_pids": sorted(others),
             "other_memory_mb": sum(others.values()) / 2**20,
+            "own_memory_mb": max(own_mb, default=0.0),  # the fullest of the job's GPUs
         }
 
+    def _processes(self, gpu: Any) -> list[Any]:
+        found = []
+        for name in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+            try:
+                found.extend(getattr(self.nvml, name)(gpu))
+            except Exception:  # noqa: BLE001 - not supported on every board
+                continue
+        return found
 
-def gpu_probe(device: str, nvml: Any = None) -> GpuProbe | None:
-    """A probe of the GPU this job may see (the first of ``CUDA_VISIBLE_DEVICES``), or None when the job is not
-    a GPU job or NVML is not available. ``nvml`` is the ``pynvml`` module (given in tests)."""
+
+def gpu_probe(device: str, nvml: Any = None, count: int = 1) -> GpuProbe | None:
+    """A probe of the ``count`` GPUs this job may see (the first of ``CUDA_VISIBLE_DEVICES``), or None when the
+    job is not a GPU job or NVML is not available. ``nvml`` is the ``pynvml`` module (given in tests)."""
     if device != "gpu":
         return None
     try:
@@ -75,14 +89,26 @@ def gpu_probe(device: str, nvml: Any = None) -> GpuProbe | None:
 
             nvml = pynvml
         nvml.nvmlInit()
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-        if visible.startswith(("GPU-", "MIG-")):
-            handle = nvml.nvmlDeviceGetHandleByUUID(visible)
-        else:
-            handle = nvml.nvmlDeviceGetHandleByIndex(int(visible or 0))
-        return GpuProbe(nvml, handle)
+        listed = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        handles = [_handle(nvml, v) for v in (listed or [str(i) for i in range(count)])[:count]]
+        return GpuProbe(nvml, handles[0], handles)
     except Exception:  # noqa: BLE001 - no driver, no package, no such device: CPU figures only
         return None
+
+
+def _handle(nvml: Any, visible: str) -> Any:
+    """NVML's handle of one ``CUDA_VISIBLE_DEVICES`` entry: a UUID (as the worker pins them) or an index."""
+    if visible.startswith(("GPU-", "MIG-")):
+        return nvml.nvmlDeviceGetHandleByUUID(visible)
+    return nvml.nvmlDeviceGetHandleByIndex(int(visible))
+
+
+def sampled_peak_mb(samples: list[dict[str, Any]]) -> float | None:
+    """The most GPU memory the driver saw the job's processes hold on one of its GPUs, in MiB (None: no sample
+    saw any). It counts what the framework reserved, not what it used (JAX reserves 75% of the GPU at start):
+    the fallback where the framework keeps no counter of its own."""
+    peak = max((float(s.get("own_memory_mb") or 0.0) for s in samples), default=0.0)
+    return peak or None
 
 
 def gpu_summary(samples: list[dict[str, Any]]) -> dict[str, Any]:

@@ -230,31 +230,38 @@ def peak_host_mb(status: str = "/proc/self/status") -> float | None:
 # -- device memory and capacity ----------------------------------------------------------------------------------
 
 
-def peak_device_mb(backend: str, device: str) -> float | None:
-    """The job's peak memory on its GPU in MiB, by its framework's own counter (JAX's ``peak_bytes_in_use``,
-    TensorFlow's ``get_memory_info()["peak"]``, torch's ``max_memory_allocated``); None on a CPU job (its device
-    memory is the host's: :func:`peak_host_mb`) or where the framework keeps no such counter."""
+def peak_device_mb(backend: str, device: str, devices: int = 1, sampled_mb: float | None = None) -> float | None:
+    """The job's peak memory on its fullest GPU in MiB (a data-parallel job holds ``devices``), by its framework's
+    own counter (JAX's ``peak_bytes_in_use``, TensorFlow's ``get_memory_info()["peak"]``, torch's
+    ``max_memory_allocated``), else ``sampled_mb``, what NVML saw its processes hold while it trained; None on a
+    CPU job (its device memory is the host's: :func:`peak_host_mb`) or where neither says."""
     if device != "gpu":
         return None
     try:
-        if backend == "jax":
-            import jax
-
-            stats = jax.local_devices()[0].memory_stats() or {}
-            peak = stats.get("peak_bytes_in_use")
-        elif backend == "tensorflow":
-            import tensorflow as tf
-
-            peak = tf.config.experimental.get_memory_info("GPU:0").get("peak")
-        elif backend == "torch":
-            import torch
-
-            peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
-        else:
-            peak = None
+        peaks = [_framework_peak(backend, i) for i in range(max(devices, 1))]
     except Exception:  # noqa: BLE001 - a figure the framework cannot give is missing, never a failed job
-        return None
-    return float(peak) / 2**20 if isinstance(peak, (int, float)) and peak > 0 else None
+        peaks = []
+    counted = [float(p) for p in peaks if isinstance(p, (int, float)) and p > 0]
+    if counted:
+        return max(counted) / 2**20
+    return sampled_mb if sampled_mb else None
+
+
+def _framework_peak(backend: str, index: int) -> Any:
+    """The framework's own high-water mark of GPU ``index`` of the job's, in bytes (None where it keeps none)."""
+    if backend == "jax":
+        import jax
+
+        return (jax.local_devices()[index].memory_stats() or {}).get("peak_bytes_in_use")
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.config.experimental.get_memory_info(f"GPU:{index}").get("peak")
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.max_memory_allocated(index) if torch.cuda.is_available() else None
+    return None
 
 
 def memory_capacity_mb(device: str, gpu_probe: Any = None, limit: int | None = None) -> float | None:

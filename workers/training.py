@@ -21,7 +21,7 @@ from farm.settings import FarmSettings
 from workers.contention import ContentionSampler, settle
 from workers.distribution import distributed, prepare_devices
 from workers.energy import EnergySampler, counters_for, energy_figures, record_energy
-from workers.gpu_contention import gpu_probe, gpu_summary
+from workers.gpu_contention import gpu_probe, gpu_summary, sampled_peak_mb
 from workers.quiet import wait_for_quiet
 from workers.timing import IdleSampler, PhaseClock, epoch_callback, steps_per_call
 
@@ -146,7 +146,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
 
     explicit = "contention_cpu_threshold" in settings.model_fields_set  # the worker passes it on only when set
     threshold = contention_threshold(job.precision, settings.contention_cpu_threshold, explicit)
-    probe = gpu_probe(job.device)
+    probe = gpu_probe(job.device, count=job.devices)
     waited = wait_for_quiet(threshold, settings.quiet_wait_s, emit, gpu=probe)
     timer = epoch_callback(emit, job.epochs)
     sampler = IdleSampler().start()
@@ -171,7 +171,7 @@ def train(envelope: JobEnvelope, settings: FarmSettings, emit: Emit) -> dict[str
         **(waited.figures() if waited is not None else {}),
         **final_figures(timer.records, evaluated),
         **energy_figures(counters, no_energy),
-        "peak_device_mb": peak_device_mb(job.backend, job.device),
+        "peak_device_mb": peak_device_mb(job.backend, job.device, job.devices, sampled_peak_mb(watch.gpu_readings())),
         "memory_capacity_mb": memory_capacity_mb(job.device, probe, limit_from_env()),
         "peak_host_mb": peak_host_mb(),  # last: the high-water mark over data, build, fit and evaluation
     }

@@ -183,6 +183,30 @@ def test_gpu_probe_counts_other_processes_and_throttling(monkeypatch: pytest.Mon
     assert judge({"gpu": summary}, 0.2)
 
 
+def test_a_probe_of_several_gpus_sees_others_and_its_own_memory_on_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data-parallel job's probe reads every GPU it holds: a stranger on its second GPU is contention, and the
+    memory the driver sees its processes hold is the fallback for its peak device memory."""
+    from workers.gpu_contention import sampled_peak_mb
+    from workers.memory import peak_device_mb
+
+    class Crowded(FakeNVML):
+        def nvmlDeviceGetComputeRunningProcesses(self, handle: str) -> list[SimpleNamespace]:
+            mine = SimpleNamespace(pid=os.getpid(), usedGpuMemory={"gpu0": 2**30, "gpu1": 3 * 2**30}[handle])
+            stranger = [SimpleNamespace(pid=self.other_pid, usedGpuMemory=2**20)] if handle == "gpu1" else []
+            return [mine, *stranger]
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    probe = gpu_probe("gpu", nvml=Crowded(), count=2)
+    assert probe is not None and probe.handles == ["gpu0", "gpu1"]
+    readings = [probe.sample(), probe.sample()]
+    assert gpu_summary(readings)["other_processes"] == 1
+    assert sampled_peak_mb(readings) == pytest.approx(3 * 1024)  # the fullest GPU
+    assert sampled_peak_mb([{"own_memory_mb": 0.0}]) is None and sampled_peak_mb([]) is None
+    # A framework that keeps no counter of its own (JAX's CPU device here) leaves the sampled figure in place.
+    assert peak_device_mb("jax", "gpu", 2, sampled_mb=3072.0) == pytest.approx(3072.0)
+    assert peak_device_mb("jax", "cpu", 2, sampled_mb=3072.0) is None  # a CPU job's memory is the host's
+
+
 def test_gpu_probe_is_absent_without_nvml_or_for_cpu_jobs() -> None:
     assert gpu_probe("cpu", nvml=FakeNVML()) is None
 

@@ -124,6 +124,26 @@ def test_nvml_energy_is_millijoules() -> None:
     assert why is None and [c.name for c in counters] == ["nvml gpu"]
 
 
+def test_a_job_on_several_gpus_counts_the_energy_of_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data-parallel job's energy is all of its GPUs', not its first one's: one counter per GPU it holds,
+    summed by the sampler."""
+    from tests.workers.test_contention_figures import FakeNVML
+    from workers.gpu_contention import gpu_probe
+
+    class Metered(FakeNVML):
+        def nvmlDeviceGetTotalEnergyConsumption(self, handle: str) -> int:
+            return {"GPU-a": 1_000, "GPU-b": 2_000, "GPU-c": 50_000}[handle]  # millijoules
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-a,GPU-b,GPU-c")
+    probe = gpu_probe("gpu", nvml=Metered(), count=2)
+    counters, why = counters_for("gpu", probe)
+    assert why is None and [c.name for c in counters] == ["nvml gpu 0", "nvml gpu 1"]
+    assert energy_figures(counters, why)["energy_source"] == "nvml gpu 0+nvml gpu 1"
+    sampler = EnergySampler(counters, period_s=60.0).start()
+    sampler.stop()
+    assert sampler.joules[-1] == pytest.approx(3.0)  # GPU-c is not the job's
+
+
 def test_the_result_derives_joules_per_sample_and_watts_from_its_steady_epochs() -> None:
     records = [
         {"epoch": 1, "wall_s": 5.0, "energy_j": 99.0},
