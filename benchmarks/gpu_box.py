@@ -39,8 +39,9 @@ def stand_in_powercap(root: Path, watts: float, stop: threading.Event) -> thread
 
     def draw() -> None:
         t0 = time.perf_counter()
-        while not stop.wait(0.005):
-            (zone / "energy_uj").write_text(f"{int(watts * (time.perf_counter() - t0) * 1e6) % wrap}\n")
+        while not stop.wait(0.005):  # written whole, as the kernel's file reads
+            (zone / "energy_uj.new").write_text(f"{int(watts * (time.perf_counter() - t0) * 1e6) % wrap}\n")
+            (zone / "energy_uj.new").replace(zone / "energy_uj")
 
     thread = threading.Thread(target=draw, daemon=True)
     thread.start()
