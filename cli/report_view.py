@@ -155,6 +155,8 @@ def shown_columns(report: pd.DataFrame) -> list[tuple[str, str]]:
         shown.insert(shown.index(("batch_size", "batch")) + 1, ("mode", "mode"))
     if has("devices_per_job"):  # data-parallel cells: how many devices each spans
         shown.insert(shown.index(("batch_size", "batch")), ("devices_per_job", "devices"))
+    if has("batch_scope"):  # cells that stated their batch per device: the batch column is the global one
+        shown.insert(shown.index(("batch_size", "batch")) + 1, ("batch_scope", "batch per"))
     if has("batch_max"):  # cells that searched for their largest batch
         shown.insert(shown.index(("batch_size", "batch")) + 1, ("batch_max", "batch max"))
     at = shown.index(("speedup_vs_cpu", "GPU/CPU"))

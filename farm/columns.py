@@ -97,6 +97,12 @@ COLUMNS: tuple[Column, ...] = (
     _cell("input_pipeline", str, "How batches reach the model (arrays or tf.data)."),
     _cell("mode", str, "train or inference."),
     _cell("devices_per_job", int, "Devices one data-parallel job trained on (missing: one)."),
+    _cell(
+        "batch_scope",
+        str,
+        "How the job stated its batch: device (batch_per_device, the global batch growing with the devices); "
+        "missing: the global batch_size.",
+    ),
     _cell("batch_max", bool, "The job searched for the largest batch its device holds (batch_size: max)."),
     _cell("server_p99_bound_ms", float, "The Server scenario's bound on p99 latency, ms (inference jobs that ask)."),
     Column("repeat", int, "The repeat's index within its cell.", source="spec"),

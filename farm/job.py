@@ -92,6 +92,7 @@ ID_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "server": None,
     "batch_search": None,
     "devices": 1,
+    "batch_per_device": None,
 }
 """Spec fields that are part of a job's id only when they differ from this default (see canonical_json)."""
 
@@ -143,6 +144,14 @@ class JobSpec(BaseModel):
         "TensorFlow): `batch_size` is the global batch, split evenly (each device takes batch_size / devices). "
         "On a CPU they are virtual devices sharing its cores (for testing); on GPUs, that many GPUs of one host.",
     )
+    batch_per_device: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=defaults.MAX_BATCH_SIZE,
+        description="The batch each device takes, stated instead of `batch_size` (the global batch, which becomes "
+        "batch_per_device × devices): a sweep over `devices` then grows the global batch with the devices (weak "
+        "scaling, as GPU vendors' tables do) instead of splitting one global batch (strong scaling).",
+    )
     batch_search: BatchSearch | None = Field(
         default=None,
         description="Search for the largest batch the device holds and measure at it (`batch_size: max` sets "
@@ -164,6 +173,26 @@ class JobSpec(BaseModel):
             if data.get("batch_search") is None:
                 data["batch_search"] = {}
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_per_device(cls, data: Any) -> Any:
+        """``batch_per_device`` states the batch per device: the global ``batch_size`` is that times the devices.
+        Both given must agree (a spec read back from the queue has both)."""
+        if not isinstance(data, dict) or data.get("batch_per_device") is None:
+            return data
+        per, devices = data["batch_per_device"], data.get("devices", 1)
+        if not isinstance(per, int) or isinstance(per, bool) or not isinstance(devices, int) or per < 1:
+            return data  # the fields' own checks say what is wrong
+        given = data.get("batch_size")
+        if given == "max" or data.get("batch_search") is not None:
+            raise ValueError("batch_size: max searches for the global batch: leave batch_per_device out")
+        if given is not None and given != per * devices:
+            raise ValueError(
+                f"batch_size ({given}, the global batch) and batch_per_device ({per} × {devices} devices = "
+                f"{per * devices}) disagree: give one of them"
+            )
+        return {**data, "batch_size": per * devices}
 
     @field_validator("sweep")
     @classmethod
@@ -240,6 +269,12 @@ class JobSpec(BaseModel):
         """The devices a data-parallel job spans (a cell column); None for one device, as rows from before jobs
         could span several have it (reports read a missing value as 1)."""
         return self.devices if self.devices > 1 else None
+
+    @property
+    def batch_scope(self) -> str | None:
+        """How the job stated its batch (a cell column): "device" for ``batch_per_device``; None for the global
+        ``batch_size``, as rows from before the choice existed have it."""
+        return "device" if self.batch_per_device is not None else None
 
     @property
     def per_device_batch(self) -> int:

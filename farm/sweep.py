@@ -149,6 +149,16 @@ def _copy(value: Any) -> Any:
     return value if type(value) in _IMMUTABLE else copy.deepcopy(value)
 
 
+BATCH_STATEMENTS = {"batch_size": "batch_per_device", "batch_per_device": "batch_size"}
+"""Two ways to state a job's batch: one given nearer the job (an entry over the matrix over ``defaults``) replaces
+the other; both in one place is an error the job's validation reports."""
+
+
+def _layer(where: str) -> str:
+    """Which layer of the file a value came from: ``defaults``, ``matrix`` or ``jobs[i]``."""
+    return where.split(".", 1)[0] if not where.startswith("matrix.") else "matrix"
+
+
 def _merge(
     spec: SweepSpec, index: int, entry: dict[str, Any], combo: tuple[tuple[str, int, Any], ...]
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -170,6 +180,9 @@ def _merge(
             params[key.split(".", 1)[1]] = _copy(value)
             origin[key] = where
         else:
+            other = BATCH_STATEMENTS.get(key)
+            if other in fields and _layer(origin[other]) != _layer(where):
+                del fields[other], origin[other]  # the batch stated nearer the job wins, either way it is stated
             fields[key] = _copy(value)
             origin[key] = where
 
@@ -242,6 +255,9 @@ def expand(spec: SweepSpec, source: str = "") -> Sweep:
                 job = JobSpec(sweep=spec.name, repeat=0, **fields)
             except ValidationError as e:
                 for p in _relocate(problems_from_validation(e), origin):
+                    if not p.loc:  # about the job as a whole (fields that do not fit together): which job
+                        via = ", ".join(f"matrix.{key}[{k}]" for key, k, _ in combo)
+                        p = Problem(f"jobs[{index}] with {via}" if via else f"jobs[{index}]", p.msg)
                     p = _suggest(p, fields.get("workload"))
                     if p not in seen:
                         seen.add(p)

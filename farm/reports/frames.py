@@ -210,8 +210,9 @@ def sort_key(v: Any) -> tuple[Any, ...]:
 
 
 #: What a missing value of a cell column means, where it means something: rows store None for the usual value
-#: (one device), so that cells keep their keys from before the column existed; reports show and order it as this.
-MISSING_MEANS: dict[str, Any] = {"devices_per_job": 1}
+#: (one device, a global batch), so that cells keep their keys from before the column existed; reports show and
+#: order it as this.
+MISSING_MEANS: dict[str, Any] = {"devices_per_job": 1, "batch_scope": "global"}
 
 
 def sorted_by(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

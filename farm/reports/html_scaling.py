@@ -20,7 +20,8 @@ def scaling_section(p: Any, results: pd.DataFrame) -> str:
         return ""
     rows = [
         p.IntervalRow(
-            label=f"{rec['workload']} — {rec['device']}/{rec['backend']}, batch {rec['batch_size']}: "
+            label=f"{rec['workload']} — {rec['device']}/{rec['backend']}, batch {rec['batch_size']}"
+            f"{'/device' if rec.get('batch_scope') == 'device' else ''}: "
             f"{rec['devices']} devices",
             value=float(rec["speedup"]),
             low=float(rec["speedup_ci_low"]),

@@ -48,6 +48,7 @@ SHOWN = [
 #: Cell columns that may tell cells apart besides the shown ones, shown (with these titles) when they vary.
 VARYING = [
     ("devices_per_job", "devices"),
+    ("batch_scope", "batch per"),
     ("batch_max", "batch max"),
     ("server_p99_bound_ms", "p99 bound ms"),
     ("mode", "mode"),
@@ -186,7 +187,7 @@ def scaling_lines(table: pd.DataFrame) -> list[list[str]]:
             str(row["workload"]),
             str(row["device"]),
             str(row["backend"]),
-            fmt_number(row["batch_size"]),
+            fmt_number(row["batch_size"]) + ("/device" if row.get("batch_scope") == "device" else ""),
             str(row["hardware"]),
             str(row["devices"]),
             figure(row["samples_per_s"]),

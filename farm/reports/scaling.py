@@ -1,7 +1,8 @@
 """The scaling table: how a data-parallel cell's throughput grows with the devices it spans.
 
 For each cell run on N devices (``devices_per_job``), its median throughput over the same cell on one device (the
-same workload, settings and global batch, on the same hardware), with the bootstrap CI of that ratio
+same workload, settings and global batch, on the same hardware; for a cell that stated ``batch_per_device``, the
+same batch per device), with the bootstrap CI of that ratio
 (:func:`farm.reports.ratios.ratios`), and the efficiency: the speedup over N, 1 for perfect scaling. Cells from
 before jobs could span devices read as one device.
 """
@@ -18,6 +19,7 @@ SCALING_COLUMNS = [
     "device",
     "backend",
     "batch_size",
+    "batch_scope",
     "hardware",
     "devices",
     "n",
@@ -38,6 +40,11 @@ def scaling(results: pd.DataFrame, *, include_invalid: bool = False, n_boot: int
     if "devices_per_job" not in results.columns or not results["devices_per_job"].notna().any():
         return pd.DataFrame(columns=SCALING_COLUMNS)
     one = results.assign(devices_per_job=results["devices_per_job"].fillna(1).astype(int))
+    if "batch_scope" in one.columns and "per_device_batch" in one.columns:
+        # A cell that stated its batch per device scales against one device at that batch (weak scaling): its
+        # global batch grows with the devices, so it is matched on the per-device batch instead.
+        weak = one["batch_scope"].eq("device")
+        one["batch_size"] = one["batch_size"].where(~weak, one["per_device_batch"])
     try:
         out = ratios(one, "devices_per_job", 1, include_invalid=include_invalid, n_boot=n_boot)
     except ValueError:  # no succeeded one-device cell to scale from

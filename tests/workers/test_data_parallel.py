@@ -10,11 +10,13 @@ import pandas as pd
 import pytest
 import yaml
 
+from farm.errors import SpecError
 from farm.job import JobSpec
 from farm.reports.aggregate import results_frame
-from farm.reports.markdown import summary_markdown
+from farm.reports.markdown import scaling_lines, summary_markdown
 from farm.reports.scaling import scaling
 from farm.routing import required_tag
+from farm.sweep import load_sweep
 from tests.helpers import cell_row, farm_env, run_farm, submit_and_wait, tight
 
 BASE = {"sweep": "s", "workload": "fashion_mnist_mlp", "data": "synthetic", "backend": "jax"}
@@ -31,6 +33,51 @@ def test_a_job_spans_devices_with_its_global_batch_split_evenly() -> None:
         JobSpec.model_validate({**BASE, "backend": "torch", "devices": 2})
 
 
+def test_a_job_may_state_its_batch_per_device_instead(tmp_path: Path) -> None:
+    """``batch_per_device`` is the other way to state the batch: the global batch grows with the devices (weak
+    scaling); the job says which it stated, both given must agree, and in a sweep the one nearer the job wins."""
+    four = JobSpec.model_validate({**BASE, "devices": 4, "batch_per_device": 32})
+    assert (four.batch_size, four.per_device_batch, four.batch_scope) == (128, 32, "device")
+    assert JobSpec.model_validate_json(four.model_dump_json()) == four  # read back on the worker: both agree
+    assert (
+        JobSpec.model_validate(BASE).batch_scope is None
+        and "batch_per_device" not in JobSpec.model_validate(BASE).canonical_json()
+    )  # a job stating its global batch keeps the id it always had
+    with pytest.raises(ValueError, match=r"batch_size \(64, the global batch\) and batch_per_device"):
+        JobSpec.model_validate({**BASE, "devices": 4, "batch_per_device": 32, "batch_size": 64})
+    with pytest.raises(ValueError, match="leave batch_per_device out"):
+        JobSpec.model_validate({**BASE, "devices": 2, "batch_per_device": 32, "batch_size": "max"})
+    sweep = tmp_path / "weak.yaml"
+    sweep.write_text(
+        yaml.safe_dump(
+            {
+                "name": "weak",
+                "defaults": {**{k: v for k, v in BASE.items() if k != "sweep"}, "batch_size": 64},
+                "matrix": {"devices": [1, 2, 4]},
+                "jobs": [{"batch_per_device": 16}, {"backend": "tensorflow"}],
+            }
+        )
+    )
+
+    jobs = load_sweep(sweep).jobs
+    assert [(j.devices, j.batch_size, j.batch_scope) for j in jobs] == [
+        (1, 16, "device"),
+        (2, 32, "device"),
+        (4, 64, "device"),
+        (1, 64, None),
+        (2, 64, None),
+        (4, 64, None),
+    ]
+    both = tmp_path / "both.yaml"
+    entry = {"workload": "fashion_mnist_mlp", "data": "synthetic", "devices": 2, "batch_size": 8, "batch_per_device": 8}
+    both.write_text(yaml.safe_dump({"name": "both", "jobs": [entry]}))
+    with pytest.raises(SpecError) as refused:
+        load_sweep(both)
+    assert [str(p) for p in refused.value.problems] == [
+        "jobs[0]: batch_size (8, the global batch) and batch_per_device (8 × 2 devices = 16) disagree: give one of them"
+    ]
+
+
 def test_a_job_on_several_gpus_needs_a_worker_that_holds_that_many() -> None:
     gpus = JobSpec.model_validate({**BASE, "device": "gpu", "devices": 4, "batch_size": 128})
     assert required_tag(gpus).startswith("gpu.gpus-4")  # no one-GPU worker consumes it: refused at submit
@@ -38,17 +85,20 @@ def test_a_job_on_several_gpus_needs_a_worker_that_holds_that_many() -> None:
     assert "gpus" not in required_tag(cpus)  # virtual CPU devices: any CPU worker
 
 
-def frame(throughputs: dict[int, list[float]]) -> pd.DataFrame:
+def frame(throughputs: dict[int, list[float]], per_device: int | None = None) -> pd.DataFrame:
+    """Rows of one cell over devices: at a global batch of 128, or (``per_device``) that batch on each device."""
     rows = []
     for devices, values in throughputs.items():
         for i, v in enumerate(values):
             rows.append(
                 cell_row(
                     i,
-                    f"j-{devices}-{i}",
+                    f"j-{devices}-{i}-{per_device}",
                     "s-1",
                     ("fashion_mnist_mlp", "cpu", "jax"),
-                    batch_size=128,
+                    batch_size=128 if per_device is None else per_device * devices,
+                    batch_scope=None if per_device is None else "device",
+                    per_device_batch=128 // devices if per_device is None else per_device,
                     devices_per_job=devices if devices > 1 else None,
                     device_name="cpu-x",
                     hardware_key="cpu:x",
@@ -72,6 +122,21 @@ def test_the_scaling_table_is_the_speedup_over_one_device_and_its_efficiency() -
     assert "## Scaling over devices" in md and "| 2 |" in md and "| 4 |" in md
     assert scaling(frame({1: tight(1000.0, 5)})).empty  # one device only: no table
     assert scaling(frame({4: tight(1000.0, 5)})).empty  # no one-device cell to scale from: no table either
+
+
+def test_cells_stated_per_device_scale_against_one_device_at_that_batch() -> None:
+    """Weak scaling: a cell at 32 per device on 4 devices (a global batch of 128) is measured against the same
+    cell on one device at 32, not against a one-device cell at 128 — and both kinds sit in one table."""
+    strong = frame({1: tight(1000.0, 5, seed=1), 4: tight(2000.0, 5, seed=2)})
+    weak = frame({1: tight(400.0, 5, seed=3), 4: tight(1200.0, 5, seed=4)}, per_device=32)
+    table = scaling(pd.concat([strong, weak], ignore_index=True), n_boot=500)
+    by_scope = {
+        rec["batch_scope"] if isinstance(rec["batch_scope"], str) else "global": rec for rec in table.to_dict("records")
+    }
+    assert by_scope["global"]["speedup"] == pytest.approx(2.0, rel=0.02)
+    assert by_scope["device"]["speedup"] == pytest.approx(3.0, rel=0.02) and by_scope["device"]["batch_size"] == 32
+    lines = scaling_lines(table)
+    assert sorted(line[3] for line in lines) == ["128", "32/device"]
 
 
 @pytest.mark.slow  # a real worker trains on 1 and 2 virtual CPU devices (JAX) and on 1 and 4 (TensorFlow)
