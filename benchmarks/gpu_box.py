@@ -97,9 +97,14 @@ def main() -> None:
             )
         figures = ["energy_j_per_sample", "mean_power_w", "memory_used", "peak_host_mb"]
         have = [c for c in figures if c in rows]
-        print("--- per workload (medians over succeeded repeats)")
-        ok = rows[rows["status"] == "succeeded"]
-        print(ok.groupby(["workload", "devices_per_job"], dropna=False)[have].median().round(4).to_string())
+        print("--- per cell (medians over succeeded repeats)")
+        ok = rows[rows["status"] == "succeeded"].assign(
+            devices=rows["devices_per_job"].fillna(1).astype(int),
+            kind=rows["mode"]
+            .where(rows["server_p99_bound_ms"].isna(), "server")
+            .where(rows["batch_max"].isna(), "batch max"),
+        )
+        print(ok.groupby(["workload", "kind", "devices"])[have].median().round(4).to_string())
 
 
 if __name__ == "__main__":

@@ -220,7 +220,7 @@ def sorted_by(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     means something (``MISSING_MEANS``) in its place. A stable sort in Python: pandas cannot order a column that
     mixes bools, text and missing values."""
     cols = [c for c in columns if c in df.columns]
-    keyed = df[cols].assign(**{c: df[c].fillna(v) for c, v in MISSING_MEANS.items() if c in cols})
+    keyed = df[cols].assign(**{c: df[c].astype(object).fillna(v) for c, v in MISSING_MEANS.items() if c in cols})
     keys = [tuple(sort_key(v) for v in row) for row in keyed.itertuples(index=False, name=None)]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return df.iloc[order].reset_index(drop=True)
