@@ -55,7 +55,12 @@ def cancel_sweep(store: Store, sweep_id: str) -> CancelOutcome:
             for job_id, env, has in zip(part, store.envelopes(part), store.have_results(part), strict=True)
             if env is not None and not has
         ]
-        cancelled += sum(store.record_results(todo))
+        written = store.record_results(todo)
+        # A running job's worker sees the cancel and records its own "cancelled" as this loop runs: it counts
+        # too. A job that finished just before it (its result came first) does not.
+        beaten = [r.job_id for r, w in zip(todo, written, strict=True) if not w]
+        theirs = store.results(beaten) if beaten else []
+        cancelled += sum(written) + sum(1 for r in theirs if r is not None and r.status == JobStatus.cancelled)
         ledger.forget_debts(part)
     removed = ledger.withdraw_messages(ids)
     return CancelOutcome(cancelled=cancelled, removed_messages=removed, running=running)
