@@ -69,17 +69,20 @@ class Wrapping:
 
 
 def test_each_epochs_energy_is_the_counters_rise_across_wraps() -> None:
-    sampler = EnergySampler([Wrapping(watts=50.0, wrap_j=3.0)], period_s=0.01).start()  # wraps every 60 ms
+    # Wraps every 250 ms, read every 10 ms: as with RAPL (a wrap a minute or more, read ten times a second), a
+    # reading falls between any two wraps even when a busy machine holds the sampler back for a while (a 60-ms
+    # wrap once lost a whole wrap that way: 3 J of 15).
+    sampler = EnergySampler([Wrapping(watts=4.0, wrap_j=1.0)], period_s=0.01).start()
     start = time.perf_counter()
-    time.sleep(0.3)
+    time.sleep(0.6)
     middle = time.perf_counter()
-    time.sleep(0.3)
+    time.sleep(0.6)
     end = time.perf_counter()
     time.sleep(0.05)
     sampler.stop()
     first, second = sampler.epoch_joules([(start, middle), (middle, end)])
-    assert first == pytest.approx(50.0 * (middle - start), rel=0.15)
-    assert second == pytest.approx(50.0 * (end - middle), rel=0.15)
+    assert first == pytest.approx(4.0 * (middle - start), rel=0.15)
+    assert second == pytest.approx(4.0 * (end - middle), rel=0.15)
     assert sampler.epoch_joules([(start - 10, start)]) == [None]  # before the first reading: unknown, not 0
 
 
