@@ -237,14 +237,20 @@ def peak_device_mb(backend: str, device: str, devices: int = 1, sampled_mb: floa
     CPU job (its device memory is the host's: :func:`peak_host_mb`) or where neither says."""
     if device != "gpu":
         return None
-    try:
-        peaks = [_framework_peak(backend, i) for i in range(max(devices, 1))]
-    except Exception:  # noqa: BLE001 - a figure the framework cannot give is missing, never a failed job
-        peaks = []
+    peaks = [_peak_or_none(backend, i) for i in range(max(devices, 1))]
     counted = [float(p) for p in peaks if isinstance(p, (int, float)) and p > 0]
     if counted:
         return max(counted) / 2**20
     return sampled_mb if sampled_mb else None
+
+
+def _peak_or_none(backend: str, index: int) -> Any:
+    """One GPU's peak, or None where the framework cannot give it: a figure missing, never a failed job, and one
+    GPU's missing counter does not lose the others'."""
+    try:
+        return _framework_peak(backend, index)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def _framework_peak(backend: str, index: int) -> Any:
